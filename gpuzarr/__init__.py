@@ -1,0 +1,50 @@
+"""gpuzarr: read and write Zarr arrays (v2 and v3) into NumPy now, GPU memory next.
+
+``import gpuzarr`` is CPU-only: it imports no CUDA library and touches no GPU.
+
+Quick start::
+
+    import gpuzarr
+    a = gpuzarr.create_array("data.zarr", shape=(1000, 1000), chunks=(100, 100), dtype="f4")
+    a[:10] = 1.0
+    b = gpuzarr.open_array("data.zarr")
+    b[:10, :5]
+"""
+
+from gpuzarr import codecs, errors, stores
+from gpuzarr.api import (
+    consolidate_metadata,
+    create_array,
+    create_group,
+    open,
+    open_array,
+    open_group,
+)
+from gpuzarr.array import Array
+from gpuzarr.config import config
+from gpuzarr.device import Device
+from gpuzarr.group import Group
+from gpuzarr.stores import LocalStore, MemoryStore, Store, ZipStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Array",
+    "Device",
+    "Group",
+    "LocalStore",
+    "MemoryStore",
+    "Store",
+    "ZipStore",
+    "__version__",
+    "codecs",
+    "config",
+    "consolidate_metadata",
+    "create_array",
+    "create_group",
+    "errors",
+    "open",
+    "open_array",
+    "open_group",
+    "stores",
+]

@@ -1,0 +1,239 @@
+"""The public entry points: open, create and consolidate arrays and groups."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from gpuzarr.array import Array
+from gpuzarr.device import resolve_device
+from gpuzarr.errors import (
+    ArrayNotFoundError,
+    ContainsArrayError,
+    ContainsGroupError,
+    GroupNotFoundError,
+    NodeNotFoundError,
+    ReadOnlyError,
+)
+from gpuzarr.group import Group, create_node_array, node_from_metadata
+from gpuzarr.metadata import V2_CONSOLIDATED_KEY, ArrayMetadata, GroupMetadata, json_dumps
+from gpuzarr.nodes import (
+    join_path,
+    load_metadata,
+    normalize_path,
+    prefix_of,
+    save_metadata,
+)
+from gpuzarr.stores import Store, make_store
+
+__all__ = ["consolidate_metadata", "create_array", "create_group", "open", "open_array", "open_group"]
+
+AccessMode = Literal["r", "r+", "a", "w", "w-"]
+_MODES = ("r", "r+", "a", "w", "w-")
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+
+
+def open_array(
+    store: Any,
+    mode: AccessMode = "r",
+    *,
+    path: str | None = None,
+    device: str = "auto",
+    zarr_format: Literal[2, 3] | None = None,
+) -> Array:
+    """Open an existing array (format 2 or 3, detected from its metadata).
+
+    ``store`` is a directory path, a ``.zip`` path, a dict, or a :class:`gpuzarr.stores.Store`.
+    ``mode`` ``"r"`` opens read-only; ``"r+"`` and ``"a"`` allow writes.
+    """
+    _check_mode(mode)
+    if mode in ("w", "w-"):
+        raise ValueError(f"open_array cannot create arrays (mode {mode!r}); use create_array")
+    dev = resolve_device(device)
+    node_path = normalize_path(path)
+    st = make_store(store, mode)
+    metadata = load_metadata(st, node_path)
+    if metadata is None or (zarr_format is not None and metadata.zarr_format != zarr_format):
+        raise ArrayNotFoundError(f"no array found at {'/' + node_path!r} in {st!r}")
+    if not isinstance(metadata, ArrayMetadata):
+        raise ArrayNotFoundError(f"{'/' + node_path!r} in {st!r} is a group, not an array")
+    return Array(st, node_path, metadata, read_only=mode == "r", device=dev)
+
+
+def create_array(
+    store: Any,
+    *,
+    shape: Any = None,
+    dtype: Any = None,
+    chunks: Any = "auto",
+    shards: Any = None,
+    filters: Any = None,
+    compressors: Any = "auto",
+    serializer: Any = None,
+    fill_value: Any = None,
+    order: Literal["C", "F"] | None = None,
+    zarr_format: Literal[2, 3] = 3,
+    attributes: Mapping[str, Any] | None = None,
+    dimension_names: Sequence[str | None] | None = None,
+    chunk_key_encoding: Any = None,
+    overwrite: bool = False,
+    name: str | None = None,
+    data: Any = None,
+    device: str = "auto",
+) -> Array:
+    """Create an array and return it, as zarr-python's ``create_array`` does.
+
+    Codecs (``filters``, ``serializer``, ``compressors``) are codec objects, v3 JSON
+    (``{"name": ..., "configuration": {...}}``), v2 numcodecs JSON (``{"id": ...}``) or
+    numcodecs codec objects. ``compressors="auto"`` is zstd level 0; ``None`` stores
+    chunks uncompressed. ``data`` (optional) is written after creation and supplies
+    ``shape`` and ``dtype`` when they are not given.
+    """
+    if data is None and (shape is None or dtype is None):
+        raise TypeError("create_array needs shape and dtype (or data)")
+    st = make_store(store, "w" if overwrite else "a")
+    return create_node_array(
+        st,
+        normalize_path(name),
+        overwrite=overwrite,
+        device=resolve_device(device),
+        data=data,
+        shape=shape,
+        dtype=dtype,
+        chunks=chunks,
+        shards=shards,
+        filters=filters,
+        compressors=compressors,
+        serializer=serializer,
+        fill_value=fill_value,
+        order=order,
+        zarr_format=zarr_format,
+        attributes=attributes,
+        dimension_names=dimension_names,
+        chunk_key_encoding=chunk_key_encoding,
+    )
+
+
+def open_group(
+    store: Any = None,
+    mode: AccessMode = "a",
+    *,
+    path: str | None = None,
+    zarr_format: Literal[2, 3] | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    use_consolidated: bool | None = None,
+    device: str = "auto",
+) -> Group:
+    """Open (or, in modes ``"a"``, ``"w"``, ``"w-"``, create) a group.
+
+    Consolidated metadata is used when present unless ``use_consolidated=False``;
+    ``use_consolidated=True`` requires it.
+    """
+    _check_mode(mode)
+    dev = resolve_device(device)
+    node_path = normalize_path(path)
+    st = make_store(store, mode)
+    if mode == "w":
+        if st.read_only:
+            raise ReadOnlyError(f"cannot create a group in read-only {st!r}")
+        st.delete_prefix(node_path)
+        existing = None
+    else:
+        existing = load_metadata(st, node_path)
+    if existing is not None:
+        if mode == "w-":
+            raise ContainsGroupError(f"a node already exists at {'/' + node_path!r}")
+        if not isinstance(existing, GroupMetadata):
+            raise ContainsArrayError(f"{'/' + node_path!r} is an array, not a group")
+        if use_consolidated is False and existing.consolidated is not None:
+            existing = GroupMetadata(existing.zarr_format, existing.attributes, None)
+        if use_consolidated is True and existing.consolidated is None:
+            raise GroupNotFoundError(f"group {'/' + node_path!r} has no consolidated metadata")
+        return Group(st, node_path, existing, read_only=mode == "r", device=dev)
+    if mode in ("r", "r+"):
+        raise GroupNotFoundError(f"no group found at {'/' + node_path!r} in {st!r}")
+    metadata = GroupMetadata(zarr_format or 3, dict(attributes or {}))
+    group = Group(st, "", load_metadata(st, "") or metadata, device=dev) if node_path else None
+    if group is not None and isinstance(group.metadata, GroupMetadata):
+        return group.create_group(node_path, attributes=dict(attributes or {}))
+    save_metadata(st, node_path, metadata)
+    return Group(st, node_path, metadata, device=dev)
+
+
+def create_group(store: Any = None, *, path: str | None = None, **kwargs: Any) -> Group:
+    """Create a new group (fails if a node exists there; see :func:`open_group`)."""
+    return open_group(store, "w-", path=path, **kwargs)
+
+
+def open(  # noqa: A001 - mirrors zarr.open
+    store: Any = None,
+    mode: AccessMode = "a",
+    *,
+    path: str | None = None,
+    device: str = "auto",
+    **kwargs: Any,
+) -> Array | Group:
+    """Open the array or group at ``path``; with ``shape`` in kwargs, create an array there."""
+    _check_mode(mode)
+    dev = resolve_device(device)
+    node_path = normalize_path(path)
+    st = make_store(store, mode)
+    if "shape" in kwargs and mode != "r":
+        existing = load_metadata(st, node_path) if mode != "w" else None
+        if existing is None or mode == "w":
+            return create_node_array(st, node_path, overwrite=mode == "w", device=dev, **kwargs)
+    metadata = load_metadata(st, node_path)
+    if metadata is not None:
+        return node_from_metadata(st, node_path, metadata, read_only=mode == "r", device=dev)
+    if mode in ("r", "r+"):
+        raise NodeNotFoundError(f"no array or group found at {'/' + node_path!r} in {st!r}")
+    return open_group(st, mode, path=node_path, device=device, **kwargs)
+
+
+def consolidate_metadata(store: Any, path: str | None = None, zarr_format: Literal[2, 3] | None = None) -> Group:
+    """Gather the metadata of every node below a group into that group.
+
+    v3: the group's ``zarr.json`` gets an inline ``consolidated_metadata`` object, as
+    zarr-python writes it. v2: a ``.zmetadata`` document at the group. Returns the group,
+    opened with the consolidated metadata in use.
+    """
+    node_path = normalize_path(path)
+    st = make_store(store, "r+")
+    if st.read_only:
+        raise ReadOnlyError(f"cannot consolidate metadata in read-only {st!r}")
+    root = load_metadata(st, node_path)
+    if not isinstance(root, GroupMetadata):
+        raise GroupNotFoundError(f"no group found at {'/' + node_path!r} in {st!r}")
+    fmt = zarr_format or root.zarr_format
+    plain_root = Group(st, node_path, GroupMetadata(root.zarr_format, root.attributes, None))
+    members = plain_root.members(max_depth=None)
+    if fmt == 3:
+        consolidated: dict[str, Any] = {}
+        for name, node in members:
+            consolidated[name] = (
+                node.metadata.to_json()  # type: ignore[union-attr]
+            )
+        metadata = GroupMetadata(3, root.attributes, consolidated)
+        save_metadata(st, node_path, metadata)
+        return Group(st, node_path, metadata)
+    entries: dict[str, Any] = {}
+    prefix = prefix_of(node_path)
+    for key, doc in GroupMetadata(2, root.attributes).to_documents().items():
+        entries[key] = doc
+    for name, node in members:
+        for key, doc in node.metadata.to_documents().items():
+            entries[f"{name}/{key}"] = doc
+    st.set(prefix + V2_CONSOLIDATED_KEY, json_dumps({"zarr_consolidated_format": 1, "metadata": entries}))
+    by_node: dict[str, dict[str, Any]] = {}
+    for key, doc in entries.items():
+        node, _, leaf = key.rpartition("/")
+        by_node.setdefault(node, {})[leaf] = doc
+    metadata = GroupMetadata(2, root.attributes, by_node)
+    return Group(st, node_path, metadata)
+
+
+_ = (Store, join_path)

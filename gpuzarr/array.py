@@ -1,0 +1,426 @@
+"""The user-facing :class:`Array`, mirroring zarr-python 3's ``zarr.Array``."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from gpuzarr.codecs import (
+    ArrayArrayCodec,
+    ArrayBytesCodec,
+    BytesBytesCodec,
+    ChunkSpec,
+    Codec,
+    CodecChain,
+    V2ArrayBytesCodec,
+    codec_from_json,
+    v2_compressor,
+)
+from gpuzarr.device import Device, resolve_device
+from gpuzarr.errors import ReadOnlyError
+from gpuzarr.indexing import Indexer, SelectionMode, make_indexer
+from gpuzarr.metadata import ArrayMetadata, ArrayMetadataV2, ArrayMetadataV3
+from gpuzarr.nodes import prefix_of, save_metadata
+from gpuzarr.pipeline import ChunkLayout, parallel_map, read_into, write_from
+from gpuzarr.stores import Store
+
+__all__ = ["Array", "Attributes", "build_codec_chain"]
+
+
+def build_codec_chain(metadata: ArrayMetadata) -> CodecChain:
+    """The codec chain of an array's chunks, from either format's metadata."""
+    spec = ChunkSpec(metadata.chunks, metadata.data_type, metadata.fill_value)
+    if isinstance(metadata, ArrayMetadataV3):
+        codecs: list[Codec] = [codec_from_json(c, "codecs") for c in metadata.codecs]
+        return CodecChain(codecs, spec, "codecs")
+    assert isinstance(metadata, ArrayMetadataV2)
+    layout = V2ArrayBytesCodec.create(metadata.stored_dtype, metadata.order, list(metadata.filters))
+    compressor = v2_compressor(metadata.compressor)
+    return CodecChain([layout] + ([compressor] if compressor else []), spec, "compressor")
+
+
+class Attributes(MutableMapping[str, Any]):
+    """A node's user attributes; every change is written to the store at once."""
+
+    def __init__(self, read: Callable[[], dict[str, Any]], write: Callable[[dict[str, Any]], None]) -> None:
+        self._read = read
+        self._write = write
+
+    def __getitem__(self, key: str) -> Any:
+        return self._read()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        attrs = dict(self._read())
+        attrs[key] = value
+        self._write(attrs)
+
+    def __delitem__(self, key: str) -> None:
+        attrs = dict(self._read())
+        del attrs[key]
+        self._write(attrs)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        """Update several attributes with one metadata write."""
+        attrs = dict(self._read())
+        attrs.update(*args, **kwargs)
+        self._write(attrs)
+
+    def put(self, attributes: dict[str, Any]) -> None:
+        """Replace all attributes."""
+        self._write(dict(attributes))
+
+    def asdict(self) -> dict[str, Any]:
+        """A plain copy of the attributes."""
+        return dict(self._read())
+
+    def __repr__(self) -> str:
+        return repr(self._read())
+
+
+class _SelectionView:
+    """``a.oindex[...]`` / ``a.vindex[...]``: the same array read in another selection mode."""
+
+    def __init__(self, array: Array, mode: SelectionMode) -> None:
+        self._array = array
+        self._mode = mode
+
+    def __getitem__(self, selection: Any) -> Any:
+        return self._array._get(selection, self._mode)
+
+    def __setitem__(self, selection: Any, value: Any) -> None:
+        self._array._set(selection, value, self._mode)
+
+
+class Array:
+    """A Zarr array (format 2 or 3) in a store.
+
+    Reading: ``a[sel]`` with NumPy semantics, ``a.oindex[sel]`` (orthogonal),
+    ``a.vindex[sel]`` (coordinates), ``a.read(sel, out=...)`` into a preallocated array.
+    Writing: ``a[sel] = value`` (and through ``oindex``/``vindex``). Results are NumPy
+    arrays on the CPU device.
+
+    Create arrays with :func:`gpuzarr.create_array` and open them with
+    :func:`gpuzarr.open_array`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        path: str,
+        metadata: ArrayMetadata,
+        *,
+        read_only: bool = False,
+        device: Device | str = "cpu",
+    ) -> None:
+        self._store = store
+        self._path = path
+        self._metadata = metadata
+        self._read_only = read_only or store.read_only
+        self._device = device if isinstance(device, Device) else resolve_device(device)
+        self._chain = build_codec_chain(metadata)
+        self._layout = ChunkLayout(store, prefix_of(path), metadata, self._chain)
+
+    # -- description ----------------------------------------------------------------
+
+    @property
+    def metadata(self) -> ArrayMetadata:
+        """The parsed metadata document."""
+        return self._metadata
+
+    @property
+    def store(self) -> Store:
+        """The store holding the array."""
+        return self._store
+
+    @property
+    def path(self) -> str:
+        """Path of the array inside its store (``""`` at the root)."""
+        return self._path
+
+    @property
+    def name(self) -> str:
+        """Absolute node name, as zarr-python reports it (``"/a/b"``)."""
+        return "/" + self._path
+
+    @property
+    def basename(self) -> str:
+        """Last component of the path."""
+        return self._path.rsplit("/", 1)[-1]
+
+    @property
+    def zarr_format(self) -> int:
+        """2 or 3."""
+        return self._metadata.zarr_format
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Array shape."""
+        return self._metadata.shape
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions."""
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def dtype(self) -> np.dtype:
+        """NumPy dtype of the data as returned (native byte order)."""
+        return self._metadata.data_type.dtype
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        """Chunk shape (the read/write unit; for sharded arrays, the inner chunks)."""
+        return self._metadata.chunks
+
+    @property
+    def shards(self) -> tuple[int, ...] | None:
+        """Shard shape, or None for an unsharded array."""
+        return None
+
+    @property
+    def fill_value(self) -> Any:
+        """Value of elements never written."""
+        return self._metadata.fill_value
+
+    @property
+    def order(self) -> str:
+        """Memory order of chunks: the v2 ``order`` field, ``"C"`` for v3."""
+        return getattr(self._metadata, "order", "C")
+
+    @property
+    def dimension_names(self) -> tuple[str | None, ...] | None:
+        """v3 dimension names, if any."""
+        return self._metadata.dimension_names  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def attrs(self) -> Attributes:
+        """User attributes (changes are written to the store at once)."""
+        return Attributes(lambda: self._metadata.attributes, self._write_attributes)
+
+    @property
+    def nbytes(self) -> int:
+        """Logical size in bytes (elements x item size; 0 item size for variable-length)."""
+        return self.size * self._metadata.data_type.item_size
+
+    @property
+    def nchunks(self) -> int:
+        """Number of chunks in the grid."""
+        return int(np.prod(self._metadata.chunk_grid_shape, dtype=np.int64))
+
+    @property
+    def cdata_shape(self) -> tuple[int, ...]:
+        """Number of chunks along each dimension."""
+        return self._metadata.chunk_grid_shape
+
+    @property
+    def read_only(self) -> bool:
+        """Whether writes are refused."""
+        return self._read_only
+
+    @property
+    def device(self) -> Device:
+        """Where reads put their results."""
+        return self._device
+
+    @property
+    def codecs(self) -> tuple[Codec, ...]:
+        """The whole codec chain, array-dependent settings resolved."""
+        return tuple(self._chain.codecs)
+
+    @property
+    def filters(self) -> tuple[Codec, ...]:
+        """Array→array codecs (v3) or the v2 filters."""
+        return tuple(c for c in self._chain.codecs if isinstance(c, ArrayArrayCodec))
+
+    @property
+    def serializer(self) -> Codec:
+        """The array→bytes codec."""
+        return next(c for c in self._chain.codecs if isinstance(c, ArrayBytesCodec))
+
+    @property
+    def compressors(self) -> tuple[Codec, ...]:
+        """Bytes→bytes codecs."""
+        return tuple(c for c in self._chain.codecs if isinstance(c, BytesBytesCodec))
+
+    def chunk_keys(self) -> Iterator[str]:
+        """Store keys of every chunk in the grid (stored or not), in C order."""
+        for coords in itertools.product(*(range(n) for n in self.cdata_shape)):
+            yield self._layout.key(coords)
+
+    def stored_chunk_keys(self) -> list[str]:
+        """Keys of the chunks present in the store."""
+        present = set(self._store.list_prefix(prefix_of(self._path)))
+        return [k for k in self.chunk_keys() if k in present]
+
+    @property
+    def nchunks_initialized(self) -> int:
+        """Number of chunks present in the store."""
+        return len(self.stored_chunk_keys())
+
+    def nbytes_stored(self) -> int:
+        """Bytes the array occupies in the store (chunks and metadata)."""
+        keys = list(self._store.list_prefix(prefix_of(self._path)))
+        return sum(parallel_map(lambda k: self._store.size(k) or 0, keys))
+
+    def __repr__(self) -> str:
+        return f"<gpuzarr.Array {self.name!r} shape={self.shape} dtype={self.dtype} chunks={self.chunks}>"
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d array")
+        return self.shape[0]
+
+    def __iter__(self) -> Iterator[Any]:
+        if not self.shape:
+            raise TypeError("iteration over a 0-d array")
+        for i in range(self.shape[0]):
+            yield self[i]
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        data = self.read()
+        data = np.asarray(data)
+        return data if dtype is None else data.astype(dtype, copy=False)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _indexer(self, selection: Any, mode: SelectionMode) -> Indexer:
+        return make_indexer(selection, self.shape, self.chunks, mode)
+
+    def _get(self, selection: Any, mode: SelectionMode, out: np.ndarray | None = None) -> Any:
+        indexer = self._indexer(selection, mode)
+        if out is not None:
+            if tuple(out.shape) != indexer.out_shape:
+                raise ValueError(f"out has shape {out.shape}, the selection has shape {indexer.out_shape}")
+            if out.dtype != self.dtype:
+                raise ValueError(f"out has dtype {out.dtype}, the array has dtype {self.dtype}")
+            buffer = indexer.buffer_view(out)
+            if buffer is not None:
+                read_into(self._layout, indexer, buffer)
+                return out
+        buffer = np.empty(indexer.buffer_shape, dtype=self.dtype)
+        read_into(self._layout, indexer, buffer)
+        result = indexer.finalize(buffer)
+        if out is not None:
+            out[...] = result
+            return out
+        return result
+
+    def __getitem__(self, selection: Any) -> Any:
+        result = self._get(selection, "basic")
+        return result[()] if result.ndim == 0 else result
+
+    def read(self, selection: Any = Ellipsis, *, out: np.ndarray | None = None, mode: SelectionMode = "basic") -> Any:
+        """Read ``selection`` (NumPy semantics by default), optionally into ``out``."""
+        return self._get(selection, mode, out)
+
+    @property
+    def oindex(self) -> _SelectionView:
+        """Orthogonal (outer) indexing: each dimension selected independently."""
+        return _SelectionView(self, "orthogonal")
+
+    @property
+    def vindex(self) -> _SelectionView:
+        """Vectorized (coordinate) indexing: integer arrays broadcast together, or a mask."""
+        return _SelectionView(self, "vectorized")
+
+    def get_basic_selection(self, selection: Any = Ellipsis, *, out: np.ndarray | None = None) -> Any:
+        """zarr-python spelling of ``a[selection]`` / ``read``."""
+        return self._get(selection, "basic", out)
+
+    def get_orthogonal_selection(self, selection: Any, *, out: np.ndarray | None = None) -> Any:
+        """zarr-python spelling of ``a.oindex[selection]``."""
+        return self._get(selection, "orthogonal", out)
+
+    def get_coordinate_selection(self, selection: Any, *, out: np.ndarray | None = None) -> Any:
+        """zarr-python spelling of ``a.vindex[selection]``."""
+        return self._get(selection, "vectorized", out)
+
+    def get_mask_selection(self, mask: Any, *, out: np.ndarray | None = None) -> Any:
+        """zarr-python spelling of ``a.vindex[mask]``."""
+        return self._get(mask, "vectorized", out)
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self._read_only:
+            raise ReadOnlyError(f"array {self.name!r} is read-only")
+
+    def _coerce(self, value: Any) -> np.ndarray:
+        if isinstance(value, Array):
+            value = value.read()
+        if self._metadata.data_type.kind == "bytes":
+            arr = np.asarray(value, dtype=object)
+        else:
+            arr = np.asarray(value)
+            if arr.dtype != self.dtype:
+                arr = arr.astype(self.dtype)
+        return arr
+
+    def _set(self, selection: Any, value: Any, mode: SelectionMode) -> None:
+        self._check_writable()
+        indexer = self._indexer(selection, mode)
+        buffer = indexer.prepare_value(self._coerce(value))
+        write_from(self._layout, indexer, buffer)
+
+    def __setitem__(self, selection: Any, value: Any) -> None:
+        self._set(selection, value, "basic")
+
+    def write(self, selection: Any, value: Any, *, mode: SelectionMode = "basic") -> None:
+        """Write ``value`` into ``selection`` (the method twin of ``a[sel] = value``)."""
+        self._set(selection, value, mode)
+
+    def set_basic_selection(self, selection: Any, value: Any) -> None:
+        """zarr-python spelling of ``a[selection] = value``."""
+        self._set(selection, value, "basic")
+
+    def set_orthogonal_selection(self, selection: Any, value: Any) -> None:
+        """zarr-python spelling of ``a.oindex[selection] = value``."""
+        self._set(selection, value, "orthogonal")
+
+    def set_coordinate_selection(self, selection: Any, value: Any) -> None:
+        """zarr-python spelling of ``a.vindex[selection] = value``."""
+        self._set(selection, value, "vectorized")
+
+    def _write_attributes(self, attributes: dict[str, Any]) -> None:
+        self._check_writable()
+        metadata = self._metadata.with_attributes(attributes)
+        save_metadata(self._store, self._path, metadata)
+        self._metadata = metadata
+        self._layout = ChunkLayout(self._store, prefix_of(self._path), metadata, self._chain)
+
+    def resize(self, new_shape: Sequence[int]) -> None:
+        """Change the shape; chunks wholly outside the new shape are deleted.
+
+        Data inside the old bounds keeps its position; elements added by growing read as
+        the fill value, except where a trimmed edge chunk still holds old values (as in
+        zarr-python).
+        """
+        self._check_writable()
+        new_shape = tuple(int(s) for s in new_shape)
+        if len(new_shape) != self.ndim or any(s < 0 for s in new_shape):
+            raise ValueError(f"resize: new shape {new_shape} must have {self.ndim} non-negative dimensions")
+        old_keys = set(self.chunk_keys())
+        metadata = self._metadata.with_shape(new_shape)
+        new_layout = ChunkLayout(self._store, prefix_of(self._path), metadata, self._chain)
+        new_keys = {
+            new_layout.key(c)
+            for c in itertools.product(*(range(n) for n in metadata.chunk_grid_shape))
+        }
+        save_metadata(self._store, self._path, metadata)
+        self._store.delete_many(sorted(old_keys - new_keys))
+        self._metadata = metadata
+        self._layout = new_layout

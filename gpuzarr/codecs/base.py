@@ -1,0 +1,182 @@
+"""The codec contract.
+
+A codec is written once as a *spec*: a frozen object holding its validated
+configuration, its Zarr JSON (v3 ``{"name", "configuration"}``, and the v2 numcodecs
+``{"id", ...}`` form where one exists) and how it transforms a chunk's description
+(:meth:`Codec.resolve`). Device implementations hang off the spec:
+
+* ``cpu_decode`` / ``cpu_encode`` run one chunk on NumPy buffers. The CPU pipeline calls
+  them from a thread pool, so they must release the GIL for their heavy work (numcodecs,
+  zlib and crc32c do).
+* GPU implementations (``gpuzarr.codecs.gpu``) implement the batch contract over device
+  buffers and are looked up by codec name, so importing a spec never imports CuPy.
+
+Codecs come in the three kinds of the v3 spec and a chain is always
+``array→array* , array→bytes , bytes→bytes*``.
+
+Capabilities are data (class attributes), so the pipeline picks paths from them instead
+of from type checks: ``fixed_size`` (encoded size known from the chunk spec, used for
+shard indexes), ``decodes_into`` (``cpu_decode`` accepts an ``out`` buffer, and
+``decoded_size`` reads the decoded size from the encoded header).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from gpuzarr.errors import CorruptChunkError, MetadataError
+from gpuzarr.metadata.dtypes import DataType
+
+__all__ = [
+    "ArrayArrayCodec",
+    "ArrayBytesCodec",
+    "BytesBytesCodec",
+    "ChunkSpec",
+    "Codec",
+    "CodecKind",
+    "Buffer",
+    "as_memoryview",
+]
+
+CodecKind = Literal["array_array", "array_bytes", "bytes_bytes"]
+
+#: What flows between bytes→bytes codecs on the CPU: any C-contiguous buffer.
+Buffer = bytes | bytearray | memoryview | np.ndarray
+
+
+def as_memoryview(data: Buffer) -> memoryview:
+    """A flat byte view of ``data`` without copying."""
+    if isinstance(data, np.ndarray):
+        if not data.flags.c_contiguous:
+            data = np.ascontiguousarray(data)
+        return memoryview(data.reshape(-1).view(np.uint8))
+    view = memoryview(data)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkSpec:
+    """What a codec needs to know about the chunk it encodes or decodes.
+
+    ``shape`` and ``data_type`` describe the array *on the decoded side* of the codec;
+    ``fill_value`` is used where a codec needs to materialise missing data.
+    """
+
+    shape: tuple[int, ...]
+    data_type: DataType
+    fill_value: Any
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The in-memory NumPy dtype."""
+        return self.data_type.dtype
+
+    @property
+    def nbytes(self) -> int:
+        """Decoded size in bytes of a fixed-size chunk (0 for variable-length data)."""
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n * self.data_type.item_size
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+class Codec(ABC):
+    """Base of every codec spec. Subclasses are frozen dataclasses."""
+
+    #: The v3 codec name (``"zstd"``, ``"numcodecs.delta"``...).
+    name: ClassVar[str]
+    kind: ClassVar[CodecKind]
+    #: The encoded size depends only on the chunk spec (needed for shard indexes).
+    fixed_size: ClassVar[bool] = False
+    #: ``cpu_decode`` accepts ``out=`` and fills it in place.
+    decodes_into: ClassVar[bool] = False
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Codec:
+        """Build the codec from its v3 ``configuration`` object, validating it."""
+        try:
+            return cls(**config)  # type: ignore[call-arg]
+        except TypeError as exc:
+            raise MetadataError(f"codec {cls.name!r}: invalid configuration {dict(config)!r}: {exc}") from None
+
+    @abstractmethod
+    def to_json(self) -> dict[str, Any]:
+        """The v3 metadata entry ``{"name": ..., "configuration": {...}}``."""
+
+    def to_v2_json(self) -> dict[str, Any] | None:
+        """The equivalent v2 numcodecs entry ``{"id": ...}``, or None if there is none."""
+        return None
+
+    def evolve(self, spec: ChunkSpec) -> Codec:
+        """Fill in settings that depend on the array (e.g. blosc's typesize)."""
+        return self
+
+    def resolve(self, spec: ChunkSpec) -> ChunkSpec:
+        """The spec on the encoded side of this codec, given the decoded-side ``spec``.
+
+        Also validates that the codec can handle ``spec`` (raising MetadataError).
+        """
+        return spec
+
+    def decoded_size(self, data: Buffer) -> int | None:
+        """The decoded size announced by the encoded data's header, if it has one.
+
+        Codecs with ``decodes_into`` implement it, so a caller can check that a chunk
+        will fill its ``out`` buffer exactly before decoding into it.
+        """
+        return None
+
+    def encoded_size(self, decoded_size: int, spec: ChunkSpec) -> int:
+        """Encoded size for ``fixed_size`` codecs."""
+        raise NotImplementedError(f"codec {self.name!r} has no fixed encoded size")
+
+    @abstractmethod
+    def cpu_decode(self, data: Any, spec: ChunkSpec, out: np.ndarray | None = None) -> Any:
+        """Decode one chunk on the CPU. ``spec`` is the decoded-side spec."""
+
+    @abstractmethod
+    def cpu_encode(self, data: Any, spec: ChunkSpec) -> Any:
+        """Encode one chunk on the CPU. ``spec`` is the decoded-side spec."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.to_json().get('configuration', {})})"
+
+
+class ArrayArrayCodec(Codec):
+    """Transforms an array into another array (transpose, delta, scale-offset...)."""
+
+    kind: ClassVar[CodecKind] = "array_array"
+
+
+class ArrayBytesCodec(Codec):
+    """Serialises an array into bytes (bytes, vlen-utf8, sharding_indexed...)."""
+
+    kind: ClassVar[CodecKind] = "array_bytes"
+
+
+class BytesBytesCodec(Codec):
+    """Transforms bytes into bytes (compressors, checksums)."""
+
+    kind: ClassVar[CodecKind] = "bytes_bytes"
+
+
+def check_decoded_size(data: Buffer, expected: int, codec: str) -> None:
+    """Raise CorruptChunkError when a decoder produced the wrong number of bytes."""
+    n = data.nbytes if isinstance(data, (np.ndarray, memoryview)) else len(data)
+    if n != expected:
+        raise CorruptChunkError(
+            f"codec {codec!r}: decoded {n} bytes, expected {expected} for the chunk"
+        )

@@ -1,0 +1,129 @@
+"""A codec chain bound to one chunk spec: the per-chunk CPU decode and encode.
+
+All chunks of a regular grid share one spec, so the chain resolves every codec's
+input spec once, and the per-chunk work is just the codec calls. Decoding writes into
+the caller's buffer when the codecs allow it (a compressor that decodes into ``out``
+followed by the ``bytes`` codec), which saves a copy of every chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from gpuzarr.codecs.base import (
+    ArrayArrayCodec,
+    ArrayBytesCodec,
+    BytesBytesCodec,
+    ChunkSpec,
+    Codec,
+)
+from gpuzarr.codecs.bytes import BytesCodec
+from gpuzarr.errors import MetadataError
+
+__all__ = ["CodecChain"]
+
+
+class CodecChain:
+    """``array→array* , array→bytes , bytes→bytes*`` for chunks of ``spec``."""
+
+    def __init__(self, codecs: Sequence[Codec], spec: ChunkSpec, where: str = "codecs") -> None:
+        array_array: list[ArrayArrayCodec] = []
+        array_bytes: ArrayBytesCodec | None = None
+        bytes_bytes: list[BytesBytesCodec] = []
+        for codec in codecs:
+            if isinstance(codec, ArrayArrayCodec):
+                if array_bytes is not None:
+                    raise MetadataError(f"{where}: array→array codec {codec.name!r} after the array→bytes codec")
+                array_array.append(codec)
+            elif isinstance(codec, ArrayBytesCodec):
+                if array_bytes is not None:
+                    raise MetadataError(f"{where}: more than one array→bytes codec")
+                array_bytes = codec
+            elif isinstance(codec, BytesBytesCodec):
+                if array_bytes is None:
+                    raise MetadataError(f"{where}: bytes→bytes codec {codec.name!r} before the array→bytes codec")
+                bytes_bytes.append(codec)
+            else:  # pragma: no cover - codecs always have a kind
+                raise MetadataError(f"{where}: {codec!r} is not a codec")
+        if array_bytes is None:
+            raise MetadataError(f"{where}: no array→bytes codec (e.g. 'bytes')")
+
+        # Resolve each codec against the spec it sees, evolving array-dependent settings.
+        self.spec = spec
+        self.array_array: list[tuple[ArrayArrayCodec, ChunkSpec]] = []
+        current = spec
+        for codec in array_array:
+            codec = codec.evolve(current)  # type: ignore[assignment]
+            self.array_array.append((codec, current))
+            current = codec.resolve(current)
+        self.array_bytes = array_bytes.evolve(current)
+        self.array_bytes.resolve(current)
+        self.array_spec = current  # what the array→bytes codec serialises
+        self.bytes_bytes: list[BytesBytesCodec] = [c.evolve(current) for c in bytes_bytes]  # type: ignore[misc]
+        self.codecs: list[Codec] = [c for c, _ in self.array_array] + [self.array_bytes] + self.bytes_bytes
+        # Decode straight into a caller's buffer: (compressor that decodes into out)?, bytes.
+        self._direct = (
+            not self.array_array
+            and isinstance(self.array_bytes, BytesCodec)
+            and len(self.bytes_bytes) <= 1
+            and all(c.decodes_into for c in self.bytes_bytes)
+        )
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """The v3 ``codecs`` list, with array-dependent settings filled in."""
+        return [c.to_json() for c in self.codecs]
+
+    @property
+    def can_decode_into(self) -> bool:
+        """Whether :meth:`decode` can write a whole chunk straight into ``out``."""
+        return self._direct
+
+    def decode(self, data: Any, out: np.ndarray | None = None) -> np.ndarray:
+        """Decode one stored chunk into an array of ``spec.shape``.
+
+        With ``out`` (C-contiguous, ``spec.shape``, native dtype) and
+        :attr:`can_decode_into`, the result is written into ``out`` and ``out`` returned.
+        """
+        spec = self.array_spec
+        if out is not None and self._direct:
+            if not self.bytes_bytes:
+                return self._assign(self.array_bytes.cpu_decode(data, spec, out=out), out)
+            compressor = self.bytes_bytes[0]
+            # Only decode into `out` when the header promises exactly a chunk's bytes: a
+            # shorter stream would otherwise leave stale bytes in `out` without an error.
+            if compressor.decoded_size(data) == spec.nbytes:  # type: ignore[attr-defined]
+                stored = self.array_bytes.stored_dtype(spec.dtype)  # type: ignore[attr-defined]
+                raw = out.view(stored) if stored.itemsize == spec.dtype.itemsize else None
+                if raw is not None:
+                    compressor.cpu_decode(data, spec, out=raw.reshape(-1).view(np.uint8))
+                    if stored != spec.dtype:  # swap the stored byte order in place
+                        out[...] = raw.astype(spec.dtype)
+                    return out
+        for codec in reversed(self.bytes_bytes):
+            data = codec.cpu_decode(data, spec)
+        arr = self.array_bytes.cpu_decode(data, spec)
+        for codec, codec_spec in reversed(self.array_array):
+            arr = codec.cpu_decode(arr, codec_spec)
+        if out is not None:
+            return self._assign(arr, out)
+        return arr
+
+    @staticmethod
+    def _assign(arr: np.ndarray, out: np.ndarray) -> np.ndarray:
+        if arr is not out:
+            np.copyto(out, arr)
+        return out
+
+    def encode(self, arr: np.ndarray) -> bytes:
+        """Encode one chunk (``spec.shape``) into the bytes to store."""
+        for codec, codec_spec in self.array_array:
+            arr = codec.cpu_encode(arr, codec_spec)
+        data: Any = self.array_bytes.cpu_encode(arr, self.array_spec)
+        for codec in self.bytes_bytes:
+            data = codec.cpu_encode(data, self.array_spec)
+        if isinstance(data, np.ndarray):
+            return np.ascontiguousarray(data).tobytes()
+        return bytes(data)

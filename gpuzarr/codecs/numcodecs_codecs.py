@@ -1,0 +1,169 @@
+"""The ``numcodecs.*`` codecs of v3 metadata, and v2 compressors without a native spec.
+
+Each wraps the numcodecs implementation of the same id, so what numcodecs (and thus
+zarr-python) writes, these read, and vice versa. The codec kind follows zarr-python:
+array filters (delta, fixedscaleoffset, quantize, bitround, astype, packbits) are
+array→array, everything else is bytes→bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, ClassVar
+
+import numcodecs
+import numpy as np
+
+from gpuzarr.codecs._compressor import decode_with
+from gpuzarr.codecs.base import (
+    ArrayArrayCodec,
+    Buffer,
+    BytesBytesCodec,
+    ChunkSpec,
+    as_memoryview,
+)
+from gpuzarr.errors import CorruptChunkError, MetadataError, UnsupportedCodecError
+from gpuzarr.metadata.dtypes import data_type_from_numpy
+
+__all__ = [
+    "ARRAY_FILTER_IDS",
+    "BYTES_CODEC_IDS",
+    "NumcodecsArrayCodec",
+    "NumcodecsBytesCodec",
+    "numcodecs_codec_from_v3",
+]
+
+#: numcodecs ids that transform arrays (their encoded dtype/shape may change).
+ARRAY_FILTER_IDS = frozenset({"delta", "fixedscaleoffset", "quantize", "bitround", "astype", "packbits"})
+#: numcodecs ids that transform bytes.
+BYTES_CODEC_IDS = frozenset(
+    {
+        "blosc",
+        "bz2",
+        "crc32",
+        "crc32c",
+        "adler32",
+        "fletcher32",
+        "gzip",
+        "jenkins_lookup3",
+        "lz4",
+        "lzma",
+        "shuffle",
+        "zlib",
+        "zstd",
+    }
+)
+
+
+def _make_impl(codec_id: str, config: Mapping[str, Any], where: str) -> numcodecs.abc.Codec:
+    try:
+        return numcodecs.get_codec({"id": codec_id, **config})
+    except KeyError:
+        raise UnsupportedCodecError(f"{where}: unknown numcodecs codec {codec_id!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise MetadataError(f"{where}: invalid configuration for codec {codec_id!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class NumcodecsBytesCodec(BytesBytesCodec):
+    """A numcodecs bytes→bytes codec (compressor or checksum) under ``numcodecs.<id>``."""
+
+    codec_id: str
+    configuration: dict[str, Any] = field(default_factory=dict)
+
+    name: ClassVar[str] = "numcodecs.*"
+
+    def __post_init__(self) -> None:
+        self._impl  # validate the configuration eagerly  # noqa: B018
+
+    @cached_property
+    def _impl(self) -> numcodecs.abc.Codec:
+        return _make_impl(self.codec_id, self.configuration, f"codec 'numcodecs.{self.codec_id}'")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": f"numcodecs.{self.codec_id}", "configuration": dict(self.configuration)}
+
+    def to_v2_json(self) -> dict[str, Any]:
+        return {"id": self.codec_id, **self.configuration}
+
+    def cpu_decode(self, data: Buffer, spec: ChunkSpec, out: np.ndarray | None = None) -> Buffer:
+        def run(buf: Buffer, dest: np.ndarray | None) -> Buffer:
+            return self._impl.decode(buf)
+
+        return decode_with(f"numcodecs.{self.codec_id}", run, data, None)
+
+    def cpu_encode(self, data: Buffer, spec: ChunkSpec) -> Buffer:
+        if isinstance(data, np.ndarray):  # keep the item size (blosc/shuffle use it)
+            return self._impl.encode(np.ascontiguousarray(data))
+        return self._impl.encode(as_memoryview(data))
+
+
+@dataclass(frozen=True)
+class NumcodecsArrayCodec(ArrayArrayCodec):
+    """A numcodecs array filter under ``numcodecs.<id>`` (delta, fixedscaleoffset, ...)."""
+
+    codec_id: str
+    configuration: dict[str, Any] = field(default_factory=dict)
+
+    name: ClassVar[str] = "numcodecs.*"
+
+    def __post_init__(self) -> None:
+        self._impl  # noqa: B018
+
+    @cached_property
+    def _impl(self) -> numcodecs.abc.Codec:
+        return _make_impl(self.codec_id, self.configuration, f"codec 'numcodecs.{self.codec_id}'")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": f"numcodecs.{self.codec_id}", "configuration": dict(self.configuration)}
+
+    def to_v2_json(self) -> dict[str, Any]:
+        return {"id": self.codec_id, **self.configuration}
+
+    def resolve(self, spec: ChunkSpec) -> ChunkSpec:
+        cfg = self.configuration
+        if self.codec_id == "packbits":
+            if spec.dtype != np.bool_:
+                raise MetadataError("codec 'numcodecs.packbits' needs a bool array")
+            n = spec.size
+            return ChunkSpec((1 + -(-n // 8),), data_type_from_numpy(np.dtype(np.uint8)), 0)
+        encoded = {
+            "delta": cfg.get("astype") or cfg.get("dtype"),
+            "fixedscaleoffset": cfg.get("astype") or cfg.get("dtype"),
+            "quantize": cfg.get("astype") or cfg.get("dtype"),
+            "astype": cfg.get("encode_dtype"),
+        }.get(self.codec_id)
+        if encoded is None:
+            return spec
+        data_type = data_type_from_numpy(np.dtype(encoded))
+        fill = np.asarray(spec.fill_value).astype(data_type.dtype)[()] if spec.fill_value is not None else None
+        return ChunkSpec(spec.shape, data_type, fill)
+
+    def cpu_decode(self, data: np.ndarray, spec: ChunkSpec, out: np.ndarray | None = None) -> np.ndarray:
+        try:
+            decoded = np.asarray(self._impl.decode(np.ascontiguousarray(data)))
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise CorruptChunkError(f"codec 'numcodecs.{self.codec_id}': {exc}") from None
+        if decoded.size != spec.size:
+            raise CorruptChunkError(
+                f"codec 'numcodecs.{self.codec_id}': decoded {decoded.size} items, expected {spec.size}"
+            )
+        decoded = decoded.reshape(spec.shape)
+        return decoded if decoded.dtype == spec.dtype else decoded.astype(spec.dtype)
+
+    def cpu_encode(self, data: np.ndarray, spec: ChunkSpec) -> np.ndarray:
+        encoded_spec = self.resolve(spec)
+        encoded = np.asarray(self._impl.encode(np.ascontiguousarray(data)))
+        return encoded.reshape(encoded_spec.shape).astype(encoded_spec.dtype, copy=False)
+
+
+def numcodecs_codec_from_v3(name: str, config: Mapping[str, Any]) -> NumcodecsArrayCodec | NumcodecsBytesCodec:
+    """Build the wrapper for a v3 ``numcodecs.<id>`` codec entry."""
+    codec_id = name.removeprefix("numcodecs.")
+    if codec_id in ARRAY_FILTER_IDS:
+        return NumcodecsArrayCodec(codec_id, dict(config))
+    if codec_id in BYTES_CODEC_IDS:
+        return NumcodecsBytesCodec(codec_id, dict(config))
+    raise UnsupportedCodecError(f"unsupported codec {name!r}")

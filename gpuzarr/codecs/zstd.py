@@ -1,0 +1,88 @@
+"""The ``zstd`` codec, via numcodecs (libzstd; releases the GIL, decodes into ``out``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar
+
+import numcodecs
+import numpy as np
+
+from gpuzarr.codecs._compressor import decode_with
+from gpuzarr.codecs.base import Buffer, BytesBytesCodec, ChunkSpec, as_memoryview
+from gpuzarr.errors import MetadataError
+
+__all__ = ["ZstdCodec", "zstd_frame_content_size"]
+
+_ZSTD_MAGIC = 0xFD2FB528
+_FCS_FIELD_SIZES = (0, 2, 4, 8)
+_DICT_ID_SIZES = (0, 1, 2, 4)
+
+
+def zstd_frame_content_size(view: memoryview) -> int | None:
+    """The ``Frame_Content_Size`` of the first zstd frame (RFC 8878 §3.1.1.1), or None.
+
+    Reading it from the header lets a decoder check, before decoding into a caller's
+    buffer, that the frame fills exactly that buffer.
+    """
+    if len(view) < 6 or int.from_bytes(view[:4], "little") != _ZSTD_MAGIC:
+        return None
+    descriptor = view[4]
+    fcs_flag = descriptor >> 6
+    single_segment = (descriptor >> 5) & 1
+    pos = 5 + (0 if single_segment else 1) + _DICT_ID_SIZES[descriptor & 3]
+    size = _FCS_FIELD_SIZES[fcs_flag] or (1 if single_segment else 0)
+    if size == 0 or len(view) < pos + size:
+        return None
+    value = int.from_bytes(view[pos : pos + size], "little")
+    return value + 256 if size == 2 else value
+
+
+@dataclass(frozen=True)
+class ZstdCodec(BytesBytesCodec):
+    """Zstandard at ``level`` (negative levels are the fast modes), optional frame checksum."""
+
+    level: int = 0
+    checksum: bool = False
+
+    name: ClassVar[str] = "zstd"
+    decodes_into: ClassVar[bool] = True
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ZstdCodec:
+        level = config.get("level", 0)
+        checksum = config.get("checksum", False)
+        if (
+            set(config) - {"level", "checksum"}
+            or not isinstance(level, int)
+            or isinstance(level, bool)
+            or not -131072 <= level <= 22
+            or not isinstance(checksum, bool)
+        ):
+            raise MetadataError(f"codec 'zstd': invalid configuration {dict(config)!r}")
+        return cls(level, checksum)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": "zstd", "configuration": {"level": self.level, "checksum": self.checksum}}
+
+    def to_v2_json(self) -> dict[str, Any]:
+        return {"id": "zstd", "level": self.level, "checksum": self.checksum}
+
+    @cached_property
+    def _impl(self) -> numcodecs.Zstd:
+        return numcodecs.Zstd(level=self.level, checksum=self.checksum)
+
+    def decoded_size(self, data: Buffer) -> int | None:
+        """Content size from the frame header, or None if the frame does not record it."""
+        return zstd_frame_content_size(as_memoryview(data))
+
+    def cpu_decode(self, data: Buffer, spec: ChunkSpec, out: np.ndarray | None = None) -> Buffer:
+        def run(buf: Buffer, dest: np.ndarray | None) -> Buffer:
+            return self._impl.decode(buf, out=dest)
+
+        return decode_with("zstd", run, data, out)
+
+    def cpu_encode(self, data: Buffer, spec: ChunkSpec) -> bytes:
+        return self._impl.encode(as_memoryview(data))

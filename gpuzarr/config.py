@@ -1,0 +1,84 @@
+"""Runtime settings, global and overridable in a ``with config.set(...)`` block.
+
+``threads``            worker threads for CPU decode/encode (default: CPU count).
+``write_empty_chunks`` store chunks equal to the fill value (default False: delete them,
+                       as zarr-python does).
+``wave_bytes``         target decoded bytes per pipeline wave; bounds memory in flight
+                       on large reads and writes (default 256 MiB).
+``gpu_fallback``       what a GPU read does with a codec that has no GPU implementation:
+                       ``"warn"`` (decode on the CPU, warn once) or ``"error"``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
+
+__all__ = ["Config", "config", "get_config"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """A snapshot of gpuzarr's settings."""
+
+    threads: int = os.cpu_count() or 1
+    write_empty_chunks: bool = False
+    wave_bytes: int = 256 * 2**20
+    gpu_fallback: Literal["warn", "error"] = "warn"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"config: threads must be a positive integer, got {self.threads!r}")
+        if not isinstance(self.wave_bytes, int) or self.wave_bytes < 1:
+            raise ValueError(f"config: wave_bytes must be a positive integer, got {self.wave_bytes!r}")
+        if self.gpu_fallback not in ("warn", "error"):
+            raise ValueError(f"config: gpu_fallback must be 'warn' or 'error', got {self.gpu_fallback!r}")
+
+
+class _ConfigHolder:
+    """The process-wide settings; ``set`` changes them globally or for a ``with`` block."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current = Config()
+
+    def get(self) -> Config:
+        """The settings in force."""
+        return self._current
+
+    @contextmanager
+    def _restoring(self, previous: Config) -> Iterator[Config]:
+        try:
+            yield self._current
+        finally:
+            with self._lock:
+                self._current = previous
+
+    def set(self, **changes: Any) -> Any:
+        """Change settings. Used as a context manager, the change is undone on exit."""
+        known = {f.name for f in fields(Config)}
+        unknown = set(changes) - known
+        if unknown:
+            raise KeyError(f"config: unknown settings {sorted(unknown)}; known: {sorted(known)}")
+        with self._lock:
+            previous = self._current
+            self._current = replace(previous, **changes)
+        return self._restoring(previous)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._current, name)
+
+    def __repr__(self) -> str:
+        return f"gpuzarr.config({self._current})"
+
+
+config = _ConfigHolder()
+
+
+def get_config() -> Config:
+    """The settings in force."""
+    return config.get()

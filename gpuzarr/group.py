@@ -1,0 +1,267 @@
+"""The user-facing :class:`Group`, mirroring zarr-python 3's ``zarr.Group``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from gpuzarr.array import Array, Attributes
+from gpuzarr.creation import build_array_metadata
+from gpuzarr.device import Device, resolve_device
+from gpuzarr.errors import (
+    ContainsArrayError,
+    ContainsGroupError,
+    NodeNotFoundError,
+    ReadOnlyError,
+)
+from gpuzarr.metadata import ArrayMetadata, GroupMetadata
+from gpuzarr.nodes import (
+    NodeMetadata,
+    join_path,
+    load_metadata,
+    metadata_from_consolidated,
+    prefix_of,
+    save_metadata,
+)
+from gpuzarr.stores import Store
+
+__all__ = ["Group", "create_node_array", "node_from_metadata"]
+
+
+def node_from_metadata(
+    store: Store, path: str, metadata: NodeMetadata, *, read_only: bool, device: Device
+) -> Array | Group:
+    """The Array or Group object for parsed metadata."""
+    if isinstance(metadata, GroupMetadata):
+        return Group(store, path, metadata, read_only=read_only, device=device)
+    return Array(store, path, metadata, read_only=read_only, device=device)
+
+
+def _ensure_parents(store: Store, path: str, zarr_format: int) -> None:
+    """Create group metadata for ancestors that have none (zarr-python does the same)."""
+    if not path:
+        return  # the root has no parent
+    parts = path.split("/")[:-1]
+    for i in range(len(parts) + 1):
+        parent = "/".join(parts[:i])
+        existing = load_metadata(store, parent)
+        if existing is None:
+            save_metadata(store, parent, GroupMetadata(zarr_format))  # type: ignore[arg-type]
+        elif isinstance(existing, ArrayMetadata):
+            raise ContainsArrayError(f"cannot create a node below array {'/' + parent!r}")
+
+
+def _clear_or_refuse(store: Store, path: str, overwrite: bool) -> None:
+    existing = load_metadata(store, path)
+    if existing is None:
+        return
+    if not overwrite:
+        cls = ContainsArrayError if isinstance(existing, ArrayMetadata) else ContainsGroupError
+        kind = "an array" if isinstance(existing, ArrayMetadata) else "a group"
+        raise cls(f"{kind} already exists at {'/' + path!r} (pass overwrite=True to replace it)")
+    store.delete_prefix(path)
+
+
+def create_node_array(
+    store: Store, path: str, *, overwrite: bool = False, device: Any = "auto", data: Any = None, **kwargs: Any
+) -> Array:
+    """Create an array at ``path`` (shared by create_array and Group.create_array)."""
+    if store.read_only:
+        raise ReadOnlyError(f"cannot create array {'/' + path!r}: the store is read-only")
+    if data is not None:
+        import numpy as np
+
+        data = np.asarray(data)
+        kwargs.setdefault("shape", data.shape)
+        kwargs.setdefault("dtype", data.dtype)
+    metadata = build_array_metadata(**kwargs)
+    _clear_or_refuse(store, path, overwrite)
+    _ensure_parents(store, path, metadata.zarr_format)
+    save_metadata(store, path, metadata)
+    array = Array(store, path, metadata, device=device)
+    if data is not None:
+        array[...] = data
+    return array
+
+
+class Group:
+    """A Zarr group: a named container of arrays and groups with attributes."""
+
+    def __init__(
+        self,
+        store: Store,
+        path: str,
+        metadata: GroupMetadata,
+        *,
+        read_only: bool = False,
+        device: Device | str = "auto",
+    ) -> None:
+        self._store = store
+        self._path = path
+        self._metadata = metadata
+        self._read_only = read_only or store.read_only
+        self._device = device if isinstance(device, Device) else resolve_device(device)
+
+    # -- description ------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The store holding the group."""
+        return self._store
+
+    @property
+    def path(self) -> str:
+        """Path inside the store (``""`` at the root)."""
+        return self._path
+
+    @property
+    def name(self) -> str:
+        """Absolute node name (``"/a/b"``)."""
+        return "/" + self._path
+
+    @property
+    def basename(self) -> str:
+        """Last component of the path."""
+        return self._path.rsplit("/", 1)[-1]
+
+    @property
+    def metadata(self) -> GroupMetadata:
+        """The parsed group metadata."""
+        return self._metadata
+
+    @property
+    def zarr_format(self) -> int:
+        """2 or 3."""
+        return self._metadata.zarr_format
+
+    @property
+    def read_only(self) -> bool:
+        """Whether writes are refused."""
+        return self._read_only
+
+    @property
+    def attrs(self) -> Attributes:
+        """User attributes (changes are written to the store at once)."""
+        return Attributes(lambda: self._metadata.attributes, self._write_attributes)
+
+    def _write_attributes(self, attributes: dict[str, Any]) -> None:
+        self._check_writable()
+        metadata = GroupMetadata(self._metadata.zarr_format, attributes, self._metadata.consolidated)
+        save_metadata(self._store, self._path, metadata)
+        self._metadata = metadata
+
+    def _check_writable(self) -> None:
+        if self._read_only:
+            raise ReadOnlyError(f"group {self.name!r} is read-only")
+
+    def __repr__(self) -> str:
+        return f"<gpuzarr.Group {self.name!r}>"
+
+    # -- members ----------------------------------------------------------------------
+
+    def _child_metadata(self, relative: str) -> NodeMetadata | None:
+        if self._metadata.consolidated is not None:
+            found = metadata_from_consolidated(self._metadata, relative)
+            if found is not None:
+                return found
+        return load_metadata(self._store, join_path(self._path, relative))
+
+    def __getitem__(self, name: str) -> Array | Group:
+        relative = join_path("", name)
+        metadata = self._child_metadata(relative) if relative else None
+        if metadata is None:
+            raise NodeNotFoundError(f"no array or group named {name!r} in group {self.name!r}")
+        return node_from_metadata(
+            self._store, join_path(self._path, relative), metadata, read_only=self._read_only, device=self._device
+        )
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        try:
+            self[name]
+        except NodeNotFoundError:
+            return False
+        return True
+
+    def _child_names(self) -> list[str]:
+        if self._metadata.consolidated is not None:
+            return sorted({k.split("/", 1)[0] for k in self._metadata.consolidated if k})
+        return sorted(self._store.list_dir(prefix_of(self._path)))
+
+    def members(self, max_depth: int | None = 0) -> tuple[tuple[str, Array | Group], ...]:
+        """``(name, node)`` pairs of the children, sorted by name.
+
+        ``max_depth`` 0 lists direct children; ``None`` lists all descendants with their
+        relative paths as names.
+        """
+        found: list[tuple[str, Array | Group]] = []
+        for child in self._child_names():
+            metadata = self._child_metadata(child)
+            if metadata is None:
+                continue  # a chunk directory or a file that is not a node
+            node = node_from_metadata(
+                self._store, join_path(self._path, child), metadata, read_only=self._read_only, device=self._device
+            )
+            found.append((child, node))
+            if isinstance(node, Group) and (max_depth is None or max_depth > 0):
+                deeper = None if max_depth is None else max_depth - 1
+                found.extend((f"{child}/{n}", m) for n, m in node.members(deeper))
+        return tuple(found)
+
+    def keys(self) -> Iterator[str]:
+        """Names of the direct children."""
+        return (name for name, _ in self.members())
+
+    def __iter__(self) -> Iterator[str]:
+        return self.keys()
+
+    def __len__(self) -> int:
+        return len(self.members())
+
+    def arrays(self) -> Iterator[tuple[str, Array]]:
+        """``(name, array)`` pairs of the child arrays."""
+        return ((n, m) for n, m in self.members() if isinstance(m, Array))
+
+    def groups(self) -> Iterator[tuple[str, Group]]:
+        """``(name, group)`` pairs of the child groups."""
+        return ((n, m) for n, m in self.members() if isinstance(m, Group))
+
+    def array_keys(self) -> Iterator[str]:
+        """Names of the child arrays."""
+        return (n for n, _ in self.arrays())
+
+    def group_keys(self) -> Iterator[str]:
+        """Names of the child groups."""
+        return (n for n, _ in self.groups())
+
+    # -- creating members ------------------------------------------------------------
+
+    def create_group(
+        self, name: str, *, attributes: dict[str, Any] | None = None, overwrite: bool = False
+    ) -> Group:
+        """Create a child group (same Zarr format as this group)."""
+        self._check_writable()
+        path = join_path(self._path, name)
+        _clear_or_refuse(self._store, path, overwrite)
+        _ensure_parents(self._store, path, self.zarr_format)
+        metadata = GroupMetadata(self._metadata.zarr_format, dict(attributes or {}))  # type: ignore[arg-type]
+        save_metadata(self._store, path, metadata)
+        return Group(self._store, path, metadata, device=self._device)
+
+    def require_group(self, name: str, **kwargs: Any) -> Group:
+        """The child group ``name``, created if missing."""
+        try:
+            node = self[name]
+        except NodeNotFoundError:
+            return self.create_group(name, **kwargs)
+        if not isinstance(node, Group):
+            raise ContainsArrayError(f"{node.name!r} is an array, not a group")
+        return node
+
+    def create_array(self, name: str, **kwargs: Any) -> Array:
+        """Create a child array; takes :func:`gpuzarr.create_array`'s keyword arguments."""
+        self._check_writable()
+        kwargs.setdefault("zarr_format", self.zarr_format)
+        kwargs.setdefault("device", self._device)
+        return create_node_array(self._store, join_path(self._path, name), **kwargs)

@@ -1,0 +1,410 @@
+"""Zarr data types and their fill values, for format v2 and v3.
+
+A :class:`DataType` ties a Zarr data type (its v3 JSON identity, or a v2 dtype string)
+to the NumPy dtype gpuzarr decodes it into. In memory data always uses the native byte
+order; the stored byte order is a property of the ``bytes`` codec (v3) or of the v2
+dtype string, and the codecs convert on the way in and out.
+
+Fill values are parsed from and encoded to every JSON encoding the specs allow:
+numbers, ``"NaN"``, ``"Infinity"``, ``"-Infinity"``, hex bit patterns (``"0x7fc00000"``),
+``[re, im]`` pairs for complex types, base64 for byte strings and plain strings for text.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gpuzarr.errors import MetadataError, UnsupportedDataTypeError
+
+__all__ = [
+    "DataType",
+    "data_type_from_user",
+    "data_type_from_v2",
+    "data_type_from_v3",
+    "default_fill_value",
+]
+
+# Fixed-size numeric types: v3 name -> NumPy dtype (native byte order).
+_NUMERIC_V3: dict[str, np.dtype] = {
+    name: np.dtype(name)
+    for name in (
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+    )
+}
+_NUMERIC_BY_DTYPE: dict[np.dtype, str] = {dt: name for name, dt in _NUMERIC_V3.items()}
+
+_STRING_DTYPE = np.dtypes.StringDType()
+_OBJECT_DTYPE = np.dtype(object)
+_TIME_UNITS = ("Y", "M", "W", "D", "h", "m", "s", "ms", "us", "μs", "ns", "ps", "fs", "as", "generic")
+
+
+@dataclass(frozen=True, slots=True)
+class DataType:
+    """A Zarr data type and the NumPy dtype it is held in.
+
+    ``kind`` groups types that share fill-value and codec rules: ``bool``, ``int``,
+    ``uint``, ``float``, ``complex``, ``string`` (variable-length UTF-8), ``bytes``
+    (variable-length bytes), ``fixed_bytes`` (NumPy ``S``), ``fixed_str`` (NumPy ``U``),
+    ``raw`` (NumPy ``V``), ``datetime`` and ``timedelta``.
+    """
+
+    name: str
+    dtype: np.dtype
+    kind: str
+    configuration: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_variable_length(self) -> bool:
+        """True for types whose elements have no fixed byte size (string, bytes)."""
+        return self.kind in ("string", "bytes")
+
+    @property
+    def item_size(self) -> int:
+        """Bytes per element in memory (0 for variable-length types)."""
+        return 0 if self.is_variable_length else self.dtype.itemsize
+
+    # -- v3 JSON -----------------------------------------------------------------------
+
+    def to_v3_json(self) -> str | dict[str, Any]:
+        """The ``data_type`` field of v3 array metadata."""
+        if self.configuration:
+            return {"name": self.name, "configuration": dict(self.configuration)}
+        return self.name
+
+    def parse_fill_value_v3(self, value: Any, where: str = "fill_value") -> Any:
+        """Parse a v3 ``fill_value`` JSON value into a NumPy scalar of this type."""
+        try:
+            return _parse_fill(self, value, v2=False)
+        except (TypeError, ValueError, OverflowError, struct.error) as exc:
+            raise MetadataError(
+                f"{where}: invalid fill value {value!r} for data type {self.name!r}: {exc}"
+            ) from None
+
+    def encode_fill_value_v3(self, value: Any) -> Any:
+        """Encode a fill value (NumPy scalar) as v3 JSON."""
+        return _encode_fill(self, value, v2=False)
+
+    # -- v2 JSON -----------------------------------------------------------------------
+
+    def parse_fill_value_v2(self, value: Any, where: str = "fill_value") -> Any:
+        """Parse a v2 ``fill_value`` (``null`` allowed) into a NumPy scalar or None."""
+        if value is None:
+            return None
+        try:
+            return _parse_fill(self, value, v2=True)
+        except (TypeError, ValueError, OverflowError, struct.error) as exc:
+            raise MetadataError(
+                f"{where}: invalid fill value {value!r} for dtype {self.dtype.str!r}: {exc}"
+            ) from None
+
+    def encode_fill_value_v2(self, value: Any) -> Any:
+        """Encode a fill value as v2 JSON (``None`` stays ``null``)."""
+        if value is None:
+            return None
+        return _encode_fill(self, value, v2=True)
+
+    def cast_fill_value(self, value: Any) -> Any:
+        """Convert a user-given fill value into a scalar of this type."""
+        if value is None:
+            return default_fill_value(self)
+        if isinstance(value, (str, float)) and self.kind in ("float", "complex"):
+            return _parse_fill(self, value, v2=False)
+        if self.kind == "string":
+            return str(value)
+        if self.kind == "bytes":
+            return bytes(value)
+        try:
+            scalar = np.asarray(value).astype(self.dtype, casting="unsafe")[()]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"fill_value {value!r} cannot be cast to data type {self.name!r}: {exc}"
+            ) from None
+        if self.kind in ("int", "uint") and not _int_in_range(value, self.dtype):
+            raise ValueError(f"fill_value {value!r} is out of range for data type {self.name!r}")
+        return scalar
+
+
+def _int_in_range(value: Any, dtype: np.dtype) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return True
+    if isinstance(value, (int, np.integer)):
+        info = np.iinfo(dtype)
+        return info.min <= int(value) <= info.max
+    return True
+
+
+def default_fill_value(dt: DataType) -> Any:
+    """The fill value zarr-python uses when none is given: zero, False, '' or b''."""
+    if dt.kind == "string":
+        return ""
+    if dt.kind == "bytes":
+        return b""
+    return np.zeros((), dtype=dt.dtype)[()]
+
+
+# --------------------------------------------------------------------------------------
+# construction
+
+
+def data_type_from_v3(value: Any, where: str = "data_type") -> DataType:
+    """Resolve a v3 ``data_type`` JSON value; unknown types raise UnsupportedDataTypeError."""
+    if isinstance(value, str):
+        name, config = value, {}
+    elif isinstance(value, Mapping) and isinstance(value.get("name"), str):
+        name, config = value["name"], dict(value.get("configuration") or {})
+    else:
+        raise MetadataError(f"{where}: expected a string or {{'name': ...}} object, got {value!r}")
+    if name in _NUMERIC_V3 and not config:
+        dtype = _NUMERIC_V3[name]
+        return DataType(name, dtype, _numeric_kind(dtype))
+    if name == "string" and not config:
+        return DataType("string", _STRING_DTYPE, "string")
+    if name in ("bytes", "variable_length_bytes") and not config:
+        return DataType("bytes", _OBJECT_DTYPE, "bytes")
+    if len(name) > 1 and name[0] == "r" and name[1:].isdigit() and not config:
+        bits = int(name[1:])
+        if bits == 0 or bits % 8:
+            raise UnsupportedDataTypeError(f"{where}: raw data type {name!r} is not a whole bytes")
+        return DataType(name, np.dtype(f"V{bits // 8}"), "raw")
+    if name in ("null_terminated_bytes", "fixed_length_utf32", "raw_bytes"):
+        length = config.get("length_bytes")
+        if not isinstance(length, int) or length < 1:
+            raise MetadataError(f"{where}: {name!r} needs a positive 'length_bytes', got {length!r}")
+        if name == "fixed_length_utf32":
+            if length % 4:
+                raise MetadataError(f"{where}: fixed_length_utf32 length_bytes must be a multiple of 4")
+            return DataType(name, np.dtype(f"U{length // 4}"), "fixed_str", config)
+        kind = "fixed_bytes" if name == "null_terminated_bytes" else "raw"
+        dtype = np.dtype(f"S{length}") if kind == "fixed_bytes" else np.dtype(f"V{length}")
+        return DataType(name, dtype, kind, config)
+    if name in ("numpy.datetime64", "numpy.timedelta64"):
+        unit, scale = config.get("unit"), config.get("scale_factor", 1)
+        if unit not in _TIME_UNITS or not isinstance(scale, int) or scale < 1:
+            raise MetadataError(f"{where}: bad {name} configuration {config!r}")
+        code = "M8" if name == "numpy.datetime64" else "m8"
+        unit_str = unit if scale == 1 else f"{scale}{unit}"
+        kind = "datetime" if code == "M8" else "timedelta"
+        return DataType(name, np.dtype(f"{code}[{unit_str}]"), kind, {"unit": unit, "scale_factor": scale})
+    raise UnsupportedDataTypeError(f"{where}: unsupported data type {value!r}")
+
+
+def data_type_from_v2(value: Any, where: str = "dtype", object_codec: str | None = None) -> DataType:
+    """Resolve a v2 dtype string such as ``'<i4'``, ``'>f8'``, ``'|S5'`` or ``'|O'``.
+
+    ``object_codec`` is the id of the vlen filter of an object array (``vlen-utf8`` or
+    ``vlen-bytes``); object arrays without one cannot be decoded.
+    """
+    if not isinstance(value, str):
+        raise UnsupportedDataTypeError(f"{where}: unsupported v2 dtype {value!r} (structured dtypes are not supported)")
+    try:
+        stored = np.dtype(value)
+    except TypeError:
+        raise UnsupportedDataTypeError(f"{where}: unknown v2 dtype {value!r}") from None
+    if stored.kind == "O":
+        if object_codec == "vlen-utf8":
+            return DataType("string", _STRING_DTYPE, "string")
+        if object_codec == "vlen-bytes":
+            return DataType("bytes", _OBJECT_DTYPE, "bytes")
+        raise UnsupportedDataTypeError(
+            f"{where}: object dtype {value!r} needs a vlen-utf8 or vlen-bytes filter, "
+            f"found {object_codec!r}"
+        )
+    native = stored.newbyteorder("=") if stored.byteorder in "<>" else stored
+    return data_type_from_numpy(native, where)
+
+
+def data_type_from_numpy(dtype: np.dtype, where: str = "dtype") -> DataType:
+    """Map a NumPy dtype (any byte order) to its Zarr data type."""
+    native = dtype.newbyteorder("=") if dtype.byteorder in "<>" else dtype
+    if native in _NUMERIC_BY_DTYPE:
+        return DataType(_NUMERIC_BY_DTYPE[native], native, _numeric_kind(native))
+    if isinstance(native, np.dtypes.StringDType):
+        return DataType("string", _STRING_DTYPE, "string")
+    if native.kind == "S" and native.itemsize > 0:
+        return DataType(
+            "null_terminated_bytes", native, "fixed_bytes", {"length_bytes": native.itemsize}
+        )
+    if native.kind == "U" and native.itemsize > 0:
+        return DataType(
+            "fixed_length_utf32", native, "fixed_str", {"length_bytes": native.itemsize}
+        )
+    if native.kind == "V" and native.fields is None and native.itemsize > 0:
+        return DataType(f"r{native.itemsize * 8}", native, "raw")
+    if native.kind in "Mm":
+        unit, count = np.datetime_data(native)
+        name = "numpy.datetime64" if native.kind == "M" else "numpy.timedelta64"
+        kind = "datetime" if native.kind == "M" else "timedelta"
+        return DataType(name, native, kind, {"unit": unit, "scale_factor": count})
+    raise UnsupportedDataTypeError(f"{where}: unsupported data type {dtype!r}")
+
+
+def data_type_from_user(value: Any) -> DataType:
+    """Resolve what a user passes as ``dtype``: NumPy dtype-likes, ``str``, ``"string"``,
+    ``bytes``/``"bytes"`` (variable length), or a v3 data type JSON value."""
+    if isinstance(value, DataType):
+        return value
+    if value is str or value == "string" or value == "str":
+        return DataType("string", _STRING_DTYPE, "string")
+    if value is bytes or value == "bytes":
+        return DataType("bytes", _OBJECT_DTYPE, "bytes")
+    if isinstance(value, Mapping):
+        return data_type_from_v3(value, "dtype")
+    if isinstance(value, str) and (value in _NUMERIC_V3 or value.startswith("numpy.")):
+        return data_type_from_v3(value, "dtype")
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        raise UnsupportedDataTypeError(f"dtype: unknown data type {value!r}") from None
+    if dtype.kind == "O":
+        raise UnsupportedDataTypeError(
+            "dtype: object arrays are ambiguous; use dtype=str (variable-length strings) "
+            "or dtype=bytes (variable-length bytes)"
+        )
+    return data_type_from_numpy(dtype, "dtype")
+
+
+def _numeric_kind(dtype: np.dtype) -> str:
+    return {"b": "bool", "i": "int", "u": "uint", "f": "float", "c": "complex"}[dtype.kind]
+
+
+# --------------------------------------------------------------------------------------
+# fill values
+
+_SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _parse_float(dt: np.dtype, value: Any) -> Any:
+    """One float component: number, special string or hex bit pattern."""
+    if isinstance(value, bool):
+        raise TypeError("booleans are not floats")
+    if isinstance(value, (int, float)):
+        return dt.type(value)
+    if isinstance(value, str):
+        if value in _SPECIAL_FLOATS:
+            return dt.type(_SPECIAL_FLOATS[value])
+        if value.startswith("0x"):
+            raw = int(value, 16).to_bytes(dt.itemsize, "big")
+            return np.frombuffer(raw, dtype=dt.newbyteorder(">"))[0].astype(dt)
+    raise TypeError(f"expected a number, 'NaN', 'Infinity', '-Infinity' or '0x...', got {value!r}")
+
+
+def _encode_float(value: Any) -> Any:
+    f = float(value)
+    if math.isnan(f):
+        # Keep a non-canonical NaN's payload visible as its bit pattern.
+        arr = np.asarray(value)
+        canonical = np.asarray(np.nan, dtype=arr.dtype)
+        if arr.tobytes() != canonical.tobytes():
+            return "0x" + arr.astype(arr.dtype.newbyteorder(">")).tobytes().hex()
+        return "NaN"
+    if math.isinf(f):
+        return "Infinity" if f > 0 else "-Infinity"
+    return f
+
+
+def _parse_fill(dt: DataType, value: Any, *, v2: bool) -> Any:
+    kind = dt.kind
+    if kind == "bool":
+        if not isinstance(value, bool):
+            if v2 and value in (0, 1):
+                return np.bool_(value)
+            raise TypeError("expected true or false")
+        return np.bool_(value)
+    if kind in ("int", "uint"):
+        if isinstance(value, str) and value.startswith("0x"):
+            value = int(value, 16)
+            return np.frombuffer(value.to_bytes(dt.dtype.itemsize, "big"), dt.dtype.newbyteorder(">"))[0].astype(dt.dtype)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError("expected an integer")
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError("not an integer")
+            value = int(value)
+        info = np.iinfo(dt.dtype)
+        if not info.min <= value <= info.max:
+            raise OverflowError(f"out of range [{info.min}, {info.max}]")
+        return dt.dtype.type(value)
+    if kind == "float":
+        return _parse_float(dt.dtype, value)
+    if kind == "complex":
+        part = np.dtype(f"f{dt.dtype.itemsize // 2}")
+        if isinstance(value, (list, tuple)) and len(value) == 2:
+            re, im = (_parse_float(part, v) for v in value)
+            return dt.dtype.type(complex(float(re), float(im)))
+        if v2 and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return dt.dtype.type(value)
+        raise TypeError("expected a [real, imaginary] pair")
+    if kind == "string":
+        if not isinstance(value, str):
+            raise TypeError("expected a string")
+        return value
+    if kind == "fixed_str":
+        if not isinstance(value, str):
+            raise TypeError("expected a string")
+        return dt.dtype.type(value)
+    if kind in ("bytes", "fixed_bytes", "raw"):
+        if isinstance(value, list) and not v2:  # raw types may list their bytes
+            raw = bytes(value)
+        elif isinstance(value, str):
+            raw = base64.standard_b64decode(value.encode("ascii")) if value else b""
+        else:
+            raise TypeError("expected a base64 string")
+        if kind == "bytes":
+            return raw
+        if kind == "raw":
+            return np.frombuffer(raw.ljust(dt.dtype.itemsize, b"\0"), dtype=dt.dtype)[0]
+        return dt.dtype.type(raw)
+    if kind in ("datetime", "timedelta"):
+        if value == "NaT":
+            return dt.dtype.type("NaT")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError("expected an integer")
+        return np.array(value, dtype=np.int64).view(dt.dtype)[()]
+    raise TypeError(f"no fill value rule for kind {kind!r}")
+
+
+def _encode_fill(dt: DataType, value: Any, *, v2: bool) -> Any:
+    kind = dt.kind
+    if kind == "bool":
+        return bool(value)
+    if kind in ("int", "uint"):
+        return int(value)
+    if kind == "float":
+        return _encode_float(np.asarray(value, dtype=dt.dtype)[()])
+    if kind == "complex":
+        c = np.asarray(value, dtype=dt.dtype)[()]
+        return [_encode_float(c.real), _encode_float(c.imag)]
+    if kind in ("string", "fixed_str"):
+        return str(value)
+    if kind == "bytes":
+        return base64.standard_b64encode(bytes(value)).decode("ascii")
+    if kind == "fixed_bytes":
+        return base64.standard_b64encode(np.asarray(value, dtype=dt.dtype).tobytes()).decode("ascii")
+    if kind == "raw":
+        raw = np.asarray(value, dtype=dt.dtype).tobytes()
+        if v2 or dt.configuration:
+            return base64.standard_b64encode(raw).decode("ascii")
+        return list(raw)
+    if kind in ("datetime", "timedelta"):
+        return int(np.asarray(value, dtype=dt.dtype).view(np.int64))
+    raise TypeError(f"no fill value rule for kind {kind!r}")

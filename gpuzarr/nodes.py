@@ -1,0 +1,132 @@
+"""Loading and saving node metadata (arrays and groups, v2 and v3) in a store."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from typing import Any
+
+from gpuzarr.errors import MetadataError
+from gpuzarr.metadata import (
+    V2_ARRAY_KEY,
+    V2_ATTRS_KEY,
+    V2_CONSOLIDATED_KEY,
+    V2_GROUP_KEY,
+    V3_KEY,
+    ArrayMetadata,
+    ArrayMetadataV2,
+    ArrayMetadataV3,
+    GroupMetadata,
+    json_dumps,
+    parse_json,
+)
+from gpuzarr.stores import Store
+
+__all__ = [
+    "NodeMetadata",
+    "join_path",
+    "load_metadata",
+    "metadata_from_consolidated",
+    "normalize_path",
+    "prefix_of",
+    "save_metadata",
+]
+
+NodeMetadata = ArrayMetadata | GroupMetadata
+
+
+def normalize_path(path: str | None) -> str:
+    """A node path without leading/trailing slashes; ``""`` is the root."""
+    if path is None:
+        return ""
+    if not isinstance(path, str):
+        raise TypeError(f"node path must be a string, got {type(path).__name__}")
+    parts = [p for p in path.strip("/").split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise ValueError(f"node path {path!r} may not contain '.' or '..' segments")
+    return "/".join(parts)
+
+
+def join_path(parent: str, name: str) -> str:
+    """The path of ``name`` below ``parent``."""
+    return normalize_path(posixpath.join(parent, normalize_path(name)) if parent else name)
+
+
+def prefix_of(path: str) -> str:
+    """The key prefix of the node at ``path``."""
+    return f"{path}/" if path else ""
+
+
+def load_metadata(store: Store, path: str) -> NodeMetadata | None:
+    """Read and parse the metadata of the node at ``path`` (v3 first, then v2)."""
+    prefix = prefix_of(path)
+    raw = store.get(prefix + V3_KEY)
+    if raw is not None:
+        doc = parse_json(raw, prefix + V3_KEY)
+        return _from_v3_document(doc, prefix + V3_KEY)
+    zarray, zgroup, zattrs = store.get_many([prefix + k for k in (V2_ARRAY_KEY, V2_GROUP_KEY, V2_ATTRS_KEY)])
+    attrs = parse_json(zattrs, prefix + V2_ATTRS_KEY) if zattrs is not None else {}
+    if zarray is not None:
+        return ArrayMetadataV2.from_json(parse_json(zarray, prefix + V2_ARRAY_KEY), attrs, prefix + V2_ARRAY_KEY)
+    if zgroup is not None:
+        doc = parse_json(zgroup, prefix + V2_GROUP_KEY)
+        if doc.get("zarr_format") != 2:
+            raise MetadataError(f"{prefix + V2_GROUP_KEY}: zarr_format must be 2")
+        consolidated = None
+        if not path:  # zarr-python writes .zmetadata at the root it consolidates
+            zmeta = store.get(V2_CONSOLIDATED_KEY)
+            if zmeta is not None:
+                consolidated = _v2_consolidated(parse_json(zmeta, V2_CONSOLIDATED_KEY))
+        return GroupMetadata(2, attrs, consolidated)
+    return None
+
+
+def _from_v3_document(doc: Mapping[str, Any], key: str) -> NodeMetadata:
+    node_type = doc.get("node_type")
+    if node_type == "array":
+        return ArrayMetadataV3.from_json(doc, key)
+    if node_type == "group":
+        return GroupMetadata.from_v3_json(doc, key)
+    raise MetadataError(f"{key}: node_type must be 'array' or 'group', got {node_type!r}")
+
+
+def _v2_consolidated(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Regroup ``.zmetadata`` entries (``"a/b/.zarray": {...}``) by node path."""
+    entries = doc.get("metadata")
+    if not isinstance(entries, Mapping):
+        raise MetadataError(f"{V2_CONSOLIDATED_KEY}: missing 'metadata' object")
+    by_node: dict[str, dict[str, Any]] = {}
+    for key, value in entries.items():
+        node, _, name = key.rpartition("/")
+        by_node.setdefault(node, {})[name] = value
+    return by_node
+
+
+def metadata_from_consolidated(
+    group: GroupMetadata, relative_path: str
+) -> NodeMetadata | None:
+    """The metadata of a descendant recorded in ``group``'s consolidated metadata."""
+    assert group.consolidated is not None
+    if group.zarr_format == 3:
+        doc = group.consolidated.get(relative_path)
+        if doc is None:
+            return None
+        return _from_v3_document(doc, f"consolidated_metadata[{relative_path!r}]")
+    docs = group.consolidated.get(relative_path)
+    if not docs:
+        return None
+    attrs = docs.get(V2_ATTRS_KEY, {})
+    if V2_ARRAY_KEY in docs:
+        return ArrayMetadataV2.from_json(docs[V2_ARRAY_KEY], attrs, f"{relative_path}/{V2_ARRAY_KEY}")
+    if V2_GROUP_KEY in docs:
+        return GroupMetadata(2, dict(attrs))
+    return None
+
+
+def save_metadata(store: Store, path: str, metadata: NodeMetadata) -> None:
+    """Write a node's metadata documents (each put is atomic)."""
+    prefix = prefix_of(path)
+    docs = metadata.to_documents()
+    store.set_many([(prefix + key, json_dumps(doc)) for key, doc in docs.items()])
+    if metadata.zarr_format == 2 and V2_ATTRS_KEY not in docs:
+        store.delete(prefix + V2_ATTRS_KEY)  # attributes were cleared
