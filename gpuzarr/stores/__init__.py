@@ -1,0 +1,57 @@
+"""Byte stores: where Zarr keys (``zarr.json``, ``a/c/0/1``, ...) live.
+
+This package imports nothing from gpuzarr except :mod:`gpuzarr.errors`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .base import Store
+from .local import LocalStore
+from .memory import MemoryStore
+from .zip import ZipStore
+
+__all__ = ["LocalStore", "MemoryStore", "Store", "ZipStore", "make_store"]
+
+_MODES = ("r", "r+", "a", "w", "w-")
+
+
+def make_store(obj: object, mode: str = "r") -> Store:
+    """Turn ``obj`` into a :class:`Store` for access ``mode``.
+
+    * a :class:`Store` is returned as is (its own ``read_only`` stands);
+    * a ``str`` or :class:`os.PathLike` path ending in ``.zip`` (and not an existing
+      directory) gives a :class:`ZipStore` opened ``"r"`` for mode ``"r"``, ``"w"``
+      for ``"w"`` and ``"a"`` otherwise; any other path gives a :class:`LocalStore`;
+    * a ``dict`` gives a :class:`MemoryStore` over that very dict;
+    * ``None`` gives a new, empty :class:`MemoryStore`.
+
+    Modes follow zarr-python: ``"r"`` read-only, ``"r+"`` read/write existing,
+    ``"a"`` read/write (create if needed), ``"w"`` create (the caller clears what
+    exists), ``"w-"`` create, failing if something exists (checked by the caller).
+    Stores made here are read-only exactly when ``mode == "r"``.
+
+    Raises :class:`ValueError` for an unknown mode and :class:`TypeError` naming
+    the type for anything that is not one of the above.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"invalid mode {mode!r}: expected one of {', '.join(_MODES)}")
+    if isinstance(obj, Store):
+        return obj
+    read_only = mode == "r"
+    if obj is None:
+        return MemoryStore(read_only=read_only)
+    if isinstance(obj, dict):
+        return MemoryStore(obj, read_only=read_only)
+    if isinstance(obj, (str, os.PathLike)):
+        path = os.fspath(obj)
+        if isinstance(path, str):
+            if path.lower().endswith(".zip") and not os.path.isdir(path):
+                zip_mode = "r" if mode == "r" else "w" if mode == "w" else "a"
+                return ZipStore(path, zip_mode)
+            return LocalStore(path, read_only=read_only)
+    raise TypeError(
+        f"cannot make a store from {type(obj).__name__}: expected a Store, a str or "
+        "os.PathLike path, a dict or None"
+    )

@@ -1,0 +1,402 @@
+"""The abstract :class:`Store` interface and the key rules every store shares.
+
+A store maps ``/``-separated string keys (``zarr.json``, ``a/c/0/1``, ``.zmetadata``)
+to byte strings. The public methods of :class:`Store` validate keys, check that the
+store is open and writable, and then call a small set of protected hooks
+(``_get``, ``_set``, ...) that concrete stores implement. Keeping the checks here
+means every store rejects the same bad keys with the same error, and a concrete
+store only has to deal with already-valid input.
+
+This module (like the whole ``gpuzarr.stores`` package) imports nothing from
+gpuzarr except :mod:`gpuzarr.errors`, so the storage layer can be used and tested
+on its own.
+"""
+
+from __future__ import annotations
+
+import operator
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Self
+
+from gpuzarr.errors import ReadOnlyError, StoreError
+
+__all__ = [
+    "ByteRange",
+    "BytesLike",
+    "Store",
+    "as_byte_view",
+    "validate_key",
+    "validate_prefix",
+]
+
+#: Values accepted by the write methods: anything exporting a buffer.
+BytesLike = bytes | bytearray | memoryview
+
+#: A byte range of one stored object: ``(offset, length)``.
+ByteRange = tuple[int, int]
+
+# Characters no key may contain: a backslash would be a path separator on Windows
+# (and so escape the key's directory), and NUL cannot appear in a file name.
+_FORBIDDEN_CHARS = ("\\", "\x00")
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` unchanged if it is a valid store key, else raise :class:`StoreError`.
+
+    A valid key is a non-empty ``str`` of ``/``-separated segments with no empty
+    segment (so no leading, trailing or doubled ``/``), no ``.`` or ``..`` segment
+    and no backslash or NUL character.
+    """
+    if not isinstance(key, str):
+        raise StoreError(f"store key must be a str, got {type(key).__name__}: {key!r}")
+    if not key:
+        raise StoreError("invalid store key '': keys must not be empty")
+    for ch in _FORBIDDEN_CHARS:
+        if ch in key:
+            raise StoreError(f"invalid store key {key!r}: contains forbidden character {ch!r}")
+    for segment in key.split("/"):
+        if segment in ("", ".", ".."):
+            raise StoreError(
+                f"invalid store key {key!r}: empty, '.' or '..' path segments are not allowed"
+            )
+    return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """Normalise and validate a listing/deletion prefix.
+
+    ``""`` (the root) is returned as is. One trailing ``/`` is accepted and removed
+    (``"a/b/"`` means the same as ``"a/b"``); otherwise the prefix must be a valid
+    key (see :func:`validate_key`).
+    """
+    if not isinstance(prefix, str):
+        raise StoreError(f"store prefix must be a str, got {type(prefix).__name__}: {prefix!r}")
+    if prefix == "":
+        return prefix
+    if prefix.endswith("/"):
+        stripped = prefix[:-1]
+        if not stripped:
+            raise StoreError(f"invalid store prefix {prefix!r}: use '' for the root")
+        prefix = stripped
+    return validate_key(prefix)
+
+
+def as_byte_view(key: str, value: object) -> memoryview:
+    """Return a flat, C-contiguous unsigned-byte view of ``value``.
+
+    Raises :class:`TypeError` naming ``key`` for values that do not export a buffer
+    (``str``, ``int``, ...). An ``int`` is rejected on purpose: ``bytes(5)`` would
+    silently store five zero bytes.
+    """
+    try:
+        view = memoryview(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"value for store key {key!r} must be bytes-like, got {type(value).__name__}"
+        ) from None
+    if not view.c_contiguous:
+        view = memoryview(view.tobytes())
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    return view
+
+
+def _check_ranges(key: str, ranges: Iterable[ByteRange]) -> list[ByteRange]:
+    """Validate ``(offset, length)`` pairs, returning them as a list of ``int`` tuples."""
+    out: list[ByteRange] = []
+    for rng in ranges:
+        try:
+            offset, length = rng
+            offset = operator.index(offset)
+            length = operator.index(length)
+        except (TypeError, ValueError):
+            raise StoreError(
+                f"invalid byte range {rng!r} for key {key!r}: expected (offset, length) ints"
+            ) from None
+        if offset < 0 or length < 0:
+            raise StoreError(
+                f"invalid byte range {rng!r} for key {key!r}: offset and length must be >= 0"
+            )
+        out.append((offset, length))
+    return out
+
+
+def _check_suffix_length(key: str, length: int) -> int:
+    try:
+        length = operator.index(length)
+    except TypeError:
+        raise StoreError(f"invalid suffix length {length!r} for key {key!r}") from None
+    if length < 0:
+        raise StoreError(f"invalid suffix length {length!r} for key {key!r}: must be >= 0")
+    return length
+
+
+def child_names(prefix: str, keys: Iterable[str]) -> list[str]:
+    """Immediate child names of ``prefix`` among ``keys`` (which all lie under it), sorted."""
+    start = len(prefix) + 1 if prefix else 0
+    return sorted({key[start:].split("/", 1)[0] for key in keys})
+
+
+def under_prefix(prefix: str) -> str:
+    """The string every key under ``prefix`` starts with (``""`` for the root)."""
+    return prefix + "/" if prefix else ""
+
+
+class Store(ABC):
+    """Abstract key/value store of bytes, the storage interface of gpuzarr.
+
+    Reads of a missing key return ``None`` (never raise). Writes on a read-only
+    store raise :class:`~gpuzarr.errors.ReadOnlyError`; any operation on a closed
+    store, and any invalid key, raises :class:`~gpuzarr.errors.StoreError`.
+
+    Listing and prefix deletion use *path* semantics: the keys "under" prefix
+    ``"a"`` are those starting with ``"a/"`` (so ``"ab/c"`` is not under ``"a"``),
+    and ``""`` means the whole store.
+
+    Subclasses implement the protected hooks (``_get``, ``_get_ranges``, ``_size``,
+    ``_set``, ``_delete``, ``_list_prefix``) and may override the batched ones
+    (``_get_many``, ``_set_many``, ...) with faster versions. Hooks receive keys that
+    are already validated and are only called on an open store.
+    """
+
+    #: Whether writes are refused.
+    read_only: bool
+    #: Whether :meth:`get_ranges` is cheaper than fetching the whole object.
+    supports_partial_reads: bool = True
+
+    def __init__(self, *, read_only: bool = False) -> None:
+        self.read_only = bool(read_only)
+        self._closed = False
+
+    # ------------------------------------------------------------------ checks
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"{self!r} is closed")
+
+    def _check_writable(self, what: str) -> None:
+        self._check_open()
+        if self.read_only:
+            raise ReadOnlyError(f"cannot modify {what}: {self!r} is read-only")
+
+    # ------------------------------------------------------------------- reads
+
+    def get(self, key: str) -> bytes | None:
+        """Return the whole object stored under ``key``, or ``None`` if there is none."""
+        self._check_open()
+        return self._get(validate_key(key))
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Return ``[get(k) for k in keys]``, possibly reading in parallel."""
+        self._check_open()
+        keys = [validate_key(k) for k in keys]
+        return self._get_many(keys)
+
+    def get_ranges(self, key: str, ranges: Sequence[ByteRange]) -> list[bytes] | None:
+        """Return the bytes of each ``(offset, length)`` range of ``key``'s object.
+
+        Returns ``None`` if ``key`` is missing. A range reaching past the end of the
+        object yields only the bytes that exist (possibly ``b""``); callers that need
+        exact lengths must check them.
+        """
+        self._check_open()
+        key = validate_key(key)
+        return self._get_ranges(key, _check_ranges(key, ranges))
+
+    def get_suffix(self, key: str, length: int) -> bytes | None:
+        """Return the last ``length`` bytes of ``key``'s object (all of it if shorter)."""
+        self._check_open()
+        key = validate_key(key)
+        return self._get_suffix(key, _check_suffix_length(key, length))
+
+    def get_many_ranges(
+        self, requests: Sequence[tuple[str, Sequence[ByteRange]]]
+    ) -> list[list[bytes] | None]:
+        """Batched :meth:`get_ranges`: one result (or ``None``) per ``(key, ranges)``."""
+        self._check_open()
+        checked: list[tuple[str, list[ByteRange]]] = []
+        for raw_key, ranges in requests:
+            key = validate_key(raw_key)
+            checked.append((key, _check_ranges(key, ranges)))
+        return self._get_many_ranges(checked)
+
+    def size(self, key: str) -> int | None:
+        """Return the size in bytes of ``key``'s object, or ``None`` if it is missing."""
+        self._check_open()
+        return self._size(validate_key(key))
+
+    def exists(self, key: str) -> bool:
+        """Return whether an object is stored under ``key``."""
+        self._check_open()
+        return self._size(validate_key(key)) is not None
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.exists(key)
+
+    # ------------------------------------------------------------------ writes
+
+    def set(self, key: str, value: BytesLike) -> None:
+        """Store ``value`` under ``key``, replacing any previous object atomically."""
+        key = validate_key(key)
+        self._check_writable(f"key {key!r}")
+        self._set(key, as_byte_view(key, value))
+
+    def set_many(self, items: Sequence[tuple[str, BytesLike]]) -> None:
+        """Store several ``(key, value)`` pairs, possibly in parallel.
+
+        Each single write is atomic; the batch as a whole is not (on error some
+        items may have been written).
+        """
+        checked = []
+        for raw_key, value in items:
+            key = validate_key(raw_key)
+            checked.append((key, as_byte_view(key, value)))
+        if checked:
+            self._check_writable(f"key {checked[0][0]!r}")
+        else:
+            self._check_open()
+        self._set_many(checked)
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``'s object; a missing key is not an error."""
+        key = validate_key(key)
+        self._check_writable(f"key {key!r}")
+        self._delete(key)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove several keys; missing keys are not an error."""
+        keys = [validate_key(k) for k in keys]
+        if keys:
+            self._check_writable(f"key {keys[0]!r}")
+        else:
+            self._check_open()
+        self._delete_many(keys)
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every key under ``prefix + "/"`` (everything for ``""``)."""
+        prefix = validate_prefix(prefix)
+        self._check_writable(f"prefix {prefix!r}")
+        self._delete_prefix(prefix)
+
+    # ----------------------------------------------------------------- listing
+
+    def list_prefix(self, prefix: str) -> Iterator[str]:
+        """Yield every key under ``prefix`` (recursively) as a full key.
+
+        The order is unspecified. ``""`` lists the whole store.
+        """
+        self._check_open()
+        return self._list_prefix(validate_prefix(prefix))
+
+    def list_dir(self, prefix: str) -> Iterator[str]:
+        """Yield the sorted names of the immediate children of ``prefix``.
+
+        Children are keys directly under ``prefix`` and implicit sub-"directories"
+        (names that are the next segment of deeper keys). Names are single segments,
+        not full keys.
+        """
+        self._check_open()
+        return self._list_dir(validate_prefix(prefix))
+
+    # --------------------------------------------------------------- lifecycle
+
+    def flush(self) -> None:
+        """Make buffered writes durable. A no-op for stores that write through."""
+        self._check_open()
+
+    def close(self) -> None:
+        """Release resources (flush pending writes where a store buffers them).
+
+        Closing twice is harmless; any other use of a closed store raises
+        :class:`~gpuzarr.errors.StoreError`.
+        """
+        if not self._closed:
+            # Marked closed only once _close succeeded: a store whose final flush
+            # failed stays usable, so its buffered writes are not silently lost.
+            self._close()
+            self._closed = True
+
+    def __enter__(self) -> Self:
+        self._check_open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------- hooks to implement
+
+    @abstractmethod
+    def _get(self, key: str) -> bytes | None:
+        """Whole-object read of a valid key."""
+
+    @abstractmethod
+    def _get_ranges(self, key: str, ranges: list[ByteRange]) -> list[bytes] | None:
+        """Ranged read of a valid key with validated non-negative ranges."""
+
+    @abstractmethod
+    def _size(self, key: str) -> int | None:
+        """Size of a valid key's object, ``None`` if missing."""
+
+    @abstractmethod
+    def _set(self, key: str, value: memoryview) -> None:
+        """Write a flat byte view under a valid key (store is open and writable)."""
+
+    @abstractmethod
+    def _delete(self, key: str) -> None:
+        """Delete a valid key; must ignore a missing key."""
+
+    @abstractmethod
+    def _list_prefix(self, prefix: str) -> Iterator[str]:
+        """Yield every key under a validated prefix."""
+
+    # ------------------------------------------- hooks with default behaviour
+
+    def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        return [self._get(k) for k in keys]
+
+    def _get_suffix(self, key: str, length: int) -> bytes | None:
+        # Two calls, so a concurrent replace may interleave; stores that can do
+        # better (one open file, one snapshot) override this.
+        size = self._size(key)
+        if size is None:
+            return None
+        start = max(0, size - length)
+        parts = self._get_ranges(key, [(start, size - start)])
+        return None if parts is None else parts[0]
+
+    def _get_many_ranges(
+        self, requests: list[tuple[str, list[ByteRange]]]
+    ) -> list[list[bytes] | None]:
+        return [self._get_ranges(k, r) for k, r in requests]
+
+    def _set_many(self, items: list[tuple[str, memoryview]]) -> None:
+        for key, value in items:
+            self._set(key, value)
+
+    def _delete_many(self, keys: list[str]) -> None:
+        for key in keys:
+            self._delete(key)
+
+    def _delete_prefix(self, prefix: str) -> None:
+        # Materialise the listing first: deleting while iterating a live listing
+        # would skip or repeat keys in most backends.
+        self._delete_many(list(self._list_prefix(prefix)))
+
+    def _list_dir(self, prefix: str) -> Iterator[str]:
+        return iter(child_names(prefix, self._list_prefix(prefix)))
+
+    def _close(self) -> None:
+        """Release resources; called once by :meth:`close`."""
+        return  # nothing to release by default

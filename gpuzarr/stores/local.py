@@ -1,0 +1,397 @@
+"""A store of plain files in a local directory."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import random
+import re
+import shutil
+import stat
+from collections.abc import Iterator
+
+from gpuzarr.errors import StoreError
+
+from ._threads import default_threads, parallel_map
+from .base import ByteRange, Store, under_prefix
+
+__all__ = ["LocalStore"]
+
+# Temporary files written by ``set`` are named ``.{basename}.{16 hex}.tmp`` in the
+# target's directory (same file system, so ``os.replace`` is an atomic rename).
+# Listings skip names of this shape: a leftover from a crashed writer is not a key.
+_TEMP_RE = re.compile(r"\..*\.[0-9a-f]{16}\.tmp", re.DOTALL)
+# Keep temp names well below the usual 255-byte file name limit.
+_TEMP_BASENAME_MAX = 64
+# Missing parents are created on demand; a concurrent delete may prune a freshly
+# created directory before our temp file lands in it, so retry a few times.
+_MAKEDIRS_RETRIES = 8
+# Per-call cap of os.read/os.pread (Linux transfers at most ~2 GiB per call).
+_MAX_IO = 1 << 30
+# Errors meaning "there is no file at this key".
+_MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _is_temp_name(name: str) -> bool:
+    return name.endswith(".tmp") and name.startswith(".") and _TEMP_RE.fullmatch(name) is not None
+
+
+def _temp_name(basename: str) -> str:
+    return f".{basename[:_TEMP_BASENAME_MAX]}.{random.getrandbits(64):016x}.tmp"
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    """Write all of ``data`` to ``fd`` (``os.write`` may write less than asked)."""
+    pos, total = 0, len(data)
+    while pos < total:
+        pos += os.write(fd, data[pos : pos + _MAX_IO])
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """Read a whole file of (f)stat size ``size`` from the start."""
+    # One os.read into a fresh bytes object measured fastest for 1 MiB files
+    # (~75 us vs ~85 us for open().read() and ~95 us for readinto a bytearray).
+    data = os.read(fd, min(size, _MAX_IO)) if size else b""
+    if len(data) == size:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < size:  # very large file, or a short read
+        part = os.read(fd, min(size - got, _MAX_IO))
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+def _pread_all(fd: int, length: int, offset: int) -> bytes:
+    """``os.pread`` until ``length`` bytes or end of file."""
+    pread = getattr(os, "pread", None)
+    parts: list[bytes] = []
+    got = 0
+    while got < length:
+        n = min(length - got, _MAX_IO)
+        if pread is not None:
+            part = pread(fd, n, offset + got)
+        else:  # Windows: each get_ranges call owns its fd, so seek+read is safe
+            os.lseek(fd, offset + got, os.SEEK_SET)
+            part = os.read(fd, n)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    if len(parts) == 1:
+        return parts[0]
+    return b"".join(parts)
+
+
+class LocalStore(Store):
+    """Store keys as files below a root directory (``a/c/0`` -> ``root/a/c/0``).
+
+    * Reads of a missing file, a missing parent directory or a key that names a
+      directory return ``None``.
+    * :meth:`set` is atomic: the value is written to a temporary file in the target
+      directory which is then renamed over the final name, so readers see the old
+      or the new object, never a partial one, and a failed write leaves no trace.
+    * :meth:`delete` removes now-empty parent directories up to (not including) the
+      root.
+    * Batched calls (``get_many``, ``set_many``, ``get_many_ranges``,
+      ``delete_many``) run on a shared thread pool of ``threads`` workers (default
+      ``min(32, 4 * cpu_count)``); ``threads=1`` keeps everything on the calling
+      thread.
+    * ``fsync=True`` makes each write durable (fsync of the file and its directory)
+      before ``set`` returns, at a large cost in speed; atomicity does not need it.
+
+    The root directory need not exist; it is created by the first write.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        read_only: bool = False,
+        threads: int | None = None,
+        fsync: bool = False,
+    ) -> None:
+        super().__init__(read_only=read_only)
+        root = os.fspath(root)
+        if not isinstance(root, str):
+            raise TypeError(f"LocalStore root must be a str path, got {type(root).__name__}")
+        self._root = os.path.abspath(root)
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.threads = default_threads() if threads is None else int(threads)
+        self.fsync = bool(fsync)
+
+    @property
+    def root(self) -> str:
+        """Absolute path of the root directory."""
+        return self._root
+
+    def __repr__(self) -> str:
+        return f"LocalStore({self._root!r}, read_only={self.read_only})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LocalStore):
+            return NotImplemented
+        return self._root == other._root and self.read_only == other.read_only
+
+    def __hash__(self) -> int:
+        return hash((LocalStore, self._root, self.read_only))
+
+    # --------------------------------------------------------------- helpers
+
+    def _path(self, key: str) -> str:
+        # Keys are validated (no '..', no '\\', no leading '/'), so this stays
+        # inside the root.
+        if os.sep == "/":
+            return self._root + "/" + key
+        return os.path.join(self._root, *key.split("/"))
+
+    def _dir_path(self, prefix: str) -> str:
+        return self._path(prefix) if prefix else self._root
+
+    def _open_regular(self, key: str) -> tuple[int, int] | None:
+        """Open ``key`` for reading: ``(fd, size)``, or ``None`` if it is not a file."""
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY | _O_BINARY | _O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno in _MISSING_ERRNOS:
+                return None
+            raise StoreError(f"cannot open key {key!r} in {self!r}: {exc}") from exc
+        try:
+            st = os.fstat(fd)
+        except OSError as exc:
+            os.close(fd)
+            raise StoreError(f"cannot stat key {key!r} in {self!r}: {exc}") from exc
+        if not stat.S_ISREG(st.st_mode):  # a directory (Linux lets us open it)
+            os.close(fd)
+            return None
+        return fd, st.st_size
+
+    # ------------------------------------------------------------------ reads
+
+    def _get(self, key: str) -> bytes | None:
+        opened = self._open_regular(key)
+        if opened is None:
+            return None
+        fd, size = opened
+        try:
+            return _read_all(fd, size)
+        except OSError as exc:
+            raise StoreError(f"cannot read key {key!r} in {self!r}: {exc}") from exc
+        finally:
+            os.close(fd)
+
+    def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        return parallel_map(self._get, keys, self.threads)
+
+    def _get_ranges(self, key: str, ranges: list[ByteRange]) -> list[bytes] | None:
+        opened = self._open_regular(key)
+        if opened is None:
+            return None
+        fd, size = opened
+        try:
+            # Clip to the file size so a huge length past the end never allocates.
+            return [
+                _pread_all(fd, min(length, size - offset), offset) if offset < size else b""
+                for offset, length in ranges
+            ]
+        except OSError as exc:
+            raise StoreError(f"cannot read key {key!r} in {self!r}: {exc}") from exc
+        finally:
+            os.close(fd)
+
+    def _get_suffix(self, key: str, length: int) -> bytes | None:
+        opened = self._open_regular(key)
+        if opened is None:
+            return None
+        fd, size = opened
+        try:
+            start = max(0, size - length)
+            return _pread_all(fd, size - start, start)
+        except OSError as exc:
+            raise StoreError(f"cannot read key {key!r} in {self!r}: {exc}") from exc
+        finally:
+            os.close(fd)
+
+    def _get_many_ranges(
+        self, requests: list[tuple[str, list[ByteRange]]]
+    ) -> list[list[bytes] | None]:
+        return parallel_map(lambda req: self._get_ranges(*req), requests, self.threads)
+
+    def _size(self, key: str) -> int | None:
+        try:
+            st = os.stat(self._path(key))
+        except OSError as exc:
+            if exc.errno in _MISSING_ERRNOS:
+                return None
+            raise StoreError(f"cannot stat key {key!r} in {self!r}: {exc}") from exc
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    # ----------------------------------------------------------------- writes
+
+    def _create_temp(self, key: str, path: str) -> tuple[int, str]:
+        """Create and open a fresh temp file next to ``path``, making parents as needed."""
+        parent, basename = os.path.split(path)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_CLOEXEC
+        for _ in range(_MAKEDIRS_RETRIES):
+            tmp = os.path.join(parent, _temp_name(basename))
+            try:
+                # 0o666 (minus umask) like any normally created file; mkstemp's 0o600
+                # would make the data unreadable to other users.
+                return os.open(tmp, flags, 0o666), tmp
+            except FileExistsError:
+                continue  # random name collision: draw again
+            except FileNotFoundError:
+                pass
+            try:
+                os.makedirs(parent, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create directory for key {key!r} in {self!r}: {exc}"
+                ) from exc
+        raise StoreError(f"cannot create a temporary file for key {key!r} in {self!r}")
+
+    def _set(self, key: str, value: memoryview) -> None:
+        path = self._path(key)
+        try:
+            fd, tmp = self._create_temp(key, path)
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise StoreError(f"cannot write key {key!r} in {self!r}: {exc}") from exc
+        try:
+            try:
+                _write_all(fd, value)
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException as exc:
+            # Whatever went wrong (including KeyboardInterrupt), the final name still
+            # holds the old object; only the temp file must go.
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, OSError) and not isinstance(exc, StoreError):
+                raise StoreError(f"cannot write key {key!r} in {self!r}: {exc}") from exc
+            raise
+        if self.fsync:
+            self._fsync_dir(os.path.dirname(path))
+
+    @staticmethod
+    def _fsync_dir(path: str) -> None:
+        # Makes the rename itself durable (POSIX); directories cannot be opened on
+        # Windows, where there is nothing to do.
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            with contextlib.suppress(OSError):
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _set_many(self, items: list[tuple[str, memoryview]]) -> None:
+        parallel_map(lambda item: self._set(*item), items, self.threads)
+
+    def _prune_dirs(self, directory: str) -> None:
+        """Remove ``directory`` and its ancestors while empty, stopping at the root."""
+        root = self._root
+        while len(directory) > len(root) and directory.startswith(root):
+            try:
+                os.rmdir(directory)
+            except OSError:
+                return  # not empty (or already gone, or not ours to remove): stop
+            directory = os.path.dirname(directory)
+
+    def _delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            if exc.errno in _MISSING_ERRNOS or (exc.errno == errno.EPERM and os.path.isdir(path)):
+                return  # missing, or a directory (EISDIR on Linux, EPERM on macOS)
+            raise StoreError(f"cannot delete key {key!r} in {self!r}: {exc}") from exc
+        self._prune_dirs(os.path.dirname(path))
+
+    def _delete_many(self, keys: list[str]) -> None:
+        parallel_map(self._delete, keys, self.threads)
+
+    def _delete_prefix(self, prefix: str) -> None:
+        directory = self._dir_path(prefix)
+        if not os.path.isdir(directory):
+            return  # nothing under it (a key named like the prefix is kept)
+
+        def onerror(func: object, path: str, exc_info: tuple) -> None:
+            # Entries may vanish under a concurrent delete; that is what we want.
+            if not isinstance(exc_info[1], FileNotFoundError):
+                raise StoreError(
+                    f"cannot delete prefix {prefix!r} in {self!r}: {exc_info[1]}"
+                ) from exc_info[1]
+
+        if prefix:
+            shutil.rmtree(directory, onerror=onerror)
+            self._prune_dirs(os.path.dirname(directory))
+        else:  # keep the root directory itself
+            with os.scandir(directory) as entries:
+                children = list(entries)
+            for entry in children:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, onerror=onerror)
+                else:
+                    try:
+                        os.unlink(entry.path)
+                    except FileNotFoundError:
+                        continue  # removed concurrently
+                    except OSError as exc:
+                        raise StoreError(f"cannot delete prefix '' in {self!r}: {exc}") from exc
+
+    # ---------------------------------------------------------------- listing
+
+    def _list_prefix(self, prefix: str) -> Iterator[str]:
+        directory = self._dir_path(prefix)
+        start = under_prefix(prefix)
+        # Iterative walk with an explicit stack (no recursion limit on deep trees).
+        # Directory symlinks are followed, with a visited set against cycles.
+        stack: list[tuple[str, str]] = [(directory, start)]
+        seen: set[tuple[int, int]] = set()
+        while stack:
+            dirpath, keyprefix = stack.pop()
+            try:
+                st = os.stat(dirpath)
+                with os.scandir(dirpath) as it:
+                    entries = list(it)
+            except OSError as exc:
+                if exc.errno in _MISSING_ERRNOS:
+                    continue  # missing prefix, a file, or removed concurrently
+                raise StoreError(f"cannot list prefix {prefix!r} in {self!r}: {exc}") from exc
+            ident = (st.st_dev, st.st_ino)
+            if ident in seen:
+                continue
+            seen.add(ident)
+            for entry in entries:
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    continue
+                if is_dir:
+                    stack.append((entry.path, keyprefix + entry.name + "/"))
+                elif not _is_temp_name(entry.name):
+                    yield keyprefix + entry.name
+
+    def _list_dir(self, prefix: str) -> Iterator[str]:
+        try:
+            with os.scandir(self._dir_path(prefix)) as it:
+                names = [e.name for e in it if not _is_temp_name(e.name)]
+        except OSError as exc:
+            if exc.errno in _MISSING_ERRNOS:
+                return iter(())
+            raise StoreError(f"cannot list prefix {prefix!r} in {self!r}: {exc}") from exc
+        return iter(sorted(names))

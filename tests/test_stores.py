@@ -1,0 +1,895 @@
+"""Tests of gpuzarr.stores: one behavioural suite run by every store, then store specifics."""
+
+from __future__ import annotations
+
+import gc
+import os
+import pathlib
+import pickle
+import shutil
+import tempfile
+import threading
+import zipfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gpuzarr.errors import ChecksumError, ReadOnlyError, StoreError
+from gpuzarr.stores import LocalStore, MemoryStore, Store, ZipStore, make_store
+from gpuzarr.stores import local as local_module
+
+KINDS = ["local", "memory", "zip"]
+
+# A store factory: ``open_(read_only=False)`` returns a store over the same location
+# each time, so data written by one store can be checked through another.
+Opener = Callable[..., Store]
+
+
+def _opener(kind: str, where: pathlib.Path) -> Opener:
+    shared: dict[str, bytes] = {}
+
+    def open_(read_only: bool = False) -> Store:
+        if kind == "local":
+            return LocalStore(where / "data", read_only=read_only)
+        if kind == "memory":
+            return MemoryStore(shared, read_only=read_only)
+        path = where / "data.zip"
+        return ZipStore(path, "r" if read_only else ("a" if path.exists() else "w"))
+
+    return open_
+
+
+@pytest.fixture(params=KINDS)
+def opener(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Opener:
+    return _opener(request.param, tmp_path)
+
+
+@pytest.fixture
+def store(opener: Opener) -> Iterator[Store]:
+    s = opener()
+    yield s
+    s.close()
+
+
+def _run_in_threads(fn: Callable[[int], None], n: int) -> None:
+    """Run ``fn(0) ... fn(n - 1)`` concurrently; re-raise the first failure here."""
+    with ThreadPoolExecutor(n) as pool:
+        futures = [pool.submit(fn, i) for i in range(n)]
+    for future in futures:
+        future.result()
+
+
+def _fill(s: Store, items: dict[str, bytes]) -> None:
+    for k, v in items.items():
+        s.set(k, v)
+
+
+def _reopen_read_only(s: Store, opener: Opener) -> Store:
+    s.close()  # a ZipStore flushes here
+    return opener(read_only=True)
+
+
+NESTED = {
+    "zarr.json": b"{root}",
+    "a/zarr.json": b"{a}",
+    "a/c/0/0": b"chunk00",
+    "a/c/0/1": b"chunk01",
+    "a/c/1/0": b"chunk10",
+    "ab/zarr.json": b"{ab}",
+    "a.b/0.1": b"v2-chunk",
+    ".zmetadata": b"{consolidated}",
+}
+
+
+# ------------------------------------------------------------------ common suite
+
+
+class TestCommon:
+    def test_round_trip_and_overwrite(self, store: Store) -> None:
+        store.set("a/b/c", b"hello")
+        assert store.get("a/b/c") == b"hello"
+        assert isinstance(store.get("a/b/c"), bytes)
+        store.set("a/b/c", b"world!")
+        assert store.get("a/b/c") == b"world!"
+        store.set("empty", b"")
+        assert store.get("empty") == b""
+        assert store.exists("empty")
+        store.flush()  # durable (a no-op where writes go straight through)
+        assert store.get("a/b/c") == b"world!"
+        store.delete("a/b/c")
+        assert store.get("a/b/c") is None
+        assert not store.exists("a/b/c")
+
+    def test_bytes_like_values_are_copied(self, store: Store) -> None:
+        buf = bytearray(b"abcdef")
+        store.set("ba", buf)
+        buf[0:3] = b"XYZ"  # mutating the caller's buffer must not change the store
+        assert store.get("ba") == b"abcdef"
+        store.set("mv", memoryview(b"0123456789")[2:5])
+        assert store.get("mv") == b"234"
+        arr = np.arange(4, dtype="<u2")
+        store.set("np", arr)
+        assert store.get("np") == arr.tobytes()
+        store.set("strided", np.arange(8, dtype="u1")[::2])  # non-contiguous
+        assert store.get("strided") == bytes([0, 2, 4, 6])
+        with pytest.raises(TypeError, match="'k'"):
+            store.set("k", "text")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="'k'"):
+            store.set("k", 5)  # type: ignore[arg-type]
+
+    def test_missing_keys_read_as_none(self, store: Store) -> None:
+        store.set("a/b", b"x")
+        for key in ("nope", "a", "a/b/c", "a/nope", "z/y/x"):
+            assert store.get(key) is None, key
+            assert store.get_ranges(key, [(0, 1)]) is None
+            assert store.get_suffix(key, 1) is None
+            assert store.size(key) is None
+            assert not store.exists(key)
+            assert key not in store
+        store.delete("nope")  # missing key: no error
+        store.delete_many(["nope", "a/nope"])
+
+    def test_get_many(self, store: Store) -> None:
+        data = {f"g/{i}/c": bytes([i]) * i for i in range(40)}
+        store.set_many(list(data.items()))
+        keys = ["g/5/c", "missing", "g/0/c", "g/39/c", "g/5/c"]
+        assert store.get_many(keys) == [data["g/5/c"], None, b"", data["g/39/c"], data["g/5/c"]]
+        assert store.get_many([]) == []
+        assert store.get_many(list(data)) == list(data.values())
+
+    def test_get_ranges(self, store: Store) -> None:
+        store.set("k", bytes(range(100)))
+        ranges = [(10, 5), (0, 3), (95, 10), (100, 4), (500, 1), (7, 0), (0, 100)]
+        out = store.get_ranges("k", ranges)
+        assert out == [
+            bytes(range(10, 15)),
+            bytes(range(3)),
+            bytes(range(95, 100)),  # short read at the end
+            b"",  # starts exactly at the end
+            b"",  # starts past the end
+            b"",
+            bytes(range(100)),
+        ]
+        assert store.get_ranges("k", []) == []
+        assert store.get_ranges("k", [(np.int64(1), np.uint8(2))]) == [b"\x01\x02"]
+        # A huge length past the end must not try to allocate it.
+        assert store.get_ranges("k", [(98, 1 << 60)]) == [b"\x62\x63"]
+
+    def test_get_suffix(self, store: Store) -> None:
+        store.set("k", b"0123456789")
+        assert store.get_suffix("k", 3) == b"789"
+        assert store.get_suffix("k", 10) == b"0123456789"
+        assert store.get_suffix("k", 50) == b"0123456789"
+        assert store.get_suffix("k", 0) == b""
+
+    def test_get_many_ranges(self, store: Store) -> None:
+        store.set("x", b"abcdef")
+        store.set("y/z", b"0123")
+        out = store.get_many_ranges([("x", [(1, 2), (4, 10)]), ("nope", [(0, 1)]), ("y/z", [])])
+        assert out == [[b"bc", b"ef"], None, []]
+        many = [("x", [(i % 6, 1)]) for i in range(50)]
+        assert store.get_many_ranges(many) == [[b"abcdef"[i % 6 : i % 6 + 1]] for i in range(50)]
+
+    def test_invalid_ranges(self, store: Store) -> None:
+        store.set("k", b"abc")
+        for bad in ([(-1, 2)], [(0, -2)], [(0,)], [("0", 1)], [(0.5, 1)]):
+            with pytest.raises(StoreError, match="'k'"):
+                store.get_ranges("k", bad)  # type: ignore[arg-type]
+        with pytest.raises(StoreError, match="'k'"):
+            store.get_suffix("k", -1)
+
+    def test_size_and_exists(self, store: Store) -> None:
+        store.set("d/k", b"x" * 1234)
+        assert store.size("d/k") == 1234
+        assert store.exists("d/k")
+        assert not store.exists("d")  # an implicit directory is not a key
+        assert store.size("d") is None
+
+    def test_list_prefix(self, store: Store) -> None:
+        _fill(store, NESTED)
+        assert sorted(store.list_prefix("")) == sorted(NESTED)
+        assert sorted(store.list_prefix("a")) == ["a/c/0/0", "a/c/0/1", "a/c/1/0", "a/zarr.json"]
+        assert sorted(store.list_prefix("a/")) == sorted(store.list_prefix("a"))
+        assert sorted(store.list_prefix("a/c/0")) == ["a/c/0/0", "a/c/0/1"]
+        assert list(store.list_prefix("ab")) == ["ab/zarr.json"]
+        assert list(store.list_prefix("missing")) == []
+        assert list(store.list_prefix("zarr.json")) == []  # a key has nothing under it
+
+    def test_list_dir(self, store: Store) -> None:
+        _fill(store, NESTED)
+        assert list(store.list_dir("")) == sorted([".zmetadata", "a", "a.b", "ab", "zarr.json"])
+        assert list(store.list_dir("a")) == ["c", "zarr.json"]
+        assert list(store.list_dir("a/c/")) == ["0", "1"]
+        assert list(store.list_dir("a/c/0")) == ["0", "1"]
+        assert list(store.list_dir("nope")) == []
+
+    def test_delete_prefix(self, store: Store) -> None:
+        _fill(store, NESTED)
+        store.delete_prefix("a/c/0")
+        assert sorted(store.list_prefix("a")) == ["a/c/1/0", "a/zarr.json"]
+        store.delete_prefix("a")
+        assert store.get("ab/zarr.json") == b"{ab}"  # "ab" is not under "a"
+        assert store.get("a.b/0.1") == b"v2-chunk"
+        assert list(store.list_prefix("a")) == []
+        store.delete_prefix("does/not/exist")
+        store.delete_prefix("")
+        assert list(store.list_prefix("")) == []
+        store.set("after/clear", b"ok")  # still usable
+        assert store.get("after/clear") == b"ok"
+
+    def test_set_many_delete_many(self, store: Store) -> None:
+        items = [(f"m/{i}", str(i).encode()) for i in range(30)]
+        store.set_many(items)
+        assert sorted(store.list_prefix("m")) == sorted(k for k, _ in items)
+        store.delete_many([k for k, _ in items[:20]] + ["m/missing"])
+        assert sorted(store.list_prefix("m")) == sorted(k for k, _ in items[20:])
+        store.set_many([])
+        store.delete_many([])
+
+    @pytest.mark.parametrize(
+        "bad", ["", "/a", "a/", "a//b", "./a", "a/./b", "a/../b", "..", ".", "a\\b", "a\x00b"]
+    )
+    def test_invalid_keys(self, store: Store, bad: str) -> None:
+        calls: list[Callable[[], object]] = [
+            lambda: store.get(bad),
+            lambda: store.set(bad, b"x"),
+            lambda: store.delete(bad),
+            lambda: store.get_ranges(bad, [(0, 1)]),
+            lambda: store.get_suffix(bad, 1),
+            lambda: store.size(bad),
+            lambda: store.exists(bad),
+            lambda: store.get_many(["ok", bad]),
+            lambda: store.set_many([("ok", b"1"), (bad, b"x")]),
+            lambda: store.delete_many([bad]),
+            lambda: store.get_many_ranges([(bad, [(0, 1)])]),
+        ]
+        for call in calls:
+            with pytest.raises(StoreError, match="invalid store key") as info:
+                call()
+            assert repr(bad) in str(info.value)
+        assert store.get("ok") is None  # the batch with a bad key wrote nothing
+
+    @pytest.mark.parametrize("bad", ["/a", "a//b", "a/..", "/", "a\\b"])
+    def test_invalid_prefixes(self, store: Store, bad: str) -> None:
+        with pytest.raises(StoreError):
+            store.list_prefix(bad)
+        with pytest.raises(StoreError):
+            store.list_dir(bad)
+        with pytest.raises(StoreError):
+            store.delete_prefix(bad)
+
+    def test_non_str_key(self, store: Store) -> None:
+        with pytest.raises(StoreError, match="must be a str"):
+            store.get(123)  # type: ignore[arg-type]
+        assert 123 not in store
+
+    def test_read_only(self, store: Store, opener: Opener) -> None:
+        store.set("a/k", b"v")
+        ro = _reopen_read_only(store, opener)
+        try:
+            assert ro.read_only
+            assert ro.get("a/k") == b"v"
+            writes: list[tuple[Callable[[], object], str]] = [
+                (lambda: ro.set("a/k", b"w"), "'a/k'"),
+                (lambda: ro.set("new", b"w"), "'new'"),
+                (lambda: ro.delete("a/k"), "'a/k'"),
+                (lambda: ro.delete("missing"), "'missing'"),
+                (lambda: ro.set_many([("x", b"1")]), "'x'"),
+                (lambda: ro.delete_many(["a/k"]), "'a/k'"),
+                (lambda: ro.delete_prefix("a"), "'a'"),
+            ]
+            for call, name in writes:
+                with pytest.raises(ReadOnlyError, match=name):
+                    call()
+            assert ro.get("a/k") == b"v"
+            assert ro.get("new") is None
+        finally:
+            ro.close()
+
+    def test_closed_store(self, store: Store) -> None:
+        store.set("k", b"v")
+        store.close()
+        assert store.closed
+        store.close()  # idempotent
+        for call in (
+            lambda: store.get("k"),
+            lambda: store.set("k", b"w"),
+            lambda: store.delete("k"),
+            lambda: store.list_prefix(""),
+            lambda: store.list_dir(""),
+            lambda: store.get_many(["k"]),
+            lambda: store.get_ranges("k", [(0, 1)]),
+            lambda: store.exists("k"),
+            store.flush,
+        ):
+            with pytest.raises(StoreError, match="closed"):
+                call()
+
+    def test_context_manager(self, opener: Opener) -> None:
+        with opener() as s:
+            s.set("k", b"v")
+        assert s.closed
+        with opener(read_only=True) as r:
+            assert r.get("k") == b"v"
+
+    def test_repr_and_eq(self, store: Store, opener: Opener, tmp_path: pathlib.Path) -> None:
+        text = repr(store)
+        assert type(store).__name__ in text
+        if not isinstance(store, MemoryStore):
+            assert str(tmp_path) in text
+        assert store != object()
+        assert hash(store) == hash(store)
+
+    def test_threads_different_keys(self, store: Store) -> None:
+        def work(t: int) -> None:
+            for i in range(25):
+                key = f"t{t % 4}/{t}/{i}"  # threads share parent directories
+                value = f"{t}-{i}".encode() * (i + 1)
+                store.set(key, value)
+                assert store.get(key) == value
+                if i % 3 == 0:
+                    store.delete(key)
+                    assert store.get(key) is None
+
+        _run_in_threads(work, 12)
+        expected = {f"t{t % 4}/{t}/{i}" for t in range(12) for i in range(25) if i % 3}
+        assert set(store.list_prefix("")) == expected
+
+
+# ------------------------------------------------------------- model-based check
+
+
+_key_st = st.lists(st.sampled_from(["a", "b", "c", "0", "zarr.json"]), min_size=1, max_size=3).map(
+    "/".join
+)
+_op_st = st.one_of(
+    st.tuples(st.just("set"), _key_st, st.binary(max_size=20)),
+    st.tuples(st.just("delete"), _key_st, st.just(b"")),
+    st.tuples(st.just("delete_prefix"), _key_st, st.just(b"")),
+    st.tuples(st.just("flush"), st.just(""), st.just(b"")),
+)
+
+
+def _conflicts(model: dict[str, bytes], key: str) -> bool:
+    """Whether ``key`` would be both a file and a directory next to ``model``'s keys.
+
+    A file-system store cannot hold both ``a`` and ``a/b``, so the model skips such
+    writes to stay within what every store supports.
+    """
+    parts = key.split("/")
+    parents = {"/".join(parts[:i]) for i in range(1, len(parts))}
+    return any(k in parents or k.startswith(key + "/") for k in model)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st.lists(_op_st, max_size=25))
+def test_matches_dict_model(kind: str, ops: list[tuple[str, str, bytes]]) -> None:
+    where = pathlib.Path(tempfile.mkdtemp())
+    try:
+        open_ = _opener(kind, where)
+        s = open_()
+        model: dict[str, bytes] = {}
+        for op, key, value in ops:
+            if op == "set":
+                if _conflicts(model, key):
+                    continue
+                s.set(key, value)
+                model[key] = value
+            elif op == "delete":
+                s.delete(key)
+                model.pop(key, None)
+            elif op == "delete_prefix":
+                s.delete_prefix(key)
+                model = {k: v for k, v in model.items() if not k.startswith(key + "/")}
+            elif isinstance(s, ZipStore):
+                s.flush()
+            assert sorted(s.list_prefix("")) == sorted(model)
+        for key, value in model.items():
+            assert s.get(key) == value
+        s.close()
+        reopened = open_(read_only=True)
+        assert {k: reopened.get(k) for k in reopened.list_prefix("")} == model
+        reopened.close()
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+# -------------------------------------------------------------------- LocalStore
+
+
+def _all_files(root: pathlib.Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+class TestLocalStore:
+    def test_layout_on_disk(self, tmp_path: pathlib.Path) -> None:
+        s = LocalStore(tmp_path / "root")
+        s.set("a/c/0/1", b"data")
+        s.set(".zmetadata", b"{}")
+        assert (tmp_path / "root" / "a" / "c" / "0" / "1").read_bytes() == b"data"
+        assert (tmp_path / "root" / ".zmetadata").read_bytes() == b"{}"
+        assert s.root == str(tmp_path / "root")
+        assert LocalStore(str(tmp_path / "root")) == s
+        assert hash(LocalStore(str(tmp_path / "root"))) == hash(s)
+        assert LocalStore(tmp_path / "root", read_only=True) != s
+
+    def test_missing_root(self, tmp_path: pathlib.Path) -> None:
+        s = LocalStore(tmp_path / "nothing" / "here", read_only=True)
+        assert s.get("k") is None
+        assert list(s.list_prefix("")) == []
+        assert list(s.list_dir("")) == []
+        assert not (tmp_path / "nothing").exists()
+
+    def test_directory_key_reads_as_missing(self, tmp_path: pathlib.Path) -> None:
+        s = LocalStore(tmp_path)
+        s.set("d/k", b"x")
+        assert s.get("d") is None
+        assert s.size("d") is None
+        assert s.get_ranges("d", [(0, 1)]) is None
+        s.delete("d")  # a directory is not a key: nothing happens
+        assert s.get("d/k") == b"x"
+        with pytest.raises(StoreError, match="'d'"):
+            s.set("d", b"file over a directory")
+        assert s.get("d/k") == b"x"
+        assert [p.name for p in (tmp_path / "d").iterdir()] == ["k"]  # no temp left
+
+    def test_write_below_a_file_fails_cleanly(self, tmp_path: pathlib.Path) -> None:
+        s = LocalStore(tmp_path)
+        s.set("f", b"file")
+        with pytest.raises(StoreError, match="'f/x'"):
+            s.set("f/x", b"y")
+        assert s.get("f") == b"file"
+
+    @pytest.mark.parametrize("exc_type", [OSError, KeyboardInterrupt])
+    def test_atomic_write_failure(
+        self, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, exc_type: type
+    ) -> None:
+        s = LocalStore(tmp_path)
+        s.set("a/k", b"old content")
+        real_write_all = local_module._write_all
+
+        def failing_write_all(fd: int, data: memoryview) -> None:
+            real_write_all(fd, data[: len(data) // 2])  # half written, then the "crash"
+            raise exc_type("disk on fire")
+
+        monkeypatch.setattr(local_module, "_write_all", failing_write_all)
+        expected = StoreError if exc_type is OSError else exc_type
+        with pytest.raises(expected):
+            s.set("a/k", b"new content that is longer")
+        with pytest.raises(expected):
+            s.set("a/fresh", b"never visible")
+        monkeypatch.undo()
+        assert s.get("a/k") == b"old content"
+        assert s.get("a/fresh") is None
+        assert _all_files(tmp_path) == ["a", os.path.join("a", "k")]  # no temp files
+
+    def test_listing_ignores_temp_files(self, tmp_path: pathlib.Path) -> None:
+        s = LocalStore(tmp_path)
+        s.set("a/c/0", b"x")
+        (tmp_path / "a" / "c" / ".0.0123456789abcdef.tmp").write_bytes(b"half")
+        (tmp_path / ".zarr.json.fedcba9876543210.tmp").write_bytes(b"half")
+        assert list(s.list_prefix("")) == ["a/c/0"]
+        assert list(s.list_dir("a/c")) == ["0"]
+        assert list(s.list_dir("")) == ["a"]
+        # Names merely resembling temp files are ordinary keys.
+        s.set("a/.x.tmp", b"key")
+        assert sorted(s.list_prefix("a")) == ["a/.x.tmp", "a/c/0"]
+
+    def test_temp_file_name_and_permissions(
+        self, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        seen: list[str] = []
+        real_replace = os.replace
+
+        def spy_replace(src: str, dst: str) -> None:
+            seen.append(src)
+            real_replace(src, dst)
+
+        monkeypatch.setattr(local_module.os, "replace", spy_replace)
+        s = LocalStore(tmp_path)
+        s.set("dir/key", b"v")
+        monkeypatch.undo()
+        assert len(seen) == 1
+        assert os.path.dirname(seen[0]) == str(tmp_path / "dir")
+        assert local_module._is_temp_name(os.path.basename(seen[0]))
+        assert os.path.basename(seen[0]).startswith(".key.")
+        if os.name == "posix":
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = (tmp_path / "dir" / "key").stat().st_mode & 0o777
+            assert mode == 0o666 & ~umask
+
+    def test_empty_dirs_pruned(self, tmp_path: pathlib.Path) -> None:
+        root = tmp_path / "root"
+        s = LocalStore(root)
+        s.set("a/b/c/d", b"1")
+        s.set("a/x", b"2")
+        s.delete("a/b/c/d")
+        assert _all_files(root) == ["a", os.path.join("a", "x")]
+        s.delete("a/x")
+        assert _all_files(root) == []
+        assert root.is_dir()  # the root itself stays
+        s.set("p/q/r", b"3")
+        s.set("p/s", b"4")
+        s.delete_prefix("p/q")
+        assert _all_files(root) == ["p", os.path.join("p", "s")]
+        s.delete_prefix("")
+        assert _all_files(root) == []
+        assert root.is_dir()
+
+    def test_options(self, tmp_path: pathlib.Path) -> None:
+        s = LocalStore(tmp_path, threads=1, fsync=True)
+        s.set_many([(f"k/{i}", b"v") for i in range(5)])
+        assert s.get_many([f"k/{i}" for i in range(5)]) == [b"v"] * 5
+        with pytest.raises(ValueError, match="threads"):
+            LocalStore(tmp_path, threads=0)
+
+    def test_large_value(self, tmp_path: pathlib.Path) -> None:
+        s = LocalStore(tmp_path)
+        big = np.random.default_rng(0).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes()
+        s.set("big", big)
+        assert s.get("big") == big
+        assert s.get_ranges("big", [(1 << 20, 16)]) == [big[1 << 20 : (1 << 20) + 16]]
+        assert s.get_suffix("big", 5) == big[-5:]
+
+    def test_readers_never_see_partial_writes(self, tmp_path: pathlib.Path) -> None:
+        s = LocalStore(tmp_path)
+        n = 1 << 16
+        values = [b"a" * n, b"b" * (n // 2)]
+        s.set("hot", values[0])
+        stop = threading.Event()
+        bad: list[bytes] = []
+
+        def reader() -> None:
+            while not stop.is_set():
+                got = s.get("hot")
+                if got not in values:
+                    bad.append(got or b"<missing>")
+
+        readers = [threading.Thread(target=reader) for _ in range(3)]
+        for th in readers:
+            th.start()
+        for i in range(200):
+            s.set("hot", values[i % 2])
+        stop.set()
+        for th in readers:
+            th.join()
+        assert not bad
+        assert _all_files(tmp_path) == ["hot"]
+
+    def test_parallel_batches_from_many_threads(self, tmp_path: pathlib.Path) -> None:
+        s = LocalStore(tmp_path, threads=4)
+
+        def work(t: int) -> None:
+            items = [(f"c/{t}/{i}", f"{t}.{i}".encode()) for i in range(30)]
+            s.set_many(items)
+            assert s.get_many([k for k, _ in items]) == [v for _, v in items]
+            s.delete_many([k for k, _ in items[:10]])
+            assert s.get_many([k for k, _ in items[:10]]) == [None] * 10
+
+        _run_in_threads(work, 8)
+        assert len(list(s.list_prefix("c"))) == 8 * 20
+
+    def test_batch_error_propagates(self, tmp_path: pathlib.Path) -> None:
+        s = LocalStore(tmp_path)
+        s.set("f", b"file")
+        items = [(f"ok/{i}", b"v") for i in range(20)] + [("f/below", b"x")]
+        with pytest.raises(StoreError, match="'f/below'"):
+            s.set_many(items)
+        assert s.get_many([k for k, _ in items[:20]]) == [b"v"] * 20
+
+
+# ------------------------------------------------------------------- MemoryStore
+
+
+class TestMemoryStore:
+    def test_shares_the_dict(self) -> None:
+        d: dict[str, bytes] = {"pre/filled": bytearray(b"user")}  # type: ignore[dict-item]
+        s = MemoryStore(d)
+        assert s.data is d
+        assert s.get("pre/filled") == b"user"
+        assert type(s.get("pre/filled")) is bytes
+        s.set("k", memoryview(b"abc"))
+        assert type(d["k"]) is bytes
+        assert d["k"] == b"abc"
+        assert MemoryStore(d) == s
+        assert MemoryStore(d, read_only=True) != s
+        assert MemoryStore(dict(d)) != s
+        with pytest.raises(TypeError, match="dict"):
+            MemoryStore([("k", b"v")])  # type: ignore[arg-type]
+
+    def test_pickle(self) -> None:
+        s = MemoryStore({"k": b"v"})
+        t = pickle.loads(pickle.dumps(s))
+        assert t.get("k") == b"v"
+        t.set("k2", b"w")  # the unpickled copy has a working lock
+
+
+# ---------------------------------------------------------------------- ZipStore
+
+
+def _names(path: pathlib.Path) -> list[str]:
+    with zipfile.ZipFile(path) as zf:
+        assert zf.testzip() is None
+        return zf.namelist()
+
+
+class TestZipStore:
+    def test_no_duplicates_after_overwrites(self, tmp_path: pathlib.Path) -> None:
+        path = tmp_path / "x.zip"
+        s = ZipStore(path, "w")
+        s.set("a/zarr.json", b"v1")
+        s.set("a/zarr.json", b"v2")
+        s.set("a/c/0", b"chunk")
+        s.flush()
+        s.set("a/zarr.json", b"v3")  # overwrite a member already on disk
+        s.set("gone", b"x")
+        s.delete("gone")
+        s.close()
+        names = _names(path)
+        assert sorted(names) == ["a/c/0", "a/zarr.json"]
+        with zipfile.ZipFile(path) as zf:
+            assert zf.read("a/zarr.json") == b"v3"
+            assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
+
+    def test_reads_see_pending_writes(self, tmp_path: pathlib.Path) -> None:
+        path = tmp_path / "x.zip"
+        with ZipStore(path, "w") as s:
+            s.set("k1", b"one")
+            s.set("k2", b"two")
+        s = ZipStore(path, "a")
+        s.set("k3", b"three")
+        s.delete("k1")
+        assert s.get("k3") == b"three"
+        assert s.get("k1") is None
+        assert sorted(s.list_prefix("")) == ["k2", "k3"]
+        assert _names(path) == ["k1", "k2"]  # nothing on disk yet
+        s.close()
+        assert sorted(_names(path)) == ["k2", "k3"]
+
+    def test_reopen_append_and_edit(self, tmp_path: pathlib.Path) -> None:
+        path = tmp_path / "x.zip"
+        with ZipStore(path, "w") as s:
+            _fill(s, NESTED)
+        with ZipStore(path, "a") as s:
+            assert s.get("a/c/0/0") == b"chunk00"
+            s.set("a/c/0/0", b"CHANGED")
+            s.set("new/key", b"new")
+            s.delete_prefix("a/c/1")
+            s.delete(".zmetadata")
+        with ZipStore(path) as r:
+            assert r.read_only
+            expected = {k: v for k, v in NESTED.items() if k not in ("a/c/1/0", ".zmetadata")}
+            expected.update({"a/c/0/0": b"CHANGED", "new/key": b"new"})
+            assert {k: r.get(k) for k in r.list_prefix("")} == expected
+        assert sorted(_names(path)) == sorted(expected)
+
+    def test_mode_w_truncates(self, tmp_path: pathlib.Path) -> None:
+        path = tmp_path / "x.zip"
+        with ZipStore(path, "w") as s:
+            s.set("old", b"x")
+        s = ZipStore(path, "w")
+        assert s.get("old") is None
+        s.close()
+        assert _names(path) == []
+
+    def test_mode_a_creates(self, tmp_path: pathlib.Path) -> None:
+        path = tmp_path / "new.zip"
+        with ZipStore(path, "a") as s:
+            assert list(s.list_prefix("")) == []
+            s.set("k", b"v")
+        assert _names(path) == ["k"]
+
+    def test_open_errors(self, tmp_path: pathlib.Path) -> None:
+        with pytest.raises(StoreError, match="does not exist"):
+            ZipStore(tmp_path / "missing.zip")
+        bad = tmp_path / "bad.zip"
+        bad.write_bytes(b"not a zip file at all")
+        with pytest.raises(StoreError, match=r"bad\.zip"):
+            ZipStore(bad, "a")
+        with pytest.raises(ValueError, match="mode"):
+            ZipStore(tmp_path / "x.zip", "x")  # type: ignore[arg-type]
+
+    def test_eq(self, tmp_path: pathlib.Path) -> None:
+        path = tmp_path / "x.zip"
+        with ZipStore(path, "w"):
+            pass
+        a, b, c = ZipStore(path), ZipStore(str(path)), ZipStore(path, "a")
+        assert a == b
+        assert hash(a) == hash(b)
+        assert a != c
+        for s in (a, b, c):
+            s.close()
+
+    def test_flush_failure_keeps_original(
+        self, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = tmp_path / "x.zip"
+        with ZipStore(path, "w") as s:
+            s.set("keep", b"original")
+            s.set("other", b"also original")
+        before = path.read_bytes()
+        s = ZipStore(path, "a")
+        s.set("keep", b"modified")
+        s.set("n1", b"1")
+        s.set("n2", b"2")
+        real_writestr = zipfile.ZipFile.writestr
+        calls = {"n": 0}
+
+        def failing_writestr(self: zipfile.ZipFile, *args: object, **kwargs: object) -> None:
+            calls["n"] += 1
+            if calls["n"] % 3 == 2:  # fail midway through writing each new archive
+                raise OSError("disk full")
+            real_writestr(self, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(zipfile.ZipFile, "writestr", failing_writestr)
+        with pytest.raises(StoreError, match="disk full"):
+            s.flush()
+        with pytest.raises(StoreError, match="disk full"):
+            s.close()
+        assert not s.closed  # the failed close can be retried
+        monkeypatch.undo()
+        assert path.read_bytes() == before
+        assert sorted(os.listdir(tmp_path)) == ["x.zip"]  # temp file removed
+        assert s.get("keep") == b"modified"  # pending writes survive the failure
+        s.close()
+        with ZipStore(path) as r:
+            assert {k: r.get(k) for k in r.list_prefix("")} == {
+                "keep": b"modified",
+                "other": b"also original",
+                "n1": b"1",
+                "n2": b"2",
+            }
+
+    def test_finalizer_flushes_dropped_store(self, tmp_path: pathlib.Path) -> None:
+        path = tmp_path / "x.zip"
+        s = ZipStore(path, "w")
+        s.set("k", b"v")
+        del s
+        gc.collect()
+        with zipfile.ZipFile(path) as zf:
+            assert zf.read("k") == b"v"
+
+    def test_compressed_and_foreign_members(self, tmp_path: pathlib.Path) -> None:
+        path = tmp_path / "x.zip"
+        payload = bytes(range(256)) * 40
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("dir/", b"")  # a directory entry (zip -r makes these)
+            zf.writestr("dir/deflated", payload, compress_type=zipfile.ZIP_DEFLATED)
+            zf.writestr("dir/stored", payload, compress_type=zipfile.ZIP_STORED)
+            zf.writestr("/abs/name", b"not a key")
+        s = ZipStore(path, "a")
+        assert sorted(s.list_prefix("")) == ["dir/deflated", "dir/stored"]
+        assert list(s.list_dir("")) == ["dir"]
+        for key in ("dir/deflated", "dir/stored"):
+            assert s.get(key) == payload
+            assert s.size(key) == len(payload)
+            assert s.get_ranges(key, [(10, 5), (len(payload) - 2, 9)]) == [
+                payload[10:15],
+                payload[-2:],
+            ]
+            assert s.get_suffix(key, 7) == payload[-7:]
+        s.set("dir/new", b"n")
+        s.close()
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            assert sorted(names) == ["/abs/name", "dir/", "dir/deflated", "dir/new", "dir/stored"]
+            assert zf.read("dir/deflated") == payload
+            assert zf.read("/abs/name") == b"not a key"
+
+    def test_crc_checked(self, tmp_path: pathlib.Path) -> None:
+        path = tmp_path / "x.zip"
+        payload = b"A" * 1000
+        with ZipStore(path, "w") as s:
+            s.set("k", payload)
+        raw = bytearray(path.read_bytes())
+        raw[raw.index(payload) + 500] ^= 0xFF
+        path.write_bytes(bytes(raw))
+        with ZipStore(path) as r:
+            with pytest.raises(ChecksumError, match="'k'"):
+                r.get("k")
+            assert r.get_ranges("k", [(0, 3)]) == [b"AAA"]  # ranges cannot be checked
+        with ZipStore(path, verify_crc=False) as r:
+            assert len(r.get("k") or b"") == 1000
+
+    def test_parallel_reads_and_flush(self, tmp_path: pathlib.Path) -> None:
+        path = tmp_path / "x.zip"
+        data = {f"c/{i}": bytes([i % 256]) * (100 + i) for i in range(200)}
+        with ZipStore(path, "w") as s:
+            s.set_many(list(data.items()))
+        s = ZipStore(path, "a", threads=8)
+        stop = threading.Event()
+
+        def reader() -> int:
+            rounds = 0
+            while not stop.is_set():
+                assert s.get_many(list(data)) == list(data.values())
+                rounds += 1
+            return rounds
+
+        with ThreadPoolExecutor(3) as pool:
+            readers = [pool.submit(reader) for _ in range(3)]
+            for i in range(5):
+                s.set(f"extra/{i}", b"x")
+                s.flush()
+            stop.set()
+        for future in readers:
+            assert future.result() > 0
+        s.close()
+        assert len(_names(path)) == 205
+
+    def test_zarr_python_interop(self, tmp_path: pathlib.Path) -> None:
+        zarr = pytest.importorskip("zarr")
+        path = tmp_path / "zp.zip"
+        zstore = zarr.storage.ZipStore(path, mode="w")
+        arr = zarr.create_array(store=zstore, shape=(10,), chunks=(5,), dtype="i4")
+        arr[:] = np.arange(10, dtype="i4")
+        zstore.close()
+        with ZipStore(path, "a") as s:
+            assert sorted(s.list_prefix("")) == ["c/0", "c/1", "zarr.json"]
+            s.set("c/0", s.get("c/1") or b"")  # chunk 0 now holds chunk 1's values
+        assert len(_names(path)) == 3
+        zstore = zarr.storage.ZipStore(path, mode="r")
+        got = zarr.open_array(store=zstore, mode="r")[:]
+        zstore.close()
+        np.testing.assert_array_equal(got, np.r_[5:10, 5:10])
+
+
+# -------------------------------------------------------------------- make_store
+
+
+class TestMakeStore:
+    def test_store_passthrough(self) -> None:
+        s = MemoryStore()
+        assert make_store(s) is s
+        assert make_store(s, "w") is s
+
+    def test_paths(self, tmp_path: pathlib.Path) -> None:
+        ro = make_store(str(tmp_path / "d"))
+        assert isinstance(ro, LocalStore)
+        assert ro.read_only
+        for mode in ("r+", "a", "w", "w-"):
+            s = make_store(tmp_path / "d", mode)
+            assert isinstance(s, LocalStore)
+            assert not s.read_only
+        z = make_store(tmp_path / "x.zip", "w")
+        assert isinstance(z, ZipStore)
+        assert z.mode == "w"
+        z.set("k", b"v")
+        z.close()
+        for mode, zmode in (("r", "r"), ("r+", "a"), ("a", "a"), ("w-", "a")):
+            z = make_store(str(tmp_path / "x.zip"), mode)
+            assert isinstance(z, ZipStore)
+            assert z.mode == zmode, mode
+            assert z.get("k") == b"v"
+            z.close()
+        (tmp_path / "dir.zip").mkdir()  # a directory named *.zip is a directory store
+        assert isinstance(make_store(tmp_path / "dir.zip", "a"), LocalStore)
+
+    def test_dict_and_none(self) -> None:
+        d: dict[str, bytes] = {"k": b"v"}
+        s = make_store(d, "a")
+        assert isinstance(s, MemoryStore)
+        assert s.data is d
+        s.set("k2", b"v2")
+        assert d["k2"] == b"v2"
+        assert make_store(d).read_only
+        fresh = make_store(None, "w")
+        assert isinstance(fresh, MemoryStore)
+        assert not fresh.read_only
+        assert list(fresh.list_prefix("")) == []
+
+    def test_errors(self) -> None:
+        with pytest.raises(TypeError, match="int"):
+            make_store(42)
+        with pytest.raises(TypeError, match="list"):
+            make_store(["a"])
+        with pytest.raises(TypeError, match="bytes"):
+            make_store(b"/some/path")
+        with pytest.raises(ValueError, match="mode"):
+            make_store(None, "rw")
