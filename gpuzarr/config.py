@@ -4,7 +4,10 @@
 ``write_empty_chunks`` store chunks equal to the fill value (default False: delete them,
                        as zarr-python does).
 ``wave_bytes``         target decoded bytes per pipeline wave; bounds memory in flight
-                       on large reads and writes (default 256 MiB).
+                       on large reads and writes (default 32 MiB).
+``coalesce_gap_bytes`` byte ranges of one shard closer than this are read as one
+                       request (default 64 KiB).
+``shard_index_cache_entries`` shard indexes kept in the process-wide LRU (default 16384).
 ``gpu_fallback``       what a GPU read does with a codec that has no GPU implementation:
                        ``"warn"`` (decode on the CPU, warn once) or ``"error"``.
 """
@@ -27,14 +30,20 @@ class Config:
 
     threads: int = os.cpu_count() or 1
     write_empty_chunks: bool = False
-    wave_bytes: int = 256 * 2**20
+    wave_bytes: int = 32 * 2**20
     gpu_fallback: Literal["warn", "error"] = "warn"
+    coalesce_gap_bytes: int = 64 * 2**10
+    shard_index_cache_entries: int = 16384
 
     def __post_init__(self) -> None:
         if not isinstance(self.threads, int) or self.threads < 1:
             raise ValueError(f"config: threads must be a positive integer, got {self.threads!r}")
         if not isinstance(self.wave_bytes, int) or self.wave_bytes < 1:
             raise ValueError(f"config: wave_bytes must be a positive integer, got {self.wave_bytes!r}")
+        for name in ("coalesce_gap_bytes", "shard_index_cache_entries"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"config: {name} must be a non-negative integer, got {value!r}")
         if self.gpu_fallback not in ("warn", "error"):
             raise ValueError(f"config: gpu_fallback must be 'warn' or 'error', got {self.gpu_fallback!r}")
 

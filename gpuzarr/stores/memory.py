@@ -47,6 +47,11 @@ class MemoryStore(Store):
     def __hash__(self) -> int:
         return hash((MemoryStore, id(self.data), self.read_only))
 
+    @property
+    def cache_namespace(self) -> tuple[object, ...]:
+        """The storage this handle reads (see :attr:`Store.cache_namespace`)."""
+        return ("memory", id(self.data))
+
     def __getstate__(self) -> dict[str, object]:
         # Locks cannot be pickled; a fresh one is made on unpickling.
         state = self.__dict__.copy()

@@ -400,6 +400,11 @@ class ZipStore(Store):
     def __hash__(self) -> int:
         return hash((ZipStore, self._path, self.mode))
 
+    @property
+    def cache_namespace(self) -> tuple[object, ...]:
+        """The storage this handle reads (see :attr:`Store.cache_namespace`)."""
+        return ("zip", self._path)
+
     def flush(self) -> None:
         """Write pending changes to disk (atomically replacing the zip file)."""
         self._check_open()

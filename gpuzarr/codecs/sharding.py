@@ -1,0 +1,310 @@
+"""The ``sharding_indexed`` codec: many inner chunks in one stored object.
+
+A shard holds the encoded inner chunks (laid out in C order of their grid position)
+and an index of ``(offset, nbytes)`` uint64 pairs, one per inner chunk, encoded with
+the ``index_codecs`` (``bytes`` little-endian, optionally ``crc32c``) and stored at the
+start or the end of the shard. An inner chunk equal to the fill value is not stored:
+its index entry is ``(2**64-1, 2**64-1)``.
+
+This module holds the codec spec, the whole-shard CPU decode and encode (used for
+nested sharding and for writes), and the index helpers the pipeline uses to read only
+the inner chunks a selection needs (:class:`ShardIndex`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from gpuzarr.codecs.base import ArrayBytesCodec, Buffer, ChunkSpec, Codec, as_memoryview
+from gpuzarr.codecs.bytes import BytesCodec
+from gpuzarr.codecs.chain import CodecChain
+from gpuzarr.codecs.crc32c import Crc32cCodec
+from gpuzarr.codecs.fill import is_fill_chunk
+from gpuzarr.codecs.registry import codec_from_json, codec_from_user, register_codec
+from gpuzarr.config import get_config
+from gpuzarr.errors import ChecksumError, CorruptChunkError, MetadataError
+from gpuzarr.metadata.dtypes import data_type_from_numpy
+
+__all__ = ["EMPTY", "ShardIndex", "ShardingCodec"]
+
+#: Offset and length of an inner chunk that is not stored.
+EMPTY = np.uint64(2**64 - 1)
+_UINT64 = data_type_from_numpy(np.dtype(np.uint64))
+
+
+@dataclass(frozen=True)
+class ShardIndex:
+    """The decoded index of one shard: ``entries[*inner_coords] == (offset, nbytes)``."""
+
+    entries: np.ndarray  # uint64, shape (*inner_grid, 2)
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """Number of inner chunks along each dimension."""
+        return self.entries.shape[:-1]
+
+    def is_empty(self) -> bool:
+        """Whether no inner chunk is stored."""
+        return bool(np.all(self.entries[..., 0] == EMPTY))
+
+    def byte_range(self, coords: Sequence[int]) -> tuple[int, int] | None:
+        """``(offset, nbytes)`` of an inner chunk, or None if it is not stored."""
+        offset, nbytes = self.entries[tuple(coords)]
+        if offset == EMPTY and nbytes == EMPTY:
+            return None
+        return int(offset), int(nbytes)
+
+    @classmethod
+    def empty(cls, grid: Sequence[int]) -> ShardIndex:
+        """An index with no inner chunk stored."""
+        return cls(np.full((*grid, 2), EMPTY, dtype=np.uint64))
+
+
+def _parse_codecs(value: Any, where: str) -> tuple[Codec, ...]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise MetadataError(f"{where}: must be a non-empty list of codecs")
+    return tuple(v if isinstance(v, Codec) else codec_from_json(v, where) for v in value)
+
+
+@dataclass(frozen=True)
+class ShardingCodec(ArrayBytesCodec):
+    """Shards of ``chunk_shape`` inner chunks encoded with ``codecs`` and an index."""
+
+    chunk_shape: tuple[int, ...]
+    codecs: tuple[Codec, ...] = (BytesCodec(), )
+    index_codecs: tuple[Codec, ...] = (BytesCodec(), Crc32cCodec())
+    index_location: Literal["start", "end"] = "end"
+
+    name: ClassVar[str] = "sharding_indexed"
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ShardingCodec:
+        where = "codec 'sharding_indexed'"
+        extra = set(config) - {"chunk_shape", "codecs", "index_codecs", "index_location"}
+        if extra:
+            raise MetadataError(f"{where}: unknown configuration fields {sorted(extra)}")
+        shape = config.get("chunk_shape")
+        if not isinstance(shape, (list, tuple)) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape
+        ):
+            raise MetadataError(f"{where}: chunk_shape must be a list of positive integers, got {shape!r}")
+        location = config.get("index_location", "end")
+        if location not in ("start", "end"):
+            raise MetadataError(f"{where}: index_location must be 'start' or 'end', got {location!r}")
+        codecs = _parse_codecs(config.get("codecs", [{"name": "bytes"}]), f"{where}: codecs")
+        index_codecs = _parse_codecs(
+            config.get("index_codecs", [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]),
+            f"{where}: index_codecs",
+        )
+        return cls(tuple(shape), codecs, index_codecs, location)
+
+    @classmethod
+    def create(
+        cls,
+        chunk_shape: Sequence[int],
+        codecs: Sequence[Any] = ({"name": "bytes", "configuration": {"endian": "little"}},),
+        index_codecs: Sequence[Any] = ({"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}),
+        index_location: Literal["start", "end"] = "end",
+    ) -> ShardingCodec:
+        """Build from Python values (codecs as objects or JSON)."""
+        where = "codec 'sharding_indexed'"
+        return cls(
+            tuple(int(c) for c in chunk_shape),
+            tuple(codec_from_user(c, f"{where}: codecs") for c in codecs),
+            tuple(codec_from_user(c, f"{where}: index_codecs") for c in index_codecs),
+            index_location,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "configuration": {
+                "chunk_shape": list(self.chunk_shape),
+                "codecs": [c.to_json() for c in self.codecs],
+                "index_codecs": [c.to_json() for c in self.index_codecs],
+                "index_location": self.index_location,
+            },
+        }
+
+    # -- shapes -------------------------------------------------------------------------
+
+    def inner_grid(self, shard_shape: Sequence[int]) -> tuple[int, ...]:
+        """Inner chunks per shard along each dimension."""
+        return tuple(s // c for s, c in zip(shard_shape, self.chunk_shape, strict=True))
+
+    def inner_spec(self, spec: ChunkSpec) -> ChunkSpec:
+        """The spec of one inner chunk."""
+        return ChunkSpec(self.chunk_shape, spec.data_type, spec.fill_value)
+
+    def resolve(self, spec: ChunkSpec) -> ChunkSpec:
+        if len(self.chunk_shape) != len(spec.shape):
+            raise MetadataError(
+                f"codec 'sharding_indexed': chunk_shape {list(self.chunk_shape)} does not match "
+                f"the {len(spec.shape)} dimensions of the shard {list(spec.shape)}"
+            )
+        if any(s % c for s, c in zip(spec.shape, self.chunk_shape, strict=True)):
+            raise MetadataError(
+                f"codec 'sharding_indexed': shard shape {list(spec.shape)} is not a multiple of the "
+                f"inner chunk shape {list(self.chunk_shape)}"
+            )
+        self.inner_chain(spec)  # validates the inner codecs
+        self.index_nbytes(spec)  # validates the index codecs
+        return spec
+
+    def evolve(self, spec: ChunkSpec) -> ShardingCodec:
+        inner = CodecChain(self.codecs, self.inner_spec(spec), "sharding_indexed codecs")
+        index = CodecChain(self.index_codecs, self._index_spec(spec), "sharding_indexed index_codecs")
+        return ShardingCodec(self.chunk_shape, tuple(inner.codecs), tuple(index.codecs), self.index_location)
+
+    def inner_chain(self, spec: ChunkSpec) -> CodecChain:
+        """The codec chain of the inner chunks of a shard of ``spec``."""
+        return self._chains(spec)[0]
+
+    def _index_spec(self, spec: ChunkSpec) -> ChunkSpec:
+        return ChunkSpec((*self.inner_grid(spec.shape), 2), _UINT64, EMPTY)
+
+    def _chains(self, spec: ChunkSpec) -> tuple[CodecChain, CodecChain]:
+        key = (spec.shape, repr(spec.data_type), repr(spec.fill_value))
+        cache = self._chain_cache
+        if key not in cache:
+            cache[key] = (
+                CodecChain(self.codecs, self.inner_spec(spec), "sharding_indexed codecs"),
+                CodecChain(self.index_codecs, self._index_spec(spec), "sharding_indexed index_codecs"),
+            )
+        return cache[key]
+
+    @cached_property
+    def _chain_cache(self) -> dict[Any, tuple[CodecChain, CodecChain]]:
+        return {}
+
+    def index_nbytes(self, spec: ChunkSpec) -> int:
+        """Encoded size of a shard's index (the index codecs must have fixed sizes)."""
+        index_spec = self._index_spec(spec)
+        chain = self._chains(spec)[1]
+        if chain.array_array or not all(c.fixed_size for c in chain.codecs):
+            raise MetadataError(
+                "codec 'sharding_indexed': index_codecs must have a fixed encoded size "
+                "(e.g. bytes and crc32c)"
+            )
+        size = index_spec.nbytes
+        for codec in chain.codecs:
+            size = codec.encoded_size(size, index_spec)
+        return size
+
+    # -- index ---------------------------------------------------------------------------
+
+    def index_range(self, spec: ChunkSpec) -> tuple[Literal["start", "end"], int]:
+        """Where the index lies: ``("start", n)`` = first n bytes, ``("end", n)`` = last n."""
+        return self.index_location, self.index_nbytes(spec)
+
+    def decode_index(self, raw: Buffer, spec: ChunkSpec, key: str = "shard") -> ShardIndex:
+        """Decode an encoded index, checking its checksum and its entries."""
+        expected = self.index_nbytes(spec)
+        if len(as_memoryview(raw)) != expected:
+            raise CorruptChunkError(f"shard {key!r}: index holds {len(as_memoryview(raw))} bytes, expected {expected}")
+        try:
+            entries = np.array(self._chains(spec)[1].decode(raw), dtype=np.uint64, copy=True)
+        except ChecksumError as exc:
+            raise ChecksumError(f"shard {key!r}: index {exc}") from None
+        except CorruptChunkError as exc:
+            raise CorruptChunkError(f"shard {key!r}: index {exc}") from None
+        offsets, lengths = entries[..., 0], entries[..., 1]
+        half_empty = (offsets == EMPTY) != (lengths == EMPTY)
+        if half_empty.any():
+            coords = tuple(int(i) for i in np.argwhere(half_empty)[0])
+            raise CorruptChunkError(f"shard {key!r}: index entry of inner chunk {coords} is half empty")
+        return ShardIndex(entries)
+
+    def encode_index(self, index: ShardIndex, spec: ChunkSpec) -> bytes:
+        """Encode an index with the index codecs."""
+        return self._chains(spec)[1].encode(index.entries)
+
+    def check_range(
+        self, index: ShardIndex, coords: Sequence[int], shard_nbytes: int | None, key: str
+    ) -> tuple[int, int] | None:
+        """An inner chunk's byte range, validated against the shard size when known."""
+        found = index.byte_range(coords)
+        if found is None:
+            return None
+        offset, nbytes = found
+        if shard_nbytes is not None and offset + nbytes > shard_nbytes:
+            raise CorruptChunkError(
+                f"shard {key!r}: inner chunk {tuple(coords)} at bytes [{offset}, {offset + nbytes}) "
+                f"lies past the end of the {shard_nbytes}-byte shard"
+            )
+        return offset, nbytes
+
+    # -- whole-shard CPU path ----------------------------------------------------------
+
+    def split(self, data: Buffer, spec: ChunkSpec, key: str = "shard") -> tuple[ShardIndex, memoryview]:
+        """Decode the index of a whole shard and return it with the shard's bytes."""
+        view = as_memoryview(data)
+        n = self.index_nbytes(spec)
+        if len(view) < n:
+            raise CorruptChunkError(f"shard {key!r}: {len(view)} bytes is too short for its {n}-byte index")
+        raw_index = view[:n] if self.index_location == "start" else view[len(view) - n :]
+        return self.decode_index(raw_index, spec, key), view
+
+    def cpu_decode(self, data: Buffer, spec: ChunkSpec, out: np.ndarray | None = None) -> np.ndarray:
+        index, view = self.split(data, spec)
+        chain = self.inner_chain(spec)
+        shard = out if out is not None else np.empty(spec.shape, dtype=spec.dtype)
+        for coords in np.ndindex(*index.grid):
+            region = tuple(slice(i * c, (i + 1) * c) for i, c in zip(coords, self.chunk_shape, strict=True))
+            found = self.check_range(index, coords, len(view), "shard")
+            if found is None:
+                shard[region] = spec.fill_value
+                continue
+            offset, nbytes = found
+            try:
+                shard[region] = chain.decode(view[offset : offset + nbytes])
+            except (ChecksumError, CorruptChunkError) as exc:
+                raise type(exc)(f"inner chunk {coords}: {exc}") from None
+        return shard
+
+    def encode_inner(self, chunk: np.ndarray, spec: ChunkSpec) -> bytes | None:
+        """Encode one inner chunk, or None when it is all fill value (and may be skipped)."""
+        if not get_config().write_empty_chunks and is_fill_chunk(chunk, spec.fill_value):
+            return None
+        return self.inner_chain(spec).encode(chunk)
+
+    def assemble(self, encoded: Mapping[tuple[int, ...], Buffer], spec: ChunkSpec) -> bytes | None:
+        """Lay out encoded inner chunks (C order) and the index; None if nothing is stored."""
+        grid = self.inner_grid(spec.shape)
+        index = ShardIndex.empty(grid)
+        if not encoded:
+            return None
+        n_index = self.index_nbytes(spec)
+        offset = n_index if self.index_location == "start" else 0
+        parts: list[Buffer] = []
+        for coords in sorted(encoded):
+            data = encoded[coords]
+            size = len(as_memoryview(data))
+            index.entries[coords] = (offset, size)
+            parts.append(data)
+            offset += size
+        raw_index = self.encode_index(index, spec)
+        body = b"".join(as_memoryview(p) for p in parts)
+        return raw_index + body if self.index_location == "start" else body + raw_index
+
+    def cpu_encode(self, data: np.ndarray, spec: ChunkSpec) -> bytes:
+        encoded: dict[tuple[int, ...], bytes] = {}
+        for coords in np.ndindex(*self.inner_grid(spec.shape)):
+            region = tuple(slice(i * c, (i + 1) * c) for i, c in zip(coords, self.chunk_shape, strict=True))
+            inner = self.encode_inner(np.ascontiguousarray(data[region]), spec)
+            if inner is not None:
+                encoded[coords] = inner
+        # A nested shard must still be stored (its parent decides about emptiness), so an
+        # all-empty shard becomes just an index of empty entries.
+        assembled = self.assemble(encoded, spec)
+        if assembled is None:
+            return self.encode_index(ShardIndex.empty(self.inner_grid(spec.shape)), spec)
+        return assembled
+
+
+register_codec(ShardingCodec)

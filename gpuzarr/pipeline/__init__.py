@@ -1,0 +1,23 @@
+"""Batched read and write of chunk selections (the CPU executor).
+
+``layout`` maps decode units to stored bytes (plain chunks or inner chunks of shards),
+``read`` and ``write`` run selections through it in waves on the worker pool.
+"""
+
+from gpuzarr.codecs.fill import is_fill_chunk
+from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, coalesce_ranges, make_layout, shard_index_cache
+from gpuzarr.pipeline.pool import parallel_map
+from gpuzarr.pipeline.read import read_into
+from gpuzarr.pipeline.write import write_from
+
+__all__ = [
+    "ChunkLayout",
+    "ShardedLayout",
+    "coalesce_ranges",
+    "is_fill_chunk",
+    "make_layout",
+    "parallel_map",
+    "read_into",
+    "shard_index_cache",
+    "write_from",
+]

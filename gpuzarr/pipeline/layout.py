@@ -1,0 +1,286 @@
+"""Where an array's decode units live in the store, and how their bytes are fetched.
+
+The pipeline decodes *units*: whole chunks for an ordinary array, inner chunks for a
+sharded one. A layout maps unit grid coordinates to stored bytes:
+
+* :class:`ChunkLayout`: one unit per stored object; a batch is one ``get_many``.
+* :class:`ShardedLayout`: units are inner chunks of shards. A batch fetches the index
+  of every touched shard (one ranged or suffix read each, then cached), then only the
+  inner chunks needed, with neighbouring byte ranges coalesced into single reads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from gpuzarr.codecs import CodecChain
+from gpuzarr.codecs.base import ChunkSpec
+from gpuzarr.codecs.sharding import ShardIndex, ShardingCodec
+from gpuzarr.config import get_config
+from gpuzarr.errors import ChecksumError, CorruptChunkError
+from gpuzarr.indexing import ChunkProjection
+from gpuzarr.metadata import ArrayMetadata
+from gpuzarr.pipeline.pool import parallel_map
+from gpuzarr.stores import Store
+
+__all__ = ["ChunkLayout", "ShardedLayout", "coalesce_ranges", "make_layout", "shard_index_cache", "waves"]
+
+T = TypeVar("T")
+
+
+def waves(items: list[T], unit_nbytes: int) -> Iterator[list[T]]:
+    """Split work into waves of about ``wave_bytes`` decoded bytes.
+
+    Small enough that the next wave's fetch overlaps this wave's decode and memory in
+    flight stays bounded; at least two units per worker so no thread idles.
+    """
+    cfg = get_config()
+    per_wave = max(2 * cfg.threads, cfg.wave_bytes // max(1, unit_nbytes))
+    for start in range(0, len(items), per_wave):
+        yield items[start : start + per_wave]
+
+
+class ChunkLayout:
+    """An ordinary array: each chunk is one object in the store."""
+
+    sharded = False
+
+    def __init__(self, store: Store, prefix: str, metadata: ArrayMetadata, chain: CodecChain) -> None:
+        self.store = store
+        self.prefix = prefix  # "path/" of the array inside the store ("" at the root)
+        self.metadata = metadata
+        self.chain = chain  # decodes one unit
+
+    @property
+    def unit_shape(self) -> tuple[int, ...]:
+        """Shape of a decode unit (edge units are stored full-size)."""
+        return self.metadata.chunks
+
+    @property
+    def unit_spec(self) -> ChunkSpec:
+        """Spec of a decode unit."""
+        return self.chain.spec
+
+    @property
+    def stores_raw(self) -> bool:
+        """Whether a unit's stored bytes are its memory bytes (read straight into place)."""
+        return self.chain.stores_raw
+
+    def key(self, coords: Sequence[int]) -> str:
+        """Store key of the object at storage-grid ``coords``."""
+        return self.prefix + self.metadata.chunk_key(coords)
+
+    def describe(self, coords: Sequence[int]) -> str:
+        """How errors name the unit at ``coords``."""
+        return f"chunk {self.key(coords)!r}"
+
+    def fetch(self, projections: Sequence[ChunkProjection]) -> list[Any]:
+        """The stored bytes of each projection's unit (None where not stored)."""
+        return self.store.get_many([self.key(p.chunk_coords) for p in projections])
+
+    def decode(self, coords: Sequence[int], raw: Any, out: np.ndarray | None = None) -> np.ndarray:
+        """Decode one unit, naming it in any decoding error."""
+        try:
+            return self.chain.decode(raw, out=out)
+        except ChecksumError as exc:
+            raise ChecksumError(f"{self.describe(coords)}: {exc}") from None
+        except CorruptChunkError as exc:
+            raise CorruptChunkError(f"{self.describe(coords)}: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------
+# shard index cache
+
+
+class _IndexCache:
+    """A bounded, thread-safe LRU of decoded shard indexes.
+
+    Keyed by the storage (:attr:`Store.cache_namespace`) and shard key, so every handle
+    on the same storage shares entries, and a shard rewritten through gpuzarr updates or
+    drops its entry for all of them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[Any, str], ShardIndex] = OrderedDict()
+
+    def get(self, store: Store, key: str) -> ShardIndex | None:
+        with self._lock:
+            entry = self._entries.get((store.cache_namespace, key))
+            if entry is not None:
+                self._entries.move_to_end((store.cache_namespace, key))
+            return entry
+
+    def put(self, store: Store, key: str, index: ShardIndex) -> None:
+        limit = get_config().shard_index_cache_entries
+        with self._lock:
+            self._entries[(store.cache_namespace, key)] = index
+            self._entries.move_to_end((store.cache_namespace, key))
+            while len(self._entries) > limit:
+                self._entries.popitem(last=False)
+
+    def discard(self, store: Store, key: str) -> None:
+        with self._lock:
+            self._entries.pop((store.cache_namespace, key), None)
+
+    def clear(self) -> None:
+        """Forget every cached index."""
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+#: The process-wide shard index cache.
+shard_index_cache = _IndexCache()
+
+
+def coalesce_ranges(ranges: Sequence[tuple[int, int]], max_gap: int) -> list[tuple[int, int, list[int]]]:
+    """Merge byte ranges whose gap is at most ``max_gap`` into single reads.
+
+    Returns ``(offset, length, members)`` per read, ``members`` indexing ``ranges``.
+    Reading a small gap costs less than another request (a syscall locally, a round
+    trip remotely).
+    """
+    order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
+    merged: list[tuple[int, int, list[int]]] = []
+    for i in order:
+        offset, length = ranges[i]
+        if merged:
+            start, end_len, members = merged[-1]
+            end = start + end_len
+            if offset - end <= max_gap:
+                merged[-1] = (start, max(end, offset + length) - start, [*members, i])
+                continue
+        merged.append((offset, length, [i]))
+    return merged
+
+
+class ShardedLayout(ChunkLayout):
+    """A sharded array: decode units are inner chunks, stored objects are shards."""
+
+    sharded = True
+
+    def __init__(self, store: Store, prefix: str, metadata: ArrayMetadata, shard_chain: CodecChain) -> None:
+        codec = shard_chain.array_bytes
+        assert isinstance(codec, ShardingCodec)
+        self.codec = codec
+        self.shard_spec = shard_chain.spec
+        self.shard_chain = shard_chain
+        super().__init__(store, prefix, metadata, codec.inner_chain(shard_chain.spec))
+        self.inner_grid = codec.inner_grid(metadata.chunks)
+        self.index_location, self.index_nbytes = codec.index_range(shard_chain.spec)
+
+    @property
+    def unit_shape(self) -> tuple[int, ...]:
+        return self.codec.chunk_shape
+
+    @property
+    def stores_raw(self) -> bool:
+        return False
+
+    @property
+    def shard_shape(self) -> tuple[int, ...]:
+        """Shape of a shard (the array's storage grid)."""
+        return self.metadata.chunks
+
+    def split_coords(self, coords: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Inner-chunk grid coords → (shard coords, inner coords within the shard)."""
+        shard = tuple(c // g for c, g in zip(coords, self.inner_grid, strict=True))
+        inner = tuple(c % g for c, g in zip(coords, self.inner_grid, strict=True))
+        return shard, inner
+
+    def describe(self, coords: Sequence[int]) -> str:
+        shard, inner = self.split_coords(coords)
+        return f"shard {self.key(shard)!r} inner chunk {inner}"
+
+    # -- indexes ------------------------------------------------------------------------
+
+    def read_indexes(self, shard_keys: Sequence[str]) -> list[ShardIndex | None]:
+        """The index of each shard (None for a missing shard), from the cache or the store."""
+        found: list[ShardIndex | None] = [shard_index_cache.get(self.store, k) for k in shard_keys]
+        missing = [i for i, f in enumerate(found) if f is None]
+        if not missing:
+            return found
+        n = self.index_nbytes
+        keys = [shard_keys[i] for i in missing]
+        if self.index_location == "end":
+            raws = parallel_map(lambda k: self.store.get_suffix(k, n), keys)
+        else:
+            ranges = self.store.get_many_ranges([(k, [(0, n)]) for k in keys])
+            raws = [r[0] if r is not None else None for r in ranges]
+        for i, key, raw in zip(missing, keys, raws, strict=True):
+            if raw is None:
+                continue
+            if len(raw) < n:
+                raise CorruptChunkError(
+                    f"shard {key!r}: truncated, {len(raw)} bytes is too short for its {n}-byte index"
+                )
+            index = self.codec.decode_index(raw, self.shard_spec, key)
+            shard_index_cache.put(self.store, key, index)
+            found[i] = index
+        return found
+
+    # -- fetching inner chunks -------------------------------------------------------
+
+    def fetch(self, projections: Sequence[ChunkProjection]) -> list[Any]:
+        by_shard: dict[tuple[int, ...], list[tuple[int, tuple[int, ...]]]] = {}
+        for i, p in enumerate(projections):
+            shard, inner = self.split_coords(p.chunk_coords)
+            by_shard.setdefault(shard, []).append((i, inner))
+        shards = list(by_shard)
+        keys = [self.key(s) for s in shards]
+        indexes = self.read_indexes(keys)
+        results: list[Any] = [None] * len(projections)
+        max_gap = get_config().coalesce_gap_bytes
+        requests: list[tuple[str, list[tuple[int, int]]]] = []
+        plans: list[tuple[str, list[tuple[int, tuple[int, ...], int, int]], list[tuple[int, int, list[int]]]]] = []
+        for shard, key, index in zip(shards, keys, indexes, strict=True):
+            if index is None:
+                continue  # missing shard: every inner chunk reads as fill value
+            wanted = []
+            for i, inner in by_shard[shard]:
+                found = index.byte_range(inner)
+                if found is not None:
+                    wanted.append((i, inner, found[0], found[1]))
+            if not wanted:
+                continue
+            merged = coalesce_ranges([(w[2], w[3]) for w in wanted], max_gap)
+            requests.append((key, [(start, length) for start, length, _ in merged]))
+            plans.append((key, wanted, merged))
+        if not requests:
+            return results
+        fetched = self.store.get_many_ranges(requests)
+        for (key, wanted, merged), blobs in zip(plans, fetched, strict=True):
+            if blobs is None:  # the shard vanished after its index was read
+                shard_index_cache.discard(self.store, key)
+                raise CorruptChunkError(f"shard {key!r}: deleted while being read")
+            for (start, _length, members), blob in zip(merged, blobs, strict=True):
+                view = memoryview(blob)
+                for m in members:
+                    i, inner, offset, nbytes = wanted[m]
+                    lo = offset - start
+                    if lo + nbytes > len(view):
+                        raise CorruptChunkError(
+                            f"shard {key!r}: inner chunk {inner} at bytes [{offset}, {offset + nbytes}) "
+                            "lies past the end of the shard (truncated shard or corrupt index)"
+                        )
+                    results[i] = view[lo : lo + nbytes]
+        return results
+
+
+def make_layout(store: Store, prefix: str, metadata: ArrayMetadata, chain: CodecChain) -> ChunkLayout:
+    """The layout for an array: sharded when sharding is its only top-level codec.
+
+    A sharding codec wrapped by other codecs (a transpose before it, a compressor
+    after it) still works, but through whole-shard decodes.
+    """
+    if isinstance(chain.array_bytes, ShardingCodec) and not chain.array_array and not chain.bytes_bytes:
+        return ShardedLayout(store, prefix, metadata, chain)
+    return ChunkLayout(store, prefix, metadata, chain)

@@ -1,0 +1,52 @@
+"""The worker pool the CPU pipeline runs on (sized by ``config.threads``, fork-safe)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from gpuzarr.config import get_config
+
+__all__ = ["parallel_map"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+
+
+def _reset_pool_after_fork() -> None:
+    # Threads do not survive fork: the child must build its own pool on first use.
+    global _pool, _pool_size
+    _pool, _pool_size = None, 0
+
+
+os.register_at_fork(after_in_child=_reset_pool_after_fork)
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    threads = get_config().threads
+    with _pool_lock:
+        if _pool is None or _pool_size != threads:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(threads, thread_name_prefix="gpuzarr")
+            _pool_size = threads
+        return _pool
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[fn(x) for x in items]`` on the worker pool (inline for one item or one thread).
+
+    Must not be called from inside a pool task (the pool could deadlock waiting on
+    itself); the pipeline only calls it from the caller's thread.
+    """
+    if len(items) <= 1 or get_config().threads == 1:
+        return [fn(x) for x in items]
+    return list(_executor().map(fn, items))

@@ -1,0 +1,152 @@
+"""Batched writes of a selection on the CPU.
+
+Each touched unit's new contents are gathered from the value; units the selection
+only partly covers are read, decoded and modified (read-modify-write); units equal
+to the fill value are not stored (stale ones are deleted) unless
+``config.write_empty_chunks``. Each wave is stored with one batched put; every put is
+atomic per key.
+
+Sharded arrays are written shard by shard: a shard the selection covers completely is
+encoded from the value alone; otherwise its old bytes are fetched, untouched inner
+chunks keep their encoded bytes unchanged (no decode, no re-encode), touched ones are
+re-encoded, and the new shard replaces the old in one put (or is deleted when no inner
+chunk remains). The shard index cache is updated with the new index.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from gpuzarr.codecs.fill import is_fill_chunk
+from gpuzarr.config import get_config
+from gpuzarr.indexing import ChunkProjection, Indexer, ortho_get, ortho_set
+from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache, waves
+from gpuzarr.pipeline.pool import parallel_map
+
+__all__ = ["write_from"]
+
+
+class _ValueSource:
+    """Takes each projection's new values out of the prepared value buffer."""
+
+    def __init__(self, indexer: Indexer, value: np.ndarray) -> None:
+        self.vectorized = indexer.mode == "vectorized"
+        self.value = value.reshape(-1) if self.vectorized else value
+
+    def apply(self, unit: np.ndarray, projection: ChunkProjection) -> None:
+        """Write the projection's values into ``unit`` (a writable full unit array)."""
+        if self.vectorized:
+            unit[projection.chunk_selection] = self.value[projection.out_selection]
+        else:
+            ortho_set(unit, projection.chunk_selection, ortho_get(self.value, projection.out_selection))  # type: ignore[arg-type]
+
+
+def _new_unit(layout: ChunkLayout, coords: tuple[int, ...], old: Any) -> np.ndarray:
+    """A writable unit: the decoded old contents, or all fill value."""
+    spec = layout.unit_spec
+    if old is not None:
+        return np.array(layout.decode(coords, old), dtype=spec.dtype, copy=True)
+    return np.full(layout.unit_shape, spec.fill_value, dtype=spec.dtype)
+
+
+def write_from(layout: ChunkLayout, indexer: Indexer, value: np.ndarray) -> None:
+    """Write ``value`` (``indexer.buffer_shape``) into the selected region."""
+    projections = list(indexer.chunk_projections())
+    if not projections:
+        return
+    source = _ValueSource(indexer, value)
+    if isinstance(layout, ShardedLayout):
+        _write_sharded(layout, projections, source)
+    else:
+        _write_chunks(layout, projections, source)
+
+
+def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], source: _ValueSource) -> None:
+    fill = layout.metadata.fill_value
+    write_empty = get_config().write_empty_chunks
+
+    def encode_one(item: tuple[ChunkProjection, Any]) -> tuple[str, bytes | None]:
+        projection, old = item
+        unit = _new_unit(layout, projection.chunk_coords, old)
+        source.apply(unit, projection)
+        key = layout.key(projection.chunk_coords)
+        if not write_empty and is_fill_chunk(unit, fill):
+            return key, None
+        return key, layout.chain.encode(unit)
+
+    for wave in waves(projections, layout.unit_spec.nbytes or 1024):
+        # Only units the selection covers partly need their old contents.
+        partial = [p for p in wave if not p.covers_chunk]
+        old_by_coords: dict[tuple[int, ...], Any] = {}
+        if partial:
+            olds = layout.fetch(partial)
+            old_by_coords = {p.chunk_coords: b for p, b in zip(partial, olds, strict=True)}
+        results = parallel_map(encode_one, [(p, old_by_coords.get(p.chunk_coords)) for p in wave])
+        _store_results(layout, results)
+
+
+def _store_results(layout: ChunkLayout, results: list[tuple[str, bytes | None]]) -> None:
+    puts = [(k, v) for k, v in results if v is not None]
+    deletes = [k for k, v in results if v is None]
+    if puts:
+        layout.store.set_many(puts)
+    if deletes:
+        layout.store.delete_many(deletes)
+
+
+def _inner_chunks_in_bounds(layout: ShardedLayout, shard: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Inner coords (within the shard) of the inner chunks that overlap the array."""
+    ranges = []
+    for s, g, c, n in zip(shard, layout.inner_grid, layout.unit_shape, layout.metadata.shape, strict=True):
+        first = s * g
+        ranges.append(range(0, max(0, min(g, -(-(n - first * c) // c)))))
+    return list(itertools.product(*ranges))
+
+
+def _write_sharded(layout: ShardedLayout, projections: list[ChunkProjection], source: _ValueSource) -> None:
+    codec, shard_spec = layout.codec, layout.shard_spec
+    by_shard: dict[tuple[int, ...], dict[tuple[int, ...], ChunkProjection]] = {}
+    for p in projections:
+        shard, inner = layout.split_coords(p.chunk_coords)
+        by_shard.setdefault(shard, {})[inner] = p
+
+    def needs_old(shard: tuple[int, ...]) -> bool:
+        touched = by_shard[shard]
+        return not all(
+            inner in touched and touched[inner].covers_chunk for inner in _inner_chunks_in_bounds(layout, shard)
+        )
+
+    def encode_shard(item: tuple[tuple[int, ...], Any]) -> tuple[str, bytes | None]:
+        shard, old = item
+        key = layout.key(shard)
+        encoded: dict[tuple[int, ...], Any] = {}
+        if old is not None:
+            index, view = codec.split(old, shard_spec, key)
+            for inner in np.ndindex(*layout.inner_grid):
+                found = codec.check_range(index, inner, len(view), key)
+                if found is not None:
+                    encoded[inner] = view[found[0] : found[0] + found[1]]
+        for inner, projection in by_shard[shard].items():
+            previous = encoded.pop(inner, None)
+            unit = _new_unit(layout, projection.chunk_coords, None if projection.covers_chunk else previous)
+            source.apply(unit, projection)
+            new = codec.encode_inner(unit, shard_spec)
+            if new is not None:
+                encoded[inner] = new
+        return key, codec.assemble(encoded, shard_spec)
+
+    shard_nbytes = shard_spec.nbytes or 1024
+    for wave in waves(list(by_shard), shard_nbytes):
+        needing = [s for s in wave if needs_old(s)]
+        old_by_shard: dict[tuple[int, ...], Any] = {}
+        if needing:
+            olds = layout.store.get_many([layout.key(s) for s in needing])
+            old_by_shard = dict(zip(needing, olds, strict=True))
+        results = parallel_map(encode_shard, [(s, old_by_shard.get(s)) for s in wave])
+        # Drop cached indexes first: a reader must never pair a new shard with an old index.
+        for key, _ in results:
+            shard_index_cache.discard(layout.store, key)
+        _store_results(layout, results)
