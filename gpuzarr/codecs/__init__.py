@@ -2,6 +2,7 @@
 
 Layout follows the v3 codec kinds: array→array (``transpose``, ``numcodecs`` filters),
 array→bytes (``bytes``, ``vlen-utf8``, ``vlen-bytes``, the v2 layout codec) and
+array→bytes also holds ``sharding_indexed``;
 bytes→bytes (``gzip``, ``zstd``, ``blosc``, ``crc32c``, ``numcodecs`` compressors).
 """
 
@@ -19,6 +20,7 @@ from gpuzarr.codecs.crc32c import Crc32cCodec
 from gpuzarr.codecs.gzip import GzipCodec
 from gpuzarr.codecs.numcodecs_codecs import NumcodecsArrayCodec, NumcodecsBytesCodec
 from gpuzarr.codecs.registry import CODECS, codec_from_json, codec_from_user, register_codec
+from gpuzarr.codecs.sharding import ShardIndex, ShardingCodec
 from gpuzarr.codecs.transpose import TransposeCodec
 from gpuzarr.codecs.v2 import V2ArrayBytesCodec, v2_compressor
 from gpuzarr.codecs.vlen import VLenBytesCodec, VLenUTF8Codec
@@ -38,6 +40,8 @@ __all__ = [
     "GzipCodec",
     "NumcodecsArrayCodec",
     "NumcodecsBytesCodec",
+    "ShardIndex",
+    "ShardingCodec",
     "TransposeCodec",
     "V2ArrayBytesCodec",
     "VLenBytesCodec",

@@ -156,6 +156,10 @@ class NumcodecsArrayCodec(ArrayArrayCodec):
     def cpu_encode(self, data: np.ndarray, spec: ChunkSpec) -> np.ndarray:
         encoded_spec = self.resolve(spec)
         encoded = np.asarray(self._impl.encode(np.ascontiguousarray(data)))
+        if self.codec_id == "bitround" and encoded.dtype != encoded_spec.dtype:
+            # bitround hands back the rounded floats' bit patterns as same-width integers:
+            # reinterpret them, a value cast would store the integers as floats.
+            encoded = encoded.view(encoded_spec.dtype)
         return encoded.reshape(encoded_spec.shape).astype(encoded_spec.dtype, copy=False)
 
 

@@ -68,7 +68,12 @@ class ZstdCodec(BytesBytesCodec):
         return {"name": "zstd", "configuration": {"level": self.level, "checksum": self.checksum}}
 
     def to_v2_json(self) -> dict[str, Any]:
-        return {"id": "zstd", "level": self.level, "checksum": self.checksum}
+        # numcodecs (and so zarr-python) writes "checksum" only when it is on, and
+        # tensorstore's zarr driver rejects the member altogether: leave it out when off.
+        config: dict[str, Any] = {"id": "zstd", "level": self.level}
+        if self.checksum:
+            config["checksum"] = True
+        return config
 
     @cached_property
     def _impl(self) -> numcodecs.Zstd:

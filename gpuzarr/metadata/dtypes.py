@@ -127,12 +127,23 @@ class DataType:
         """Convert a user-given fill value into a scalar of this type."""
         if value is None:
             return default_fill_value(self)
-        if isinstance(value, (str, float)) and self.kind in ("float", "complex"):
-            return _parse_fill(self, value, v2=False)
+        # The JSON encodings are accepted too: "NaN", "Infinity", "0x..." bit patterns
+        # for floats, and [re, im] pairs (of numbers or those strings) for complex.
+        json_form = (self.kind == "float" and isinstance(value, str)) or (
+            self.kind == "complex" and isinstance(value, (list, tuple))
+        )
+        if json_form:
+            try:
+                return _parse_fill(self, value, v2=False)
+            except (TypeError, ValueError, OverflowError, struct.error) as exc:
+                raise ValueError(f"fill_value {value!r} is not a valid {self.name!r} value: {exc}") from None
         if self.kind == "string":
             return str(value)
         if self.kind == "bytes":
             return bytes(value)
+        if np.ndim(value) != 0:
+            # Anything else must be one value; casting a sequence would give an array.
+            raise ValueError(f"fill_value {value!r} for data type {self.name!r} must be a scalar")
         try:
             scalar = np.asarray(value).astype(self.dtype, casting="unsafe")[()]
         except (TypeError, ValueError) as exc:
@@ -332,8 +343,8 @@ def _parse_fill(dt: DataType, value: Any, *, v2: bool) -> Any:
         return np.bool_(value)
     if kind in ("int", "uint"):
         if isinstance(value, str) and value.startswith("0x"):
-            value = int(value, 16)
-            return np.frombuffer(value.to_bytes(dt.dtype.itemsize, "big"), dt.dtype.newbyteorder(">"))[0].astype(dt.dtype)
+            raw = int(value, 16).to_bytes(dt.dtype.itemsize, "big")
+            return np.frombuffer(raw, dt.dtype.newbyteorder(">"))[0].astype(dt.dtype)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError("expected an integer")
         if isinstance(value, float):
@@ -350,7 +361,10 @@ def _parse_fill(dt: DataType, value: Any, *, v2: bool) -> Any:
         part = np.dtype(f"f{dt.dtype.itemsize // 2}")
         if isinstance(value, (list, tuple)) and len(value) == 2:
             re, im = (_parse_float(part, v) for v in value)
-            return dt.dtype.type(complex(float(re), float(im)))
+            # Assign the parts in place: going through Python's complex could alter NaN payloads.
+            result = np.zeros((), dtype=dt.dtype)
+            result.real, result.imag = re, im
+            return result[()]
         if v2 and isinstance(value, (int, float)) and not isinstance(value, bool):
             return dt.dtype.type(value)
         raise TypeError("expected a [real, imaginary] pair")

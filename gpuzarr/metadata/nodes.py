@@ -463,7 +463,10 @@ class GroupMetadata:
                 cm.get("metadata"), Mapping
             ):
                 raise MetadataError(f"{key}: consolidated_metadata must be inline with a metadata object")
-            consolidated = {k: dict(v) for k, v in cm["metadata"].items()}
+            entries = cm["metadata"]
+            if not all(isinstance(v, Mapping) for v in entries.values()):
+                raise MetadataError(f"{key}: consolidated_metadata entries must be objects")
+            consolidated = {k: dict(v) for k, v in entries.items()}
         return cls(3, attributes, consolidated)
 
     def to_json(self) -> dict[str, Any]:

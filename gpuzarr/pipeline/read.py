@@ -53,7 +53,7 @@ def _direct_target(buffer: np.ndarray, projection: ChunkProjection, unit_shape: 
             return None
     if any(s.step not in (None, 1) for s in out_sel):  # type: ignore[union-attr]
         return None
-    view = buffer[out_sel]
+    view = buffer[(*out_sel, Ellipsis)]  # the Ellipsis keeps a 0-d selection a view, not a scalar
     if view.shape != unit_shape or not view.flags.c_contiguous:
         return None
     return view

@@ -49,7 +49,11 @@ def _new_unit(layout: ChunkLayout, coords: tuple[int, ...], old: Any) -> np.ndar
     spec = layout.unit_spec
     if old is not None:
         return np.array(layout.decode(coords, old), dtype=spec.dtype, copy=True)
-    return np.full(layout.unit_shape, spec.fill_value, dtype=spec.dtype)
+    unit = np.empty(layout.unit_shape, dtype=spec.dtype)
+    # fill() stores the scalar as is; np.full would route a bytes fill through NumPy's
+    # fixed-width "S" type, which drops trailing NUL bytes.
+    unit.fill(spec.fill_value)
+    return unit
 
 
 def write_from(layout: ChunkLayout, indexer: Indexer, value: np.ndarray) -> None:
