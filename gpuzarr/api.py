@@ -15,7 +15,7 @@ from gpuzarr.errors import (
     NodeNotFoundError,
     ReadOnlyError,
 )
-from gpuzarr.group import Group, create_node_array, node_from_metadata
+from gpuzarr.group import Group, _ensure_parents, create_node_array, create_node_group, node_from_metadata
 from gpuzarr.metadata import V2_CONSOLIDATED_KEY, ArrayMetadata, GroupMetadata, json_dumps
 from gpuzarr.nodes import (
     join_path,
@@ -35,6 +35,23 @@ _MODES = ("r", "r+", "a", "w", "w-")
 def _check_mode(mode: str) -> None:
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+
+
+def _store_mode(mode: str, node_path: str) -> str:
+    """The mode to make the store in, for ``mode`` applied to the node at ``node_path``.
+
+    ``"w"`` lets a store start empty (a zip file is truncated), which is right only when
+    the whole store is replaced. Below the root, siblings must survive: the store is
+    opened for editing and the node cleared key by key.
+    """
+    return "a" if mode == "w" and node_path else mode
+
+
+def _refuse_existing(existing: ArrayMetadata | GroupMetadata, node_path: str) -> None:
+    """Raise the Contains* error for a node found where mode ``"w-"`` must create one."""
+    if isinstance(existing, ArrayMetadata):
+        raise ContainsArrayError(f"an array already exists at {'/' + node_path!r} (mode 'w-')")
+    raise ContainsGroupError(f"a group already exists at {'/' + node_path!r} (mode 'w-')")
 
 
 def open_array(
@@ -95,10 +112,11 @@ def create_array(
     """
     if data is None and (shape is None or dtype is None):
         raise TypeError("create_array needs shape and dtype (or data)")
-    st = make_store(store, "w" if overwrite else "a")
+    node_path = normalize_path(name)
+    st = make_store(store, _store_mode("w" if overwrite else "a", node_path))
     return create_node_array(
         st,
-        normalize_path(name),
+        node_path,
         overwrite=overwrite,
         device=resolve_device(device),
         data=data,
@@ -136,17 +154,19 @@ def open_group(
     _check_mode(mode)
     dev = resolve_device(device)
     node_path = normalize_path(path)
-    st = make_store(store, mode)
+    st = make_store(store, _store_mode(mode, node_path))
     if mode == "w":
         if st.read_only:
             raise ReadOnlyError(f"cannot create a group in read-only {st!r}")
+        # Refuse a group below an array before deleting anything.
+        _ensure_parents(st, node_path, zarr_format or 3)
         st.delete_prefix(node_path)
         existing = None
     else:
         existing = load_metadata(st, node_path)
     if existing is not None:
         if mode == "w-":
-            raise ContainsGroupError(f"a node already exists at {'/' + node_path!r}")
+            _refuse_existing(existing, node_path)
         if not isinstance(existing, GroupMetadata):
             raise ContainsArrayError(f"{'/' + node_path!r} is an array, not a group")
         if use_consolidated is False and existing.consolidated is not None:
@@ -156,12 +176,7 @@ def open_group(
         return Group(st, node_path, existing, read_only=mode == "r", device=dev)
     if mode in ("r", "r+"):
         raise GroupNotFoundError(f"no group found at {'/' + node_path!r} in {st!r}")
-    metadata = GroupMetadata(zarr_format or 3, dict(attributes or {}))
-    group = Group(st, "", load_metadata(st, "") or metadata, device=dev) if node_path else None
-    if group is not None and isinstance(group.metadata, GroupMetadata):
-        return group.create_group(node_path, attributes=dict(attributes or {}))
-    save_metadata(st, node_path, metadata)
-    return Group(st, node_path, metadata, device=dev)
+    return create_node_group(st, node_path, zarr_format=zarr_format or 3, attributes=dict(attributes or {}), device=dev)
 
 
 def create_group(store: Any = None, *, path: str | None = None, **kwargs: Any) -> Group:
@@ -169,7 +184,7 @@ def create_group(store: Any = None, *, path: str | None = None, **kwargs: Any) -
     return open_group(store, "w-", path=path, **kwargs)
 
 
-def open(  # noqa: A001 - mirrors zarr.open
+def open(  # mirrors zarr.open (shadowing the builtin on purpose)
     store: Any = None,
     mode: AccessMode = "a",
     *,
@@ -177,18 +192,23 @@ def open(  # noqa: A001 - mirrors zarr.open
     device: str = "auto",
     **kwargs: Any,
 ) -> Array | Group:
-    """Open the array or group at ``path``; with ``shape`` in kwargs, create an array there."""
+    """Open the array or group at ``path``, with file-like modes as zarr-python's ``open``.
+
+    With ``shape`` in kwargs, an array is created where none exists (or, mode ``"w"``,
+    replaces what exists); without, a missing node becomes a group in the modes that
+    create. ``"w"`` replaces the node at ``path``; ``"w-"`` refuses an existing one.
+    """
     _check_mode(mode)
     dev = resolve_device(device)
     node_path = normalize_path(path)
-    st = make_store(store, mode)
-    if "shape" in kwargs and mode != "r":
-        existing = load_metadata(st, node_path) if mode != "w" else None
-        if existing is None or mode == "w":
-            return create_node_array(st, node_path, overwrite=mode == "w", device=dev, **kwargs)
-    metadata = load_metadata(st, node_path)
-    if metadata is not None:
-        return node_from_metadata(st, node_path, metadata, read_only=mode == "r", device=dev)
+    st = make_store(store, _store_mode(mode, node_path))
+    existing = None if mode == "w" else load_metadata(st, node_path)
+    if mode == "w-" and existing is not None:
+        _refuse_existing(existing, node_path)
+    if "shape" in kwargs and mode != "r" and existing is None:
+        return create_node_array(st, node_path, overwrite=mode == "w", device=dev, **kwargs)
+    if existing is not None:
+        return node_from_metadata(st, node_path, existing, read_only=mode == "r", device=dev)
     if mode in ("r", "r+"):
         raise NodeNotFoundError(f"no array or group found at {'/' + node_path!r} in {st!r}")
     return open_group(st, mode, path=node_path, device=device, **kwargs)
@@ -206,9 +226,10 @@ def consolidate_metadata(store: Any, path: str | None = None, zarr_format: Liter
     if st.read_only:
         raise ReadOnlyError(f"cannot consolidate metadata in read-only {st!r}")
     root = load_metadata(st, node_path)
-    if not isinstance(root, GroupMetadata):
-        raise GroupNotFoundError(f"no group found at {'/' + node_path!r} in {st!r}")
-    fmt = zarr_format or root.zarr_format
+    if not isinstance(root, GroupMetadata) or (zarr_format is not None and root.zarr_format != zarr_format):
+        found = "" if zarr_format is None else f"zarr_format {zarr_format} "
+        raise GroupNotFoundError(f"no {found}group found at {'/' + node_path!r} in {st!r}")
+    fmt = root.zarr_format
     plain_root = Group(st, node_path, GroupMetadata(root.zarr_format, root.attributes, None))
     members = plain_root.members(max_depth=None)
     if fmt == 3:

@@ -20,9 +20,9 @@ from gpuzarr.codecs import (
     v2_compressor,
 )
 from gpuzarr.device import Device, resolve_device
-from gpuzarr.errors import ReadOnlyError
+from gpuzarr.errors import MetadataError, ReadOnlyError, UnsupportedCodecError, UnsupportedDataTypeError
 from gpuzarr.indexing import Indexer, SelectionMode, make_indexer
-from gpuzarr.metadata import ArrayMetadata, ArrayMetadataV2, ArrayMetadataV3
+from gpuzarr.metadata import V2_ARRAY_KEY, V3_KEY, ArrayMetadata, ArrayMetadataV2, ArrayMetadataV3
 from gpuzarr.nodes import prefix_of, save_metadata
 from gpuzarr.pipeline import ChunkLayout, parallel_map, read_into, write_from
 from gpuzarr.stores import Store
@@ -40,6 +40,22 @@ def build_codec_chain(metadata: ArrayMetadata) -> CodecChain:
     layout = V2ArrayBytesCodec.create(metadata.stored_dtype, metadata.order, list(metadata.filters))
     compressor = v2_compressor(metadata.compressor)
     return CodecChain([layout] + ([compressor] if compressor else []), spec, "compressor")
+
+
+def _chain_naming_key(metadata: ArrayMetadata, path: str) -> CodecChain:
+    """:func:`build_codec_chain`, with errors naming the metadata document they come from.
+
+    Codec specs validate their own configuration and know nothing of the store, so
+    their messages name the codec only; the document key tells the user which file.
+    """
+    key = prefix_of(path) + (V3_KEY if metadata.zarr_format == 3 else V2_ARRAY_KEY)
+    try:
+        return build_codec_chain(metadata)
+    except (MetadataError, UnsupportedCodecError, UnsupportedDataTypeError) as exc:
+        message = str(exc)
+        if message.startswith(key):
+            raise
+        raise type(exc)(f"{key}: {message}") from None
 
 
 class Attributes(MutableMapping[str, Any]):
@@ -126,7 +142,7 @@ class Array:
         self._metadata = metadata
         self._read_only = read_only or store.read_only
         self._device = device if isinstance(device, Device) else resolve_device(device)
-        self._chain = build_codec_chain(metadata)
+        self._chain = _chain_naming_key(metadata, path)
         self._layout = ChunkLayout(store, prefix_of(path), metadata, self._chain)
 
     # -- description ----------------------------------------------------------------
@@ -291,8 +307,11 @@ class Array:
             yield self[i]
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        data = self.read()
-        data = np.asarray(data)
+        # NumPy's protocol: copy=False promises no copy, but reading always makes a new
+        # array from the stored chunks, so refuse it as zarr-python does.
+        if copy is False:
+            raise ValueError("copy=False is not supported: reading a gpuzarr Array always creates a new array")
+        data = np.asarray(self.read())
         return data if dtype is None else data.astype(dtype, copy=False)
 
     # -- reading ----------------------------------------------------------------------
@@ -303,6 +322,8 @@ class Array:
     def _get(self, selection: Any, mode: SelectionMode, out: np.ndarray | None = None) -> Any:
         indexer = self._indexer(selection, mode)
         if out is not None:
+            if not isinstance(out, np.ndarray):  # a NumPy scalar has a shape but is no buffer
+                raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
             if tuple(out.shape) != indexer.out_shape:
                 raise ValueError(f"out has shape {out.shape}, the selection has shape {indexer.out_shape}")
             if out.dtype != self.dtype:

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gpuzarr.api import create_array, open as open_node, open_group
+from gpuzarr.api import open as open_node
+from gpuzarr.api import open_group
 from gpuzarr.array import Array
 from gpuzarr.config import config
 from gpuzarr.group import Group
@@ -36,6 +37,14 @@ def _codec_names(array: Array) -> str:
     return " -> ".join(parts)
 
 
+def _plain(value: object) -> object:
+    """A NumPy scalar as the Python value it holds (``0.0``, not ``np.float32(0.0)``)."""
+    # datetimes and raw bytes keep their NumPy repr, which says what they are
+    if isinstance(value, np.generic) and value.dtype.kind not in "MmV":
+        return value.item()
+    return value
+
+
 def describe_array(array: Array, indent: str = "") -> list[str]:
     """Lines describing one array for ``gpuzarr info``."""
     stored = array.nbytes_stored()
@@ -47,7 +56,7 @@ def describe_array(array: Array, indent: str = "") -> list[str]:
         f"{indent}  dtype    {array.metadata.data_type.name}",
         f"{indent}  chunks   {array.chunks}  ({array.nchunks} in grid, {array.nchunks_initialized} stored)",
         f"{indent}  codecs   {_codec_names(array)}",
-        f"{indent}  fill     {array.fill_value!r}",
+        f"{indent}  fill     {_plain(array.fill_value)!r}",
         f"{indent}  bytes    logical {_human(logical)}, stored {_human(stored)}{ratio}",
     ]
     if array.dimension_names:
@@ -85,7 +94,8 @@ def demo(size_mib: int = 64, repeats: int = 3) -> str:
     lines = [f"gpuzarr demo: {side}x{side} float32 ({_human(data.nbytes)}), device cpu, {config.threads} threads"]
     with tempfile.TemporaryDirectory(prefix="gpuzarr-demo-") as tmp:
         group = open_group(f"{tmp}/demo.zarr", mode="w")
-        for label, compressors in (("zstd", "auto"), ("blosc-lz4", {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "shuffle"}})):
+        blosc_lz4 = {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "shuffle"}}
+        for label, compressors in (("zstd", "auto"), ("blosc-lz4", blosc_lz4)):
             array = group.create_array(label, shape=data.shape, dtype="f4", chunks=(512, 512), compressors=compressors)
             t0 = time.perf_counter()
             array[...] = data
@@ -100,11 +110,23 @@ def demo(size_mib: int = 64, repeats: int = 3) -> str:
                 raise RuntimeError(f"demo: {label} read back different data")
             read_s = float(np.median(times))
             lines.append(
-                f"  {label:10s} write {data.nbytes / write_s / 1e9:6.2f} GB/s   read {data.nbytes / read_s / 1e9:6.2f} GB/s"
+                f"  {label:10s} write {data.nbytes / write_s / 1e9:6.2f} GB/s"
+                f"   read {data.nbytes / read_s / 1e9:6.2f} GB/s"
                 f"   stored {_human(array.nbytes_stored())}"
             )
         lines.append(info(f"{tmp}/demo.zarr"))
     return "\n".join(lines)
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a zero or negative size has no demo to run)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_info = sub.add_parser("info", help="describe a Zarr array or hierarchy")
     p_info.add_argument("path", help="directory or .zip store")
     p_demo = sub.add_parser("demo", help="write and read a sample dataset, print throughput")
-    p_demo.add_argument("--size-mib", type=int, default=64, help="dataset size (default 64 MiB)")
+    p_demo.add_argument("--size-mib", type=_positive_int, default=64, help="dataset size (default 64 MiB)")
     args = parser.parse_args(argv)
     try:
         if args.command == "info":

@@ -81,6 +81,34 @@ def _shape_tuple(value: Any, name: str) -> tuple[int, ...]:
     return result
 
 
+def _chunk_tuple(chunks: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A user's chunk shape, normalised as zarr-python does.
+
+    One integer applies to every dimension; ``None`` or ``-1`` for a dimension means
+    "the whole dimension" (at least 1, so an empty dimension still has a chunk size).
+    """
+    if isinstance(chunks, (int, np.integer)) and not isinstance(chunks, bool):
+        return (int(chunks),) * len(shape)
+    if isinstance(chunks, (list, tuple)) and len(chunks) == len(shape):
+        chunks = [max(1, s) if c is None or (isinstance(c, (int, np.integer)) and c == -1) else c
+                  for c, s in zip(chunks, shape, strict=True)]
+    return _shape_tuple(chunks, "chunks")
+
+
+def _requested_byte_order(dtype: Any) -> str:
+    """``">"`` when the user asked for a big-endian NumPy dtype (``">i4"``), else ``"<"``.
+
+    In memory gpuzarr always uses the native order; for v2 the stored order is part of
+    the dtype string, and zarr-python keeps the one asked for, so gpuzarr does too.
+    """
+    if isinstance(dtype, (str, np.dtype, type)):
+        try:
+            return ">" if np.dtype(dtype).byteorder == ">" else "<"
+        except (TypeError, ValueError):
+            pass  # "string", "bytes" and other gpuzarr-only spellings
+    return "<"
+
+
 def build_array_metadata(
     *,
     shape: Any,
@@ -102,10 +130,10 @@ def build_array_metadata(
     if any(s < 0 for s in shape_t):
         raise ValueError(f"shape {shape_t} has a negative dimension")
     data_type = data_type_from_user(dtype)
-    if chunks is None or chunks == "auto":
+    if chunks is None or (isinstance(chunks, str) and chunks == "auto"):
         chunk_t = guess_chunks(shape_t, data_type.item_size or 16)
     else:
-        chunk_t = _shape_tuple(chunks, "chunks")
+        chunk_t = _chunk_tuple(chunks, shape_t)
     if len(chunk_t) != len(shape_t) or any(c < 1 for c in chunk_t):
         raise ValueError(f"chunks {chunk_t} must give a positive size for each of the {len(shape_t)} dimensions")
     if shards is not None:
@@ -120,14 +148,18 @@ def build_array_metadata(
 
     if zarr_format == 3:
         return _v3_metadata(
-            shape_t, data_type, chunk_t, fill, filters, compressors, serializer, attrs, dimension_names, chunk_key_encoding
+            shape_t, data_type, chunk_t, fill, filters, compressors, serializer, attrs, dimension_names,
+            chunk_key_encoding,
         )
     if zarr_format == 2:
         if dimension_names is not None:
             raise ValueError("dimension_names are not supported by Zarr format 2")
         if serializer not in (None, "auto"):
             raise ValueError("serializer is not supported by Zarr format 2 (use filters and compressors)")
-        return _v2_metadata(shape_t, data_type, chunk_t, fill, filters, compressors, order or "C", attrs, chunk_key_encoding)
+        return _v2_metadata(
+            shape_t, data_type, chunk_t, fill, filters, compressors, order or "C", attrs, chunk_key_encoding,
+            _requested_byte_order(dtype),
+        )
     raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
 
 
@@ -181,13 +213,16 @@ def _v2_metadata(
     order: Literal["C", "F"],
     attrs: dict[str, Any],
     chunk_key_encoding: Any,
+    byte_order: str = "<",
 ) -> ArrayMetadataV2:
     v2_filters: list[dict[str, Any]] = []
     if data_type.kind in ("string", "bytes"):
         stored_dtype = "|O"
         v2_filters.append({"id": "vlen-utf8" if data_type.kind == "string" else "vlen-bytes"})
+    elif data_type.dtype.itemsize > 1:
+        stored_dtype = data_type.dtype.newbyteorder(byte_order).str  # "|S5" etc. stay "|"
     else:
-        stored_dtype = data_type.dtype.newbyteorder("<").str if data_type.dtype.itemsize > 1 else data_type.dtype.str
+        stored_dtype = data_type.dtype.str
     for codec in _codec_list(filters, "filters"):
         as_v2 = codec.to_v2_json()
         if as_v2 is None:

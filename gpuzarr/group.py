@@ -25,7 +25,7 @@ from gpuzarr.nodes import (
 )
 from gpuzarr.stores import Store
 
-__all__ = ["Group", "create_node_array", "node_from_metadata"]
+__all__ = ["Group", "create_node_array", "create_node_group", "node_from_metadata"]
 
 
 def node_from_metadata(
@@ -37,18 +37,30 @@ def node_from_metadata(
     return Array(store, path, metadata, read_only=read_only, device=device)
 
 
-def _ensure_parents(store: Store, path: str, zarr_format: int) -> None:
-    """Create group metadata for ancestors that have none (zarr-python does the same)."""
+def _missing_parents(store: Store, path: str) -> list[str]:
+    """Ancestors of ``path`` that have no metadata yet, root first.
+
+    Raises ContainsArrayError when an ancestor is an array: nothing may live below one.
+    Checking before writing anything keeps a refused creation from changing the store.
+    """
     if not path:
-        return  # the root has no parent
+        return []  # the root has no parent
     parts = path.split("/")[:-1]
+    missing = []
     for i in range(len(parts) + 1):
         parent = "/".join(parts[:i])
         existing = load_metadata(store, parent)
         if existing is None:
-            save_metadata(store, parent, GroupMetadata(zarr_format))  # type: ignore[arg-type]
+            missing.append(parent)
         elif isinstance(existing, ArrayMetadata):
             raise ContainsArrayError(f"cannot create a node below array {'/' + parent!r}")
+    return missing
+
+
+def _ensure_parents(store: Store, path: str, zarr_format: int) -> None:
+    """Create group metadata for ancestors that have none (zarr-python does the same)."""
+    for parent in _missing_parents(store, path):
+        save_metadata(store, parent, GroupMetadata(zarr_format))  # type: ignore[arg-type]
 
 
 def _clear_or_refuse(store: Store, path: str, overwrite: bool) -> None:
@@ -65,23 +77,56 @@ def _clear_or_refuse(store: Store, path: str, overwrite: bool) -> None:
 def create_node_array(
     store: Store, path: str, *, overwrite: bool = False, device: Any = "auto", data: Any = None, **kwargs: Any
 ) -> Array:
-    """Create an array at ``path`` (shared by create_array and Group.create_array)."""
+    """Create an array at ``path`` (shared by create_array and Group.create_array).
+
+    With ``data``, the array is written after creation, and ``shape`` and ``dtype``
+    default to the data's where not given (or given as None).
+    """
     if store.read_only:
         raise ReadOnlyError(f"cannot create array {'/' + path!r}: the store is read-only")
     if data is not None:
         import numpy as np
 
-        data = np.asarray(data)
-        kwargs.setdefault("shape", data.shape)
-        kwargs.setdefault("dtype", data.dtype)
+        if not isinstance(data, (np.ndarray, Array)):
+            data = np.asarray(data)
+        # create_array passes shape=None/dtype=None explicitly when they are not given.
+        if kwargs.get("shape") is None:
+            kwargs["shape"] = data.shape
+        if kwargs.get("dtype") is None:
+            kwargs["dtype"] = data.dtype
     metadata = build_array_metadata(**kwargs)
+    parents = _missing_parents(store, path)
     _clear_or_refuse(store, path, overwrite)
-    _ensure_parents(store, path, metadata.zarr_format)
+    for parent in parents:
+        save_metadata(store, parent, GroupMetadata(metadata.zarr_format))
     save_metadata(store, path, metadata)
     array = Array(store, path, metadata, device=device)
     if data is not None:
         array[...] = data
     return array
+
+
+def create_node_group(
+    store: Store,
+    path: str,
+    *,
+    zarr_format: int = 3,
+    attributes: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    device: Any = "auto",
+) -> Group:
+    """Create a group at ``path`` (shared by open_group and Group.create_group)."""
+    if store.read_only:
+        raise ReadOnlyError(f"cannot create group {'/' + path!r}: the store is read-only")
+    if zarr_format not in (2, 3):
+        raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
+    parents = _missing_parents(store, path)
+    _clear_or_refuse(store, path, overwrite)
+    for parent in parents:
+        save_metadata(store, parent, GroupMetadata(zarr_format))  # type: ignore[arg-type]
+    metadata = GroupMetadata(zarr_format, dict(attributes or {}))  # type: ignore[arg-type]
+    save_metadata(store, path, metadata)
+    return Group(store, path, metadata, device=device)
 
 
 class Group:
@@ -95,12 +140,19 @@ class Group:
         *,
         read_only: bool = False,
         device: Device | str = "auto",
+        consolidated_view: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self._store = store
         self._path = path
         self._metadata = metadata
         self._read_only = read_only or store.read_only
         self._device = device if isinstance(device, Device) else resolve_device(device)
+        # Consolidated metadata of the members, relative to this group: the group's own,
+        # or (for a group reached through a consolidated ancestor) the ancestor's entries
+        # below it, so navigating a consolidated hierarchy never reads member metadata.
+        # Kept apart from `metadata` so that writing attributes never stores it.
+        self._view = consolidated_view if consolidated_view is not None else metadata.consolidated
+        self._consolidated_stale = False  # set once this object adds a member
 
     # -- description ------------------------------------------------------------------
 
@@ -159,21 +211,34 @@ class Group:
 
     # -- members ----------------------------------------------------------------------
 
+    def _use_consolidated(self) -> bool:
+        return self._view is not None and not self._consolidated_stale
+
     def _child_metadata(self, relative: str) -> NodeMetadata | None:
-        if self._metadata.consolidated is not None:
-            found = metadata_from_consolidated(self._metadata, relative)
+        if self._use_consolidated():
+            view = GroupMetadata(self._metadata.zarr_format, {}, self._view)
+            found = metadata_from_consolidated(view, relative)
             if found is not None:
                 return found
         return load_metadata(self._store, join_path(self._path, relative))
+
+    def _child_node(self, relative: str, metadata: NodeMetadata) -> Array | Group:
+        path = join_path(self._path, relative)
+        if isinstance(metadata, GroupMetadata) and self._use_consolidated():
+            assert self._view is not None
+            below = relative + "/"
+            view = {k[len(below) :]: v for k, v in self._view.items() if k.startswith(below)}
+            return Group(
+                self._store, path, metadata, read_only=self._read_only, device=self._device, consolidated_view=view
+            )
+        return node_from_metadata(self._store, path, metadata, read_only=self._read_only, device=self._device)
 
     def __getitem__(self, name: str) -> Array | Group:
         relative = join_path("", name)
         metadata = self._child_metadata(relative) if relative else None
         if metadata is None:
             raise NodeNotFoundError(f"no array or group named {name!r} in group {self.name!r}")
-        return node_from_metadata(
-            self._store, join_path(self._path, relative), metadata, read_only=self._read_only, device=self._device
-        )
+        return self._child_node(relative, metadata)
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
@@ -185,8 +250,9 @@ class Group:
         return True
 
     def _child_names(self) -> list[str]:
-        if self._metadata.consolidated is not None:
-            return sorted({k.split("/", 1)[0] for k in self._metadata.consolidated if k})
+        if self._use_consolidated():
+            assert self._view is not None
+            return sorted({k.split("/", 1)[0] for k in self._view if k})
         return sorted(self._store.list_dir(prefix_of(self._path)))
 
     def members(self, max_depth: int | None = 0) -> tuple[tuple[str, Array | Group], ...]:
@@ -200,9 +266,7 @@ class Group:
             metadata = self._child_metadata(child)
             if metadata is None:
                 continue  # a chunk directory or a file that is not a node
-            node = node_from_metadata(
-                self._store, join_path(self._path, child), metadata, read_only=self._read_only, device=self._device
-            )
+            node = self._child_node(child, metadata)
             found.append((child, node))
             if isinstance(node, Group) and (max_depth is None or max_depth > 0):
                 deeper = None if max_depth is None else max_depth - 1
@@ -242,12 +306,16 @@ class Group:
     ) -> Group:
         """Create a child group (same Zarr format as this group)."""
         self._check_writable()
-        path = join_path(self._path, name)
-        _clear_or_refuse(self._store, path, overwrite)
-        _ensure_parents(self._store, path, self.zarr_format)
-        metadata = GroupMetadata(self._metadata.zarr_format, dict(attributes or {}))  # type: ignore[arg-type]
-        save_metadata(self._store, path, metadata)
-        return Group(self._store, path, metadata, device=self._device)
+        group = create_node_group(
+            self._store,
+            join_path(self._path, name),
+            zarr_format=self.zarr_format,
+            attributes=attributes,
+            overwrite=overwrite,
+            device=self._device,
+        )
+        self._forget_consolidated()
+        return group
 
     def require_group(self, name: str, **kwargs: Any) -> Group:
         """The child group ``name``, created if missing."""
@@ -264,4 +332,12 @@ class Group:
         self._check_writable()
         kwargs.setdefault("zarr_format", self.zarr_format)
         kwargs.setdefault("device", self._device)
-        return create_node_array(self._store, join_path(self._path, name), **kwargs)
+        array = create_node_array(self._store, join_path(self._path, name), **kwargs)
+        self._forget_consolidated()
+        return array
+
+    def _forget_consolidated(self) -> None:
+        # The consolidated snapshot no longer lists every member once one is added:
+        # from now on this object lists the store itself, so the new member shows up.
+        # (The stored consolidated metadata is left alone; consolidate again to update it.)
+        self._consolidated_stale = True

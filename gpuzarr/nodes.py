@@ -64,7 +64,8 @@ def load_metadata(store: Store, path: str) -> NodeMetadata | None:
     if raw is not None:
         doc = parse_json(raw, prefix + V3_KEY)
         return _from_v3_document(doc, prefix + V3_KEY)
-    zarray, zgroup, zattrs = store.get_many([prefix + k for k in (V2_ARRAY_KEY, V2_GROUP_KEY, V2_ATTRS_KEY)])
+    keys = [prefix + k for k in (V2_ARRAY_KEY, V2_GROUP_KEY, V2_ATTRS_KEY, V2_CONSOLIDATED_KEY)]
+    zarray, zgroup, zattrs, zmeta = store.get_many(keys)
     attrs = parse_json(zattrs, prefix + V2_ATTRS_KEY) if zattrs is not None else {}
     if zarray is not None:
         return ArrayMetadataV2.from_json(parse_json(zarray, prefix + V2_ARRAY_KEY), attrs, prefix + V2_ARRAY_KEY)
@@ -73,10 +74,11 @@ def load_metadata(store: Store, path: str) -> NodeMetadata | None:
         if doc.get("zarr_format") != 2:
             raise MetadataError(f"{prefix + V2_GROUP_KEY}: zarr_format must be 2")
         consolidated = None
-        if not path:  # zarr-python writes .zmetadata at the root it consolidates
-            zmeta = store.get(V2_CONSOLIDATED_KEY)
-            if zmeta is not None:
-                consolidated = _v2_consolidated(parse_json(zmeta, V2_CONSOLIDATED_KEY))
+        # .zmetadata sits in the group it consolidates (the root, as zarr-python
+        # usually writes it, or any group consolidate_metadata(path=...) was run on).
+        if zmeta is not None:
+            key = prefix + V2_CONSOLIDATED_KEY
+            consolidated = _v2_consolidated(parse_json(zmeta, key), key)
         return GroupMetadata(2, attrs, consolidated)
     return None
 
@@ -90,14 +92,16 @@ def _from_v3_document(doc: Mapping[str, Any], key: str) -> NodeMetadata:
     raise MetadataError(f"{key}: node_type must be 'array' or 'group', got {node_type!r}")
 
 
-def _v2_consolidated(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def _v2_consolidated(doc: Mapping[str, Any], key: str = V2_CONSOLIDATED_KEY) -> dict[str, dict[str, Any]]:
     """Regroup ``.zmetadata`` entries (``"a/b/.zarray": {...}``) by node path."""
     entries = doc.get("metadata")
     if not isinstance(entries, Mapping):
-        raise MetadataError(f"{V2_CONSOLIDATED_KEY}: missing 'metadata' object")
+        raise MetadataError(f"{key}: missing 'metadata' object")
     by_node: dict[str, dict[str, Any]] = {}
-    for key, value in entries.items():
-        node, _, name = key.rpartition("/")
+    for entry, value in entries.items():
+        if not isinstance(value, Mapping):
+            raise MetadataError(f"{key}: metadata entry {entry!r} must be an object")
+        node, _, name = entry.rpartition("/")
         by_node.setdefault(node, {})[name] = value
     return by_node
 

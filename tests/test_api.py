@@ -1,0 +1,1044 @@
+"""Public API behaviour, mirroring zarr-python 3's semantics.
+
+Covers opening and creating arrays and groups over every kind of store argument, the
+access modes, overwrite rules, array properties, attributes, hierarchy navigation,
+reads into caller buffers, resize, empty-chunk handling, settings, devices, and that
+``import gpuzarr`` stays CPU-only and fork-safe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import pathlib
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import gpuzarr
+from gpuzarr import Array, Group
+from gpuzarr.errors import (
+    ArrayNotFoundError,
+    ContainsArrayError,
+    ContainsGroupError,
+    DeviceUnavailableError,
+    GroupNotFoundError,
+    NodeNotFoundError,
+    ReadOnlyError,
+)
+from gpuzarr.stores import LocalStore, MemoryStore, Store, ZipStore
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# --------------------------------------------------------------------------------------
+# store arguments: every form create_array/open_array accept, over one location each
+
+STORE_KINDS = ["dir", "zip", "dict", "memory", "local"]
+
+
+class StoreArg:
+    """Hands out the store argument of one kind, pointing at the same data each time."""
+
+    def __init__(self, kind: str, tmp_path: pathlib.Path) -> None:
+        self.kind = kind
+        self.tmp_path = tmp_path
+        self.shared: dict[str, bytes] = {}
+
+    def __call__(self) -> Any:
+        if self.kind == "dir":
+            return str(self.tmp_path / "data.zarr")
+        if self.kind == "zip":
+            return str(self.tmp_path / "data.zip")
+        if self.kind == "dict":
+            return self.shared
+        if self.kind == "memory":
+            return MemoryStore(self.shared)
+        return LocalStore(self.tmp_path / "local.zarr")
+
+    def finish(self, node: Array | Group) -> None:
+        """Make what was written visible to a later open (a zip is complete on close)."""
+        if self.kind == "zip":
+            node.store.close()
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_arg(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> StoreArg:
+    return StoreArg(request.param, tmp_path)
+
+
+def _data(shape: tuple[int, ...] = (20, 30), dtype: str = "int32") -> np.ndarray:
+    return np.arange(int(np.prod(shape)), dtype=dtype).reshape(shape)
+
+
+# --------------------------------------------------------------------------------------
+# store arguments
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_create_write_reopen_read(store_arg: StoreArg, zarr_format: int) -> None:
+    data = _data()
+    a = gpuzarr.create_array(store_arg(), shape=data.shape, chunks=(7, 8), dtype="int32", zarr_format=zarr_format)
+    a[...] = data
+    store_arg.finish(a)
+    b = gpuzarr.open_array(store_arg())
+    assert b.read_only
+    assert b.zarr_format == zarr_format
+    np.testing.assert_array_equal(b[...], data)
+    np.testing.assert_array_equal(b[3:17:2, ::-4], data[3:17:2, ::-4])
+    with pytest.raises(ReadOnlyError):
+        b[0, 0] = 1
+    with pytest.raises(ReadOnlyError):
+        b.attrs["x"] = 1
+    with pytest.raises(ReadOnlyError):
+        b.resize((5, 5))
+    np.testing.assert_array_equal(b[...], data)  # the refused writes changed nothing
+    if store_arg.kind == "zip":
+        b.store.close()
+
+
+def test_group_hierarchy_roundtrip(store_arg: StoreArg) -> None:
+    g = gpuzarr.open_group(store_arg(), mode="w")
+    g.attrs["title"] = "root"
+    g.create_array("x/y/arr", shape=(4, 4), chunks=(2, 2), dtype="f8")[...] = np.eye(4)
+    store_arg.finish(g)
+    h = gpuzarr.open_group(store_arg(), mode="r")
+    assert h.attrs["title"] == "root"
+    np.testing.assert_array_equal(h["x/y/arr"][...], np.eye(4))
+    assert isinstance(h["x"], Group)
+    assert h["x/y"].read_only
+    if store_arg.kind == "zip":
+        h.store.close()
+
+
+def test_zip_store_is_a_valid_zip_after_close(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "data.zip"
+    a = gpuzarr.create_array(str(path), shape=(10,), chunks=(4,), dtype="u2", compressors=None)
+    a[...] = np.arange(10)
+    a.store.close()
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        assert zf.testzip() is None
+    assert {"zarr.json", "c/0", "c/1", "c/2"} <= names
+    b = gpuzarr.open_array(ZipStore(path, "r"))
+    np.testing.assert_array_equal(b[...], np.arange(10))
+    b.store.close()
+
+
+def test_open_array_on_explicit_writable_store_in_mode_r_is_read_only() -> None:
+    store = MemoryStore()
+    gpuzarr.create_array(store, shape=(3,), dtype="i1")
+    a = gpuzarr.open_array(store, mode="r")
+    assert a.read_only
+    with pytest.raises(ReadOnlyError):
+        a[0] = 1
+
+
+def test_read_only_store_refuses_creation(tmp_path: pathlib.Path) -> None:
+    store = LocalStore(tmp_path / "ro", read_only=True)
+    with pytest.raises(ReadOnlyError):
+        gpuzarr.create_array(store, shape=(3,), dtype="i1")
+    with pytest.raises(ReadOnlyError):
+        gpuzarr.create_group(store)
+
+
+def test_store_none_is_a_fresh_memory_store() -> None:
+    g = gpuzarr.open_group(None, mode="a")
+    assert isinstance(g.store, MemoryStore)
+    g.create_array("a", shape=(2,), dtype="i1")
+    assert "a" in g
+
+
+def test_bad_store_argument_is_a_type_error() -> None:
+    with pytest.raises(TypeError):
+        gpuzarr.create_array(42, shape=(3,), dtype="i1")
+
+
+def test_path_argument(tmp_path: pathlib.Path) -> None:
+    root = str(tmp_path / "p.zarr")
+    a = gpuzarr.create_array(root, name="deep/er/arr", shape=(3,), dtype="i2")
+    a[...] = [1, 2, 3]
+    assert a.path == "deep/er/arr"
+    assert a.name == "/deep/er/arr"
+    assert a.basename == "arr"
+    b = gpuzarr.open_array(root, path="/deep/er/arr/")
+    np.testing.assert_array_equal(b[...], [1, 2, 3])
+    with pytest.raises(ValueError):
+        gpuzarr.open_array(root, path="deep/../x")
+
+
+# --------------------------------------------------------------------------------------
+# access modes
+
+
+def test_mode_validation() -> None:
+    for fn in (gpuzarr.open_array, gpuzarr.open_group, gpuzarr.open):
+        with pytest.raises(ValueError, match="mode"):
+            fn({}, mode="x")  # type: ignore[operator]
+    with pytest.raises(ValueError):
+        gpuzarr.open_array({}, mode="w")
+
+
+def test_open_array_modes(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "m.zarr")
+    with pytest.raises(ArrayNotFoundError):
+        gpuzarr.open_array(path, mode="r")
+    with pytest.raises(ArrayNotFoundError):
+        gpuzarr.open_array(path, mode="r+")
+    gpuzarr.create_array(path, shape=(4,), chunks=(2,), dtype="i4")
+    for mode in ("r+", "a"):
+        a = gpuzarr.open_array(path, mode=mode)
+        assert not a.read_only
+        a[...] = [1, 2, 3, 4]
+    np.testing.assert_array_equal(gpuzarr.open_array(path)[...], [1, 2, 3, 4])
+
+
+def test_open_array_on_group_and_wrong_format() -> None:
+    store: dict[str, bytes] = {}
+    gpuzarr.create_group(store)
+    with pytest.raises(ArrayNotFoundError):
+        gpuzarr.open_array(store)
+    gpuzarr.create_array(store, name="a", shape=(2,), dtype="i1")
+    with pytest.raises(ArrayNotFoundError):
+        gpuzarr.open_array(store, path="a", zarr_format=2)
+    assert gpuzarr.open_array(store, path="a", zarr_format=3).zarr_format == 3
+
+
+def test_open_group_modes(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "g.zarr")
+    for mode in ("r", "r+"):
+        with pytest.raises(GroupNotFoundError):
+            gpuzarr.open_group(path, mode=mode)
+    g = gpuzarr.open_group(path, mode="a", attributes={"k": 1})
+    assert g.attrs.asdict() == {"k": 1}
+    g.create_array("child", shape=(2,), dtype="i1")
+    # "a" and "r+" open what exists, unchanged
+    assert "child" in gpuzarr.open_group(path, mode="a")
+    assert gpuzarr.open_group(path, mode="r+").attrs["k"] == 1
+    # "w-" refuses an existing node
+    with pytest.raises(ContainsGroupError):
+        gpuzarr.open_group(path, mode="w-")
+    with pytest.raises(ContainsGroupError):
+        gpuzarr.create_group(path)
+    # "w" replaces the group and everything below it
+    w = gpuzarr.open_group(path, mode="w")
+    assert list(w.keys()) == []
+    assert w.attrs.asdict() == {}
+    assert list(gpuzarr.open_group(path, mode="r").keys()) == []
+
+
+def test_open_group_on_array_refuses() -> None:
+    store: dict[str, bytes] = {}
+    gpuzarr.create_array(store, shape=(2,), dtype="i1")
+    with pytest.raises(ContainsArrayError):
+        gpuzarr.open_group(store, mode="a")
+    with pytest.raises(ContainsArrayError):
+        gpuzarr.open_group(store, mode="w-")
+    with pytest.raises(FileExistsError):  # both Contains* errors are FileExistsErrors
+        gpuzarr.create_group(store)
+
+
+def test_open_group_below_array_refuses() -> None:
+    store: dict[str, bytes] = {}
+    gpuzarr.create_array(store, name="a", shape=(2,), dtype="i1")
+    with pytest.raises(ContainsArrayError):
+        gpuzarr.open_group(store, mode="a", path="a/sub")
+    assert "a/sub/zarr.json" not in store
+
+
+def test_open_group_creates_at_path_with_implicit_parents() -> None:
+    store: dict[str, bytes] = {}
+    g = gpuzarr.open_group(store, mode="a", path="p/q", zarr_format=2)
+    assert g.zarr_format == 2
+    assert {"p/q/.zgroup", "p/.zgroup", ".zgroup"} <= set(store)
+
+
+def test_open_group_mode_w_at_path_keeps_siblings(tmp_path: pathlib.Path) -> None:
+    for where in (str(tmp_path / "s.zarr"), str(tmp_path / "s.zip")):
+        g = gpuzarr.open_group(where, mode="w")
+        g.create_array("keep", shape=(2,), dtype="i1")[...] = 5
+        g.create_group("replace").create_group("old")
+        g.store.close()
+        w = gpuzarr.open_group(where, mode="w", path="replace")
+        assert list(w.keys()) == []
+        w.store.close()
+        r = gpuzarr.open_group(where, mode="r")
+        np.testing.assert_array_equal(r["keep"][...], [5, 5])
+        assert "replace/old" not in r
+        r.store.close()
+
+
+def test_open_modes() -> None:
+    store: dict[str, bytes] = {}
+    with pytest.raises(NodeNotFoundError):
+        gpuzarr.open(store, mode="r")
+    with pytest.raises(KeyError):  # NodeNotFoundError is a KeyError, as in zarr-python
+        gpuzarr.open(store, mode="r+")
+    g = gpuzarr.open(store, mode="a")
+    assert isinstance(g, Group)
+    a = gpuzarr.open(store, mode="a", path="arr", shape=(3,), dtype="i2")
+    assert isinstance(a, Array)
+    a[...] = [1, 2, 3]
+    # an existing array is opened, not recreated
+    same = gpuzarr.open(store, mode="a", path="arr", shape=(3,), dtype="i2")
+    np.testing.assert_array_equal(same[...], [1, 2, 3])
+    ro = gpuzarr.open(store, mode="r", path="arr")
+    assert isinstance(ro, Array) and ro.read_only
+    assert isinstance(gpuzarr.open(store, mode="r"), Group)
+
+
+def test_open_mode_w_replaces() -> None:
+    store: dict[str, bytes] = {}
+    a = gpuzarr.open(store, mode="w", shape=(3,), dtype="i2")
+    a[...] = 7
+    b = gpuzarr.open(store, mode="w", shape=(5,), dtype="f4")
+    assert isinstance(b, Array) and b.shape == (5,) and b.dtype == np.float32
+    np.testing.assert_array_equal(b[...], np.zeros(5))
+    g = gpuzarr.open(store, mode="w")  # no shape: a fresh group replaces the array
+    assert isinstance(g, Group)
+    assert list(g.keys()) == []
+    assert not any(k.startswith("c/") for k in store)
+
+
+def test_open_mode_w_minus_refuses_existing() -> None:
+    store: dict[str, bytes] = {}
+    gpuzarr.open(store, mode="w-", shape=(3,), dtype="i2")
+    with pytest.raises(ContainsArrayError):
+        gpuzarr.open(store, mode="w-", shape=(3,), dtype="i2")
+    with pytest.raises(ContainsArrayError):
+        gpuzarr.open(store, mode="w-")
+    other: dict[str, bytes] = {}
+    gpuzarr.open(other, mode="w-")
+    with pytest.raises(ContainsGroupError):
+        gpuzarr.open(other, mode="w-")
+
+
+# --------------------------------------------------------------------------------------
+# overwrite and data=
+
+
+def test_create_array_refuses_existing_nodes() -> None:
+    store: dict[str, bytes] = {}
+    gpuzarr.create_array(store, name="a", shape=(4,), chunks=(2,), dtype="i4")[...] = 1
+    with pytest.raises(ContainsArrayError):
+        gpuzarr.create_array(store, name="a", shape=(4,), dtype="i4")
+    gpuzarr.create_group(store, path="g")
+    with pytest.raises(ContainsGroupError):
+        gpuzarr.create_array(store, name="g", shape=(4,), dtype="i4")
+    with pytest.raises(ContainsArrayError):  # nothing may be created below an array
+        gpuzarr.create_array(store, name="a/b", shape=(4,), dtype="i4")
+
+
+def test_create_array_overwrite_replaces_and_drops_old_chunks() -> None:
+    store: dict[str, bytes] = {}
+    gpuzarr.create_array(store, name="a", shape=(10,), chunks=(2,), dtype="i4")[...] = 1
+    assert sum(k.startswith("a/c/") for k in store) == 5
+    b = gpuzarr.create_array(store, name="a", shape=(3,), chunks=(3,), dtype="f8", overwrite=True, zarr_format=2)
+    assert b.zarr_format == 2
+    assert not any(k.startswith("a/c/") for k in store)
+    assert "a/zarr.json" not in store
+    np.testing.assert_array_equal(gpuzarr.open_array(store, path="a")[...], np.zeros(3))
+    # overwrite also replaces a group (and its members)
+    gpuzarr.create_group(store, path="g").create_array("m", shape=(1,), dtype="i1")
+    gpuzarr.create_array(store, name="g", shape=(1,), dtype="i1", overwrite=True)
+    assert not any(k.startswith("g/m") for k in store)
+
+
+def test_create_array_overwrite_in_zip_keeps_siblings(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "o.zip")
+    gpuzarr.create_array(path, name="keep", shape=(2,), dtype="i1", data=None).store.close()
+    a = gpuzarr.create_array(path, name="keep2", shape=(2,), dtype="i1")
+    a[...] = 3
+    a.store.close()
+    gpuzarr.create_array(path, name="keep2", shape=(4,), dtype="i1", overwrite=True).store.close()
+    g = gpuzarr.open_group(path, mode="r")
+    assert sorted(g.keys()) == ["keep", "keep2"]
+    assert g["keep2"].shape == (4,)
+    g.store.close()
+
+
+def test_chunk_shape_forms() -> None:
+    assert gpuzarr.create_array({}, shape=(12, 10), chunks=5, dtype="i4").chunks == (5, 5)
+    assert gpuzarr.create_array({}, shape=(12, 10), chunks=(None, -1), dtype="i4").chunks == (12, 10)
+    assert gpuzarr.create_array({}, shape=(12, 0), chunks=(4, -1), dtype="i4").chunks == (4, 1)
+    assert gpuzarr.create_array({}, shape=(12,), chunks=np.array([4]), dtype="i4").chunks == (4,)
+    auto = gpuzarr.create_array({}, shape=(4000, 4000), dtype="f8").chunks
+    assert np.prod(auto) * 8 <= 2**20 and all(c >= 1 for c in auto)
+    assert gpuzarr.create_array({}, shape=(3, 4), dtype="f8", chunks="auto").chunks == (3, 4)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_create_array_with_data(zarr_format: int) -> None:
+    data = _data((5, 6), "float32")
+    a = gpuzarr.create_array({}, data=data, chunks=(2, 4), zarr_format=zarr_format)
+    assert a.shape == (5, 6) and a.dtype == np.float32
+    np.testing.assert_array_equal(a[...], data)
+    # explicit dtype wins over the data's
+    b = gpuzarr.create_array({}, data=data, dtype="float64", zarr_format=zarr_format)
+    assert b.dtype == np.float64
+    np.testing.assert_array_equal(b[...], data)
+    strings = np.array(["a", "bcd", ""], dtype=np.dtypes.StringDType())
+    s = gpuzarr.create_array({}, data=strings, zarr_format=zarr_format)
+    assert list(s[...]) == ["a", "bcd", ""]
+
+
+@pytest.mark.parametrize("dtype", [">i4", ">f8", ">c16", "<i2", "=u8", "S3", "u1"])
+def test_v2_keeps_requested_byte_order(dtype: str) -> None:
+    """As in zarr-python, a v2 array stores the byte order asked for; memory stays native."""
+    store: dict[str, bytes] = {}
+    data = np.arange(5).astype(dtype)
+    a = gpuzarr.create_array(store, data=data, zarr_format=2, compressors=None)
+    stored = json.loads(store[".zarray"])["dtype"]
+    assert stored == np.dtype(dtype).str  # same kind, size and byte order as asked
+    assert a.dtype.isnative
+    assert store["0"] == data.tobytes()  # the chunk holds the bytes in that order
+    np.testing.assert_array_equal(gpuzarr.open_array(store)[...], data)
+    v3 = gpuzarr.create_array({}, data=data, compressors=None)  # v3: the bytes codec decides
+    np.testing.assert_array_equal(v3[...], data)
+
+
+def test_create_array_needs_shape_and_dtype() -> None:
+    with pytest.raises(TypeError):
+        gpuzarr.create_array({}, shape=(3,))
+    with pytest.raises(TypeError):
+        gpuzarr.create_array({}, dtype="i4")
+
+
+def test_create_array_argument_errors() -> None:
+    with pytest.raises(ValueError):
+        gpuzarr.create_array({}, shape=(-1,), dtype="i4")
+    with pytest.raises(ValueError):
+        gpuzarr.create_array({}, shape=(4, 4), chunks=(2,), dtype="i4")
+    with pytest.raises(ValueError):
+        gpuzarr.create_array({}, shape=(4,), chunks=(0,), dtype="i4")
+    with pytest.raises(ValueError):
+        gpuzarr.create_array({}, shape=(4,), dtype="i4", zarr_format=4)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        gpuzarr.create_array({}, shape=(4,), dtype="u1", fill_value=300)
+    with pytest.raises(ValueError):
+        gpuzarr.create_array({}, shape=(4,), dtype="i4", dimension_names=["a", "b"])
+    with pytest.raises(ValueError):
+        gpuzarr.create_array({}, shape=(4,), dtype="i4", order="K")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------
+# properties
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_array_properties(zarr_format: int) -> None:
+    store: dict[str, bytes] = {}
+    a = gpuzarr.create_array(
+        store,
+        name="grp/arr",
+        shape=(10, 7),
+        chunks=(4, 3),
+        dtype="float32",
+        fill_value=1.5,
+        zarr_format=zarr_format,
+        attributes={"units": "m"},
+    )
+    assert a.shape == (10, 7)
+    assert a.dtype == np.dtype("float32")
+    assert a.chunks == (4, 3)
+    assert a.shards is None
+    assert a.fill_value == np.float32(1.5)
+    assert a.attrs.asdict() == {"units": "m"}
+    assert a.metadata.zarr_format == zarr_format
+    assert a.metadata.shape == (10, 7)
+    assert a.nbytes == 10 * 7 * 4
+    assert a.nchunks == 3 * 3
+    assert a.cdata_shape == (3, 3)
+    assert a.nchunks_initialized == 0
+    assert a.ndim == 2
+    assert a.size == 70
+    assert a.name == "/grp/arr"
+    assert a.path == "grp/arr"
+    assert a.zarr_format == zarr_format
+    assert a.store is not None and isinstance(a.store, Store)
+    assert repr(a).startswith("<gpuzarr.Array '/grp/arr'")
+    np.testing.assert_array_equal(a[...], np.full((10, 7), 1.5, dtype="f4"))
+    a[:4, :3] = 0
+    a[9, 6] = 2
+    assert a.nchunks_initialized == 2
+    assert sorted(a.stored_chunk_keys()) == sorted([a._layout.key((0, 0)), a._layout.key((2, 2))])
+    assert a.nbytes_stored() > 0
+
+
+def test_array_codec_properties() -> None:
+    a = gpuzarr.create_array(
+        {},
+        shape=(4, 4),
+        dtype="i4",
+        filters=[{"name": "transpose", "configuration": {"order": [1, 0]}}],
+        compressors=[{"name": "gzip", "configuration": {"level": 1}}, {"name": "crc32c"}],
+    )
+    assert [c.name for c in a.filters] == ["transpose"]
+    assert a.serializer.name == "bytes"
+    assert [c.name for c in a.compressors] == ["gzip", "crc32c"]
+    assert len(a.codecs) == 4
+
+
+def test_zero_size_and_zero_dim_arrays() -> None:
+    empty = gpuzarr.create_array({}, shape=(0, 5), chunks=(2, 2), dtype="i2")
+    assert empty.size == 0 and empty.nchunks == 0
+    assert empty[...].shape == (0, 5)
+    empty[...] = np.zeros((0, 5))
+    scalar = gpuzarr.create_array({}, shape=(), dtype="f8", fill_value=2.5)
+    assert scalar.ndim == 0 and scalar.size == 1 and scalar.nchunks == 1
+    assert scalar[()] == 2.5
+    scalar[()] = 4.0
+    assert scalar[...] == 4.0
+    with pytest.raises(TypeError):
+        len(scalar)
+    with pytest.raises(TypeError):
+        iter(scalar).__next__()
+
+
+# --------------------------------------------------------------------------------------
+# attributes
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("node", ["array", "group"])
+def test_attributes_persist(tmp_path: pathlib.Path, zarr_format: int, node: str) -> None:
+    path = str(tmp_path / "attrs.zarr")
+    if node == "array":
+        obj: Array | Group = gpuzarr.create_array(path, shape=(2,), dtype="i1", zarr_format=zarr_format)
+        reopen: Callable[[], Array | Group] = lambda: gpuzarr.open_array(path)  # noqa: E731
+    else:
+        obj = gpuzarr.open_group(path, mode="w", zarr_format=zarr_format)
+        reopen = lambda: gpuzarr.open_group(path, mode="r")  # noqa: E731
+    obj.attrs["a"] = 1
+    obj.attrs["nested"] = {"x": [1, 2.5, None], "s": "text"}
+    assert reopen().attrs.asdict() == {"a": 1, "nested": {"x": [1, 2.5, None], "s": "text"}}
+    obj.attrs.update({"b": True, "a": 2})
+    assert reopen().attrs.asdict() == {"a": 2, "nested": {"x": [1, 2.5, None], "s": "text"}, "b": True}
+    del obj.attrs["nested"]
+    got = reopen().attrs
+    assert dict(got) == {"a": 2, "b": True}
+    assert "a" in got and "nested" not in got and len(got) == 2
+    with pytest.raises(KeyError):
+        del obj.attrs["missing"]
+    obj.attrs.put({})
+    assert reopen().attrs.asdict() == {}
+    if zarr_format == 2:  # cleared attributes remove .zattrs, as zarr-python does
+        assert not os.path.exists(os.path.join(path, ".zattrs"))
+
+
+def test_attributes_with_numpy_and_nonfinite_values() -> None:
+    store: dict[str, bytes] = {}
+    g = gpuzarr.open_group(store, mode="w")
+    g.attrs.update({"i": np.int64(3), "f": np.float32(0.5), "nan": float("nan")})
+    back = gpuzarr.open_group(store, mode="r").attrs
+    assert back["i"] == 3 and back["f"] == 0.5
+    assert back["nan"] == "NaN"  # the spec forbids bare NaN in JSON
+
+
+# --------------------------------------------------------------------------------------
+# groups
+
+
+def _tree() -> Group:
+    g = gpuzarr.open_group({}, mode="w")
+    g.create_array("a1", shape=(2,), dtype="i1")
+    g.create_group("g1").create_array("inner", shape=(3,), dtype="f4")
+    g.create_group("g1/sub")
+    g.create_array("g2/deep/arr", shape=(1, 1), dtype="u2")
+    return g
+
+
+def test_group_members() -> None:
+    g = _tree()
+    assert list(g.keys()) == ["a1", "g1", "g2"]
+    assert list(g) == ["a1", "g1", "g2"]
+    assert len(g) == 3
+    assert [n for n, _ in g.arrays()] == ["a1"]
+    assert [n for n, _ in g.groups()] == ["g1", "g2"]
+    assert list(g.array_keys()) == ["a1"]
+    assert list(g.group_keys()) == ["g1", "g2"]
+    deep = dict(g.members(max_depth=None))
+    assert sorted(deep) == ["a1", "g1", "g1/inner", "g1/sub", "g2", "g2/deep", "g2/deep/arr"]
+    assert isinstance(deep["g2/deep/arr"], Array) and deep["g2/deep/arr"].name == "/g2/deep/arr"
+    assert sorted(dict(g.members(max_depth=1))) == ["a1", "g1", "g1/inner", "g1/sub", "g2", "g2/deep"]
+
+
+def test_group_getitem_and_contains() -> None:
+    g = _tree()
+    assert isinstance(g["a1"], Array)
+    assert isinstance(g["g1"], Group)
+    assert g["g1/inner"].shape == (3,)
+    assert g["g2/deep/arr"].path == "g2/deep/arr"
+    assert g["/g1/"].path == "g1"
+    assert g["g1"]["sub"].name == "/g1/sub"
+    for name in ("g1/inner", "g2/deep", "a1"):
+        assert name in g
+    for bad in ("nope", "g1/nope", "a1/c", "", 3):
+        assert bad not in g
+    with pytest.raises(KeyError):
+        g["nope"]
+    with pytest.raises(NodeNotFoundError):
+        g["g1/nope"]
+
+
+def test_group_create_and_require() -> None:
+    g = _tree()
+    with pytest.raises(ContainsGroupError):
+        g.create_group("g1")
+    with pytest.raises(ContainsArrayError):
+        g.create_group("a1")
+    replaced = g.create_group("g1", overwrite=True, attributes={"new": True})
+    assert list(replaced.keys()) == []
+    assert g["g1"].attrs["new"] is True
+    assert g.require_group("g1").path == "g1"
+    new = g.require_group("fresh/nested")
+    assert new.path == "fresh/nested" and "fresh" in g
+    with pytest.raises(ContainsArrayError):
+        g.require_group("a1")
+    with pytest.raises(ContainsArrayError):
+        g.create_group("a1/below")
+
+
+def test_group_create_array_inherits_format() -> None:
+    g = gpuzarr.open_group({}, mode="w", zarr_format=2)
+    a = g.create_array("x", shape=(3,), dtype="i4", data=None)
+    assert a.zarr_format == 2
+    b = g.create_array("y", data=np.arange(3))
+    np.testing.assert_array_equal(b[...], np.arange(3))
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_implicit_parent_groups(zarr_format: int) -> None:
+    store: dict[str, bytes] = {}
+    gpuzarr.create_array(store, name="a/b/c", shape=(2,), dtype="i1", zarr_format=zarr_format)
+    key = "zarr.json" if zarr_format == 3 else ".zgroup"
+    for parent in ("", "a/", "a/b/"):
+        assert parent + key in store
+    g = gpuzarr.open_group(store, mode="r")
+    assert g.zarr_format == zarr_format
+    assert [n for n, _ in g.members(max_depth=None)] == ["a", "a/b", "a/b/c"]
+
+
+def test_group_read_only_refuses_changes() -> None:
+    store: dict[str, bytes] = {}
+    gpuzarr.open_group(store, mode="w").create_group("sub")
+    g = gpuzarr.open_group(store, mode="r")
+    with pytest.raises(ReadOnlyError):
+        g.attrs["x"] = 1
+    with pytest.raises(ReadOnlyError):
+        g.create_group("other")
+    with pytest.raises(ReadOnlyError):
+        g.create_array("arr", shape=(1,), dtype="i1")
+    assert g["sub"].read_only
+
+
+# --------------------------------------------------------------------------------------
+# consolidated metadata
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_consolidate_metadata(tmp_path: pathlib.Path, zarr_format: int) -> None:
+    path = str(tmp_path / "cons.zarr")
+    g = gpuzarr.open_group(path, mode="w", zarr_format=zarr_format, attributes={"top": 1})
+    g.create_array("a/b", shape=(4,), chunks=(2,), dtype="i2", attributes={"u": "x"})[...] = [1, 2, 3, 4]
+    g.create_group("e")
+    c = gpuzarr.consolidate_metadata(path)
+    assert c.metadata.consolidated is not None
+    r = gpuzarr.open_group(path, mode="r")
+    assert r.metadata.consolidated is not None
+    assert r.attrs["top"] == 1
+    assert list(r.keys()) == ["a", "e"]
+    assert [n for n, _ in r.members(max_depth=None)] == ["a", "a/b", "e"]
+    assert r["a/b"].attrs["u"] == "x"
+    np.testing.assert_array_equal(r["a/b"][...], [1, 2, 3, 4])
+    plain = gpuzarr.open_group(path, mode="r", use_consolidated=False)
+    assert plain.metadata.consolidated is None
+    assert list(plain.keys()) == ["a", "e"]
+
+
+def test_consolidated_metadata_is_used_without_store_metadata() -> None:
+    store: dict[str, bytes] = {}
+    g = gpuzarr.open_group(store, mode="w")
+    g.create_array("x", shape=(3,), dtype="i1")[...] = [1, 2, 3]
+    gpuzarr.consolidate_metadata(store)
+    del store["x/zarr.json"]  # only the consolidated copy remains
+    r = gpuzarr.open_group(store, mode="r")
+    np.testing.assert_array_equal(r["x"][...], [1, 2, 3])
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_consolidated_navigation_needs_no_member_metadata(zarr_format: int) -> None:
+    store: dict[str, bytes] = {}
+    g = gpuzarr.open_group(store, mode="w", zarr_format=zarr_format)
+    g.create_array("a/b/arr", shape=(3,), dtype="i1", attributes={"deep": True})[...] = [1, 2, 3]
+    g.create_group("a/c")
+    gpuzarr.consolidate_metadata(store)
+    member_docs = [k for k in store if k.startswith("a/") and k.rsplit("/", 1)[-1] in ("zarr.json", ".zarray",
+                                                                                        ".zgroup", ".zattrs")]
+    assert member_docs
+    for key in member_docs:  # only the consolidated copies remain
+        del store[key]
+    r = gpuzarr.open_group(store, mode="r")
+    assert [n for n, _ in r.members(max_depth=None)] == ["a", "a/b", "a/b/arr", "a/c"]
+    arr = r["a"]["b"]["arr"]
+    assert arr.attrs["deep"] is True
+    np.testing.assert_array_equal(arr[...], [1, 2, 3])
+    assert list(r["a"].keys()) == ["b", "c"]
+    assert "a/c" in r and "a/x" not in r
+
+
+def test_new_member_of_consolidated_group_is_listed() -> None:
+    store: dict[str, bytes] = {}
+    gpuzarr.open_group(store, mode="w").create_group("old")
+    gpuzarr.consolidate_metadata(store)
+    g = gpuzarr.open_group(store, mode="a")
+    g.create_array("new", shape=(1,), dtype="i1")
+    assert list(g.keys()) == ["new", "old"]
+    g.attrs["x"] = 1  # attribute writes keep the stored consolidated metadata
+    assert gpuzarr.open_group(store, mode="r").metadata.consolidated is not None
+
+
+def test_use_consolidated_true_requires_it() -> None:
+    store: dict[str, bytes] = {}
+    gpuzarr.open_group(store, mode="w")
+    with pytest.raises(GroupNotFoundError):
+        gpuzarr.open_group(store, mode="r", use_consolidated=True)
+    gpuzarr.consolidate_metadata(store)
+    assert gpuzarr.open_group(store, mode="r", use_consolidated=True).metadata.consolidated is not None
+
+
+def test_consolidate_v2_below_root() -> None:
+    store: dict[str, bytes] = {}
+    root = gpuzarr.open_group(store, mode="w", zarr_format=2)
+    root.create_array("sub/arr", shape=(2,), dtype="i1")[...] = [4, 5]
+    gpuzarr.consolidate_metadata(store, path="sub")
+    assert "sub/.zmetadata" in store
+    sub = gpuzarr.open_group(store, mode="r", path="sub", use_consolidated=True)
+    np.testing.assert_array_equal(sub["arr"][...], [4, 5])
+
+
+def test_consolidate_errors(tmp_path: pathlib.Path) -> None:
+    store: dict[str, bytes] = {}
+    with pytest.raises(GroupNotFoundError):
+        gpuzarr.consolidate_metadata(store)
+    gpuzarr.create_array(store, shape=(1,), dtype="i1")
+    with pytest.raises(GroupNotFoundError):
+        gpuzarr.consolidate_metadata(store)
+    with pytest.raises(ReadOnlyError):
+        gpuzarr.consolidate_metadata(MemoryStore(read_only=True))
+
+
+def test_consolidated_zip_roundtrip(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "c.zip")
+    g = gpuzarr.open_group(path, mode="w")
+    g.create_array("a", shape=(2,), dtype="i1")[...] = [1, 2]
+    g.store.close()
+    gpuzarr.consolidate_metadata(path).store.close()
+    r = gpuzarr.open_group(path, mode="r")
+    assert r.metadata.consolidated is not None
+    np.testing.assert_array_equal(r["a"][...], [1, 2])
+    r.store.close()
+
+
+# --------------------------------------------------------------------------------------
+# reading
+
+
+@pytest.mark.parametrize("compressors", [None, "auto"])
+def test_read_into_out(compressors: Any) -> None:
+    data = _data((12, 10), "float64")
+    a = gpuzarr.create_array({}, shape=data.shape, chunks=(4, 5), dtype="f8", compressors=compressors)
+    a[...] = data
+    out = np.empty((12, 10))
+    assert a.read(out=out) is out
+    np.testing.assert_array_equal(out, data)
+    # non-contiguous out: a strided view of a bigger buffer
+    big = np.full((12, 30), -1.0)
+    view = big[:, ::3]
+    assert a.read(np.s_[...], out=view) is view
+    np.testing.assert_array_equal(view, data)
+    assert (big[:, 1::3] == -1).all()  # nothing outside the view was touched
+    # Fortran-ordered out and a partial selection
+    fout = np.empty((5, 4), order="F")
+    a.read(np.s_[2:12:2, 1:9:2], out=fout)
+    np.testing.assert_array_equal(fout, data[2:12:2, 1:9:2])
+    # orthogonal and coordinate selections into out
+    oout = np.empty((2, 3))
+    a.read(([1, 7], [0, 4, 9]), out=oout, mode="orthogonal")
+    np.testing.assert_array_equal(oout, data[np.ix_([1, 7], [0, 4, 9])])
+    vout = np.empty(3)
+    a.get_coordinate_selection(([1, 7, 11], [0, 4, 9]), out=vout)
+    np.testing.assert_array_equal(vout, data[[1, 7, 11], [0, 4, 9]])
+
+
+def test_read_out_errors() -> None:
+    a = gpuzarr.create_array({}, shape=(4, 4), dtype="i4")
+    with pytest.raises(ValueError, match="shape"):
+        a.read(out=np.empty((4, 5), dtype="i4"))
+    with pytest.raises(ValueError, match="shape"):
+        a.read(np.s_[:2], out=np.empty((4, 4), dtype="i4"))
+    with pytest.raises(ValueError, match="dtype"):
+        a.read(out=np.empty((4, 4), dtype="i8"))
+    with pytest.raises(TypeError, match="ndarray"):
+        a.read((0, 0), out=np.int32(0))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="ndarray"):
+        a.read(out=[[0] * 4] * 4)  # type: ignore[arg-type]
+
+
+def test_array_protocol_len_and_iteration() -> None:
+    data = _data((5, 3), "int16")
+    a = gpuzarr.create_array({}, data=data, chunks=(2, 2))
+    np.testing.assert_array_equal(np.asarray(a), data)
+    assert np.asarray(a, dtype="f8").dtype == np.float64
+    assert np.array(a).shape == (5, 3)
+    with pytest.raises(ValueError, match="copy"):
+        np.asarray(a, copy=False)
+    assert len(a) == 5
+    rows = list(a)
+    assert len(rows) == 5
+    for got, want in zip(rows, data, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert (np.add(a, 1) == data + 1).all()
+
+
+def test_selection_spellings() -> None:
+    data = _data((6, 7))
+    a = gpuzarr.create_array({}, data=data, chunks=(4, 3))
+    np.testing.assert_array_equal(a.get_basic_selection(np.s_[1:5, ::2]), data[1:5, ::2])
+    np.testing.assert_array_equal(a.oindex[[0, 5], [1, 6]], data[np.ix_([0, 5], [1, 6])])
+    np.testing.assert_array_equal(a.get_orthogonal_selection(([0, 5], slice(None))), data[[0, 5]])
+    np.testing.assert_array_equal(a.vindex[[0, 5], [1, 6]], data[[0, 5], [1, 6]])
+    mask = data % 3 == 0
+    np.testing.assert_array_equal(a.get_mask_selection(mask), data[mask])
+    assert a[2, 3] == data[2, 3]
+    assert isinstance(a[2, 3], np.integer)
+
+
+def test_write_spellings() -> None:
+    ref = np.zeros((6, 7), dtype="i4")
+    a = gpuzarr.create_array({}, shape=ref.shape, chunks=(4, 3), dtype="i4")
+    a.set_basic_selection(np.s_[1:3], 1)
+    ref[1:3] = 1
+    a.oindex[[0, 5], [2, 4]] = 2
+    ref[np.ix_([0, 5], [2, 4])] = 2
+    a.set_orthogonal_selection(([4], slice(None)), 3)
+    ref[[4]] = 3
+    a.vindex[[0, 1], [0, 6]] = [4, 5]
+    ref[[0, 1], [0, 6]] = [4, 5]
+    a.set_coordinate_selection(([5], [6]), 6)
+    ref[5, 6] = 6
+    a.write(np.s_[3, ::2], 7)
+    ref[3, ::2] = 7
+    a[2, :] = gpuzarr.create_array({}, data=np.arange(7, dtype="i4"))  # an Array as value
+    ref[2, :] = np.arange(7)
+    np.testing.assert_array_equal(a[...], ref)
+
+
+# --------------------------------------------------------------------------------------
+# resize
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_resize(tmp_path: pathlib.Path, zarr_format: int) -> None:
+    path = str(tmp_path / "r.zarr")
+    data = _data((10, 10))
+    a = gpuzarr.create_array(path, shape=(10, 10), chunks=(3, 3), dtype="i4", fill_value=-1, zarr_format=zarr_format)
+    a[...] = data
+    assert a.nchunks_initialized == 16
+    a.resize((6, 3))  # chunk-aligned shrink
+    assert a.shape == (6, 3)
+    assert a.nchunks_initialized == 2
+    stored = {k for k in a.store.list_prefix("") if k not in (".zarray", "zarr.json")}
+    assert stored == {a._layout.key((0, 0)), a._layout.key((1, 0))}
+    np.testing.assert_array_equal(a[...], data[:6, :3])
+    a.resize((8, 7))  # grow: the new region reads as the fill value
+    want = np.full((8, 7), -1, dtype="i4")
+    want[:6, :3] = data[:6, :3]
+    np.testing.assert_array_equal(a[...], want)
+    reopened = gpuzarr.open_array(path)
+    assert reopened.shape == (8, 7)
+    np.testing.assert_array_equal(reopened[...], want)
+    with pytest.raises(ValueError):
+        a.resize((3,))
+    with pytest.raises(ValueError):
+        a.resize((-1, 2))
+
+
+# --------------------------------------------------------------------------------------
+# empty chunks and settings
+
+
+def _chunk_keys(store: dict[str, bytes]) -> list[str]:
+    return sorted(k for k in store if k.startswith("c/"))
+
+
+@pytest.mark.parametrize("fill_value", [0, 7, float("nan")])
+def test_write_empty_chunks_false_skips_and_deletes(fill_value: float) -> None:
+    store: dict[str, bytes] = {}
+    a = gpuzarr.create_array(store, shape=(6,), chunks=(2,), dtype="f4", fill_value=fill_value)
+    a[...] = np.array([fill_value, fill_value, 1, 1, fill_value, 2], dtype="f4")
+    assert _chunk_keys(store) == ["c/1", "c/2"]  # chunk 0 equals the fill value: not stored
+    a[2:4] = fill_value  # overwriting with the fill value deletes the chunk
+    assert _chunk_keys(store) == ["c/2"]
+    a[...] = fill_value
+    assert _chunk_keys(store) == []
+    np.testing.assert_array_equal(a[...], np.full(6, fill_value, dtype="f4"))
+
+
+def test_write_empty_chunks_negative_zero_is_stored() -> None:
+    store: dict[str, bytes] = {}
+    a = gpuzarr.create_array(store, shape=(2,), chunks=(2,), dtype="f4", fill_value=0.0)
+    a[...] = -0.0  # differs from the fill value in its bits: must read back as -0.0
+    assert _chunk_keys(store) == ["c/0"]
+    assert np.signbit(a[...]).all()
+
+
+def test_write_empty_chunks_true_stores_fill_chunks() -> None:
+    store: dict[str, bytes] = {}
+    a = gpuzarr.create_array(store, shape=(6,), chunks=(2,), dtype="i2")
+    with gpuzarr.config.set(write_empty_chunks=True):
+        assert gpuzarr.config.write_empty_chunks is True
+        a[...] = 0
+        assert _chunk_keys(store) == ["c/0", "c/1", "c/2"]
+    assert gpuzarr.config.write_empty_chunks is False
+    a[:2] = 0
+    assert _chunk_keys(store) == ["c/1", "c/2"]
+
+
+def test_config_set_restores() -> None:
+    before = gpuzarr.config.get()
+    with gpuzarr.config.set(threads=3, wave_bytes=1234):
+        assert gpuzarr.config.threads == 3
+        assert gpuzarr.config.wave_bytes == 1234
+        with gpuzarr.config.set(threads=1):
+            assert gpuzarr.config.threads == 1
+        assert gpuzarr.config.threads == 3
+    assert gpuzarr.config.get() == before
+    with pytest.raises(RuntimeError), gpuzarr.config.set(write_empty_chunks=True):
+        raise RuntimeError("restored even on error")
+    assert gpuzarr.config.get() == before
+
+
+def test_config_set_global_and_validation() -> None:
+    before = gpuzarr.config.get()
+    try:
+        gpuzarr.config.set(threads=2)  # without `with`: a global change
+        assert gpuzarr.config.threads == 2
+        assert gpuzarr.config.get().threads == 2
+    finally:
+        gpuzarr.config.set(**dataclasses.asdict(before))
+    assert gpuzarr.config.get() == before
+    with pytest.raises(KeyError, match="bogus"):
+        gpuzarr.config.set(bogus=1)
+    for bad in ({"threads": 0}, {"threads": 1.5}, {"threads": True}, {"wave_bytes": 0}, {"gpu_fallback": "x"}):
+        with pytest.raises(ValueError):
+            gpuzarr.config.set(**bad)
+    with pytest.raises(ValueError):
+        gpuzarr.config.set(write_empty_chunks="no")
+    assert gpuzarr.config.get() == before
+    assert "threads" in repr(gpuzarr.config)
+
+
+@pytest.mark.parametrize("compressors", [None, "auto", {"name": "blosc", "configuration": {"cname": "lz4"}}])
+def test_threads_give_same_results(compressors: Any) -> None:
+    rng = np.random.default_rng(1)
+    data = rng.standard_normal((60, 50)).astype("f4")
+    results = []
+    for threads in (1, 4):
+        with gpuzarr.config.set(threads=threads, wave_bytes=4096):  # several waves
+            store: dict[str, bytes] = {}
+            a = gpuzarr.create_array(store, shape=data.shape, chunks=(7, 9), dtype="f4", compressors=compressors)
+            a[...] = data
+            a[5:40:3, ::-2] = -data[5:40:3, ::-2]
+            results.append((a[...], a.oindex[[3, 50, 1], 5:45], a.vindex[[0, 59, 30], [49, 0, 25]], dict(store)))
+    (r1, o1, v1, s1), (r4, o4, v4, s4) = results
+    np.testing.assert_array_equal(r1, r4)
+    np.testing.assert_array_equal(o1, o4)
+    np.testing.assert_array_equal(v1, v4)
+    assert s1 == s4  # byte-identical stores
+
+
+# --------------------------------------------------------------------------------------
+# devices
+
+
+def test_devices(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "d.zarr")
+    gpuzarr.create_array(path, shape=(3,), dtype="i1")
+    for dev in ("cpu", "auto", None):
+        a = gpuzarr.open_array(path, device=dev)  # type: ignore[arg-type]
+        assert str(a.device) == "cpu"
+        np.testing.assert_array_equal(a[...], [0, 0, 0])
+    for dev in ("cuda", "cuda:0", "cuda:3"):
+        with pytest.raises(DeviceUnavailableError):
+            gpuzarr.open_array(path, device=dev)
+        with pytest.raises(DeviceUnavailableError):
+            gpuzarr.open_group(path + "g", device=dev)
+        with pytest.raises(DeviceUnavailableError):
+            gpuzarr.create_array({}, shape=(1,), dtype="i1", device=dev)
+    for dev in ("gpu", "cuda:", "cuda:x", "CPU", ""):
+        with pytest.raises(ValueError):
+            gpuzarr.open_array(path, device=dev)
+    with pytest.raises(TypeError):
+        gpuzarr.open_array(path, device=0)  # type: ignore[arg-type]
+    assert gpuzarr.Device("cuda", 1).__str__() == "cuda:1"
+
+
+def test_group_device_propagates() -> None:
+    g = gpuzarr.open_group({}, mode="w", device="cpu")
+    assert str(g.create_array("a", shape=(1,), dtype="i1").device) == "cpu"
+
+
+# --------------------------------------------------------------------------------------
+# import hygiene and fork
+
+
+def _run_python(code: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_import_is_cpu_only() -> None:
+    code = (
+        "import sys, numpy as np, gpuzarr\n"
+        "a = gpuzarr.create_array({}, shape=(8,), chunks=(2,), dtype='f4', device='auto')\n"
+        "a[...] = 1; a[...]\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('cupy', 'cupyx', 'kvikio', 'nvidia', 'numba',"
+        " 'nvcomp', 'cuda', 'pynvml', 'torch'))\n"
+        "print('BAD', bad)\n"
+    )
+    proc = _run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert "BAD []" in proc.stdout
+
+
+def _child_read(path: str, queue: Any) -> None:
+    a = gpuzarr.open_array(path)
+    with gpuzarr.config.set(threads=4):
+        queue.put(float(a[...].sum()))
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs the fork start method")
+def test_fork_after_thread_pool_use(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "fork.zarr")
+    with gpuzarr.config.set(threads=4):
+        a = gpuzarr.create_array(path, shape=(64, 64), chunks=(8, 8), dtype="f4")
+        a[...] = 1.0
+        assert float(a[...].sum()) == 64 * 64  # the parent's pool now has live threads
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child_read, args=(path, queue))
+    proc.start()
+    try:
+        assert queue.get(timeout=30) == 64 * 64
+    finally:
+        proc.join(timeout=30)
+        if proc.is_alive():  # pragma: no cover - a hung child is the failure we test for
+            proc.kill()
+    assert proc.exitcode == 0

@@ -1,0 +1,721 @@
+"""Unit tests of the codec specs and their CPU implementations.
+
+Per codec: the JSON round trip, configuration validation, encode/decode through a
+:class:`~gpuzarr.codecs.CodecChain` for several data types, decoding into a caller's
+buffer, and header helpers (zstd frame content size, blosc decoded size). Golden
+fixtures (bytes numcodecs wrote when these tests were made) must keep decoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+from typing import Any
+
+import numcodecs
+import numpy as np
+import pytest
+
+from gpuzarr.codecs import (
+    CODECS,
+    ArrayArrayCodec,
+    ArrayBytesCodec,
+    BloscCodec,
+    BytesBytesCodec,
+    BytesCodec,
+    ChunkSpec,
+    Codec,
+    CodecChain,
+    Crc32cCodec,
+    GzipCodec,
+    NumcodecsArrayCodec,
+    NumcodecsBytesCodec,
+    TransposeCodec,
+    V2ArrayBytesCodec,
+    VLenBytesCodec,
+    VLenUTF8Codec,
+    ZstdCodec,
+    codec_from_json,
+    codec_from_user,
+    v2_compressor,
+)
+from gpuzarr.codecs.crc32c import crc32c_checksum
+from gpuzarr.codecs.zstd import zstd_frame_content_size
+from gpuzarr.errors import ChecksumError, CorruptChunkError, MetadataError, UnsupportedCodecError
+from gpuzarr.metadata import data_type_from_user
+
+
+def spec_for(shape: tuple[int, ...], dtype: Any, fill: Any = None) -> ChunkSpec:
+    data_type = data_type_from_user(dtype)
+    return ChunkSpec(shape, data_type, data_type.cast_fill_value(fill))
+
+
+def sample(shape: tuple[int, ...], dtype: Any, seed: int = 0) -> np.ndarray:
+    """Random data of a dtype, compressible enough to exercise real compression."""
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape))
+    if dtype is str:
+        return np.array([f"s{v}" * (v % 4) for v in rng.integers(0, 50, n)], dtype=np.dtypes.StringDType()).reshape(
+            shape
+        )
+    if dtype is bytes:
+        return np.array([b"b%d" % v * (v % 3) for v in rng.integers(0, 50, n)], dtype=object).reshape(shape)
+    dt = np.dtype(dtype)
+    if dt == np.bool_:
+        return rng.integers(0, 2, shape).astype(bool)
+    if dt.kind == "c":
+        return (rng.integers(-50, 50, shape) + 1j * rng.integers(-50, 50, shape)).astype(dt)
+    if dt.kind == "f":
+        return (rng.integers(-100, 100, shape) / 4).astype(dt)
+    info = np.iinfo(dt)
+    return rng.integers(max(info.min, -1000), min(info.max, 1000), shape, endpoint=True).astype(dt)
+
+
+# --------------------------------------------------------------------------------------
+# JSON round trip
+
+NATIVE_CODECS: list[Codec] = [
+    BytesCodec("little"),
+    BytesCodec("big"),
+    BytesCodec(None),
+    TransposeCodec((1, 0)),
+    TransposeCodec((2, 0, 1)),
+    GzipCodec(0),
+    GzipCodec(9),
+    ZstdCodec(0, False),
+    ZstdCodec(-5, True),
+    ZstdCodec(22, False),
+    BloscCodec("lz4", 5, "shuffle", 4, 0),
+    BloscCodec("zstd", 9, "bitshuffle", None, 0),
+    BloscCodec("blosclz", 0, "noshuffle", 1, 256),
+    BloscCodec("lz4hc", 1, "shuffle", 8, 0),
+    BloscCodec("zlib", 3, "shuffle", 2, 0),
+    Crc32cCodec(),
+    VLenUTF8Codec(),
+    VLenBytesCodec(),
+]
+
+
+@pytest.mark.parametrize("codec", NATIVE_CODECS, ids=repr)
+def test_json_round_trip(codec: Codec) -> None:
+    doc = codec.to_json()
+    assert doc["name"] == type(codec).name
+    assert type(codec).from_config(doc.get("configuration", {})) == codec
+    assert codec_from_json(doc) == codec
+    assert CODECS[doc["name"]] is type(codec)
+
+
+@pytest.mark.parametrize("codec", [c for c in NATIVE_CODECS if c.to_v2_json() is not None], ids=repr)
+def test_v2_json_round_trip(codec: Codec) -> None:
+    doc = codec.to_v2_json()
+    assert doc is not None
+    again = codec_from_json(doc)
+    spec = spec_for((4, 4), "int32")
+    if isinstance(codec, BloscCodec):
+        # v2 (numcodecs) JSON has no typesize: blosc takes it from the array's item size
+        # (and every blosc frame records its own, so decoding never depends on it)
+        codec = dataclasses.replace(codec, typesize=None)
+    assert again.evolve(spec) == codec.evolve(spec)
+    assert numcodecs.get_codec(dict(doc)) is not None  # numcodecs understands it too
+
+
+@pytest.mark.parametrize(
+    "codec",
+    [
+        NumcodecsBytesCodec("lz4", {"acceleration": 1}),
+        NumcodecsBytesCodec("zlib", {"level": 3}),
+        NumcodecsBytesCodec("bz2", {"level": 1}),
+        NumcodecsBytesCodec("lzma", {}),
+        NumcodecsBytesCodec("shuffle", {"elementsize": 4}),
+        NumcodecsArrayCodec("delta", {"dtype": "<i4"}),
+        NumcodecsArrayCodec("fixedscaleoffset", {"offset": 1.0, "scale": 10.0, "dtype": "<f8", "astype": "<i4"}),
+        NumcodecsArrayCodec("quantize", {"digits": 2, "dtype": "<f8"}),
+        NumcodecsArrayCodec("bitround", {"keepbits": 10}),
+        NumcodecsArrayCodec("astype", {"encode_dtype": "<i2", "decode_dtype": "<i4"}),
+        NumcodecsArrayCodec("packbits", {}),
+    ],
+    ids=repr,
+)
+def test_numcodecs_json_round_trip(codec: Codec) -> None:
+    doc = codec.to_json()
+    assert doc["name"].startswith("numcodecs.")
+    assert codec_from_json(doc) == codec
+    v2 = codec.to_v2_json()
+    assert v2 is not None and v2["id"] == doc["name"].removeprefix("numcodecs.")
+    assert codec_from_json(v2) == codec
+
+
+# Repro (codecs/base.py Codec.from_config, inherited by codecs/numcodecs_codecs.py): the
+# numcodecs wrappers keep their codec id in the v3 *name*, which from_config never sees:
+#   NumcodecsBytesCodec.from_config({"acceleration": 1})
+#   -> MetadataError: ... __init__() got an unexpected keyword argument 'acceleration'
+# codec_from_json(to_json()) does round-trip them.
+@pytest.mark.xfail(strict=True, reason="codecs: Numcodecs*Codec.from_config cannot rebuild the codec (id in name)")
+def test_numcodecs_from_config_round_trip() -> None:
+    codec = NumcodecsBytesCodec("lz4", {"acceleration": 1})
+    assert NumcodecsBytesCodec.from_config(codec.to_json()["configuration"]) == codec
+
+
+def test_codec_from_json_shorthands_and_defaults() -> None:
+    assert codec_from_json("crc32c") == Crc32cCodec()
+    assert codec_from_json({"name": "zstd"}) == ZstdCodec(0, False)
+    assert codec_from_json({"name": "gzip", "configuration": {}}) == GzipCodec(5)
+    assert codec_from_json({"name": "endian", "configuration": {"endian": "big"}}) == BytesCodec("big")
+    assert codec_from_json({"name": "transpose", "configuration": {"order": "F"}}).evolve(
+        spec_for((2, 3, 4), "i1")
+    ) == TransposeCodec((2, 1, 0))
+    assert codec_from_json({"id": "vlen-utf8"}) == VLenUTF8Codec()
+    assert codec_from_json({"id": "zstd", "level": 3}) == ZstdCodec(3, False)
+    assert codec_from_json({"id": "crc32c"}) == Crc32cCodec()
+    assert v2_compressor(None) is None
+    assert isinstance(v2_compressor({"id": "bz2", "level": 2}), NumcodecsBytesCodec)
+
+
+def test_codec_from_user() -> None:
+    assert codec_from_user(numcodecs.Zstd(level=4), "compressors") == ZstdCodec(4, False)
+    assert codec_from_user(numcodecs.GZip(level=2), "compressors") == GzipCodec(2)
+    assert codec_from_user(numcodecs.Blosc(cname="zstd", clevel=3, shuffle=2), "compressors") == BloscCodec(
+        "zstd", 3, "bitshuffle", None, 0
+    )
+    assert codec_from_user(numcodecs.LZ4(), "compressors") == NumcodecsBytesCodec("lz4", {"acceleration": 1})
+    assert isinstance(codec_from_user(numcodecs.Delta("<i4"), "filters"), NumcodecsArrayCodec)
+    codec = GzipCodec(1)
+    assert codec_from_user(codec, "compressors") is codec
+    with pytest.raises(UnsupportedCodecError, match="compressors"):
+        codec_from_user(42, "compressors")
+    with pytest.raises(UnsupportedCodecError, match="nope"):
+        codec_from_user({"name": "nope"}, "compressors")
+    with pytest.raises(UnsupportedCodecError, match=r"numcodecs\.nope"):
+        codec_from_json({"name": "numcodecs.nope"})
+
+
+def test_codec_kinds() -> None:
+    assert isinstance(TransposeCodec((0,)), ArrayArrayCodec)
+    assert isinstance(NumcodecsArrayCodec("delta", {"dtype": "<i4"}), ArrayArrayCodec)
+    for codec in (BytesCodec(), VLenUTF8Codec(), VLenBytesCodec(), V2ArrayBytesCodec("<i4")):
+        assert isinstance(codec, ArrayBytesCodec)
+    for codec in (GzipCodec(), ZstdCodec(), BloscCodec(), Crc32cCodec(), NumcodecsBytesCodec("zlib", {})):
+        assert isinstance(codec, BytesBytesCodec)
+
+
+# --------------------------------------------------------------------------------------
+# configuration validation
+
+BAD_CONFIGS = [
+    ("bytes", {"endian": "middle"}),
+    ("bytes", {"endian": "little", "extra": 1}),
+    ("transpose", {}),
+    ("transpose", {"order": [0, 0]}),
+    ("transpose", {"order": [1, 2]}),
+    ("transpose", {"order": "K"}),
+    ("transpose", {"order": [0.0, 1.0]}),
+    ("transpose", {"order": [0, 1], "x": 1}),
+    ("gzip", {"level": 10}),
+    ("gzip", {"level": -1}),
+    ("gzip", {"level": "5"}),
+    ("gzip", {"level": 5, "extra": True}),
+    ("zstd", {"level": "3"}),
+    ("zstd", {"level": 23}),
+    ("zstd", {"level": True}),
+    ("zstd", {"checksum": "yes"}),
+    ("zstd", {"level": 1, "dict": "x"}),
+    ("blosc", {"cname": "brotli"}),
+    ("blosc", {"clevel": 10}),
+    ("blosc", {"clevel": -1}),
+    ("blosc", {"shuffle": 1}),
+    ("blosc", {"shuffle": "sideways"}),
+    ("blosc", {"typesize": 0}),
+    ("blosc", {"blocksize": -1}),
+    ("blosc", {"unknown": 1}),
+    ("crc32c", {"seed": 1}),
+    ("vlen-utf8", {"x": 1}),
+    ("vlen-bytes", {"x": 1}),
+]
+
+
+@pytest.mark.parametrize(("name", "config"), BAD_CONFIGS, ids=[f"{n}-{c}" for n, c in BAD_CONFIGS])
+def test_bad_configuration(name: str, config: dict[str, Any]) -> None:
+    with pytest.raises(MetadataError, match=name):
+        CODECS[name].from_config(config)
+    with pytest.raises(MetadataError):
+        codec_from_json({"name": name, "configuration": config})
+
+
+def test_bad_numcodecs_configuration() -> None:
+    with pytest.raises(MetadataError, match="zlib"):
+        codec_from_json({"name": "numcodecs.zlib", "configuration": {"level": "high", "x": 1}})
+    with pytest.raises(MetadataError):
+        codec_from_json({"name": "zstd", "configuration": "not an object"})
+    with pytest.raises(MetadataError):
+        codec_from_json(["zstd"])  # type: ignore[arg-type]
+
+
+def test_chain_structure_errors() -> None:
+    spec = spec_for((4,), "i4")
+    with pytest.raises(MetadataError, match="array→bytes"):
+        CodecChain([ZstdCodec()], spec)
+    with pytest.raises(MetadataError, match="array→bytes"):
+        CodecChain([TransposeCodec((0,))], spec)
+    with pytest.raises(MetadataError, match="more than one"):
+        CodecChain([BytesCodec(), BytesCodec()], spec)
+    with pytest.raises(MetadataError, match="transpose"):
+        CodecChain([BytesCodec(), TransposeCodec((0,))], spec)
+    with pytest.raises(MetadataError, match="transpose"):
+        CodecChain([TransposeCodec((1, 0)), BytesCodec()], spec)  # wrong number of dimensions
+    with pytest.raises(MetadataError, match="endian"):
+        CodecChain([BytesCodec(None)], spec)  # int32 has a byte order: endian is required
+    with pytest.raises(MetadataError, match="vlen"):
+        CodecChain([BytesCodec()], spec_for((4,), str))
+    with pytest.raises(MetadataError, match="vlen-utf8"):
+        CodecChain([VLenUTF8Codec()], spec)
+    with pytest.raises(MetadataError, match="vlen-bytes"):
+        CodecChain([VLenBytesCodec()], spec_for((4,), str))
+    with pytest.raises(MetadataError, match="packbits"):
+        CodecChain([NumcodecsArrayCodec("packbits", {}), BytesCodec()], spec)
+
+
+# --------------------------------------------------------------------------------------
+# encode/decode round trips
+
+FIXED_DTYPES = ["int16", "uint8", "int64", "float32", "float64", "complex64", "bool", "float16"]
+
+BYTES_BYTES: list[tuple[str, list[Codec]]] = [
+    ("none", []),
+    ("gzip", [GzipCodec(1)]),
+    ("zstd", [ZstdCodec(1, False)]),
+    ("zstd-checksum", [ZstdCodec(3, True)]),
+    ("blosc-lz4", [BloscCodec("lz4", 5, "shuffle")]),
+    ("blosc-zstd-bit", [BloscCodec("zstd", 3, "bitshuffle")]),
+    ("blosc-noshuffle", [BloscCodec("blosclz", 5, "noshuffle")]),
+    ("crc32c", [Crc32cCodec()]),
+    ("zstd+crc32c", [ZstdCodec(1), Crc32cCodec()]),
+    ("lz4", [NumcodecsBytesCodec("lz4", {})]),
+    ("zlib", [NumcodecsBytesCodec("zlib", {"level": 1})]),
+    ("bz2", [NumcodecsBytesCodec("bz2", {"level": 1})]),
+    ("lzma", [NumcodecsBytesCodec("lzma", {})]),
+]
+
+
+def _serializer(dtype: str, endian: str) -> BytesCodec:
+    return BytesCodec(endian if np.dtype(dtype).itemsize > 1 else None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dtype", FIXED_DTYPES)
+@pytest.mark.parametrize(("label", "compressors"), BYTES_BYTES, ids=[label for label, _ in BYTES_BYTES])
+@pytest.mark.parametrize("endian", ["little", "big"])
+def test_chain_round_trip(dtype: str, label: str, compressors: list[Codec], endian: str) -> None:
+    shape = (6, 10)
+    spec = spec_for(shape, dtype)
+    data = sample(shape, dtype)
+    chain = CodecChain([_serializer(dtype, endian), *compressors], spec)
+    encoded = chain.encode(data)
+    assert isinstance(encoded, bytes)
+    decoded = chain.decode(encoded)
+    assert decoded.shape == shape and decoded.dtype == spec.dtype
+    np.testing.assert_array_equal(decoded, data)
+    # decoding into a caller's buffer gives the same result, whichever path it takes
+    out = np.full(shape, 1, dtype=spec.dtype)
+    assert chain.decode(encoded, out=out) is out
+    np.testing.assert_array_equal(out, data)
+    # ... and works on a memoryview or ndarray of the stored bytes too
+    np.testing.assert_array_equal(chain.decode(memoryview(encoded)), data)
+    np.testing.assert_array_equal(chain.decode(np.frombuffer(encoded, dtype=np.uint8)), data)
+
+
+@pytest.mark.parametrize("dtype", ["int16", "float32", "complex64", "uint8"])
+@pytest.mark.parametrize("order", [(1, 0, 2), (2, 1, 0), (0, 1, 2)])
+def test_transpose_round_trip(dtype: str, order: tuple[int, ...]) -> None:
+    shape = (3, 4, 5)
+    spec = spec_for(shape, dtype)
+    data = sample(shape, dtype)
+    chain = CodecChain([TransposeCodec(order), _serializer(dtype, "little"), ZstdCodec(1)], spec)
+    assert not chain.can_decode_into
+    encoded = chain.encode(data)
+    raw = CodecChain([_serializer(dtype, "little")], spec_for(tuple(shape[i] for i in order), dtype))
+    # the stored bytes are the transposed array in C order
+    np.testing.assert_array_equal(raw.decode(ZstdCodec(1).cpu_decode(encoded, spec)), np.transpose(data, order))
+    np.testing.assert_array_equal(chain.decode(encoded), data)
+    out = np.empty(shape, dtype=dtype)
+    chain.decode(encoded, out=out)
+    np.testing.assert_array_equal(out, data)
+
+
+NUMCODECS_FILTERS: list[tuple[str, Codec, str]] = [
+    ("delta", NumcodecsArrayCodec("delta", {"dtype": "<i4"}), "int32"),
+    ("delta-astype", NumcodecsArrayCodec("delta", {"dtype": "<i4", "astype": "<i8"}), "int32"),
+    ("fixedscaleoffset", NumcodecsArrayCodec("fixedscaleoffset", {"offset": 0, "scale": 4, "dtype": "<f8",
+                                                                  "astype": "<i4"}), "float64"),
+    ("astype", NumcodecsArrayCodec("astype", {"encode_dtype": "<i2", "decode_dtype": "<i4"}), "int32"),
+    ("packbits", NumcodecsArrayCodec("packbits", {}), "bool"),
+]
+
+
+@pytest.mark.parametrize(("label", "codec", "dtype"), NUMCODECS_FILTERS, ids=[x[0] for x in NUMCODECS_FILTERS])
+def test_numcodecs_filter_round_trip(label: str, codec: Codec, dtype: str) -> None:
+    shape = (5, 7)
+    spec = spec_for(shape, dtype)
+    data = sample(shape, dtype)
+    chain = CodecChain([codec, BytesCodec("little"), ZstdCodec(1)], spec)
+    np.testing.assert_array_equal(chain.decode(chain.encode(data)), data)
+
+
+def test_quantize_filter() -> None:
+    spec = spec_for((50,), "float64")
+    data = np.linspace(0, 1, 50)
+    quantize = CodecChain([NumcodecsArrayCodec("quantize", {"digits": 3, "dtype": "<f8"}), BytesCodec("little")], spec)
+    np.testing.assert_allclose(quantize.decode(quantize.encode(data)), data, atol=1e-3)
+
+
+# numcodecs' BitRound hands back the rounded floats *viewed as integers*; they must be
+# reinterpreted, not converted by value (which once stored garbage: [4.6e18, ...]).
+def test_bitround_filter() -> None:
+    spec = spec_for((50,), "float64")
+    data = np.linspace(0, 1, 50)
+    bitround = CodecChain([NumcodecsArrayCodec("bitround", {"keepbits": 12}), BytesCodec("little")], spec)
+    np.testing.assert_allclose(bitround.decode(bitround.encode(data)), data, rtol=1e-3)
+
+
+@pytest.mark.parametrize("compressors", [[], [ZstdCodec(1)], [GzipCodec(1)], [BloscCodec("lz4")]])
+@pytest.mark.parametrize("kind", [str, bytes])
+def test_vlen_round_trip(compressors: list[Codec], kind: type) -> None:
+    shape = (4, 5)
+    spec = spec_for(shape, kind)
+    data = sample(shape, kind)
+    data.flat[3] = "ü€ unicode" if kind is str else b"\x00\xff"
+    serializer = VLenUTF8Codec() if kind is str else VLenBytesCodec()
+    chain = CodecChain([serializer, *compressors], spec)
+    assert not chain.can_decode_into
+    decoded = chain.decode(chain.encode(data))
+    assert decoded.shape == shape
+    assert decoded.tolist() == data.tolist()
+
+
+def test_vlen_matches_numcodecs() -> None:
+    values = np.array(["a", "", "ü€", "long" * 20], dtype=object)
+    spec = spec_for((4,), str)
+    ours = VLenUTF8Codec().cpu_encode(values.astype(np.dtypes.StringDType()), spec)
+    assert ours == numcodecs.VLenUTF8().encode(values)
+    bad = bytes(ours)[:-3]
+    with pytest.raises(CorruptChunkError, match="vlen-utf8"):
+        VLenUTF8Codec().cpu_decode(bad, spec)
+    with pytest.raises(CorruptChunkError, match="items"):
+        VLenUTF8Codec().cpu_decode(numcodecs.VLenUTF8().encode(values[:3]), spec)
+
+
+def test_gzip_interop_and_members() -> None:
+    spec = spec_for((100,), "uint8")
+    payload = bytes(range(100))
+    codec = GzipCodec(6)
+    assert gzip.decompress(codec.cpu_encode(payload, spec)) == payload
+    assert bytes(codec.cpu_decode(gzip.compress(payload), spec)) == payload
+    # several members concatenated, and zero padding after the last (both legal gzip)
+    two = gzip.compress(payload[:40]) + gzip.compress(payload[40:]) + b"\0\0\0"
+    assert bytes(codec.cpu_decode(two, spec)) == payload
+    with pytest.raises(CorruptChunkError, match="gzip"):
+        codec.cpu_decode(gzip.compress(payload)[:-10], spec)
+
+
+def test_crc32c_value_and_layout() -> None:
+    assert crc32c_checksum(b"123456789") == 0xE3069283  # the standard check value
+    codec = Crc32cCodec()
+    spec = spec_for((9,), "uint8")
+    encoded = codec.cpu_encode(b"123456789", spec)
+    assert encoded == b"123456789" + (0xE3069283).to_bytes(4, "little")
+    assert codec.encoded_size(9, spec) == 13
+    assert bytes(codec.cpu_decode(encoded, spec)) == b"123456789"
+    with pytest.raises(ChecksumError, match="crc32c"):
+        codec.cpu_decode(b"023456789" + encoded[-4:], spec)
+    with pytest.raises(CorruptChunkError, match="crc32c"):
+        codec.cpu_decode(b"abc", spec)
+
+
+# --------------------------------------------------------------------------------------
+# bytes codec, byte order
+
+
+@pytest.mark.parametrize("dtype", ["int16", "uint32", "float64", "complex128", "int64"])
+def test_big_endian_bytes_codec(dtype: str) -> None:
+    spec = spec_for((3, 4), dtype)
+    data = sample((3, 4), dtype)
+    big = BytesCodec("big")
+    encoded = CodecChain([big], spec).encode(data)
+    assert encoded == data.astype(np.dtype(dtype).newbyteorder(">")).tobytes()
+    assert encoded != CodecChain([BytesCodec("little")], spec).encode(data)
+    assert big.stored_dtype(np.dtype(dtype)) == np.dtype(dtype).newbyteorder(">")
+    decoded = CodecChain([big], spec).decode(encoded)
+    assert decoded.dtype.isnative
+    np.testing.assert_array_equal(decoded, data)
+    out = np.zeros((3, 4), dtype=dtype)
+    CodecChain([big, ZstdCodec(1)], spec).decode(CodecChain([big, ZstdCodec(1)], spec).encode(data), out=out)
+    np.testing.assert_array_equal(out, data)
+
+
+def test_bytes_codec_endian_free_types() -> None:
+    for dtype in ("uint8", "int8", "bool", "S4"):
+        chain = CodecChain([BytesCodec("big")], spec_for((2,), dtype))
+        assert chain.array_bytes == BytesCodec(None)  # endian is dropped where meaningless
+        assert chain.to_json() == [{"name": "bytes"}]
+    assert BytesCodec(None).to_json() == {"name": "bytes"}
+    assert BytesCodec.from_config({}) == BytesCodec(None)
+
+
+def test_bytes_codec_wrong_length() -> None:
+    spec = spec_for((4,), "int32")
+    with pytest.raises(CorruptChunkError, match="16"):
+        BytesCodec("little").cpu_decode(b"\0" * 15, spec)
+    chain = CodecChain([BytesCodec("little"), ZstdCodec(1)], spec)
+    short = ZstdCodec(1).cpu_encode(b"\0" * 12, spec)
+    with pytest.raises(CorruptChunkError):
+        chain.decode(short)
+    with pytest.raises(CorruptChunkError):
+        chain.decode(short, out=np.zeros(4, dtype="i4"))
+
+
+# --------------------------------------------------------------------------------------
+# decoding into caller buffers
+
+
+@pytest.mark.parametrize(
+    "compressors",
+    [[], [ZstdCodec(1)], [ZstdCodec(1, True)], [BloscCodec("lz4")], [GzipCodec(1)], [Crc32cCodec()]],
+    ids=repr,
+)
+@pytest.mark.parametrize("dtype", ["int32", "float64", "uint8"])
+def test_decode_into_equals_plain_decode(compressors: list[Codec], dtype: str) -> None:
+    shape = (16, 9)
+    spec = spec_for(shape, dtype)
+    data = sample(shape, dtype, seed=3)
+    chain = CodecChain([_serializer(dtype, "little"), *compressors], spec)
+    expected_direct = not compressors or compressors[0].decodes_into
+    assert chain.can_decode_into == expected_direct
+    encoded = chain.encode(data)
+    plain = chain.decode(encoded)
+    # a view into a bigger C-contiguous buffer, as the pipeline passes it
+    big = np.full((3, *shape), 99, dtype=dtype)
+    target = big[1]
+    assert chain.decode(encoded, out=target) is target
+    np.testing.assert_array_equal(target, plain)
+    assert (big[0] == 99).all() and (big[2] == 99).all()
+
+
+def test_decode_into_leaves_no_stale_bytes() -> None:
+    """A valid frame of the wrong size must fail, not half-fill ``out``."""
+    spec = spec_for((64,), "int32")
+    chain = CodecChain([BytesCodec("little"), ZstdCodec(1)], spec)
+    smaller = ZstdCodec(1).cpu_encode(np.arange(32, dtype="<i4").tobytes(), spec)
+    out = np.full(64, -1, dtype="int32")
+    with pytest.raises(CorruptChunkError):
+        chain.decode(smaller, out=out)
+    # a frame whose header lies about its size is caught by libzstd
+    payload = np.arange(60, dtype="<i4").tobytes()
+    lying = _zstd_raw_frame(payload, content_size=256)
+    with pytest.raises(CorruptChunkError):
+        chain.decode(lying, out=out)
+    blosc_chain = CodecChain([BytesCodec("little"), BloscCodec("lz4")], spec)
+    small_blosc = BloscCodec("lz4", typesize=4).cpu_encode(np.arange(32, dtype="<i4").tobytes(), spec)
+    with pytest.raises(CorruptChunkError):
+        blosc_chain.decode(small_blosc, out=out)
+
+
+# --------------------------------------------------------------------------------------
+# zstd frame content size
+
+
+def _zstd_raw_frame(payload: bytes, content_size: int | None = None) -> bytes:
+    """A zstd frame of one raw block (RFC 8878), with or without Frame_Content_Size."""
+    assert len(payload) <= 1024
+    if content_size is None:
+        header = bytes([0x00, 0x00])  # no FCS, not single-segment; window descriptor: 1 KiB
+    elif content_size < 256:
+        header = bytes([0x20, content_size])  # single segment, 1-byte FCS
+    else:
+        header = bytes([0x60]) + (content_size - 256).to_bytes(2, "little")  # 2-byte FCS, +256
+    block_header = (len(payload) << 3) | 1  # last block, raw
+    return (0xFD2FB528).to_bytes(4, "little") + header + block_header.to_bytes(3, "little") + payload
+
+
+@pytest.mark.parametrize("n", [0, 1, 100, 255, 256, 257, 4096, 65535, 65791, 65792, 300_000])
+@pytest.mark.parametrize("checksum", [False, True])
+def test_zstd_frame_content_size_matches_numcodecs(n: int, checksum: bool) -> None:
+    payload = (np.arange(n) % 251).astype(np.uint8).tobytes()
+    frame = numcodecs.Zstd(level=1, checksum=checksum).encode(payload)
+    assert zstd_frame_content_size(memoryview(frame)) == n
+    if n:  # (numcodecs refuses to decode an empty frame; chunks are never empty)
+        assert len(numcodecs.Zstd().decode(frame)) == n
+    assert ZstdCodec(1, checksum).decoded_size(frame) == n
+    assert ZstdCodec().decoded_size(np.frombuffer(frame, dtype=np.uint8)) == n
+
+
+def test_zstd_frame_content_size_field_widths() -> None:
+    magic = (0xFD2FB528).to_bytes(4, "little")
+    # FCS flag 2 (4 bytes), not single segment: window descriptor byte before it
+    assert zstd_frame_content_size(memoryview(magic + bytes([0x80, 0x50]) + (70_000).to_bytes(4, "little"))) == 70_000
+    # FCS flag 3 (8 bytes), single segment, 4-byte dictionary id
+    big = magic + bytes([0xE3]) + (7).to_bytes(4, "little") + (2**33 + 5).to_bytes(8, "little")
+    assert zstd_frame_content_size(memoryview(big)) == 2**33 + 5
+    # 1-byte dictionary id before a 2-byte FCS
+    assert zstd_frame_content_size(memoryview(magic + bytes([0x61, 9]) + (4).to_bytes(2, "little"))) == 260
+    # header cut short: unknown, not a wrong number
+    assert zstd_frame_content_size(memoryview(big[:10])) is None
+
+
+def test_zstd_frames_without_content_size() -> None:
+    payload = bytes(range(200))
+    frame = _zstd_raw_frame(payload)
+    assert zstd_frame_content_size(memoryview(frame)) is None
+    assert numcodecs.Zstd().decode(frame) == payload
+    spec = spec_for((50,), "int32")
+    chain = CodecChain([BytesCodec("little"), ZstdCodec()], spec)
+    expected = np.frombuffer(payload, dtype="<i4")
+    np.testing.assert_array_equal(chain.decode(frame), expected)
+    out = np.zeros(50, dtype="int32")
+    chain.decode(frame, out=out)  # no size in the header: decoded, checked, then copied
+    np.testing.assert_array_equal(out, expected)
+    with_size = _zstd_raw_frame(payload, content_size=200)
+    assert zstd_frame_content_size(memoryview(with_size)) == 200
+    np.testing.assert_array_equal(chain.decode(with_size, out=out), expected)
+
+
+@pytest.mark.parametrize("data", [b"", b"\x28\xb5\x2f", b"not zstd at all", b"\x28\xb5\x2f\xfd"], ids=repr)
+def test_zstd_frame_content_size_non_frames(data: bytes) -> None:
+    assert zstd_frame_content_size(memoryview(data)) is None
+
+
+# --------------------------------------------------------------------------------------
+# blosc decoded size
+
+
+@pytest.mark.parametrize("cname", ["lz4", "lz4hc", "blosclz", "zstd", "zlib"])
+@pytest.mark.parametrize("shuffle", ["noshuffle", "shuffle", "bitshuffle"])
+def test_blosc_decoded_size(cname: str, shuffle: str) -> None:
+    spec = spec_for((300,), "int32")
+    codec = BloscCodec(cname, 5, shuffle).evolve(spec)  # type: ignore[arg-type]
+    assert codec.typesize == 4
+    data = sample((300,), "int32")
+    encoded = codec.cpu_encode(data.tobytes(), spec)
+    assert codec.decoded_size(encoded) == data.nbytes
+    assert len(numcodecs.Blosc().decode(encoded)) == data.nbytes
+    assert codec.decoded_size(encoded[:-1]) is None  # truncated
+    assert codec.decoded_size(encoded + b"\0") is None  # padded
+    assert codec.decoded_size(encoded[:15]) is None  # no full header
+    assert codec.decoded_size(b"") is None
+    np.testing.assert_array_equal(np.frombuffer(bytes(codec.cpu_decode(encoded, spec)), "<i4"), data)
+
+
+def test_blosc_typesize_follows_data_type() -> None:
+    for dtype, size in (("int16", 2), ("float64", 8), ("complex64", 8), ("bool", 1), (str, 1)):
+        assert BloscCodec().evolve(spec_for((4,), dtype)).typesize == size
+    assert BloscCodec(typesize=2).evolve(spec_for((4,), "int64")).typesize == 2  # an explicit one is kept
+    spec = spec_for((64,), "int32")
+    encoded = BloscCodec("lz4", 5, "shuffle").evolve(spec).cpu_encode(np.arange(64, dtype="<i4").tobytes(), spec)
+    assert encoded[3] == 4  # typesize byte of the blosc header
+
+
+# --------------------------------------------------------------------------------------
+# v2 layout codec
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("stored", ["<i4", ">i4", "<f8", "|u1"])
+def test_v2_layout_codec(order: str, stored: str) -> None:
+    shape = (3, 5)
+    native = np.dtype(stored).newbyteorder("=")
+    spec = spec_for(shape, native)
+    data = sample(shape, native)
+    codec = V2ArrayBytesCodec.create(stored, order, [])
+    chain = CodecChain([codec, ZstdCodec(1)], spec)
+    encoded = chain.encode(data)
+    expected = np.asarray(data, dtype=stored).tobytes(order=order)
+    assert bytes(ZstdCodec(1).cpu_decode(encoded, spec)) == expected
+    np.testing.assert_array_equal(chain.decode(encoded), data)
+    with pytest.raises(CorruptChunkError, match="v2 chunk"):
+        codec.cpu_decode(expected[:-1], spec)
+
+
+def test_v2_layout_codec_filters_and_objects() -> None:
+    spec = spec_for((10,), "int32")
+    codec = V2ArrayBytesCodec.create("<i4", "C", [{"id": "delta", "dtype": "<i4"}])
+    data = np.arange(10, dtype="int32") * 3
+    np.testing.assert_array_equal(codec.cpu_decode(codec.cpu_encode(data, spec), spec), data)
+    sspec = spec_for((3,), str)
+    scodec = V2ArrayBytesCodec.create("|O", "C", [{"id": "vlen-utf8"}])
+    strings = np.array(["x", "", "yz"], dtype=np.dtypes.StringDType())
+    assert scodec.cpu_decode(scodec.cpu_encode(strings, sspec), sspec).tolist() == ["x", "", "yz"]
+    # an unknown filter is refused when the codec is built, naming it (the exact class is
+    # pinned, as an xfail, in test_errors.test_unknown_v2_codec)
+    with pytest.raises((UnsupportedCodecError, MetadataError), match="superzip"):
+        V2ArrayBytesCodec.create("<i4", "C", [{"id": "superzip"}])
+
+
+# --------------------------------------------------------------------------------------
+# golden fixtures: bytes numcodecs 0.16 wrote for GOLDEN_ARRAY; they must keep decoding
+
+GOLDEN_ARRAY = ((np.arange(256) % 7) * 1000 - 3000).astype("<i4")
+GOLDEN_STRINGS = ["a", "bb", "", "ü€"]
+
+GOLDEN = {
+    "zstd": "28b52ffd600003250100e048f4ffff30f8ffff18fcffff00000000e8030000d0070000b80b0000010084ff6a3a01",
+    "zstd_checksum": "28b52ffd640003250100e048f4ffff30f8ffff18fcffff00000000e8030000d0070000b80b0000010084ff6a3a01"
+    "19fe9d1c",
+    "zstd_stream": "28b52ffd0458250100e048f4ffff30f8ffff18fcffff00000000e8030000d0070000b80b0000010084ff6a3a01"
+    "19fe9d1c",  # zstd(1) CLI from stdin: no Frame_Content_Size
+    "gzip": "1f8b0800f630016b04fff3f8f2ffbfc18fffff25fefcffcf00042f9819182eb03330ece06660f018951b0d97d13431acf3"
+    "0300e8a1278900040000",
+    "blosc_lz4_shuffle": "0201210400040000000400006800000014000000110000007f48301800e8d0b80700e150b84830180011000000"
+    "7ff4f8fc0003070b0700e1500bf4f8fc00110000007fffffff000000000700e15000ffffff00110000007fffffff0000000007"
+    "00e15000ffffff00",
+    "blosc_zstd_bitshuffle": "02019404000400000004000070000000140000005800000028b52ffd600003750200d4020000d56ab55aad"
+    "56ab66b3d96c369bcd52a9542a954aa5b1582c168bc56270381c0e87c3e1a546a3d168341a8d0c809088623e5d862ac0e20b8c6a"
+    "519269ec5012588225588085ca829d400f",
+    "lz4": "00040000ff0d48f4ffff30f8ffff18fcffff00000000e8030000d0070000b80b00001c00ffffffcf50ff00000000",
+    "zlib": "7801f3f8f2ffbfc18fffff25fefcffcf00042f9819182eb03330ece06660f018951b0d97d13431acf30300556bb83e",
+    "vlen_utf8": "0400000001000000610200000062620000000005000000c3bce282ac",
+}
+
+GOLDEN_CHAINS: dict[str, list[Codec]] = {
+    "zstd": [BytesCodec("little"), ZstdCodec(1)],
+    "zstd_checksum": [BytesCodec("little"), ZstdCodec(1, True)],
+    "zstd_stream": [BytesCodec("little"), ZstdCodec(1)],
+    "gzip": [BytesCodec("little"), GzipCodec(1)],
+    "blosc_lz4_shuffle": [BytesCodec("little"), BloscCodec("lz4", 5, "shuffle")],
+    "blosc_zstd_bitshuffle": [BytesCodec("little"), BloscCodec("zstd", 5, "bitshuffle")],
+    "lz4": [BytesCodec("little"), NumcodecsBytesCodec("lz4", {})],
+    "zlib": [BytesCodec("little"), NumcodecsBytesCodec("zlib", {"level": 1})],
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_CHAINS))
+def test_golden_fixtures_decode(name: str) -> None:
+    encoded = bytes.fromhex(GOLDEN[name])
+    chain = CodecChain(GOLDEN_CHAINS[name], spec_for((256,), "int32"))
+    np.testing.assert_array_equal(chain.decode(encoded), GOLDEN_ARRAY)
+    out = np.empty(256, dtype="int32")
+    chain.decode(encoded, out=out)
+    np.testing.assert_array_equal(out, GOLDEN_ARRAY)
+    # what we write for the same settings decodes to the same values (bytes may differ
+    # across library versions, so only the round trip is pinned)
+    np.testing.assert_array_equal(chain.decode(chain.encode(GOLDEN_ARRAY)), GOLDEN_ARRAY)
+
+
+def test_golden_header_facts() -> None:
+    assert zstd_frame_content_size(memoryview(bytes.fromhex(GOLDEN["zstd"]))) == 1024
+    assert zstd_frame_content_size(memoryview(bytes.fromhex(GOLDEN["zstd_stream"]))) is None
+    assert BloscCodec().decoded_size(bytes.fromhex(GOLDEN["blosc_lz4_shuffle"])) == 1024
+    assert BloscCodec().decoded_size(bytes.fromhex(GOLDEN["blosc_zstd_bitshuffle"])) == 1024
+
+
+def test_golden_vlen_utf8() -> None:
+    spec = spec_for((4,), str)
+    decoded = CodecChain([VLenUTF8Codec()], spec).decode(bytes.fromhex(GOLDEN["vlen_utf8"]))
+    assert decoded.tolist() == GOLDEN_STRINGS
+    strings = np.array(GOLDEN_STRINGS, dtype=np.dtypes.StringDType())
+    assert CodecChain([VLenUTF8Codec()], spec).encode(strings).hex() == GOLDEN["vlen_utf8"]
+
+
+def test_golden_checksum_detects_flip() -> None:
+    encoded = bytearray(bytes.fromhex(GOLDEN["zstd_checksum"]))
+    encoded[-1] ^= 0x80
+    chain = CodecChain(GOLDEN_CHAINS["zstd_checksum"], spec_for((256,), "int32"))
+    with pytest.raises(ChecksumError):
+        chain.decode(bytes(encoded))
+

@@ -1,0 +1,313 @@
+"""Property tests: gpuzarr arrays behave like NumPy arrays.
+
+Random shapes (0-3 dimensions, empty ones included), chunk shapes, data types and
+codecs; random data written through gpuzarr (v2 and v3) must read back equal under
+random basic, orthogonal and coordinate selections, and random sequences of
+assignments applied to a NumPy array and a gpuzarr array must keep them equal.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import gpuzarr
+from gpuzarr.stores import MemoryStore
+
+EXAMPLES = int(os.environ.get("GPUZARR_HYPOTHESIS_EXAMPLES", "100"))
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+DTYPES = ["int16", "float32", "complex64", "bool", "string"]
+CODECS = ["none", "zstd", "blosc", "gzip", "transpose"]
+
+COMPRESSOR_JSON: dict[str, Any] = {
+    "zstd": {"name": "zstd", "configuration": {"level": 1, "checksum": False}},
+    "blosc": {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "shuffle"}},
+    "gzip": {"name": "gzip", "configuration": {"level": 1}},
+}
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    return np.dtypes.StringDType() if name == "string" else np.dtype(name)
+
+
+def values_from_ints(ints: np.ndarray, dtype_name: str) -> np.ndarray:
+    """Values of ``dtype_name`` made from small integers (no NaN: equality stays exact)."""
+    ints = np.asarray(ints, dtype=np.int64)
+    if dtype_name == "string":
+        flat = [("" if v % 5 == 0 else f"v{v}" * (1 + v % 3)) for v in ints.reshape(-1).tolist()]
+        return np.array(flat, dtype=np.dtypes.StringDType()).reshape(ints.shape)
+    # np.asarray: arithmetic on a 0-d array gives a NumPy scalar, and callers need arrays
+    if dtype_name == "bool":
+        return np.asarray(ints % 2).astype(bool)
+    if dtype_name == "complex64":
+        return np.asarray(ints + 1j * (ints // 3)).astype(np.complex64)
+    if dtype_name == "float32":
+        return np.asarray(ints / 4).astype(np.float32)
+    return ints.astype(numpy_dtype(dtype_name))
+
+
+@st.composite
+def array_setups(draw: st.DrawFn) -> dict[str, Any]:
+    """Shape, chunks, dtype, codec and format of an array to test."""
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=9))
+    chunks = tuple(draw(st.integers(1, max(1, s + 1))) for s in shape)
+    return {
+        "shape": shape,
+        "chunks": chunks,
+        "dtype": draw(st.sampled_from(DTYPES)),
+        "codec": draw(st.sampled_from(CODECS)),
+        "zarr_format": draw(st.sampled_from([2, 3])),
+        "fill": draw(st.integers(-3, 3)),
+    }
+
+
+def make_array(setup: dict[str, Any], store: MemoryStore | None = None) -> gpuzarr.Array:
+    kwargs: dict[str, Any] = {"compressors": None}
+    codec = setup["codec"]
+    if codec in COMPRESSOR_JSON:
+        kwargs["compressors"] = COMPRESSOR_JSON[codec]
+    elif codec == "transpose":
+        if setup["zarr_format"] == 3:
+            order = list(reversed(range(len(setup["shape"]))))
+            kwargs["filters"] = [{"name": "transpose", "configuration": {"order": order}}]
+        else:
+            kwargs["order"] = "F"  # v2's way of storing a chunk transposed
+    fill = values_from_ints(np.array(setup["fill"]), setup["dtype"])[()]
+    return gpuzarr.create_array(
+        store if store is not None else MemoryStore(),
+        shape=setup["shape"],
+        chunks=setup["chunks"],
+        dtype=numpy_dtype(setup["dtype"]) if setup["dtype"] != "string" else str,
+        fill_value=fill.item() if hasattr(fill, "item") else fill,
+        zarr_format=setup["zarr_format"],
+        **kwargs,
+    )
+
+
+def random_values(draw: st.DrawFn, shape: tuple[int, ...], dtype_name: str) -> np.ndarray:
+    n = int(np.prod(shape, dtype=np.int64))
+    ints = draw(hnp.arrays(np.int64, (n,), elements=st.integers(-20, 20)))
+    return values_from_ints(ints.reshape(shape), dtype_name)
+
+
+def assert_same(got: Any, want: np.ndarray) -> None:
+    if want.ndim == 0 and not isinstance(got, np.ndarray):
+        # 0-d results come back as scalars (as in zarr-python); compare them as such
+        assert np.asarray(got, dtype=want.dtype) == want, (got, want)
+        return
+    got = np.asarray(got)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    assert np.array_equal(got, want), (got, want)
+
+
+# --------------------------------------------------------------------------------------
+# reads
+
+
+@SETTINGS
+@given(setup=array_setups(), data=st.data())
+def test_basic_selections_read_like_numpy(setup: dict[str, Any], data: st.DataObject) -> None:
+    ref = random_values(data.draw, setup["shape"], setup["dtype"])
+    a = make_array(setup)
+    a[...] = ref
+    assert_same(a[...], ref)
+    for _ in range(4):
+        selection = data.draw(
+            hnp.basic_indices(setup["shape"], min_dims=0, allow_newaxis=True, allow_ellipsis=True), label="sel"
+        )
+        want = ref[selection]
+        got = a[selection]
+        if np.ndim(want) == 0:
+            # a scalar selection returns a scalar, as zarr-python does
+            assert np.asarray(got).shape == ()
+            assert np.array_equal(np.asarray(got), np.asarray(want))
+        else:
+            assert_same(got, want)
+            out = np.empty(want.shape, dtype=ref.dtype)
+            assert_same(a.read(selection, out=out), want)
+
+
+@st.composite
+def orthogonal_selections(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """An orthogonal selection and its NumPy equivalent (np.ix_ index arrays, int axes)."""
+    sel: list[Any] = []
+    ix: list[np.ndarray] = []
+    for n in shape:
+        kinds = ["slice"] + (["int", "array", "mask"] if n else ["mask"])
+        kind = draw(st.sampled_from(kinds))
+        if kind == "int":
+            i = draw(st.integers(-n, n - 1))
+            sel.append(i)
+            ix.append(np.array([i % n]))
+        elif kind == "array":
+            idx = draw(st.lists(st.integers(-n, n - 1), min_size=0, max_size=n, unique_by=lambda v, n=n: v % n))
+            sel.append(np.array(idx, dtype=np.intp))
+            ix.append(np.array(idx, dtype=np.intp) % n)
+        elif kind == "mask":
+            mask = draw(hnp.arrays(bool, (n,)))
+            sel.append(mask)
+            ix.append(np.flatnonzero(mask))
+        else:
+            start = draw(st.none() | st.integers(-n - 2, n + 2))
+            stop = draw(st.none() | st.integers(-n - 2, n + 2))
+            step = draw(st.none() | st.integers(1, 4))  # oindex slices take positive steps
+            s = slice(start, stop, step)
+            sel.append(s)
+            ix.append(np.arange(n)[s])
+    return tuple(sel), tuple(ix)
+
+
+def _ortho_ref_view_shape(sel: tuple[Any, ...], ix: tuple[np.ndarray, ...]) -> tuple[int, ...]:
+    return tuple(len(i) for s, i in zip(sel, ix, strict=True) if not isinstance(s, int))
+
+
+@st.composite
+def coordinate_selections(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """Integer coordinate arrays (distinct points, so write order cannot matter)."""
+    if any(n == 0 for n in shape):
+        return tuple(np.zeros(0, dtype=np.intp) for _ in shape)
+    points = draw(
+        st.lists(st.tuples(*(st.integers(0, n - 1) for n in shape)), min_size=1, max_size=12, unique=True)
+    )
+    coords = np.array(points, dtype=np.intp).T.reshape(len(shape), -1)
+    negate = draw(st.booleans())
+    if negate:  # negative coordinates count from the end, as in NumPy
+        coords = coords - np.array(shape, dtype=np.intp)[:, None]
+    return tuple(coords)
+
+
+@SETTINGS
+@given(setup=array_setups().filter(lambda s: len(s["shape"]) > 0), data=st.data())
+def test_fancy_selections_read_like_numpy(setup: dict[str, Any], data: st.DataObject) -> None:
+    ref = random_values(data.draw, setup["shape"], setup["dtype"])
+    a = make_array(setup)
+    a[...] = ref
+    sel, ix = data.draw(orthogonal_selections(setup["shape"]))
+    want = ref[np.ix_(*ix)].reshape(_ortho_ref_view_shape(sel, ix))
+    assert_same(a.oindex[sel], want)
+    coords = data.draw(coordinate_selections(setup["shape"]))
+    assert_same(a.vindex[coords], ref[coords])
+
+
+# --------------------------------------------------------------------------------------
+# writes
+
+
+@st.composite
+def operations(draw: st.DrawFn, shape: tuple[int, ...], dtype_name: str) -> list[tuple[str, Any, Any]]:
+    ops = []
+    for _ in range(draw(st.integers(1, 5))):
+        kinds = ["basic", "scalar"] + (["oindex", "vindex"] if shape else [])
+        kind = draw(st.sampled_from(kinds))
+        if kind in ("basic", "scalar"):
+            sel = draw(hnp.basic_indices(shape, min_dims=0, allow_newaxis=True, allow_ellipsis=True))
+            target_shape = np.empty(shape, dtype=np.int8)[sel].shape
+            value = (
+                values_from_ints(np.array(draw(st.integers(-20, 20))), dtype_name)[()]
+                if kind == "scalar"
+                else random_values(draw, target_shape, dtype_name)
+            )
+            ops.append(("basic", sel, value))
+        elif kind == "oindex":
+            sel, ix = draw(orthogonal_selections(shape))
+            value = random_values(draw, _ortho_ref_view_shape(sel, ix), dtype_name)
+            ops.append(("oindex", (sel, ix), value))
+        else:
+            coords = draw(coordinate_selections(shape))
+            value = random_values(draw, coords[0].shape, dtype_name)
+            ops.append(("vindex", coords, value))
+    return ops
+
+
+def apply_numpy(ref: np.ndarray, kind: str, sel: Any, value: Any) -> None:
+    if kind == "basic":
+        ref[sel] = value
+    elif kind == "oindex":
+        _, ix = sel
+        full_shape = tuple(len(i) for i in ix)
+        ref[np.ix_(*ix)] = np.asarray(value).reshape(full_shape)
+    else:
+        ref[sel] = value
+
+
+def apply_gpuzarr(a: gpuzarr.Array, kind: str, sel: Any, value: Any) -> None:
+    if kind == "basic":
+        a[sel] = value
+    elif kind == "oindex":
+        a.oindex[sel[0]] = value
+    else:
+        a.vindex[sel] = value
+
+
+@SETTINGS
+@given(setup=array_setups(), data=st.data())
+def test_assignment_sequences_match_numpy(setup: dict[str, Any], data: st.DataObject) -> None:
+    a = make_array(setup)
+    ref = np.full(setup["shape"], a.fill_value, dtype=numpy_dtype(setup["dtype"]))
+    assert_same(a[...], ref)  # never written: all fill value
+    start_written = data.draw(st.booleans())
+    if start_written:
+        initial = random_values(data.draw, setup["shape"], setup["dtype"])
+        a[...] = initial
+        ref[...] = initial
+    for kind, sel, value in data.draw(operations(setup["shape"], setup["dtype"])):
+        apply_numpy(ref, kind, sel, value)
+        apply_gpuzarr(a, kind, sel, value)
+        assert_same(a[...], ref)
+    # what is stored is what a fresh open reads
+    reopened = gpuzarr.open_array(a.store)
+    assert_same(reopened[...], ref)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zero_dim_arrays(zarr_format: int, dtype: str, codec: str) -> None:
+    """0-d arrays, deterministically: reads into a sentinel-filled ``out`` must overwrite it.
+
+    (A read that decodes "straight into the output" once wrote into ``buffer[()]``, a
+    scalar copy, for 0-d arrays, and returned whatever the buffer held.)
+    """
+    setup = {"shape": (), "chunks": (), "dtype": dtype, "codec": codec, "zarr_format": zarr_format, "fill": 2}
+    a = make_array(setup)
+    fill = values_from_ints(np.array(2), dtype)
+    value = values_from_ints(np.array(17), dtype)
+    # each sentinel differs from what the read must produce (bool has only two values)
+    out = values_from_ints(np.array(3), dtype)
+    a.read(out=out)
+    assert_same(out, fill)
+    a[()] = value
+    out = values_from_ints(np.array(-12), dtype)
+    assert a.read(out=out) is out
+    assert_same(out, value)
+    assert_same(np.asarray(gpuzarr.open_array(a.store)[...], dtype=value.dtype), value)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_fill_value_chunks_are_dropped_under_random_writes(zarr_format: int) -> None:
+    """A deterministic companion: after writes, stored chunks never equal the fill value."""
+    rng = np.random.default_rng(5)
+    store = MemoryStore()
+    a = gpuzarr.create_array(store, shape=(20, 20), chunks=(4, 4), dtype="i2", zarr_format=zarr_format)
+    ref = np.zeros((20, 20), dtype="i2")
+    for _ in range(30):
+        r0, c0 = rng.integers(0, 20, 2)
+        value = rng.integers(0, 2)
+        ref[r0 : r0 + 5, c0 : c0 + 3] = value
+        a[r0 : r0 + 5, c0 : c0 + 3] = value
+    np.testing.assert_array_equal(a[...], ref)
+    for key in a.stored_chunk_keys():
+        chunk = a._chain.decode(store.get(key))
+        assert chunk.any(), f"{key} holds only the fill value but was stored"
