@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import lzma
+import zlib
 from collections.abc import Callable
 
 import numpy as np
@@ -27,7 +29,7 @@ def decode_with(
     """
     try:
         return decode(data, out)
-    except (ValueError, RuntimeError, OSError, TypeError, EOFError) as exc:
+    except (ValueError, RuntimeError, OSError, TypeError, EOFError, zlib.error, lzma.LZMAError) as exc:
         message = str(exc)
         if "checksum" in message.lower() or "crc" in message.lower():
             raise ChecksumError(f"codec {name!r}: {message}") from None

@@ -16,9 +16,7 @@ __all__ = ["BytesCodec"]
 
 def _has_byte_order(dtype: np.dtype) -> bool:
     """Whether the element's bytes depend on endianness (no for bool, int8, S, V...)."""
-    if dtype.kind in "SV" or dtype.itemsize == 1:
-        return False
-    return True
+    return not (dtype.kind in "SV" or dtype.itemsize == 1)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ __all__ = [
     "BYTES_CODEC_IDS",
     "NumcodecsArrayCodec",
     "NumcodecsBytesCodec",
+    "make_numcodecs",
     "numcodecs_codec_from_v3",
 ]
 
@@ -57,17 +58,38 @@ BYTES_CODEC_IDS = frozenset(
 )
 
 
-def _make_impl(codec_id: str, config: Mapping[str, Any], where: str) -> numcodecs.abc.Codec:
+def make_numcodecs(config: Mapping[str, Any], where: str) -> numcodecs.abc.Codec:
+    """Instantiate a numcodecs codec from its ``{"id": ...}`` config, with typed errors.
+
+    An id numcodecs does not know is an UnsupportedCodecError; a bad setting for a
+    known one is a MetadataError. (numcodecs itself raises ValueError for both.)
+    """
+    codec_id = config.get("id")
+    if codec_id not in numcodecs.registry.codec_registry:
+        raise UnsupportedCodecError(f"{where}: unknown numcodecs codec {codec_id!r}")
     try:
-        return numcodecs.get_codec({"id": codec_id, **config})
-    except KeyError:
-        raise UnsupportedCodecError(f"{where}: unknown numcodecs codec {codec_id!r}") from None
-    except (TypeError, ValueError) as exc:
+        return numcodecs.get_codec(dict(config))
+    except (TypeError, ValueError, KeyError) as exc:
         raise MetadataError(f"{where}: invalid configuration for codec {codec_id!r}: {exc}") from None
 
 
+def _make_impl(codec_id: str, config: Mapping[str, Any], where: str) -> numcodecs.abc.Codec:
+    return make_numcodecs({"id": codec_id, **config}, where)
+
+
+class _NumcodecsWrapper:
+    """What the ``numcodecs.*`` wrappers share: the id lives in the v3 name."""
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Any:
+        raise TypeError(
+            f"{cls.__name__} wraps any numcodecs codec, so its configuration alone does not say "
+            "which; use codec_from_json({'name': 'numcodecs.<id>', 'configuration': ...})"
+        )
+
+
 @dataclass(frozen=True)
-class NumcodecsBytesCodec(BytesBytesCodec):
+class NumcodecsBytesCodec(_NumcodecsWrapper, BytesBytesCodec):
     """A numcodecs bytes→bytes codec (compressor or checksum) under ``numcodecs.<id>``."""
 
     codec_id: str
@@ -101,7 +123,7 @@ class NumcodecsBytesCodec(BytesBytesCodec):
 
 
 @dataclass(frozen=True)
-class NumcodecsArrayCodec(ArrayArrayCodec):
+class NumcodecsArrayCodec(_NumcodecsWrapper, ArrayArrayCodec):
     """A numcodecs array filter under ``numcodecs.<id>`` (delta, fixedscaleoffset, ...)."""
 
     codec_id: str
