@@ -15,6 +15,7 @@ from gpuzarr.codecs import (
     ChunkSpec,
     Codec,
     CodecChain,
+    ShardingCodec,
     V2ArrayBytesCodec,
     codec_from_json,
     v2_compressor,
@@ -24,7 +25,7 @@ from gpuzarr.errors import MetadataError, ReadOnlyError, UnsupportedCodecError, 
 from gpuzarr.indexing import Indexer, SelectionMode, make_indexer
 from gpuzarr.metadata import V2_ARRAY_KEY, V3_KEY, ArrayMetadata, ArrayMetadataV2, ArrayMetadataV3
 from gpuzarr.nodes import prefix_of, save_metadata
-from gpuzarr.pipeline import ChunkLayout, parallel_map, read_into, write_from
+from gpuzarr.pipeline import make_layout, parallel_map, read_into, write_from
 from gpuzarr.stores import Store
 
 __all__ = ["Array", "Attributes", "build_codec_chain"]
@@ -143,7 +144,7 @@ class Array:
         self._read_only = read_only or store.read_only
         self._device = device if isinstance(device, Device) else resolve_device(device)
         self._chain = _chain_naming_key(metadata, path)
-        self._layout = ChunkLayout(store, prefix_of(path), metadata, self._chain)
+        self._layout = make_layout(store, prefix_of(path), metadata, self._chain)
 
     # -- description ----------------------------------------------------------------
 
@@ -199,13 +200,19 @@ class Array:
 
     @property
     def chunks(self) -> tuple[int, ...]:
-        """Chunk shape (the read/write unit; for sharded arrays, the inner chunks)."""
-        return self._metadata.chunks
+        """Chunk shape: the unit of compression (for sharded arrays, the inner chunks)."""
+        sharding = self._sharding
+        return sharding.chunk_shape if sharding is not None else self._metadata.chunks
 
     @property
     def shards(self) -> tuple[int, ...] | None:
-        """Shard shape, or None for an unsharded array."""
-        return None
+        """Shard shape (the unit of storage), or None for an unsharded array."""
+        return self._metadata.chunks if self._sharding is not None else None
+
+    @property
+    def _sharding(self) -> ShardingCodec | None:
+        codec = self._chain.array_bytes
+        return codec if isinstance(codec, ShardingCodec) else None
 
     @property
     def fill_value(self) -> Any:
@@ -234,13 +241,18 @@ class Array:
 
     @property
     def nchunks(self) -> int:
-        """Number of chunks in the grid."""
+        """Number of chunks in the grid (inner chunks for sharded arrays, as zarr-python)."""
+        return int(np.prod(self.cdata_shape, dtype=np.int64))
+
+    @property
+    def nshards(self) -> int:
+        """Number of shards in the grid (equal to nchunks for unsharded arrays)."""
         return int(np.prod(self._metadata.chunk_grid_shape, dtype=np.int64))
 
     @property
     def cdata_shape(self) -> tuple[int, ...]:
         """Number of chunks along each dimension."""
-        return self._metadata.chunk_grid_shape
+        return tuple(-(-s // c) for s, c in zip(self.shape, self.chunks, strict=True))
 
     @property
     def read_only(self) -> bool:
@@ -273,18 +285,18 @@ class Array:
         return tuple(c for c in self._chain.codecs if isinstance(c, BytesBytesCodec))
 
     def chunk_keys(self) -> Iterator[str]:
-        """Store keys of every chunk in the grid (stored or not), in C order."""
-        for coords in itertools.product(*(range(n) for n in self.cdata_shape)):
+        """Store keys of every stored object of the grid (chunks or shards), in C order."""
+        for coords in itertools.product(*(range(n) for n in self._metadata.chunk_grid_shape)):
             yield self._layout.key(coords)
 
     def stored_chunk_keys(self) -> list[str]:
-        """Keys of the chunks present in the store."""
+        """Keys of the chunks (shards for sharded arrays) present in the store."""
         present = set(self._store.list_prefix(prefix_of(self._path)))
         return [k for k in self.chunk_keys() if k in present]
 
     @property
     def nchunks_initialized(self) -> int:
-        """Number of chunks present in the store."""
+        """Number of stored objects present: chunks, or shards for sharded arrays."""
         return len(self.stored_chunk_keys())
 
     def nbytes_stored(self) -> int:
@@ -317,7 +329,9 @@ class Array:
     # -- reading ----------------------------------------------------------------------
 
     def _indexer(self, selection: Any, mode: SelectionMode) -> Indexer:
-        return make_indexer(selection, self.shape, self.chunks, mode)
+        # Selections are planned over the decode units of the layout: inner chunks when
+        # shards can be read partially, whole stored objects otherwise.
+        return make_indexer(selection, self.shape, self._layout.unit_shape, mode)
 
     def _get(self, selection: Any, mode: SelectionMode, out: np.ndarray | None = None) -> Any:
         indexer = self._indexer(selection, mode)
@@ -421,7 +435,7 @@ class Array:
         metadata = self._metadata.with_attributes(attributes)
         save_metadata(self._store, self._path, metadata)
         self._metadata = metadata
-        self._layout = ChunkLayout(self._store, prefix_of(self._path), metadata, self._chain)
+        self._layout = make_layout(self._store, prefix_of(self._path), metadata, self._chain)
 
     def resize(self, new_shape: Sequence[int]) -> None:
         """Change the shape; chunks wholly outside the new shape are deleted.
@@ -436,7 +450,7 @@ class Array:
             raise ValueError(f"resize: new shape {new_shape} must have {self.ndim} non-negative dimensions")
         old_keys = set(self.chunk_keys())
         metadata = self._metadata.with_shape(new_shape)
-        new_layout = ChunkLayout(self._store, prefix_of(self._path), metadata, self._chain)
+        new_layout = make_layout(self._store, prefix_of(self._path), metadata, self._chain)
         new_keys = {
             new_layout.key(c)
             for c in itertools.product(*(range(n) for n in metadata.chunk_grid_shape))

@@ -15,6 +15,7 @@ from gpuzarr.codecs import (
     ChunkSpec,
     Codec,
     CodecChain,
+    ShardingCodec,
     V2ArrayBytesCodec,
     VLenBytesCodec,
     VLenUTF8Codec,
@@ -109,6 +110,27 @@ def _requested_byte_order(dtype: Any) -> str:
     return "<"
 
 
+def _parse_shards(
+    shards: Any, shape: tuple[int, ...]
+) -> tuple[tuple[int, ...], Literal["start", "end"]] | None:
+    """``shards`` as zarr-python takes it: a shape, or ``{"shape": ..., "index_location": ...}``."""
+    if shards is None:
+        return None
+    location: Any = "end"
+    if isinstance(shards, Mapping):
+        unknown = set(shards) - {"shape", "index_location"}
+        if unknown or "shape" not in shards:
+            raise ValueError(f"shards must be a shape or {{'shape': ..., 'index_location': ...}}, got {shards!r}")
+        location = shards.get("index_location", "end")
+        shards = shards["shape"]
+    if location not in ("start", "end"):
+        raise ValueError(f"shards index_location must be 'start' or 'end', got {location!r}")
+    shard_t = _shape_tuple(shards, "shards")
+    if len(shard_t) != len(shape) or any(s < 1 for s in shard_t):
+        raise ValueError(f"shards {shard_t} must give a positive size for each of the {len(shape)} dimensions")
+    return shard_t, location
+
+
 def build_array_metadata(
     *,
     shape: Any,
@@ -130,14 +152,19 @@ def build_array_metadata(
     if any(s < 0 for s in shape_t):
         raise ValueError(f"shape {shape_t} has a negative dimension")
     data_type = data_type_from_user(dtype)
+    sharding = _parse_shards(shards, shape_t)
     if chunks is None or (isinstance(chunks, str) and chunks == "auto"):
-        chunk_t = guess_chunks(shape_t, data_type.item_size or 16)
+        # With shards, chunks are the compression unit inside a shard: guess within it.
+        chunk_t = guess_chunks(sharding[0] if sharding else shape_t, data_type.item_size or 16)
     else:
         chunk_t = _chunk_tuple(chunks, shape_t)
     if len(chunk_t) != len(shape_t) or any(c < 1 for c in chunk_t):
         raise ValueError(f"chunks {chunk_t} must give a positive size for each of the {len(shape_t)} dimensions")
-    if shards is not None:
-        raise UnsupportedCodecError("shards: sharding (sharding_indexed) is not supported yet")
+    if sharding is not None:
+        if zarr_format != 3:
+            raise ValueError("shards need Zarr format 3 (sharding_indexed is a v3 codec)")
+        if any(s % c for s, c in zip(sharding[0], chunk_t, strict=True)):
+            raise ValueError(f"shards {sharding[0]} must be a multiple of chunks {chunk_t} in every dimension")
     if order not in (None, "C", "F"):
         raise ValueError(f"order must be 'C' or 'F', got {order!r}")
     try:
@@ -149,7 +176,7 @@ def build_array_metadata(
     if zarr_format == 3:
         return _v3_metadata(
             shape_t, data_type, chunk_t, fill, filters, compressors, serializer, attrs, dimension_names,
-            chunk_key_encoding,
+            chunk_key_encoding, sharding,
         )
     if zarr_format == 2:
         if dimension_names is not None:
@@ -174,6 +201,7 @@ def _v3_metadata(
     attrs: dict[str, Any],
     dimension_names: Sequence[str | None] | None,
     chunk_key_encoding: Any,
+    sharding: tuple[tuple[int, ...], Literal["start", "end"]] | None = None,
 ) -> ArrayMetadataV3:
     array_array = _codec_list(filters, "filters")
     _expect_kind(array_array, ArrayArrayCodec, "filters", "an array→array codec")
@@ -187,8 +215,15 @@ def _v3_metadata(
     else:
         bytes_bytes = _codec_list(compressors, "compressors")
     _expect_kind(bytes_bytes, BytesBytesCodec, "compressors", "a bytes→bytes codec")
+    codecs: list[Codec] = [*array_array, array_bytes, *bytes_bytes]
+    if sharding is not None:
+        # As zarr-python does: every requested codec runs on the inner chunks, and the
+        # array's only codec is the sharding codec; the storage grid becomes the shards.
+        shard_shape, index_location = sharding
+        codecs = [ShardingCodec(chunks, tuple(codecs), index_location=index_location)]
+        chunks = shard_shape
     spec = ChunkSpec(chunks, data_type, fill)
-    chain = CodecChain([*array_array, array_bytes, *bytes_bytes], spec)  # validates the chain
+    chain = CodecChain(codecs, spec)  # validates the chain
     if dimension_names is not None:
         dimension_names = tuple(dimension_names)
         if len(dimension_names) != len(shape) or not all(n is None or isinstance(n, str) for n in dimension_names):

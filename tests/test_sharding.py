@@ -1,0 +1,380 @@
+"""Sharding (sharding_indexed): interop, partial reads, request counts, corruption."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tensorstore as ts
+import zarr
+
+import gpuzarr
+from gpuzarr.codecs import ShardingCodec
+from gpuzarr.errors import ChecksumError, CorruptChunkError
+from gpuzarr.pipeline import coalesce_ranges, shard_index_cache
+from gpuzarr.stores import MemoryStore
+
+BYTES_LE = {"name": "bytes", "configuration": {"endian": "little"}}
+CRC = {"name": "crc32c"}
+
+
+def _data(shape: Sequence[int], dtype: str = "int32") -> np.ndarray:
+    return (np.arange(int(np.prod(shape))) * 7 % 1000).astype(dtype).reshape(shape)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    shard_index_cache.clear()
+
+
+# --------------------------------------------------------------------------------------
+# zarr-python writes, gpuzarr reads
+
+
+@pytest.mark.parametrize("index_location", ["start", "end"])
+@pytest.mark.parametrize("crc", [True, False])
+@pytest.mark.parametrize("compressor", [None, "zstd", "gzip"])
+def test_read_zarr_python_shards(tmp_path: Path, index_location: str, crc: bool, compressor: str | None) -> None:
+    data = _data((23, 17))
+    index_codecs = [zarr.codecs.BytesCodec()] + ([zarr.codecs.Crc32cCodec()] if crc else [])
+    comp = {"zstd": zarr.codecs.ZstdCodec(), "gzip": zarr.codecs.GzipCodec(), None: None}[compressor]
+    z = zarr.create_array(
+        tmp_path / "a",
+        shape=data.shape,
+        dtype=data.dtype,
+        chunks=(3, 4),
+        shards={"shape": (6, 8), "index_location": index_location},
+        compressors=comp,
+        fill_value=-1,
+    )
+    # Rewrite the sharding codec's index codecs as requested (zarr-python's default has crc32c).
+    meta_path = tmp_path / "a" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["codecs"][0]["configuration"]["index_codecs"] = [c.to_dict() for c in index_codecs]
+    meta_path.write_text(json.dumps(meta))
+    z = zarr.open_array(tmp_path / "a", mode="r+")
+    z[:] = data
+    z[3:6, :] = -1  # sparse: a row of empty inner chunks
+    expected = data.copy()
+    expected[3:6, :] = -1
+
+    a = gpuzarr.open_array(tmp_path / "a")
+    assert a.chunks == (3, 4)
+    assert a.shards == (6, 8)
+    np.testing.assert_array_equal(a[:], expected)
+    np.testing.assert_array_equal(a[5:20:3, ::-2], expected[5:20:3, ::-2])
+    np.testing.assert_array_equal(a.oindex[[0, 22, 7], [16, 0]], expected[np.ix_([0, 22, 7], [16, 0])])
+    np.testing.assert_array_equal(a.vindex[[0, 22, 7], [16, 0, 3]], expected[[0, 22, 7], [16, 0, 3]])
+
+
+def test_read_nested_shards(tmp_path: Path) -> None:
+    data = _data((16, 16), "float32")
+    inner_sharding = {
+        "name": "sharding_indexed",
+        "configuration": {
+            "chunk_shape": [2, 2],
+            "codecs": [BYTES_LE, {"name": "zstd", "configuration": {"level": 1, "checksum": False}}],
+            "index_codecs": [BYTES_LE, CRC],
+            "index_location": "end",
+        },
+    }
+    a = gpuzarr.create_array(
+        tmp_path / "n",
+        shape=data.shape,
+        dtype="float32",
+        chunks=(8, 8),
+        serializer={
+            "name": "sharding_indexed",
+            "configuration": {
+                "chunk_shape": [4, 4],
+                "codecs": [inner_sharding],
+                "index_codecs": [BYTES_LE, CRC],
+                "index_location": "start",
+            },
+        },
+        compressors=None,
+    )
+    a[:] = data
+    a[1:3, 5] = 0.5
+    data[1:3, 5] = 0.5
+    np.testing.assert_array_equal(gpuzarr.open_array(tmp_path / "n")[:], data)
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "n", mode="r")[:], data)
+
+
+def test_read_edge_and_absent_shards(tmp_path: Path) -> None:
+    z = zarr.create_array(tmp_path / "e", shape=(10, 7), dtype="uint16", chunks=(2, 2), shards=(4, 4), fill_value=9)
+    z[0:3, 0:3] = 1
+    z[9, 6] = 2  # lone element in the corner edge shard
+    expected = np.full((10, 7), 9, dtype="uint16")
+    expected[0:3, 0:3] = 1
+    expected[9, 6] = 2
+    np.testing.assert_array_equal(gpuzarr.open_array(tmp_path / "e")[:], expected)
+
+
+# --------------------------------------------------------------------------------------
+# gpuzarr writes, peers read
+
+
+@pytest.mark.parametrize("index_location", ["start", "end"])
+@pytest.mark.parametrize("index_crc", [True, False])
+def test_write_read_by_peers(tmp_path: Path, index_location: str, index_crc: bool) -> None:
+    data = _data((20, 30), "float64")
+    a = gpuzarr.create_array(
+        tmp_path / "w",
+        shape=data.shape,
+        dtype="float64",
+        chunks=(8, 10),
+        serializer={
+            "name": "sharding_indexed",
+            "configuration": {
+                "chunk_shape": [4, 5],
+                "codecs": [BYTES_LE, {"name": "blosc", "configuration": {"cname": "lz4", "shuffle": "shuffle"}}],
+                "index_codecs": [BYTES_LE, CRC] if index_crc else [BYTES_LE],
+                "index_location": index_location,
+            },
+        },
+        compressors=None,
+        fill_value=np.nan,
+    )
+    a[:] = data
+    a[2:7, 3:4] = -5.0  # partial shard writes
+    data[2:7, 3:4] = -5.0
+    a[16:, :] = np.nan  # a whole row of shards back to fill value: must be deleted
+    data[16:, :] = np.nan
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "w", mode="r")[:], data)
+    t = ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": str(tmp_path / "w")}}).result()
+    np.testing.assert_array_equal(t.read().result(), data)
+    np.testing.assert_array_equal(gpuzarr.open_array(tmp_path / "w")[:], data)
+    assert not (tmp_path / "w" / "c" / "2").exists(), "shards holding only fill value must not be stored"
+
+
+def test_create_with_shards_matches_zarr_python(tmp_path: Path) -> None:
+    data = _data((20, 30), "uint8")
+    gpuzarr.create_array(tmp_path / "g", shape=data.shape, dtype="uint8", chunks=(4, 5), shards=(8, 10), data=data)
+    z = zarr.open_array(tmp_path / "g", mode="r")
+    assert z.chunks == (4, 5) and z.shards == (8, 10)
+    np.testing.assert_array_equal(z[:], data)
+
+
+def test_tensorstore_writes_gpuzarr_reads(tmp_path: Path) -> None:
+    data = _data((12, 9), "int16")
+    spec = {
+        "driver": "zarr3",
+        "kvstore": {"driver": "file", "path": str(tmp_path / "t")},
+        "metadata": {
+            "shape": list(data.shape),
+            "data_type": "int16",
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [6, 6]}},
+            "codecs": [
+                {
+                    "name": "sharding_indexed",
+                    "configuration": {
+                        "chunk_shape": [3, 2],
+                        "codecs": [BYTES_LE, {"name": "zstd", "configuration": {"level": 3, "checksum": True}}],
+                        "index_codecs": [BYTES_LE, CRC],
+                        "index_location": "end",
+                    },
+                }
+            ],
+            "fill_value": 0,
+        },
+        "create": True,
+    }
+    t = ts.open(spec).result()
+    t[...] = data
+    t[0:3, 0:2] = 0  # an empty inner chunk
+    data[0:3, 0:2] = 0
+    np.testing.assert_array_equal(gpuzarr.open_array(tmp_path / "t")[:], data)
+    np.testing.assert_array_equal(gpuzarr.open_array(tmp_path / "t")[1:11:4, 8], data[1:11:4, 8])
+
+
+def test_empty_inner_chunks_not_stored() -> None:
+    store = MemoryStore()
+    a = gpuzarr.create_array(store, shape=(8,), dtype="i4", chunks=(2,), shards=(8,), fill_value=0)
+    a[0:2] = 5
+    raw = store.get("c/0")
+    assert raw is not None
+    codec = a.serializer
+    assert isinstance(codec, ShardingCodec)
+    index = codec.decode_index(raw[-(4 * 16 + 4) :], a._layout.shard_spec)  # type: ignore[attr-defined]
+    assert index.byte_range((0,)) is not None
+    assert [index.byte_range((i,)) for i in (1, 2, 3)] == [None, None, None]
+    a[0:2] = 0
+    assert store.get("c/0") is None, "a shard with no stored inner chunk is deleted"
+
+
+# --------------------------------------------------------------------------------------
+# request counting
+
+
+class CountingStore(MemoryStore):
+    """A memory store that counts store requests (one per key per call) and bytes read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: Counter[str] = Counter()
+        self.bytes_read = 0
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.bytes_read = 0
+
+    def _note(self, kind: str, n: int, payload: Any) -> None:
+        self.requests[kind] += n
+        if isinstance(payload, (bytes, memoryview)):
+            self.bytes_read += len(payload)
+        elif isinstance(payload, list):
+            for p in payload:
+                self._note_payload(p)
+
+    def _note_payload(self, p: Any) -> None:
+        if isinstance(p, (bytes, memoryview)):
+            self.bytes_read += len(p)
+        elif isinstance(p, list):
+            for q in p:
+                self._note_payload(q)
+
+    def get(self, key: str) -> bytes | None:
+        out = super().get(key)
+        self._note("get", 1, out)
+        return out
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        out = super().get_many(keys)
+        self._note("get", len(keys), out)
+        return out
+
+    def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes] | None:
+        out = super().get_ranges(key, ranges)
+        self._note("range", len(ranges), out)
+        return out
+
+    def get_many_ranges(self, requests: Sequence[tuple[str, Sequence[tuple[int, int]]]]) -> list[list[bytes] | None]:
+        out = super().get_many_ranges(requests)
+        self._note("range", sum(len(r) for _, r in requests), out)
+        return out
+
+    def get_suffix(self, key: str, length: int) -> bytes | None:
+        out = super().get_suffix(key, length)
+        self._note("suffix", 1, out)
+        return out
+
+
+@pytest.fixture
+def counted() -> tuple[CountingStore, gpuzarr.Array, np.ndarray]:
+    store = CountingStore()
+    data = _data((64, 64), "float32")
+    a = gpuzarr.create_array(store, shape=data.shape, dtype="float32", chunks=(8, 8), shards=(32, 32))
+    a[:] = data
+    shard_index_cache.clear()
+    opened = gpuzarr.open_array(store)
+    store.reset()  # count only the data reads, not the metadata read of opening
+    return store, opened, data
+
+
+Counted = tuple[CountingStore, gpuzarr.Array, np.ndarray]
+
+
+def test_adjacent_inner_chunks_cost_two_requests_then_one(counted: Counted) -> None:
+    store, a, data = counted
+    # 4 adjacent inner chunks (one row of a shard) in one shard
+    np.testing.assert_array_equal(a[8:16, 0:32], data[8:16, 0:32])
+    assert sum(store.requests.values()) <= 2, store.requests
+    assert store.requests["suffix"] == 1  # the index, read from the end
+    store.reset()
+    np.testing.assert_array_equal(a[8:16, 0:32], data[8:16, 0:32])
+    assert sum(store.requests.values()) == 1, store.requests  # index cached: one coalesced read
+
+
+def test_one_inner_chunk_reads_only_its_bytes(counted: Counted) -> None:
+    store, a, data = counted
+    np.testing.assert_array_equal(a[40, 50], data[40, 50])
+    index_nbytes = 4 * 4 * 16 + 4
+    shard = store.data["c/1/1"]
+    codec = a.serializer
+    assert isinstance(codec, ShardingCodec)
+    index = codec.decode_index(shard[-index_nbytes:], a._layout.shard_spec)  # type: ignore[attr-defined]
+    found = index.byte_range((1, 2))
+    assert found is not None
+    assert store.bytes_read == index_nbytes + found[1]
+
+
+def test_cache_invalidated_by_writes_through_other_handles(tmp_path: Path) -> None:
+    writer = gpuzarr.create_array(tmp_path / "c", shape=(16,), dtype="i8", chunks=(2,), shards=(8,))
+    writer[:] = np.arange(16)
+    reader = gpuzarr.open_array(tmp_path / "c")
+    np.testing.assert_array_equal(reader[:], np.arange(16))  # caches the indexes
+    writer[3] = 100  # rewrites shard 0 with a different layout
+    writer[0:2] = 0  # makes inner chunk 0 empty: offsets shift
+    expected = np.arange(16)
+    expected[3] = 100
+    expected[0:2] = 0
+    np.testing.assert_array_equal(reader[:], expected)
+
+
+def test_coalesce_ranges() -> None:
+    ranges = [(100, 10), (0, 50), (50, 50), (300, 5), (120, 10)]
+    merged = coalesce_ranges(ranges, max_gap=10)
+    assert merged == [(0, 130, [1, 2, 0, 4]), (300, 5, [3])]
+    assert coalesce_ranges(ranges, max_gap=0) == [(0, 110, [1, 2, 0]), (120, 10, [4]), (300, 5, [3])]
+
+
+# --------------------------------------------------------------------------------------
+# corruption
+
+
+@pytest.fixture
+def sharded_dir(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    data = _data((8, 8), "int32")
+    a = gpuzarr.create_array(tmp_path / "s", shape=data.shape, dtype="int32", chunks=(2, 2), shards=(4, 4))
+    a[:] = data
+    return tmp_path / "s", data
+
+
+def test_corrupt_index_checksum(sharded_dir: tuple[Path, np.ndarray]) -> None:
+    path, _ = sharded_dir
+    shard = path / "c" / "0" / "1"
+    raw = bytearray(shard.read_bytes())
+    raw[-10] ^= 0x01
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(ChecksumError, match="c/0/1"):
+        gpuzarr.open_array(path)[:]
+
+
+def test_index_entry_past_end(tmp_path: Path) -> None:
+    # No crc32c on the index, so a forged index passes its (absent) checksum.
+    data = _data((8, 8), "int32")
+    a = gpuzarr.create_array(
+        tmp_path / "s",
+        shape=data.shape,
+        dtype="int32",
+        chunks=(4, 4),
+        serializer={
+            "name": "sharding_indexed",
+            "configuration": {"chunk_shape": [2, 2], "codecs": [BYTES_LE], "index_codecs": [BYTES_LE]},
+        },
+        compressors=None,
+    )
+    a[:] = data
+    shard = tmp_path / "s" / "c" / "1" / "0"
+    raw = shard.read_bytes()
+    body, index = raw[: -4 * 16], np.frombuffer(raw[-4 * 16 :], "<u8").copy()
+    index[2] = len(body) + 1000  # offset of inner chunk (0, 1) far past the end
+    shard.write_bytes(body + index.tobytes())
+    with pytest.raises(CorruptChunkError, match=r"c/1/0.*\(0, 1\)"):
+        gpuzarr.open_array(tmp_path / "s")[:]
+    with pytest.raises(CorruptChunkError, match=r"c/1/0.*\(0, 1\)"):
+        gpuzarr.open_array(tmp_path / "s")[4:6, 2:4]  # a partial read of just that inner chunk
+
+
+def test_truncated_shard(sharded_dir: tuple[Path, np.ndarray]) -> None:
+    path, _ = sharded_dir
+    shard = path / "c" / "1" / "1"
+    shard.write_bytes(shard.read_bytes()[:20])
+    with pytest.raises(CorruptChunkError, match="c/1/1"):
+        gpuzarr.open_array(path)[:]
