@@ -251,6 +251,30 @@ def _int_dim(i: int, n: int, chunk: int) -> list[_DimProj]:
     return [(c, slice(local, local + 1, 1), slice(0, 1, 1), extent == 1)]
 
 
+#: Up to this many touched chunks, a slice's projections are computed with Python ints:
+#: NumPy's per-call overhead dominates on such small arrays (small reads are common).
+_FEW_CHUNKS = 16
+
+
+def _slice_dim_few(lo: int, st: int, length: int, n: int, chunk: int, reverse: bool) -> list[_DimProj]:
+    """The scalar twin of :func:`_slice_dim`'s ``st < chunk`` branch, for few chunks."""
+    out: list[_DimProj] = []
+    last = length - 1
+    for c in range(lo // chunk, (lo + last * st) // chunk + 1):
+        c0 = c * chunk
+        j0 = max(0, -((lo - c0) // st))  # ceil((c0 - lo) / st)
+        jl = min(last, (min(c0 + chunk, n) - 1 - lo) // st)
+        p0, pl = lo + j0 * st, lo + jl * st
+        covers = p0 == c0 and pl == c0 + min(chunk, n - c0) - 1 and (st == 1 or p0 == pl)
+        if reverse:
+            stop = last - 1 - jl
+            osel = slice(last - j0, stop if stop >= 0 else None, -1)
+        else:
+            osel = slice(j0, jl + 1, 1)
+        out.append((c, slice(p0 - c0, pl - c0 + 1, st), osel, covers))
+    return out
+
+
 def _slice_dim(start: int, step: int, length: int, n: int, chunk: int) -> list[_DimProj]:
     """Projections of a normalised slice.
 
@@ -267,6 +291,8 @@ def _slice_dim(start: int, step: int, length: int, n: int, chunk: int) -> list[_
     else:
         lo, st = start, step
     hi = lo + (length - 1) * st
+    if st < chunk and hi // chunk - lo // chunk < _FEW_CHUNKS:
+        return _slice_dim_few(lo, st, length, n, chunk, reverse)
     if st >= chunk:
         # Elements at least a chunk apart never share a chunk: one chunk per element.
         j0 = np.arange(length, dtype=np.int64)

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import gpuzarr.indexing as indexing_module
 from gpuzarr.indexing import (
     ChunkProjection,
     Indexer,
@@ -33,7 +34,7 @@ GARBAGE = -7  # fills the padding of edge chunks; never a valid value in the tes
 SETTINGS = settings(
     max_examples=int(os.environ.get("GPUZARR_HYPOTHESIS_EXAMPLES", "250")),
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
 )
 
 
@@ -450,9 +451,17 @@ def _same(result: np.ndarray, expected: Any) -> None:
     np.testing.assert_array_equal(result, expected)
 
 
+@pytest.fixture(params=["scalar", "vectorised"])
+def slice_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test through both implementations of slice projections."""
+    if request.param == "vectorised":
+        monkeypatch.setattr(indexing_module, "_FEW_CHUNKS", 0)
+    return str(request.param)
+
+
 @SETTINGS
 @given(st.data())
-def test_basic_read_write(data) -> None:
+def test_basic_read_write(slice_path: str, data) -> None:
     shape, chunks = data.draw(shapes_and_chunks())
     sel = data.draw(basic_selection(shape))
     arr = make_data(shape)

@@ -71,6 +71,14 @@ class CodecChain:
             and len(self.bytes_bytes) <= 1
             and all(c.decodes_into for c in self.bytes_bytes)
         )
+        # Resolved once: decode() runs per chunk, so it should only test and call.
+        self._direct_compressor = self.bytes_bytes[0] if self._direct and self.bytes_bytes else None
+        if self._direct and not self.array_spec.data_type.is_variable_length:
+            self._stored_dtype = self.array_bytes.stored_dtype(self.array_spec.dtype)  # type: ignore[attr-defined]
+            self._swap = self._stored_dtype != self.array_spec.dtype
+            self._nbytes = self.array_spec.nbytes
+        else:
+            self._direct_compressor = None
 
     @property
     def stores_raw(self) -> bool:
@@ -103,19 +111,19 @@ class CodecChain:
         """
         spec = self.array_spec
         if out is not None and self._direct:
-            if not self.bytes_bytes:
+            compressor = self._direct_compressor
+            if compressor is None:
                 return self._assign(self.array_bytes.cpu_decode(data, spec, out=out), out)
-            compressor = self.bytes_bytes[0]
             # Only decode into `out` when the header promises exactly a chunk's bytes: a
             # shorter stream would otherwise leave stale bytes in `out` without an error.
-            if compressor.decoded_size(data) == spec.nbytes:  # type: ignore[attr-defined]
-                stored = self.array_bytes.stored_dtype(spec.dtype)  # type: ignore[attr-defined]
-                raw = out.view(stored) if stored.itemsize == spec.dtype.itemsize else None
-                if raw is not None:
-                    compressor.cpu_decode(data, spec, out=raw.reshape(-1).view(np.uint8))
-                    if stored != spec.dtype:  # swap the stored byte order in place
-                        out[...] = raw.astype(spec.dtype)
+            if compressor.decoded_size(data) == self._nbytes:
+                if not self._swap:
+                    compressor.cpu_decode(data, spec, out=out)
                     return out
+                raw = out.view(self._stored_dtype)
+                compressor.cpu_decode(data, spec, out=raw)
+                out[...] = raw.astype(spec.dtype)  # swap the stored byte order
+                return out
         for codec in reversed(self.bytes_bytes):
             data = codec.cpu_decode(data, spec)
         arr = self.array_bytes.cpu_decode(data, spec)

@@ -32,6 +32,10 @@ __all__ = ["read_into"]
 
 _scratch = threading.local()
 
+#: Below this many decoded bytes a wave decodes on the calling thread: a task handoff
+#: costs tens of microseconds, about what decoding 64 KiB costs.
+PARALLEL_MIN_BYTES = 128 * 2**10
+
 
 def _scratch_buffer(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A per-thread reusable unit buffer (fresh pages fault; reused ones don't)."""
@@ -44,15 +48,19 @@ def _scratch_buffer(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 
 def _direct_target(buffer: np.ndarray, projection: ChunkProjection, unit_shape: tuple[int, ...]) -> np.ndarray | None:
-    """The view of ``buffer`` a whole unit can be decoded into, if it is contiguous."""
+    """The view of ``buffer`` a whole unit can be decoded into, if it is contiguous.
+
+    Runs once per unit, so it tests types directly rather than through helpers.
+    """
     out_sel = projection.out_selection
-    if not isinstance(out_sel, tuple) or not is_basic(out_sel) or not is_basic(projection.chunk_selection):
+    if type(out_sel) is not tuple:
         return None
     for s, n in zip(projection.chunk_selection, unit_shape, strict=True):
-        if s.start != 0 or s.stop != n or s.step != 1:  # type: ignore[union-attr]
+        if type(s) is not slice or s.start != 0 or s.stop != n or s.step != 1:
             return None
-    if any(s.step not in (None, 1) for s in out_sel):  # type: ignore[union-attr]
-        return None
+    for s in out_sel:
+        if type(s) is not slice or s.step not in (None, 1):
+            return None
     view = buffer[(*out_sel, Ellipsis)]  # the Ellipsis keeps a 0-d selection a view, not a scalar
     if view.shape != unit_shape or not view.flags.c_contiguous:
         return None
@@ -89,11 +97,19 @@ def _read_raw_direct(layout: ChunkLayout, targets: list[tuple[ChunkProjection, n
 def _fetch_waves(
     layout: ChunkLayout, projections: list[ChunkProjection]
 ) -> Iterator[tuple[list[ChunkProjection], list[Any]]]:
-    """Yield each wave with its fetched bytes, fetching the next wave in the background."""
+    """Yield each wave with its fetched bytes, fetching the next wave in the background.
+
+    A read of one wave fetches inline: a background thread only pays off when there is
+    a next wave to overlap with.
+    """
+    all_waves = list(waves(projections, layout.unit_spec.nbytes or 1024))
+    if len(all_waves) == 1:
+        yield all_waves[0], layout.fetch(all_waves[0])
+        return
     pending: tuple[list[ChunkProjection], Future[list[Any]]] | None = None
     fetcher = ThreadPoolExecutor(1, thread_name_prefix="gpuzarr-fetch")
     try:
-        for wave in waves(projections, layout.unit_spec.nbytes or 1024):
+        for wave in all_waves:
             future = fetcher.submit(layout.fetch, wave)
             if pending is not None:
                 yield pending[0], pending[1].result()
@@ -149,5 +165,11 @@ def read_into(layout: ChunkLayout, indexer: Indexer, buffer: np.ndarray) -> None
         else:
             ortho_set(buffer, projection.out_selection, ortho_get(unit, projection.chunk_selection))  # type: ignore[arg-type]
 
+    unit_nbytes = spec.nbytes or 1024
     for wave, raws in _fetch_waves(layout, projections):
-        parallel_map(read_one, list(zip(wave, raws, strict=True)))
+        items = list(zip(wave, raws, strict=True))
+        if len(items) * unit_nbytes < PARALLEL_MIN_BYTES:
+            for item in items:  # too little work to repay handing it to other threads
+                read_one(item)
+        else:
+            parallel_map(read_one, items)
