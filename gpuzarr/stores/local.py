@@ -26,7 +26,7 @@ _TEMP_RE = re.compile(r"\..*\.[0-9a-f]{16}\.tmp", re.DOTALL)
 _TEMP_BASENAME_MAX = 64
 # Missing parents are created on demand; a concurrent delete may prune a freshly
 # created directory before our temp file lands in it, so retry a few times.
-_MAKEDIRS_RETRIES = 8
+_MAKEDIRS_RETRIES = 32
 # Per-call cap of os.read/os.pread (Linux transfers at most ~2 GiB per call).
 _MAX_IO = 1 << 30
 # Errors meaning "there is no file at this key".
@@ -278,6 +278,10 @@ class LocalStore(Store):
                 pass
             try:
                 os.makedirs(parent, exist_ok=True)
+            except FileNotFoundError:
+                # A concurrent delete pruned a directory makedirs had just created (it is
+                # empty until our file lands): transient, so try again.
+                continue
             except OSError as exc:
                 raise StoreError(
                     f"cannot create directory for key {key!r} in {self!r}: {exc}"
