@@ -24,6 +24,7 @@ from gpuzarr.array import Array
 from gpuzarr.config import config
 from gpuzarr.device import Device
 from gpuzarr.group import Group
+from gpuzarr.loader import Loader
 from gpuzarr.stores import LocalStore, MemoryStore, Store, ZipStore
 
 __version__ = "0.1.0"
@@ -32,6 +33,7 @@ __all__ = [
     "Array",
     "Device",
     "Group",
+    "Loader",
     "LocalStore",
     "MemoryStore",
     "Store",
