@@ -1,6 +1,7 @@
 """Runtime settings, global and overridable in a ``with config.set(...)`` block.
 
-``threads``            worker threads for CPU decode/encode (default: CPU count).
+``threads``            worker threads for CPU decode/encode (default: usable cores + 1; the
+                       extra thread keeps the cores busy while one waits on a read).
 ``write_empty_chunks`` store chunks equal to the fill value (default False: delete them,
                        as zarr-python does).
 ``wave_bytes``         target decoded bytes per pipeline wave; bounds memory in flight
@@ -18,17 +19,25 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 __all__ = ["Config", "config", "get_config"]
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (a container's CPU mask, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
 class Config:
     """A snapshot of gpuzarr's settings."""
 
-    threads: int = os.cpu_count() or 1
+    threads: int = field(default_factory=lambda: _usable_cores() + 1)
     write_empty_chunks: bool = False
     wave_bytes: int = 32 * 2**20
     gpu_fallback: Literal["warn", "error"] = "warn"

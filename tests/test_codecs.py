@@ -34,6 +34,7 @@ from gpuzarr.codecs import (
     V2ArrayBytesCodec,
     VLenBytesCodec,
     VLenUTF8Codec,
+    ZlibCodec,
     ZstdCodec,
     codec_from_json,
     codec_from_user,
@@ -123,7 +124,7 @@ def test_v2_json_round_trip(codec: Codec) -> None:
     "codec",
     [
         NumcodecsBytesCodec("lz4", {"acceleration": 1}),
-        NumcodecsBytesCodec("zlib", {"level": 3}),
+        ZlibCodec(3),
         NumcodecsBytesCodec("bz2", {"level": 1}),
         NumcodecsBytesCodec("lzma", {}),
         NumcodecsBytesCodec("shuffle", {"elementsize": 4}),
@@ -140,6 +141,7 @@ def test_numcodecs_json_round_trip(codec: Codec) -> None:
     doc = codec.to_json()
     assert doc["name"].startswith("numcodecs.")
     assert codec_from_json(doc) == codec
+    assert numcodecs.get_codec(codec.to_v2_json()) is not None  # numcodecs understands it too
     v2 = codec.to_v2_json()
     assert v2 is not None and v2["id"] == doc["name"].removeprefix("numcodecs.")
     assert codec_from_json(v2) == codec
@@ -192,7 +194,7 @@ def test_codec_kinds() -> None:
     assert isinstance(NumcodecsArrayCodec("delta", {"dtype": "<i4"}), ArrayArrayCodec)
     for codec in (BytesCodec(), VLenUTF8Codec(), VLenBytesCodec(), V2ArrayBytesCodec("<i4")):
         assert isinstance(codec, ArrayBytesCodec)
-    for codec in (GzipCodec(), ZstdCodec(), BloscCodec(), Crc32cCodec(), NumcodecsBytesCodec("zlib", {})):
+    for codec in (GzipCodec(), ZstdCodec(), BloscCodec(), Crc32cCodec(), ZlibCodec()):
         assert isinstance(codec, BytesBytesCodec)
 
 
@@ -288,7 +290,7 @@ BYTES_BYTES: list[tuple[str, list[Codec]]] = [
     ("crc32c", [Crc32cCodec()]),
     ("zstd+crc32c", [ZstdCodec(1), Crc32cCodec()]),
     ("lz4", [NumcodecsBytesCodec("lz4", {})]),
-    ("zlib", [NumcodecsBytesCodec("zlib", {"level": 1})]),
+    ("zlib", [ZlibCodec(1)]),
     ("bz2", [NumcodecsBytesCodec("bz2", {"level": 1})]),
     ("lzma", [NumcodecsBytesCodec("lzma", {})]),
 ]
@@ -398,6 +400,24 @@ def test_vlen_matches_numcodecs() -> None:
         VLenUTF8Codec().cpu_decode(bad, spec)
     with pytest.raises(CorruptChunkError, match="items"):
         VLenUTF8Codec().cpu_decode(numcodecs.VLenUTF8().encode(values[:3]), spec)
+
+
+def test_deflate_fallbacks_agree_with_zlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """libdeflate (when installed) and the zlib fallback decode the same streams."""
+    import gpuzarr.codecs._deflate as deflate_module
+
+    payload = bytes(range(256)) * 40
+    streams = {
+        "gzip": (deflate_module.gzip_compress(payload, 5), deflate_module.gzip_decompress),
+        "zlib": (deflate_module.zlib_compress(payload, 5), deflate_module.zlib_decompress),
+    }
+    for compressed, decompress in streams.values():
+        assert decompress(compressed, len(payload)) == payload
+        assert decompress(compressed, None) == payload
+        assert decompress(compressed, len(payload) + 1) == payload  # wrong hint: zlib decides
+    monkeypatch.setattr(deflate_module, "_libdeflate", None)
+    for compressed, decompress in streams.values():
+        assert decompress(compressed, len(payload)) == payload
 
 
 def test_gzip_interop_and_members() -> None:
@@ -678,7 +698,7 @@ GOLDEN_CHAINS: dict[str, list[Codec]] = {
     "blosc_lz4_shuffle": [BytesCodec("little"), BloscCodec("lz4", 5, "shuffle")],
     "blosc_zstd_bitshuffle": [BytesCodec("little"), BloscCodec("zstd", 5, "bitshuffle")],
     "lz4": [BytesCodec("little"), NumcodecsBytesCodec("lz4", {})],
-    "zlib": [BytesCodec("little"), NumcodecsBytesCodec("zlib", {"level": 1})],
+    "zlib": [BytesCodec("little"), ZlibCodec(1)],
 }
 
 

@@ -159,23 +159,6 @@ class TestCommon:
         # A huge length past the end must not try to allocate it.
         assert store.get_ranges("k", [(98, 1 << 60)]) == [b"\x62\x63"]
 
-    def test_get_into(self, store: Store) -> None:
-        _fill(store, {"a/x": b"0123456789", "a/y": b"abc"})
-        buf = bytearray(10)
-        assert store.get_into("a/x", memoryview(buf)) == 10
-        assert bytes(buf) == b"0123456789"
-        # A size mismatch reports the real size and leaves the buffer untouched.
-        small = bytearray(b"zz")
-        assert store.get_into("a/x", memoryview(small)) == 10
-        assert small == b"zz"
-        assert store.get_into("a/missing", memoryview(bytearray(3))) is None
-        bufs = [bytearray(10), bytearray(3), bytearray(1)]
-        sizes = store.get_many_into(
-            [("a/x", memoryview(bufs[0])), ("a/y", memoryview(bufs[1])), ("nope", memoryview(bufs[2]))]
-        )
-        assert sizes == [10, 3, None]
-        assert bytes(bufs[0]) == b"0123456789" and bytes(bufs[1]) == b"abc"
-
     def test_get_suffix(self, store: Store) -> None:
         store.set("k", b"0123456789")
         assert store.get_suffix("k", 3) == b"789"

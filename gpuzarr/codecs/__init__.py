@@ -24,6 +24,7 @@ from gpuzarr.codecs.sharding import ShardIndex, ShardingCodec
 from gpuzarr.codecs.transpose import TransposeCodec
 from gpuzarr.codecs.v2 import V2ArrayBytesCodec, v2_compressor
 from gpuzarr.codecs.vlen import VLenBytesCodec, VLenUTF8Codec
+from gpuzarr.codecs.zlib import ZlibCodec
 from gpuzarr.codecs.zstd import ZstdCodec
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "V2ArrayBytesCodec",
     "VLenBytesCodec",
     "VLenUTF8Codec",
+    "ZlibCodec",
     "ZstdCodec",
     "codec_from_json",
     "codec_from_user",

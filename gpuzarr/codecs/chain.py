@@ -80,20 +80,6 @@ class CodecChain:
         else:
             self._direct_compressor = None
 
-    @property
-    def stores_raw(self) -> bool:
-        """Whether a stored chunk is exactly the chunk's bytes in memory order.
-
-        Then a store can read a chunk straight into its destination, with no decode.
-        """
-        return (
-            not self.array_array
-            and not self.bytes_bytes
-            and isinstance(self.array_bytes, BytesCodec)
-            and not self.array_spec.data_type.is_variable_length
-            and self.array_bytes.stored_dtype(self.array_spec.dtype) == self.array_spec.dtype
-        )
-
     def to_json(self) -> list[dict[str, Any]]:
         """The v3 ``codecs`` list, with array-dependent settings filled in."""
         return [c.to_json() for c in self.codecs]

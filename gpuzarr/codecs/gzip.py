@@ -1,37 +1,19 @@
-"""The ``gzip`` codec (RFC 1952 members around DEFLATE), via zlib which releases the GIL."""
+"""The ``gzip`` codec (RFC 1952 members around DEFLATE), via libdeflate or zlib (both release the GIL)."""
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from gpuzarr.codecs._compressor import decode_with
-from gpuzarr.codecs.base import Buffer, BytesBytesCodec, ChunkSpec, as_memoryview
-from gpuzarr.errors import CorruptChunkError, MetadataError
+from gpuzarr.codecs._compressor import decode_with, decoded_size_hint
+from gpuzarr.codecs._deflate import gzip_compress, gzip_decompress
+from gpuzarr.codecs.base import Buffer, BytesBytesCodec, ChunkSpec
+from gpuzarr.errors import MetadataError
 
 __all__ = ["GzipCodec"]
-
-_GZIP_WBITS = 16 + zlib.MAX_WBITS
-
-
-def _gunzip(data: Buffer, out: np.ndarray | None = None) -> bytes:
-    """Decompress every gzip member in ``data`` (concatenated members are legal)."""
-    view = as_memoryview(data)
-    parts = []
-    while True:
-        d = zlib.decompressobj(_GZIP_WBITS)
-        parts.append(d.decompress(view))
-        if not d.eof:
-            raise CorruptChunkError("codec 'gzip': truncated stream")
-        rest = d.unused_data
-        if not rest.strip(b"\0"):  # trailing zero padding is tolerated, as by gzip(1)
-            break
-        view = memoryview(rest)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 @dataclass(frozen=True)
@@ -56,8 +38,8 @@ class GzipCodec(BytesBytesCodec):
         return {"id": "gzip", "level": self.level}
 
     def cpu_decode(self, data: Buffer, spec: ChunkSpec, out: np.ndarray | None = None) -> bytes:
-        return decode_with("gzip", _gunzip, data, None)
+        expected = decoded_size_hint(spec)
+        return decode_with("gzip", lambda buf, _: gzip_decompress(buf, expected), data, None)
 
     def cpu_encode(self, data: Buffer, spec: ChunkSpec) -> bytes:
-        c = zlib.compressobj(self.level, zlib.DEFLATED, _GZIP_WBITS)
-        return c.compress(as_memoryview(data)) + c.flush()
+        return gzip_compress(data, self.level)

@@ -22,6 +22,7 @@ from gpuzarr.codecs.numcodecs_codecs import (
 from gpuzarr.codecs.transpose import TransposeCodec
 from gpuzarr.codecs.v2 import v2_compressor
 from gpuzarr.codecs.vlen import VLenBytesCodec, VLenUTF8Codec
+from gpuzarr.codecs.zlib import ZlibCodec
 from gpuzarr.codecs.zstd import ZstdCodec
 from gpuzarr.errors import MetadataError, UnsupportedCodecError
 
@@ -39,6 +40,7 @@ CODECS: dict[str, type[Codec]] = {
         Crc32cCodec,
         VLenUTF8Codec,
         VLenBytesCodec,
+        ZlibCodec,
     )
 }
 # Aliases some writers use.

@@ -22,6 +22,7 @@ from gpuzarr.codecs.blosc import SHUFFLE_IDS, BloscCodec
 from gpuzarr.codecs.crc32c import Crc32cCodec
 from gpuzarr.codecs.gzip import GzipCodec
 from gpuzarr.codecs.numcodecs_codecs import NumcodecsBytesCodec, make_numcodecs
+from gpuzarr.codecs.zlib import ZlibCodec
 from gpuzarr.codecs.zstd import ZstdCodec
 from gpuzarr.errors import CorruptChunkError, MetadataError
 
@@ -121,6 +122,8 @@ def v2_compressor(config: Mapping[str, Any] | None) -> BytesBytesCodec | None:
         return _validated(ZstdCodec, {"level": cfg.get("level", 0), "checksum": cfg.get("checksum", False)}, where)
     if codec_id == "gzip" and set(cfg) <= {"level"}:
         return _validated(GzipCodec, {"level": cfg.get("level", 1)}, where)
+    if codec_id == "zlib" and set(cfg) <= {"level"}:
+        return _validated(ZlibCodec, {"level": cfg.get("level", 1)}, where)
     if codec_id == "crc32c" and not cfg:
         return Crc32cCodec()
     shuffle_names = {v: k for k, v in SHUFFLE_IDS.items()}

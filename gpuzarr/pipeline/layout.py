@@ -67,9 +67,13 @@ class ChunkLayout:
         return self.chain.spec
 
     @property
-    def stores_raw(self) -> bool:
-        """Whether a unit's stored bytes are its memory bytes (read straight into place)."""
-        return self.chain.stores_raw
+    def fetch_per_unit(self) -> bool:
+        """Whether a reader should fetch each unit inside the worker that decodes it.
+
+        True when one read is cheap (see ``Store.cheap_reads``); then a unit's bytes are
+        decoded while still in cache, instead of after a whole wave was fetched.
+        """
+        return self.store.cheap_reads
 
     def key(self, coords: Sequence[int]) -> str:
         """Store key of the object at storage-grid ``coords``."""
@@ -194,7 +198,8 @@ class ShardedLayout(ChunkLayout):
         return self.codec.chunk_shape
 
     @property
-    def stores_raw(self) -> bool:
+    def fetch_per_unit(self) -> bool:
+        # Inner chunks are fetched per shard, index first, with coalesced ranges.
         return False
 
     @property

@@ -8,22 +8,22 @@ task: the codecs release the GIL, and fusing the stages keeps the unit hot in ca
 without a barrier per stage. (The GPU executor batches per codec stage instead, where
 one launch per stage is what matters.)
 
-Whole units whose destination is one C-contiguous block decode straight into the
-output; uncompressed ones are read from the store straight into it. Other units decode
-into a reused per-thread scratch buffer, which avoids page-faulting fresh memory for
-every unit.
+On stores where one read is cheap (local files, memory) each worker fetches its own
+unit right before decoding it, so the bytes are still in cache; other stores get one
+batched fetch per wave. Whole units whose destination is one C-contiguous block decode
+straight into the output; other units decode into a reused per-thread scratch buffer,
+which avoids page-faulting fresh memory for every unit.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from gpuzarr.errors import CorruptChunkError
 from gpuzarr.indexing import ChunkProjection, Indexer, is_basic, ortho_get, ortho_set
 from gpuzarr.pipeline.layout import ChunkLayout, waves
 from gpuzarr.pipeline.pool import parallel_map
@@ -31,6 +31,9 @@ from gpuzarr.pipeline.pool import parallel_map
 __all__ = ["read_into"]
 
 _scratch = threading.local()
+
+#: Marks a unit whose bytes its worker fetches itself (see ``ChunkLayout.fetch_per_unit``).
+_UNFETCHED = object()
 
 #: Below this many decoded bytes a wave decodes on the calling thread: a task handoff
 #: costs tens of microseconds, about what decoding 64 KiB costs.
@@ -78,22 +81,6 @@ def _fill(buffer: np.ndarray, selection: Any, fill: Any, vectorized: bool) -> No
         ortho_set(buffer, selection, region)
 
 
-def _read_raw_direct(layout: ChunkLayout, targets: list[tuple[ChunkProjection, np.ndarray]]) -> None:
-    """Read uncompressed units from the store straight into their destinations."""
-    fill = layout.metadata.fill_value
-    expected = layout.unit_spec.nbytes
-    for wave in waves(targets, expected):
-        requests = [(layout.key(p.chunk_coords), memoryview(t.reshape(-1).view(np.uint8))) for p, t in wave]
-        sizes = layout.store.get_many_into(requests)
-        for (p, target), size in zip(wave, sizes, strict=True):
-            if size is None:
-                target[...] = fill
-            elif size != expected:
-                raise CorruptChunkError(
-                    f"{layout.describe(p.chunk_coords)}: holds {size} bytes, expected {expected}"
-                )
-
-
 def _fetch_waves(
     layout: ChunkLayout, projections: list[ChunkProjection]
 ) -> Iterator[tuple[list[ChunkProjection], list[Any]]]:
@@ -131,25 +118,16 @@ def read_into(layout: ChunkLayout, indexer: Indexer, buffer: np.ndarray) -> None
     fill = layout.metadata.fill_value
     vectorized = indexer.mode == "vectorized"
     flat = buffer.reshape(-1) if vectorized else buffer
-    if layout.stores_raw and not vectorized and buffer.dtype == dtype:
-        # Whole uncompressed units: the store read is the decode.
-        direct, rest = [], []
-        for p in projections:
-            target = _direct_target(buffer, p, unit_shape)
-            if target is not None:
-                direct.append((p, target))
-            else:
-                rest.append(p)
-        if direct:
-            _read_raw_direct(layout, direct)
-        projections = rest
-        if not projections:
-            return
     can_direct = layout.chain.can_decode_into and not vectorized and buffer.dtype == dtype
     use_scratch = layout.chain.can_decode_into and not spec.data_type.is_variable_length
 
+    fused = layout.fetch_per_unit
+    store = layout.store
+
     def read_one(item: tuple[ChunkProjection, Any]) -> None:
         projection, raw = item
+        if raw is _UNFETCHED:
+            raw = store.get(layout.key(projection.chunk_coords))
         if raw is None:
             _fill(buffer, projection.out_selection, fill, vectorized)
             return
@@ -166,7 +144,13 @@ def read_into(layout: ChunkLayout, indexer: Indexer, buffer: np.ndarray) -> None
             ortho_set(buffer, projection.out_selection, ortho_get(unit, projection.chunk_selection))  # type: ignore[arg-type]
 
     unit_nbytes = spec.nbytes or 1024
-    for wave, raws in _fetch_waves(layout, projections):
+    # Fused: each worker reads its unit and decodes it at once, while the bytes are hot
+    # in cache; on local storage that beats fetching a wave first (measured ~2x for
+    # uncompressed chunks, where the copy is the whole cost).
+    batches: Iterable[tuple[list[ChunkProjection], list[Any]]] = (
+        [(projections, [_UNFETCHED] * len(projections))] if fused else _fetch_waves(layout, projections)
+    )
+    for wave, raws in batches:
         items = list(zip(wave, raws, strict=True))
         if len(items) * unit_nbytes < PARALLEL_MIN_BYTES:
             for item in items:  # too little work to repay handing it to other threads

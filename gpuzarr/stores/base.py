@@ -165,6 +165,10 @@ class Store(ABC):
     read_only: bool
     #: Whether :meth:`get_ranges` is cheaper than fetching the whole object.
     supports_partial_reads: bool = True
+    #: Whether one small read is cheap (local disk, memory). Readers then fetch each
+    #: object inside the worker that decodes it, while its bytes are hot in cache;
+    #: stores with costly round trips leave this False and get batched requests.
+    cheap_reads: bool = False
 
     def __init__(self, *, read_only: bool = False) -> None:
         self.read_only = bool(read_only)
@@ -236,22 +240,6 @@ class Store(ABC):
             key = validate_key(raw_key)
             checked.append((key, _check_ranges(key, ranges)))
         return self._get_many_ranges(checked)
-
-    def get_into(self, key: str, out: memoryview) -> int | None:
-        """Read ``key``'s whole object into ``out`` (a writable byte buffer).
-
-        Returns the object's size, or ``None`` if it is missing. ``out`` is filled only
-        when the size equals ``len(out)``; otherwise it is left untouched and the caller
-        sees the mismatch in the returned size. Saves a copy for data stored as is.
-        """
-        self._check_open()
-        return self._get_into(validate_key(key), out)
-
-    def get_many_into(self, requests: Sequence[tuple[str, memoryview]]) -> list[int | None]:
-        """Batched :meth:`get_into`, possibly reading in parallel."""
-        self._check_open()
-        checked = [(validate_key(k), out) for k, out in requests]
-        return self._get_many_into(checked)
 
     def size(self, key: str) -> int | None:
         """Return the size in bytes of ``key``'s object, or ``None`` if it is missing."""
@@ -388,17 +376,6 @@ class Store(ABC):
         """Yield every key under a validated prefix."""
 
     # ------------------------------------------- hooks with default behaviour
-
-    def _get_into(self, key: str, out: memoryview) -> int | None:
-        data = self._get(key)
-        if data is None:
-            return None
-        if len(data) == len(out):
-            out[:] = data
-        return len(data)
-
-    def _get_many_into(self, requests: list[tuple[str, memoryview]]) -> list[int | None]:
-        return [self._get_into(k, out) for k, out in requests]
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
         return [self._get(k) for k in keys]

@@ -109,6 +109,8 @@ class LocalStore(Store):
     The root directory need not exist; it is created by the first write.
     """
 
+    cheap_reads = True
+
     def __init__(
         self,
         root: str | os.PathLike[str],
@@ -194,28 +196,6 @@ class LocalStore(Store):
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
         return parallel_map(self._get, keys, self.threads)
-
-    def _get_into(self, key: str, out: memoryview) -> int | None:
-        opened = self._open_regular(key)
-        if opened is None:
-            return None
-        fd, size = opened
-        try:
-            if size == len(out):
-                pos = 0
-                while pos < size:  # preadv releases the GIL and lands in `out` directly
-                    n = os.preadv(fd, [out[pos:]], pos)
-                    if n == 0:
-                        return pos  # the file shrank under us: report what was read
-                    pos += n
-            return size
-        except OSError as exc:
-            raise StoreError(f"cannot read key {key!r} in {self!r}: {exc}") from exc
-        finally:
-            os.close(fd)
-
-    def _get_many_into(self, requests: list[tuple[str, memoryview]]) -> list[int | None]:
-        return parallel_map(lambda req: self._get_into(*req), requests, self.threads)
 
     def _get_ranges(self, key: str, ranges: list[ByteRange]) -> list[bytes] | None:
         opened = self._open_regular(key)

@@ -25,6 +25,8 @@ class MemoryStore(Store):
     mutation of a written ``bytearray`` does not change the store.
     """
 
+    cheap_reads = True
+
     def __init__(self, data: dict[str, bytes] | None = None, *, read_only: bool = False) -> None:
         super().__init__(read_only=read_only)
         if data is not None and not isinstance(data, dict):

@@ -362,6 +362,8 @@ class ZipStore(Store):
     reads cannot be checked.
     """
 
+    cheap_reads = True
+
     def __init__(
         self,
         path: str | os.PathLike[str],

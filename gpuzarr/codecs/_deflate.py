@@ -1,0 +1,82 @@
+"""DEFLATE streams (gzip and zlib containers) on the CPU: libdeflate when present, zlib always.
+
+libdeflate (the ``deflate`` package) inflates about twice as fast as zlib and releases
+the GIL, but it needs to know how big the output is and decodes only the first member
+of a multi-member gzip stream. So it is used only when the caller knows the decoded size
+and the result has exactly that size; anything else goes through zlib, which is the
+authority on what the stream holds (and raises the precise error for corrupt data).
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from gpuzarr.codecs.base import Buffer, as_memoryview
+from gpuzarr.errors import CorruptChunkError
+
+try:  # optional accelerator; everything works without it
+    import deflate as _libdeflate
+
+    _LIBDEFLATE_ERRORS: tuple[type[Exception], ...] = (ValueError, _libdeflate.DeflateError)
+except ImportError:  # pragma: no cover - exercised where the wheel is missing
+    _libdeflate = None
+    _LIBDEFLATE_ERRORS = (ValueError,)
+
+__all__ = ["HAVE_LIBDEFLATE", "gzip_compress", "gzip_decompress", "zlib_compress", "zlib_decompress"]
+
+HAVE_LIBDEFLATE = _libdeflate is not None
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+
+
+def gzip_decompress(data: Buffer, expected: int | None = None) -> bytes:
+    """Decompress every gzip member in ``data`` (concatenated members are legal)."""
+    view = as_memoryview(data)
+    if _libdeflate is not None and expected is not None:
+        try:
+            out = _libdeflate.gzip_decompress(view)
+        except _LIBDEFLATE_ERRORS:
+            out = None  # let zlib name the problem
+        if out is not None and len(out) == expected:
+            return out
+    parts = []
+    while True:
+        d = zlib.decompressobj(_GZIP_WBITS)
+        parts.append(d.decompress(view))
+        if not d.eof:
+            raise CorruptChunkError("codec 'gzip': truncated stream")
+        rest = d.unused_data
+        if not rest.strip(b"\0"):  # trailing zero padding is tolerated, as by gzip(1)
+            break
+        view = memoryview(rest)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def gzip_compress(data: Buffer, level: int) -> bytes:
+    """One gzip member at ``level`` (0-9)."""
+    view = as_memoryview(data)
+    if _libdeflate is not None:
+        return bytes(_libdeflate.gzip_compress(view, level))
+    c = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
+    return c.compress(view) + c.flush()
+
+
+def zlib_decompress(data: Buffer, expected: int | None = None) -> bytes:
+    """Decompress a zlib stream (RFC 1950)."""
+    view = as_memoryview(data)
+    if _libdeflate is not None and expected is not None:
+        try:
+            out: Any = _libdeflate.zlib_decompress(view, expected)
+        except _LIBDEFLATE_ERRORS:
+            out = None
+        if out is not None and len(out) == expected:
+            return bytes(out)
+    return zlib.decompress(view)
+
+
+def zlib_compress(data: Buffer, level: int) -> bytes:
+    """A zlib stream at ``level`` (-1 default, 0-9)."""
+    view = as_memoryview(data)
+    if _libdeflate is not None and level >= 0:
+        return bytes(_libdeflate.zlib_compress(view, level))
+    return zlib.compress(view, level)
