@@ -19,6 +19,7 @@ from gpuzarr.codecs.base import (
     BytesBytesCodec,
     ChunkSpec,
     Codec,
+    as_memoryview,
 )
 from gpuzarr.codecs.bytes import BytesCodec
 from gpuzarr.errors import MetadataError
@@ -125,13 +126,17 @@ class CodecChain:
             np.copyto(out, arr)
         return out
 
-    def encode(self, arr: np.ndarray) -> bytes:
-        """Encode one chunk (``spec.shape``) into the bytes to store."""
+    def encode(self, arr: np.ndarray) -> bytes | memoryview:
+        """Encode one chunk (``spec.shape``) into the bytes to store.
+
+        The result may be a flat byte view of an array (of ``arr`` itself for data stored
+        as is) rather than a ``bytes`` copy: stores copy what they keep anyway.
+        """
         for codec, codec_spec in self.array_array:
             arr = codec.cpu_encode(arr, codec_spec)
         data: Any = self.array_bytes.cpu_encode(arr, self.array_spec)
         for codec in self.bytes_bytes:
             data = codec.cpu_encode(data, self.array_spec)
-        if isinstance(data, np.ndarray):
-            return np.ascontiguousarray(data).tobytes()
-        return bytes(data)
+        if isinstance(data, bytes):
+            return data
+        return as_memoryview(data)

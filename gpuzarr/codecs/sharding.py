@@ -289,8 +289,11 @@ class ShardingCodec(ArrayBytesCodec):
             parts.append(data)
             offset += size
         raw_index = self.encode_index(index, spec)
-        body = b"".join(as_memoryview(p) for p in parts)
-        return raw_index + body if self.index_location == "start" else body + raw_index
+        if self.index_location == "start":
+            parts.insert(0, raw_index)
+        else:
+            parts.append(raw_index)
+        return b"".join(as_memoryview(p) for p in parts)
 
     def cpu_encode(self, data: np.ndarray, spec: ChunkSpec) -> bytes:
         encoded: dict[tuple[int, ...], bytes] = {}
@@ -303,7 +306,7 @@ class ShardingCodec(ArrayBytesCodec):
         # all-empty shard becomes just an index of empty entries.
         assembled = self.assemble(encoded, spec)
         if assembled is None:
-            return self.encode_index(ShardIndex.empty(self.inner_grid(spec.shape)), spec)
+            return bytes(self.encode_index(ShardIndex.empty(self.inner_grid(spec.shape)), spec))
         return assembled
 
 

@@ -36,6 +36,23 @@ class _ValueSource:
         self.vectorized = indexer.mode == "vectorized"
         self.value = value.reshape(-1) if self.vectorized else value
 
+    def whole_unit(self, projection: ChunkProjection, unit_shape: tuple[int, ...]) -> np.ndarray | None:
+        """The value's view holding a whole unit's new contents, when there is one.
+
+        A unit the selection covers completely with plain slices can be encoded straight
+        from the caller's array: no unit buffer, no fill, no copy.
+        """
+        if self.vectorized or type(projection.out_selection) is not tuple:
+            return None
+        for s, n in zip(projection.chunk_selection, unit_shape, strict=True):
+            if type(s) is not slice or s.start != 0 or s.stop != n or s.step != 1:
+                return None
+        for s in projection.out_selection:
+            if type(s) is not slice or s.step not in (None, 1):
+                return None
+        view = self.value[(*projection.out_selection, Ellipsis)]
+        return view if view.shape == unit_shape else None
+
     def apply(self, unit: np.ndarray, projection: ChunkProjection) -> None:
         """Write the projection's values into ``unit`` (a writable full unit array)."""
         if self.vectorized:
@@ -72,10 +89,14 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
     fill = layout.metadata.fill_value
     write_empty = get_config().write_empty_chunks
 
-    def encode_one(item: tuple[ChunkProjection, Any]) -> tuple[str, bytes | None]:
+    unit_shape = layout.unit_shape
+
+    def encode_one(item: tuple[ChunkProjection, Any]) -> tuple[str, Any]:
         projection, old = item
-        unit = _new_unit(layout, projection.chunk_coords, old)
-        source.apply(unit, projection)
+        unit = source.whole_unit(projection, unit_shape) if projection.covers_chunk else None
+        if unit is None:
+            unit = _new_unit(layout, projection.chunk_coords, old)
+            source.apply(unit, projection)
         key = layout.key(projection.chunk_coords)
         if not write_empty and is_fill_chunk(unit, fill):
             return key, None
@@ -92,7 +113,7 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
         _store_results(layout, results)
 
 
-def _store_results(layout: ChunkLayout, results: list[tuple[str, bytes | None]]) -> None:
+def _store_results(layout: ChunkLayout, results: list[tuple[str, Any]]) -> None:
     puts = [(k, v) for k, v in results if v is not None]
     deletes = [k for k, v in results if v is None]
     if puts:
