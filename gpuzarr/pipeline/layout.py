@@ -66,14 +66,22 @@ class ChunkLayout:
         """Spec of a decode unit."""
         return self.chain.spec
 
-    @property
-    def fetch_per_unit(self) -> bool:
-        """Whether a reader should fetch each unit inside the worker that decodes it.
+    def worker_groups(self, projections: list[ChunkProjection], threads: int) -> list[list[ChunkProjection]] | None:
+        """Split a read into groups each worker fetches and decodes itself, or None.
 
-        True when one read is cheap (see ``Store.cheap_reads``); then a unit's bytes are
-        decoded while still in cache, instead of after a whole wave was fetched.
+        Only on stores where one read is cheap (``Store.cheap_reads``): a unit is then
+        decoded while its bytes are still in cache. Groups of consecutive units (a few
+        per thread, for balance) keep the per-task cost off small units. Other stores
+        get batched fetches per wave instead.
         """
-        return self.store.cheap_reads
+        if not self.store.cheap_reads:
+            return None
+        size = max(1, -(-len(projections) // (4 * threads)))
+        return [projections[i : i + size] for i in range(0, len(projections), size)]
+
+    def fetch_in_worker(self, group: Sequence[ChunkProjection]) -> list[Any]:
+        """:meth:`fetch` for a worker's own group: plain reads, no further threads."""
+        return [self.store.get(self.key(p.chunk_coords)) for p in group]
 
     def key(self, coords: Sequence[int]) -> str:
         """Store key of the object at storage-grid ``coords``."""
@@ -197,10 +205,20 @@ class ShardedLayout(ChunkLayout):
     def unit_shape(self) -> tuple[int, ...]:
         return self.codec.chunk_shape
 
-    @property
-    def fetch_per_unit(self) -> bool:
-        # Inner chunks are fetched per shard, index first, with coalesced ranges.
-        return False
+    def worker_groups(self, projections: list[ChunkProjection], threads: int) -> list[list[ChunkProjection]] | None:
+        """One group per touched shard: its worker reads the index (cached) and the
+        coalesced ranges of that shard, then decodes them while they are hot."""
+        if not self.store.cheap_reads:
+            return None
+        _, groups, _ = self.group_by_shard(projections)
+        if len(groups) == 1:
+            return [projections]
+        return [[projections[i] for i in members.tolist()] for members in groups]
+
+    def fetch_in_worker(self, group: Sequence[ChunkProjection]) -> list[Any]:
+        # A group is one shard: one index (cached) and one batched range request, which
+        # the stores serve inline for a single request.
+        return self.fetch(group)
 
     @property
     def shard_shape(self) -> tuple[int, ...]:
@@ -216,6 +234,34 @@ class ShardedLayout(ChunkLayout):
     def describe(self, coords: Sequence[int]) -> str:
         shard, inner = self.split_coords(coords)
         return f"shard {self.key(shard)!r} inner chunk {inner}"
+
+    def group_by_shard(
+        self, projections: Sequence[ChunkProjection]
+    ) -> tuple[list[tuple[int, ...]], list[np.ndarray], np.ndarray]:
+        """Group projections by shard: (shard coords, member indices per shard, inner coords).
+
+        Works on linear shard ids (a 1-d sort), because this runs on every read and
+        ``np.unique(axis=0)`` costs a noticeable part of a small read.
+        """
+        n = len(projections)
+        coords = np.array([p.chunk_coords for p in projections], dtype=np.int64).reshape(n, -1)
+        grid = np.asarray(self.inner_grid, dtype=np.int64)
+        shard_coords = coords // grid
+        inner = coords - shard_coords * grid
+        if n == 0:
+            return [], [], inner
+        if coords.shape[1]:
+            linear = np.ravel_multi_index(tuple(shard_coords.T), self.metadata.chunk_grid_shape)
+        else:  # 0-d array: a single shard
+            linear = np.zeros(n, np.int64)
+        if (linear == linear[0]).all():  # one shard: the common case for small reads
+            return [tuple(shard_coords[0].tolist())], [np.arange(n)], inner
+        order = np.argsort(linear, kind="stable")
+        sorted_ids = linear[order]
+        starts = np.flatnonzero(np.diff(sorted_ids)) + 1
+        members = np.split(order, starts)
+        shards = [tuple(shard_coords[m[0]].tolist()) for m in members]
+        return shards, members, inner
 
     # -- indexes ------------------------------------------------------------------------
 
@@ -255,18 +301,13 @@ class ShardedLayout(ChunkLayout):
         results: list[Any] = [None] * len(projections)
         if not projections:
             return results
-        coords = np.array([p.chunk_coords for p in projections], dtype=np.int64).reshape(len(projections), -1)
-        grid = np.asarray(self.inner_grid, dtype=np.int64)
-        shard_ids, inverse = np.unique(coords // grid, axis=0, return_inverse=True)
-        inner = coords % grid
-        by_group = np.argsort(inverse.reshape(-1), kind="stable")
-        splits = np.cumsum(np.bincount(inverse.reshape(-1), minlength=len(shard_ids)))[:-1]
-        keys = [self.key(tuple(s)) for s in shard_ids.tolist()]
+        shards, groups, inner = self.group_by_shard(projections)
+        keys = [self.key(s) for s in shards]
         indexes = self.read_indexes(keys)
         max_gap = get_config().coalesce_gap_bytes
         requests: list[tuple[str, list[tuple[int, int]]]] = []
         plans = []
-        for key, index, members in zip(keys, indexes, np.split(by_group, splits), strict=True):
+        for key, index, members in zip(keys, indexes, groups, strict=True):
             if index is None:
                 continue  # missing shard: every inner chunk reads as fill value
             entries = index.entries[tuple(inner[members].T)]

@@ -18,12 +18,13 @@ which avoids page-faulting fresh memory for every unit.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from gpuzarr.config import get_config
 from gpuzarr.indexing import ChunkProjection, Indexer, is_basic, ortho_get, ortho_set
 from gpuzarr.pipeline.layout import ChunkLayout, waves
 from gpuzarr.pipeline.pool import parallel_map
@@ -31,9 +32,6 @@ from gpuzarr.pipeline.pool import parallel_map
 __all__ = ["read_into"]
 
 _scratch = threading.local()
-
-#: Marks a unit whose bytes its worker fetches itself (see ``ChunkLayout.fetch_per_unit``).
-_UNFETCHED = object()
 
 #: Below this many decoded bytes a wave decodes on the calling thread: a task handoff
 #: costs tens of microseconds, about what decoding 64 KiB costs.
@@ -121,13 +119,7 @@ def read_into(layout: ChunkLayout, indexer: Indexer, buffer: np.ndarray) -> None
     can_direct = layout.chain.can_decode_into and not vectorized and buffer.dtype == dtype
     use_scratch = layout.chain.can_decode_into and not spec.data_type.is_variable_length
 
-    fused = layout.fetch_per_unit
-    store = layout.store
-
-    def read_one(item: tuple[ChunkProjection, Any]) -> None:
-        projection, raw = item
-        if raw is _UNFETCHED:
-            raw = store.get(layout.key(projection.chunk_coords))
+    def read_one(projection: ChunkProjection, raw: Any) -> None:
         if raw is None:
             _fill(buffer, projection.out_selection, fill, vectorized)
             return
@@ -143,17 +135,31 @@ def read_into(layout: ChunkLayout, indexer: Indexer, buffer: np.ndarray) -> None
         else:
             ortho_set(buffer, projection.out_selection, ortho_get(unit, projection.chunk_selection))  # type: ignore[arg-type]
 
-    unit_nbytes = spec.nbytes or 1024
-    # Fused: each worker reads its unit and decodes it at once, while the bytes are hot
-    # in cache; on local storage that beats fetching a wave first (measured ~2x for
-    # uncompressed chunks, where the copy is the whole cost).
-    batches: Iterable[tuple[list[ChunkProjection], list[Any]]] = (
-        [(projections, [_UNFETCHED] * len(projections))] if fused else _fetch_waves(layout, projections)
-    )
-    for wave, raws in batches:
-        items = list(zip(wave, raws, strict=True))
-        if len(items) * unit_nbytes < PARALLEL_MIN_BYTES:
-            for item in items:  # too little work to repay handing it to other threads
-                read_one(item)
+    def read_group(group: list[ChunkProjection]) -> None:
+        # The worker fetches its own group and decodes it at once, while the bytes are
+        # hot in cache: on local storage this beats fetching a wave first (measured ~2x
+        # for uncompressed chunks, where the copy is the whole cost).
+        for projection, raw in zip(group, layout.fetch_in_worker(group), strict=True):
+            read_one(projection, raw)
+
+    small = len(projections) * (spec.nbytes or 1024) < PARALLEL_MIN_BYTES
+    threads = get_config().threads
+    groups = layout.worker_groups(projections, threads)
+    if groups is not None:
+        if small:  # too little work to repay handing it to other threads
+            for group in groups:
+                read_group(group)
+        elif len(groups) >= threads:
+            parallel_map(read_group, groups)
         else:
-            parallel_map(read_one, items)
+            # Fewer groups than threads (say a window inside one shard): fetch here and
+            # spread the units' decoding over the workers instead.
+            items = [item for group in groups for item in zip(group, layout.fetch_in_worker(group), strict=True)]
+            parallel_map(lambda item: read_one(*item), items)
+        return
+    for wave, raws in _fetch_waves(layout, projections):
+        if small:
+            for projection, raw in zip(wave, raws, strict=True):
+                read_one(projection, raw)
+        else:
+            parallel_map(lambda item: read_one(*item), list(zip(wave, raws, strict=True)))
