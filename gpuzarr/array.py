@@ -20,11 +20,11 @@ from gpuzarr.codecs import (
     codec_from_json,
     v2_compressor,
 )
-from gpuzarr.device import Device, resolve_device
-from gpuzarr.errors import MetadataError, ReadOnlyError, UnsupportedCodecError, UnsupportedDataTypeError
+from gpuzarr.device import Device
+from gpuzarr.errors import MetadataError, UnsupportedCodecError, UnsupportedDataTypeError
 from gpuzarr.indexing import Indexer, SelectionMode, make_indexer
 from gpuzarr.metadata import V2_ARRAY_KEY, V3_KEY, ArrayMetadata, ArrayMetadataV2, ArrayMetadataV3
-from gpuzarr.nodes import prefix_of, save_metadata
+from gpuzarr.nodes import Node, prefix_of, save_metadata
 from gpuzarr.pipeline import make_layout, parallel_map, read_into, write_from
 from gpuzarr.stores import Store
 
@@ -117,7 +117,7 @@ class _SelectionView:
         self._array._set(selection, value, self._mode)
 
 
-class Array:
+class Array(Node):
     """A Zarr array (format 2 or 3) in a store.
 
     Reading: ``a[sel]`` with NumPy semantics, ``a.oindex[sel]`` (orthogonal),
@@ -129,6 +129,8 @@ class Array:
     :func:`gpuzarr.open_array`.
     """
 
+    kind = "array"
+
     def __init__(
         self,
         store: Store,
@@ -138,11 +140,8 @@ class Array:
         read_only: bool = False,
         device: Device | str = "cpu",
     ) -> None:
-        self._store = store
-        self._path = path
+        super().__init__(store, path, read_only=read_only, device=device)
         self._metadata = metadata
-        self._read_only = read_only or store.read_only
-        self._device = device if isinstance(device, Device) else resolve_device(device)
         self._chain = _chain_naming_key(metadata, path)
         self._layout = make_layout(store, prefix_of(path), metadata, self._chain)
 
@@ -153,30 +152,10 @@ class Array:
         """The parsed metadata document."""
         return self._metadata
 
-    @property
-    def store(self) -> Store:
-        """The store holding the array."""
-        return self._store
 
-    @property
-    def path(self) -> str:
-        """Path of the array inside its store (``""`` at the root)."""
-        return self._path
 
-    @property
-    def name(self) -> str:
-        """Absolute node name, as zarr-python reports it (``"/a/b"``)."""
-        return "/" + self._path
 
-    @property
-    def basename(self) -> str:
-        """Last component of the path."""
-        return self._path.rsplit("/", 1)[-1]
 
-    @property
-    def zarr_format(self) -> int:
-        """2 or 3."""
-        return self._metadata.zarr_format
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -254,15 +233,7 @@ class Array:
         """Number of chunks along each dimension."""
         return tuple(-(-s // c) for s, c in zip(self.shape, self.chunks, strict=True))
 
-    @property
-    def read_only(self) -> bool:
-        """Whether writes are refused."""
-        return self._read_only
 
-    @property
-    def device(self) -> Device:
-        """Where reads put their results."""
-        return self._device
 
     @property
     def codecs(self) -> tuple[Codec, ...]:
@@ -390,9 +361,6 @@ class Array:
 
     # -- writing ----------------------------------------------------------------------
 
-    def _check_writable(self) -> None:
-        if self._read_only:
-            raise ReadOnlyError(f"array {self.name!r} is read-only")
 
     def _coerce(self, value: Any) -> np.ndarray:
         if isinstance(value, Array):

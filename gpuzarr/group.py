@@ -7,7 +7,7 @@ from typing import Any
 
 from gpuzarr.array import Array, Attributes
 from gpuzarr.creation import build_array_metadata
-from gpuzarr.device import Device, resolve_device
+from gpuzarr.device import Device
 from gpuzarr.errors import (
     ContainsArrayError,
     ContainsGroupError,
@@ -16,6 +16,7 @@ from gpuzarr.errors import (
 )
 from gpuzarr.metadata import ArrayMetadata, GroupMetadata
 from gpuzarr.nodes import (
+    Node,
     NodeMetadata,
     join_path,
     load_metadata,
@@ -129,8 +130,10 @@ def create_node_group(
     return Group(store, path, metadata, device=device)
 
 
-class Group:
+class Group(Node):
     """A Zarr group: a named container of arrays and groups with attributes."""
+
+    kind = "group"
 
     def __init__(
         self,
@@ -142,11 +145,8 @@ class Group:
         device: Device | str = "auto",
         consolidated_view: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        self._store = store
-        self._path = path
+        super().__init__(store, path, read_only=read_only, device=device)
         self._metadata = metadata
-        self._read_only = read_only or store.read_only
-        self._device = device if isinstance(device, Device) else resolve_device(device)
         # Consolidated metadata of the members, relative to this group: the group's own,
         # or (for a group reached through a consolidated ancestor) the ancestor's entries
         # below it, so navigating a consolidated hierarchy never reads member metadata.
@@ -156,40 +156,16 @@ class Group:
 
     # -- description ------------------------------------------------------------------
 
-    @property
-    def store(self) -> Store:
-        """The store holding the group."""
-        return self._store
 
-    @property
-    def path(self) -> str:
-        """Path inside the store (``""`` at the root)."""
-        return self._path
 
-    @property
-    def name(self) -> str:
-        """Absolute node name (``"/a/b"``)."""
-        return "/" + self._path
 
-    @property
-    def basename(self) -> str:
-        """Last component of the path."""
-        return self._path.rsplit("/", 1)[-1]
 
     @property
     def metadata(self) -> GroupMetadata:
         """The parsed group metadata."""
         return self._metadata
 
-    @property
-    def zarr_format(self) -> int:
-        """2 or 3."""
-        return self._metadata.zarr_format
 
-    @property
-    def read_only(self) -> bool:
-        """Whether writes are refused."""
-        return self._read_only
 
     @property
     def attrs(self) -> Attributes:
@@ -202,9 +178,6 @@ class Group:
         save_metadata(self._store, self._path, metadata)
         self._metadata = metadata
 
-    def _check_writable(self) -> None:
-        if self._read_only:
-            raise ReadOnlyError(f"group {self.name!r} is read-only")
 
     def __repr__(self) -> str:
         return f"<gpuzarr.Group {self.name!r}>"

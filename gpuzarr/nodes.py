@@ -6,7 +6,8 @@ import posixpath
 from collections.abc import Mapping
 from typing import Any
 
-from gpuzarr.errors import MetadataError
+from gpuzarr.device import Device, resolve_device
+from gpuzarr.errors import MetadataError, ReadOnlyError
 from gpuzarr.metadata import (
     V2_ARRAY_KEY,
     V2_ATTRS_KEY,
@@ -23,6 +24,7 @@ from gpuzarr.metadata import (
 from gpuzarr.stores import Store
 
 __all__ = [
+    "Node",
     "NodeMetadata",
     "join_path",
     "load_metadata",
@@ -134,3 +136,56 @@ def save_metadata(store: Store, path: str, metadata: NodeMetadata) -> None:
     store.set_many([(prefix + key, json_dumps(doc)) for key, doc in docs.items()])
     if metadata.zarr_format == 2 and V2_ATTRS_KEY not in docs:
         store.delete(prefix + V2_ATTRS_KEY)  # attributes were cleared
+
+
+class Node:
+    """What arrays and groups share: where they live, their names, read-only handling."""
+
+    #: "array" or "group", for messages.
+    kind: str = "node"
+    _metadata: NodeMetadata
+
+    def __init__(self, store: Store, path: str, *, read_only: bool, device: Device | str) -> None:
+        self._store = store
+        self._path = path
+        self._read_only = read_only or store.read_only
+        self._device = device if isinstance(device, Device) else resolve_device(device)
+
+    @property
+    def store(self) -> Store:
+        """The store holding the node."""
+        return self._store
+
+    @property
+    def path(self) -> str:
+        """Path of the node inside its store (``""`` at the root)."""
+        return self._path
+
+    @property
+    def name(self) -> str:
+        """Absolute node name, as zarr-python reports it (``"/a/b"``)."""
+        return "/" + self._path
+
+    @property
+    def basename(self) -> str:
+        """Last component of the path."""
+        return self._path.rsplit("/", 1)[-1]
+
+    @property
+    def zarr_format(self) -> int:
+        """2 or 3."""
+        return self._metadata.zarr_format
+
+    @property
+    def read_only(self) -> bool:
+        """Whether writes are refused."""
+        return self._read_only
+
+    @property
+    def device(self) -> Device:
+        """Where reads put their results."""
+        return self._device
+
+    def _check_writable(self) -> None:
+        if self._read_only:
+            raise ReadOnlyError(f"{self.kind} {self.name!r} is read-only")

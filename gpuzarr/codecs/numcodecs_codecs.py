@@ -77,8 +77,17 @@ def _make_impl(codec_id: str, config: Mapping[str, Any], where: str) -> numcodec
     return make_numcodecs({"id": codec_id, **config}, where)
 
 
+@dataclass(frozen=True)
 class _NumcodecsWrapper:
-    """What the ``numcodecs.*`` wrappers share: the id lives in the v3 name."""
+    """What the ``numcodecs.*`` wrappers share: the numcodecs id and config, checked early.
+
+    The id lives in the v3 *name* (``numcodecs.<id>``), which ``from_config`` never sees.
+    """
+
+    codec_id: str
+    configuration: dict[str, Any] = field(default_factory=dict)
+
+    name: ClassVar[str] = "numcodecs.*"
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Any:
@@ -86,16 +95,6 @@ class _NumcodecsWrapper:
             f"{cls.__name__} wraps any numcodecs codec, so its configuration alone does not say "
             "which; use codec_from_json({'name': 'numcodecs.<id>', 'configuration': ...})"
         )
-
-
-@dataclass(frozen=True)
-class NumcodecsBytesCodec(_NumcodecsWrapper, BytesBytesCodec):
-    """A numcodecs bytes→bytes codec (compressor or checksum) under ``numcodecs.<id>``."""
-
-    codec_id: str
-    configuration: dict[str, Any] = field(default_factory=dict)
-
-    name: ClassVar[str] = "numcodecs.*"
 
     def __post_init__(self) -> None:
         self._impl  # validate the configuration eagerly  # noqa: B018
@@ -109,6 +108,11 @@ class NumcodecsBytesCodec(_NumcodecsWrapper, BytesBytesCodec):
 
     def to_v2_json(self) -> dict[str, Any]:
         return {"id": self.codec_id, **self.configuration}
+
+
+@dataclass(frozen=True)
+class NumcodecsBytesCodec(_NumcodecsWrapper, BytesBytesCodec):
+    """A numcodecs bytes→bytes codec (compressor or checksum) under ``numcodecs.<id>``."""
 
     def cpu_decode(self, data: Buffer, spec: ChunkSpec, out: np.ndarray | None = None) -> Buffer:
         def run(buf: Buffer, dest: np.ndarray | None) -> Buffer:
@@ -125,24 +129,6 @@ class NumcodecsBytesCodec(_NumcodecsWrapper, BytesBytesCodec):
 @dataclass(frozen=True)
 class NumcodecsArrayCodec(_NumcodecsWrapper, ArrayArrayCodec):
     """A numcodecs array filter under ``numcodecs.<id>`` (delta, fixedscaleoffset, ...)."""
-
-    codec_id: str
-    configuration: dict[str, Any] = field(default_factory=dict)
-
-    name: ClassVar[str] = "numcodecs.*"
-
-    def __post_init__(self) -> None:
-        self._impl  # noqa: B018
-
-    @cached_property
-    def _impl(self) -> numcodecs.abc.Codec:
-        return _make_impl(self.codec_id, self.configuration, f"codec 'numcodecs.{self.codec_id}'")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": f"numcodecs.{self.codec_id}", "configuration": dict(self.configuration)}
-
-    def to_v2_json(self) -> dict[str, Any]:
-        return {"id": self.codec_id, **self.configuration}
 
     def resolve(self, spec: ChunkSpec) -> ChunkSpec:
         cfg = self.configuration
