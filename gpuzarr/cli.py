@@ -13,6 +13,7 @@ import numpy as np
 from gpuzarr.api import open as open_node
 from gpuzarr.api import open_group
 from gpuzarr.array import Array
+from gpuzarr.codecs import Codec, ShardingCodec
 from gpuzarr.config import config
 from gpuzarr.group import Group
 
@@ -27,14 +28,25 @@ def _human(n: float) -> str:
     return f"{n:.1f} TiB"  # pragma: no cover
 
 
-def _codec_names(array: Array) -> str:
+def _describe_codecs(codecs: Sequence[Codec]) -> str:
+    """A codec chain as ``bytes(endian=little) -> zstd(level=0)``; shards show their inner chains."""
     parts = []
-    for codec in array.codecs:
-        cfg = codec.to_json().get("configuration") or {}
-        name = codec.to_json().get("name", codec.name)
+    for codec in codecs:
+        if isinstance(codec, ShardingCodec):
+            parts.append(
+                f"sharding_indexed(inner: {_describe_codecs(codec.codecs)}; "
+                f"index: {_describe_codecs(codec.index_codecs)} at {codec.index_location})"
+            )
+            continue
+        doc = codec.to_json()
+        cfg = doc.get("configuration") or {}
         args = ",".join(f"{k}={v}" for k, v in cfg.items() if k not in ("filters",) and v not in (None, [], {}))
-        parts.append(f"{name}({args})" if args else name)
+        parts.append(f"{doc.get('name', codec.name)}({args})" if args else doc.get("name", codec.name))
     return " -> ".join(parts)
+
+
+def _codec_names(array: Array) -> str:
+    return _describe_codecs(array.codecs)
 
 
 def _plain(value: object) -> object:
@@ -54,7 +66,14 @@ def describe_array(array: Array, indent: str = "") -> list[str]:
         f"{indent}{array.name}  array  v{array.zarr_format}",
         f"{indent}  shape    {array.shape}",
         f"{indent}  dtype    {array.metadata.data_type.name}",
-        f"{indent}  chunks   {array.chunks}  ({array.nchunks} in grid, {array.nchunks_initialized} stored)",
+        *(
+            [
+                f"{indent}  chunks   {array.chunks}  ({array.nchunks} in grid, inside shards)",
+                f"{indent}  shards   {array.shards}  ({array.nshards} in grid, {array.nchunks_initialized} stored)",
+            ]
+            if array.shards
+            else [f"{indent}  chunks   {array.chunks}  ({array.nchunks} in grid, {array.nchunks_initialized} stored)"]
+        ),
         f"{indent}  codecs   {_codec_names(array)}",
         f"{indent}  fill     {_plain(array.fill_value)!r}",
         f"{indent}  bytes    logical {_human(logical)}, stored {_human(stored)}{ratio}",

@@ -183,3 +183,15 @@ def test_subprocess(tmp_path: pathlib.Path) -> None:
     )
     assert proc.returncode == 1
     assert "gpuzarr: error:" in proc.stderr
+
+
+def test_info_sharded_array_shows_shards_and_inner_codecs(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "s.zarr"
+    a = gpuzarr.create_array(path, shape=(100, 100), chunks=(10, 10), shards=(50, 50), dtype="f4")
+    a[:60, :60] = 1
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "chunks   (10, 10)  (100 in grid, inside shards)" in out
+    assert "shards   (50, 50)  (4 in grid, 4 stored)" in out
+    assert "sharding_indexed(inner: bytes(endian=little) -> zstd(" in out
+    assert "index: bytes(endian=little) -> crc32c at end" in out
