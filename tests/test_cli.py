@@ -185,7 +185,7 @@ def test_subprocess(tmp_path: pathlib.Path) -> None:
     assert "gpuzarr: error:" in proc.stderr
 
 
-def test_info_sharded_array_shows_shards_and_inner_codecs(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_sharded_shows_shards_and_inner_codecs(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "s.zarr"
     a = gpuzarr.create_array(path, shape=(100, 100), chunks=(10, 10), shards=(50, 50), dtype="f4")
     a[:60, :60] = 1
