@@ -1,0 +1,349 @@
+"""NumPy references of the CUDA kernels in ``kernels/``.
+
+Each function computes exactly what the kernel of the same name computes, with the same
+batch layout (one flat byte buffer plus per-item offsets and sizes), so tests can compare
+the two byte for byte: through the g++ host build of the kernels on any machine, and
+through CuPy on a GPU. They are also the CPU fallback of the GPU executor's stages.
+
+Batches are described as in the kernels:
+
+* ``offsets`` / ``sizes``: int arrays (any integer dtype), one entry per item, in bytes
+  into the flat ``uint8`` buffer(s);
+* ``boxes``: the scatter geometry, ``int64`` of shape ``(n, ndim, 5)`` with per dimension
+  ``(chunk_start, chunk_step, out_start, out_step, count)`` (see ``kernels/scatter.cu``).
+
+Loops here run per item (a blosc block, a chunk), never per element; the per-element
+work is NumPy's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "CRC32C_POLY",
+    "SHARD_STATUS_CRC",
+    "SHARD_STATUS_HALF_EMPTY",
+    "SHARD_STATUS_OUT_OF_BOUNDS",
+    "ParsedShardIndexes",
+    "bitshuffle",
+    "bitunshuffle",
+    "byteswap",
+    "copy_ranges",
+    "crc32c",
+    "fill",
+    "parse_shard_indexes",
+    "scatter",
+    "shuffle",
+    "unshuffle",
+]
+
+#: Reflected CRC-32C (Castagnoli) polynomial.
+CRC32C_POLY = 0x82F63B78
+#: Bits of ``ParsedShardIndexes.status`` (the same values as ``kernels/shard_index.cu``).
+SHARD_STATUS_CRC = 1
+SHARD_STATUS_HALF_EMPTY = 2
+SHARD_STATUS_OUT_OF_BOUNDS = 4
+
+_EMPTY = np.uint64(2**64 - 1)
+
+
+def _u8(buf: np.ndarray, name: str) -> np.ndarray:
+    if buf.dtype != np.uint8 or buf.ndim != 1:
+        raise TypeError(f"{name} must be a 1-d uint8 array, got {buf.dtype} with shape {buf.shape}")
+    return buf
+
+
+def _items(*arrays: Sequence[int] | np.ndarray) -> list[tuple[int, ...]]:
+    """Zip per-item integer arrays into Python tuples (checked to have equal lengths)."""
+    cols = [np.asarray(a, dtype=np.int64).reshape(-1).tolist() for a in arrays]
+    return list(zip(*cols, strict=True))
+
+
+# --------------------------------------------------------------------------------------
+# byteswap.cu
+
+
+def byteswap(data: np.ndarray, offsets: Sequence[int] | np.ndarray, sizes: Sequence[int] | np.ndarray,
+             itemsize: int) -> None:
+    """Reverse the bytes of every ``itemsize``-byte element of each buffer, in place.
+
+    ``itemsize`` 1 (or any size other than 2, 4, 8) leaves the data unchanged, like the
+    kernel. Bytes after the last whole element are left alone.
+    """
+    _u8(data, "data")
+    if itemsize not in (2, 4, 8):
+        return
+    for off, size in _items(offsets, sizes):
+        n = size // itemsize
+        elems = data[off : off + n * itemsize].reshape(n, itemsize)
+        elems[...] = elems[:, ::-1]
+
+
+# --------------------------------------------------------------------------------------
+# shuffle.cu: blosc byte shuffle, per block
+
+
+def _shuffle_one(block: np.ndarray, typesize: int, inverse: bool) -> np.ndarray:
+    n = block.size // typesize
+    out = block.copy()
+    body = block[: n * typesize]
+    if inverse:  # planes (typesize, n) -> elements (n, typesize)
+        out[: n * typesize] = body.reshape(typesize, n).T.reshape(-1)
+    else:
+        out[: n * typesize] = body.reshape(n, typesize).T.reshape(-1)
+    return out
+
+
+def _per_block(src: np.ndarray, dst: np.ndarray, src_offsets: Sequence[int] | np.ndarray,
+               dst_offsets: Sequence[int] | np.ndarray, sizes: Sequence[int] | np.ndarray, typesize: int,
+               transform: object) -> None:
+    _u8(src, "src")
+    _u8(dst, "dst")
+    if typesize < 1:
+        raise ValueError(f"typesize must be positive, got {typesize}")
+    for s, d, size in _items(src_offsets, dst_offsets, sizes):
+        dst[d : d + size] = transform(src[s : s + size], typesize)  # type: ignore[operator]
+
+
+def unshuffle(src: np.ndarray, dst: np.ndarray, src_offsets: Sequence[int] | np.ndarray,
+              dst_offsets: Sequence[int] | np.ndarray, sizes: Sequence[int] | np.ndarray, typesize: int) -> None:
+    """Undo blosc's byte shuffle block by block: byte ``j*n + i`` -> byte j of element i.
+
+    A block of ``size`` bytes holds ``n = size // typesize`` elements; its
+    ``size % typesize`` trailing bytes are copied unchanged.
+    """
+    _per_block(src, dst, src_offsets, dst_offsets, sizes, typesize, lambda b, t: _shuffle_one(b, t, True))
+
+
+def shuffle(src: np.ndarray, dst: np.ndarray, src_offsets: Sequence[int] | np.ndarray,
+            dst_offsets: Sequence[int] | np.ndarray, sizes: Sequence[int] | np.ndarray, typesize: int) -> None:
+    """Blosc's byte shuffle block by block: byte j of element i -> byte ``j*n + i``."""
+    _per_block(src, dst, src_offsets, dst_offsets, sizes, typesize, lambda b, t: _shuffle_one(b, t, False))
+
+
+# --------------------------------------------------------------------------------------
+# bitshuffle.cu: bshuf_trans_bit_elem over the first multiple of 8 elements, per block
+
+
+def _bitshuffle_one(block: np.ndarray, typesize: int, inverse: bool) -> np.ndarray:
+    n8 = (block.size // typesize) & ~7
+    out = block.copy()
+    body = block[: n8 * typesize]
+    if n8 == 0:
+        return out
+    if inverse:
+        # rows (typesize, 8 bits, n8 bits) -> bits[i, j, k] -> elements (n8, typesize)
+        rows = np.unpackbits(body.reshape(typesize, 8, n8 // 8), axis=2, bitorder="little")
+        out[: n8 * typesize] = np.packbits(rows.transpose(2, 0, 1), axis=2, bitorder="little").reshape(-1)
+    else:
+        # bits[i, j, k] = bit k of byte j of element i, laid out as rows (j, k) of n8 bits
+        bits = np.unpackbits(body.reshape(n8, typesize, 1), axis=2, bitorder="little")
+        out[: n8 * typesize] = np.packbits(bits.transpose(1, 2, 0), axis=2, bitorder="little").reshape(-1)
+    return out
+
+
+def bitunshuffle(src: np.ndarray, dst: np.ndarray, src_offsets: Sequence[int] | np.ndarray,
+                 dst_offsets: Sequence[int] | np.ndarray, sizes: Sequence[int] | np.ndarray, typesize: int) -> None:
+    """Undo the bitshuffle of each block (``bshuf_untrans_bit_elem``).
+
+    The first ``n8 = (size // typesize) // 8 * 8`` elements are unshuffled: bit
+    ``(j*8 + k) * n8 + i`` of the block (bits least significant first) becomes bit k of
+    byte j of element i. The remaining bytes are copied unchanged.
+    """
+    _per_block(src, dst, src_offsets, dst_offsets, sizes, typesize, lambda b, t: _bitshuffle_one(b, t, True))
+
+
+def bitshuffle(src: np.ndarray, dst: np.ndarray, src_offsets: Sequence[int] | np.ndarray,
+               dst_offsets: Sequence[int] | np.ndarray, sizes: Sequence[int] | np.ndarray, typesize: int) -> None:
+    """Bitshuffle each block (``bshuf_trans_bit_elem``); the inverse of :func:`bitunshuffle`."""
+    _per_block(src, dst, src_offsets, dst_offsets, sizes, typesize, lambda b, t: _bitshuffle_one(b, t, False))
+
+
+# --------------------------------------------------------------------------------------
+# crc32c.cu
+
+
+def _crc_tables() -> np.ndarray:
+    """The byte table of the reflected CRC-32C: table[v] = register after byte v."""
+    table = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        table = np.where(table & 1, (table >> 1) ^ np.uint32(CRC32C_POLY), table >> 1).astype(np.uint32)
+    return table
+
+
+_TABLE = _crc_tables()
+
+
+def _mulmod(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a * b mod the polynomial (reflected representation), elementwise."""
+    a = a.astype(np.uint32)
+    b = b.astype(np.uint32).copy()
+    product = np.zeros(np.broadcast(a, b).shape, dtype=np.uint32)
+    for bit in range(31, -1, -1):
+        product ^= np.where((a >> np.uint32(bit)) & 1, b, np.uint32(0))
+        b = np.where(b & 1, (b >> 1) ^ np.uint32(CRC32C_POLY), b >> 1).astype(np.uint32)
+    return product
+
+
+def _shift(crc: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
+    """crc * x^(8 * nbytes) mod the polynomial, elementwise (square and multiply)."""
+    crc = crc.astype(np.uint32).copy()
+    n = nbytes.astype(np.uint64).copy()
+    power = np.full(crc.shape, 0x00800000, dtype=np.uint32)  # x^8
+    while np.any(n):
+        odd = (n & np.uint64(1)).astype(bool)
+        if odd.any():
+            crc[odd] = _mulmod(power[odd], crc[odd])
+        n >>= np.uint64(1)
+        live = n != 0
+        if live.any():
+            power[live] = _mulmod(power[live], power[live])
+    return crc
+
+
+def _crc_segment_bytes(n: np.ndarray, threads: int) -> np.ndarray:
+    """Bytes per thread segment (the kernel's gz_crc32c_segment_bytes)."""
+    per_thread = (n + threads - 1) // threads
+    return (per_thread + 7) & ~np.int64(7)
+
+
+def crc32c(data: np.ndarray, offsets: Sequence[int] | np.ndarray, sizes: Sequence[int] | np.ndarray,
+           threads: int = 256) -> np.ndarray:
+    """CRC-32C of each buffer (``uint32`` per buffer), computed as the kernel does.
+
+    Each buffer is cut into ``threads`` segments (multiples of 8 bytes); every segment's
+    CRC is computed (vectorised over all segments of the batch), shifted past the bytes
+    after it and xor-ed in. The result does not depend on ``threads``; the tests use that
+    to check the combination step against the ``crc32c`` package.
+    """
+    _u8(data, "data")
+    offs = np.asarray(offsets, dtype=np.int64).reshape(-1)
+    lens = np.asarray(sizes, dtype=np.int64).reshape(-1)
+    if offs.shape != lens.shape:
+        raise ValueError("offsets and sizes differ in length")
+    seg = _crc_segment_bytes(lens, threads)
+    t = np.arange(threads, dtype=np.int64)
+    starts = t[None, :] * seg[:, None]  # (nbuf, threads)
+    ends = np.minimum(starts + seg[:, None], lens[:, None])
+    live = starts < lens[:, None]
+    owner = np.broadcast_to(np.arange(len(lens))[:, None], starts.shape)[live]
+    seg_start = (offs[:, None] + starts)[live]
+    seg_len = (ends - starts)[live]
+    after = (lens[:, None] - ends)[live]
+    crc = np.full(seg_start.shape, 0xFFFFFFFF, dtype=np.uint32)
+    for i in range(int(seg_len.max(initial=0))):
+        active = seg_len > i
+        byte = data[seg_start[active] + i].astype(np.uint32)
+        reg = crc[active]
+        crc[active] = _TABLE[(reg ^ byte) & 0xFF] ^ (reg >> np.uint32(8))
+    crc = ~crc
+    parts = _shift(crc, after)
+    out = np.zeros(len(lens), dtype=np.uint32)
+    np.bitwise_xor.at(out, owner, parts)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# shard_index.cu
+
+
+@dataclass(frozen=True)
+class ParsedShardIndexes:
+    """Decoded indexes of a batch of shards, entries flat in (shard, C-order entry) order."""
+
+    offsets: np.ndarray  # uint64, (nshards * nentries,): raw values, 2**64-1 when empty
+    lengths: np.ndarray  # uint64, same shape
+    stored: np.ndarray  # uint8, 1 where the inner chunk is stored
+    status: np.ndarray  # uint32, (nshards,): SHARD_STATUS_* bits, 0 when fine
+
+
+def parse_shard_indexes(data: np.ndarray, offsets: Sequence[int] | np.ndarray, nentries: int, has_crc: bool,
+                        shard_nbytes: Sequence[int] | np.ndarray | None = None) -> ParsedShardIndexes:
+    """Parse shard indexes (little-endian uint64 pairs, optional CRC-32C trailer).
+
+    ``shard_nbytes`` (per shard) enables the check that stored entries lie inside their
+    shard; without it no bounds are checked.
+    """
+    _u8(data, "data")
+    offs = np.asarray(offsets, dtype=np.int64).reshape(-1)
+    payload = 16 * nentries
+    rows = offs[:, None] + np.arange(payload, dtype=np.int64)[None, :]
+    raw = data[rows].reshape(len(offs), -1)  # (nshards, payload)
+    entries = raw.view("<u8").reshape(len(offs), nentries, 2).astype(np.uint64)
+    ent_off, ent_len = entries[..., 0], entries[..., 1]
+    off_empty, len_empty = ent_off == _EMPTY, ent_len == _EMPTY
+    stored = ~off_empty & ~len_empty
+    status = np.zeros(len(offs), dtype=np.uint32)
+    if has_crc and len(offs):
+        crcs = crc32c(data, offs, np.full(len(offs), payload))
+        trailer_rows = offs[:, None] + payload + np.arange(4)[None, :]
+        trailers = data[trailer_rows].reshape(len(offs), 4).copy().view("<u4").reshape(-1)
+        status |= np.where(trailers != crcs, SHARD_STATUS_CRC, 0).astype(np.uint32)
+    status |= np.where((off_empty != len_empty).any(axis=1), SHARD_STATUS_HALF_EMPTY, 0).astype(np.uint32)
+    if shard_nbytes is not None:
+        limit = np.asarray(shard_nbytes, dtype=np.uint64).reshape(-1, 1)
+        # Overflow-safe form of offset + nbytes > limit (as in the kernel).
+        with np.errstate(over="ignore"):
+            past = stored & ((ent_off > limit) | (ent_len > limit - ent_off))
+        status |= np.where(past.any(axis=1), SHARD_STATUS_OUT_OF_BOUNDS, 0).astype(np.uint32)
+    return ParsedShardIndexes(
+        ent_off.reshape(-1).copy(), ent_len.reshape(-1).copy(), stored.reshape(-1).astype(np.uint8), status
+    )
+
+
+# --------------------------------------------------------------------------------------
+# scatter.cu
+
+
+def _box_slices(box: np.ndarray) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Chunk-side and output-side slices of one box (``(ndim, 5)``)."""
+    chunk_sel, out_sel = [], []
+    for c0, cs, o0, os_, count in box.tolist():
+        chunk_sel.append(slice(c0, c0 + cs * count, cs))
+        stop = o0 + os_ * count  # one step past the last element; below 0 means "to the start"
+        out_sel.append(slice(o0, stop if stop >= 0 else None, os_) if count else slice(0, 0))
+    return tuple(chunk_sel), tuple(out_sel)
+
+
+def _box_view(dst: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """``dst`` with as many dimensions as the boxes (a 0-d array is planned as (1,))."""
+    return dst if dst.ndim == boxes.shape[1] else dst.reshape(-1)
+
+
+def scatter(src: np.ndarray, src_offsets: Sequence[int] | np.ndarray, dst: np.ndarray,
+            chunk_shape: Sequence[int], boxes: np.ndarray) -> None:
+    """Copy the box of each decoded chunk into ``dst`` (C-contiguous, any dtype).
+
+    Chunk c is C-contiguous of ``chunk_shape`` and ``dst.dtype`` at
+    ``src[src_offsets[c]:]``; ``boxes[c]`` says which part goes where.
+    """
+    _u8(src, "src")
+    dst = _box_view(dst, boxes)
+    shape = tuple(chunk_shape) if len(chunk_shape) == boxes.shape[1] else (-1,)  # 0-d: (1,)
+    nbytes = int(np.prod(chunk_shape)) * dst.itemsize
+    for c, (off,) in enumerate(_items(src_offsets)):
+        chunk = src[off : off + nbytes].view(dst.dtype).reshape(shape)
+        chunk_sel, out_sel = _box_slices(boxes[c])
+        dst[out_sel] = chunk[chunk_sel]
+
+
+def fill(dst: np.ndarray, boxes: np.ndarray, fill_value: bytes | np.ndarray) -> None:
+    """Set the output side of every box to the fill value given as its raw bytes."""
+    dst = _box_view(dst, boxes)
+    value = np.frombuffer(bytes(fill_value), dtype=np.uint8).view(dst.dtype)[0]
+    for box in boxes:
+        _, out_sel = _box_slices(box)
+        dst[out_sel] = value
+
+
+def copy_ranges(src: np.ndarray, dst: np.ndarray, src_offsets: Sequence[int] | np.ndarray,
+                dst_offsets: Sequence[int] | np.ndarray, sizes: Sequence[int] | np.ndarray) -> None:
+    """``dst[d : d + n] = src[s : s + n]`` for every (s, d, n)."""
+    _u8(src, "src")
+    _u8(dst, "dst")
+    for s, d, n in _items(src_offsets, dst_offsets, sizes):
+        dst[d : d + n] = src[s : s + n]
