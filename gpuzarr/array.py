@@ -25,7 +25,7 @@ from gpuzarr.errors import MetadataError, UnsupportedCodecError, UnsupportedData
 from gpuzarr.indexing import Indexer, SelectionMode, make_indexer
 from gpuzarr.metadata import V2_ARRAY_KEY, V3_KEY, ArrayMetadata, ArrayMetadataV2, ArrayMetadataV3
 from gpuzarr.nodes import Node, prefix_of, save_metadata
-from gpuzarr.pipeline import make_layout, parallel_map, read_into, write_from
+from gpuzarr.pipeline import make_layout, parallel_map, read_many_into, write_from
 from gpuzarr.stores import Store
 
 __all__ = ["Array", "Attributes", "build_codec_chain"]
@@ -304,26 +304,59 @@ class Array(Node):
         # shards can be read partially, whole stored objects otherwise.
         return make_indexer(selection, self.shape, self._layout.unit_shape, mode)
 
+    def _check_out(self, out: Any, indexer: Indexer) -> None:
+        if not isinstance(out, np.ndarray):  # a NumPy scalar has a shape but is no buffer
+            raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+        if tuple(out.shape) != indexer.out_shape:
+            raise ValueError(f"out has shape {out.shape}, the selection has shape {indexer.out_shape}")
+        if out.dtype != self.dtype:
+            raise ValueError(f"out has dtype {out.dtype}, the array has dtype {self.dtype}")
+
+    def _read_requests(self, indexers: Sequence[Indexer], outs: Sequence[np.ndarray | None]) -> list[Any]:
+        """Read every indexer's selection in one batched pipeline call."""
+        buffers: list[np.ndarray] = []
+        direct: list[bool] = []
+        for indexer, out in zip(indexers, outs, strict=True):
+            view = None
+            if out is not None:
+                self._check_out(out, indexer)
+                view = indexer.buffer_view(out)
+            direct.append(view is not None)
+            buffers.append(view if view is not None else np.empty(indexer.buffer_shape, dtype=self.dtype))
+        read_many_into(self._layout, list(zip(indexers, buffers, strict=True)))
+        results = []
+        for indexer, out, buffer, into_out in zip(indexers, outs, buffers, direct, strict=True):
+            if into_out:
+                results.append(out)  # read straight into the caller's array
+                continue
+            result = indexer.finalize(buffer)
+            if out is not None:
+                out[...] = result
+                result = out
+            results.append(result)
+        return results
+
     def _get(self, selection: Any, mode: SelectionMode, out: np.ndarray | None = None) -> Any:
-        indexer = self._indexer(selection, mode)
-        if out is not None:
-            if not isinstance(out, np.ndarray):  # a NumPy scalar has a shape but is no buffer
-                raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-            if tuple(out.shape) != indexer.out_shape:
-                raise ValueError(f"out has shape {out.shape}, the selection has shape {indexer.out_shape}")
-            if out.dtype != self.dtype:
-                raise ValueError(f"out has dtype {out.dtype}, the array has dtype {self.dtype}")
-            buffer = indexer.buffer_view(out)
-            if buffer is not None:
-                read_into(self._layout, indexer, buffer)
-                return out
-        buffer = np.empty(indexer.buffer_shape, dtype=self.dtype)
-        read_into(self._layout, indexer, buffer)
-        result = indexer.finalize(buffer)
-        if out is not None:
-            out[...] = result
-            return out
-        return result
+        return self._read_requests([self._indexer(selection, mode)], [out])[0]
+
+    def read_batch(
+        self,
+        selections: Sequence[Any],
+        *,
+        mode: SelectionMode = "basic",
+        out: Sequence[np.ndarray] | None = None,
+    ) -> list[Any]:
+        """Read several selections as one batched read: a list of arrays, one per selection.
+
+        Every selection's chunks are planned, fetched and decoded together, so many small
+        reads (a data loader's random windows) use all threads like one large read, where
+        reading them one after another would decode one small chunk at a time. ``out``
+        optionally gives a preallocated array per selection.
+        """
+        indexers = [self._indexer(sel, mode) for sel in selections]
+        if out is not None and len(out) != len(indexers):
+            raise ValueError(f"out has {len(out)} arrays for {len(indexers)} selections")
+        return self._read_requests(indexers, list(out) if out is not None else [None] * len(indexers))
 
     def __getitem__(self, selection: Any) -> Any:
         result = self._get(selection, "basic")

@@ -1042,3 +1042,35 @@ def test_fork_after_thread_pool_use(tmp_path: pathlib.Path) -> None:
         if proc.is_alive():  # pragma: no cover - a hung child is the failure we test for
             proc.kill()
     assert proc.exitcode == 0
+
+
+@pytest.mark.parametrize("shards", [None, (8, 10)])
+def test_read_batch_equals_single_reads(shards: tuple[int, int] | None) -> None:
+    data = np.arange(24 * 30, dtype="f4").reshape(24, 30)
+    a = gpuzarr.create_array({}, shape=data.shape, dtype="f4", chunks=(4, 5), shards=shards, fill_value=-1)
+    a[:20] = data[:20]  # the last rows stay missing: fill value
+    expected_data = data.copy()
+    expected_data[20:] = -1
+    selections = [np.s_[0:4, 0:5], np.s_[3:9, ::-2], np.s_[20:, 7], np.s_[5, 5], np.s_[0:4, 0:5], np.s_[...]]
+    results = a.read_batch(selections)
+    assert len(results) == len(selections)
+    for sel, got in zip(selections, results, strict=True):
+        np.testing.assert_array_equal(got, expected_data[sel])
+    # other modes
+    (ortho,) = a.read_batch([([1, 7, 22], [0, 29])], mode="orthogonal")
+    np.testing.assert_array_equal(ortho, expected_data[np.ix_([1, 7, 22], [0, 29])])
+    (points,) = a.read_batch([([1, 7, 22], [0, 29, 3])], mode="vectorized")
+    np.testing.assert_array_equal(points, expected_data[[1, 7, 22], [0, 29, 3]])
+
+
+def test_read_batch_into_out() -> None:
+    data = np.arange(100, dtype="i8").reshape(10, 10)
+    a = gpuzarr.create_array({}, data=data, chunks=(3, 3))
+    outs = [np.empty((3, 3), "i8"), np.empty((10, 10), "i8")[:, ::2]]  # contiguous and not
+    results = a.read_batch([np.s_[0:3, 0:3], np.s_[:, 0:5]], out=outs)
+    assert results[0] is outs[0] and results[1] is outs[1]
+    np.testing.assert_array_equal(outs[0], data[0:3, 0:3])
+    np.testing.assert_array_equal(outs[1], data[:, 0:5])
+    with pytest.raises(ValueError, match="2 selections"):
+        a.read_batch([np.s_[0], np.s_[1]], out=[np.empty(10, "i8")])
+    assert a.read_batch([]) == []

@@ -29,7 +29,7 @@ from gpuzarr.indexing import ChunkProjection, Indexer, is_basic, ortho_get, orth
 from gpuzarr.pipeline.layout import ChunkLayout, waves
 from gpuzarr.pipeline.pool import parallel_map
 
-__all__ = ["read_into"]
+__all__ = ["read_into", "read_many_into"]
 
 _scratch = threading.local()
 
@@ -105,35 +105,60 @@ def _fetch_waves(
         fetcher.shutdown(wait=True, cancel_futures=True)
 
 
+class _Destination:
+    """Where one selection's units land: its buffer, and how to address it."""
+
+    __slots__ = ("buffer", "can_direct", "flat", "vectorized")
+
+    def __init__(self, indexer: Indexer, buffer: np.ndarray, can_decode_into: bool, dtype: np.dtype) -> None:
+        self.buffer = buffer
+        self.vectorized = indexer.mode == "vectorized"
+        self.flat = buffer.reshape(-1) if self.vectorized else buffer
+        self.can_direct = can_decode_into and not self.vectorized and buffer.dtype == dtype
+
+
 def read_into(layout: ChunkLayout, indexer: Indexer, buffer: np.ndarray) -> None:
     """Fill ``buffer`` (``indexer.buffer_shape``) with the selected data."""
-    projections = list(indexer.chunk_projections())
-    if not projections:
-        return
+    read_many_into(layout, [(indexer, buffer)])
+
+
+def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray]]) -> None:
+    """Fill each request's buffer with its selection, as one read.
+
+    Every selection's units are planned, fetched and decoded together, so a batch of
+    small reads (a data loader's random windows) runs in parallel like one large read.
+    """
     unit_shape = layout.unit_shape
     spec = layout.unit_spec
     dtype = spec.dtype
     fill = layout.metadata.fill_value
-    vectorized = indexer.mode == "vectorized"
-    flat = buffer.reshape(-1) if vectorized else buffer
-    can_direct = layout.chain.can_decode_into and not vectorized and buffer.dtype == dtype
     use_scratch = layout.chain.can_decode_into and not spec.data_type.is_variable_length
+    projections: list[ChunkProjection] = []
+    destination_of: dict[int, _Destination] = {}  # keyed by id(): equal projections of two selections differ
+    for indexer, buffer in requests:
+        destination = _Destination(indexer, buffer, layout.chain.can_decode_into, dtype)
+        for projection in indexer.chunk_projections():
+            projections.append(projection)
+            destination_of[id(projection)] = destination
+    if not projections:
+        return
 
     def read_one(projection: ChunkProjection, raw: Any) -> None:
+        dest = destination_of[id(projection)]
         if raw is None:
-            _fill(buffer, projection.out_selection, fill, vectorized)
+            _fill(dest.buffer, projection.out_selection, fill, dest.vectorized)
             return
         coords = projection.chunk_coords
-        if can_direct:
-            target = _direct_target(buffer, projection, unit_shape)
+        if dest.can_direct:
+            target = _direct_target(dest.buffer, projection, unit_shape)
             if target is not None:
                 layout.decode(coords, raw, out=target)
                 return
         unit = layout.decode(coords, raw, out=_scratch_buffer(unit_shape, dtype) if use_scratch else None)
-        if vectorized:
-            flat[projection.out_selection] = unit[projection.chunk_selection]
+        if dest.vectorized:
+            dest.flat[projection.out_selection] = unit[projection.chunk_selection]
         else:
-            ortho_set(buffer, projection.out_selection, ortho_get(unit, projection.chunk_selection))  # type: ignore[arg-type]
+            ortho_set(dest.buffer, projection.out_selection, ortho_get(unit, projection.chunk_selection))  # type: ignore[arg-type]
 
     def read_group(group: list[ChunkProjection]) -> None:
         # The worker fetches its own group and decodes it at once, while the bytes are
