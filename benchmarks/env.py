@@ -13,11 +13,23 @@ from typing import Any
 
 from benchmarks.readers import package_version
 
-__all__ = ["REPO_ROOT", "collect_environment", "cpu_model", "git_info", "loadavg", "source_digest"]
+__all__ = ["REPO_ROOT", "collect_environment", "cpu_model", "git_info", "gpu_models", "loadavg", "source_digest"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-_PACKAGES = ("numpy", "gpuzarr", "zarr", "zarrs", "tensorstore", "numcodecs", "crc32c")
+_PACKAGES = (
+    "numpy",
+    "gpuzarr",
+    "zarr",
+    "zarrs",
+    "tensorstore",
+    "numcodecs",
+    "crc32c",
+    "deflate",
+    "cupy-cuda13x",
+    "kvikio-cu13",
+    "nvidia-nvcomp-cu13",
+)
 
 
 def cpu_model() -> str:
@@ -29,6 +41,21 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def gpu_models() -> list[str] | None:
+    """Each NVIDIA GPU's name, memory and driver from ``nvidia-smi`` (None without one); no CUDA import."""
+    try:
+        done = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()] or None
 
 
 def _mem_total_bytes() -> int | None:
@@ -98,6 +125,7 @@ def collect_environment() -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": affinity,
+        "gpus": gpu_models(),
         "mem_total_bytes": _mem_total_bytes(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],

@@ -1,16 +1,18 @@
-"""Warm-up, verification and round-robin timing of several readers on one dataset.
+"""Warm-up, verification and round-robin timing of several subjects on one dataset and pattern.
 
-Method, per dataset:
+Method, per dataset and pattern (a :class:`~benchmarks.patterns.Task`):
 
-1. every reader does one untimed warm-up read (it also pulls the chunk files into the
-   page cache and imports/initialises the library); its result is checked against the
-   source values, and a reader whose result differs, or that raises, is not timed;
-2. ``repeats`` rounds follow; in each round every reader does one open + read, in a
-   rotated order (round ``i`` starts with reader ``i mod n``), so slow drifts of the
-   machine (other load, thermal, page-cache state) spread evenly over the readers
+1. every subject (reader, writer or ceiling) does one untimed warm-up (it also pulls the
+   chunk files into the page cache and imports/initialises the library); its result is
+   checked against the source values, and a subject whose result differs, or that
+   raises, is not timed;
+2. ``repeats`` rounds follow; in each round every subject does one open + run, in a
+   rotated order (round ``i`` starts with subject ``i mod n``), so slow drifts of the
+   machine (other load, thermal, page-cache state) spread evenly over the subjects
    instead of landing on whichever ran last;
-3. each measurement opens a fresh handle; ``open`` and ``read`` are timed separately
-   with :func:`time.perf_counter`; the garbage collector runs (untimed) before each.
+3. each measurement starts with the subject's untimed :meth:`prepare` (drop caches,
+   remove or copy output), then the garbage collector runs (untimed), then ``open`` and
+   ``run`` are timed separately with :func:`time.perf_counter`.
 
 Shared machines: every sample records the CPU time this process used and the CPU time
 all other processes used meanwhile (from ``/proc/stat``). Before each measurement the
@@ -26,14 +28,15 @@ import os
 import statistics
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 
 from benchmarks.datasets import Dataset
-from benchmarks.readers import Reader
+from benchmarks.patterns import Task
+from benchmarks.readers import Subject
 
 __all__ = [
     "Outcome",
@@ -46,7 +49,7 @@ __all__ = [
     "wait_for_quiet",
 ]
 
-Status = Literal["ok", "unavailable", "error", "mismatch"]
+Status = Literal["ok", "unavailable", "unsupported", "error", "mismatch"]
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -84,8 +87,9 @@ class _OthersMeter:
 class Quiet:
     """Policy for other processes' load: wait for quiet, retake disturbed samples, within a budget.
 
-    Before each measurement, sleep in ``window_s`` steps until other processes use fewer
-    than ``cpus`` CPUs (at most ``wait_s``). A measurement during which they used ``cpus``
+    Before each measurement, wait until other processes used fewer than ``cpus`` CPUs
+    over a window of at least ``window_s`` (the untimed preparation counts towards it;
+    at most ``wait_s``). A measurement during which they used ``cpus``
     or more is *disturbed*; it is discarded and retaken, at most ``retakes`` times. All
     waiting and discarded measurements draw on ``budget_s`` for the whole run; once it is
     spent, measurements are taken as they come (and still flagged).
@@ -95,7 +99,7 @@ class Quiet:
     wait_s: float = 3.0
     retakes: int = 3
     budget_s: float = 300.0
-    window_s: float = 0.2
+    window_s: float = 0.1
     spent_s: float = 0.0
     discarded: int = 0
 
@@ -109,31 +113,45 @@ class Quiet:
         return sample.others_cpus is not None and sample.others_cpus >= self.cpus
 
 
-def wait_for_quiet(quiet: Quiet | None) -> float:
-    """Sleep until other processes use < ``quiet.cpus`` CPUs (bounded); return the time waited."""
+def wait_for_quiet(quiet: Quiet | None, since: tuple[_OthersMeter, float] | None = None) -> float:
+    """Sleep until other processes use < ``quiet.cpus`` CPUs (bounded); return the time waited.
+
+    Quiet is judged over windows of at least ``quiet.window_s``. ``since`` (a meter
+    started at a time, e.g. before the untimed preparation) lets the first window
+    include that time, so a machine that was quiet all along costs no extra sleep.
+    """
     if quiet is None or quiet.wait_s <= 0 or quiet.exhausted or machine_busy_s() is None:
         return 0.0
-    meter = _OthersMeter()
     t0 = time.perf_counter()
-    while True:
+    if since is None:
+        meter = _OthersMeter()
         meter.start()
-        time.sleep(quiet.window_s)
+        window_start = t0
+    else:
+        meter, window_start = since
+    while True:
+        elapsed = time.perf_counter() - window_start
+        if elapsed < quiet.window_s:
+            time.sleep(quiet.window_s - elapsed)
         _cpu, others = meter.stop()
-        waited = time.perf_counter() - t0
-        if others is None or others / quiet.window_s < quiet.cpus or waited >= quiet.wait_s:
+        now = time.perf_counter()
+        waited = now - t0
+        if others is None or others / (now - window_start) < quiet.cpus or waited >= quiet.wait_s:
             break
         if quiet.spent_s + waited >= quiet.budget_s:
             break
+        meter.start()
+        window_start = time.perf_counter()
     quiet.spent_s += waited
     return waited
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One timed open + read, with the CPU use around it."""
+    """One timed open + run, with the CPU use around it."""
 
     open_s: float
-    read_s: float
+    run_s: float
     cpu_s: float = 0.0
     others_cpu_s: float | None = None
     waited_s: float = 0.0
@@ -141,18 +159,20 @@ class Sample:
 
     @property
     def total_s(self) -> float:
-        """Open plus read: what a user waits for."""
-        return self.open_s + self.read_s
+        """Open plus run: what a user waits for."""
+        return self.open_s + self.run_s
 
     @property
     def others_cpus(self) -> float | None:
         """Average number of CPUs other processes kept busy during this sample."""
-        return None if self.others_cpu_s is None else self.others_cpu_s / self.total_s
+        if self.others_cpu_s is None or self.total_s <= 0:
+            return None
+        return self.others_cpu_s / self.total_s
 
 
 @dataclass
 class Outcome:
-    """What happened to one reader on one dataset."""
+    """What happened to one subject on one dataset and pattern."""
 
     reader: str
     status: Status = "ok"
@@ -160,12 +180,14 @@ class Outcome:
     traceback: str | None = None
     warmup: Sample | None = None
     samples: list[Sample] = field(default_factory=list)
+    #: Extra facts for the record (a writer's stored bytes, ...).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def _values(self, attr: str) -> list[float]:
         return [getattr(s, attr) for s in self.samples]
 
     def median(self, attr: str = "total_s") -> float | None:
-        """Median of ``open_s``, ``read_s`` or ``total_s`` over the timed repetitions."""
+        """Median of ``open_s``, ``run_s`` or ``total_s`` over the timed repetitions."""
         values = self._values(attr)
         return statistics.median(values) if values else None
 
@@ -190,30 +212,39 @@ class Outcome:
             return None
         return (self.maximum(attr) - self.minimum(attr)) / med  # type: ignore[operator]
 
+    @property
+    def timed(self) -> bool:
+        """Whether there are timed samples to report."""
+        return self.status == "ok" and bool(self.samples)
 
-def measure_once(reader: Reader, ds: Dataset, quiet: Quiet | None = None) -> tuple[Sample, Any]:
-    """One fresh open + read of ``ds`` by ``reader``; returns the timing and the result."""
-    gc.collect()
-    waited = wait_for_quiet(quiet)
-    meter = _OthersMeter()
-    with reader.session():
+
+def measure_once(subject: Subject, ds: Dataset, task: Task, quiet: Quiet | None = None) -> tuple[Sample, Any]:
+    """One fresh open + run of ``task`` on ``ds`` by ``subject``; returns the timing and the result."""
+    with subject.session():
+        gap = _OthersMeter()
+        gap.start()
+        gap_start = time.perf_counter()
+        subject.prepare(ds, task)
+        gc.collect()
+        waited = wait_for_quiet(quiet, (gap, gap_start))
+        meter = _OthersMeter()
         meter.start()
         t0 = time.perf_counter()
-        handle = reader.open(ds)
+        handle = subject.open(ds, task)
         t1 = time.perf_counter()
-        result = reader.read(handle, ds)
+        result = subject.run(handle, ds, task)
         t2 = time.perf_counter()
         cpu, others = meter.stop()
     del handle
     return Sample(t1 - t0, t2 - t1, cpu, others, waited), result
 
 
-def measure_quietly(reader: Reader, ds: Dataset, quiet: Quiet | None) -> tuple[Sample, Any]:
+def measure_quietly(subject: Subject, ds: Dataset, task: Task, quiet: Quiet | None) -> tuple[Sample, Any]:
     """:func:`measure_once`, retaking measurements disturbed by other processes (see :class:`Quiet`)."""
     retakes = 0
     waited = 0.0
     while True:
-        sample, result = measure_once(reader, ds, quiet)
+        sample, result = measure_once(subject, ds, task, quiet)
         waited += sample.waited_s
         if quiet is None or not quiet.is_disturbed(sample) or retakes >= quiet.retakes or quiet.exhausted:
             return replace(sample, waited_s=waited, retakes=retakes), result
@@ -228,50 +259,84 @@ def _short_error(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def _fail(outcome: Outcome, subject: Subject, exc: BaseException) -> None:
+    """Record an exception: ``unsupported`` when the subject says so, else ``error``."""
+    if type(exc).__name__ in subject.unsupported_errors:
+        outcome.status, outcome.note = "unsupported", _short_error(exc)
+    else:
+        outcome.status, outcome.note, outcome.traceback = "error", _short_error(exc), traceback.format_exc()
+
+
 def run_round_robin(
-    readers: list[Reader],
+    subjects: Sequence[Subject],
     ds: Dataset,
+    task: Task,
     repeats: int,
     *,
+    source: np.ndarray | None = None,
     quiet: Quiet | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Outcome]:
-    """Warm up and verify every reader on ``ds``, then time ``repeats`` rotated rounds."""
-    outcomes: dict[str, Outcome] = {r.name: Outcome(r.name) for r in readers}
-    source = np.asarray(ds.load_source())
-    for reader in readers:
-        outcome = outcomes[reader.name]
+    """Warm up and verify every subject on ``task``, then time ``repeats`` rotated rounds.
+
+    ``source`` (the dataset's values in memory) is loaded from disk when not given.
+    Writers get the values to write through ``set_value`` before their warm-up.
+    """
+    outcomes: dict[str, Outcome] = {s.name: Outcome(s.name) for s in subjects}
+    source = np.asarray(ds.load_source()) if source is None else source
+    expected = task.expected(source)
+    value = task.value(source) if task.value is not None else None
+    active: list[Subject] = []
+    for subject in subjects:
+        outcome = outcomes[subject.name]
+        reason = subject.supports(ds, task)
+        if reason is not None:
+            outcome.status, outcome.note = "unsupported", reason
+            continue
+        if value is not None and hasattr(subject, "set_value"):
+            subject.set_value(ds, task, value)
         try:
-            sample, result = measure_once(reader, ds)
+            sample, result = measure_once(subject, ds, task)
         except Exception as exc:
-            outcome.status, outcome.note, outcome.traceback = "error", _short_error(exc), traceback.format_exc()
-            log(f"    {reader.name}: warm-up FAILED: {outcome.note}")
+            _fail(outcome, subject, exc)
+            if outcome.status == "error":
+                log(f"    {subject.name}: warm-up FAILED: {outcome.note}")
             continue
         outcome.warmup = sample
-        mismatch = reader.verify(result, ds, source)
+        try:
+            mismatch = subject.verify(result, ds, task, expected)
+        except Exception as exc:
+            mismatch = f"verification raised {_short_error(exc)}"
         del result
         if mismatch is not None:
             outcome.status, outcome.note = "mismatch", mismatch
-            log(f"    {reader.name}: result does NOT match the source: {mismatch}; not timed")
-    del source
+            log(f"    {subject.name}: result does NOT match the source: {mismatch}; not timed")
+            continue
+        active.append(subject)
+    del expected
 
-    active = [r for r in readers if outcomes[r.name].status == "ok"]
     for rep in range(repeats):
         if not active:
             break
         start = rep % len(active)
-        for reader in active[start:] + active[:start]:
-            outcome = outcomes[reader.name]
+        for subject in active[start:] + active[:start]:
+            outcome = outcomes[subject.name]
             if outcome.status != "ok":
                 continue
             try:
-                sample, result = measure_quietly(reader, ds, quiet)
+                sample, result = measure_quietly(subject, ds, task, quiet)
             except Exception as exc:
-                outcome.status, outcome.note, outcome.traceback = "error", _short_error(exc), traceback.format_exc()
-                log(f"    {reader.name}: repetition {rep + 1} FAILED: {outcome.note}")
+                _fail(outcome, subject, exc)
+                log(f"    {subject.name}: repetition {rep + 1} FAILED: {outcome.note}")
                 continue
             del result
             outcome.samples.append(sample)
-    for reader in readers:
-        reader.close()
+    for subject in subjects:
+        try:
+            subject.cleanup(ds, task)
+        except Exception as exc:  # cleanup must not lose the results
+            log(f"    {subject.name}: cleanup failed: {_short_error(exc)}")
+        stored = getattr(subject, "stored_bytes", None)
+        if isinstance(stored, dict) and (ds.name, task.pattern) in stored:
+            outcomes[subject.name].extra["stored_bytes"] = stored[(ds.name, task.pattern)]
     return outcomes
