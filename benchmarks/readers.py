@@ -219,8 +219,9 @@ class GpuzarrReader(Reader):
     name = "gpuzarr"
     description = (
         "gpuzarr.open_array(path, device='cpu'); full: a.read(out=np.empty(shape)) (fresh buffer each time); "
-        "otherwise a[sel]; windows one after another (gpuzarr has no batched multi-selection read)"
+        "otherwise a[sel]; windows with a.read_batch(selections) (one batched read)"
     )
+    batch_mode = "Array.read_batch: all selections planned, fetched and decoded as one read"
 
     def unavailable(self) -> str | None:
         return missing_modules("gpuzarr")
@@ -267,13 +268,15 @@ class GpuzarrReader(Reader):
     def read_selection(self, handle: Any, ds: Dataset, sel: Selection) -> Any:
         return handle[sel]
 
+    def read_batch(self, handle: Any, ds: Dataset, selections: Sequence[Selection]) -> list[Any]:
+        return handle.read_batch(selections)
+
 
 def clear_gpuzarr_caches() -> None:
-    """Forget gpuzarr's process-wide shard index cache (keyed by path, it outlives handles).
+    """Forget gpuzarr's process-wide shard index cache (it outlives handles).
 
     Without this, every repetition after the first would skip reading shard indexes,
-    which a fresh process (and each peer, whose handles are fresh) must read; and a
-    dataset copy replaced between repetitions would be read with stale indexes.
+    which a fresh process (and each peer, whose handles are fresh) must read.
     """
     try:
         from gpuzarr.pipeline import shard_index_cache

@@ -378,3 +378,20 @@ def test_truncated_shard(sharded_dir: tuple[Path, np.ndarray]) -> None:
     shard.write_bytes(shard.read_bytes()[:20])
     with pytest.raises(CorruptChunkError, match="c/1/1"):
         gpuzarr.open_array(path)[:]
+
+
+def test_cache_notices_shards_rewritten_by_another_library(tmp_path: Path) -> None:
+    """A shard replaced behind gpuzarr's back (here by zarr-python) is never read with a stale index."""
+    path = tmp_path / "x"
+    data = _data((16, 16), "int32")
+    z = zarr.create_array(path, shape=data.shape, dtype="int32", chunks=(2, 2), shards=(8, 8))
+    z[:] = data
+    handle = gpuzarr.open_array(path)
+    np.testing.assert_array_equal(handle[:], data)  # indexes now cached
+    z[0:2, 0:2] = 0  # empties an inner chunk: every later offset in that shard moves
+    z[5, 5] = -7
+    expected = data.copy()
+    expected[0:2, 0:2] = 0
+    expected[5, 5] = -7
+    np.testing.assert_array_equal(handle[:], expected)
+    np.testing.assert_array_equal(gpuzarr.open_array(path)[:8, :8], expected[:8, :8])

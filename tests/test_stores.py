@@ -159,6 +159,19 @@ class TestCommon:
         # A huge length past the end must not try to allocate it.
         assert store.get_ranges("k", [(98, 1 << 60)]) == [b"\x62\x63"]
 
+    def test_object_token(self, store: Store) -> None:
+        from gpuzarr.stores.base import UNVERSIONED
+
+        assert store.object_token("a/x") is None or store.object_token("a/x") == UNVERSIONED
+        store.set("a/x", b"one")
+        first = store.object_token("a/x")
+        assert first is not None
+        store.set("a/x", b"two")  # same size, new object
+        second = store.object_token("a/x")
+        if first != UNVERSIONED:  # stores that can tell versions apart must do so
+            assert second != first
+        assert store.object_token("a/x") == second  # stable while unchanged
+
     def test_get_suffix(self, store: Store) -> None:
         store.set("k", b"0123456789")
         assert store.get_suffix("k", 3) == b"789"

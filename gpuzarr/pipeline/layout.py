@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -113,25 +113,29 @@ class _IndexCache:
     """A bounded, thread-safe LRU of decoded shard indexes.
 
     Keyed by the storage (:attr:`Store.cache_namespace`) and shard key, so every handle
-    on the same storage shares entries, and a shard rewritten through gpuzarr updates or
-    drops its entry for all of them.
+    on the same storage shares entries, and a shard rewritten through gpuzarr drops its
+    entry for all of them. Each entry also keeps the shard's :meth:`Store.object_token`
+    from when it was read, so a shard replaced by anyone else (another library, another
+    process) is noticed on the next read instead of being read with a stale index.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[Any, str], ShardIndex] = OrderedDict()
+        self._entries: OrderedDict[tuple[Any, str], tuple[Hashable, ShardIndex]] = OrderedDict()
 
-    def get(self, store: Store, key: str) -> ShardIndex | None:
+    def get(self, store: Store, key: str, token: Hashable) -> ShardIndex | None:
+        """The cached index of ``key`` if it was read from the object ``token`` names."""
         with self._lock:
             entry = self._entries.get((store.cache_namespace, key))
-            if entry is not None:
-                self._entries.move_to_end((store.cache_namespace, key))
-            return entry
+            if entry is None or entry[0] != token:
+                return None
+            self._entries.move_to_end((store.cache_namespace, key))
+            return entry[1]
 
-    def put(self, store: Store, key: str, index: ShardIndex) -> None:
+    def put(self, store: Store, key: str, token: Hashable, index: ShardIndex) -> None:
         limit = get_config().shard_index_cache_entries
         with self._lock:
-            self._entries[(store.cache_namespace, key)] = index
+            self._entries[(store.cache_namespace, key)] = (token, index)
             self._entries.move_to_end((store.cache_namespace, key))
             while len(self._entries) > limit:
                 self._entries.popitem(last=False)
@@ -266,9 +270,18 @@ class ShardedLayout(ChunkLayout):
     # -- indexes ------------------------------------------------------------------------
 
     def read_indexes(self, shard_keys: Sequence[str]) -> list[ShardIndex | None]:
-        """The index of each shard (None for a missing shard), from the cache or the store."""
-        found: list[ShardIndex | None] = [shard_index_cache.get(self.store, k) for k in shard_keys]
-        missing = [i for i, f in enumerate(found) if f is None]
+        """The index of each shard (None for a missing shard), from the cache or the store.
+
+        Each shard's version token is checked first (a ``stat`` on local files): a missing
+        shard costs no read at all, and a cached index is used only for the very object
+        it was read from.
+        """
+        tokens = [self.store.object_token(k) for k in shard_keys]
+        found: list[ShardIndex | None] = [
+            shard_index_cache.get(self.store, k, t) if t is not None else None
+            for k, t in zip(shard_keys, tokens, strict=True)
+        ]
+        missing = [i for i, (f, t) in enumerate(zip(found, tokens, strict=True)) if f is None and t is not None]
         if not missing:
             return found
         n = self.index_nbytes
@@ -280,13 +293,13 @@ class ShardedLayout(ChunkLayout):
             raws = [r[0] if r is not None else None for r in ranges]
         for i, key, raw in zip(missing, keys, raws, strict=True):
             if raw is None:
-                continue
+                continue  # deleted since its token was read
             if len(raw) < n:
                 raise CorruptChunkError(
                     f"shard {key!r}: truncated, {len(raw)} bytes is too short for its {n}-byte index"
                 )
             index = self.codec.decode_index(raw, self.shard_spec, key)
-            shard_index_cache.put(self.store, key, index)
+            shard_index_cache.put(self.store, key, tokens[i], index)
             found[i] = index
         return found
 

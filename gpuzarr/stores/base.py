@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import operator
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -144,6 +144,10 @@ def under_prefix(prefix: str) -> str:
     return prefix + "/" if prefix else ""
 
 
+#: The token of stores that cannot tell object versions apart (see Store.object_token).
+UNVERSIONED = ("unversioned",)
+
+
 class Store(ABC):
     """Abstract key/value store of bytes, the storage interface of gpuzarr.
 
@@ -240,6 +244,17 @@ class Store(ABC):
             key = validate_key(raw_key)
             checked.append((key, _check_ranges(key, ranges)))
         return self._get_many_ranges(checked)
+
+    def object_token(self, key: str) -> Hashable | None:
+        """A cheap token that changes whenever ``key``'s object is replaced; None if missing.
+
+        Caches of data derived from an object (shard indexes) compare tokens to notice
+        that another writer, even another library or process, replaced the object. The
+        default, for stores that cannot tell cheaply, is one constant: such caches then
+        rely on gpuzarr's own writes invalidating them.
+        """
+        self._check_open()
+        return self._object_token(validate_key(key))
 
     def size(self, key: str) -> int | None:
         """Return the size in bytes of ``key``'s object, or ``None`` if it is missing."""
@@ -376,6 +391,9 @@ class Store(ABC):
         """Yield every key under a validated prefix."""
 
     # ------------------------------------------- hooks with default behaviour
+
+    def _object_token(self, key: str) -> Hashable | None:
+        return UNVERSIONED
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
         return [self._get(k) for k in keys]

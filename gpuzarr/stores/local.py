@@ -9,7 +9,7 @@ import random
 import re
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 
 from gpuzarr.errors import StoreError
 
@@ -196,6 +196,19 @@ class LocalStore(Store):
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
         return parallel_map(self._get, keys, self.threads)
+
+    def _object_token(self, key: str) -> Hashable | None:
+        # A write replaces the file by rename, so the inode changes; size and mtime catch
+        # writers that rewrite in place.
+        try:
+            st = os.stat(self._path(key))
+        except OSError as exc:
+            if exc.errno in _MISSING_ERRNOS:
+                return None
+            raise StoreError(f"cannot stat key {key!r} in {self!r}: {exc}") from exc
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def _get_ranges(self, key: str, ranges: list[ByteRange]) -> list[bytes] | None:
         opened = self._open_regular(key)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 
 from .base import ByteRange, Store, under_prefix
 
@@ -65,6 +65,12 @@ class MemoryStore(Store):
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ reads
+
+
+    def _object_token(self, key: str) -> Hashable | None:
+        value = self.data.get(key)
+        # Values are immutable bytes replaced on every write: identity is the version.
+        return None if value is None else (id(value), len(value))
 
     def _get(self, key: str) -> bytes | None:
         value = self.data.get(key)
