@@ -23,7 +23,7 @@ import numpy as np
 from gpuzarr.codecs.base import ArrayBytesCodec, Buffer, ChunkSpec, Codec, as_memoryview
 from gpuzarr.codecs.bytes import BytesCodec
 from gpuzarr.codecs.chain import CodecChain
-from gpuzarr.codecs.crc32c import Crc32cCodec
+from gpuzarr.codecs.crc32c import Crc32cCodec, crc32c_checksum
 from gpuzarr.codecs.fill import is_fill_chunk
 from gpuzarr.codecs.registry import codec_from_json, codec_from_user, register_codec
 from gpuzarr.config import get_config
@@ -169,6 +169,11 @@ class ShardingCodec(ArrayBytesCodec):
         return ChunkSpec((*self.inner_grid(spec.shape), 2), _UINT64, EMPTY)
 
     def _chains(self, spec: ChunkSpec) -> tuple[CodecChain, CodecChain]:
+        # Runs for every shard index read: look the (long-lived) spec object up by
+        # identity first; the value key (whose repr is slow) only for new spec objects.
+        by_id = self._chain_cache.get(id(spec))
+        if by_id is not None and by_id[0] is spec:
+            return by_id[1]
         key = (spec.shape, repr(spec.data_type), repr(spec.fill_value))
         cache = self._chain_cache
         if key not in cache:
@@ -176,6 +181,7 @@ class ShardingCodec(ArrayBytesCodec):
                 CodecChain(self.codecs, self.inner_spec(spec), "sharding_indexed codecs"),
                 CodecChain(self.index_codecs, self._index_spec(spec), "sharding_indexed index_codecs"),
             )
+        cache[id(spec)] = (spec, cache[key])
         return cache[key]
 
     @cached_property
@@ -202,17 +208,45 @@ class ShardingCodec(ArrayBytesCodec):
         """Where the index lies: ``("start", n)`` = first n bytes, ``("end", n)`` = last n."""
         return self.index_location, self.index_nbytes(spec)
 
+    @cached_property
+    def _plain_index(self) -> bool | None:
+        """For the common index codecs (little-endian bytes, optionally crc32c): whether a
+        crc32c is present; None for any other index codecs (decoded generically)."""
+        codecs = self.index_codecs
+        if not codecs or not isinstance(codecs[0], BytesCodec) or codecs[0].endian != "little":
+            return None
+        if len(codecs) == 1:
+            return False
+        if len(codecs) == 2 and isinstance(codecs[1], Crc32cCodec):
+            return True
+        return None
+
     def decode_index(self, raw: Buffer, spec: ChunkSpec, key: str = "shard") -> ShardIndex:
         """Decode an encoded index, checking its checksum and its entries."""
+        view = as_memoryview(raw)
         expected = self.index_nbytes(spec)
-        if len(as_memoryview(raw)) != expected:
-            raise CorruptChunkError(f"shard {key!r}: index holds {len(as_memoryview(raw))} bytes, expected {expected}")
-        try:
-            entries = np.array(self._chains(spec)[1].decode(raw), dtype=np.uint64, copy=True)
-        except ChecksumError as exc:
-            raise ChecksumError(f"shard {key!r}: index {exc}") from None
-        except CorruptChunkError as exc:
-            raise CorruptChunkError(f"shard {key!r}: index {exc}") from None
+        if len(view) != expected:
+            raise CorruptChunkError(f"shard {key!r}: index holds {len(view)} bytes, expected {expected}")
+        grid = self.inner_grid(spec.shape)
+        with_crc = self._plain_index
+        if with_crc is not None:
+            # The usual index codecs, read directly: one of these is decoded per shard read.
+            payload = view[:-4] if with_crc else view
+            if with_crc:
+                stored, actual = int.from_bytes(view[-4:], "little"), crc32c_checksum(payload)
+                if stored != actual:
+                    raise ChecksumError(
+                        f"shard {key!r}: index codec 'crc32c': checksum mismatch "
+                        f"(stored {stored:#010x}, computed {actual:#010x})"
+                    )
+            entries = np.frombuffer(payload, dtype="<u8").reshape(*grid, 2)
+        else:
+            try:
+                entries = np.array(self._chains(spec)[1].decode(raw), dtype=np.uint64, copy=True)
+            except ChecksumError as exc:
+                raise ChecksumError(f"shard {key!r}: index {exc}") from None
+            except CorruptChunkError as exc:
+                raise CorruptChunkError(f"shard {key!r}: index {exc}") from None
         offsets, lengths = entries[..., 0], entries[..., 1]
         half_empty = (offsets == EMPTY) != (lengths == EMPTY)
         if half_empty.any():
