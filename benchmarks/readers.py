@@ -62,6 +62,17 @@ def package_version(dist: str) -> str | None:
         return None
 
 
+def zarr_settings() -> dict[str, Any]:
+    """zarr-python's settings that shape its speed (recorded with every zarr-based result)."""
+    import zarr
+
+    return {
+        "codec_pipeline": zarr.config.get("codec_pipeline"),
+        "async.concurrency": zarr.config.get("async.concurrency"),
+        "threading.max_workers": zarr.config.get("threading.max_workers"),
+    }
+
+
 def missing_modules(*modules: str) -> str | None:
     """Why one of ``modules`` cannot be imported (not installed, or its import fails), or None."""
     for module in modules:
@@ -327,15 +338,8 @@ class ZarrPythonReader(Reader):
         return {}
 
     def settings(self) -> dict[str, Any]:
-        import zarr
-
         with self.session():
-            return {
-                "codec_pipeline": zarr.config.get("codec_pipeline"),
-                "async.concurrency": zarr.config.get("async.concurrency"),
-                "threading.max_workers": zarr.config.get("threading.max_workers"),
-                "batch": self.batch_mode,
-            }
+            return {**zarr_settings(), "batch": self.batch_mode}
 
     def session(self) -> contextlib.AbstractContextManager[Any]:
         import zarr

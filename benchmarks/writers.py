@@ -39,6 +39,7 @@ from benchmarks.readers import (
     compare_arrays,
     missing_modules,
     package_version,
+    zarr_settings,
 )
 
 __all__ = [
@@ -220,14 +221,8 @@ class ZarrPythonWriter(Writer):
         return {}
 
     def settings(self) -> dict[str, Any]:
-        import zarr
-
         with self.session():
-            return {
-                "codec_pipeline": zarr.config.get("codec_pipeline"),
-                "async.concurrency": zarr.config.get("async.concurrency"),
-                "threading.max_workers": zarr.config.get("threading.max_workers"),
-            }
+            return zarr_settings()
 
     def session(self) -> contextlib.AbstractContextManager[Any]:
         import zarr
