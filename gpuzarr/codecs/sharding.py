@@ -48,10 +48,6 @@ class ShardIndex:
         """Number of inner chunks along each dimension."""
         return self.entries.shape[:-1]
 
-    def is_empty(self) -> bool:
-        """Whether no inner chunk is stored."""
-        return bool(np.all(self.entries[..., 0] == EMPTY))
-
     def byte_range(self, coords: Sequence[int]) -> tuple[int, int] | None:
         """``(offset, nbytes)`` of an inner chunk, or None if it is not stored."""
         offset, nbytes = self.entries[tuple(coords)]

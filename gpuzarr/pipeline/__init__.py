@@ -7,7 +7,7 @@
 from gpuzarr.codecs.fill import is_fill_chunk
 from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, coalesce_ranges, make_layout, shard_index_cache
 from gpuzarr.pipeline.pool import parallel_map
-from gpuzarr.pipeline.read import read_into, read_many_into
+from gpuzarr.pipeline.read import read_many_into
 from gpuzarr.pipeline.write import write_from
 
 __all__ = [
@@ -17,7 +17,6 @@ __all__ = [
     "is_fill_chunk",
     "make_layout",
     "parallel_map",
-    "read_into",
     "read_many_into",
     "shard_index_cache",
     "write_from",

@@ -28,7 +28,15 @@ from gpuzarr.metadata import ArrayMetadata
 from gpuzarr.pipeline.pool import parallel_map
 from gpuzarr.stores import Store
 
-__all__ = ["ChunkLayout", "ShardedLayout", "coalesce_ranges", "make_layout", "shard_index_cache", "waves"]
+__all__ = [
+    "ChunkLayout",
+    "ShardedLayout",
+    "coalesce_ranges",
+    "make_layout",
+    "shard_index_cache",
+    "waves",
+    "whole_unit_view",
+]
 
 T = TypeVar("T")
 
@@ -43,6 +51,25 @@ def waves(items: list[T], unit_nbytes: int) -> Iterator[list[T]]:
     per_wave = max(2 * cfg.threads, cfg.wave_bytes // max(1, unit_nbytes))
     for start in range(0, len(items), per_wave):
         yield items[start : start + per_wave]
+
+
+def whole_unit_view(array: np.ndarray, projection: ChunkProjection, unit_shape: tuple[int, ...]) -> np.ndarray | None:
+    """The view of ``array`` (an output buffer or a write's value) that holds one whole
+    unit, when the projection covers the unit with plain step-1 slices; else None.
+
+    Runs once per unit on the hot paths, so it tests types directly.
+    """
+    out_sel = projection.out_selection
+    if type(out_sel) is not tuple:
+        return None
+    for s, n in zip(projection.chunk_selection, unit_shape, strict=True):
+        if type(s) is not slice or s.start != 0 or s.stop != n or s.step != 1:
+            return None
+    for s in out_sel:
+        if type(s) is not slice or s.step not in (None, 1):
+            return None
+    view = array[(*out_sel, Ellipsis)]  # the Ellipsis keeps a 0-d selection a view, not a scalar
+    return view if view.shape == unit_shape else None
 
 
 class ChunkLayout:

@@ -26,10 +26,10 @@ import numpy as np
 
 from gpuzarr.config import get_config
 from gpuzarr.indexing import ChunkProjection, Indexer, is_basic, ortho_get, ortho_set
-from gpuzarr.pipeline.layout import ChunkLayout, waves
+from gpuzarr.pipeline.layout import ChunkLayout, waves, whole_unit_view
 from gpuzarr.pipeline.pool import parallel_map
 
-__all__ = ["read_into", "read_many_into"]
+__all__ = ["read_many_into"]
 
 _scratch = threading.local()
 
@@ -52,23 +52,9 @@ def _scratch_buffer(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 
 def _direct_target(buffer: np.ndarray, projection: ChunkProjection, unit_shape: tuple[int, ...]) -> np.ndarray | None:
-    """The view of ``buffer`` a whole unit can be decoded into, if it is contiguous.
-
-    Runs once per unit, so it tests types directly rather than through helpers.
-    """
-    out_sel = projection.out_selection
-    if type(out_sel) is not tuple:
-        return None
-    for s, n in zip(projection.chunk_selection, unit_shape, strict=True):
-        if type(s) is not slice or s.start != 0 or s.stop != n or s.step != 1:
-            return None
-    for s in out_sel:
-        if type(s) is not slice or s.step not in (None, 1):
-            return None
-    view = buffer[(*out_sel, Ellipsis)]  # the Ellipsis keeps a 0-d selection a view, not a scalar
-    if view.shape != unit_shape or not view.flags.c_contiguous:
-        return None
-    return view
+    """The view of ``buffer`` a whole unit can be decoded into, if it is contiguous."""
+    view = whole_unit_view(buffer, projection, unit_shape)
+    return view if view is not None and view.flags.c_contiguous else None
 
 
 def _fill(buffer: np.ndarray, selection: Any, fill: Any, vectorized: bool) -> None:
@@ -118,11 +104,6 @@ class _Destination:
         self.vectorized = indexer.mode == "vectorized"
         self.flat = buffer.reshape(-1) if self.vectorized else buffer
         self.can_direct = can_decode_into and not self.vectorized and buffer.dtype == dtype
-
-
-def read_into(layout: ChunkLayout, indexer: Indexer, buffer: np.ndarray) -> None:
-    """Fill ``buffer`` (``indexer.buffer_shape``) with the selected data."""
-    read_many_into(layout, [(indexer, buffer)])
 
 
 def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray]]) -> None:

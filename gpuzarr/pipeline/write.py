@@ -23,7 +23,7 @@ import numpy as np
 from gpuzarr.codecs.fill import is_fill_chunk
 from gpuzarr.config import get_config
 from gpuzarr.indexing import ChunkProjection, Indexer, ortho_get, ortho_set
-from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache, waves
+from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache, waves, whole_unit_view
 from gpuzarr.pipeline.pool import parallel_map
 
 __all__ = ["write_from"]
@@ -42,16 +42,7 @@ class _ValueSource:
         A unit the selection covers completely with plain slices can be encoded straight
         from the caller's array: no unit buffer, no fill, no copy.
         """
-        if self.vectorized or type(projection.out_selection) is not tuple:
-            return None
-        for s, n in zip(projection.chunk_selection, unit_shape, strict=True):
-            if type(s) is not slice or s.start != 0 or s.stop != n or s.step != 1:
-                return None
-        for s in projection.out_selection:
-            if type(s) is not slice or s.step not in (None, 1):
-                return None
-        view = self.value[(*projection.out_selection, Ellipsis)]
-        return view if view.shape == unit_shape else None
+        return None if self.vectorized else whole_unit_view(self.value, projection, unit_shape)
 
     def apply(self, unit: np.ndarray, projection: ChunkProjection) -> None:
         """Write the projection's values into ``unit`` (a writable full unit array)."""
