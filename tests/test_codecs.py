@@ -594,6 +594,42 @@ def test_zstd_frames_without_content_size() -> None:
     np.testing.assert_array_equal(chain.decode(with_size, out=out), expected)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_zstd_decode_many_matches_one_by_one(threads: int) -> None:
+    assert ZstdCodec.decodes_batches
+    rng = np.random.default_rng(5)
+    payloads = [rng.integers(0, 50, 300, dtype=np.uint8).tobytes() for _ in range(9)]
+    frames: list[Any] = [numcodecs.Zstd(level=i % 4, checksum=bool(i % 2)).encode(p) for i, p in enumerate(payloads)]
+    frames[3] = _zstd_raw_frame(payloads[3])  # no content size in the header
+    frames[4] = memoryview(b"pad" + frames[4])[3:]  # a view, as sliced out of a shard
+    decoded = ZstdCodec().cpu_decode_many(frames, 300, threads)
+    assert [bytes(d) for d in decoded] == payloads
+    assert ZstdCodec().cpu_decode_many([], 300, threads) == []
+
+
+def test_zstd_decode_many_rejects_bad_frames() -> None:
+    good = numcodecs.Zstd().encode(bytes(300))
+    with pytest.raises(CorruptChunkError, match="zstd"):
+        ZstdCodec().cpu_decode_many([good, good[:-5]], 300, 2)
+    with pytest.raises(CorruptChunkError, match="zstd"):  # decodes to a different size
+        ZstdCodec().cpu_decode_many([good], 200, 2)
+    with pytest.raises(CorruptChunkError, match="zstd"):
+        ZstdCodec().cpu_decode_many([b"not a frame"], 300, 2)
+
+
+def test_chain_decode_many() -> None:
+    spec = spec_for((10, 3), "float64")
+    chain = CodecChain([BytesCodec("little"), ZstdCodec(1)], spec)
+    assert chain.decodes_batches
+    chunks = [np.full((10, 3), float(i)) for i in range(4)]
+    decoded = chain.decode_many([chain.encode(c) for c in chunks], 2)
+    for got, want in zip(decoded, chunks, strict=True):
+        np.testing.assert_array_equal(got, want)
+    # Chunks stored big-endian, or with more codecs, decode one by one.
+    assert not CodecChain([BytesCodec("big"), ZstdCodec()], spec).decodes_batches
+    assert not CodecChain([BytesCodec("little"), GzipCodec()], spec).decodes_batches
+
+
 @pytest.mark.parametrize("data", [b"", b"\x28\xb5\x2f", b"not zstd at all", b"\x28\xb5\x2f\xfd"], ids=repr)
 def test_zstd_frame_content_size_non_frames(data: bytes) -> None:
     assert zstd_frame_content_size(memoryview(data)) is None

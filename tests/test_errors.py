@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import numcodecs
 import numpy as np
 import pytest
 
@@ -710,3 +711,33 @@ def test_store_error_is_os_error(tmp_path: pathlib.Path) -> None:
         store.get("../escape")
     assert issubclass(StoreError, OSError)
 
+
+
+@pytest.mark.parametrize("checksum", [False, True])
+def test_batched_zstd_decode_names_the_bad_chunk(checksum: bool) -> None:
+    """Reads small enough for one native batch decode still name the one bad chunk."""
+    a, store, _ = _array_with_chunks(3, {"name": "zstd", "configuration": {"level": 1, "checksum": checksum}})
+    assert a._layout.chain.decodes_batches  # type: ignore[attr-defined]
+    key = "arr/c/1/0"
+    raw = bytearray(store[key])
+    if checksum:
+        raw[-1] ^= 0xFF  # the content decodes; its checksum does not match
+    else:
+        del raw[len(raw) // 2 :]  # (without a checksum, a flipped literal byte goes unnoticed)
+    store[key] = bytes(raw)
+    windows = [(slice(r, r + 16), slice(c, c + 16)) for r in (0, 16) for c in (0, 16)]
+    expected_error = ChecksumError if checksum else (ChecksumError, CorruptChunkError)
+    with pytest.raises(expected_error, match=re.escape(key)):
+        a.read_batch(windows)
+    others = [w for w in windows if w != (slice(16, 32), slice(0, 16))]
+    for sel, got in zip(others, a.read_batch(others), strict=True):  # the other chunks still read
+        np.testing.assert_array_equal(got, DATA[sel])
+
+
+def test_batched_zstd_decode_falls_back_for_multi_frame_chunks() -> None:
+    """A chunk of two zstd frames is valid zstd: the batch call rejects it, one by one reads it."""
+    a, store, key = _array_with_chunks(3, {"name": "zstd", "configuration": {"level": 1, "checksum": False}})
+    chunk = np.ascontiguousarray(DATA[:16, :16]).astype("<i4").tobytes()
+    half = len(chunk) // 2
+    store[key] = numcodecs.Zstd(1).encode(chunk[:half]) + numcodecs.Zstd(1).encode(chunk[half:])
+    np.testing.assert_array_equal(a[:32, :32], DATA[:32, :32])

@@ -395,3 +395,112 @@ def test_cache_notices_shards_rewritten_by_another_library(tmp_path: Path) -> No
     expected[5, 5] = -7
     np.testing.assert_array_equal(handle[:], expected)
     np.testing.assert_array_equal(gpuzarr.open_array(path)[:8, :8], expected[:8, :8])
+
+
+# --------------------------------------------------------------------------------------
+# batched planning over many shards
+
+
+def test_plan_reads_never_coalesces_across_shards() -> None:
+    from gpuzarr.codecs.sharding import EMPTY, ShardIndex
+    from gpuzarr.pipeline.layout import _plan_reads
+
+    # Two shards whose inner chunks sit at the same offsets: a plan that merged ranges
+    # across shards would read one shard's bytes for the other.
+    entries = np.array([[0, 10], [10, 10], [EMPTY, EMPTY], [40, 5]], dtype=np.uint64).reshape(4, 2)
+    indexes = [ShardIndex(entries.copy()), None, ShardIndex(entries.copy())]
+    position = np.array([2, 0, 0, 1, 2, 0, 2])  # unit -> shard
+    inner = np.array([[0], [1], [0], [0], [3], [2], [1]])
+    planned = _plan_reads(indexes, position, inner, max_gap=100)
+    assert planned is not None
+    members, offsets, lengths, read_shard, read_start, read_end, bounds = planned
+    assert read_shard == [0, 2]  # shard 1 is missing, inner chunk 2 is empty: neither is read
+    assert [(s, e) for s, e in zip(read_start, read_end, strict=True)] == [(0, 20), (0, 45)]
+    assert members[bounds[0] : bounds[1]] == [2, 1]  # shard 0: units at offsets 0 and 10
+    assert members[bounds[1] : bounds[2]] == [0, 6, 4]  # shard 2: offsets 0, 10, 40
+    assert offsets == [0, 10, 0, 10, 40] and lengths == [10, 10, 10, 10, 5]
+
+
+@pytest.mark.parametrize("huge", [False, True])
+def test_plan_reads_gap_threshold_per_shard(huge: bool) -> None:
+    from gpuzarr.codecs.sharding import ShardIndex
+    from gpuzarr.pipeline.layout import _plan_reads
+
+    # `huge` offsets take the shard-by-shard path (too large to band the shards apart).
+    base = 2**61 if huge else 0
+    entries = np.array([[base, 8], [base + 20, 8], [base + 100, 8]], dtype=np.uint64)
+    indexes = [ShardIndex(entries.copy()) for _ in range(3)]
+    position = np.repeat([0, 1, 2], 3)
+    inner = np.tile(np.arange(3), 3).reshape(-1, 1)
+    planned = _plan_reads(indexes, position, inner, max_gap=12)
+    assert planned is not None
+    _, _, _, read_shard, read_start, read_end, _ = planned
+    assert read_shard == [0, 0, 1, 1, 2, 2]
+    assert [e - s for s, e in zip(read_start, read_end, strict=True)] == [28, 8] * 3
+    assert read_start == [base, base + 100] * 3
+
+
+def test_tiny_shard_groups_are_merged_per_thread(tmp_path: Path) -> None:
+    data = _data((64, 16), "int32")
+    a = gpuzarr.create_array(tmp_path / "s", shape=data.shape, dtype="int32", chunks=(1, 16), shards=(4, 16))
+    a[:] = data
+    layout = a._layout  # type: ignore[attr-defined]
+    rows = [1, 5, 6, 9, 17, 33, 34, 35, 50, 63]  # one or a few inner chunks in each of 7 shards
+    projections = [p for r in rows for p in a._indexer((slice(r, r + 1),), "basic").chunk_projections()]
+    groups = layout.worker_groups(projections, threads=3, min_group_bytes=2**20)
+    assert len(groups) <= 3
+    seen = [p.chunk_coords for g in groups for p in g.projections]
+    assert sorted(seen) == sorted(p.chunk_coords for p in projections)
+    shards_of = [{c[0] // 4 for c in (p.chunk_coords for p in g.projections)} for g in groups]
+    for i, one in enumerate(shards_of):  # no shard is split between groups
+        for other in shards_of[i + 1 :]:
+            assert not one & other
+    # Large shares of a read keep one group per shard.
+    assert len(layout.worker_groups(projections, threads=3, min_group_bytes=0)) == 7
+    for group in groups:
+        for projection, raw in zip(group.projections, group.fetch(), strict=True):
+            row = projection.chunk_coords[0]
+            np.testing.assert_array_equal(layout.decode(projection.chunk_coords, raw), data[row : row + 1])
+
+
+def test_batch_of_windows_over_many_shards(tmp_path: Path) -> None:
+    """Windows scattered over many shards, some absent and some with empty inner chunks."""
+    data = _data((256, 32), "float32")
+    data[64:128] = 0  # whole shards of fill value: not stored
+    data[130:131] = 0  # one empty inner chunk inside a stored shard
+    a = gpuzarr.create_array(
+        tmp_path / "s", shape=data.shape, dtype="float32", chunks=(1, 32), shards=(16, 32), compressors={"name": "zstd"}
+    )
+    a[:] = data
+    rng = np.random.default_rng(3)
+    selections = [(slice(r, r + 1), slice(None)) for r in rng.choice(256, 40, replace=False).tolist()]
+    selections.append((slice(130, 131), slice(None)))
+    for threads in (1, 3):
+        with gpuzarr.config.set(threads=threads):
+            shard_index_cache.clear()
+            got = gpuzarr.open_array(tmp_path / "s").read_batch(selections)
+            for sel, window in zip(selections, got, strict=True):
+                np.testing.assert_array_equal(window, data[sel])
+
+
+def test_indexes_of_many_shards_decoded_together_name_the_bad_one(tmp_path: Path) -> None:
+    data = _data((32, 4), "int32")
+    a = gpuzarr.create_array(tmp_path / "s", shape=data.shape, dtype="int32", chunks=(1, 4), shards=(4, 4))
+    a[:] = data
+    codec, spec = a.serializer, a._layout.shard_spec  # type: ignore[attr-defined]
+    assert isinstance(codec, ShardingCodec)
+    n = codec.index_nbytes(spec)
+    keys = [f"c/{i}/0" for i in range(8)]
+    raws = [(tmp_path / "s" / k).read_bytes()[-n:] for k in keys]
+    indexes = codec.decode_indexes(raws, spec, keys)
+    assert [i.byte_range((0, 0)) is not None for i in indexes] == [True] * 8
+    bad = bytearray(raws[5])
+    bad[3] ^= 1
+    with pytest.raises(ChecksumError, match="c/5/0"):
+        codec.decode_indexes([*raws[:5], bytes(bad), *raws[6:]], spec, keys)
+    # A half-empty entry (offset set, length empty) is corrupt, named by shard and chunk.
+    half = np.frombuffer(raws[6][:-4], "<u8").copy()
+    half[2 * 2 + 1] = 2**64 - 1
+    with pytest.raises(CorruptChunkError, match=r"c/6/0.*\(2, 0\)"):
+        plain = ShardingCodec((1, 4), index_codecs=codec.index_codecs[:1])
+        plain.decode_indexes([r[:-4] for r in raws[:6]] + [half.tobytes()], spec, keys[:7])

@@ -23,7 +23,7 @@ shard indexes), ``decodes_into`` (``cpu_decode`` accepts an ``out`` buffer, and
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -171,6 +171,20 @@ class BytesBytesCodec(Codec):
     """Transforms bytes into bytes (compressors, checksums)."""
 
     kind: ClassVar[CodecKind] = "bytes_bytes"
+
+    #: Whether :meth:`cpu_decode_many` decodes a batch in native code (no Python per chunk).
+    decodes_batches: ClassVar[bool] = False
+
+    def cpu_decode_many(self, datas: Sequence[Buffer], decoded_nbytes: int, threads: int) -> list[Buffer]:
+        """Decode several chunks that each decode to exactly ``decoded_nbytes`` bytes.
+
+        Codecs with ``decodes_batches`` decode the whole batch in one native call on up
+        to ``threads`` threads, without the GIL: for small chunks the Python work around
+        each decode call (and the handoffs between worker threads) would otherwise cost
+        as much as the decoding. Raises CorruptChunkError or ChecksumError if any chunk
+        is bad, without saying which: callers decode one by one to find out.
+        """
+        raise NotImplementedError(f"codec {self.name!r} has no batched decoder")
 
 
 def check_decoded_size(data: Buffer, expected: int, codec: str) -> None:

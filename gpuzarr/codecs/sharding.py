@@ -219,36 +219,51 @@ class ShardingCodec(ArrayBytesCodec):
 
     def decode_index(self, raw: Buffer, spec: ChunkSpec, key: str = "shard") -> ShardIndex:
         """Decode an encoded index, checking its checksum and its entries."""
-        view = as_memoryview(raw)
+        return self.decode_indexes([raw], spec, [key])[0]
+
+    def decode_indexes(self, raws: Sequence[Buffer], spec: ChunkSpec, keys: Sequence[str]) -> list[ShardIndex]:
+        """Decode the encoded indexes of several shards (``keys`` name them in errors).
+
+        The usual index codecs (little-endian bytes, optionally crc32c) are decoded for
+        the whole batch at once: a read touching many shards decodes an index per shard,
+        and NumPy calls per index would cost more than the index bytes themselves.
+        """
         expected = self.index_nbytes(spec)
-        if len(view) != expected:
-            raise CorruptChunkError(f"shard {key!r}: index holds {len(view)} bytes, expected {expected}")
+        views = [as_memoryview(raw) for raw in raws]
+        for view, key in zip(views, keys, strict=True):
+            if len(view) != expected:
+                raise CorruptChunkError(f"shard {key!r}: index holds {len(view)} bytes, expected {expected}")
         grid = self.inner_grid(spec.shape)
         with_crc = self._plain_index
-        if with_crc is not None:
-            # The usual index codecs, read directly: one of these is decoded per shard read.
-            payload = view[:-4] if with_crc else view
-            if with_crc:
-                stored, actual = int.from_bytes(view[-4:], "little"), crc32c_checksum(payload)
-                if stored != actual:
-                    raise ChecksumError(
-                        f"shard {key!r}: index codec 'crc32c': checksum mismatch "
-                        f"(stored {stored:#010x}, computed {actual:#010x})"
-                    )
-            entries = np.frombuffer(payload, dtype="<u8").reshape(*grid, 2)
+        if with_crc is None:
+            decoded = [self._decode_index_generic(raw, spec, key) for raw, key in zip(raws, keys, strict=True)]
+            entries = np.stack(decoded)
         else:
-            try:
-                entries = np.array(self._chains(spec)[1].decode(raw), dtype=np.uint64, copy=True)
-            except ChecksumError as exc:
-                raise ChecksumError(f"shard {key!r}: index {exc}") from None
-            except CorruptChunkError as exc:
-                raise CorruptChunkError(f"shard {key!r}: index {exc}") from None
-        offsets, lengths = entries[..., 0], entries[..., 1]
-        half_empty = (offsets == EMPTY) != (lengths == EMPTY)
+            payloads = [view[:-4] for view in views] if with_crc else views
+            if with_crc:
+                for view, payload, key in zip(views, payloads, keys, strict=True):
+                    stored, actual = int.from_bytes(view[-4:], "little"), crc32c_checksum(payload)
+                    if stored != actual:
+                        raise ChecksumError(
+                            f"shard {key!r}: index codec 'crc32c': checksum mismatch "
+                            f"(stored {stored:#010x}, computed {actual:#010x})"
+                        )
+            joined = payloads[0] if len(payloads) == 1 else b"".join(payloads)
+            entries = np.frombuffer(joined, dtype="<u8").reshape(len(payloads), *grid, 2)
+        empty = entries == EMPTY
+        half_empty = empty[..., 0] != empty[..., 1]
         if half_empty.any():
-            coords = tuple(int(i) for i in np.argwhere(half_empty)[0])
-            raise CorruptChunkError(f"shard {key!r}: index entry of inner chunk {coords} is half empty")
-        return ShardIndex(entries)
+            shard, *coords = (int(i) for i in np.argwhere(half_empty)[0])
+            raise CorruptChunkError(f"shard {keys[shard]!r}: index entry of inner chunk {tuple(coords)} is half empty")
+        return [ShardIndex(e) for e in entries]
+
+    def _decode_index_generic(self, raw: Buffer, spec: ChunkSpec, key: str) -> np.ndarray:
+        try:
+            return np.array(self._chains(spec)[1].decode(raw), dtype=np.uint64, copy=True)
+        except ChecksumError as exc:
+            raise ChecksumError(f"shard {key!r}: index {exc}") from None
+        except CorruptChunkError as exc:
+            raise CorruptChunkError(f"shard {key!r}: index {exc}") from None
 
     def encode_index(self, index: ShardIndex, spec: ChunkSpec) -> bytes:
         """Encode an index with the index codecs."""

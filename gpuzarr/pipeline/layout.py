@@ -11,9 +11,10 @@ sharded one. A layout maps unit grid coordinates to stored bytes:
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -72,6 +73,24 @@ def whole_unit_view(array: np.ndarray, projection: ChunkProjection, unit_shape: 
     return view if view.shape == unit_shape else None
 
 
+class UnitGroup:
+    """Units one worker fetches and then decodes, while their bytes are hot in cache.
+
+    ``fetch()`` returns the stored bytes of each of ``projections`` in order (None for
+    a unit that is not stored); it runs on the worker's thread.
+    """
+
+    __slots__ = ("_fetch", "projections")
+
+    def __init__(self, projections: list[ChunkProjection], fetch: Callable[[], list[Any]]) -> None:
+        self.projections = projections
+        self._fetch = fetch
+
+    def fetch(self) -> list[Any]:
+        """The group's stored bytes, one entry per projection."""
+        return self._fetch()
+
+
 class ChunkLayout:
     """An ordinary array: each chunk is one object in the store."""
 
@@ -93,22 +112,25 @@ class ChunkLayout:
         """Spec of a decode unit."""
         return self.chain.spec
 
-    def worker_groups(self, projections: list[ChunkProjection], threads: int) -> list[list[ChunkProjection]] | None:
+    def worker_groups(
+        self, projections: list[ChunkProjection], threads: int, min_group_bytes: int = 0
+    ) -> list[UnitGroup] | None:
         """Split a read into groups each worker fetches and decodes itself, or None.
 
         Only on stores where one read is cheap (``Store.cheap_reads``): a unit is then
         decoded while its bytes are still in cache. Groups of consecutive units (a few
         per thread, for balance) keep the per-task cost off small units. Other stores
-        get batched fetches per wave instead.
+        get batched fetches per wave instead. (``min_group_bytes`` matters only to
+        sharded layouts, whose groups are whole shards.)
         """
         if not self.store.cheap_reads:
             return None
         size = max(1, -(-len(projections) // (4 * threads)))
-        return [projections[i : i + size] for i in range(0, len(projections), size)]
+        return [self._group(projections[i : i + size]) for i in range(0, len(projections), size)]
 
-    def fetch_in_worker(self, group: Sequence[ChunkProjection]) -> list[Any]:
-        """:meth:`fetch` for a worker's own group: plain reads, no further threads."""
-        return [self.store.get(self.key(p.chunk_coords)) for p in group]
+    def _group(self, projections: list[ChunkProjection]) -> UnitGroup:
+        store, keys = self.store, [self.key(p.chunk_coords) for p in projections]
+        return UnitGroup(projections, lambda: [store.get(k) for k in keys])
 
     def key(self, coords: Sequence[int]) -> str:
         """Store key of the object at storage-grid ``coords``."""
@@ -118,9 +140,24 @@ class ChunkLayout:
         """How errors name the unit at ``coords``."""
         return f"chunk {self.key(coords)!r}"
 
-    def fetch(self, projections: Sequence[ChunkProjection]) -> list[Any]:
-        """The stored bytes of each projection's unit (None where not stored)."""
-        return self.store.get_many([self.key(p.chunk_coords) for p in projections])
+    def fetch(self, projections: Sequence[ChunkProjection], *, inline: bool = False) -> list[Any]:
+        """The stored bytes of each projection's unit (None where not stored).
+
+        ``inline``: read on this thread, one object after another, instead of through
+        the store's batched (possibly parallel) call.
+        """
+        keys = [self.key(p.chunk_coords) for p in projections]
+        return [self.store.get(k) for k in keys] if inline else self.store.get_many(keys)
+
+    def decode_many(self, coords: Sequence[Sequence[int]], raws: Sequence[Any], threads: int) -> list[np.ndarray]:
+        """Decode several stored units in one native call (``chain.decodes_batches``):
+        read-only arrays of the unit shape."""
+        try:
+            return self.chain.decode_many(raws, threads)
+        except (ChecksumError, CorruptChunkError):
+            # The batch does not say which unit is bad: one by one names it (and decodes
+            # any unit only the one-by-one path accepts, such as a multi-frame chunk).
+            return [self.decode(c, raw) for c, raw in zip(coords, raws, strict=True)]
 
     def decode(self, coords: Sequence[int], raw: Any, out: np.ndarray | None = None) -> np.ndarray:
         """Decode one unit, naming it in any decoding error."""
@@ -236,20 +273,40 @@ class ShardedLayout(ChunkLayout):
     def unit_shape(self) -> tuple[int, ...]:
         return self.codec.chunk_shape
 
-    def worker_groups(self, projections: list[ChunkProjection], threads: int) -> list[list[ChunkProjection]] | None:
-        """One group per touched shard: its worker reads the index (cached) and the
-        coalesced ranges of that shard, then decodes them while they are hot."""
+    def worker_groups(
+        self, projections: list[ChunkProjection], threads: int, min_group_bytes: int = 0
+    ) -> list[UnitGroup] | None:
+        """Groups of whole shards: a worker reads their indexes (cached), plans and reads
+        their coalesced ranges, then decodes them while they are hot.
+
+        One group per shard, except that shards holding less than ``min_group_bytes`` of
+        the read on average (a batch of one-inner-chunk windows, say) are merged into
+        about ``threads`` groups of consecutive shards: a task per tiny shard would cost
+        more in handoffs than the shard costs to read, and a group's planning is
+        vectorised over all its shards.
+        """
         if not self.store.cheap_reads:
             return None
-        _, groups, _ = self.group_by_shard(projections)
-        if len(groups) == 1:
-            return [projections]
-        return [[projections[i] for i in members.tolist()] for members in groups]
+        shards, position, _ = self._locate(projections)
+        if len(shards) <= 1:
+            return [self._group(projections)]
+        order = np.argsort(position, kind="stable")
+        counts = np.bincount(position, minlength=len(shards))
+        ends = np.cumsum(counts)
+        unit_nbytes = self.unit_spec.nbytes or 1024
+        if len(projections) * unit_nbytes < min_group_bytes * len(shards):
+            # Cut the shard-ordered units into `threads` runs of whole shards, of about
+            # equal unit counts.
+            targets = np.arange(1, threads) * (len(projections) / threads)
+            cuts = [0, *ends[np.unique(np.searchsorted(ends, targets))].tolist()]
+            cuts = sorted(set(cuts) | {len(projections)})
+        else:
+            cuts = [0, *ends.tolist()]
+        runs = [order[a:b].tolist() for a, b in itertools.pairwise(cuts) if b > a]
+        return [self._group([projections[i] for i in run]) for run in runs]
 
-    def fetch_in_worker(self, group: Sequence[ChunkProjection]) -> list[Any]:
-        # A group is one shard: one index (cached) and one batched range request, which
-        # the stores serve inline for a single request.
-        return self.fetch(group)
+    def _group(self, projections: list[ChunkProjection]) -> UnitGroup:
+        return UnitGroup(projections, lambda: self.fetch(projections, inline=True))
 
     @property
     def shard_shape(self) -> tuple[int, ...]:
@@ -266,12 +323,11 @@ class ShardedLayout(ChunkLayout):
         shard, inner = self.split_coords(coords)
         return f"shard {self.key(shard)!r} inner chunk {inner}"
 
-    def group_by_shard(
-        self, projections: Sequence[ChunkProjection]
-    ) -> tuple[list[tuple[int, ...]], list[np.ndarray], np.ndarray]:
-        """Group projections by shard: (shard coords, member indices per shard, inner coords).
+    def _locate(self, projections: Sequence[ChunkProjection]) -> tuple[list[tuple[int, ...]], np.ndarray, np.ndarray]:
+        """Each projection's shard: (distinct shard coords, shard position per projection,
+        inner coords per projection). Shards are listed in storage order.
 
-        Works on linear shard ids (a 1-d sort), because this runs on every read and
+        Works on linear shard ids (a 1-d unique), because this runs on every read and
         ``np.unique(axis=0)`` costs a noticeable part of a small read.
         """
         n = len(projections)
@@ -280,32 +336,41 @@ class ShardedLayout(ChunkLayout):
         shard_coords = coords // grid
         inner = coords - shard_coords * grid
         if n == 0:
-            return [], [], inner
+            return [], np.zeros(0, np.int64), inner
         if coords.shape[1]:
             linear = np.ravel_multi_index(tuple(shard_coords.T), self.metadata.chunk_grid_shape)
         else:  # 0-d array: a single shard
             linear = np.zeros(n, np.int64)
         if (linear == linear[0]).all():  # one shard: the common case for small reads
-            return [tuple(shard_coords[0].tolist())], [np.arange(n)], inner
-        order = np.argsort(linear, kind="stable")
-        sorted_ids = linear[order]
-        starts = np.flatnonzero(np.diff(sorted_ids)) + 1
-        members = np.split(order, starts)
-        shards = [tuple(shard_coords[m[0]].tolist()) for m in members]
-        return shards, members, inner
+            return [tuple(shard_coords[0].tolist())], np.zeros(n, np.int64), inner
+        _, first, position = np.unique(linear, return_index=True, return_inverse=True)
+        shards = [tuple(c) for c in shard_coords[first].tolist()]
+        return shards, position.reshape(-1), inner
+
+    def group_by_shard(
+        self, projections: Sequence[ChunkProjection]
+    ) -> tuple[list[tuple[int, ...]], list[np.ndarray], np.ndarray]:
+        """Group projections by shard: (shard coords, member indices per shard, inner coords)."""
+        shards, position, inner = self._locate(projections)
+        if len(shards) <= 1:
+            return shards, [np.arange(len(projections))] if shards else [], inner
+        order = np.argsort(position, kind="stable")
+        starts = np.flatnonzero(np.diff(position[order])) + 1
+        return shards, np.split(order, starts), inner
 
     # -- indexes ------------------------------------------------------------------------
 
-    def read_indexes(self, shard_keys: Sequence[str]) -> list[ShardIndex | None]:
+    def read_indexes(self, shard_keys: Sequence[str], *, inline: bool = False) -> list[ShardIndex | None]:
         """The index of each shard (None for a missing shard), from the cache or the store.
 
         Each shard's version token is checked first (a ``stat`` on local files): a missing
         shard costs no read at all, and a cached index is used only for the very object
-        it was read from.
+        it was read from. ``inline``: read on this thread (a worker's own group).
         """
-        tokens = [self.store.object_token(k) for k in shard_keys]
+        store = self.store
+        tokens = [store.object_token(k) for k in shard_keys]
         found: list[ShardIndex | None] = [
-            shard_index_cache.get(self.store, k, t) if t is not None else None
+            shard_index_cache.get(store, k, t) if t is not None else None
             for k, t in zip(shard_keys, tokens, strict=True)
         ]
         missing = [i for i, (f, t) in enumerate(zip(found, tokens, strict=True)) if f is None and t is not None]
@@ -314,72 +379,176 @@ class ShardedLayout(ChunkLayout):
         n = self.index_nbytes
         keys = [shard_keys[i] for i in missing]
         if self.index_location == "end":
-            raws = parallel_map(lambda k: self.store.get_suffix(k, n), keys)
+            if inline:
+                raws = [store.get_suffix(k, n) for k in keys]
+            else:
+                raws = parallel_map(lambda k: store.get_suffix(k, n), keys)
         else:
-            ranges = self.store.get_many_ranges([(k, [(0, n)]) for k in keys])
+            requests = [(k, [(0, n)]) for k in keys]
+            ranges = [store.get_ranges(*r) for r in requests] if inline else store.get_many_ranges(requests)
             raws = [r[0] if r is not None else None for r in ranges]
-        for i, key, raw in zip(missing, keys, raws, strict=True):
-            if raw is None:
-                continue  # deleted since its token was read
+        read = [(i, key, raw) for i, key, raw in zip(missing, keys, raws, strict=True) if raw is not None]
+        for _, key, raw in read:  # (a shard deleted since its token was read is missing)
             if len(raw) < n:
                 raise CorruptChunkError(
                     f"shard {key!r}: truncated, {len(raw)} bytes is too short for its {n}-byte index"
                 )
-            index = self.codec.decode_index(raw, self.shard_spec, key)
-            shard_index_cache.put(self.store, key, tokens[i], index)
+        if not read:
+            return found
+        decoded = self.codec.decode_indexes([raw for *_, raw in read], self.shard_spec, [key for _, key, _ in read])
+        for (i, key, _), index in zip(read, decoded, strict=True):
+            shard_index_cache.put(store, key, tokens[i], index)
             found[i] = index
         return found
 
     # -- fetching inner chunks -------------------------------------------------------
 
-    def fetch(self, projections: Sequence[ChunkProjection]) -> list[Any]:
-        """Inner chunks' bytes: indexes first (cached), then coalesced ranges per shard.
+    def _plan(
+        self, projections: Sequence[ChunkProjection], *, inline: bool = False
+    ) -> tuple[list[_ShardRequest], list[int]]:
+        """The store requests for the units of ``projections`` (indexes read or cached),
+        and the positions of units that are not stored (they read as the fill value).
 
-        The planning is vectorised with NumPy per shard, because a shard of small inner
-        chunks (say 64 of 64 KiB) would otherwise cost a Python loop per chunk here too.
+        Vectorised with NumPy over every shard of the batch at once, so neither a shard of
+        many small inner chunks nor a batch touching many shards costs NumPy calls per
+        chunk or per shard.
         """
-        results: list[Any] = [None] * len(projections)
         if not projections:
-            return results
-        shards, groups, inner = self.group_by_shard(projections)
+            return [], []
+        shards, position, inner = self._locate(projections)
         keys = [self.key(s) for s in shards]
-        indexes = self.read_indexes(keys)
-        max_gap = get_config().coalesce_gap_bytes
-        requests: list[tuple[str, list[tuple[int, int]]]] = []
-        plans = []
-        for key, index, members in zip(keys, indexes, groups, strict=True):
-            if index is None:
-                continue  # missing shard: every inner chunk reads as fill value
-            entries = index.entries[tuple(inner[members].T)]
-            stored = entries[:, 0] != EMPTY
-            members, entries = members[stored], entries[stored].astype(np.int64)
-            if not len(members):
-                continue
-            order = np.argsort(entries[:, 0], kind="stable")
-            members, offsets, lengths = members[order], entries[order, 0], entries[order, 1]
-            first, read_ends = _coalesce_sorted(offsets, offsets + lengths, max_gap)
-            read_starts = offsets[first]
-            requests.append((key, list(zip(read_starts.tolist(), (read_ends - read_starts).tolist(), strict=True))))
-            plans.append((key, members.tolist(), offsets.tolist(), lengths.tolist(), [*first.tolist(), len(members)]))
+        indexes = self.read_indexes(keys, inline=inline)
+        planned = _plan_reads(indexes, position, inner, get_config().coalesce_gap_bytes)
+        if planned is None:
+            return [], list(range(len(projections)))
+        stored, offsets, lengths, read_shard, read_start, read_end, bounds = planned
+        requests: list[_ShardRequest] = []
+        for j, (shard, start, end) in enumerate(zip(read_shard, read_start, read_end, strict=True)):
+            if not requests or requests[-1].key != keys[shard]:
+                requests.append(_ShardRequest(keys[shard], self))
+            units = range(bounds[j], bounds[j + 1])
+            requests[-1].add(
+                start,
+                end - start,
+                [(stored[m], offsets[m], lengths[m], projections[stored[m]].chunk_coords) for m in units],
+            )
+        unstored = sorted(set(range(len(projections))) - set(stored)) if len(stored) < len(projections) else []
+        return requests, unstored
+
+    def fetch(self, projections: Sequence[ChunkProjection], *, inline: bool = False) -> list[Any]:
+        """Inner chunks' bytes (None where not stored): indexes first (cached), then the
+        coalesced ranges of every shard in one batched store call. ``inline``: do the
+        I/O on this thread instead of through the store's batched calls."""
+        results: list[Any] = [None] * len(projections)
+        requests, _ = self._plan(projections, inline=inline)
         if not requests:
             return results
-        fetched = self.store.get_many_ranges(requests)
-        for (key, members, offsets, lengths, bounds), (_, reads), blobs in zip(plans, requests, fetched, strict=True):
-            if blobs is None:  # the shard vanished after its index was read
-                shard_index_cache.discard(self.store, key)
-                raise CorruptChunkError(f"shard {key!r}: deleted while being read")
-            for j, ((start, _), blob) in enumerate(zip(reads, blobs, strict=True)):
-                view = memoryview(blob)
-                for m in range(bounds[j], bounds[j + 1]):
-                    lo, nbytes = offsets[m] - start, lengths[m]
-                    if lo + nbytes > len(view):
-                        inner_coords = tuple(inner[members[m]].tolist())
-                        raise CorruptChunkError(
-                            f"shard {key!r}: inner chunk {inner_coords} at bytes [{offsets[m]}, {offsets[m] + nbytes}) "
-                            "lies past the end of the shard (truncated shard or corrupt index)"
-                        )
-                    results[members[m]] = view[lo : lo + nbytes]
+        pairs = [(r.key, r.ranges) for r in requests]
+        store = self.store
+        fetched = [store.get_ranges(*p) for p in pairs] if inline else store.get_many_ranges(pairs)
+        for request, blobs in zip(requests, fetched, strict=True):
+            for unit, piece in request.cut(blobs):
+                results[unit] = piece
         return results
+
+
+class _ShardRequest:
+    """The coalesced byte ranges read from one shard, and the inner chunks in each."""
+
+    __slots__ = ("_pieces", "key", "layout", "ranges", "unit_count", "units")
+
+    def __init__(self, key: str, layout: ShardedLayout) -> None:
+        self.key = key
+        self.layout = layout
+        self.ranges: list[tuple[int, int]] = []
+        self.units: list[int] = []  # positions of the units served, in range order
+        self._pieces: list[list[tuple[int, int, int, tuple[int, ...]]]] = []
+        self.unit_count = 0
+
+    def add(self, start: int, length: int, pieces: list[tuple[int, int, int, tuple[int, ...]]]) -> None:
+        """One coalesced range and its ``(unit, offset in shard, nbytes, coords)`` pieces."""
+        self.ranges.append((start, length))
+        self._pieces.append(pieces)
+        self.units.extend(p[0] for p in pieces)
+        self.unit_count += len(pieces)
+
+    def cut(self, blobs: list[bytes] | None) -> Iterator[tuple[int, memoryview]]:
+        """Each unit's bytes, as views of the fetched ranges, in :attr:`units` order."""
+        if blobs is None:  # the shard vanished after its index was read
+            shard_index_cache.discard(self.layout.store, self.key)
+            raise CorruptChunkError(f"shard {self.key!r}: deleted while being read")
+        for (start, _), blob, pieces in zip(self.ranges, blobs, self._pieces, strict=True):
+            view = memoryview(blob)
+            for unit, offset, nbytes, coords in pieces:
+                lo = offset - start
+                if lo + nbytes > len(view):
+                    raise CorruptChunkError(
+                        f"{self.layout.describe(coords)} at bytes [{offset}, {offset + nbytes}) "
+                        "lies past the end of the shard (truncated shard or corrupt index)"
+                    )
+                yield unit, view[lo : lo + nbytes]
+
+
+def _plan_reads(
+    indexes: Sequence[ShardIndex | None], position: np.ndarray, inner: np.ndarray, max_gap: int
+) -> tuple[list[int], list[int], list[int], list[int], list[int], list[int], list[int]] | None:
+    """Plan the coalesced reads of a batch of inner chunks spread over shards.
+
+    ``position[i]`` is unit i's shard (into ``indexes``), ``inner[i]`` its coordinates
+    in that shard. Returns, as lists: the stored units ordered by (shard, offset), their
+    offsets and lengths, then per read its shard, start and end, and the bounds of each
+    read's units in the unit lists; None when nothing is stored.
+    """
+    n = len(position)
+    present = [(i, index) for i, index in enumerate(indexes) if index is not None]
+    if not present:
+        return None
+    grid = present[0][1].grid
+    flat_inner = np.ravel_multi_index(tuple(inner.T), grid) if inner.shape[1] else np.zeros(n, np.int64)
+    if len(indexes) == 1:
+        entries = present[0][1].entries.reshape(-1, 2)[flat_inner]
+    else:
+        # Every touched index side by side, so one gather serves all shards.
+        stacked = np.stack([index.entries.reshape(-1, 2) for _, index in present])
+        slot = np.full(len(indexes), -1, dtype=np.int64)
+        slot[[i for i, _ in present]] = np.arange(len(present))
+        unit_slot = slot[position]
+        entries = np.full((n, 2), EMPTY, dtype=np.uint64)
+        have = unit_slot >= 0
+        entries[have] = stacked[unit_slot[have], flat_inner[have]]
+    stored = np.flatnonzero(entries[:, 0] != EMPTY)
+    if not len(stored):
+        return None
+    offsets = entries[stored, 0].astype(np.int64)
+    lengths = entries[stored, 1].astype(np.int64)
+    shard = position[stored]
+    order = np.lexsort((offsets, shard))
+    members, offsets, lengths, shard = stored[order], offsets[order], lengths[order], shard[order]
+    ends = offsets + lengths
+    # Coalesce within each shard, never across shards: shifting every shard into a band
+    # of its own (wider than any end plus the gap) lets one running maximum serve all.
+    band = int(ends.max()) + max_gap + 1
+    if band * (int(shard[-1]) + 1) < 2**62:
+        shift = shard * band
+        first, read_ends = _coalesce_sorted(offsets + shift, ends + shift, max_gap)
+        read_ends = read_ends - shift[first]
+    else:  # offsets too large to band (a corrupt index, or exabyte shards): shard by shard
+        firsts, read_end_parts = [], []
+        for s in np.unique(shard).tolist():
+            rows = np.flatnonzero(shard == s)
+            f, e = _coalesce_sorted(offsets[rows], ends[rows], max_gap)
+            firsts.append(rows[f])
+            read_end_parts.append(e)
+        first, read_ends = np.concatenate(firsts), np.concatenate(read_end_parts)
+    return (
+        members.tolist(),
+        offsets.tolist(),
+        lengths.tolist(),
+        shard[first].tolist(),
+        offsets[first].tolist(),
+        read_ends.tolist(),
+        [*first.tolist(), len(members)],
+    )
 
 
 def make_layout(store: Store, prefix: str, metadata: ArrayMetadata, chain: CodecChain) -> ChunkLayout:
