@@ -615,6 +615,8 @@ def test_zstd_decode_many_rejects_bad_frames() -> None:
         ZstdCodec().cpu_decode_many([good], 200, 2)
     with pytest.raises(CorruptChunkError, match="zstd"):
         ZstdCodec().cpu_decode_many([b"not a frame"], 300, 2)
+    with pytest.raises(CorruptChunkError, match="zstd"):
+        ZstdCodec().cpu_decode_many([good, b""], 300, 2)
 
 
 def test_chain_decode_many() -> None:

@@ -106,7 +106,7 @@ class ZstdCodec(BytesBytesCodec):
             decoded = _zstandard.ZstdDecompressor().multi_decompress_to_buffer(  # type: ignore[union-attr]
                 datas if isinstance(datas, list) else list(datas), decompressed_sizes=sizes, threads=threads
             )
-        except _zstandard.ZstdError as exc:  # type: ignore[union-attr]
+        except (_zstandard.ZstdError, ValueError) as exc:  # type: ignore[union-attr]  (ValueError: empty input)
             error = ChecksumError if "checksum" in str(exc).lower() else CorruptChunkError
             raise error(f"codec 'zstd': {exc}") from None
         return [decoded[i] for i in range(len(decoded))]
