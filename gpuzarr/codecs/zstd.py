@@ -101,14 +101,19 @@ class ZstdCodec(BytesBytesCodec):
     def cpu_decode_many(self, datas: Sequence[Buffer], decoded_nbytes: int, threads: int) -> list[Buffer]:
         if not datas:  # (the native call must not see an empty batch)
             return []
+        if any(len(as_memoryview(d)) == 0 for d in datas):
+            # The native call skips empty inputs instead of failing them: never hand it one.
+            raise CorruptChunkError("codec 'zstd': empty chunk")
         sizes = np.full(len(datas), decoded_nbytes, dtype=np.uint64)  # native-endian, as the call wants
         try:
             decoded = _zstandard.ZstdDecompressor().multi_decompress_to_buffer(  # type: ignore[union-attr]
                 datas if isinstance(datas, list) else list(datas), decompressed_sizes=sizes, threads=threads
             )
-        except (_zstandard.ZstdError, ValueError) as exc:  # type: ignore[union-attr]  (ValueError: empty input)
+        except _zstandard.ZstdError as exc:  # type: ignore[union-attr]
             error = ChecksumError if "checksum" in str(exc).lower() else CorruptChunkError
             raise error(f"codec 'zstd': {exc}") from None
+        if len(decoded) != len(datas):  # a frame silently skipped would misalign every later chunk
+            raise CorruptChunkError(f"codec 'zstd': decoded {len(decoded)} of {len(datas)} chunks")
         return [decoded[i] for i in range(len(decoded))]
 
     def cpu_encode(self, data: Buffer, spec: ChunkSpec) -> bytes:
