@@ -59,7 +59,7 @@ def open_array(
     mode: AccessMode = "r",
     *,
     path: str | None = None,
-    device: str = "auto",
+    device: str = "cpu",
     zarr_format: Literal[2, 3] | None = None,
 ) -> Array:
     """Open an existing array (format 2 or 3, detected from its metadata).
@@ -100,7 +100,7 @@ def create_array(
     overwrite: bool = False,
     name: str | None = None,
     data: Any = None,
-    device: str = "auto",
+    device: str = "cpu",
 ) -> Array:
     """Create an array and return it, as zarr-python's ``create_array`` does.
 
@@ -144,7 +144,7 @@ def open_group(
     zarr_format: Literal[2, 3] | None = None,
     attributes: Mapping[str, Any] | None = None,
     use_consolidated: bool | None = None,
-    device: str = "auto",
+    device: str = "cpu",
 ) -> Group:
     """Open (or, in modes ``"a"``, ``"w"``, ``"w-"``, create) a group.
 
@@ -189,7 +189,7 @@ def open(  # mirrors zarr.open (shadowing the builtin on purpose)
     mode: AccessMode = "a",
     *,
     path: str | None = None,
-    device: str = "auto",
+    device: str = "cpu",
     **kwargs: Any,
 ) -> Array | Group:
     """Open the array or group at ``path``, with file-like modes as zarr-python's ``open``.

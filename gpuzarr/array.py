@@ -314,6 +314,10 @@ class Array(Node):
 
     def _read_requests(self, indexers: Sequence[Indexer], outs: Sequence[np.ndarray | None]) -> list[Any]:
         """Read every indexer's selection in one batched pipeline call."""
+        if self._device.kind == "cuda":
+            from gpuzarr.gpu.backend import cuda_backend
+
+            return self._read_on_backend(indexers, outs, cuda_backend(self._device.index))
         buffers: list[np.ndarray] = []
         direct: list[bool] = []
         for indexer, out in zip(indexers, outs, strict=True):
@@ -331,6 +335,28 @@ class Array(Node):
                 continue
             result = indexer.finalize(buffer)
             if out is not None:
+                out[...] = result
+                result = out
+            results.append(result)
+        return results
+
+    def _read_on_backend(self, indexers: Sequence[Indexer], outs: Sequence[Any], backend: Any) -> list[Any]:
+        """The device read path (:mod:`gpuzarr.gpu.executor`) on ``backend``: results are
+        arrays of the backend's array module (CuPy on a GPU)."""
+        from gpuzarr.gpu.executor import read_into_device
+
+        xp = backend.xp
+        buffers = [xp.empty(indexer.buffer_shape, dtype=self.dtype) for indexer in indexers]
+        read_into_device(self._layout, list(zip(indexers, buffers, strict=True)), backend)
+        results = []
+        for indexer, out, buffer in zip(indexers, outs, buffers, strict=True):
+            result = indexer.finalize(buffer)
+            if out is not None:
+                if tuple(out.shape) != indexer.out_shape or out.dtype != self.dtype:
+                    raise ValueError(
+                        f"out has shape {tuple(out.shape)} and dtype {out.dtype}; the selection has shape "
+                        f"{indexer.out_shape} and dtype {self.dtype}"
+                    )
                 out[...] = result
                 result = out
             results.append(result)

@@ -32,32 +32,43 @@ CPU = Device("cpu")
 
 
 def gpu_path_available() -> bool:
-    """Whether this build of gpuzarr has its GPU read path.
+    """Whether reads can target a GPU here: CuPy and nvCOMP import and a CUDA device exists.
 
-    The GPU pipeline (kvikio + nvCOMP + CuPy kernels) is a separate component; until it
-    ships, every read runs on the CPU and ``"auto"`` resolves to the CPU.
+    Imports CuPy (so it is only called when a user asks for ``"cuda"`` or ``"auto"``,
+    never by ``import gpuzarr``); any failure means no.
     """
-    return False
+    try:
+        import cupy
+        from nvidia import nvcomp  # noqa: F401 - only checking that it imports
+    except ImportError:
+        return False
+    try:
+        return bool(cupy.cuda.runtime.getDeviceCount())
+    except Exception:
+        return False
 
 
 def resolve_device(device: str | Device | None) -> Device:
     """Turn a user's ``device`` argument into a :class:`Device`.
 
-    ``"auto"`` (and None) picks a usable GPU when the GPU path is available, else the CPU.
-    ``"cuda"``/``"cuda:N"`` raise :class:`DeviceUnavailableError` when it is not.
+    ``"auto"`` (and None) picks GPU 0 when the GPU path is available (see
+    :func:`gpu_path_available`), else the CPU. ``"cuda"``/``"cuda:N"`` raise
+    :class:`DeviceUnavailableError` when it is not. ``"cpu"`` never imports CuPy.
     """
     if isinstance(device, Device):
         return device
-    if device is None or device == "auto":
-        return CPU
     if device == "cpu":
         return CPU
+    if device is None or device == "auto":
+        return Device("cuda", 0) if gpu_path_available() else CPU
     if not isinstance(device, str):
         raise TypeError(f"device must be a string such as 'cpu', 'cuda:0' or 'auto', got {device!r}")
     match = _CUDA_RE.match(device)
     if match is None:
         raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
-    raise DeviceUnavailableError(
-        f"device {device!r}: the GPU read path is not available in this version of gpuzarr; "
-        "use device='cpu' or device='auto'"
-    )
+    if not gpu_path_available():
+        raise DeviceUnavailableError(
+            f"device {device!r}: no usable GPU here (the GPU path needs a CUDA device, CuPy and nvCOMP: "
+            "pip install 'gpuzarr[gpu]'); use device='cpu'"
+        )
+    return Device("cuda", int(match.group(1) or 0))

@@ -1,0 +1,283 @@
+"""Devices the GPU executor runs on: a CUDA GPU, or the host standing in for one.
+
+The executor (:mod:`gpuzarr.gpu.executor`) is written against :class:`Backend`: an array
+module (``xp``), the kernel launchers (``kernels``, with the signatures of
+:mod:`gpuzarr.gpu.reference`), buffer upload, and one batched decompression call per
+codec. Two implementations:
+
+* :class:`CudaBackend`: CuPy arrays on one GPU, the CUDA kernels of ``kernels/``
+  (:mod:`gpuzarr.gpu.ops`), nvCOMP's batched decompressors with raw bitstreams.
+* :class:`HostBackend`: NumPy arrays, the NumPy kernel references, and the CPU
+  compression libraries decompressing one stream after another. It runs the executor's
+  whole control flow (planning, waves, stages, out-of-memory back-off, fallbacks) on
+  any machine, which is how CI tests the GPU read path without a GPU; it is not a fast
+  CPU path (that is :mod:`gpuzarr.pipeline.read`).
+
+Nothing here imports CuPy or nvCOMP at module import.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import threading
+import zlib
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numcodecs.lz4
+import numcodecs.zstd
+import numpy as np
+
+from gpuzarr.errors import DeviceUnavailableError
+from gpuzarr.gpu import reference
+
+__all__ = ["Backend", "CudaBackend", "HostBackend", "NVCOMP_ALGORITHMS", "cuda_backend"]
+
+#: nvCOMP algorithm name of each decompressor the executor calls.
+NVCOMP_ALGORITHMS = {"zstd": "Zstd", "gzip": "Gzip", "deflate": "Deflate", "lz4": "LZ4"}
+
+
+class Backend(ABC):
+    """What the executor needs from a device."""
+
+    #: The array module: ``numpy`` or ``cupy``.
+    xp: Any
+    #: Kernel launchers with the signatures of :mod:`gpuzarr.gpu.reference`.
+    kernels: Any
+    #: Human-readable name (in warnings and benchmark records).
+    name: str
+
+    #: Alignment of each compressed and decompressed stream start the decompressors need.
+    input_alignment = 8
+    output_alignment = 8
+
+    def empty(self, nbytes: int) -> Any:
+        """An uninitialised 1-d ``uint8`` device buffer."""
+        return self.xp.empty(max(0, nbytes), dtype=np.uint8)
+
+    @abstractmethod
+    def upload(self, host: np.ndarray) -> Any:
+        """A device copy of a 1-d ``uint8`` host array (asynchronous where it can be)."""
+
+    @abstractmethod
+    def to_host(self, array: Any) -> np.ndarray:
+        """A host copy of a device array (synchronises)."""
+
+    @abstractmethod
+    def decompress(
+        self,
+        codec: str,
+        src: Any,
+        comp_offsets: np.ndarray,
+        comp_sizes: np.ndarray,
+        dst: Any,
+        decomp_offsets: np.ndarray,
+        decomp_sizes: np.ndarray,
+    ) -> np.ndarray:
+        """Decompress a batch in one call: stream i is ``src[comp_offsets[i]:][:comp_sizes[i]]``
+        and must produce exactly ``decomp_sizes[i]`` bytes at ``dst[decomp_offsets[i]:]``.
+
+        ``codec`` is ``"zstd"`` (frames), ``"gzip"`` (members), ``"deflate"`` (raw) or
+        ``"lz4"`` (raw blocks). Returns a host bool array, True where stream i failed or
+        decoded to another size (the caller names the chunk).
+        """
+
+    def out_of_memory(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the device running out of memory (the executor then
+        retries with smaller waves)."""
+        return isinstance(exc, MemoryError)
+
+    def release_memory(self) -> None:  # noqa: B027 - nothing cached by default
+        """Return cached device memory after an out-of-memory error."""
+
+
+class HostBackend(Backend):
+    """The host standing in for a GPU (see the module docstring).
+
+    ``memory_limit`` (bytes) makes buffer allocations beyond it raise MemoryError, so
+    the executor's out-of-memory back-off can be tested.
+    """
+
+    xp = np
+    kernels = reference
+    name = "host (GPU emulation)"
+
+    def __init__(self, memory_limit: int | None = None) -> None:
+        self.memory_limit = memory_limit
+        self.decompress_calls: list[tuple[str, int]] = []  # (codec, streams): one per batched call
+
+    def empty(self, nbytes: int) -> np.ndarray:
+        if self.memory_limit is not None and nbytes > self.memory_limit:
+            raise MemoryError(f"emulated device: {nbytes} bytes requested, limit {self.memory_limit}")
+        return np.empty(max(0, nbytes), dtype=np.uint8)
+
+    def upload(self, host: np.ndarray) -> np.ndarray:
+        out = self.empty(host.nbytes)
+        out[...] = host.reshape(-1).view(np.uint8)
+        return out
+
+    def to_host(self, array: Any) -> np.ndarray:
+        return np.array(array, copy=True)
+
+    def decompress(
+        self,
+        codec: str,
+        src: Any,
+        comp_offsets: np.ndarray,
+        comp_sizes: np.ndarray,
+        dst: Any,
+        decomp_offsets: np.ndarray,
+        decomp_sizes: np.ndarray,
+    ) -> np.ndarray:
+        self.decompress_calls.append((codec, len(comp_sizes)))
+        failed = np.zeros(len(comp_sizes), dtype=bool)
+        for i, (off, size, doff, dsize) in enumerate(
+            zip(comp_offsets.tolist(), comp_sizes.tolist(), decomp_offsets.tolist(), decomp_sizes.tolist(), strict=True)
+        ):
+            stream = bytes(src[off : off + size])
+            try:
+                out = _host_decompress(codec, stream, dsize)
+            except Exception:  # any library error is a failed stream, as nvCOMP reports it
+                failed[i] = True
+                continue
+            if len(out) != dsize:
+                failed[i] = True
+                continue
+            dst[doff : doff + dsize] = np.frombuffer(out, dtype=np.uint8)
+        return failed
+
+
+def _host_decompress(codec: str, stream: bytes, nbytes: int) -> bytes:
+    """One stream with the CPU library for the nvCOMP decompressor of ``codec``."""
+    if codec == "zstd":
+        return numcodecs.zstd.decompress(stream)
+    if codec == "gzip":
+        return gzip.decompress(stream)
+    if codec == "deflate":
+        return zlib.decompress(stream, wbits=-15)
+    if codec == "lz4":
+        # a raw LZ4 block: numcodecs wants its own 4-byte size prefix in front
+        return numcodecs.lz4.decompress(nbytes.to_bytes(4, "little") + stream)
+    raise ValueError(f"no decompressor for {codec!r}")
+
+
+class CudaBackend(Backend):
+    """One CUDA GPU: CuPy arrays, the ``kernels/`` CUDA kernels, nvCOMP batched decoding.
+
+    Constructing it imports CuPy and nvCOMP and selects the device; it raises
+    :class:`DeviceUnavailableError` when either is missing or the device does not exist.
+    Host-to-device copies go through a pinned staging buffer, reused while large enough.
+    """
+
+    name = "cuda"
+
+    def __init__(self, device_index: int = 0) -> None:
+        try:
+            import cupy
+            from nvidia import nvcomp
+        except ImportError as exc:
+            raise DeviceUnavailableError(
+                f"device 'cuda:{device_index}': the GPU path needs CuPy and nvCOMP "
+                f"(pip install 'gpuzarr[gpu]'): {exc}"
+            ) from None
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except cupy.cuda.runtime.CUDARuntimeError as exc:
+            raise DeviceUnavailableError(f"device 'cuda:{device_index}': no usable CUDA driver: {exc}") from None
+        if not 0 <= device_index < count:
+            raise DeviceUnavailableError(f"device 'cuda:{device_index}': this machine has {count} CUDA device(s)")
+        from gpuzarr.gpu import ops
+
+        self.xp = cupy
+        self.kernels = ops
+        self._nvcomp = nvcomp
+        self.device = cupy.cuda.Device(device_index)
+        self._codecs: dict[str, Any] = {}
+        self._pinned: Any = None
+
+    def _codec(self, codec: str) -> Any:
+        found = self._codecs.get(codec)
+        if found is None:
+            nvcomp = self._nvcomp
+            stream = self.xp.cuda.get_current_stream()
+            found = nvcomp.Codec(
+                algorithm=NVCOMP_ALGORITHMS[codec], bitstream_kind=nvcomp.BitstreamKind.RAW, cuda_stream=stream.ptr
+            )
+            self._codecs[codec] = found
+        return found
+
+    def empty(self, nbytes: int) -> Any:
+        with self.device:
+            return self.xp.empty(max(0, nbytes), dtype=np.uint8)
+
+    def upload(self, host: np.ndarray) -> Any:
+        cupy = self.xp
+        nbytes = host.nbytes
+        if self._pinned is None or self._pinned.nbytes < nbytes:
+            import cupyx
+
+            self._pinned = cupyx.empty_pinned(max(nbytes, 1), dtype=np.uint8)
+        staged = self._pinned[:nbytes]
+        staged[...] = host.reshape(-1).view(np.uint8)
+        out = self.empty(nbytes)
+        out.set(staged, stream=cupy.cuda.get_current_stream())
+        # The staging buffer is reused by the next upload: wait for this copy first.
+        cupy.cuda.get_current_stream().synchronize()
+        return out
+
+    def to_host(self, array: Any) -> np.ndarray:
+        return self.xp.asnumpy(array)
+
+    def decompress(
+        self,
+        codec: str,
+        src: Any,
+        comp_offsets: np.ndarray,
+        comp_sizes: np.ndarray,
+        dst: Any,
+        decomp_offsets: np.ndarray,
+        decomp_sizes: np.ndarray,
+    ) -> np.ndarray:
+        nvcomp = self._nvcomp
+        pieces = zip(comp_offsets.tolist(), comp_sizes.tolist(), strict=True)
+        inputs = nvcomp.as_arrays([src[o : o + n] for o, n in pieces])
+        outputs = [dst[o : o + n] for o, n in zip(decomp_offsets.tolist(), decomp_sizes.tolist(), strict=True)]
+        decoded = self._codec(codec).decode(inputs)
+        failed = np.zeros(len(outputs), dtype=bool)
+        for i, (got, want) in enumerate(zip(decoded, outputs, strict=True)):
+            arr = self.xp.asarray(got).view(np.uint8).reshape(-1)
+            if arr.size != want.size:
+                failed[i] = True
+                continue
+            want[...] = arr
+        return failed
+
+    def out_of_memory(self, exc: BaseException) -> bool:
+        return isinstance(exc, (self.xp.cuda.memory.OutOfMemoryError, MemoryError))
+
+    def release_memory(self) -> None:
+        self.xp.get_default_memory_pool().free_all_blocks()
+
+
+_backends: dict[int, CudaBackend] = {}
+_backends_lock = threading.Lock()
+
+
+def cuda_backend(device_index: int) -> CudaBackend:
+    """The process's backend for GPU ``device_index`` (created on first use)."""
+    with _backends_lock:
+        backend = _backends.get(device_index)
+        if backend is None:
+            backend = _backends[device_index] = CudaBackend(device_index)
+        return backend
+
+
+def _forget_backends_in_child() -> None:
+    # CUDA contexts do not survive fork: a child builds its own on first GPU use.
+    global _backends_lock
+    _backends.clear()
+    _backends_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_backends_in_child)

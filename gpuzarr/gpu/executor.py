@@ -1,0 +1,425 @@
+"""The GPU read path: a selection's units decoded on a device, one call per stage.
+
+For each wave of units (about ``wave_bytes`` decoded bytes):
+
+1. *fetch*: the units' stored bytes through the layout (shard indexes, coalesced byte
+   ranges) into host memory, packed at aligned offsets into one staging buffer, then one
+   host-to-device copy;
+2. *crc32c* (when the chain ends with it): one kernel launch checksums every unit;
+3. *decompress*: one batched nvCOMP call for the wave (zstd frames, gzip members, raw
+   deflate inside zlib, raw LZ4 blocks after numcodecs' size prefix), or the blosc
+   plan's stages (:func:`gpuzarr.gpu.plan.plan_blosc_batch`);
+4. *bytes*: one byteswap launch for big-endian data; a transpose (v3 ``transpose`` or
+   v2 order F) as one array operation over the wave;
+5. *scatter*: one launch copies every decoded unit's box into the output, one more fills
+   the boxes of units not stored. (Orthogonal and vectorized selections, which are not
+   boxes, are placed unit by unit with array indexing.)
+
+Chains the device cannot decode (numcodecs filters, variable-length types, bz2, ...)
+are decoded on the host and uploaded, with one warning naming the codec, or an error
+under ``config.gpu_fallback = "error"``. A device out-of-memory error halves the wave
+and retries it.
+
+The code is written against :class:`gpuzarr.gpu.backend.Backend`; CI runs it on the
+host backend, which emulates the device with NumPy and the CPU libraries.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gpuzarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, TransposeCodec, ZlibCodec, ZstdCodec
+from gpuzarr.codecs.base import as_memoryview
+from gpuzarr.codecs.chain import CodecChain
+from gpuzarr.codecs.numcodecs_codecs import NumcodecsBytesCodec
+from gpuzarr.codecs.v2 import V2ArrayBytesCodec
+from gpuzarr.config import get_config
+from gpuzarr.errors import ChecksumError, CorruptChunkError, UnsupportedCodecError, UnsupportedDataTypeError
+from gpuzarr.gpu.backend import Backend
+from gpuzarr.gpu.plan import plan_blosc_batch, plan_scatter
+from gpuzarr.indexing import ChunkProjection, Indexer, is_basic, ortho_get, ortho_set
+from gpuzarr.pipeline.layout import ChunkLayout
+
+__all__ = ["DeviceChain", "GpuFallbackWarning", "device_chain", "read_into_device"]
+
+#: Start of every unit in the staging and decoded buffers: keeps nvCOMP's alignment
+#: needs (8 bytes) and whole-word loads in the kernels, for any item size.
+SLOT_ALIGNMENT = 256
+
+
+class GpuFallbackWarning(UserWarning):
+    """A codec without a GPU implementation was decoded on the CPU and uploaded."""
+
+
+def _align(n: int) -> int:
+    return -(-n // SLOT_ALIGNMENT) * SLOT_ALIGNMENT
+
+
+@dataclass(frozen=True)
+class DeviceChain:
+    """How one unit's codec chain decodes on the device, or why it cannot.
+
+    ``compressor`` is ``"zstd"``, ``"gzip"``, ``"zlib"``, ``"lz4"``, ``"blosc"`` or None
+    (stored raw); ``crc32c`` says a crc32c trailer wraps the compressed bytes;
+    ``swap_itemsize`` is the item size to byte-swap (0: native order); ``stored_shape``
+    and ``axes`` describe a transpose (``decoded = stored.transpose(axes)``).
+    """
+
+    compressor: str | None = None
+    crc32c: bool = False
+    swap_itemsize: int = 0
+    stored_shape: tuple[int, ...] | None = None
+    axes: tuple[int, ...] | None = None
+    unsupported: str | None = None  # the codec that forces a CPU decode
+
+
+def device_chain(chain: CodecChain) -> DeviceChain:
+    """Classify a unit chain for the device (see :class:`DeviceChain`)."""
+    spec = chain.spec
+    if spec.data_type.is_variable_length:
+        return DeviceChain(unsupported=f"data type {spec.data_type.name!r} (variable length)")
+    stored_shape: tuple[int, ...] | None = None
+    axes: tuple[int, ...] | None = None
+    if chain.array_array:
+        if len(chain.array_array) > 1 or not isinstance(chain.array_array[0][0], TransposeCodec):
+            return DeviceChain(unsupported=chain.array_array[0][0].name)
+        codec, codec_spec = chain.array_array[0]
+        order = tuple(codec.order)  # type: ignore[arg-type]
+        stored_shape = tuple(codec_spec.shape[i] for i in order)
+        axes = tuple(int(i) for i in np.argsort(order))
+    array_bytes = chain.array_bytes
+    itemsize = spec.dtype.itemsize
+    if isinstance(array_bytes, BytesCodec):
+        swap = itemsize if array_bytes.stored_dtype(chain.array_spec.dtype) != chain.array_spec.dtype else 0
+    elif isinstance(array_bytes, V2ArrayBytesCodec):
+        if array_bytes.filters:
+            return DeviceChain(unsupported="v2 filters " + ", ".join(dict(f)["id"] for f in array_bytes.filters))
+        stored = np.dtype(array_bytes.stored_dtype)
+        if stored.kind == "O" or stored.newbyteorder("=") != spec.dtype.newbyteorder("="):
+            return DeviceChain(unsupported=f"v2 stored dtype {array_bytes.stored_dtype!r}")
+        swap = itemsize if not stored.isnative and itemsize > 1 else 0
+        if array_bytes.order == "F" and len(spec.shape) > 1:
+            stored_shape = tuple(reversed(spec.shape))
+            axes = tuple(reversed(range(len(spec.shape))))
+    else:
+        return DeviceChain(unsupported=array_bytes.name)
+    codecs = list(chain.bytes_bytes)
+    crc = bool(codecs) and isinstance(codecs[-1], Crc32cCodec)
+    if crc:
+        codecs.pop()
+    if len(codecs) > 1:
+        return DeviceChain(unsupported=codecs[1].name)
+    compressor: str | None = None
+    if codecs:
+        codec = codecs[0]
+        if isinstance(codec, ZstdCodec):
+            compressor = "zstd"
+        elif isinstance(codec, GzipCodec):
+            compressor = "gzip"
+        elif isinstance(codec, ZlibCodec):
+            compressor = "zlib"
+        elif isinstance(codec, BloscCodec):
+            compressor = "blosc"
+        elif isinstance(codec, NumcodecsBytesCodec) and codec.codec_id == "lz4":
+            compressor = "lz4"
+        else:
+            name = f"numcodecs.{codec.codec_id}" if isinstance(codec, NumcodecsBytesCodec) else codec.name
+            return DeviceChain(unsupported=name)
+    return DeviceChain(compressor, crc, swap, stored_shape, axes)
+
+
+class _Destination:
+    """One request's output buffer, and whether its units are boxes (slices only)."""
+
+    __slots__ = ("basic", "buffer", "vectorized")
+
+    def __init__(self, indexer: Indexer, buffer: Any, projections: Sequence[ChunkProjection]) -> None:
+        self.buffer = buffer
+        self.vectorized = indexer.mode == "vectorized"
+        self.basic = not self.vectorized and all(
+            is_basic(p.out_selection) and is_basic(p.chunk_selection) for p in projections  # type: ignore[arg-type]
+        )
+
+
+def read_into_device(layout: ChunkLayout, requests: Sequence[tuple[Indexer, Any]], backend: Backend) -> None:
+    """Fill each request's device buffer (C-contiguous, ``indexer.buffer_shape``) with its
+    selection, decoding on ``backend``'s device."""
+    spec = layout.unit_spec
+    if spec.data_type.is_variable_length:
+        raise UnsupportedDataTypeError(
+            f"data type {spec.data_type.name!r}: variable-length values cannot be held in GPU memory; "
+            "read this array with device='cpu'"
+        )
+    plan = device_chain(layout.chain)
+    if plan.unsupported is not None:
+        _fallback(plan.unsupported)
+    units: list[tuple[_Destination, ChunkProjection]] = []
+    for indexer, buffer in requests:
+        projections = list(indexer.chunk_projections())
+        dest = _Destination(indexer, buffer, projections)
+        units.extend((dest, p) for p in projections)
+    if not units:
+        return
+    per_wave = max(1, get_config().wave_bytes // max(1, spec.nbytes))
+    start = 0
+    while start < len(units):
+        wave = units[start : start + per_wave]
+        try:
+            _read_wave(layout, plan, wave, backend)
+        except Exception as exc:
+            if backend.out_of_memory(exc) and per_wave > 1:
+                backend.release_memory()
+                per_wave = max(1, per_wave // 2)  # smaller waves instead of a failed read
+                continue
+            raise
+        start += len(wave)
+
+
+def _fallback(reason: str) -> None:
+    if get_config().gpu_fallback == "error":
+        raise UnsupportedCodecError(
+            f"{reason} has no GPU implementation (config gpu_fallback='error'); read with device='cpu' "
+            "or allow the CPU fallback with gpuzarr.config.set(gpu_fallback='warn')"
+        )
+    warnings.warn(
+        f"gpuzarr: {reason} has no GPU implementation; chunks are decoded on the CPU and uploaded",
+        GpuFallbackWarning,
+        stacklevel=4,
+    )
+
+
+def _read_wave(
+    layout: ChunkLayout, plan: DeviceChain, wave: list[tuple[_Destination, ChunkProjection]], backend: Backend
+) -> None:
+    spec = layout.unit_spec
+    raws = layout.fetch([p for _, p in wave], inline=layout.store.cheap_reads)
+    stored = [i for i, raw in enumerate(raws) if raw is not None]
+    missing = [i for i, raw in enumerate(raws) if raw is None]
+    if missing:
+        _fill(layout, [wave[i] for i in missing], backend)
+    if not stored:
+        return
+    units = [wave[i] for i in stored]
+    blobs = [as_memoryview(raws[i]) for i in stored]
+    coords = [p.chunk_coords for _, p in units]
+    slot = _align(spec.nbytes)
+    if plan.unsupported is not None:
+        decoded = _decode_on_host(layout, coords, blobs, slot, backend)
+    else:
+        decoded = _decode_on_device(layout, plan, coords, blobs, slot, backend)
+        if plan.swap_itemsize:
+            n = len(units)
+            offsets = np.arange(n, dtype=np.int64) * slot
+            backend.kernels.byteswap(decoded, offsets, np.full(n, spec.nbytes, np.int64), plan.swap_itemsize)
+        if plan.axes is not None:
+            decoded, slot = _transpose(decoded, slot, len(units), plan, spec.dtype, backend), spec.nbytes
+    _scatter(layout, units, decoded, slot, backend)
+
+
+def _pack(blobs: Sequence[memoryview], starts: Sequence[int], ends: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The ``[start:end]`` part of each blob packed at aligned offsets: (buffer, offsets)."""
+    sizes = np.array([e - s for s, e in zip(starts, ends, strict=True)], dtype=np.int64)
+    offsets = np.zeros(len(blobs), dtype=np.int64)
+    if len(blobs) > 1:
+        offsets[1:] = np.cumsum([_align(int(n)) for n in sizes[:-1]])
+    buffer = np.zeros(int(offsets[-1] + sizes[-1]) if len(blobs) else 0, dtype=np.uint8)
+    for blob, s, e, off in zip(blobs, starts, ends, offsets.tolist(), strict=True):
+        buffer[off : off + e - s] = np.frombuffer(blob, dtype=np.uint8, count=e - s, offset=s)
+    return buffer, offsets
+
+
+def _decode_on_device(
+    layout: ChunkLayout,
+    plan: DeviceChain,
+    coords: Sequence[tuple[int, ...]],
+    blobs: Sequence[memoryview],
+    slot: int,
+    backend: Backend,
+) -> Any:
+    """Steps 1-3 of the module docstring; the decoded units at multiples of ``slot``."""
+    nbytes = layout.unit_spec.nbytes
+    n = len(blobs)
+    trailer = 4 if plan.crc32c else 0
+    for c, blob in zip(coords, blobs, strict=True):
+        if len(blob) < trailer:
+            raise CorruptChunkError(f"{layout.describe(c)}: codec 'crc32c': {len(blob)} bytes is too short")
+    starts = [0] * n
+    ends = [len(b) - trailer for b in blobs]
+    if plan.compressor == "zlib":  # raw deflate between the 2-byte header and the Adler-32
+        for i, (c, blob) in enumerate(zip(coords, blobs, strict=True)):
+            if ends[i] < 6 or blob[0] & 0x0F != 8 or (blob[0] * 256 + blob[1]) % 31 or blob[1] & 0x20:
+                raise CorruptChunkError(f"{layout.describe(c)}: codec 'zlib': invalid stream header")
+            starts[i], ends[i] = 2, ends[i] - 4
+    elif plan.compressor == "lz4":  # numcodecs' 4-byte size prefix, then a raw LZ4 block
+        for i, (c, blob) in enumerate(zip(coords, blobs, strict=True)):
+            if ends[i] < 4 or int.from_bytes(blob[:4], "little") != nbytes:
+                raise CorruptChunkError(f"{layout.describe(c)}: codec 'lz4': size prefix does not match the chunk")
+            starts[i] = 4
+    if plan.crc32c:
+        stored_crc = np.array([int.from_bytes(b[-4:], "little") for b in blobs], dtype=np.uint32)
+        payload_sizes = [len(b) - 4 for b in blobs]
+        full, full_offsets = _pack(blobs, [0] * n, payload_sizes)
+        computed = backend.to_host(backend.kernels.crc32c(backend.upload(full), full_offsets, np.array(payload_sizes)))
+        bad = np.flatnonzero(computed.astype(np.uint32) != stored_crc)
+        if bad.size:
+            i = int(bad[0])
+            raise ChecksumError(
+                f"{layout.describe(coords[i])}: codec 'crc32c': checksum mismatch "
+                f"(stored {int(stored_crc[i]):#010x}, computed {int(computed[i]):#010x})"
+            )
+    if plan.compressor == "blosc":
+        return _blosc(layout, coords, [b[: len(b) - trailer] for b in blobs], slot, backend)
+    host, offsets = _pack(blobs, starts, ends)
+    device_input = backend.upload(host)
+    sizes = np.array([e - s for s, e in zip(starts, ends, strict=True)], dtype=np.int64)
+    decoded = backend.empty(slot * n)
+    decoded_offsets = np.arange(n, dtype=np.int64) * slot
+    if plan.compressor is None:
+        for c, size in zip(coords, sizes.tolist(), strict=True):
+            if size != nbytes:
+                raise CorruptChunkError(f"{layout.describe(c)}: holds {size} bytes, expected {nbytes}")
+        backend.kernels.copy_ranges(device_input, decoded, offsets, decoded_offsets, sizes)
+        return decoded
+    codec = {"zlib": "deflate"}.get(plan.compressor, plan.compressor)
+    decoded_sizes = np.full(n, nbytes, np.int64)
+    failed = backend.decompress(codec, device_input, offsets, sizes, decoded, decoded_offsets, decoded_sizes)
+    if failed.any():
+        i = int(np.flatnonzero(failed)[0])
+        raise CorruptChunkError(
+            f"{layout.describe(coords[i])}: codec {plan.compressor!r}: cannot decode chunk on the GPU "
+            f"(corrupt, or not {nbytes} bytes decoded)"
+        )
+    return decoded
+
+
+def _blosc(
+    layout: ChunkLayout, coords: Sequence[tuple[int, ...]], blobs: Sequence[memoryview], slot: int, backend: Backend
+) -> Any:
+    """The stages of a blosc plan on the device; decoded units at multiples of ``slot``."""
+    nbytes = layout.unit_spec.nbytes
+    try:
+        plan = plan_blosc_batch(
+            blobs,
+            expected_nbytes=nbytes,
+            chunk_alignment=SLOT_ALIGNMENT,
+            input_alignment=backend.input_alignment,
+            output_alignment=backend.output_alignment,
+        )
+    except CorruptChunkError as exc:
+        # the plan names chunks by position: "chunk <i>: ..."
+        message = str(exc)
+        position = int(message.split()[1].rstrip(":")) if message.startswith("chunk ") else 0
+        raise CorruptChunkError(f"{layout.describe(coords[position])}: codec 'blosc': {message}") from None
+    kernels = backend.kernels
+    host = np.zeros(plan.input_nbytes, dtype=np.uint8)
+    for blob, off in zip(blobs, plan.input_offsets.tolist(), strict=True):
+        host[off : off + len(blob)] = np.frombuffer(blob, dtype=np.uint8)
+    source = backend.upload(host)
+    kernels.copy_ranges(source, source, plan.gather.src_offsets, plan.gather.dst_offsets, plan.gather.sizes)
+    work = backend.empty(plan.workspace_nbytes)
+    kernels.copy_ranges(source, work, plan.copies.src_offsets, plan.copies.dst_offsets, plan.copies.sizes)
+    for batch in plan.streams.values():
+        failed = backend.decompress(
+            batch.codec, source, batch.comp_offsets, batch.comp_sizes, work, batch.decomp_offsets, batch.decomp_sizes
+        )
+        if failed.any():
+            i = int(batch.chunk[int(np.flatnonzero(failed)[0])])
+            raise CorruptChunkError(
+                f"{layout.describe(coords[i])}: codec 'blosc': a {batch.codec} stream does not decode"
+            )
+    kernels.copy_ranges(work, work, plan.bounces.src_offsets, plan.bounces.dst_offsets, plan.bounces.sizes)
+    for sb in plan.shuffles:
+        run = kernels.unshuffle if sb.kind == "shuffle" else kernels.bitunshuffle
+        run(work, work, sb.src_offsets, sb.dst_offsets, sb.sizes, sb.typesize)
+    if plan.cpu_chunks.size:
+        reasons = sorted(set(plan.cpu_reasons.values()))
+        _fallback("codec 'blosc' with " + ", ".join(reasons))
+        for i in plan.cpu_chunks.tolist():
+            chunk = layout.decode(coords[i], blobs[i]).reshape(-1).view(np.uint8)
+            off = int(plan.decoded_offsets[i])
+            kernels.copy_ranges(backend.upload(np.ascontiguousarray(chunk)), work, [0], [off], [nbytes])
+    # plan.decoded_offsets are multiples of SLOT_ALIGNMENT, nbytes apart rounded up: = slot
+    assert np.array_equal(plan.decoded_offsets, np.arange(len(blobs), dtype=np.int64) * slot)
+    return work
+
+
+def _decode_on_host(
+    layout: ChunkLayout, coords: Sequence[tuple[int, ...]], blobs: Sequence[memoryview], slot: int, backend: Backend
+) -> Any:
+    """The CPU fallback: decode each unit with its chain, upload them all at once."""
+    host = np.zeros(slot * len(blobs), dtype=np.uint8)
+    nbytes = layout.unit_spec.nbytes
+    for i, (c, blob) in enumerate(zip(coords, blobs, strict=True)):
+        unit = np.ascontiguousarray(layout.decode(c, blob))
+        host[i * slot : i * slot + nbytes] = unit.reshape(-1).view(np.uint8)
+    return backend.upload(host)
+
+
+def _transpose(decoded: Any, slot: int, n: int, plan: DeviceChain, dtype: np.dtype, backend: Backend) -> Any:
+    """Units stored transposed, turned around as one array operation over the wave."""
+    xp = backend.xp
+    assert plan.stored_shape is not None and plan.axes is not None
+    count = int(np.prod(plan.stored_shape))
+    items = decoded[: n * slot].view(dtype).reshape(n, slot // dtype.itemsize)[:, :count]
+    stacked = items.reshape(n, *plan.stored_shape)
+    turned = xp.ascontiguousarray(stacked.transpose(0, *(a + 1 for a in plan.axes)))
+    return turned.reshape(-1).view(np.uint8)
+
+
+def _scatter(
+    layout: ChunkLayout,
+    units: Sequence[tuple[_Destination, ChunkProjection]],
+    decoded: Any,
+    slot: int,
+    backend: Backend,
+) -> None:
+    """Place decoded units: one launch per destination for box selections."""
+    unit_shape = layout.unit_shape
+    dtype = layout.unit_spec.dtype
+    by_dest: dict[int, tuple[_Destination, list[int]]] = {}
+    for i, (dest, _) in enumerate(units):
+        by_dest.setdefault(id(dest), (dest, []))[1].append(i)
+    for dest, members in by_dest.values():
+        if dest.basic:
+            boxes = plan_scatter([units[i][1] for i in members], unit_shape, dest.buffer.shape).boxes
+            backend.kernels.scatter(decoded, np.array(members, dtype=np.int64) * slot, dest.buffer, unit_shape, boxes)
+            continue
+        nbytes = layout.unit_spec.nbytes
+        for i in members:
+            projection = units[i][1]
+            unit = decoded[i * slot : i * slot + nbytes].view(dtype).reshape(unit_shape)
+            _place(dest, projection, unit)
+
+
+def _place(dest: _Destination, projection: ChunkProjection, unit: Any) -> None:
+    if dest.vectorized:
+        dest.buffer.reshape(-1)[projection.out_selection] = unit[projection.chunk_selection]
+    else:
+        ortho_set(dest.buffer, projection.out_selection, ortho_get(unit, projection.chunk_selection))  # type: ignore[arg-type]
+
+
+def _fill(layout: ChunkLayout, units: Sequence[tuple[_Destination, ChunkProjection]], backend: Backend) -> None:
+    """Set the units that are not stored to the fill value."""
+    spec = layout.unit_spec
+    fill = np.asarray(layout.metadata.fill_value, dtype=spec.dtype)
+    fill_bytes = fill.tobytes()
+    by_dest: dict[int, tuple[_Destination, list[ChunkProjection]]] = {}
+    for dest, projection in units:
+        by_dest.setdefault(id(dest), (dest, []))[1].append(projection)
+    for dest, projections in by_dest.values():
+        if dest.basic:
+            boxes = plan_scatter(projections, layout.unit_shape, dest.buffer.shape).boxes
+            backend.kernels.fill(dest.buffer, boxes, fill_bytes)
+            continue
+        for projection in projections:
+            if dest.vectorized:
+                dest.buffer.reshape(-1)[projection.out_selection] = fill
+            else:
+                region = ortho_get(dest.buffer, projection.out_selection)  # type: ignore[arg-type]
+                region[...] = fill
+                ortho_set(dest.buffer, projection.out_selection, region)  # type: ignore[arg-type]

@@ -1,0 +1,267 @@
+"""The GPU read path's executor, run on the host backend (NumPy standing in for the GPU).
+
+Every test reads through :func:`gpuzarr.gpu.executor.read_into_device` and compares with
+the CPU pipeline: codecs, formats, sharding, selections, missing chunks, checksums,
+corrupt chunks, the CPU fallback and the out-of-memory back-off. The same tests run on
+a real GPU (``CudaBackend``) under the ``gpu`` marker; without one they are skipped.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numcodecs
+import numpy as np
+import pytest
+import zarr
+
+import gpuzarr
+from gpuzarr.errors import ChecksumError, CorruptChunkError, UnsupportedCodecError, UnsupportedDataTypeError
+from gpuzarr.gpu.backend import Backend, HostBackend
+from gpuzarr.gpu.executor import GpuFallbackWarning, device_chain
+from gpuzarr.pipeline import shard_index_cache
+
+SHAPE = (37, 29)
+CHUNKS = (8, 6)
+
+
+def _data(dtype: str = "float32") -> np.ndarray:
+    values = np.random.default_rng(11).normal(size=SHAPE) * 100
+    return values.astype(dtype)
+
+
+def _cuda_backend() -> Backend:
+    from gpuzarr.device import gpu_path_available
+
+    if not gpu_path_available():
+        pytest.skip("no usable GPU (CuPy, nvCOMP and a CUDA device)")
+    from gpuzarr.gpu.backend import cuda_backend
+
+    return cuda_backend(0)
+
+
+@pytest.fixture(params=["host", pytest.param("cuda", marks=pytest.mark.gpu)])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return HostBackend() if request.param == "host" else _cuda_backend()
+
+
+def _read(a: gpuzarr.Array, backend: Backend, selection: Any = Ellipsis, mode: str = "basic") -> np.ndarray:
+    result = a._read_on_backend([a._indexer(selection, mode)], [None], backend)[0]  # type: ignore[arg-type]
+    return backend.to_host(result) if backend.xp is not np else result
+
+
+V3_CODECS: dict[str, dict[str, Any]] = {
+    "raw": {"compressors": None},
+    "zstd": {"compressors": {"name": "zstd", "configuration": {"level": 1, "checksum": False}}},
+    "zstd-checksum": {"compressors": {"name": "zstd", "configuration": {"level": 3, "checksum": True}}},
+    "gzip": {"compressors": {"name": "gzip", "configuration": {"level": 5}}},
+    "blosc-lz4-shuffle": {"compressors": {"name": "blosc", "configuration": {"cname": "lz4", "shuffle": "shuffle"}}},
+    "blosc-zstd-bitshuffle": {
+        "compressors": {"name": "blosc", "configuration": {"cname": "zstd", "shuffle": "bitshuffle"}}
+    },
+    "blosc-zlib-noshuffle": {"compressors": {"name": "blosc", "configuration": {"cname": "zlib", "shuffle": "noshuffle"}}},
+    "lz4": {"compressors": numcodecs.LZ4()},
+    "zlib": {"compressors": numcodecs.Zlib(level=3)},
+    "crc32c": {"compressors": [{"name": "crc32c"}]},
+    "zstd-crc32c": {"compressors": [{"name": "zstd", "configuration": {"level": 1}}, {"name": "crc32c"}]},
+    "big-endian": {"serializer": {"name": "bytes", "configuration": {"endian": "big"}}, "compressors": None},
+    "transpose-zstd": {"filters": [{"name": "transpose", "configuration": {"order": [1, 0]}}]},
+}
+
+
+@pytest.mark.parametrize("codec", list(V3_CODECS))
+@pytest.mark.parametrize("dtype", ["float32", "int16", "uint8", "float64"])
+def test_v3_codecs_match_cpu(tmp_path: Path, backend: Backend, codec: str, dtype: str) -> None:
+    data = _data(dtype)
+    a = gpuzarr.create_array(tmp_path / "a", shape=SHAPE, chunks=CHUNKS, dtype=dtype, **V3_CODECS[codec])
+    a[...] = data
+    a = gpuzarr.open_array(tmp_path / "a")
+    assert device_chain(a._layout.chain).unsupported is None  # type: ignore[attr-defined]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GpuFallbackWarning)  # the device decodes every one of these
+        np.testing.assert_array_equal(_read(a, backend), data)
+        np.testing.assert_array_equal(_read(a, backend, (slice(3, 30, 2), slice(5, 17))), data[3:30:2, 5:17])
+        np.testing.assert_array_equal(_read(a, backend, (slice(None, None, -3), 7)), data[::-3, 7])
+
+
+@pytest.mark.parametrize(
+    "compressor",
+    [None, numcodecs.Zstd(level=1), numcodecs.GZip(level=1), numcodecs.Zlib(level=1), numcodecs.LZ4(),
+     numcodecs.Blosc(cname="lz4", shuffle=numcodecs.Blosc.BITSHUFFLE)],
+    ids=["raw", "zstd", "gzip", "zlib", "lz4", "blosc"],
+)
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", ["<f4", ">i4", ">f8"])
+def test_v2_written_by_zarr_python(tmp_path: Path, backend: Backend, compressor: Any, order: str, dtype: str) -> None:
+    data = _data(dtype.lstrip("<>")).astype(dtype)
+    z = zarr.create_array(
+        tmp_path / "v2", shape=SHAPE, chunks=CHUNKS, dtype=dtype, zarr_format=2, order=order, compressors=compressor
+    )
+    z[...] = data
+    a = gpuzarr.open_array(tmp_path / "v2")
+    assert device_chain(a._layout.chain).unsupported is None  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(_read(a, backend), data)
+    np.testing.assert_array_equal(_read(a, backend, (slice(2, 9), slice(None, None, 4))), data[2:9, ::4])
+
+
+@pytest.mark.parametrize("index_location", ["start", "end"])
+def test_sharded_with_missing_and_empty_inner_chunks(tmp_path: Path, backend: Backend, index_location: str) -> None:
+    data = _data("float32")
+    data[8:16] = 0  # empty inner chunks: not stored
+    a = gpuzarr.create_array(
+        tmp_path / "s",
+        shape=SHAPE,
+        chunks=(4, 6),
+        shards={"shape": (16, 12), "index_location": index_location},
+        dtype="float32",
+        compressors={"name": "zstd", "configuration": {"level": 1}},
+        fill_value=0,
+    )
+    a[...] = data
+    a[32:, :] = 0  # whole shards gone
+    data[32:, :] = 0
+    shard_index_cache.clear()
+    a = gpuzarr.open_array(tmp_path / "s")
+    np.testing.assert_array_equal(_read(a, backend), data)
+    np.testing.assert_array_equal(_read(a, backend, (slice(5, 35), slice(1, 28, 3))), data[5:35, 1:28:3])
+
+
+def test_missing_chunks_read_as_fill_value(tmp_path: Path, backend: Backend) -> None:
+    a = gpuzarr.create_array(tmp_path / "f", shape=SHAPE, chunks=CHUNKS, dtype="int32", fill_value=-7)
+    a[0:8, 0:6] = 3
+    expected = np.full(SHAPE, -7, dtype="int32")
+    expected[0:8, 0:6] = 3
+    np.testing.assert_array_equal(_read(a, backend), expected)
+    empty = gpuzarr.create_array(tmp_path / "e", shape=SHAPE, chunks=CHUNKS, dtype="float64", fill_value=np.nan)
+    assert np.isnan(_read(empty, backend, (slice(0, 3), 5))).all()
+
+
+@pytest.mark.parametrize("mode", ["orthogonal", "vectorized"])
+def test_orthogonal_and_vectorized_selections(tmp_path: Path, backend: Backend, mode: str) -> None:
+    data = _data("int16")
+    a = gpuzarr.create_array(tmp_path / "o", shape=SHAPE, chunks=CHUNKS, dtype="int16", compressors={"name": "zstd"})
+    a[...] = data
+    a[16:24, :] = 0  # some chunks not stored
+    data[16:24, :] = 0
+    rows, cols = np.array([0, 20, 5, 36, 17]), np.array([28, 3, 3, 0, 14])
+    if mode == "orthogonal":
+        np.testing.assert_array_equal(_read(a, backend, (rows, cols), mode), data[np.ix_(rows, cols)])
+    else:
+        np.testing.assert_array_equal(_read(a, backend, (rows, cols), mode), data[rows, cols])
+
+
+def test_batch_of_windows_in_one_call(tmp_path: Path) -> None:
+    data = _data("float32")
+    a = gpuzarr.create_array(tmp_path / "w", shape=SHAPE, chunks=CHUNKS, dtype="float32", compressors={"name": "zstd"})
+    a[...] = data
+    backend = HostBackend()
+    selections = [(slice(r, r + 8), slice(c, c + 6)) for r, c in [(0, 0), (8, 6), (24, 18), (32, 24)]]
+    results = a._read_on_backend([a._indexer(s, "basic") for s in selections], [None] * 4, backend)
+    for sel, got in zip(selections, results, strict=True):
+        np.testing.assert_array_equal(got, data[sel])
+    assert backend.decompress_calls == [("zstd", 4)]  # one batched call for every chunk of the read
+
+
+def test_one_call_per_stage_per_wave(tmp_path: Path) -> None:
+    data = _data("float32")
+    a = gpuzarr.create_array(tmp_path / "w", shape=SHAPE, chunks=CHUNKS, dtype="float32", compressors={"name": "zstd"})
+    a[...] = data
+    backend = HostBackend()
+    chunk_nbytes = 8 * 6 * 4
+    with gpuzarr.config.set(wave_bytes=10 * chunk_nbytes):
+        np.testing.assert_array_equal(_read(a, backend), data)
+    assert [n for _, n in backend.decompress_calls] == [10, 10, 5]  # 25 chunks in waves of 10
+
+
+def test_out_of_memory_shrinks_the_wave(tmp_path: Path) -> None:
+    data = _data("float32")
+    a = gpuzarr.create_array(tmp_path / "m", shape=SHAPE, chunks=CHUNKS, dtype="float32", compressors={"name": "zstd"})
+    a[...] = data
+    slot = 256  # one 192-byte chunk per 256-byte slot
+    backend = HostBackend(memory_limit=4 * slot)
+    np.testing.assert_array_equal(_read(a, backend), data)
+    assert max(n for _, n in backend.decompress_calls) <= 4
+    with pytest.raises(MemoryError):
+        _read(a, HostBackend(memory_limit=100))  # not even one chunk fits
+
+
+def test_cpu_fallback_warns_or_raises(tmp_path: Path) -> None:
+    data = _data("float32")
+    a = gpuzarr.create_array(
+        tmp_path / "b", shape=SHAPE, chunks=CHUNKS, dtype="float32", compressors=numcodecs.BZ2(level=1)
+    )
+    a[...] = data
+    assert device_chain(a._layout.chain).unsupported == "numcodecs.bz2"  # type: ignore[attr-defined]
+    with pytest.warns(GpuFallbackWarning, match="bz2"):
+        np.testing.assert_array_equal(_read(a, HostBackend()), data)
+    with gpuzarr.config.set(gpu_fallback="error"), pytest.raises(UnsupportedCodecError, match="bz2"):
+        _read(a, HostBackend())
+    strings = gpuzarr.create_array(tmp_path / "s", shape=(4,), chunks=(2,), dtype=str)
+    strings[...] = ["a", "bb", "ccc", "dddd"]
+    with pytest.raises(UnsupportedDataTypeError, match="device='cpu'"):
+        _read(strings, HostBackend())
+
+
+def test_blosclz_chunks_fall_back_per_chunk(tmp_path: Path) -> None:
+    data = (np.arange(np.prod(SHAPE)) // 7).astype("float32").reshape(SHAPE)  # compressible: not stored raw
+    a = gpuzarr.create_array(
+        tmp_path / "b",
+        shape=SHAPE,
+        chunks=CHUNKS,
+        dtype="float32",
+        compressors={"name": "blosc", "configuration": {"cname": "blosclz", "shuffle": "shuffle"}},
+    )
+    a[...] = data
+    with pytest.warns(GpuFallbackWarning, match="blosclz"):
+        np.testing.assert_array_equal(_read(a, HostBackend()), data)
+
+
+def test_corrupt_chunks_are_named(tmp_path: Path, backend: Backend) -> None:
+    a = gpuzarr.create_array(
+        tmp_path / "c",
+        shape=SHAPE,
+        chunks=CHUNKS,
+        dtype="float32",
+        compressors=[{"name": "zstd", "configuration": {"level": 1}}, {"name": "crc32c"}],
+    )
+    a[...] = _data("float32")
+    chunk = tmp_path / "c" / "c" / "1" / "2"
+    raw = bytearray(chunk.read_bytes())
+    raw[10] ^= 0xFF
+    chunk.write_bytes(bytes(raw))
+    with pytest.raises(ChecksumError, match="c/1/2"):
+        _read(a, backend)
+    b = gpuzarr.create_array(tmp_path / "z", shape=SHAPE, chunks=CHUNKS, dtype="float32", compressors={"name": "zstd"})
+    b[...] = _data("float32")
+    chunk = tmp_path / "z" / "c" / "2" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:-7])
+    with pytest.raises(CorruptChunkError, match="c/2/0"):
+        _read(b, backend)
+
+
+def test_device_arrays_from_the_public_api_need_a_gpu(tmp_path: Path) -> None:
+    from gpuzarr.device import gpu_path_available
+
+    gpuzarr.create_array(tmp_path / "p", shape=(4,), dtype="i2")
+    if gpu_path_available():
+        pytest.skip("a GPU is present: covered by the gpu-marked tests")
+    assert str(gpuzarr.open_array(tmp_path / "p", device="auto").device) == "cpu"
+    assert str(gpuzarr.open_array(tmp_path / "p").device) == "cpu"
+
+
+@pytest.mark.gpu
+def test_public_api_returns_cupy_arrays(tmp_path: Path) -> None:
+    _cuda_backend()
+    import cupy
+
+    data = _data("float32")
+    gpuzarr.create_array(tmp_path / "g", shape=SHAPE, chunks=CHUNKS, dtype="float32")[...] = data
+    a = gpuzarr.open_array(tmp_path / "g", device="cuda")
+    got = a[2:30, 1:20]
+    assert isinstance(got, cupy.ndarray)
+    np.testing.assert_array_equal(cupy.asnumpy(got), data[2:30, 1:20])
+    out = cupy.zeros((5, 29), dtype="float32")
+    a.read((slice(0, 5), slice(None)), out=out)
+    np.testing.assert_array_equal(cupy.asnumpy(out), data[:5])
