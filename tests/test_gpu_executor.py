@@ -61,7 +61,9 @@ V3_CODECS: dict[str, dict[str, Any]] = {
     "blosc-zstd-bitshuffle": {
         "compressors": {"name": "blosc", "configuration": {"cname": "zstd", "shuffle": "bitshuffle"}}
     },
-    "blosc-zlib-noshuffle": {"compressors": {"name": "blosc", "configuration": {"cname": "zlib", "shuffle": "noshuffle"}}},
+    "blosc-zlib-noshuffle": {
+        "compressors": {"name": "blosc", "configuration": {"cname": "zlib", "shuffle": "noshuffle"}}
+    },
     "lz4": {"compressors": numcodecs.LZ4()},
     "zlib": {"compressors": numcodecs.Zlib(level=3)},
     "crc32c": {"compressors": [{"name": "crc32c"}]},
