@@ -79,9 +79,9 @@ class Loader:
         read_threads: blocks read at once (default ``config.threads``, within 2..8).
         output: ``"numpy"`` (default on the CPU), ``"torch"`` or ``"jax"`` (the batch
             buffer is adopted through DLPack, no copy); ``"cupy"`` is for the GPU path.
-        device: where batches are assembled. ``"cpu"`` (or ``"auto"``) now;
-            ``"cuda"`` raises :class:`gpuzarr.errors.DeviceUnavailableError` until the
-            GPU path exists.
+        device: where batches are assembled. ``"cpu"`` (``"auto"`` too: batches are
+            assembled on the CPU until the loader's GPU batch backend exists);
+            ``"cuda"`` raises :class:`gpuzarr.errors.DeviceUnavailableError` until then.
         pin_memory: with ``output="torch"``, gather into pinned memory (ignored, with a
             warning, when no accelerator is present).
 
@@ -153,7 +153,9 @@ class Loader:
         if not self._single and not all(isinstance(k, str) for k in named):
             raise TypeError("loader: array names must be strings")
         self._space = SampleSpace(named, axis=axis, patch_shape=patch_shape, block_shape=block_shape)
-        self._device = resolve_device(device)
+        # "auto" stays on the CPU: the GPU batch backend (CuPy gathers, device pool) is not
+        # built yet, even where the GPU read path is available.
+        self._device = resolve_device("cpu" if device in ("auto", None) else device)
         self._output = output
         self._pin_memory = bool(pin_memory)
         self._backend = self._make_backend()
