@@ -607,6 +607,27 @@ def test_zstd_decode_many_matches_one_by_one(threads: int) -> None:
     assert ZstdCodec().cpu_decode_many([], 300, threads) == []
 
 
+@pytest.mark.parametrize("level", [0, 1, 3, -5, 19])
+@pytest.mark.parametrize("checksum", [False, True])
+@pytest.mark.parametrize("n", [1000, 300_000])  # a reused context (small chunks) and numcodecs (large)
+def test_zstd_encode_frames(level: int, checksum: bool, n: int) -> None:
+    payload = (np.arange(n) % 97).astype(np.uint8).tobytes()
+    frame = ZstdCodec(level, checksum).cpu_encode(payload, spec_for((n,), "uint8"))
+    assert zstd_frame_content_size(memoryview(frame)) == n  # decodable straight into a chunk buffer
+    assert bool(frame[4] & 0x04) == checksum  # Content_Checksum_flag
+    assert numcodecs.Zstd().decode(frame) == payload
+
+
+def test_zstd_encode_from_many_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    codec, spec = ZstdCodec(1), spec_for((4096,), "uint8")
+    payloads = [np.full(4096, i, dtype=np.uint8).tobytes() + bytes(range(i)) for i in range(64)]
+    with ThreadPoolExecutor(8) as pool:
+        frames = list(pool.map(lambda p: codec.cpu_encode(p, spec), payloads))
+    assert [numcodecs.Zstd().decode(f) for f in frames] == payloads
+
+
 def test_zstd_decode_many_rejects_bad_frames() -> None:
     good = numcodecs.Zstd().encode(bytes(300))
     with pytest.raises(CorruptChunkError, match="zstd"):

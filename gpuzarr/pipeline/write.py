@@ -93,6 +93,19 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
             return key, None
         return key, layout.chain.encode(unit)
 
+    store = layout.store
+    if store.cheap_reads:
+        # Each worker reads the old contents it needs, encodes and stores its own units:
+        # no barrier per wave between encoding and storing, and no encoded wave held in
+        # memory (each object is still written atomically).
+        def write_group(group: list[ChunkProjection]) -> None:
+            for projection in group:
+                old = None if projection.covers_chunk else store.get(layout.key(projection.chunk_coords))
+                _store_one(store, *encode_one((projection, old)))
+
+        size = max(1, -(-len(projections) // (4 * get_config().threads)))
+        parallel_map(write_group, [projections[i : i + size] for i in range(0, len(projections), size)])
+        return
     for wave in waves(projections, layout.unit_spec.nbytes or 1024):
         # Only units the selection covers partly need their old contents.
         partial = [p for p in wave if not p.covers_chunk]
@@ -102,6 +115,14 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
             old_by_coords = {p.chunk_coords: b for p, b in zip(partial, olds, strict=True)}
         results = parallel_map(encode_one, [(p, old_by_coords.get(p.chunk_coords)) for p in wave])
         _store_results(layout, results)
+
+
+def _store_one(store: Any, key: str, value: Any) -> None:
+    """Store one encoded object, or delete it when it holds nothing but fill value."""
+    if value is None:
+        store.delete(key)
+    else:
+        store.set(key, value)
 
 
 def _store_results(layout: ChunkLayout, results: list[tuple[str, Any]]) -> None:
@@ -124,6 +145,7 @@ def _inner_chunks_in_bounds(layout: ShardedLayout, shard: tuple[int, ...]) -> li
 
 def _write_sharded(layout: ShardedLayout, projections: list[ChunkProjection], source: _ValueSource) -> None:
     codec, shard_spec = layout.codec, layout.shard_spec
+    unit_shape = layout.unit_shape
     by_shard: dict[tuple[int, ...], dict[tuple[int, ...], ChunkProjection]] = {}
     for p in projections:
         shard, inner = layout.split_coords(p.chunk_coords)
@@ -147,13 +169,32 @@ def _write_sharded(layout: ShardedLayout, projections: list[ChunkProjection], so
                     encoded[inner] = view[found[0] : found[0] + found[1]]
         for inner, projection in by_shard[shard].items():
             previous = encoded.pop(inner, None)
-            unit = _new_unit(layout, projection.chunk_coords, None if projection.covers_chunk else previous)
-            source.apply(unit, projection)
+            # An inner chunk the selection covers with plain slices is encoded straight
+            # from the caller's array (no unit buffer, no copy).
+            unit = source.whole_unit(projection, unit_shape) if projection.covers_chunk else None
+            if unit is None or not unit.flags.c_contiguous:
+                unit = _new_unit(layout, projection.chunk_coords, None if projection.covers_chunk else previous)
+                source.apply(unit, projection)
             new = codec.encode_inner(unit, shard_spec)
             if new is not None:
                 encoded[inner] = new
         return key, codec.assemble(encoded, shard_spec)
 
+    store = layout.store
+    if store.cheap_reads:
+        # Each worker reads the old shard it needs, encodes and stores it: no barrier per
+        # wave between encoding and storing (measured on 32 shards of 64 zstd inner
+        # chunks: the last shards of each wave left threads idle).
+        def write_shard(shard: tuple[int, ...]) -> None:
+            key = layout.key(shard)
+            old = store.get(key) if needs_old(shard) else None
+            _, assembled = encode_shard((shard, old))
+            # Drop the cached index first: a reader must never pair the new shard with it.
+            shard_index_cache.discard(store, key)
+            _store_one(store, key, assembled)
+
+        parallel_map(write_shard, list(by_shard))
+        return
     shard_nbytes = shard_spec.nbytes or 1024
     for wave in waves(list(by_shard), shard_nbytes):
         needing = [s for s in wave if needs_old(s)]
