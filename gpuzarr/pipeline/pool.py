@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TypeVar
 
 from gpuzarr.config import get_config
@@ -49,4 +49,9 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     """
     if len(items) <= 1 or get_config().threads == 1:
         return [fn(x) for x in items]
-    return list(_executor().map(fn, items))
+    pool = _executor()
+    futures = [pool.submit(fn, x) for x in items]
+    # Every task finishes before anything is raised: no work (a chunk write, say) may
+    # outlive the call that failed, or the caller would see a store still changing.
+    wait(futures)
+    return [f.result() for f in futures]  # re-raises the first failure, in order

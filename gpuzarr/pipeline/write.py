@@ -157,43 +157,53 @@ def _write_sharded(layout: ShardedLayout, projections: list[ChunkProjection], so
             inner in touched and touched[inner].covers_chunk for inner in _inner_chunks_in_bounds(layout, shard)
         )
 
-    def encode_shard(item: tuple[tuple[int, ...], Any]) -> tuple[str, bytes | None]:
-        shard, old = item
-        key = layout.key(shard)
+    def stored_inner(shard: tuple[int, ...], old: Any) -> dict[tuple[int, ...], Any]:
+        """The encoded bytes of every inner chunk stored in the old shard."""
         encoded: dict[tuple[int, ...], Any] = {}
         if old is not None:
+            key = layout.key(shard)
             index, view = codec.split(old, shard_spec, key)
             for inner in np.ndindex(*layout.inner_grid):
                 found = codec.check_range(index, inner, len(view), key)
                 if found is not None:
                     encoded[inner] = view[found[0] : found[0] + found[1]]
+        return encoded
+
+    def encode_unit(projection: ChunkProjection, previous: Any) -> Any:
+        """The new encoded bytes of one touched inner chunk (None: all fill value)."""
+        # An inner chunk the selection covers with plain slices is encoded straight
+        # from the caller's array (no unit buffer, no copy).
+        unit = source.whole_unit(projection, unit_shape) if projection.covers_chunk else None
+        if unit is None or not unit.flags.c_contiguous:
+            unit = _new_unit(layout, projection.chunk_coords, None if projection.covers_chunk else previous)
+            source.apply(unit, projection)
+        return codec.encode_inner(unit, shard_spec)
+
+    def encode_shard(item: tuple[tuple[int, ...], Any]) -> tuple[str, bytes | None]:
+        shard, old = item
+        encoded = stored_inner(shard, old)
         for inner, projection in by_shard[shard].items():
-            previous = encoded.pop(inner, None)
-            # An inner chunk the selection covers with plain slices is encoded straight
-            # from the caller's array (no unit buffer, no copy).
-            unit = source.whole_unit(projection, unit_shape) if projection.covers_chunk else None
-            if unit is None or not unit.flags.c_contiguous:
-                unit = _new_unit(layout, projection.chunk_coords, None if projection.covers_chunk else previous)
-                source.apply(unit, projection)
-            new = codec.encode_inner(unit, shard_spec)
+            new = encode_unit(projection, encoded.pop(inner, None))
             if new is not None:
                 encoded[inner] = new
-        return key, codec.assemble(encoded, shard_spec)
+        return layout.key(shard), codec.assemble(encoded, shard_spec)
+
+    def store_shard(key: str, assembled: bytes | None) -> None:
+        # Drop the cached index first: a reader must never pair the new shard with it.
+        shard_index_cache.discard(store, key)
+        _store_one(store, key, assembled)
 
     store = layout.store
+    shards = list(by_shard)
     if store.cheap_reads:
-        # Each worker reads the old shard it needs, encodes and stores it: no barrier per
-        # wave between encoding and storing (measured on 32 shards of 64 zstd inner
-        # chunks: the last shards of each wave left threads idle).
+        # Each worker reads the old shard it needs, encodes and stores it, with no barrier
+        # per wave between encoding and storing (measured on 32 shards of 64 zstd inner
+        # chunks: the last shards of each wave left threads idle). (Spreading the inner
+        # chunks of a few shards over the workers measured no better for partial writes.)
         def write_shard(shard: tuple[int, ...]) -> None:
-            key = layout.key(shard)
-            old = store.get(key) if needs_old(shard) else None
-            _, assembled = encode_shard((shard, old))
-            # Drop the cached index first: a reader must never pair the new shard with it.
-            shard_index_cache.discard(store, key)
-            _store_one(store, key, assembled)
+            store_shard(*encode_shard((shard, store.get(layout.key(shard)) if needs_old(shard) else None)))
 
-        parallel_map(write_shard, list(by_shard))
+        parallel_map(write_shard, shards)
         return
     shard_nbytes = shard_spec.nbytes or 1024
     for wave in waves(list(by_shard), shard_nbytes):
