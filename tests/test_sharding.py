@@ -455,8 +455,14 @@ def test_tiny_shard_groups_are_merged_per_thread(tmp_path: Path) -> None:
     for i, one in enumerate(shards_of):  # no shard is split between groups
         for other in shards_of[i + 1 :]:
             assert not one & other
-    # Large shares of a read keep one group per shard.
-    assert len(layout.worker_groups(projections, threads=3, min_group_bytes=0)) == 7
+    # Large shares of a read: groups never mix shards, and with few shards (7 here, for 3
+    # threads) a shard is cut into runs of inner chunks so that no thread idles.
+    split = layout.worker_groups(projections, threads=3, min_group_bytes=0)
+    assert all(len({p.chunk_coords[0] // 4 for p in g.projections}) == 1 for g in split)
+    assert 7 < len(split) <= len(projections)  # shards of several inner chunks are cut in two
+    assert sorted(p.chunk_coords for g in split for p in g.projections) == sorted(p.chunk_coords for p in projections)
+    with_many_shards = layout.worker_groups(projections, threads=1, min_group_bytes=0)
+    assert len(with_many_shards) == 7  # 7 shards >= 4 per thread: one group per shard
     for group in groups:
         for projection, raw in zip(group.projections, group.fetch(), strict=True):
             row = projection.chunk_coords[0]

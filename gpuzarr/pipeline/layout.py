@@ -300,6 +300,16 @@ class ShardedLayout(ChunkLayout):
             targets = np.arange(1, threads) * (len(projections) / threads)
             cuts = [0, *ends[np.unique(np.searchsorted(ends, targets))].tolist()]
             cuts = sorted(set(cuts) | {len(projections)})
+        elif len(shards) < 4 * threads and len(projections) > len(shards):
+            # Few large shares (8 shards of 16 one-MiB inner chunks, say): a task per shard
+            # leaves threads idle at the end, so shards are cut into runs of inner chunks,
+            # about 4 per thread in all. Their indexes are read here first, once each.
+            self.read_indexes([self.key(s) for s in shards], inline=True)
+            pieces = -(-4 * threads // len(shards))
+            cut_set = {0, *ends.tolist()}
+            for end, count in zip(ends.tolist(), counts.tolist(), strict=True):
+                cut_set.update(end - count + count * k // pieces for k in range(1, pieces))
+            cuts = sorted(cut_set)
         else:
             cuts = [0, *ends.tolist()]
         runs = [order[a:b].tolist() for a, b in itertools.pairwise(cuts) if b > a]
