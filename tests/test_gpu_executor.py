@@ -22,6 +22,7 @@ from gpuzarr.errors import ChecksumError, CorruptChunkError, UnsupportedCodecErr
 from gpuzarr.gpu.backend import Backend, HostBackend
 from gpuzarr.gpu.executor import GpuFallbackWarning, device_chain
 from gpuzarr.pipeline import shard_index_cache
+from gpuzarr.stores import MemoryStore
 
 SHAPE = (37, 29)
 CHUNKS = (8, 6)
@@ -267,3 +268,24 @@ def test_public_api_returns_cupy_arrays(tmp_path: Path) -> None:
     out = cupy.zeros((5, 29), dtype="float32")
     a.read((slice(0, 5), slice(None)), out=out)
     np.testing.assert_array_equal(cupy.asnumpy(out), data[:5])
+
+
+class _RemoteLikeStore(MemoryStore):
+    """A store whose reads are not cheap: fetched in batches per wave, the next wave's on
+    a helper thread while the current one decodes."""
+
+    cheap_reads = False
+
+
+def test_waves_on_a_store_without_cheap_reads() -> None:
+    data = _data("float32")
+    store = _RemoteLikeStore()
+    a = gpuzarr.create_array(
+        store, shape=SHAPE, chunks=(4, 6), shards=(8, 12), dtype="float32", compressors={"name": "zstd"}
+    )
+    a[...] = data
+    shard_index_cache.clear()
+    backend = HostBackend()
+    with gpuzarr.config.set(wave_bytes=7 * 4 * 6 * 4):
+        np.testing.assert_array_equal(_read(gpuzarr.open_array(store), backend), data)
+    assert len(backend.decompress_calls) > 5 and max(n for _, n in backend.decompress_calls) <= 7

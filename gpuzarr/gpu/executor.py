@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,18 +167,34 @@ def read_into_device(layout: ChunkLayout, requests: Sequence[tuple[Indexer, Any]
     if not units:
         return
     per_wave = max(1, get_config().wave_bytes // max(1, spec.nbytes))
-    start = 0
-    while start < len(units):
-        wave = units[start : start + per_wave]
-        try:
-            _read_wave(layout, plan, wave, backend)
-        except Exception as exc:
-            if backend.out_of_memory(exc) and per_wave > 1:
-                backend.release_memory()
-                per_wave = max(1, per_wave // 2)  # smaller waves instead of a failed read
-                continue
-            raise
-        start += len(wave)
+    inline = layout.store.cheap_reads
+    # The next wave's stored bytes are read on a helper thread while this wave is on the
+    # device: storage reads overlap the device's work (and the host's kernel launches).
+    fetcher = ThreadPoolExecutor(1, thread_name_prefix="gpuzarr-gpu-fetch")
+    try:
+        start = 0
+        pending: Future[list[Any]] | None = None
+        while start < len(units):
+            wave = units[start : start + per_wave]
+            raws = pending.result() if pending is not None else layout.fetch([p for _, p in wave], inline=inline)
+            pending = None
+            following = units[start + len(wave) : start + len(wave) + per_wave]
+            if following:
+                pending = fetcher.submit(layout.fetch, [p for _, p in following], inline=inline)
+            try:
+                _read_wave(layout, plan, wave, raws, backend)
+            except Exception as exc:
+                if backend.out_of_memory(exc) and per_wave > 1:
+                    backend.release_memory()
+                    per_wave = max(1, per_wave // 2)  # smaller waves instead of a failed read
+                    if pending is not None:
+                        pending.cancel()
+                        pending = None
+                    continue
+                raise
+            start += len(wave)
+    finally:
+        fetcher.shutdown(wait=True, cancel_futures=True)
 
 
 def _fallback(reason: str) -> None:
@@ -194,10 +211,13 @@ def _fallback(reason: str) -> None:
 
 
 def _read_wave(
-    layout: ChunkLayout, plan: DeviceChain, wave: list[tuple[_Destination, ChunkProjection]], backend: Backend
+    layout: ChunkLayout,
+    plan: DeviceChain,
+    wave: list[tuple[_Destination, ChunkProjection]],
+    raws: list[Any],
+    backend: Backend,
 ) -> None:
     spec = layout.unit_spec
-    raws = layout.fetch([p for _, p in wave], inline=layout.store.cheap_reads)
     stored = [i for i, raw in enumerate(raws) if raw is not None]
     missing = [i for i, raw in enumerate(raws) if raw is None]
     if missing:
