@@ -3,9 +3,10 @@
 Peers (each result is a CuPy array on the current device, synchronised before the
 clock stops):
 
-* ``gpuzarr``: ``gpuzarr.open_array(path, device="cuda")[sel]``. Until gpuzarr's GPU read
-  path ships, ``device="cuda"`` raises ``DeviceUnavailableError`` and this reader is
-  reported as unavailable, with gpuzarr's own message;
+* ``gpuzarr``: ``gpuzarr.open_array(path, device="cuda")[sel]``, windows with
+  ``read_batch`` (one decode call per stage for the whole batch). Where the GPU path is
+  not available (no CuPy, nvCOMP or device) this reader is reported as unavailable,
+  with gpuzarr's own message;
 * ``zarr-python``: ``zarr.open_array(path)[sel]`` inside ``zarr.config.enable_gpu()``
   (zarr-python decodes on the CPU and hands back device buffers);
 * ``tensorstore``: tensorstore's read into host memory, then ``cupy.asarray`` (the
@@ -135,7 +136,8 @@ class GpuzarrCudaReader(_GpuReader):
     """gpuzarr's GPU read path: ``open_array(path, device="cuda")[sel]``."""
 
     name = "gpuzarr"
-    description = "gpuzarr.open_array(path, device='cuda')[sel] (a device array); windows one after another"
+    description = "gpuzarr.open_array(path, device='cuda')[sel] (a device array); windows with a.read_batch(selections)"
+    batch_mode = "Array.read_batch: all windows decoded on the device as one batch"
     needs = ("gpuzarr",)
 
     def unavailable(self) -> str | None:
@@ -174,6 +176,9 @@ class GpuzarrCudaReader(_GpuReader):
 
     def read_selection(self, handle: Any, ds: Dataset, sel: Selection) -> Any:
         return handle[sel]
+
+    def read_batch(self, handle: Any, ds: Dataset, selections: Sequence[Selection]) -> list[Any]:
+        return handle.read_batch(selections)
 
 
 class ZarrPythonGpuReader(_GpuReader, ZarrPythonReader):
