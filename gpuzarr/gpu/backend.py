@@ -18,19 +18,16 @@ Nothing here imports CuPy or nvCOMP at module import.
 
 from __future__ import annotations
 
-import gzip
 import os
 import threading
-import zlib
 from abc import ABC, abstractmethod
 from typing import Any
 
-import numcodecs.lz4
-import numcodecs.zstd
 import numpy as np
 
 from gpuzarr.errors import DeviceUnavailableError
 from gpuzarr.gpu import reference
+from gpuzarr.gpu.plan import StreamBatch, host_decompress
 
 __all__ = ["Backend", "CudaBackend", "HostBackend", "NVCOMP_ALGORITHMS", "cuda_backend"]
 
@@ -65,22 +62,14 @@ class Backend(ABC):
         """A host copy of a device array (synchronises)."""
 
     @abstractmethod
-    def decompress(
-        self,
-        codec: str,
-        src: Any,
-        comp_offsets: np.ndarray,
-        comp_sizes: np.ndarray,
-        dst: Any,
-        decomp_offsets: np.ndarray,
-        decomp_sizes: np.ndarray,
-    ) -> np.ndarray:
-        """Decompress a batch in one call: stream i is ``src[comp_offsets[i]:][:comp_sizes[i]]``
-        and must produce exactly ``decomp_sizes[i]`` bytes at ``dst[decomp_offsets[i]:]``.
+    def decompress(self, batch: StreamBatch, src: Any, dst: Any) -> np.ndarray:
+        """Decompress a batch in one call: stream i is
+        ``src[batch.comp_offsets[i]:][:batch.comp_sizes[i]]`` and must produce exactly
+        ``batch.decomp_sizes[i]`` bytes at ``dst[batch.decomp_offsets[i]:]``.
 
-        ``codec`` is ``"zstd"`` (frames), ``"gzip"`` (members), ``"deflate"`` (raw) or
-        ``"lz4"`` (raw blocks). Returns a host bool array, True where stream i failed or
-        decoded to another size (the caller names the chunk).
+        ``batch.codec`` is ``"zstd"`` (frames), ``"gzip"`` (members), ``"deflate"`` (raw)
+        or ``"lz4"`` (raw blocks). Returns a host bool array, True where stream i failed or
+        decoded to another size (the caller names the chunk by ``batch.chunk[i]``).
         """
 
     def out_of_memory(self, exc: BaseException) -> bool:
@@ -120,24 +109,20 @@ class HostBackend(Backend):
     def to_host(self, array: Any) -> np.ndarray:
         return np.array(array, copy=True)
 
-    def decompress(
-        self,
-        codec: str,
-        src: Any,
-        comp_offsets: np.ndarray,
-        comp_sizes: np.ndarray,
-        dst: Any,
-        decomp_offsets: np.ndarray,
-        decomp_sizes: np.ndarray,
-    ) -> np.ndarray:
-        self.decompress_calls.append((codec, len(comp_sizes)))
-        failed = np.zeros(len(comp_sizes), dtype=bool)
-        for i, (off, size, doff, dsize) in enumerate(
-            zip(comp_offsets.tolist(), comp_sizes.tolist(), decomp_offsets.tolist(), decomp_sizes.tolist(), strict=True)
-        ):
+    def decompress(self, batch: StreamBatch, src: Any, dst: Any) -> np.ndarray:
+        self.decompress_calls.append((batch.codec, len(batch)))
+        failed = np.zeros(len(batch), dtype=bool)
+        rows = zip(
+            batch.comp_offsets.tolist(),
+            batch.comp_sizes.tolist(),
+            batch.decomp_offsets.tolist(),
+            batch.decomp_sizes.tolist(),
+            strict=True,
+        )
+        for i, (off, size, doff, dsize) in enumerate(rows):
             stream = bytes(src[off : off + size])
             try:
-                out = _host_decompress(codec, stream, dsize)
+                out = host_decompress(batch.codec, memoryview(stream), dsize)
             except Exception:  # any library error is a failed stream, as nvCOMP reports it
                 failed[i] = True
                 continue
@@ -146,20 +131,6 @@ class HostBackend(Backend):
                 continue
             dst[doff : doff + dsize] = np.frombuffer(out, dtype=np.uint8)
         return failed
-
-
-def _host_decompress(codec: str, stream: bytes, nbytes: int) -> bytes:
-    """One stream with the CPU library for the nvCOMP decompressor of ``codec``."""
-    if codec == "zstd":
-        return numcodecs.zstd.decompress(stream)
-    if codec == "gzip":
-        return gzip.decompress(stream)
-    if codec == "deflate":
-        return zlib.decompress(stream, wbits=-15)
-    if codec == "lz4":
-        # a raw LZ4 block: numcodecs wants its own 4-byte size prefix in front
-        return numcodecs.lz4.decompress(nbytes.to_bytes(4, "little") + stream)
-    raise ValueError(f"no decompressor for {codec!r}")
 
 
 class CudaBackend(Backend):
@@ -229,21 +200,13 @@ class CudaBackend(Backend):
     def to_host(self, array: Any) -> np.ndarray:
         return self.xp.asnumpy(array)
 
-    def decompress(
-        self,
-        codec: str,
-        src: Any,
-        comp_offsets: np.ndarray,
-        comp_sizes: np.ndarray,
-        dst: Any,
-        decomp_offsets: np.ndarray,
-        decomp_sizes: np.ndarray,
-    ) -> np.ndarray:
+    def decompress(self, batch: StreamBatch, src: Any, dst: Any) -> np.ndarray:
         nvcomp = self._nvcomp
-        pieces = zip(comp_offsets.tolist(), comp_sizes.tolist(), strict=True)
+        pieces = zip(batch.comp_offsets.tolist(), batch.comp_sizes.tolist(), strict=True)
         inputs = nvcomp.as_arrays([src[o : o + n] for o, n in pieces])
-        outputs = [dst[o : o + n] for o, n in zip(decomp_offsets.tolist(), decomp_sizes.tolist(), strict=True)]
-        decoded = self._codec(codec).decode(inputs)
+        slots = zip(batch.decomp_offsets.tolist(), batch.decomp_sizes.tolist(), strict=True)
+        outputs = [dst[o : o + n] for o, n in slots]
+        decoded = self._codec(batch.codec).decode(inputs)
         failed = np.zeros(len(outputs), dtype=bool)
         for i, (got, want) in enumerate(zip(decoded, outputs, strict=True)):
             arr = self.xp.asarray(got).view(np.uint8).reshape(-1)

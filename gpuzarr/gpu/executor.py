@@ -42,7 +42,7 @@ from gpuzarr.codecs.v2 import V2ArrayBytesCodec
 from gpuzarr.config import get_config
 from gpuzarr.errors import ChecksumError, CorruptChunkError, UnsupportedCodecError, UnsupportedDataTypeError
 from gpuzarr.gpu.backend import Backend
-from gpuzarr.gpu.plan import plan_blosc_batch, plan_scatter
+from gpuzarr.gpu.plan import StreamBatch, plan_blosc_batch, plan_scatter
 from gpuzarr.indexing import ChunkProjection, Indexer, is_basic, ortho_get, ortho_set
 from gpuzarr.pipeline.layout import ChunkLayout
 
@@ -306,8 +306,8 @@ def _decode_on_device(
         backend.kernels.copy_ranges(device_input, decoded, offsets, decoded_offsets, sizes)
         return decoded
     codec = {"zlib": "deflate"}.get(plan.compressor, plan.compressor)
-    decoded_sizes = np.full(n, nbytes, np.int64)
-    failed = backend.decompress(codec, device_input, offsets, sizes, decoded, decoded_offsets, decoded_sizes)
+    batch = StreamBatch(codec, offsets, sizes, decoded_offsets, np.full(n, nbytes, np.int64), np.arange(n))
+    failed = backend.decompress(batch, device_input, decoded)
     if failed.any():
         i = int(np.flatnonzero(failed)[0])
         raise CorruptChunkError(
@@ -344,9 +344,7 @@ def _blosc(
     work = backend.empty(plan.workspace_nbytes)
     kernels.copy_ranges(source, work, plan.copies.src_offsets, plan.copies.dst_offsets, plan.copies.sizes)
     for batch in plan.streams.values():
-        failed = backend.decompress(
-            batch.codec, source, batch.comp_offsets, batch.comp_sizes, work, batch.decomp_offsets, batch.decomp_sizes
-        )
+        failed = backend.decompress(batch, source, work)
         if failed.any():
             i = int(batch.chunk[int(np.flatnonzero(failed)[0])])
             raise CorruptChunkError(

@@ -66,6 +66,7 @@ __all__ = [
     "ShuffleBatch",
     "StreamBatch",
     "decode_blosc_batch_on_host",
+    "host_decompress",
     "pack_input",
     "parse_blosc_header",
     "plan_blosc_batch",
@@ -500,8 +501,11 @@ def pack_input(chunks: Sequence[Buffer], plan: BloscPlan) -> np.ndarray:
     return buf
 
 
-def _host_decompress(codec: str, stream: memoryview, nbytes: int) -> bytes:
-    """Decompress one planned stream with the CPU library for its nvCOMP codec."""
+def host_decompress(codec: str, stream: memoryview, nbytes: int) -> bytes:
+    """Decompress one stream with the CPU library for its nvCOMP decompressor (``"lz4"``,
+    ``"zstd"``, ``"deflate"``, ``"gzip"``): what the host backend runs in nvCOMP's place."""
+    if codec == "gzip":
+        return zlib.decompress(bytes(stream), wbits=31)
     if codec == "lz4":
         # numcodecs' LZ4 format is a raw LZ4 block behind a 4-byte little-endian size.
         return numcodecs.lz4.decompress(nbytes.to_bytes(4, "little") + bytes(stream))
@@ -530,7 +534,7 @@ def decode_blosc_batch_on_host(plan: BloscPlan, chunks: Sequence[Buffer], kernel
         for k in range(len(batch)):
             off, size = int(batch.comp_offsets[k]), int(batch.comp_sizes[k])
             dst, dsize = int(batch.decomp_offsets[k]), int(batch.decomp_sizes[k])
-            out = _host_decompress(batch.codec, memoryview(source)[off : off + size], dsize)
+            out = host_decompress(batch.codec, memoryview(source)[off : off + size], dsize)
             if len(out) != dsize:
                 raise CorruptChunkError(
                     f"chunk {int(batch.chunk[k])}: blosc stream decompressed to {len(out)} bytes, expected {dsize}"
