@@ -311,3 +311,66 @@ def test_fill_value_chunks_are_dropped_under_random_writes(zarr_format: int) -> 
     for key in a.stored_chunk_keys():
         chunk = a._chain.decode(store.get(key))
         assert chunk.any(), f"{key} holds only the fill value but was stored"
+
+
+@st.composite
+def sharded_setups(draw: st.DrawFn) -> dict[str, Any]:
+    """A sharded v3 array: shape, inner chunks, shards (a multiple of them), codec."""
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.integers(1, 12)) for _ in range(ndim))
+    inner = tuple(draw(st.integers(1, max(1, s))) for s in shape)
+    shards = tuple(c * draw(st.integers(1, 3)) for c in inner)
+    return {
+        "shape": shape,
+        "inner": inner,
+        "shards": shards,
+        "codec": draw(st.sampled_from(["none", "zstd", "gzip"])),
+        "index_location": draw(st.sampled_from(["start", "end"])),
+    }
+
+
+def _basic_selection(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[Any, ...]:
+    sel: list[Any] = []
+    for n in shape:
+        if draw(st.booleans()):
+            sel.append(draw(st.integers(-n, n - 1)))
+        else:
+            start = draw(st.integers(0, n))
+            stop = draw(st.integers(start, n))
+            sel.append(slice(start, stop, draw(st.sampled_from([1, 1, 2, 3]))))
+    return tuple(sel)
+
+
+@SETTINGS
+@given(setup=sharded_setups(), data=st.data())
+def test_sharded_batches_read_like_numpy(setup: dict[str, Any], data: st.DataObject) -> None:
+    """Batches of selections over many shards (some absent, some inner chunks empty) read
+    like NumPy on the CPU pipeline, one thread or several, and on the emulated GPU path."""
+    from gpuzarr.gpu.backend import HostBackend
+    from gpuzarr.pipeline import shard_index_cache
+
+    shape = setup["shape"]
+    ints = data.draw(hnp.arrays(np.int64, shape, elements=st.integers(-3, 3)))
+    expected = ints.astype("float32")  # zeros (the fill value) leave inner chunks unstored
+    store = MemoryStore()
+    a = gpuzarr.create_array(
+        store,
+        shape=shape,
+        chunks=setup["inner"],
+        shards={"shape": setup["shards"], "index_location": setup["index_location"]},
+        dtype="float32",
+        fill_value=0,
+        compressors=COMPRESSOR_JSON.get(setup["codec"]),
+    )
+    a[...] = expected
+    selections = [_basic_selection(data.draw, shape) for _ in range(data.draw(st.integers(1, 6)))]
+    wants = [expected[sel] for sel in selections]
+    for threads in (1, 3):
+        shard_index_cache.clear()
+        with gpuzarr.config.set(threads=threads, coalesce_gap_bytes=data.draw(st.sampled_from([0, 64, 65536]))):
+            for got, want in zip(gpuzarr.open_array(store).read_batch(selections), wants, strict=True):
+                assert_same(got, want)
+    reader = gpuzarr.open_array(store)
+    indexers = [reader._indexer(sel, "basic") for sel in selections]
+    for got, want in zip(reader._read_on_backend(indexers, [None] * len(indexers), HostBackend()), wants, strict=True):
+        assert_same(got[()] if got.ndim == 0 else got, want)
