@@ -374,3 +374,33 @@ def test_sharded_batches_read_like_numpy(setup: dict[str, Any], data: st.DataObj
     indexers = [reader._indexer(sel, "basic") for sel in selections]
     for got, want in zip(reader._read_on_backend(indexers, [None] * len(indexers), HostBackend()), wants, strict=True):
         assert_same(got[()] if got.ndim == 0 else got, want)
+
+
+@SETTINGS
+@given(setup=sharded_setups(), data=st.data())
+def test_sharded_assignment_sequences_match_numpy(setup: dict[str, Any], data: st.DataObject) -> None:
+    """Random partial and whole writes to a sharded array keep it equal to a NumPy array
+    (shards rewritten by the workers, emptied shards deleted, indexes re-read)."""
+    shape = setup["shape"]
+    expected = np.zeros(shape, dtype="int32")
+    store = MemoryStore()
+    a = gpuzarr.create_array(
+        store,
+        shape=shape,
+        chunks=setup["inner"],
+        shards={"shape": setup["shards"], "index_location": setup["index_location"]},
+        dtype="int32",
+        fill_value=0,
+        compressors=COMPRESSOR_JSON.get(setup["codec"]),
+    )
+    threads = data.draw(st.sampled_from([1, 3]))
+    with gpuzarr.config.set(threads=threads):
+        for _ in range(data.draw(st.integers(1, 5))):
+            sel = _basic_selection(data.draw, shape)
+            value = data.draw(st.integers(-2, 2))  # 0 empties inner chunks
+            expected[sel] = value
+            a[sel] = value
+            assert_same(a[...], expected)
+        assert_same(gpuzarr.open_array(store)[...], expected)
+    if not expected.any():
+        assert not [k for k in store.list_prefix("c")], "a shard holding only fill values is deleted"
