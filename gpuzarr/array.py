@@ -346,10 +346,22 @@ class Array(Node):
         from gpuzarr.gpu.executor import read_into_device
 
         xp = backend.xp
-        buffers = [xp.empty(indexer.buffer_shape, dtype=self.dtype) for indexer in indexers]
+        buffers = []
+        for indexer, out in zip(indexers, outs, strict=True):
+            # A C-contiguous ``out`` laid out like the selection's buffer is filled in place.
+            direct = (
+                out is not None
+                and tuple(out.shape) == indexer.buffer_shape == indexer.out_shape
+                and out.dtype == self.dtype
+                and out.flags.c_contiguous
+            )
+            buffers.append(out if direct else xp.empty(indexer.buffer_shape, dtype=self.dtype))
         read_into_device(self._layout, list(zip(indexers, buffers, strict=True)), backend)
         results = []
         for indexer, out, buffer in zip(indexers, outs, buffers, strict=True):
+            if buffer is out:
+                results.append(out)
+                continue
             result = indexer.finalize(buffer)
             if out is not None:
                 if tuple(out.shape) != indexer.out_shape or out.dtype != self.dtype:

@@ -289,3 +289,20 @@ def test_waves_on_a_store_without_cheap_reads() -> None:
     with gpuzarr.config.set(wave_bytes=7 * 4 * 6 * 4):
         np.testing.assert_array_equal(_read(gpuzarr.open_array(store), backend), data)
     assert len(backend.decompress_calls) > 5 and max(n for _, n in backend.decompress_calls) <= 7
+
+
+def test_reads_into_out_in_place(tmp_path: Path) -> None:
+    data = _data("float32")
+    a = gpuzarr.create_array(tmp_path / "o", shape=SHAPE, chunks=CHUNKS, dtype="float32", compressors={"name": "zstd"})
+    a[...] = data
+    backend = HostBackend()
+    out = np.zeros((10, 29), dtype="float32")
+    (got,) = a._read_on_backend([a._indexer((slice(3, 13), slice(None)), "basic")], [out], backend)
+    assert got is out
+    np.testing.assert_array_equal(out, data[3:13])
+    strided = np.zeros((20, 29), dtype="float32")[::2]  # not contiguous: filled through a copy
+    (got,) = a._read_on_backend([a._indexer((slice(3, 13), slice(None)), "basic")], [strided], backend)
+    assert got is strided
+    np.testing.assert_array_equal(strided, data[3:13])
+    with pytest.raises(ValueError, match="shape"):
+        a._read_on_backend([a._indexer((slice(3, 13), slice(None)), "basic")], [np.zeros((9, 29), "float32")], backend)
