@@ -11,6 +11,12 @@
 ``shard_index_cache_entries`` shard indexes kept in the process-wide LRU (default 16384).
 ``gpu_fallback``       what a GPU read does with a codec that has no GPU implementation:
                        ``"warn"`` (decode on the CPU, warn once) or ``"error"``.
+``gpu_io``             how a GPU read moves stored bytes to the device: ``"staging"``
+                       (read into host memory, one pinned copy per wave; the default) or
+                       ``"kvikio"`` (local files read by kvikio straight into device
+                       memory, GPUDirect Storage where present, for zstd, gzip and
+                       uncompressed chunks; other chains use staging). Not yet measured
+                       on a GPU: staging stays the default until it is.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ class Config:
     write_empty_chunks: bool = False
     wave_bytes: int = 32 * 2**20
     gpu_fallback: Literal["warn", "error"] = "warn"
+    gpu_io: Literal["staging", "kvikio"] = "staging"
     coalesce_gap_bytes: int = 64 * 2**10
     shard_index_cache_entries: int = 16384
 
@@ -59,6 +66,8 @@ class Config:
                 raise ValueError(f"config: {name} must be a non-negative integer, got {value!r}")
         if self.gpu_fallback not in ("warn", "error"):
             raise ValueError(f"config: gpu_fallback must be 'warn' or 'error', got {self.gpu_fallback!r}")
+        if self.gpu_io not in ("staging", "kvikio"):
+            raise ValueError(f"config: gpu_io must be 'staging' or 'kvikio', got {self.gpu_io!r}")
 
 
 class _ConfigHolder:

@@ -306,3 +306,76 @@ def test_reads_into_out_in_place(tmp_path: Path) -> None:
     np.testing.assert_array_equal(strided, data[3:13])
     with pytest.raises(ValueError, match="shape"):
         a._read_on_backend([a._indexer((slice(3, 13), slice(None)), "basic")], [np.zeros((9, 29), "float32")], backend)
+
+
+class _CountingFileReads(HostBackend):
+    """The host backend, counting the ranges read through ``read_files``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.file_reads = 0
+
+    def read_files(self, reads: list[tuple[str, int, int]], dst: Any, offsets: np.ndarray) -> None:
+        self.file_reads += len(reads)
+        super().read_files(reads, dst, offsets)
+
+
+@pytest.mark.parametrize("codec", ["raw", "zstd", "gzip", "big-endian", "transpose-zstd", "lz4", "zstd-crc32c"])
+@pytest.mark.parametrize("sharded", [False, True])
+def test_direct_file_reads(tmp_path: Path, codec: str, sharded: bool) -> None:
+    """``gpu_io="kvikio"``: local file ranges go straight to the device for chains that need
+    no host look at the stored bytes; the others keep host staging."""
+    data = _data("int16")
+    data[8:16] = 0  # unstored (inner) chunks
+    kwargs = dict(V3_CODECS[codec])
+    if sharded:
+        kwargs["shards"] = (16, 12)
+    chunks = (4, 6) if sharded else CHUNKS
+    a = gpuzarr.create_array(tmp_path / "d", shape=SHAPE, chunks=chunks, dtype="int16", **kwargs)
+    a[...] = data
+    shard_index_cache.clear()
+    backend = _CountingFileReads()
+    with gpuzarr.config.set(gpu_io="kvikio"):
+        a = gpuzarr.open_array(tmp_path / "d")
+        np.testing.assert_array_equal(_read(a, backend), data)
+        np.testing.assert_array_equal(_read(a, backend, (slice(5, 30, 3), slice(2, 20))), data[5:30:3, 2:20])
+    direct = codec in ("raw", "zstd", "gzip", "big-endian", "transpose-zstd")
+    assert (backend.file_reads > 0) == direct
+
+
+def test_locate_matches_fetch(tmp_path: Path) -> None:
+    data = _data("float32")
+    data[:8] = 0
+    for name, kwargs in (("plain", {}), ("sharded", {"shards": (16, 12)})):
+        a = gpuzarr.create_array(
+            tmp_path / name, shape=SHAPE, chunks=(4, 6) if kwargs else CHUNKS, dtype="float32", **kwargs
+        )
+        a[...] = data
+        layout = a._layout  # type: ignore[attr-defined]
+        projections = list(a._indexer(Ellipsis, "basic").chunk_projections())
+        located = layout.locate(projections)
+        for where, raw in zip(located, layout.fetch(projections), strict=True):
+            if raw is None:
+                assert where is None
+                continue
+            key, offset, nbytes = where
+            assert (tmp_path / name / key).read_bytes()[offset : offset + nbytes] == bytes(raw)
+
+
+def test_direct_file_reads_of_a_truncated_file(tmp_path: Path) -> None:
+    a = gpuzarr.create_array(tmp_path / "t", shape=SHAPE, chunks=CHUNKS, dtype="float32", compressors=None)
+    a[...] = _data("float32")
+    layout = a._layout  # type: ignore[attr-defined]
+    projections = list(a._indexer(Ellipsis, "basic").chunk_projections())
+    located = layout.locate(projections)
+    chunk = tmp_path / "t" / located[3][0]
+    chunk.write_bytes(chunk.read_bytes()[:10])  # truncated after it was located
+    backend = HostBackend()
+    out = backend.empty(10_000)
+    with pytest.raises(OSError, match="truncated"):
+        backend.read_files([(str(chunk), 0, located[3][2])], out, np.zeros(1, dtype=np.int64))
+
+
+def test_gpu_io_setting_is_validated() -> None:
+    with pytest.raises(ValueError, match="gpu_io"):
+        gpuzarr.config.set(gpu_io="gds")

@@ -167,6 +167,20 @@ def read_into_device(layout: ChunkLayout, requests: Sequence[tuple[Indexer, Any]
     if not units:
         return
     per_wave = max(1, get_config().wave_bytes // max(1, spec.nbytes))
+    if _reads_files_directly(layout, plan):
+        start = 0
+        while start < len(units):
+            wave = units[start : start + per_wave]
+            try:
+                _read_wave_direct(layout, plan, wave, backend)
+            except Exception as exc:
+                if backend.out_of_memory(exc) and per_wave > 1:
+                    backend.release_memory()
+                    per_wave = max(1, per_wave // 2)
+                    continue
+                raise
+            start += len(wave)
+        return
     inline = layout.store.cheap_reads
     # The next wave's stored bytes are read on a helper thread while this wave is on the
     # device: storage reads overlap the device's work (and the host's kernel launches).
@@ -229,16 +243,66 @@ def _read_wave(
     coords = [p.chunk_coords for _, p in units]
     slot = _align(spec.nbytes)
     if plan.unsupported is not None:
-        decoded = _decode_on_host(layout, coords, blobs, slot, backend)
-    else:
-        decoded = _decode_on_device(layout, plan, coords, blobs, slot, backend)
-        if plan.swap_itemsize:
-            n = len(units)
-            offsets = np.arange(n, dtype=np.int64) * slot
-            backend.kernels.byteswap(decoded, offsets, np.full(n, spec.nbytes, np.int64), plan.swap_itemsize)
-        if plan.axes is not None:
-            decoded, slot = _transpose(decoded, slot, len(units), plan, spec.dtype, backend), spec.nbytes
+        _scatter(layout, units, _decode_on_host(layout, coords, blobs, slot, backend), slot, backend)
+        return
+    _finish(layout, plan, units, _decode_on_device(layout, plan, coords, blobs, slot, backend), slot, backend)
+
+
+def _finish(
+    layout: ChunkLayout,
+    plan: DeviceChain,
+    units: Sequence[tuple[_Destination, ChunkProjection]],
+    decoded: Any,
+    slot: int,
+    backend: Backend,
+) -> None:
+    """Step 4 and 5: byte order, transpose, then the scatter into the outputs."""
+    spec = layout.unit_spec
+    n = len(units)
+    if plan.swap_itemsize:
+        offsets = np.arange(n, dtype=np.int64) * slot
+        backend.kernels.byteswap(decoded, offsets, np.full(n, spec.nbytes, np.int64), plan.swap_itemsize)
+    if plan.axes is not None:
+        decoded, slot = _transpose(decoded, slot, n, plan, spec.dtype, backend), spec.nbytes
     _scatter(layout, units, decoded, slot, backend)
+
+
+def _reads_files_directly(layout: ChunkLayout, plan: DeviceChain) -> bool:
+    """Whether this read fetches with ``Backend.read_files`` (``config.gpu_io="kvikio"``):
+    local files, and chains whose device decode needs no look at the stored bytes on the
+    host (no crc32c trailer, no zlib or LZ4 header, no blosc header)."""
+    return (
+        get_config().gpu_io == "kvikio"
+        and hasattr(layout.store, "file_path")
+        and plan.unsupported is None
+        and not plan.crc32c
+        and plan.compressor in (None, "zstd", "gzip")
+    )
+
+
+def _read_wave_direct(
+    layout: ChunkLayout, plan: DeviceChain, wave: list[tuple[_Destination, ChunkProjection]], backend: Backend
+) -> None:
+    """A wave read file range by file range straight into device memory, then decoded."""
+    located = layout.locate([p for _, p in wave])
+    missing = [wave[i] for i, where in enumerate(located) if where is None]
+    if missing:
+        _fill(layout, missing, backend)
+    stored = [i for i, where in enumerate(located) if where is not None]
+    if not stored:
+        return
+    units = [wave[i] for i in stored]
+    reads = [located[i] for i in stored]
+    sizes = np.array([n for _, _, n in reads], dtype=np.int64)  # type: ignore[misc]
+    offsets = np.zeros(len(reads), dtype=np.int64)
+    offsets[1:] = np.cumsum([_align(int(n)) for n in sizes[:-1]])
+    device_input = backend.empty(int(offsets[-1] + sizes[-1]))
+    file_path = layout.store.file_path  # type: ignore[attr-defined]
+    backend.read_files([(file_path(key), off, n) for key, off, n in reads], device_input, offsets)  # type: ignore[misc]
+    coords = [p.chunk_coords for _, p in units]
+    slot = _align(layout.unit_spec.nbytes)
+    decoded = _decompress_device_input(layout, plan, coords, device_input, offsets, sizes, slot, backend)
+    _finish(layout, plan, units, decoded, slot, backend)
 
 
 def _pack(blobs: Sequence[memoryview], starts: Sequence[int], ends: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -295,8 +359,24 @@ def _decode_on_device(
     if plan.compressor == "blosc":
         return _blosc(layout, coords, [b[: len(b) - trailer] for b in blobs], slot, backend)
     host, offsets = _pack(blobs, starts, ends)
-    device_input = backend.upload(host)
     sizes = np.array([e - s for s, e in zip(starts, ends, strict=True)], dtype=np.int64)
+    return _decompress_device_input(layout, plan, coords, backend.upload(host), offsets, sizes, slot, backend)
+
+
+def _decompress_device_input(
+    layout: ChunkLayout,
+    plan: DeviceChain,
+    coords: Sequence[tuple[int, ...]],
+    device_input: Any,
+    offsets: np.ndarray,
+    sizes: np.ndarray,
+    slot: int,
+    backend: Backend,
+) -> Any:
+    """Step 3 for streams already on the device (``offsets``/``sizes`` into
+    ``device_input``): the decoded units at multiples of ``slot``."""
+    nbytes = layout.unit_spec.nbytes
+    n = len(coords)
     decoded = backend.empty(slot * n)
     decoded_offsets = np.arange(n, dtype=np.int64) * slot
     if plan.compressor is None:

@@ -132,6 +132,14 @@ class ChunkLayout:
         store, keys = self.store, [self.key(p.chunk_coords) for p in projections]
         return UnitGroup(projections, lambda: [store.get(k) for k in keys])
 
+    def locate(self, projections: Sequence[ChunkProjection]) -> list[tuple[str, int, int] | None]:
+        """Where each projection's unit is stored, without reading it: ``(key, offset,
+        nbytes)``, or None for a unit not stored (readers that fetch into device memory
+        themselves use this)."""
+        keys = [self.key(p.chunk_coords) for p in projections]
+        sizes = [self.store.size(k) for k in keys]
+        return [(k, 0, n) if n is not None else None for k, n in zip(keys, sizes, strict=True)]
+
     def key(self, coords: Sequence[int]) -> str:
         """Store key of the object at storage-grid ``coords``."""
         return self.prefix + self.metadata.chunk_key(coords)
@@ -445,6 +453,14 @@ class ShardedLayout(ChunkLayout):
         unstored = sorted(set(range(len(projections))) - set(stored)) if len(stored) < len(projections) else []
         return requests, unstored
 
+    def locate(self, projections: Sequence[ChunkProjection]) -> list[tuple[str, int, int] | None]:
+        located: list[tuple[str, int, int] | None] = [None] * len(projections)
+        requests, _ = self._plan(projections, inline=True)
+        for request in requests:
+            for unit, offset, nbytes in request.locations():
+                located[unit] = (request.key, offset, nbytes)
+        return located
+
     def fetch(self, projections: Sequence[ChunkProjection], *, inline: bool = False) -> list[Any]:
         """Inner chunks' bytes (None where not stored): indexes first (cached), then the
         coalesced ranges of every shard in one batched store call. ``inline``: do the
@@ -481,6 +497,12 @@ class _ShardRequest:
         self._pieces.append(pieces)
         self.units.extend(p[0] for p in pieces)
         self.unit_count += len(pieces)
+
+    def locations(self) -> Iterator[tuple[int, int, int]]:
+        """``(unit, offset in the shard, nbytes)`` of every inner chunk served."""
+        for pieces in self._pieces:
+            for unit, offset, nbytes, _ in pieces:
+                yield unit, offset, nbytes
 
     def cut(self, blobs: list[bytes] | None) -> Iterator[tuple[int, memoryview]]:
         """Each unit's bytes, as views of the fetched ranges, in :attr:`units` order."""

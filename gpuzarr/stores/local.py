@@ -14,7 +14,7 @@ from collections.abc import Hashable, Iterator
 from gpuzarr.errors import StoreError
 
 from ._threads import default_threads, parallel_map
-from .base import ByteRange, Store, under_prefix
+from .base import ByteRange, Store, under_prefix, validate_key
 
 __all__ = ["LocalStore"]
 
@@ -151,6 +151,12 @@ class LocalStore(Store):
         return ("local", self._root)
 
     # --------------------------------------------------------------- helpers
+
+    def file_path(self, key: str) -> str:
+        """The file holding ``key``'s object (for readers that open files themselves,
+        such as kvikio on the GPU path); it may not exist."""
+        self._check_open()
+        return self._path(validate_key(key))
 
     def _path(self, key: str) -> str:
         # Keys are validated (no '..', no '\\', no leading '/'), so this stays
