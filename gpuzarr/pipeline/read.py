@@ -9,10 +9,12 @@ without a barrier per stage. (The GPU executor batches per codec stage instead, 
 one launch per stage is what matters.)
 
 On stores where one read is cheap (local files, memory) each worker fetches its own
-unit right before decoding it, so the bytes are still in cache; other stores get one
-batched fetch per wave. Whole units whose destination is one C-contiguous block decode
-straight into the output; other units decode into a reused per-thread scratch buffer,
-which avoids page-faulting fresh memory for every unit.
+group of units right before decoding it, so the bytes are still in cache; other stores
+get one batched fetch per wave. Whole units whose destination is one C-contiguous block
+decode straight into the output; other units decode into a reused per-thread scratch
+buffer, which avoids page-faulting fresh memory for every unit. Small units whose codec
+decodes batches natively (zstd up to 256 KiB) decode a group per native call instead
+and are copied into place, which takes the Python per unit off the hot path.
 """
 
 from __future__ import annotations
