@@ -69,6 +69,7 @@ V3_CODECS: dict[str, dict[str, Any]] = {
     "zlib": {"compressors": numcodecs.Zlib(level=3)},
     "crc32c": {"compressors": [{"name": "crc32c"}]},
     "zstd-crc32c": {"compressors": [{"name": "zstd", "configuration": {"level": 1}}, {"name": "crc32c"}]},
+    "zlib-crc32c": {"compressors": [numcodecs.Zlib(level=1), {"name": "crc32c"}]},
     "big-endian": {"serializer": {"name": "bytes", "configuration": {"endian": "big"}}, "compressors": None},
     "transpose-zstd": {"filters": [{"name": "transpose", "configuration": {"order": [1, 0]}}]},
 }

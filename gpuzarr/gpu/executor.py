@@ -344,11 +344,22 @@ def _decode_on_device(
             if ends[i] < 4 or int.from_bytes(blob[:4], "little") != nbytes:
                 raise CorruptChunkError(f"{layout.describe(c)}: codec 'lz4': size prefix does not match the chunk")
             starts[i] = 4
+    # The streams to decompress, uploaded once. When they start at byte 0 (zstd, gzip,
+    # raw) they are exactly the crc32c payloads too, so the checksum needs no upload of
+    # its own; zlib and LZ4 streams start after a header nvCOMP must not see.
+    streams: tuple[np.ndarray, Any] | None = None
+    if plan.compressor != "blosc":
+        host, offsets = _pack(blobs, starts, ends)
+        streams = (offsets, backend.upload(host))
     if plan.crc32c:
         stored_crc = np.array([int.from_bytes(b[-4:], "little") for b in blobs], dtype=np.uint32)
-        payload_sizes = [len(b) - 4 for b in blobs]
-        full, full_offsets = _pack(blobs, [0] * n, payload_sizes)
-        computed = backend.to_host(backend.kernels.crc32c(backend.upload(full), full_offsets, np.array(payload_sizes)))
+        payload_sizes = np.array([len(b) - 4 for b in blobs], dtype=np.int64)
+        if streams is not None and not any(starts):
+            payload_offsets, payload = streams
+        else:
+            full, payload_offsets = _pack(blobs, [0] * n, payload_sizes.tolist())
+            payload = backend.upload(full)
+        computed = backend.to_host(backend.kernels.crc32c(payload, payload_offsets, payload_sizes))
         bad = np.flatnonzero(computed.astype(np.uint32) != stored_crc)
         if bad.size:
             i = int(bad[0])
@@ -356,11 +367,11 @@ def _decode_on_device(
                 f"{layout.describe(coords[i])}: codec 'crc32c': checksum mismatch "
                 f"(stored {int(stored_crc[i]):#010x}, computed {int(computed[i]):#010x})"
             )
-    if plan.compressor == "blosc":
+    if streams is None:
         return _blosc(layout, coords, [b[: len(b) - trailer] for b in blobs], slot, backend)
-    host, offsets = _pack(blobs, starts, ends)
+    offsets, device_input = streams
     sizes = np.array([e - s for s, e in zip(starts, ends, strict=True)], dtype=np.int64)
-    return _decompress_device_input(layout, plan, coords, backend.upload(host), offsets, sizes, slot, backend)
+    return _decompress_device_input(layout, plan, coords, device_input, offsets, sizes, slot, backend)
 
 
 def _decompress_device_input(
