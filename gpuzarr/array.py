@@ -304,13 +304,33 @@ class Array(Node):
         # shards can be read partially, whole stored objects otherwise.
         return make_indexer(selection, self.shape, self._layout.unit_shape, mode)
 
-    def _check_out(self, out: Any, indexer: Indexer) -> None:
-        if not isinstance(out, np.ndarray):  # a NumPy scalar has a shape but is no buffer
-            raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    def _check_out(self, out: Any, indexer: Indexer, xp: Any = np) -> None:
+        """Refuse an ``out`` that is not an array of ``xp`` (NumPy, or CuPy on a GPU) with
+        the selection's shape and the array's dtype, before anything is read."""
+        if not isinstance(out, xp.ndarray):  # a NumPy scalar has a shape but is no buffer
+            raise TypeError(f"out must be a {xp.__name__}.ndarray, got {type(out).__name__}")
         if tuple(out.shape) != indexer.out_shape:
             raise ValueError(f"out has shape {out.shape}, the selection has shape {indexer.out_shape}")
         if out.dtype != self.dtype:
             raise ValueError(f"out has dtype {out.dtype}, the array has dtype {self.dtype}")
+
+    @staticmethod
+    def _results(
+        indexers: Sequence[Indexer], outs: Sequence[Any], buffers: Sequence[Any], direct: Sequence[bool]
+    ) -> list[Any]:
+        """Each selection's result: its ``out`` where it was read into in place, else its
+        finished buffer (copied into ``out`` when one was given)."""
+        results = []
+        for indexer, out, buffer, into_out in zip(indexers, outs, buffers, direct, strict=True):
+            if into_out:
+                results.append(out)  # read straight into the caller's array
+                continue
+            result = indexer.finalize(buffer)
+            if out is not None:
+                out[...] = result
+                result = out
+            results.append(result)
+        return results
 
     def _read_requests(self, indexers: Sequence[Indexer], outs: Sequence[np.ndarray | None]) -> list[Any]:
         """Read every indexer's selection in one batched pipeline call."""
@@ -328,17 +348,7 @@ class Array(Node):
             direct.append(view is not None)
             buffers.append(view if view is not None else np.empty(indexer.buffer_shape, dtype=self.dtype))
         read_many_into(self._layout, list(zip(indexers, buffers, strict=True)))
-        results = []
-        for indexer, out, buffer, into_out in zip(indexers, outs, buffers, direct, strict=True):
-            if into_out:
-                results.append(out)  # read straight into the caller's array
-                continue
-            result = indexer.finalize(buffer)
-            if out is not None:
-                out[...] = result
-                result = out
-            results.append(result)
-        return results
+        return self._results(indexers, outs, buffers, direct)
 
     def _read_on_backend(self, indexers: Sequence[Indexer], outs: Sequence[Any], backend: Any) -> list[Any]:
         """The device read path (:mod:`gpuzarr.gpu.executor`) on ``backend``: results are
@@ -346,33 +356,17 @@ class Array(Node):
         from gpuzarr.gpu.executor import read_into_device
 
         xp = backend.xp
-        buffers = []
+        buffers: list[Any] = []
+        direct: list[bool] = []
         for indexer, out in zip(indexers, outs, strict=True):
-            # A C-contiguous ``out`` laid out like the selection's buffer is filled in place.
-            direct = (
-                out is not None
-                and tuple(out.shape) == indexer.buffer_shape == indexer.out_shape
-                and out.dtype == self.dtype
-                and out.flags.c_contiguous
-            )
-            buffers.append(out if direct else xp.empty(indexer.buffer_shape, dtype=self.dtype))
-        read_into_device(self._layout, list(zip(indexers, buffers, strict=True)), backend)
-        results = []
-        for indexer, out, buffer in zip(indexers, outs, buffers, strict=True):
-            if buffer is out:
-                results.append(out)
-                continue
-            result = indexer.finalize(buffer)
             if out is not None:
-                if tuple(out.shape) != indexer.out_shape or out.dtype != self.dtype:
-                    raise ValueError(
-                        f"out has shape {tuple(out.shape)} and dtype {out.dtype}; the selection has shape "
-                        f"{indexer.out_shape} and dtype {self.dtype}"
-                    )
-                out[...] = result
-                result = out
-            results.append(result)
-        return results
+                self._check_out(out, indexer, xp)
+            # A C-contiguous ``out`` laid out like the selection's buffer is filled in place.
+            in_place = out is not None and out.shape == indexer.buffer_shape and out.flags.c_contiguous
+            direct.append(in_place)
+            buffers.append(out if in_place else xp.empty(indexer.buffer_shape, dtype=self.dtype))
+        read_into_device(self._layout, list(zip(indexers, buffers, strict=True)), backend)
+        return self._results(indexers, outs, buffers, direct)
 
     def _get(self, selection: Any, mode: SelectionMode, out: np.ndarray | None = None) -> Any:
         return self._read_requests([self._indexer(selection, mode)], [out])[0]

@@ -43,9 +43,11 @@ __all__ = [
     "SelectionMode",
     "VectorizedIndexer",
     "is_basic",
+    "fill_projection",
     "make_indexer",
     "ortho_get",
     "ortho_set",
+    "place_projection",
 ]
 
 SelectionMode = Literal["basic", "orthogonal", "vectorized"]
@@ -138,6 +140,31 @@ def ortho_set(arr: np.ndarray, sel: Sequence[Any], values: Any) -> None:
         arr[sel] = values
     else:
         arr[_ix(sel, arr.shape)] = values
+
+
+def place_projection(buffer: Any, projection: ChunkProjection, unit: Any, vectorized: bool) -> None:
+    """Copy a projection's part of a decoded ``unit`` into an indexer's ``buffer``.
+
+    ``vectorized``: the buffer belongs to a vectorized indexer (flat, point positions);
+    otherwise selections are orthogonal. Works for NumPy and CuPy arrays alike.
+    """
+    if vectorized:
+        buffer.reshape(-1)[projection.out_selection] = unit[projection.chunk_selection]
+    else:
+        ortho_set(buffer, projection.out_selection, ortho_get(unit, projection.chunk_selection))  # type: ignore[arg-type]
+
+
+def fill_projection(buffer: Any, projection: ChunkProjection, fill: Any, vectorized: bool) -> None:
+    """Set a projection's part of an indexer's ``buffer`` to ``fill`` (a unit not stored)."""
+    selection: Any = projection.out_selection
+    if vectorized:
+        buffer.reshape(-1)[selection] = fill
+    elif is_basic(selection):
+        buffer[selection] = fill
+    else:
+        region = ortho_get(buffer, selection)
+        region[...] = fill
+        ortho_set(buffer, selection, region)
 
 
 # --------------------------------------------------------------------------------------------

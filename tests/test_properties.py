@@ -329,6 +329,19 @@ def sharded_setups(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
+def make_sharded(setup: dict[str, Any], store: MemoryStore, dtype: str) -> gpuzarr.Array:
+    """The sharded array a :func:`sharded_setups` example describes, fill value 0."""
+    return gpuzarr.create_array(
+        store,
+        shape=setup["shape"],
+        chunks=setup["inner"],
+        shards={"shape": setup["shards"], "index_location": setup["index_location"]},
+        dtype=dtype,
+        fill_value=0,
+        compressors=COMPRESSOR_JSON.get(setup["codec"]),
+    )
+
+
 def _basic_selection(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[Any, ...]:
     sel: list[Any] = []
     for n in shape:
@@ -353,15 +366,7 @@ def test_sharded_batches_read_like_numpy(setup: dict[str, Any], data: st.DataObj
     ints = data.draw(hnp.arrays(np.int64, shape, elements=st.integers(-3, 3)))
     expected = ints.astype("float32")  # zeros (the fill value) leave inner chunks unstored
     store = MemoryStore()
-    a = gpuzarr.create_array(
-        store,
-        shape=shape,
-        chunks=setup["inner"],
-        shards={"shape": setup["shards"], "index_location": setup["index_location"]},
-        dtype="float32",
-        fill_value=0,
-        compressors=COMPRESSOR_JSON.get(setup["codec"]),
-    )
+    a = make_sharded(setup, store, "float32")
     a[...] = expected
     selections = [_basic_selection(data.draw, shape) for _ in range(data.draw(st.integers(1, 6)))]
     wants = [expected[sel] for sel in selections]
@@ -384,15 +389,7 @@ def test_sharded_assignment_sequences_match_numpy(setup: dict[str, Any], data: s
     shape = setup["shape"]
     expected = np.zeros(shape, dtype="int32")
     store = MemoryStore()
-    a = gpuzarr.create_array(
-        store,
-        shape=shape,
-        chunks=setup["inner"],
-        shards={"shape": setup["shards"], "index_location": setup["index_location"]},
-        dtype="int32",
-        fill_value=0,
-        compressors=COMPRESSOR_JSON.get(setup["codec"]),
-    )
+    a = make_sharded(setup, store, "int32")
     threads = data.draw(st.sampled_from([1, 3]))
     with gpuzarr.config.set(threads=threads):
         for _ in range(data.draw(st.integers(1, 5))):

@@ -42,8 +42,8 @@ from gpuzarr.codecs.v2 import V2ArrayBytesCodec
 from gpuzarr.config import get_config
 from gpuzarr.errors import ChecksumError, CorruptChunkError, UnsupportedCodecError, UnsupportedDataTypeError
 from gpuzarr.gpu.backend import Backend
-from gpuzarr.gpu.plan import StreamBatch, plan_blosc_batch, plan_scatter
-from gpuzarr.indexing import ChunkProjection, Indexer, is_basic, ortho_get, ortho_set
+from gpuzarr.gpu.plan import StreamBatch, align, aligned_slots, plan_blosc_batch, plan_scatter
+from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, is_basic, place_projection
 from gpuzarr.pipeline.layout import ChunkLayout
 
 __all__ = ["DeviceChain", "GpuFallbackWarning", "device_chain", "read_into_device"]
@@ -58,7 +58,12 @@ class GpuFallbackWarning(UserWarning):
 
 
 def _align(n: int) -> int:
-    return -(-n // SLOT_ALIGNMENT) * SLOT_ALIGNMENT
+    return align(n, SLOT_ALIGNMENT)
+
+
+def _slot_offsets(sizes: np.ndarray) -> np.ndarray:
+    """Offsets of consecutive slots of ``sizes`` bytes, each starting aligned."""
+    return aligned_slots(0, sizes, SLOT_ALIGNMENT)
 
 
 @dataclass(frozen=True)
@@ -167,42 +172,36 @@ def read_into_device(layout: ChunkLayout, requests: Sequence[tuple[Indexer, Any]
     if not units:
         return
     per_wave = max(1, get_config().wave_bytes // max(1, spec.nbytes))
-    if _reads_files_directly(layout, plan):
-        start = 0
-        while start < len(units):
-            wave = units[start : start + per_wave]
-            try:
-                _read_wave_direct(layout, plan, wave, backend)
-            except Exception as exc:
-                if backend.out_of_memory(exc) and per_wave > 1:
-                    backend.release_memory()
-                    per_wave = max(1, per_wave // 2)
-                    continue
-                raise
-            start += len(wave)
-        return
+    direct = _reads_files_directly(layout, plan)
     inline = layout.store.cheap_reads
-    # The next wave's stored bytes are read on a helper thread while this wave is on the
-    # device: storage reads overlap the device's work (and the host's kernel launches).
+
+    def fetch(wave: list[tuple[_Destination, ChunkProjection]]) -> list[Any]:
+        return layout.fetch([p for _, p in wave], inline=inline)
+
+    # Staged reads: the next wave's stored bytes are read on a helper thread while this
+    # wave is on the device, so storage reads overlap the device's work (and the host's
+    # kernel launches). Direct reads go from the files to the device in the wave itself.
     fetcher = ThreadPoolExecutor(1, thread_name_prefix="gpuzarr-gpu-fetch")
     try:
         start = 0
         pending: Future[list[Any]] | None = None
         while start < len(units):
             wave = units[start : start + per_wave]
-            raws = pending.result() if pending is not None else layout.fetch([p for _, p in wave], inline=inline)
-            pending = None
-            following = units[start + len(wave) : start + len(wave) + per_wave]
-            if following:
-                pending = fetcher.submit(layout.fetch, [p for _, p in following], inline=inline)
+            if not direct:
+                raws = pending.result() if pending is not None else fetch(wave)
+                following = units[start + len(wave) : start + len(wave) + per_wave]
+                pending = fetcher.submit(fetch, following) if following else None
             try:
-                _read_wave(layout, plan, wave, raws, backend)
+                if direct:
+                    _read_wave_direct(layout, plan, wave, backend)
+                else:
+                    _read_wave(layout, plan, wave, raws, backend)
             except Exception as exc:
                 if backend.out_of_memory(exc) and per_wave > 1:
                     backend.release_memory()
                     per_wave = max(1, per_wave // 2)  # smaller waves instead of a failed read
                     if pending is not None:
-                        pending.cancel()
+                        pending.cancel()  # planned for the old wave size
                         pending = None
                     continue
                 raise
@@ -294,8 +293,7 @@ def _read_wave_direct(
     units = [wave[i] for i in stored]
     reads = [located[i] for i in stored]
     sizes = np.array([n for _, _, n in reads], dtype=np.int64)  # type: ignore[misc]
-    offsets = np.zeros(len(reads), dtype=np.int64)
-    offsets[1:] = np.cumsum([_align(int(n)) for n in sizes[:-1]])
+    offsets = _slot_offsets(sizes)
     device_input = backend.empty(int(offsets[-1] + sizes[-1]))
     file_path = layout.store.file_path  # type: ignore[attr-defined]
     backend.read_files([(file_path(key), off, n) for key, off, n in reads], device_input, offsets)  # type: ignore[misc]
@@ -308,9 +306,7 @@ def _read_wave_direct(
 def _pack(blobs: Sequence[memoryview], starts: Sequence[int], ends: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """The ``[start:end]`` part of each blob packed at aligned offsets: (buffer, offsets)."""
     sizes = np.array([e - s for s, e in zip(starts, ends, strict=True)], dtype=np.int64)
-    offsets = np.zeros(len(blobs), dtype=np.int64)
-    if len(blobs) > 1:
-        offsets[1:] = np.cumsum([_align(int(n)) for n in sizes[:-1]])
+    offsets = _slot_offsets(sizes)
     buffer = np.zeros(int(offsets[-1] + sizes[-1]) if len(blobs) else 0, dtype=np.uint8)
     for blob, s, e, off in zip(blobs, starts, ends, offsets.tolist(), strict=True):
         buffer[off : off + e - s] = np.frombuffer(blob, dtype=np.uint8, count=e - s, offset=s)
@@ -480,6 +476,14 @@ def _transpose(decoded: Any, slot: int, n: int, plan: DeviceChain, dtype: np.dty
     return turned.reshape(-1).view(np.uint8)
 
 
+def _by_destination(units: Sequence[tuple[_Destination, ChunkProjection]]) -> list[tuple[_Destination, list[int]]]:
+    """The positions in ``units`` of each destination's units (one launch serves each)."""
+    groups: dict[int, tuple[_Destination, list[int]]] = {}
+    for i, (dest, _) in enumerate(units):
+        groups.setdefault(id(dest), (dest, []))[1].append(i)
+    return list(groups.values())
+
+
 def _scatter(
     layout: ChunkLayout,
     units: Sequence[tuple[_Destination, ChunkProjection]],
@@ -489,46 +493,26 @@ def _scatter(
 ) -> None:
     """Place decoded units: one launch per destination for box selections."""
     unit_shape = layout.unit_shape
-    dtype = layout.unit_spec.dtype
-    by_dest: dict[int, tuple[_Destination, list[int]]] = {}
-    for i, (dest, _) in enumerate(units):
-        by_dest.setdefault(id(dest), (dest, []))[1].append(i)
-    for dest, members in by_dest.values():
+    spec = layout.unit_spec
+    for dest, members in _by_destination(units):
         if dest.basic:
             boxes = plan_scatter([units[i][1] for i in members], unit_shape, dest.buffer.shape).boxes
             backend.kernels.scatter(decoded, np.array(members, dtype=np.int64) * slot, dest.buffer, unit_shape, boxes)
             continue
-        nbytes = layout.unit_spec.nbytes
         for i in members:
-            projection = units[i][1]
-            unit = decoded[i * slot : i * slot + nbytes].view(dtype).reshape(unit_shape)
-            _place(dest, projection, unit)
-
-
-def _place(dest: _Destination, projection: ChunkProjection, unit: Any) -> None:
-    if dest.vectorized:
-        dest.buffer.reshape(-1)[projection.out_selection] = unit[projection.chunk_selection]
-    else:
-        ortho_set(dest.buffer, projection.out_selection, ortho_get(unit, projection.chunk_selection))  # type: ignore[arg-type]
+            unit = decoded[i * slot : i * slot + spec.nbytes].view(spec.dtype).reshape(unit_shape)
+            place_projection(dest.buffer, units[i][1], unit, dest.vectorized)
 
 
 def _fill(layout: ChunkLayout, units: Sequence[tuple[_Destination, ChunkProjection]], backend: Backend) -> None:
-    """Set the units that are not stored to the fill value."""
-    spec = layout.unit_spec
-    fill = np.asarray(layout.metadata.fill_value, dtype=spec.dtype)
-    fill_bytes = fill.tobytes()
-    by_dest: dict[int, tuple[_Destination, list[ChunkProjection]]] = {}
-    for dest, projection in units:
-        by_dest.setdefault(id(dest), (dest, []))[1].append(projection)
-    for dest, projections in by_dest.values():
+    """Set the units that are not stored to the fill value: one launch per destination
+    for box selections."""
+    fill = np.asarray(layout.metadata.fill_value, dtype=layout.unit_spec.dtype)
+    for dest, members in _by_destination(units):
+        projections = [units[i][1] for i in members]
         if dest.basic:
             boxes = plan_scatter(projections, layout.unit_shape, dest.buffer.shape).boxes
-            backend.kernels.fill(dest.buffer, boxes, fill_bytes)
+            backend.kernels.fill(dest.buffer, boxes, fill.tobytes())
             continue
         for projection in projections:
-            if dest.vectorized:
-                dest.buffer.reshape(-1)[projection.out_selection] = fill
-            else:
-                region = ortho_get(dest.buffer, projection.out_selection)  # type: ignore[arg-type]
-                region[...] = fill
-                ortho_set(dest.buffer, projection.out_selection, region)  # type: ignore[arg-type]
+            fill_projection(dest.buffer, projection, fill, dest.vectorized)

@@ -65,6 +65,8 @@ __all__ = [
     "ScatterPlan",
     "ShuffleBatch",
     "StreamBatch",
+    "align",
+    "aligned_slots",
     "decode_blosc_batch_on_host",
     "host_decompress",
     "pack_input",
@@ -84,14 +86,15 @@ BLOSC_CODECS = {0: "blosclz", 1: "lz4", 2: "snappy", 3: "zlib", 4: "zstd"}
 NVCOMP_CODECS = {"lz4": "lz4", "zstd": "zstd", "zlib": "deflate"}
 
 
-def _align(n: int, alignment: int) -> int:
+def align(n: int, alignment: int) -> int:
+    """``n`` rounded up to a multiple of ``alignment``."""
     return -(-n // alignment) * alignment
 
 
-def _slots(start: int, sizes: np.ndarray, alignment: int) -> np.ndarray:
+def aligned_slots(start: int, sizes: np.ndarray, alignment: int) -> np.ndarray:
     """Offsets of consecutive aligned slots of ``sizes`` bytes from ``start`` on."""
     padded = -(-sizes // alignment) * alignment
-    return _align(start, alignment) + (np.cumsum(padded) - padded).astype(np.int64)
+    return align(start, alignment) + (np.cumsum(padded) - padded).astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------
@@ -434,8 +437,8 @@ def plan_blosc_batch(
     in_pos = out_pos = 0
     for i, (view, header) in enumerate(zip(views, headers, strict=True)):
         input_offsets[i], decoded_offsets[i] = in_pos, out_pos
-        in_pos = _align(in_pos + len(view), chunk_alignment)
-        out_pos = _align(out_pos + header.nbytes, chunk_alignment)
+        in_pos = align(in_pos + len(view), chunk_alignment)
+        out_pos = align(out_pos + header.nbytes, chunk_alignment)
     input_nbytes, decoded_nbytes = in_pos, out_pos
 
     builder = _Builder()
@@ -459,13 +462,13 @@ def plan_blosc_batch(
         comp_off, comp_size, dst, dsize, chunk = (rows[:, k].copy() for k in range(5))
         if input_alignment > 1:
             moved = np.flatnonzero(comp_off % input_alignment)
-            slots = _slots(input_nbytes, comp_size[moved], input_alignment)
+            slots = aligned_slots(input_nbytes, comp_size[moved], input_alignment)
             gather.append(np.stack([comp_off[moved], slots, comp_size[moved]], axis=1))
             comp_off[moved] = slots
             input_nbytes = int(slots[-1] + comp_size[moved][-1]) if moved.size else input_nbytes
         if output_alignment > 1:
             moved = np.flatnonzero(dst % output_alignment)
-            slots = _slots(workspace_nbytes, dsize[moved], output_alignment)
+            slots = aligned_slots(workspace_nbytes, dsize[moved], output_alignment)
             bounces.append(np.stack([slots, dst[moved], dsize[moved]], axis=1))
             dst[moved] = slots
             workspace_nbytes = int(slots[-1] + dsize[moved][-1]) if moved.size else workspace_nbytes
@@ -477,7 +480,7 @@ def plan_blosc_batch(
     return BloscPlan(
         headers=headers,
         input_offsets=input_offsets,
-        input_nbytes=_align(input_nbytes, chunk_alignment),
+        input_nbytes=align(input_nbytes, chunk_alignment),
         decoded_offsets=decoded_offsets,
         decoded_sizes=np.array([h.nbytes for h in headers], dtype=np.int64),
         decoded_nbytes=decoded_nbytes,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -26,7 +26,7 @@ from gpuzarr.config import get_config
 from gpuzarr.errors import ChecksumError, CorruptChunkError
 from gpuzarr.indexing import ChunkProjection
 from gpuzarr.metadata import ArrayMetadata
-from gpuzarr.pipeline.pool import parallel_map
+from gpuzarr.pipeline.pool import contiguous_parts, parallel_map
 from gpuzarr.stores import Store
 
 __all__ = [
@@ -77,18 +77,19 @@ class UnitGroup:
     """Units one worker fetches and then decodes, while their bytes are hot in cache.
 
     ``fetch()`` returns the stored bytes of each of ``projections`` in order (None for
-    a unit that is not stored); it runs on the worker's thread.
+    a unit that is not stored); it runs on the worker's thread, reading one request
+    after another (no further threads).
     """
 
-    __slots__ = ("_fetch", "projections")
+    __slots__ = ("layout", "projections")
 
-    def __init__(self, projections: list[ChunkProjection], fetch: Callable[[], list[Any]]) -> None:
+    def __init__(self, layout: ChunkLayout, projections: Sequence[ChunkProjection]) -> None:
+        self.layout = layout
         self.projections = projections
-        self._fetch = fetch
 
     def fetch(self) -> list[Any]:
         """The group's stored bytes, one entry per projection."""
-        return self._fetch()
+        return self.layout.fetch(self.projections, inline=True)
 
 
 class ChunkLayout:
@@ -125,12 +126,7 @@ class ChunkLayout:
         """
         if not self.store.cheap_reads:
             return None
-        size = max(1, -(-len(projections) // (4 * threads)))
-        return [self._group(projections[i : i + size]) for i in range(0, len(projections), size)]
-
-    def _group(self, projections: list[ChunkProjection]) -> UnitGroup:
-        store, keys = self.store, [self.key(p.chunk_coords) for p in projections]
-        return UnitGroup(projections, lambda: [store.get(k) for k in keys])
+        return [UnitGroup(self, part) for part in contiguous_parts(projections, 4 * threads)]
 
     def locate(self, projections: Sequence[ChunkProjection]) -> list[tuple[str, int, int] | None]:
         """Where each projection's unit is stored, without reading it: ``(key, offset,
@@ -297,7 +293,7 @@ class ShardedLayout(ChunkLayout):
             return None
         shards, position, _ = self._locate(projections)
         if len(shards) <= 1:
-            return [self._group(projections)]
+            return [UnitGroup(self, projections)]
         order = np.argsort(position, kind="stable")
         counts = np.bincount(position, minlength=len(shards))
         ends = np.cumsum(counts)
@@ -321,10 +317,7 @@ class ShardedLayout(ChunkLayout):
         else:
             cuts = [0, *ends.tolist()]
         runs = [order[a:b].tolist() for a, b in itertools.pairwise(cuts) if b > a]
-        return [self._group([projections[i] for i in run]) for run in runs]
-
-    def _group(self, projections: list[ChunkProjection]) -> UnitGroup:
-        return UnitGroup(projections, lambda: self.fetch(projections, inline=True))
+        return [UnitGroup(self, [projections[i] for i in run]) for run in runs]
 
     @property
     def shard_shape(self) -> tuple[int, ...]:
@@ -364,17 +357,6 @@ class ShardedLayout(ChunkLayout):
         _, first, position = np.unique(linear, return_index=True, return_inverse=True)
         shards = [tuple(c) for c in shard_coords[first].tolist()]
         return shards, position.reshape(-1), inner
-
-    def group_by_shard(
-        self, projections: Sequence[ChunkProjection]
-    ) -> tuple[list[tuple[int, ...]], list[np.ndarray], np.ndarray]:
-        """Group projections by shard: (shard coords, member indices per shard, inner coords)."""
-        shards, position, inner = self._locate(projections)
-        if len(shards) <= 1:
-            return shards, [np.arange(len(projections))] if shards else [], inner
-        order = np.argsort(position, kind="stable")
-        starts = np.flatnonzero(np.diff(position[order])) + 1
-        return shards, np.split(order, starts), inner
 
     # -- indexes ------------------------------------------------------------------------
 
@@ -421,24 +403,22 @@ class ShardedLayout(ChunkLayout):
 
     # -- fetching inner chunks -------------------------------------------------------
 
-    def _plan(
-        self, projections: Sequence[ChunkProjection], *, inline: bool = False
-    ) -> tuple[list[_ShardRequest], list[int]]:
-        """The store requests for the units of ``projections`` (indexes read or cached),
-        and the positions of units that are not stored (they read as the fill value).
+    def _plan(self, projections: Sequence[ChunkProjection], *, inline: bool = False) -> list[_ShardRequest]:
+        """The store requests for the stored units of ``projections`` (indexes read or
+        cached); units not stored are in no request (they read as the fill value).
 
         Vectorised with NumPy over every shard of the batch at once, so neither a shard of
         many small inner chunks nor a batch touching many shards costs NumPy calls per
         chunk or per shard.
         """
         if not projections:
-            return [], []
+            return []
         shards, position, inner = self._locate(projections)
         keys = [self.key(s) for s in shards]
         indexes = self.read_indexes(keys, inline=inline)
         planned = _plan_reads(indexes, position, inner, get_config().coalesce_gap_bytes)
         if planned is None:
-            return [], list(range(len(projections)))
+            return []
         stored, offsets, lengths, read_shard, read_start, read_end, bounds = planned
         requests: list[_ShardRequest] = []
         for j, (shard, start, end) in enumerate(zip(read_shard, read_start, read_end, strict=True)):
@@ -450,12 +430,11 @@ class ShardedLayout(ChunkLayout):
                 end - start,
                 [(stored[m], offsets[m], lengths[m], projections[stored[m]].chunk_coords) for m in units],
             )
-        unstored = sorted(set(range(len(projections))) - set(stored)) if len(stored) < len(projections) else []
-        return requests, unstored
+        return requests
 
     def locate(self, projections: Sequence[ChunkProjection]) -> list[tuple[str, int, int] | None]:
         located: list[tuple[str, int, int] | None] = [None] * len(projections)
-        requests, _ = self._plan(projections, inline=True)
+        requests = self._plan(projections, inline=True)
         for request in requests:
             for unit, offset, nbytes in request.locations():
                 located[unit] = (request.key, offset, nbytes)
@@ -466,7 +445,7 @@ class ShardedLayout(ChunkLayout):
         coalesced ranges of every shard in one batched store call. ``inline``: do the
         I/O on this thread instead of through the store's batched calls."""
         results: list[Any] = [None] * len(projections)
-        requests, _ = self._plan(projections, inline=inline)
+        requests = self._plan(projections, inline=inline)
         if not requests:
             return results
         pairs = [(r.key, r.ranges) for r in requests]
@@ -481,22 +460,18 @@ class ShardedLayout(ChunkLayout):
 class _ShardRequest:
     """The coalesced byte ranges read from one shard, and the inner chunks in each."""
 
-    __slots__ = ("_pieces", "key", "layout", "ranges", "unit_count", "units")
+    __slots__ = ("_pieces", "key", "layout", "ranges")
 
     def __init__(self, key: str, layout: ShardedLayout) -> None:
         self.key = key
         self.layout = layout
         self.ranges: list[tuple[int, int]] = []
-        self.units: list[int] = []  # positions of the units served, in range order
         self._pieces: list[list[tuple[int, int, int, tuple[int, ...]]]] = []
-        self.unit_count = 0
 
     def add(self, start: int, length: int, pieces: list[tuple[int, int, int, tuple[int, ...]]]) -> None:
         """One coalesced range and its ``(unit, offset in shard, nbytes, coords)`` pieces."""
         self.ranges.append((start, length))
         self._pieces.append(pieces)
-        self.units.extend(p[0] for p in pieces)
-        self.unit_count += len(pieces)
 
     def locations(self) -> Iterator[tuple[int, int, int]]:
         """``(unit, offset in the shard, nbytes)`` of every inner chunk served."""
@@ -505,7 +480,7 @@ class _ShardRequest:
                 yield unit, offset, nbytes
 
     def cut(self, blobs: list[bytes] | None) -> Iterator[tuple[int, memoryview]]:
-        """Each unit's bytes, as views of the fetched ranges, in :attr:`units` order."""
+        """``(unit, bytes)`` of every inner chunk served, as views of the fetched ranges."""
         if blobs is None:  # the shard vanished after its index was read
             shard_index_cache.discard(self.layout.store, self.key)
             raise CorruptChunkError(f"shard {self.key!r}: deleted while being read")

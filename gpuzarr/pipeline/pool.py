@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from gpuzarr.config import get_config
 
-__all__ = ["parallel_map"]
+__all__ = ["contiguous_parts", "parallel_map"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -55,3 +55,10 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     # outlive the call that failed, or the caller would see a store still changing.
     wait(futures)
     return [f.result() for f in futures]  # re-raises the first failure, in order
+
+
+def contiguous_parts(items: Sequence[T], parts: int) -> list[Sequence[T]]:
+    """``items`` cut into at most ``parts`` runs of consecutive items, of about equal
+    lengths (the work list of one task each)."""
+    size = max(1, -(-len(items) // max(1, parts)))
+    return [items[i : i + size] for i in range(0, len(items), size)]

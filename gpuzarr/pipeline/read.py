@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from gpuzarr.config import get_config
-from gpuzarr.indexing import ChunkProjection, Indexer, is_basic, ortho_get, ortho_set
+from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, place_projection
 from gpuzarr.pipeline.layout import ChunkLayout, UnitGroup, waves, whole_unit_view
-from gpuzarr.pipeline.pool import parallel_map
+from gpuzarr.pipeline.pool import contiguous_parts, parallel_map
 
 __all__ = ["read_many_into"]
 
@@ -65,17 +65,6 @@ def _direct_target(buffer: np.ndarray, projection: ChunkProjection, unit_shape: 
     return view if view is not None and view.flags.c_contiguous else None
 
 
-def _fill(buffer: np.ndarray, selection: Any, fill: Any, vectorized: bool) -> None:
-    if vectorized:
-        buffer.reshape(-1)[selection] = fill
-    elif is_basic(selection):
-        buffer[selection] = fill
-    else:
-        region = ortho_get(buffer, selection)
-        region[...] = fill
-        ortho_set(buffer, selection, region)
-
-
 def _fetch_waves(
     layout: ChunkLayout, projections: list[ChunkProjection]
 ) -> Iterator[tuple[list[ChunkProjection], list[Any]]]:
@@ -108,12 +97,11 @@ def _fetch_waves(
 class _Destination:
     """Where one selection's units land: its buffer, and how to address it."""
 
-    __slots__ = ("buffer", "can_direct", "flat", "vectorized")
+    __slots__ = ("buffer", "can_direct", "vectorized")
 
     def __init__(self, indexer: Indexer, buffer: np.ndarray, can_decode_into: bool, dtype: np.dtype) -> None:
         self.buffer = buffer
         self.vectorized = indexer.mode == "vectorized"
-        self.flat = buffer.reshape(-1) if self.vectorized else buffer
         self.can_direct = can_decode_into and not self.vectorized and buffer.dtype == dtype
 
 
@@ -139,17 +127,13 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
         return
 
     def place(projection: ChunkProjection, unit: np.ndarray) -> None:
-        """Copy the projection's part of a decoded unit into its destination."""
         dest = destination_of[id(projection)]
-        if dest.vectorized:
-            dest.flat[projection.out_selection] = unit[projection.chunk_selection]
-        else:
-            ortho_set(dest.buffer, projection.out_selection, ortho_get(unit, projection.chunk_selection))  # type: ignore[arg-type]
+        place_projection(dest.buffer, projection, unit, dest.vectorized)
 
     def read_one(projection: ChunkProjection, raw: Any) -> None:
         dest = destination_of[id(projection)]
         if raw is None:
-            _fill(dest.buffer, projection.out_selection, fill, dest.vectorized)
+            fill_projection(dest.buffer, projection, fill, dest.vectorized)
             return
         coords = projection.chunk_coords
         if dest.can_direct:
@@ -177,13 +161,10 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
         stored = []
         for projection, raw in items:
             if raw is None:
-                dest = destination_of[id(projection)]
-                _fill(dest.buffer, projection.out_selection, fill, dest.vectorized)
+                read_one(projection, None)  # the fill value
             else:
                 stored.append((projection, raw))
-        size = -(-len(stored) // max(1, parts))
-        if size:
-            parallel_map(decode_batch, [stored[i : i + size] for i in range(0, len(stored), size)])
+        parallel_map(decode_batch, contiguous_parts(stored, parts))
 
     def read_group(group: UnitGroup) -> None:
         # The worker fetches its own group and decodes it at once, while the bytes are

@@ -16,6 +16,7 @@ chunk remains). The shard index cache is updated with the new index.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from gpuzarr.codecs.fill import is_fill_chunk
 from gpuzarr.config import get_config
 from gpuzarr.indexing import ChunkProjection, Indexer, ortho_get, ortho_set
 from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache, waves, whole_unit_view
-from gpuzarr.pipeline.pool import parallel_map
+from gpuzarr.pipeline.pool import contiguous_parts, parallel_map
 
 __all__ = ["write_from"]
 
@@ -98,13 +99,12 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
         # Each worker reads the old contents it needs, encodes and stores its own units:
         # no barrier per wave between encoding and storing, and no encoded wave held in
         # memory (each object is still written atomically).
-        def write_group(group: list[ChunkProjection]) -> None:
+        def write_group(group: Sequence[ChunkProjection]) -> None:
             for projection in group:
                 old = None if projection.covers_chunk else store.get(layout.key(projection.chunk_coords))
                 _store_one(store, *encode_one((projection, old)))
 
-        size = max(1, -(-len(projections) // (4 * get_config().threads)))
-        parallel_map(write_group, [projections[i : i + size] for i in range(0, len(projections), size)])
+        parallel_map(write_group, contiguous_parts(projections, 4 * get_config().threads))
         return
     for wave in waves(projections, layout.unit_spec.nbytes or 1024):
         # Only units the selection covers partly need their old contents.
@@ -206,7 +206,7 @@ def _write_sharded(layout: ShardedLayout, projections: list[ChunkProjection], so
         parallel_map(write_shard, shards)
         return
     shard_nbytes = shard_spec.nbytes or 1024
-    for wave in waves(list(by_shard), shard_nbytes):
+    for wave in waves(shards, shard_nbytes):
         needing = [s for s in wave if needs_old(s)]
         old_by_shard: dict[tuple[int, ...], Any] = {}
         if needing:
