@@ -27,7 +27,7 @@ import numpy as np
 
 from gpuzarr.errors import DeviceUnavailableError
 from gpuzarr.gpu import reference
-from gpuzarr.gpu.plan import StreamBatch, host_decompress
+from gpuzarr.gpu.plan import CompressBatch, StreamBatch, aligned_slots, host_compress, host_decompress
 
 __all__ = ["Backend", "CudaBackend", "HostBackend", "NVCOMP_ALGORITHMS", "cuda_backend"]
 
@@ -72,6 +72,25 @@ class Backend(ABC):
         decoded to another size (the caller names the chunk by ``batch.chunk[i]``).
         """
 
+    @abstractmethod
+    def compress(self, batch: CompressBatch, src: Any) -> tuple[Any, np.ndarray, np.ndarray]:
+        """Compress a batch in one call (see :class:`~gpuzarr.gpu.plan.CompressBatch`).
+
+        Returns ``(dst, offsets, sizes)``: compressed stream i is
+        ``dst[offsets[i] : + sizes[i]]`` in a new device buffer, each stream starting at
+        a multiple of :attr:`output_alignment`; ``offsets`` and ``sizes`` are host
+        ``int64`` arrays (reading the sizes is the one synchronisation of the call).
+        """
+
+    def _pack(self, streams: list[Any]) -> tuple[Any, np.ndarray, np.ndarray]:
+        """Pack compressed device streams into one buffer at aligned offsets."""
+        sizes = np.array([int(s.size) for s in streams], dtype=np.int64)
+        offsets = aligned_slots(0, sizes, self.output_alignment)
+        dst = self.empty(int(offsets[-1] + sizes[-1]) if len(sizes) else 0)
+        for stream, off, n in zip(streams, offsets.tolist(), sizes.tolist(), strict=True):
+            dst[off : off + n] = stream
+        return dst, offsets, sizes
+
     def read_files(self, reads: list[tuple[str, int, int]], dst: Any, offsets: np.ndarray) -> None:
         """Read ``(path, file offset, nbytes)`` ranges of local files into ``dst`` at
         ``offsets``, straight into device memory (``config.gpu_io = "kvikio"``).
@@ -108,6 +127,7 @@ class HostBackend(Backend):
     def __init__(self, memory_limit: int | None = None) -> None:
         self.memory_limit = memory_limit
         self.decompress_calls: list[tuple[str, int]] = []  # (codec, streams): one per batched call
+        self.compress_calls: list[tuple[str, int]] = []
 
     def empty(self, nbytes: int) -> np.ndarray:
         if self.memory_limit is not None and nbytes > self.memory_limit:
@@ -144,6 +164,15 @@ class HostBackend(Backend):
                 continue
             dst[doff : doff + dsize] = np.frombuffer(out, dtype=np.uint8)
         return failed
+
+    def compress(self, batch: CompressBatch, src: Any) -> tuple[Any, np.ndarray, np.ndarray]:
+        self.compress_calls.append((batch.codec, len(batch)))
+        pieces = zip(batch.offsets.tolist(), batch.sizes.tolist(), strict=True)
+        streams = [
+            np.frombuffer(host_compress(batch.codec, memoryview(src[o : o + n]), batch.level), dtype=np.uint8)
+            for o, n in pieces
+        ]
+        return self._pack(streams)
 
 
 class CudaBackend(Backend):
@@ -228,6 +257,14 @@ class CudaBackend(Backend):
                 continue
             want[...] = arr
         return failed
+
+    def compress(self, batch: CompressBatch, src: Any) -> tuple[Any, np.ndarray, np.ndarray]:
+        # nvCOMP's batched encoder with raw bitstreams: standard zstd frames, raw deflate,
+        # raw LZ4 blocks. nvCOMP picks its own compression levels (README support matrix).
+        pieces = zip(batch.offsets.tolist(), batch.sizes.tolist(), strict=True)
+        inputs = self._nvcomp.as_arrays([src[o : o + n] for o, n in pieces])
+        encoded = self._codec(batch.codec).encode(inputs)
+        return self._pack([self.xp.asarray(e).view(np.uint8).reshape(-1) for e in encoded])
 
     def read_files(self, reads: list[tuple[str, int, int]], dst: Any, offsets: np.ndarray) -> None:
         # kvikio: one asynchronous pread per range straight into device memory (GDS where

@@ -60,6 +60,7 @@ __all__ = [
     "BLOSC_CODECS",
     "BloscHeader",
     "BloscPlan",
+    "CompressBatch",
     "CopyBatch",
     "NVCOMP_CODECS",
     "ScatterPlan",
@@ -68,6 +69,7 @@ __all__ = [
     "align",
     "aligned_slots",
     "decode_blosc_batch_on_host",
+    "host_compress",
     "host_decompress",
     "pack_input",
     "parse_blosc_header",
@@ -230,6 +232,27 @@ class StreamBatch:
 
     def __len__(self) -> int:
         return len(self.comp_sizes)
+
+
+@dataclass(frozen=True)
+class CompressBatch:
+    """The arguments of one nvCOMP batched compression.
+
+    Stream i is ``src[offsets[i] : + sizes[i]]``; :meth:`gpuzarr.gpu.backend.Backend.compress`
+    returns where each compressed stream landed. ``codec`` is ``"zstd"`` (one zstd frame
+    per stream), ``"deflate"`` (raw deflate, no container) or ``"lz4"`` (a raw LZ4 block,
+    no size prefix). ``level`` is the codec's compression level as the Zarr metadata
+    declares it; a device compressor may not honour it exactly (see the README's support
+    matrix), the output is valid for the codec either way.
+    """
+
+    codec: str
+    offsets: np.ndarray  # int64
+    sizes: np.ndarray  # int64
+    level: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.sizes)
 
 
 @dataclass(frozen=True)
@@ -517,6 +540,21 @@ def host_decompress(codec: str, stream: memoryview, nbytes: int) -> bytes:
     if codec == "deflate":
         return zlib.decompress(bytes(stream), wbits=-15)
     raise ValueError(f"no host decompressor for {codec!r}")
+
+
+def host_compress(codec: str, stream: memoryview, level: int | None) -> bytes:
+    """Compress one stream with the CPU library standing in for the nvCOMP compressor of
+    ``codec`` (``"zstd"``, ``"deflate"``, ``"lz4"``; see :class:`CompressBatch`): what
+    the host backend runs in nvCOMP's place."""
+    if codec == "zstd":
+        return numcodecs.zstd.Zstd(level=1 if level is None else level).encode(bytes(stream))
+    if codec == "deflate":
+        c = zlib.compressobj(6 if level is None else level, zlib.DEFLATED, -15)
+        return c.compress(bytes(stream)) + c.flush()
+    if codec == "lz4":
+        # numcodecs' LZ4 output is the raw block behind a 4-byte size: strip the size.
+        return numcodecs.lz4.compress(bytes(stream))[4:]
+    raise ValueError(f"no host compressor for {codec!r}")
 
 
 def decode_blosc_batch_on_host(plan: BloscPlan, chunks: Sequence[Buffer], kernels: Any = reference) -> np.ndarray:
