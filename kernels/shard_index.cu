@@ -38,14 +38,14 @@ extern "C" __global__ void shard_index_parse(const u8* data, const u64* offsets,
     __shared__ u32 tables[8][256];
     __shared__ u32 acc;
     __shared__ u32 flags;
-    if (has_crc) gz_crc32c_tables(tables);  // has_crc is uniform, so every thread syncs
+    if (has_crc) gz_crc_tables<GZ_CRC32C_POLY>(tables);  // has_crc is uniform, so every thread syncs
     for (u32 s = blockIdx.x; s < nshards; s += gridDim.x) {
         const u8* index = data + offsets[s];
         const u64 payload = (u64)nentries * 16;
         if (threadIdx.x == 0) flags = 0;
         __syncthreads();
         if (has_crc) {
-            const u32 crc = gz_crc32c_block(tables, &acc, index, payload);
+            const u32 crc = gz_crc_block<GZ_CRC32C_POLY>(tables, &acc, index, payload);
             if (threadIdx.x == 0) {
                 const u8* t = index + payload;
                 const u32 trailer = (u32)t[0] | ((u32)t[1] << 8) | ((u32)t[2] << 16) | ((u32)t[3] << 24);

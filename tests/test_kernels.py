@@ -4,7 +4,8 @@ Four layers, each checked against the one below it:
 
 1. the NumPy references (:mod:`gpuzarr.gpu.reference`) against real libraries: NumPy's
    byteswap, numcodecs' Shuffle and Blosc (through real blosc chunks), the ``crc32c``
-   package, gpuzarr's shard index decoding and gpuzarr's CPU reads;
+   package, zlib's crc32 and adler32, gpuzarr's shard index decoding, gpuzarr's CPU reads
+   and NumPy slice assignment;
 2. the blosc batch plans (:mod:`gpuzarr.gpu.plan`), executed stage by stage with the CPU
    codecs and the references, against ``numcodecs.Blosc`` decoding whole chunks;
 3. the kernels' logic against the references, on the CPU: the ``.cu`` sources are built
@@ -23,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,11 +41,12 @@ from gpuzarr.codecs import ShardingCodec
 from gpuzarr.errors import CorruptChunkError
 from gpuzarr.gpu import plan, reference
 from gpuzarr.gpu.kernels import COMPILE_OPTIONS, KERNELS, MODULES, kernel_dir, module_source
+from gpuzarr.indexing import make_indexer
 from gpuzarr.stores import MemoryStore
 
 SHIM_DIR = Path(__file__).parent / "kernels_shim"
 #: Host translation units of the shim, one per kernel module (shard_index rides with crc32c).
-SHIM_UNITS = ("byteswap", "shuffle", "bitshuffle", "crc32c", "scatter")
+SHIM_UNITS = ("byteswap", "shuffle", "bitshuffle", "crc32c", "scatter", "fill_check", "adler32")
 #: Launch geometries (grid x, grid y, block) the host builds run with: tiny grids force
 #: the grid-stride loops, odd block sizes catch assumptions of a power of two.
 GEOMETRIES = [(1, 1, 32), (3, 2, 64), (5, 7, 96)]
@@ -120,11 +123,27 @@ class Shim:
         lens = _u64(sizes)
         self.launch("copy_ranges", [src, dst, _u64(so), _u64(do), lens, len(lens)])
 
-    def crc32c(self, data: np.ndarray, offsets: Any, sizes: Any) -> np.ndarray:
+    def _checksums(self, name: str, data: np.ndarray, offsets: Any, sizes: Any) -> np.ndarray:
         lens = _u64(sizes)
         out = np.zeros(len(lens), dtype=np.uint32)
-        self.launch("crc32c_batch", [data, _u64(offsets), lens, len(lens), out], grid=(self.geometry[1], 1))
+        self.launch(name, [data, _u64(offsets), lens, len(lens), out], grid=(self.geometry[1], 1))
         return out
+
+    def crc32c(self, data: np.ndarray, offsets: Any, sizes: Any) -> np.ndarray:
+        return self._checksums("crc32c_batch", data, offsets, sizes)
+
+    def crc32(self, data: np.ndarray, offsets: Any, sizes: Any) -> np.ndarray:
+        return self._checksums("crc32_batch", data, offsets, sizes)
+
+    def adler32(self, data: np.ndarray, offsets: Any, sizes: Any) -> np.ndarray:
+        return self._checksums("adler32_batch", data, offsets, sizes)
+
+    def equals_fill(self, data: np.ndarray, offsets: Any, sizes: Any, itemsize: int, fill_value: bytes) -> np.ndarray:
+        lens = _u64(sizes)
+        flags = np.ones(len(lens), dtype=np.uint32)  # the kernel only clears flags
+        pattern = np.frombuffer(bytes(fill_value), dtype=np.uint8).copy()
+        self.launch("equals_fill_batch", [data, _u64(offsets), lens, len(lens), itemsize, pattern, flags])
+        return flags != 0
 
     def parse_shard_indexes(self, data: np.ndarray, offsets: Any, nentries: int, has_crc: bool,
                             shard_nbytes: Any = None) -> reference.ParsedShardIndexes:
@@ -146,6 +165,14 @@ class Shim:
         shape = dst.shape if dst.ndim == boxes.shape[1] else (dst.size,)
         self.launch("scatter_chunks", [src, _u64(src_offsets), dst.reshape(-1).view(np.uint8), len(boxes),
                                        boxes.shape[1], dst.itemsize, _i64(chunk_shape), _i64(shape), boxes])
+
+    def gather(self, src: np.ndarray, dst: np.ndarray, dst_offsets: Any, chunk_shape: Any, boxes: np.ndarray) -> None:
+        boxes = np.ascontiguousarray(boxes, dtype=np.int64)
+        if not len(boxes):
+            return
+        shape = src.shape if src.ndim == boxes.shape[1] else (src.size,)
+        self.launch("gather_chunks", [src.reshape(-1).view(np.uint8), dst, _u64(dst_offsets), len(boxes),
+                                      boxes.shape[1], src.itemsize, _i64(chunk_shape), _i64(shape), boxes])
 
     def fill(self, dst: np.ndarray, boxes: np.ndarray, fill_value: bytes) -> None:
         boxes = np.ascontiguousarray(boxes, dtype=np.int64)
@@ -411,6 +438,122 @@ def test_crc32c_kernel(shim_geometry: Shim) -> None:
     np.testing.assert_array_equal(shim_geometry.crc32c(data, offsets, sizes), reference.crc32c(data, offsets, sizes))
 
 
+def _zlib_checksums(fn: Any, data: np.ndarray, offsets: Any, sizes: Any) -> np.ndarray:
+    return np.array([fn(data[o : o + n].tobytes()) for o, n in zip(offsets, sizes, strict=True)], dtype=np.uint32)
+
+
+@pytest.mark.parametrize("threads", [1, 7, 32, 256])
+def test_crc32_reference_matches_zlib(threads: int) -> None:
+    data, offsets, sizes = _crc_batch(np.random.default_rng(threads))
+    got = reference.crc32(data, offsets, sizes, threads=threads)
+    np.testing.assert_array_equal(got, _zlib_checksums(zlib.crc32, data, offsets, sizes))
+
+
+def test_crc32_kernel(shim_geometry: Shim) -> None:
+    data, offsets, sizes = _crc_batch(np.random.default_rng(2))
+    got = shim_geometry.crc32(data, offsets, sizes)
+    np.testing.assert_array_equal(got, reference.crc32(data, offsets, sizes))
+    np.testing.assert_array_equal(got, _zlib_checksums(zlib.crc32, data, offsets, sizes))
+
+
+# ======================================================================================
+# adler32
+
+
+def _adler_batch(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Empty to a few MiB, around zlib's NMAX (5552) and at unaligned starts; the last two
+    buffers are all 0xFF, the largest sums (where an overflow would show)."""
+    sizes = np.array([0, 1, 7, 8, 9, 5551, 5552, 5553, 65536, 3 * 2**20 + 5, 100003, 4 * 2**20 + 3], dtype=np.int64)
+    offsets = np.cumsum(np.concatenate([[3], sizes[:-1] + 5]))
+    data = rng.integers(0, 256, int(offsets[-1] + sizes[-1]), dtype=np.uint8)
+    data[offsets[-2] :] = 0xFF
+    return data, offsets, sizes
+
+
+def test_adler32_reference_matches_zlib() -> None:
+    data, offsets, sizes = _adler_batch(np.random.default_rng(4))
+    got = reference.adler32(data, offsets, sizes)
+    np.testing.assert_array_equal(got, _zlib_checksums(zlib.adler32, data, offsets, sizes))
+    assert got[0] == 1  # the empty buffer: the initial value
+
+
+def test_adler32_kernel(shim_geometry: Shim) -> None:
+    data, offsets, sizes = _adler_batch(np.random.default_rng(5))
+    got = shim_geometry.adler32(data, offsets, sizes)
+    np.testing.assert_array_equal(got, reference.adler32(data, offsets, sizes))
+    np.testing.assert_array_equal(got, _zlib_checksums(zlib.adler32, data, offsets, sizes))
+
+
+# ======================================================================================
+# fill-value check
+
+
+#: Element sizes: the widths of NumPy's types, odd ones (no 2/4/8-byte words), 257 and
+#: 2056 (the repeated pattern does not fit in shared memory: read from fill_value).
+FILL_ITEMSIZES = [1, 2, 3, 4, 8, 12, 16, 257, 2056]
+
+
+def _fill_batch(rng: np.random.Generator, itemsize: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bytes]:
+    """Items that are all fill, or fill but for one byte (first, middle, last: the last
+    is in the sub-word tail when the size is not a multiple of 8), or the fill pattern
+    rotated by one byte; at 8-byte aligned and unaligned offsets."""
+    fill = rng.integers(0, 256, itemsize, dtype=np.uint8)
+    fill[0] ^= fill[-1] ^ 0x5A if itemsize > 1 else 0  # so the rotated pattern differs
+    items: list[np.ndarray] = []
+    for count in (0, 1, 2, 7, 33, 1000):
+        if count * itemsize > 300_000:
+            continue
+        base = np.tile(fill, count)
+        items.append(base)
+        for at in (0, base.size // 2, base.size - 1) if base.size else ():
+            flipped = base.copy()
+            flipped[at] ^= 1 << int(rng.integers(0, 8))
+            items.append(flipped)
+        if base.size and itemsize > 1:
+            items.append(np.roll(base, 1))
+    pads = [0, 1, 2, 4, 8, 3]
+    offsets, pos = [], 0
+    for i, item in enumerate(items):
+        pos = -(-pos // 8) * 8 + pads[i % len(pads)]
+        offsets.append(pos)
+        pos += item.size
+    data = rng.integers(0, 256, pos + 16, dtype=np.uint8)  # garbage between the items
+    for off, item in zip(offsets, items, strict=True):
+        data[off : off + item.size] = item
+    return data, np.array(offsets, dtype=np.int64), np.array([i.size for i in items], dtype=np.int64), fill.tobytes()
+
+
+def _equals_fill_by_bytes(data: np.ndarray, offsets: Any, sizes: Any, fill: bytes) -> np.ndarray:
+    return np.array([data[o : o + n].tobytes() == fill * (n // len(fill)) for o, n in zip(offsets, sizes, strict=True)])
+
+
+@pytest.mark.parametrize("itemsize", FILL_ITEMSIZES)
+def test_equals_fill_reference_matches_bytes(itemsize: int) -> None:
+    data, offsets, sizes, fill = _fill_batch(np.random.default_rng(itemsize), itemsize)
+    expected = _equals_fill_by_bytes(data, offsets, sizes, fill)
+    assert expected.any() and not expected.all()
+    np.testing.assert_array_equal(reference.equals_fill(data, offsets, sizes, itemsize, fill), expected)
+
+
+def test_equals_fill_reference_is_bitwise() -> None:
+    values = np.array([np.nan, np.nan, -0.0, 0.0], dtype="<f8")
+    data = values.view(np.uint8)
+    offsets, sizes = [0, 16], [16, 16]
+    nan = np.array(np.nan, dtype="<f8").tobytes()
+    np.testing.assert_array_equal(reference.equals_fill(data, offsets, sizes, 8, nan), [True, False])
+    zero = np.array(0.0, dtype="<f8").tobytes()
+    np.testing.assert_array_equal(reference.equals_fill(data, offsets, sizes, 8, zero), [False, False])
+    with pytest.raises(ValueError, match="itemsize"):
+        reference.equals_fill(data, offsets, sizes, 4, zero)
+
+
+@pytest.mark.parametrize("itemsize", FILL_ITEMSIZES)
+def test_equals_fill_kernel(shim_geometry: Shim, itemsize: int) -> None:
+    data, offsets, sizes, fill = _fill_batch(np.random.default_rng(itemsize), itemsize)
+    got = shim_geometry.equals_fill(data, offsets, sizes, itemsize, fill)
+    np.testing.assert_array_equal(got, reference.equals_fill(data, offsets, sizes, itemsize, fill))
+
+
 # ======================================================================================
 # shard indexes
 
@@ -613,6 +756,102 @@ def test_scatter_reference_matches_cpu_read(name: str, arr: Any, sel: Any) -> No
                                                   for i, c in enumerate(_scatter_cases())])
 def test_scatter_kernel_matches_cpu_read(shim: Shim, name: str, arr: Any, sel: Any) -> None:
     _same_bytes(_scatter_via(shim, arr, sel), arr._get(sel, "basic"))
+
+
+# -- gather: the write path's inverse of scatter -----------------------------------------
+
+#: (array shape, chunk shape, selection): strided and reversed slices (negative out
+#: steps), integer indices, edge chunks, one whole chunk, a 0-d array.
+GATHER_CASES = [
+    ((37, 23, 5), (8, 6, 5), Ellipsis),
+    ((37, 23, 5), (8, 6, 5), (slice(3, 30, 4), 5, slice(None, None, -2))),
+    ((37, 23), (8, 6), (slice(None, None, -1), slice(2, 21, 3))),
+    ((37, 23), (8, 6), (slice(30, 37), slice(17, 23))),
+    ((37, 23), (8, 6), (slice(0, 8), slice(0, 6))),
+    ((101,), (10,), (slice(95, 2, -7),)),
+    ((101,), (10,), (4,)),
+    ((), (), ()),
+]
+#: Item sizes 1, 2, 4, 8, 16, and 3 (no word wider than a byte).
+GATHER_DTYPES = ["u1", "<i2", "<f4", "<c8", "<c16", "V3"]
+
+
+@dataclass
+class _GatherCase:
+    value: np.ndarray  # what is written: C-contiguous, the indexer's buffer shape
+    chunks: np.ndarray  # flat uint8: the touched chunks' old contents, garbage between them
+    offsets: np.ndarray
+    chunk_shape: np.ndarray
+    boxes: np.ndarray
+    expected: np.ndarray  # ``chunks`` after the write, by NumPy slice assignment
+
+
+def _random_of(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    return np.frombuffer(rng.integers(0, 256, nbytes, dtype=np.uint8).tobytes(), dtype=dtype).reshape(shape).copy()
+
+
+def _gather_case(shape: tuple[int, ...], chunks: tuple[int, ...], sel: Any, dtype: str) -> _GatherCase:
+    rng = np.random.default_rng(len(shape) * 100 + np.dtype(dtype).itemsize)
+    indexer = make_indexer(sel, shape, chunks, "basic")
+    projections = list(indexer.chunk_projections())
+    scatter_plan = plan.plan_scatter(projections, chunks, indexer.buffer_shape)
+    # The array padded to whole chunks: edge chunks' out-of-bounds parts must survive.
+    grid = tuple(-(-s // c) for s, c in zip(shape, chunks, strict=True))
+    padded = _random_of(rng, tuple(g * c for g, c in zip(grid, chunks, strict=True)), dtype)
+    value = _random_of(rng, tuple(indexer.buffer_shape), dtype)
+    written = padded.copy()
+    written[(*(slice(0, s) for s in shape), Ellipsis)][sel] = value.reshape(indexer.out_shape)  # (a 0-d view too)
+    # Chunks at 256-byte slots, every other one a byte further (the kernel's byte path).
+    itemsize = np.dtype(dtype).itemsize
+    nbytes = int(np.prod(chunks)) * itemsize
+    stride = -(-(nbytes + 1) // 256) * 256
+    offsets = np.array([k * stride + k % 2 for k in range(len(projections))], dtype=np.int64)
+    old = rng.integers(0, 256, stride * len(projections) + 8, dtype=np.uint8)
+    new = old.copy()
+    for off, proj in zip(offsets.tolist(), projections, strict=True):
+        region = tuple(slice(i * c, (i + 1) * c) for i, c in zip(proj.chunk_coords, chunks, strict=True))
+        old[off : off + nbytes] = np.ascontiguousarray(padded[region]).reshape(-1).view(np.uint8)
+        new[off : off + nbytes] = np.ascontiguousarray(written[region]).reshape(-1).view(np.uint8)
+    return _GatherCase(value, old, offsets, scatter_plan.chunk_shape, scatter_plan.boxes, new)
+
+
+def _gather_params() -> list[Any]:
+    return [pytest.param(case, dtype, id=f"{dtype}-{i}") for i, case in enumerate(GATHER_CASES)
+            for dtype in GATHER_DTYPES]
+
+
+def test_gather_cases_cover_negative_steps_and_edges() -> None:
+    boxes = [_gather_case(*case, "u1").boxes for case in GATHER_CASES]
+    assert any((b[:, :, 3] < 0).any() for b in boxes)
+    counts = np.concatenate([b[:, :, 4].reshape(-1) for b in boxes])
+    assert (counts < 6).any()  # partial boxes (edge chunks, strided selections)
+
+
+@pytest.mark.parametrize(("case", "dtype"), _gather_params())
+def test_gather_reference_matches_numpy(case: tuple[Any, ...], dtype: str) -> None:
+    g = _gather_case(*case, dtype)
+    reference.gather(g.value, g.chunks, g.offsets, g.chunk_shape, g.boxes)
+    np.testing.assert_array_equal(g.chunks, g.expected)
+
+
+@pytest.mark.parametrize(("case", "dtype"), _gather_params())
+def test_gather_then_scatter_round_trip(case: tuple[Any, ...], dtype: str) -> None:
+    g = _gather_case(*case, dtype)
+    reference.gather(g.value, g.chunks, g.offsets, g.chunk_shape, g.boxes)
+    back = _random_of(np.random.default_rng(0), g.value.shape, dtype)
+    reference.scatter(g.chunks, g.offsets, back, g.chunk_shape, g.boxes)
+    _same_bytes(back, g.value)
+
+
+@pytest.mark.parametrize(("case", "dtype"), _gather_params())
+def test_gather_kernel(shim_geometry: Shim, case: tuple[Any, ...], dtype: str) -> None:
+    g = _gather_case(*case, dtype)
+    shim_geometry.gather(g.value, g.chunks, g.offsets, g.chunk_shape, g.boxes)
+    np.testing.assert_array_equal(g.chunks, g.expected)
+    back = _random_of(np.random.default_rng(0), g.value.shape, dtype)
+    shim_geometry.scatter(g.chunks, g.offsets, back, g.chunk_shape, g.boxes)
+    _same_bytes(back, g.value)
 
 
 def test_plan_scatter_rejects_array_selections() -> None:
@@ -893,3 +1132,34 @@ def test_gpu_copy_ranges(cupy_mod: Any) -> None:
     ops.copy_ranges(cupy_mod.asarray(src), dst, so, do, sizes)
     np.testing.assert_array_equal(dst.get(), expected)
 
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("case", "dtype"), [p for p in _gather_params() if p.values[1] != "V3"])
+def test_gpu_gather(cupy_mod: Any, case: tuple[Any, ...], dtype: str) -> None:
+    from gpuzarr.gpu import ops
+
+    g = _gather_case(*case, dtype)
+    chunks = cupy_mod.asarray(g.chunks)
+    ops.gather(cupy_mod.asarray(g.value), chunks, g.offsets, g.chunk_shape, g.boxes)
+    np.testing.assert_array_equal(chunks.get(), g.expected)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["crc32", "adler32"])
+def test_gpu_checksums(cupy_mod: Any, kind: str) -> None:
+    from gpuzarr.gpu import ops
+
+    data, offsets, sizes = _adler_batch(np.random.default_rng(6))
+    got = getattr(ops, kind)(cupy_mod.asarray(data), offsets, sizes).get()
+    np.testing.assert_array_equal(got, _zlib_checksums(getattr(zlib, kind), data, offsets, sizes))
+    np.testing.assert_array_equal(got, getattr(reference, kind)(data, offsets, sizes))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("itemsize", FILL_ITEMSIZES)
+def test_gpu_equals_fill(cupy_mod: Any, itemsize: int) -> None:
+    from gpuzarr.gpu import ops
+
+    data, offsets, sizes, fill = _fill_batch(np.random.default_rng(itemsize), itemsize)
+    got = ops.equals_fill(cupy_mod.asarray(data), offsets, sizes, itemsize, fill).get()
+    np.testing.assert_array_equal(got, reference.equals_fill(data, offsets, sizes, itemsize, fill))

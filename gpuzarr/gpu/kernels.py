@@ -2,7 +2,7 @@
 
 The ``.cu`` files live in the repository's ``kernels/`` directory; the wheel ships them
 as ``gpuzarr/kernels/``. A *module* is one or more sources compiled together (the shard
-index parser uses the CRC-32C code of ``crc32c.cu``), concatenated rather than
+index parser uses the CRC code of ``crc32c.cu``), concatenated rather than
 ``#include``-d so that CuPy's compile cache, keyed by the source text, never serves a
 stale build after a source it includes changed.
 
@@ -32,6 +32,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "crc32c": ("crc32c.cu",),
     "shard_index": ("crc32c.cu", "shard_index.cu"),
     "scatter": ("scatter.cu",),
+    "fill_check": ("fill_check.cu",),
+    "adler32": ("adler32.cu",),
 }
 
 #: Options for NVRTC (and for nvcc in the tests): the kernels are C++17 without includes.
@@ -53,6 +55,8 @@ class KernelSpec:
 
 
 _BATCH_COPY = ("const u8*", "u8*", "const u64*", "const u64*", "const u64*", "u32", "u32")
+#: (data, offsets, sizes, n, out): one uint32 checksum per buffer.
+_BATCH_CHECKSUM = ("const u8*", "const u64*", "const u64*", "u32", "u32*")
 
 #: Every kernel by name.
 KERNELS: dict[str, KernelSpec] = {
@@ -63,7 +67,9 @@ KERNELS: dict[str, KernelSpec] = {
         KernelSpec("blosc_shuffle_batch", "shuffle", _BATCH_COPY),
         KernelSpec("bitunshuffle_batch", "bitshuffle", _BATCH_COPY),
         KernelSpec("bitshuffle_batch", "bitshuffle", _BATCH_COPY),
-        KernelSpec("crc32c_batch", "crc32c", ("const u8*", "const u64*", "const u64*", "u32", "u32*")),
+        KernelSpec("crc32c_batch", "crc32c", _BATCH_CHECKSUM),
+        KernelSpec("crc32_batch", "crc32c", _BATCH_CHECKSUM),
+        KernelSpec("adler32_batch", "adler32", _BATCH_CHECKSUM),
         KernelSpec(
             "shard_index_parse",
             "shard_index",
@@ -74,8 +80,18 @@ KERNELS: dict[str, KernelSpec] = {
             "scatter",
             ("const u8*", "const u64*", "u8*", "u32", "u32", "u32", "const i64*", "const i64*", "const i64*"),
         ),
+        KernelSpec(
+            "gather_chunks",
+            "scatter",
+            ("const u8*", "u8*", "const u64*", "u32", "u32", "u32", "const i64*", "const i64*", "const i64*"),
+        ),
         KernelSpec("fill_regions", "scatter", ("u8*", "u32", "u32", "u32", "const i64*", "const i64*", "const u8*")),
         KernelSpec("copy_ranges", "scatter", ("const u8*", "u8*", "const u64*", "const u64*", "const u64*", "u32")),
+        KernelSpec(
+            "equals_fill_batch",
+            "fill_check",
+            ("const u8*", "const u64*", "const u64*", "u32", "u32", "const u8*", "u32*"),
+        ),
     )
 }
 

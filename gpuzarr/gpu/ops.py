@@ -21,12 +21,16 @@ from gpuzarr.gpu import reference
 from gpuzarr.gpu.kernels import KERNELS, get_kernel
 
 __all__ = [
+    "adler32",
     "bitshuffle",
     "bitunshuffle",
     "byteswap",
     "copy_ranges",
+    "crc32",
     "crc32c",
+    "equals_fill",
     "fill",
+    "gather",
     "launch",
     "parse_shard_indexes",
     "scatter",
@@ -136,20 +140,56 @@ def copy_ranges(src: Any, dst: Any, src_offsets: Any, dst_offsets: Any, sizes: A
                                          _device_array(dst_offsets, np.uint64), sizes_d, n))
 
 
-def crc32c(data: Any, offsets: Any, sizes: Any) -> Any:
-    """CRC-32C of each buffer, as a CuPy ``uint32`` array (see ``reference.crc32c``).
-
-    One block per buffer: a batch of a few very large buffers uses few SMs (splitting
-    them and combining the parts is a later optimisation).
-    """
+def _checksums(name: str, data: Any, offsets: Any, sizes: Any) -> Any:
+    """One block per buffer of a ``*_batch`` checksum kernel; a CuPy ``uint32`` array."""
     import cupy
 
     sizes_d = _device_array(sizes, np.uint64)
     n = int(sizes_d.size)
     out = cupy.zeros(n, dtype=cupy.uint32)
     if n:
-        launch("crc32c_batch", (min(n, 2**31 - 1),), BLOCK, (data, _device_array(offsets, np.uint64), sizes_d, n, out))
+        launch(name, (min(n, 2**31 - 1),), BLOCK, (data, _device_array(offsets, np.uint64), sizes_d, n, out))
     return out
+
+
+def crc32c(data: Any, offsets: Any, sizes: Any) -> Any:
+    """CRC-32C of each buffer, as a CuPy ``uint32`` array (see ``reference.crc32c``).
+
+    One block per buffer: a batch of a few very large buffers uses few SMs (splitting
+    them and combining the parts is a later optimisation).
+    """
+    return _checksums("crc32c_batch", data, offsets, sizes)
+
+
+def crc32(data: Any, offsets: Any, sizes: Any) -> Any:
+    """CRC-32 (``zlib.crc32``) of each buffer, as a CuPy ``uint32`` array (see
+    ``reference.crc32``); one block per buffer, like :func:`crc32c`."""
+    return _checksums("crc32_batch", data, offsets, sizes)
+
+
+def adler32(data: Any, offsets: Any, sizes: Any) -> Any:
+    """Adler-32 (``zlib.adler32``) of each buffer, as a CuPy ``uint32`` array (see
+    ``reference.adler32``); one block per buffer, like :func:`crc32c`."""
+    return _checksums("adler32_batch", data, offsets, sizes)
+
+
+def equals_fill(data: Any, offsets: Any, sizes: Any, itemsize: int, fill_value: bytes) -> Any:
+    """Per item, whether all of it is the fill value's bytes, as a CuPy ``bool`` array
+    (see ``reference.equals_fill``)."""
+    import cupy
+
+    if itemsize < 1 or len(fill_value) != itemsize:
+        raise ValueError(f"fill value has {len(fill_value)} bytes, itemsize is {itemsize}")
+    sizes_d = _device_array(sizes, np.uint64)
+    n = int(sizes_d.size)
+    # The kernel only clears flags (one atomic per block and mismatching item), so they
+    # start at 1: "every byte seen so far matched".
+    flags = cupy.ones(n, dtype=cupy.uint32)
+    if n:
+        pattern = _device_array(np.frombuffer(bytes(fill_value), dtype=np.uint8), np.uint8)
+        launch("equals_fill_batch", _grid_2d(n, _max(sizes_d) // 8), BLOCK,
+               (data, _device_array(offsets, np.uint64), sizes_d, n, itemsize, pattern, flags))
+    return flags != 0
 
 
 def parse_shard_indexes(data: Any, offsets: Any, nentries: int, has_crc: bool,
@@ -176,7 +216,7 @@ def parse_shard_indexes(data: Any, offsets: Any, nentries: int, has_crc: bool,
 
 
 def _box_grid(boxes: np.ndarray) -> tuple[int, int]:
-    """Grid for scatter/fill: items on y, the most rows of any box (in row groups) on x."""
+    """Grid for scatter/gather/fill: items on y, the most rows of any box (in row groups) on x."""
     if boxes.shape[0] == 0:
         return 1, 1
     counts = boxes[:, :, 4]
@@ -186,9 +226,9 @@ def _box_grid(boxes: np.ndarray) -> tuple[int, int]:
     return _grid_2d(boxes.shape[0], -(-rows // rows_at_once) * BLOCK)
 
 
-def _shape(dst: Any, ndim: int) -> tuple[int, ...]:
-    """The destination's shape as the boxes see it (a 0-d array is planned as (1,))."""
-    return tuple(dst.shape) if dst.ndim == ndim else (int(dst.size),)
+def _shape(array: Any, ndim: int) -> tuple[int, ...]:
+    """The array side's shape as the boxes see it (a 0-d array is planned as (1,))."""
+    return tuple(array.shape) if array.ndim == ndim else (int(array.size),)
 
 
 def scatter(src: Any, src_offsets: Any, dst: Any, chunk_shape: Sequence[int], boxes: np.ndarray) -> None:
@@ -205,6 +245,24 @@ def scatter(src: Any, src_offsets: Any, dst: Any, chunk_shape: Sequence[int], bo
     launch("scatter_chunks", _box_grid(boxes), BLOCK,
            (src, _device_array(src_offsets, np.uint64), dst.reshape(-1).view(np.uint8), n, ndim, dst.itemsize,
             _device_array(chunk_shape, np.int64), _device_array(_shape(dst, ndim), np.int64),
+            _device_array(boxes, np.int64)))
+
+
+def gather(src: Any, dst: Any, dst_offsets: Any, chunk_shape: Sequence[int], boxes: np.ndarray) -> None:
+    """Copy the box of each chunk from ``src`` (a C-contiguous CuPy array of any dtype)
+    into the chunk buffers in ``dst``, the inverse of :func:`scatter` (see
+    ``reference.gather``). ``boxes`` is a host array (it sizes the grid)."""
+    boxes = np.ascontiguousarray(boxes, dtype=np.int64)
+    n, ndim = boxes.shape[0], boxes.shape[1]
+    if n == 0:
+        return
+    if not src.flags.c_contiguous:
+        raise ValueError("gather needs a C-contiguous source")
+    if len(chunk_shape) != ndim:  # a 0-d array's chunk, planned as shape (1,)
+        chunk_shape = (int(np.prod(chunk_shape)),)
+    launch("gather_chunks", _box_grid(boxes), BLOCK,
+           (src.reshape(-1).view(np.uint8), dst, _device_array(dst_offsets, np.uint64), n, ndim, src.itemsize,
+            _device_array(chunk_shape, np.int64), _device_array(_shape(src, ndim), np.int64),
             _device_array(boxes, np.int64)))
 
 

@@ -24,17 +24,23 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "ADLER_BASE",
     "CRC32C_POLY",
+    "CRC32_POLY",
     "SHARD_STATUS_CRC",
     "SHARD_STATUS_HALF_EMPTY",
     "SHARD_STATUS_OUT_OF_BOUNDS",
     "ParsedShardIndexes",
+    "adler32",
     "bitshuffle",
     "bitunshuffle",
     "byteswap",
     "copy_ranges",
+    "crc32",
     "crc32c",
+    "equals_fill",
     "fill",
+    "gather",
     "parse_shard_indexes",
     "scatter",
     "shuffle",
@@ -43,6 +49,8 @@ __all__ = [
 
 #: Reflected CRC-32C (Castagnoli) polynomial.
 CRC32C_POLY = 0x82F63B78
+#: Reflected CRC-32 polynomial (IEEE 802.3: zlib, gzip).
+CRC32_POLY = 0xEDB88320
 #: Bits of ``ParsedShardIndexes.status`` (the same values as ``kernels/shard_index.cu``).
 SHARD_STATUS_CRC = 1
 SHARD_STATUS_HALF_EMPTY = 2
@@ -164,32 +172,32 @@ def bitshuffle(src: np.ndarray, dst: np.ndarray, src_offsets: Sequence[int] | np
 
 
 # --------------------------------------------------------------------------------------
-# crc32c.cu
+# crc32c.cu: CRC-32C and CRC-32, segment-parallel like the kernels
 
 
-def _crc_tables() -> np.ndarray:
-    """The byte table of the reflected CRC-32C: table[v] = register after byte v."""
+def _crc_table(poly: int) -> np.ndarray:
+    """The byte table of a reflected CRC: table[v] = register after byte v."""
     table = np.arange(256, dtype=np.uint32)
     for _ in range(8):
-        table = np.where(table & 1, (table >> 1) ^ np.uint32(CRC32C_POLY), table >> 1).astype(np.uint32)
+        table = np.where(table & 1, (table >> 1) ^ np.uint32(poly), table >> 1).astype(np.uint32)
     return table
 
 
-_TABLE = _crc_tables()
+_TABLES = {poly: _crc_table(poly) for poly in (CRC32C_POLY, CRC32_POLY)}
 
 
-def _mulmod(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _mulmod(a: np.ndarray, b: np.ndarray, poly: int) -> np.ndarray:
     """a * b mod the polynomial (reflected representation), elementwise."""
     a = a.astype(np.uint32)
     b = b.astype(np.uint32).copy()
     product = np.zeros(np.broadcast(a, b).shape, dtype=np.uint32)
     for bit in range(31, -1, -1):
         product ^= np.where((a >> np.uint32(bit)) & 1, b, np.uint32(0))
-        b = np.where(b & 1, (b >> 1) ^ np.uint32(CRC32C_POLY), b >> 1).astype(np.uint32)
+        b = np.where(b & 1, (b >> 1) ^ np.uint32(poly), b >> 1).astype(np.uint32)
     return product
 
 
-def _shift(crc: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
+def _shift(crc: np.ndarray, nbytes: np.ndarray, poly: int) -> np.ndarray:
     """crc * x^(8 * nbytes) mod the polynomial, elementwise (square and multiply)."""
     crc = crc.astype(np.uint32).copy()
     n = nbytes.astype(np.uint64).copy()
@@ -197,30 +205,27 @@ def _shift(crc: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
     while np.any(n):
         odd = (n & np.uint64(1)).astype(bool)
         if odd.any():
-            crc[odd] = _mulmod(power[odd], crc[odd])
+            crc[odd] = _mulmod(power[odd], crc[odd], poly)
         n >>= np.uint64(1)
         live = n != 0
         if live.any():
-            power[live] = _mulmod(power[live], power[live])
+            power[live] = _mulmod(power[live], power[live], poly)
     return crc
 
 
 def _crc_segment_bytes(n: np.ndarray, threads: int) -> np.ndarray:
-    """Bytes per thread segment (the kernel's gz_crc32c_segment_bytes)."""
+    """Bytes per thread segment (the kernel's gz_crc_segment_bytes)."""
     per_thread = (n + threads - 1) // threads
     return (per_thread + 7) & ~np.int64(7)
 
 
-def crc32c(data: np.ndarray, offsets: Sequence[int] | np.ndarray, sizes: Sequence[int] | np.ndarray,
-           threads: int = 256) -> np.ndarray:
-    """CRC-32C of each buffer (``uint32`` per buffer), computed as the kernel does.
-
-    Each buffer is cut into ``threads`` segments (multiples of 8 bytes); every segment's
-    CRC is computed (vectorised over all segments of the batch), shifted past the bytes
-    after it and xor-ed in. The result does not depend on ``threads``; the tests use that
-    to check the combination step against the ``crc32c`` package.
-    """
+def _crc(data: np.ndarray, offsets: Sequence[int] | np.ndarray, sizes: Sequence[int] | np.ndarray, threads: int,
+         poly: int) -> np.ndarray:
+    """The kernels' gz_crc_batch: each buffer is cut into ``threads`` segments (multiples
+    of 8 bytes); every segment's CRC is computed (vectorised over all segments of the
+    batch), shifted past the bytes after it and xor-ed in."""
     _u8(data, "data")
+    table = _TABLES[poly]
     offs = np.asarray(offsets, dtype=np.int64).reshape(-1)
     lens = np.asarray(sizes, dtype=np.int64).reshape(-1)
     if offs.shape != lens.shape:
@@ -239,12 +244,84 @@ def crc32c(data: np.ndarray, offsets: Sequence[int] | np.ndarray, sizes: Sequenc
         active = seg_len > i
         byte = data[seg_start[active] + i].astype(np.uint32)
         reg = crc[active]
-        crc[active] = _TABLE[(reg ^ byte) & 0xFF] ^ (reg >> np.uint32(8))
+        crc[active] = table[(reg ^ byte) & 0xFF] ^ (reg >> np.uint32(8))
     crc = ~crc
-    parts = _shift(crc, after)
+    parts = _shift(crc, after, poly)
     out = np.zeros(len(lens), dtype=np.uint32)
     np.bitwise_xor.at(out, owner, parts)
     return out
+
+
+def crc32c(data: np.ndarray, offsets: Sequence[int] | np.ndarray, sizes: Sequence[int] | np.ndarray,
+           threads: int = 256) -> np.ndarray:
+    """CRC-32C of each buffer (``uint32`` per buffer), computed as the kernel does.
+
+    Each buffer is cut into ``threads`` segments whose CRCs are combined (see
+    :func:`_crc`). The result does not depend on ``threads``; the tests use that to check
+    the combination step against the ``crc32c`` package.
+    """
+    return _crc(data, offsets, sizes, threads, CRC32C_POLY)
+
+
+def crc32(data: np.ndarray, offsets: Sequence[int] | np.ndarray, sizes: Sequence[int] | np.ndarray,
+          threads: int = 256) -> np.ndarray:
+    """CRC-32 of each buffer as ``zlib.crc32`` computes it (``uint32`` per buffer),
+    segmented like :func:`crc32c` (the kernels share their code)."""
+    return _crc(data, offsets, sizes, threads, CRC32_POLY)
+
+
+# --------------------------------------------------------------------------------------
+# adler32.cu
+
+ADLER_BASE = 65521
+#: Bytes per vectorised piece of a buffer: bounds the temporaries of large buffers.
+_ADLER_PIECE = 1 << 20
+
+
+def adler32(data: np.ndarray, offsets: Sequence[int] | np.ndarray, sizes: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Adler-32 of each buffer as ``zlib.adler32`` computes it (initial value 1), ``uint32``
+    per buffer.
+
+    ``s1 = 1 + sum(d_i)`` and ``s2 = n + sum((n - i) * d_i)`` (mod 65521). The weights are
+    reduced mod 65521 first, so a term is below 2**24 and a piece's int64 sum cannot
+    overflow; the kernel splits the same sums across threads instead (exact mod 65521, so
+    no segmentation needs mirroring here).
+    """
+    _u8(data, "data")
+    out = []
+    for off, n in _items(offsets, sizes):
+        s1, s2 = 1, n
+        for start in range(0, n, _ADLER_PIECE):
+            piece = data[off + start : off + min(n, start + _ADLER_PIECE)].astype(np.int64)
+            weights = (n - start - np.arange(piece.size, dtype=np.int64)) % ADLER_BASE
+            s1 += int(piece.sum())
+            s2 += int(np.dot(weights, piece))
+        out.append((s2 % ADLER_BASE) << 16 | s1 % ADLER_BASE)
+    return np.array(out, dtype=np.uint32)
+
+
+# --------------------------------------------------------------------------------------
+# fill_check.cu
+
+
+def equals_fill(data: np.ndarray, offsets: Sequence[int] | np.ndarray, sizes: Sequence[int] | np.ndarray,
+                itemsize: int, fill_value: bytes) -> np.ndarray:
+    """Per item, whether every byte k equals ``fill_value[k % itemsize]`` (``bool`` array).
+
+    A bitwise comparison, like zarr's check on a chunk's bytes before storing it: NaN fill
+    values match equal NaN bits, ``-0.0`` does not match ``0.0``. Empty items match.
+    """
+    _u8(data, "data")
+    pattern = np.frombuffer(bytes(fill_value), dtype=np.uint8)
+    if itemsize < 1 or pattern.size != itemsize:
+        raise ValueError(f"fill value has {pattern.size} bytes, itemsize is {itemsize}")
+    out = []
+    for off, size in _items(offsets, sizes):
+        whole = size - size % itemsize
+        item = data[off : off + size]
+        same = bool((item[:whole].reshape(-1, itemsize) == pattern).all())
+        out.append(same and bool((item[whole:] == pattern[: size - whole]).all()))
+    return np.array(out, dtype=bool)
 
 
 # --------------------------------------------------------------------------------------
@@ -329,6 +406,25 @@ def scatter(src: np.ndarray, src_offsets: Sequence[int] | np.ndarray, dst: np.nd
         chunk = src[off : off + nbytes].view(dst.dtype).reshape(shape)
         chunk_sel, out_sel = _box_slices(boxes[c])
         dst[out_sel] = chunk[chunk_sel]
+
+
+def gather(src: np.ndarray, dst: np.ndarray, dst_offsets: Sequence[int] | np.ndarray,
+           chunk_shape: Sequence[int], boxes: np.ndarray) -> None:
+    """Copy the box of each chunk from ``src`` (C-contiguous, any dtype): the inverse of
+    :func:`scatter`.
+
+    Chunk c is C-contiguous of ``chunk_shape`` and ``src.dtype`` at
+    ``dst[dst_offsets[c]:]``; ``boxes[c]`` says which part of ``src`` goes where in it.
+    Chunk elements outside the box are left as they are.
+    """
+    _u8(dst, "dst")
+    src = _box_view(src, boxes)
+    shape = tuple(chunk_shape) if len(chunk_shape) == boxes.shape[1] else (-1,)  # 0-d: (1,)
+    nbytes = int(np.prod(chunk_shape)) * src.itemsize
+    for c, (off,) in enumerate(_items(dst_offsets)):
+        chunk = dst[off : off + nbytes].view(src.dtype).reshape(shape)
+        chunk_sel, out_sel = _box_slices(boxes[c])
+        chunk[chunk_sel] = src[out_sel]
 
 
 def fill(dst: np.ndarray, boxes: np.ndarray, fill_value: bytes | np.ndarray) -> None:

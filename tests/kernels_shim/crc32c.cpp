@@ -6,6 +6,8 @@
 
 SHIM_EXPORT(crc32c_batch, (const u8* data, const u64* offsets, const u64* sizes, u32 nbuf, u32* out),
             (data, offsets, sizes, nbuf, out))
+SHIM_EXPORT(crc32_batch, (const u8* data, const u64* offsets, const u64* sizes, u32 nbuf, u32* out),
+            (data, offsets, sizes, nbuf, out))
 SHIM_EXPORT(shard_index_parse,
             (const u8* data, const u64* offsets, u32 nshards, u32 nentries, u32 has_crc, const u64* shard_nbytes,
              u64* entry_offsets, u64* entry_lengths, u8* stored, u32* status),

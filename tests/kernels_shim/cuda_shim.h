@@ -68,6 +68,10 @@ inline T atomicXor(T* address, T value) {
     return std::atomic_ref<T>(*address).fetch_xor(value);
 }
 template <typename T>
+inline T atomicAnd(T* address, T value) {
+    return std::atomic_ref<T>(*address).fetch_and(value);
+}
+template <typename T>
 inline T atomicOr(T* address, T value) {
     return std::atomic_ref<T>(*address).fetch_or(value);
 }

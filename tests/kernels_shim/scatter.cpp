@@ -6,6 +6,10 @@ SHIM_EXPORT(scatter_chunks,
             (const u8* src, const u64* src_offsets, u8* dst, u32 nchunks, u32 ndim, u32 itemsize,
              const i64* chunk_shape, const i64* dst_shape, const i64* boxes),
             (src, src_offsets, dst, nchunks, ndim, itemsize, chunk_shape, dst_shape, boxes))
+SHIM_EXPORT(gather_chunks,
+            (const u8* src, u8* dst, const u64* dst_offsets, u32 nchunks, u32 ndim, u32 itemsize,
+             const i64* chunk_shape, const i64* src_shape, const i64* boxes),
+            (src, dst, dst_offsets, nchunks, ndim, itemsize, chunk_shape, src_shape, boxes))
 SHIM_EXPORT(fill_regions,
             (u8* dst, u32 nregions, u32 ndim, u32 itemsize, const i64* dst_shape, const i64* boxes,
              const u8* fill_value),
