@@ -37,6 +37,7 @@ import contextlib
 import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -51,17 +52,22 @@ from benchmarks.readers import (
     missing_modules,
     package_version,
 )
+from benchmarks.writers import GpuzarrWriter, TensorstoreWriter, Writer, ZarrPythonWriter
 
 __all__ = [
     "GPU_CEILINGS",
     "GPU_DEFAULT_PEERS",
     "GPU_READERS",
+    "GPU_WRITERS",
     "GpuzarrCudaReader",
+    "GpuzarrCudaWriter",
     "H2DCeiling",
     "KvikioReader",
     "NvcompDecodeCeiling",
     "TensorstoreCupyReader",
+    "TensorstoreCupyWriter",
     "ZarrPythonGpuReader",
+    "ZarrPythonGpuWriter",
     "gpu_description",
     "gpu_unavailable",
 ]
@@ -253,6 +259,75 @@ class TensorstoreCupyReader(_GpuReader, TensorstoreReader):
 
 
 # --------------------------------------------------------------------------------------
+# writers: the value is a CuPy array on the device (uploaded untimed), as a GPU user has it
+
+
+class _GpuWriter(Writer):
+    """A writer whose value lives in device memory (issue: GPU write path)."""
+
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    def unavailable(self) -> str | None:
+        return gpu_unavailable() or (missing_modules(*self.needs) if self.needs else None)
+
+    def set_value(self, ds: Dataset, task: Task, value: np.ndarray) -> None:
+        import cupy
+
+        super().set_value(ds, task, cupy.asarray(value))
+        _synchronize()
+
+
+class GpuzarrCudaWriter(_GpuWriter, GpuzarrWriter):
+    """gpuzarr's GPU write path: ``a[sel] = cupy_value`` on an array opened with device="cuda"."""
+
+    name = "gpuzarr"
+    description = (
+        "gpuzarr.create_array(path, device='cuda', ...) or open_array(path, mode='r+', device='cuda'); "
+        "a[sel] = cupy_value"
+    )
+    needs = ("gpuzarr",)
+
+    def unavailable(self) -> str | None:
+        return GpuzarrCudaReader().unavailable()
+
+    def create(self, ds: Dataset, dest: Path) -> Any:
+        import gpuzarr
+
+        return gpuzarr.create_array(str(dest), device="cuda", **self.metadata(ds))
+
+    def open_existing(self, ds: Dataset, dest: Path) -> Any:
+        import gpuzarr
+
+        return gpuzarr.open_array(str(dest), mode="r+", device="cuda")
+
+
+class ZarrPythonGpuWriter(_GpuWriter, ZarrPythonWriter):
+    """zarr-python with ``enable_gpu()``: device buffers in, CPU codecs encode."""
+
+    name = "zarr-python"
+    description = "with zarr.config.enable_gpu(): zarr.create_array/open_array; a[sel] = cupy_value"
+    needs = ("zarr",)
+
+    def session(self) -> contextlib.AbstractContextManager[Any]:
+        import zarr
+
+        return zarr.config.enable_gpu()
+
+
+class TensorstoreCupyWriter(_GpuWriter, TensorstoreWriter):
+    """``cupy.asnumpy`` then tensorstore's write (the device-to-host copy is timed)."""
+
+    name = "tensorstore"
+    description = "cupy.asnumpy(value), then tensorstore h[sel].write(host).result()"
+    needs = ("tensorstore",)
+
+    def write(self, handle: Any, task: Task, value: Any) -> None:
+        import cupy
+
+        super().write(handle, task, cupy.asnumpy(value))
+
+
+# --------------------------------------------------------------------------------------
 # ceilings
 
 
@@ -437,6 +512,10 @@ GPU_READERS: dict[str, type[Reader]] = {
 }
 GPU_CEILINGS: dict[str, type[Reader]] = {cls.name: cls for cls in (H2DCeiling, NvcompDecodeCeiling)}
 GPU_DEFAULT_PEERS = ("gpuzarr", "zarr-python", "tensorstore", "kvikio")
+#: Every GPU writer by name (the value is a CuPy array).
+GPU_WRITERS: dict[str, type[Writer]] = {
+    cls.name: cls for cls in (GpuzarrCudaWriter, ZarrPythonGpuWriter, TensorstoreCupyWriter)
+}
 
 
 def gpu_versions() -> dict[str, str | None]:

@@ -141,16 +141,16 @@ CPU = SuiteConfig(
 
 
 def _gpu_config() -> SuiteConfig:
-    from benchmarks.gpu import GPU_CEILINGS, GPU_DEFAULT_PEERS, GPU_READERS, gpu_unavailable
+    from benchmarks.gpu import GPU_CEILINGS, GPU_DEFAULT_PEERS, GPU_READERS, GPU_WRITERS, gpu_unavailable
 
     return SuiteConfig(
         name="gpu",
         readers=GPU_READERS,
         read_ceilings=GPU_CEILINGS,
-        writers={},
+        writers=GPU_WRITERS,
         write_ceilings={},
         default_peers=GPU_DEFAULT_PEERS,
-        patterns=READ_PATTERNS,
+        patterns=tuple(PATTERNS),
         matrix=GPU_MATRIX,
         quick_matrix=GPU_QUICK_MATRIX,
         size_mib=512,

@@ -22,7 +22,7 @@ from gpuzarr.codecs import (
 )
 from gpuzarr.device import Device
 from gpuzarr.errors import MetadataError, UnsupportedCodecError, UnsupportedDataTypeError
-from gpuzarr.indexing import Indexer, SelectionMode, make_indexer
+from gpuzarr.indexing import Indexer, SelectionMode, array_module, make_indexer
 from gpuzarr.metadata import V2_ARRAY_KEY, V3_KEY, ArrayMetadata, ArrayMetadataV2, ArrayMetadataV3
 from gpuzarr.nodes import Node, prefix_of, save_metadata
 from gpuzarr.pipeline import make_layout, parallel_map, read_many_into, write_from
@@ -441,8 +441,35 @@ class Array(Node):
     def _set(self, selection: Any, value: Any, mode: SelectionMode) -> None:
         self._check_writable()
         indexer = self._indexer(selection, mode)
+        # On a GPU: arrays opened with device="cuda", and CuPy values whatever the
+        # array's device (the data is on the GPU already: encode it there).
+        device_index: int | None = self._device.index if self._device.kind == "cuda" else None
+        if device_index is None and array_module(value) is not np:
+            device_index = int(value.device.id)
+        if device_index is not None and self._metadata.data_type.kind != "bytes":
+            from gpuzarr.gpu.backend import cuda_backend
+
+            self._write_on_backend(indexer, value, cuda_backend(device_index))
+            return
         buffer = indexer.prepare_value(self._coerce(value))
         write_from(self._layout, indexer, buffer)
+
+    def _write_on_backend(self, indexer: Indexer, value: Any, backend: Any) -> None:
+        """The device write path (:mod:`gpuzarr.gpu.write`) on ``backend``: ``value`` is
+        a NumPy or backend (CuPy) array, or anything NumPy turns into one."""
+        from gpuzarr.gpu.write import write_from_device
+
+        xp = backend.xp
+        if isinstance(value, Array):
+            value = value.read()
+        if array_module(value) is np or xp is np:
+            value = self._coerce(value)
+            host = np.ascontiguousarray(indexer.prepare_value(value))
+            device_value = host if xp is np else backend.upload(host.reshape(-1).view(np.uint8))
+            device_value = device_value.view(self.dtype).reshape(indexer.buffer_shape)
+        else:
+            device_value = xp.ascontiguousarray(indexer.prepare_value(xp.asarray(value, dtype=self.dtype)))
+        write_from_device(self._layout, indexer, device_value, backend)
 
     def __setitem__(self, selection: Any, value: Any) -> None:
         self._set(selection, value, "basic")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -42,6 +43,7 @@ __all__ = [
     "OrthogonalIndexer",
     "SelectionMode",
     "VectorizedIndexer",
+    "array_module",
     "is_basic",
     "fill_projection",
     "make_indexer",
@@ -452,6 +454,14 @@ def _reshape_view(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
         return view
 
 
+def array_module(value: Any) -> Any:
+    """``cupy`` for a CuPy array, else ``numpy`` (never imports CuPy: a CuPy array can
+    only exist once CuPy is imported)."""
+    if type(value).__module__.split(".")[0] == "cupy":
+        return sys.modules["cupy"]
+    return np
+
+
 def _broadcast_value(value: Any, out_shape: tuple[int, ...], scalar_index: bool) -> np.ndarray:
     """Broadcast an assigned value to ``out_shape`` with NumPy's assignment rules.
 
@@ -461,12 +471,13 @@ def _broadcast_value(value: Any, out_shape: tuple[int, ...], scalar_index: bool)
         # NumPy assigns through its scalar path here and refuses any sequence, even a
         # size-1 one; match it so code behaves the same on gpuzarr and NumPy arrays.
         raise ValueError("setting an array element with a sequence.")
-    v = np.asarray(value)
+    xp = array_module(value)
+    v = xp.asarray(value)
     # Assignment (unlike plain broadcasting) drops surplus leading length-1 axes.
     while v.ndim > len(out_shape) and v.shape[0] == 1:
         v = v[0]
     try:
-        return np.broadcast_to(v, out_shape)
+        return xp.broadcast_to(v, out_shape)
     except ValueError:
         raise ValueError(
             f"could not broadcast input array from shape {np.shape(value)} into shape {out_shape}"
@@ -604,7 +615,7 @@ class OrthogonalIndexer(Indexer):
     def _to_buffer_layout(self, arr: np.ndarray) -> np.ndarray:
         """Undo the axis move of :meth:`finalize` (a view)."""
         if self._move:
-            arr = np.moveaxis(arr, range(len(self._move)), self._move)
+            arr = array_module(arr).moveaxis(arr, range(len(self._move)), self._move)
         return arr
 
     def buffer_view(self, out: np.ndarray) -> np.ndarray | None:

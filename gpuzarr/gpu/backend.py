@@ -48,6 +48,8 @@ class Backend(ABC):
     #: Alignment of each compressed and decompressed stream start the decompressors need.
     input_alignment = 8
     output_alignment = 8
+    #: Largest stream each batched compressor takes, by codec (absent: no limit).
+    max_stream_nbytes: dict[str, int] = {}  # noqa: RUF012 - read-only per class
 
     def empty(self, nbytes: int) -> Any:
         """An uninitialised 1-d ``uint8`` device buffer."""
@@ -184,6 +186,9 @@ class CudaBackend(Backend):
     """
 
     name = "cuda"
+    # nvCOMP's batched compressors: raw deflate streams of at most 64 KiB, LZ4 and zstd
+    # streams of at most 16 MiB (nvcompBatched*CompressionMaxAllowedChunkSize).
+    max_stream_nbytes = {"deflate": 1 << 16, "lz4": 1 << 24, "zstd": 1 << 24}  # noqa: RUF012
 
     def __init__(self, device_index: int = 0) -> None:
         try:

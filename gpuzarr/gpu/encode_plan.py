@@ -69,6 +69,7 @@ __all__ = [
     "FRAME_COMPRESSORS",
     "FramePlan",
     "GZIP_HEADER",
+    "assemble",
     "assemble_on_host",
     "blosc_blocksize",
     "checksum_bytes",
@@ -206,24 +207,46 @@ def assemble_on_host(
     :func:`host_checksums` when not given. ``kernels`` provides ``copy_ranges`` (and,
     where it has them, the checksum functions).
     """
-    out = np.zeros(assembly.nbytes, dtype=np.uint8)
+    if len(assembly.trailers) and assembly.checksum is not None and checksums is None:
+        if source is None:
+            raise ValueError("pass the trailer checksums or the source buffer to compute them from")
+        checksums = host_checksums(
+            assembly.checksum, source, assembly.checksum_offsets, assembly.checksum_sizes, kernels
+        )
+    return assemble(assembly, compressed, source, checksums, kernels)
 
-    def copy(src: np.ndarray | None, batch: CopyBatch) -> None:
+
+def assemble(
+    assembly: Assembly,
+    compressed: Any,
+    source: Any,
+    checksums: Any,
+    kernels: Any,
+    *,
+    empty: Callable[[int], Any] | None = None,
+    upload: Callable[[np.ndarray], Any] | None = None,
+    xp: Any = np,
+) -> Any:
+    """Build an assembly's output buffer with ``kernels.copy_ranges`` launches.
+
+    On a device, ``empty`` allocates the output, ``upload`` copies the host-made bytes
+    (``meta``) over and ``xp`` is the device's array module; ``checksums`` are then the
+    device's checksum values (``uint32``). Defaults: host NumPy buffers.
+    """
+    out = empty(assembly.nbytes) if empty is not None else np.zeros(assembly.nbytes, dtype=np.uint8)
+
+    def copy(src: Any, batch: CopyBatch) -> None:
         if len(batch):
             if src is None:
                 raise ValueError("this assembly copies from the source buffer: pass source")
             kernels.copy_ranges(src, out, batch.src_offsets, batch.dst_offsets, batch.sizes)
 
-    copy(assembly.meta, assembly.meta_copies)
+    copy(assembly.meta if upload is None or not len(assembly.meta_copies) else upload(assembly.meta),
+         assembly.meta_copies)
     copy(compressed, assembly.payload)
     copy(source, assembly.raw)
     if len(assembly.trailers) and assembly.checksum is not None:
-        if checksums is None:
-            if source is None:
-                raise ValueError("pass the trailer checksums or the source buffer to compute them from")
-            checksums = host_checksums(assembly.checksum, source, assembly.checksum_offsets,
-                                       assembly.checksum_sizes, kernels)
-        copy(checksum_bytes(checksums, assembly.checksum_byteorder), assembly.trailers)
+        copy(checksum_bytes(checksums, assembly.checksum_byteorder, xp), assembly.trailers)
     return out
 
 

@@ -46,7 +46,7 @@ from gpuzarr.gpu.plan import StreamBatch, align, aligned_slots, plan_blosc_batch
 from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, is_basic, place_projection
 from gpuzarr.pipeline.layout import ChunkLayout
 
-__all__ = ["DeviceChain", "GpuFallbackWarning", "device_chain", "read_into_device"]
+__all__ = ["DeviceChain", "GpuFallbackWarning", "decode_units", "device_chain", "read_into_device"]
 
 #: Start of every unit in the staging and decoded buffers: keeps nvCOMP's alignment
 #: needs (8 bytes) and whole-word loads in the kernels, for any item size.
@@ -256,14 +256,37 @@ def _finish(
     backend: Backend,
 ) -> None:
     """Step 4 and 5: byte order, transpose, then the scatter into the outputs."""
+    decoded, slot = _to_array_order(layout, plan, decoded, slot, len(units), backend)
+    _scatter(layout, units, decoded, slot, backend)
+
+
+def _to_array_order(
+    layout: ChunkLayout, plan: DeviceChain, decoded: Any, slot: int, n: int, backend: Backend
+) -> tuple[Any, int]:
+    """Step 4: native byte order and the array's axis order; returns (units, slot)."""
     spec = layout.unit_spec
-    n = len(units)
     if plan.swap_itemsize:
         offsets = np.arange(n, dtype=np.int64) * slot
         backend.kernels.byteswap(decoded, offsets, np.full(n, spec.nbytes, np.int64), plan.swap_itemsize)
     if plan.axes is not None:
         decoded, slot = _transpose(decoded, slot, n, plan, spec.dtype, backend), spec.nbytes
-    _scatter(layout, units, decoded, slot, backend)
+    return decoded, slot
+
+
+def decode_units(
+    layout: ChunkLayout, plan: DeviceChain, coords: Sequence[tuple[int, ...]], raws: Sequence[Any], backend: Backend
+) -> tuple[Any, int]:
+    """Whole units decoded on the device from their stored bytes (read-modify-write).
+
+    Returns ``(units, slot)``: unit i, in array order and native byte order, is
+    ``units[i * slot :][: unit nbytes]``. ``raws`` must all be stored (not None).
+    """
+    slot = _align(layout.unit_spec.nbytes)
+    blobs = [as_memoryview(raw) for raw in raws]
+    if plan.unsupported is not None:
+        return _decode_on_host(layout, coords, blobs, slot, backend), slot
+    decoded = _decode_on_device(layout, plan, coords, blobs, slot, backend)
+    return _to_array_order(layout, plan, decoded, slot, len(blobs), backend)
 
 
 def _reads_files_directly(layout: ChunkLayout, plan: DeviceChain) -> bool:

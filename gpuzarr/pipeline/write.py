@@ -27,10 +27,10 @@ from gpuzarr.indexing import ChunkProjection, Indexer, ortho_get, ortho_set
 from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache, waves, whole_unit_view
 from gpuzarr.pipeline.pool import contiguous_parts, parallel_map
 
-__all__ = ["write_from"]
+__all__ = ["ValueSource", "inner_chunks_in_bounds", "write_from"]
 
 
-class _ValueSource:
+class ValueSource:
     """Takes each projection's new values out of the prepared value buffer."""
 
     def __init__(self, indexer: Indexer, value: np.ndarray) -> None:
@@ -70,14 +70,14 @@ def write_from(layout: ChunkLayout, indexer: Indexer, value: np.ndarray) -> None
     projections = list(indexer.chunk_projections())
     if not projections:
         return
-    source = _ValueSource(indexer, value)
+    source = ValueSource(indexer, value)
     if isinstance(layout, ShardedLayout):
         _write_sharded(layout, projections, source)
     else:
         _write_chunks(layout, projections, source)
 
 
-def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], source: _ValueSource) -> None:
+def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], source: ValueSource) -> None:
     fill = layout.metadata.fill_value
     write_empty = get_config().write_empty_chunks
 
@@ -134,7 +134,7 @@ def _store_results(layout: ChunkLayout, results: list[tuple[str, Any]]) -> None:
         layout.store.delete_many(deletes)
 
 
-def _inner_chunks_in_bounds(layout: ShardedLayout, shard: tuple[int, ...]) -> list[tuple[int, ...]]:
+def inner_chunks_in_bounds(layout: ShardedLayout, shard: tuple[int, ...]) -> list[tuple[int, ...]]:
     """Inner coords (within the shard) of the inner chunks that overlap the array."""
     ranges = []
     for s, g, c, n in zip(shard, layout.inner_grid, layout.unit_shape, layout.metadata.shape, strict=True):
@@ -143,7 +143,7 @@ def _inner_chunks_in_bounds(layout: ShardedLayout, shard: tuple[int, ...]) -> li
     return list(itertools.product(*ranges))
 
 
-def _write_sharded(layout: ShardedLayout, projections: list[ChunkProjection], source: _ValueSource) -> None:
+def _write_sharded(layout: ShardedLayout, projections: list[ChunkProjection], source: ValueSource) -> None:
     codec, shard_spec = layout.codec, layout.shard_spec
     unit_shape = layout.unit_shape
     by_shard: dict[tuple[int, ...], dict[tuple[int, ...], ChunkProjection]] = {}
@@ -154,7 +154,7 @@ def _write_sharded(layout: ShardedLayout, projections: list[ChunkProjection], so
     def needs_old(shard: tuple[int, ...]) -> bool:
         touched = by_shard[shard]
         return not all(
-            inner in touched and touched[inner].covers_chunk for inner in _inner_chunks_in_bounds(layout, shard)
+            inner in touched and touched[inner].covers_chunk for inner in inner_chunks_in_bounds(layout, shard)
         )
 
     def stored_inner(shard: tuple[int, ...], old: Any) -> dict[tuple[int, ...], Any]:
