@@ -16,6 +16,7 @@ import numcodecs
 import numpy as np
 import pytest
 import zarr
+from conftest import cuda_backend_or_skip
 
 import gpuzarr
 from gpuzarr.errors import ChecksumError, CorruptChunkError, UnsupportedCodecError, UnsupportedDataTypeError
@@ -31,21 +32,6 @@ CHUNKS = (8, 6)
 def _data(dtype: str = "float32") -> np.ndarray:
     values = np.random.default_rng(11).normal(size=SHAPE) * 100
     return values.astype(dtype)
-
-
-def _cuda_backend() -> Backend:
-    from gpuzarr.device import gpu_path_available
-
-    if not gpu_path_available():
-        pytest.skip("no usable GPU (CuPy, nvCOMP and a CUDA device)")
-    from gpuzarr.gpu.backend import cuda_backend
-
-    return cuda_backend(0)
-
-
-@pytest.fixture(params=["host", pytest.param("cuda", marks=pytest.mark.gpu)])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    return HostBackend() if request.param == "host" else _cuda_backend()
 
 
 def _read(a: gpuzarr.Array, backend: Backend, selection: Any = Ellipsis, mode: str = "basic") -> np.ndarray:
@@ -257,7 +243,7 @@ def test_device_arrays_from_the_public_api_need_a_gpu(tmp_path: Path) -> None:
 
 @pytest.mark.gpu
 def test_public_api_returns_cupy_arrays(tmp_path: Path) -> None:
-    _cuda_backend()
+    cuda_backend_or_skip()
     import cupy
 
     data = _data("float32")

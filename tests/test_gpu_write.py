@@ -17,6 +17,7 @@ import numcodecs
 import numpy as np
 import pytest
 import zarr
+from conftest import cuda_backend_or_skip
 
 import gpuzarr
 from gpuzarr.errors import UnsupportedCodecError
@@ -32,21 +33,6 @@ CHUNKS = (8, 6)
 def _data(dtype: str = "float32", seed: int = 5) -> np.ndarray:
     values = np.random.default_rng(seed).normal(size=SHAPE) * 100
     return values.astype(dtype)
-
-
-def _cuda_backend() -> Backend:
-    from gpuzarr.device import gpu_path_available
-
-    if not gpu_path_available():
-        pytest.skip("no usable GPU (CuPy, nvCOMP and a CUDA device)")
-    from gpuzarr.gpu.backend import cuda_backend
-
-    return cuda_backend(0)
-
-
-@pytest.fixture(params=["host", pytest.param("cuda", marks=pytest.mark.gpu)])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    return HostBackend() if request.param == "host" else _cuda_backend()
 
 
 def _write(a: gpuzarr.Array, backend: Backend, selection: Any, value: Any, mode: str = "basic") -> None:
@@ -356,7 +342,7 @@ def test_streams_beyond_the_compressor_limit(tmp_path: Path) -> None:
 
 @pytest.mark.gpu
 def test_public_api_writes_on_the_gpu(tmp_path: Path) -> None:
-    backend = _cuda_backend()
+    backend = cuda_backend_or_skip()
     cupy = backend.xp
     data = _data()
     a = gpuzarr.create_array(

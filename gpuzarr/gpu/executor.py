@@ -46,7 +46,7 @@ from gpuzarr.gpu.plan import StreamBatch, align, aligned_slots, plan_blosc_batch
 from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, is_basic, place_projection
 from gpuzarr.pipeline.layout import ChunkLayout
 
-__all__ = ["DeviceChain", "GpuFallbackWarning", "decode_units", "device_chain", "read_into_device"]
+__all__ = ["DeviceChain", "GpuFallbackWarning", "decode_units", "device_chain", "gpu_fallback", "read_into_device"]
 
 #: Start of every unit in the staging and decoded buffers: keeps nvCOMP's alignment
 #: needs (8 bytes) and whole-word loads in the kernels, for any item size.
@@ -163,7 +163,7 @@ def read_into_device(layout: ChunkLayout, requests: Sequence[tuple[Indexer, Any]
         )
     plan = device_chain(layout.chain)
     if plan.unsupported is not None:
-        _fallback(plan.unsupported)
+        gpu_fallback(plan.unsupported)
     units: list[tuple[_Destination, ChunkProjection]] = []
     for indexer, buffer in requests:
         projections = list(indexer.chunk_projections())
@@ -210,17 +210,17 @@ def read_into_device(layout: ChunkLayout, requests: Sequence[tuple[Indexer, Any]
         fetcher.shutdown(wait=True, cancel_futures=True)
 
 
-def _fallback(reason: str) -> None:
+def gpu_fallback(reason: str, *, writing: bool = False) -> None:
+    """Announce a CPU fallback for ``reason`` (a codec the device cannot decode, or
+    encode when ``writing``): one warning, or an error under ``gpu_fallback="error"``."""
     if get_config().gpu_fallback == "error":
         raise UnsupportedCodecError(
-            f"{reason} has no GPU implementation (config gpu_fallback='error'); read with device='cpu' "
+            f"{reason} has no GPU implementation (config gpu_fallback='error'); "
+            f"{'write' if writing else 'read'} with device='cpu' "
             "or allow the CPU fallback with gpuzarr.config.set(gpu_fallback='warn')"
         )
-    warnings.warn(
-        f"gpuzarr: {reason} has no GPU implementation; chunks are decoded on the CPU and uploaded",
-        GpuFallbackWarning,
-        stacklevel=4,
-    )
+    done = "the value is downloaded and encoded on the CPU" if writing else "chunks are decoded on the CPU and uploaded"
+    warnings.warn(f"gpuzarr: {reason} has no GPU implementation; {done}", GpuFallbackWarning, stacklevel=4)
 
 
 def _read_wave(
@@ -466,7 +466,7 @@ def _blosc(
         run(work, work, sb.src_offsets, sb.dst_offsets, sb.sizes, sb.typesize)
     if plan.cpu_chunks.size:
         reasons = sorted(set(plan.cpu_reasons.values()))
-        _fallback("codec 'blosc' with " + ", ".join(reasons))
+        gpu_fallback("codec 'blosc' with " + ", ".join(reasons))
         for i in plan.cpu_chunks.tolist():
             chunk = layout.decode(coords[i], blobs[i]).reshape(-1).view(np.uint8)
             off = int(plan.decoded_offsets[i])

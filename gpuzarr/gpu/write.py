@@ -34,7 +34,6 @@ host backend, which emulates the device with NumPy and the CPU libraries.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +43,6 @@ import numpy as np
 from gpuzarr.codecs import BloscCodec, GzipCodec, ZlibCodec, ZstdCodec
 from gpuzarr.codecs.chain import CodecChain
 from gpuzarr.config import get_config
-from gpuzarr.errors import UnsupportedCodecError
 from gpuzarr.gpu.backend import Backend
 from gpuzarr.gpu.encode_plan import (
     BLOSC_ENCODE_CNAMES,
@@ -55,7 +53,7 @@ from gpuzarr.gpu.encode_plan import (
     plan_blosc_encode,
     plan_frames,
 )
-from gpuzarr.gpu.executor import SLOT_ALIGNMENT, DeviceChain, GpuFallbackWarning, decode_units, device_chain
+from gpuzarr.gpu.executor import SLOT_ALIGNMENT, DeviceChain, decode_units, device_chain, gpu_fallback
 from gpuzarr.gpu.plan import CompressBatch, align, aligned_slots, plan_scatter
 from gpuzarr.indexing import ChunkProjection, Indexer, is_basic
 from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache
@@ -112,7 +110,7 @@ def write_from_device(layout: ChunkLayout, indexer: Indexer, value: Any, backend
         return
     reason = encode_plan_unsupported(layout.chain, backend)
     if reason is not None:
-        _fallback(reason)
+        gpu_fallback(reason, writing=True)
         write_from(layout, indexer, backend.to_host(value))
         return
     plan = device_chain(layout.chain)
@@ -126,19 +124,6 @@ def write_from_device(layout: ChunkLayout, indexer: Indexer, value: Any, backend
         writer.write_shards(projections)
     else:
         writer.write_chunks(projections)
-
-
-def _fallback(reason: str) -> None:
-    if get_config().gpu_fallback == "error":
-        raise UnsupportedCodecError(
-            f"{reason} has no GPU encoder (config gpu_fallback='error'); write with device='cpu' "
-            "or allow the CPU fallback with gpuzarr.config.set(gpu_fallback='warn')"
-        )
-    warnings.warn(
-        f"gpuzarr: {reason} has no GPU encoder; the value is downloaded and encoded on the CPU",
-        GpuFallbackWarning,
-        stacklevel=4,
-    )
 
 
 class _Writer:
