@@ -49,6 +49,7 @@ from gpuzarr.gpu.encode_plan import (
     FRAME_COMPRESSORS,
     Assembly,
     assemble,
+    checksum_bytes,
     layout_blosc_encode,
     plan_blosc_encode,
     plan_frames,
@@ -470,16 +471,17 @@ def _to_stored_order(work: Any, slot: int, n: int, plan: DeviceChain, dtype: np.
 
 def _append_crc32c(batch: EncodedBatch, backend: Backend) -> EncodedBatch:
     """Each encoded unit followed by the CRC-32C of its bytes (little-endian)."""
-    xp = backend.xp
     n = len(batch.sizes)
     crc = backend.kernels.crc32c(batch.data, batch.offsets, batch.sizes)
     sizes = batch.sizes + 4
     offsets = aligned_slots(0, sizes, 8)
     out = backend.empty(int(offsets[-1] + sizes[-1]) if n else 0)
     backend.kernels.copy_ranges(batch.data, out, batch.offsets, offsets, batch.sizes)
-    trailer = xp.asarray(crc, dtype=np.uint32).astype("<u4").view(np.uint8).reshape(n, 4)
-    positions = xp.asarray((offsets + batch.sizes)[:, None] + np.arange(4)[None, :])
-    out[positions] = trailer
+    # Byte by byte with shifts (CuPy has no non-native byte orders), one copy launch.
+    trailers = checksum_bytes(crc, "little", backend.xp)
+    backend.kernels.copy_ranges(
+        trailers, out, np.arange(n, dtype=np.int64) * 4, offsets + batch.sizes, np.full(n, 4, np.int64)
+    )
     return EncodedBatch(out, offsets, sizes)
 
 
