@@ -442,11 +442,12 @@ class Array(Node):
         self._check_writable()
         indexer = self._indexer(selection, mode)
         # On a GPU: arrays opened with device="cuda", and CuPy values whatever the
-        # array's device (the data is on the GPU already: encode it there).
+        # array's device (the data is on the GPU already: encode it there). Variable-
+        # length values cannot live in device memory: those arrays write on the CPU.
         device_index: int | None = self._device.index if self._device.kind == "cuda" else None
         if device_index is None and array_module(value) is not np:
             device_index = int(value.device.id)
-        if device_index is not None and self._metadata.data_type.kind != "bytes":
+        if device_index is not None and not self._metadata.data_type.is_variable_length:
             from gpuzarr.gpu.backend import cuda_backend
 
             self._write_on_backend(indexer, value, cuda_backend(device_index))
