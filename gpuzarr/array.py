@@ -470,6 +470,8 @@ class Array(Node):
             device_value = device_value.view(self.dtype).reshape(indexer.buffer_shape)
         else:
             device_value = xp.ascontiguousarray(indexer.prepare_value(xp.asarray(value, dtype=self.dtype)))
+            # ascontiguousarray makes 0-d arrays 1-d (NumPy's rule): back to the buffer's shape.
+            device_value = device_value.reshape(indexer.buffer_shape)
         write_from_device(self._layout, indexer, device_value, backend)
 
     def __setitem__(self, selection: Any, value: Any) -> None:

@@ -356,3 +356,88 @@ def test_public_api_writes_on_the_gpu(tmp_path: Path) -> None:
     for name in ("a", "b"):
         np.testing.assert_array_equal(zarr.open_array(tmp_path / name, mode="r")[...], data)
     np.testing.assert_array_equal(cupy.asnumpy(a[...]), data)
+
+
+@pytest.mark.parametrize(
+    ("zarr_format", "dtype"), [(2, ">c16"), (2, ">c8"), (2, ">U3"), (3, "complex128"), (3, "complex64")]
+)
+def test_big_endian_complex_and_unicode(tmp_path: Path, backend: Backend, zarr_format: int, dtype: str) -> None:
+    """Byte order is per part: a complex number swaps its two floats, a unicode string
+    each UCS4 character (not the whole element)."""
+    if dtype.endswith("U3"):
+        if backend.xp is not np:
+            pytest.skip("CuPy has no unicode dtype")
+        data = np.array([["ab", "c", "xyz"][i % 3] for i in range(SHAPE[0] * SHAPE[1])], dtype=dtype).reshape(SHAPE)
+    else:
+        data = (_data("float64") + 1j * _data("float64", seed=6)).astype(dtype)
+    kwargs: dict[str, Any] = {"zarr_format": 2} if zarr_format == 2 else {
+        "serializer": {"name": "bytes", "configuration": {"endian": "big"}}
+    }
+    a = gpuzarr.create_array(tmp_path / "a", shape=SHAPE, chunks=CHUNKS, dtype=dtype, **kwargs)
+    _write(a, backend, Ellipsis, data)
+    _write(a, backend, (slice(3, 20), slice(4, 9)), data[:17, :5])  # read-modify-write: decoded on the device
+    data[3:20, 4:9] = data[:17, :5].copy()
+    np.testing.assert_array_equal(gpuzarr.open_array(tmp_path / "a")[...], data)
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "a", mode="r")[...], data)
+
+
+class _NoRepeatedTargets(np.ndarray):
+    """A device buffer that refuses array-indexed assignments with repeated targets: CuPy
+    stores an undefined one of the values there, NumPy the last."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        parts = key if isinstance(key, tuple) else (key,)
+        if any(isinstance(k, np.ndarray | list) for k in parts):
+            targets = np.arange(self.size).reshape(self.shape)[key]
+            assert np.unique(targets).size == np.size(targets), "repeated targets (undefined on CuPy)"
+        super().__setitem__(key, value)
+
+
+class _CupyLikeKernels:
+    """The NumPy references with the requirements of the CUDA launchers (gpuzarr.gpu.ops)."""
+
+    def __getattr__(self, name: str) -> Any:
+        from gpuzarr.gpu import reference
+
+        return getattr(reference, name)
+
+    @staticmethod
+    def gather(src: Any, dst: Any, dst_offsets: Any, chunk_shape: Any, boxes: Any) -> None:
+        from gpuzarr.gpu import reference
+
+        if not src.flags.c_contiguous:
+            raise ValueError("gather needs a C-contiguous source")
+        reference.gather(src, dst, dst_offsets, chunk_shape, boxes)
+
+
+class _CupyLike(HostBackend):
+    """The host backend with CuPy's and the launchers' stricter behaviours."""
+
+    kernels = _CupyLikeKernels()
+
+    def empty(self, nbytes: int) -> np.ndarray:
+        return super().empty(nbytes).view(_NoRepeatedTargets)
+
+
+@pytest.mark.parametrize("mode", ["orthogonal", "vectorized"])
+def test_repeated_indices_last_value_wins(tmp_path: Path, mode: str) -> None:
+    device, cpu = _twins(tmp_path, shape=SHAPE, chunks=CHUNKS, dtype="int32", compressors=None)
+    if mode == "vectorized":
+        selection: Any = (np.array([1, 1, 20, 1]), np.array([2, 2, 3, 2]))
+        value = np.array([10, 20, 30, 40], dtype="int32")
+        cpu.vindex[selection] = value
+    else:
+        selection = (np.array([1, 1, 20]), np.array([2, 7, 2]))
+        value = np.arange(9, dtype="int32").reshape(3, 3)
+        cpu.oindex[selection] = value
+    _write(device, _CupyLike(), selection, value, mode)
+    np.testing.assert_array_equal(device[...], cpu[...])
+
+
+def test_non_contiguous_value(tmp_path: Path) -> None:
+    from gpuzarr.gpu.write import write_from_device
+
+    data = np.asfortranarray(_data())
+    a = gpuzarr.create_array(tmp_path / "a", shape=SHAPE, chunks=CHUNKS, dtype="float32")
+    write_from_device(a._layout, a._indexer(Ellipsis, "basic"), data, _CupyLike())  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(a[...], data)

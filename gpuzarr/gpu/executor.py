@@ -84,6 +84,15 @@ class DeviceChain:
     unsupported: str | None = None  # the codec that forces a CPU decode
 
 
+def _swap_unit(dtype: np.dtype) -> int:
+    """The size of the words a byte-order change reverses in ``dtype``'s elements."""
+    if dtype.kind == "c":
+        return dtype.itemsize // 2
+    if dtype.kind == "U":
+        return 4
+    return dtype.itemsize
+
+
 def device_chain(chain: CodecChain) -> DeviceChain:
     """Classify a unit chain for the device (see :class:`DeviceChain`)."""
     spec = chain.spec
@@ -99,7 +108,9 @@ def device_chain(chain: CodecChain) -> DeviceChain:
         stored_shape = tuple(codec_spec.shape[i] for i in order)
         axes = tuple(int(i) for i in np.argsort(order))
     array_bytes = chain.array_bytes
-    itemsize = spec.dtype.itemsize
+    # The byte-swapped word: complex numbers swap each of their two parts, fixed-width
+    # unicode strings each UCS4 character; everything else the whole element.
+    itemsize = _swap_unit(spec.dtype)
     if isinstance(array_bytes, BytesCodec):
         swap = itemsize if array_bytes.stored_dtype(chain.array_spec.dtype) != chain.array_spec.dtype else 0
     elif isinstance(array_bytes, V2ArrayBytesCodec):

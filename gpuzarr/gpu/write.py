@@ -35,7 +35,7 @@ host backend, which emulates the device with NumPy and the CPU libraries.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -115,6 +115,8 @@ def write_from_device(layout: ChunkLayout, indexer: Indexer, value: Any, backend
         write_from(layout, indexer, backend.to_host(value))
         return
     plan = device_chain(layout.chain)
+    if not value.flags.c_contiguous:  # the gather kernel reads one C-contiguous block (ops.gather)
+        value = backend.xp.ascontiguousarray(value)
     source = ValueSource(indexer, value)
     basic = not source.vectorized and all(
         is_basic(p.out_selection) and is_basic(p.chunk_selection)  # type: ignore[arg-type]
@@ -209,7 +211,7 @@ class _Writer:
         spec = layout.unit_spec
         for i, projection in enumerate(projections):
             unit = units[i * slot : i * slot + spec.nbytes].view(spec.dtype).reshape(layout.unit_shape)
-            self.source.apply(unit, projection)
+            self.source.apply(unit, _last_wins(projection, layout.unit_shape, value.shape, self.source.vectorized))
 
     def empty_units(self, units: Any, n: int) -> np.ndarray:
         """Step 3: host bool array, True where unit i is all fill value (and is dropped)."""
@@ -420,6 +422,50 @@ class _Writer:
             store.set_many(puts)
         if deletes:
             store.delete_many(deletes)
+
+
+def _last_occurrences(targets: np.ndarray) -> np.ndarray | None:
+    """Positions of the last occurrence of each distinct value of ``targets`` (in order);
+    None when no value repeats."""
+    if targets.size < 2:
+        return None
+    _, first_from_end = np.unique(targets[::-1], return_index=True)
+    if first_from_end.size == targets.size:
+        return None
+    return np.sort(targets.size - 1 - first_from_end)
+
+
+def _last_wins(
+    projection: ChunkProjection, unit_shape: tuple[int, ...], value_shape: tuple[int, ...], vectorized: bool
+) -> ChunkProjection:
+    """``projection`` without repeated target elements, keeping the last value written
+    to each (NumPy's assignment order, which the CPU path follows). CuPy leaves which of
+    the values an array-indexed assignment with repeated targets stores undefined."""
+    csel = list(projection.chunk_selection)
+    if vectorized:
+        if not csel:
+            return projection
+        flat = np.ravel_multi_index(tuple(np.asarray(c, dtype=np.int64) for c in csel), unit_shape)
+        keep = _last_occurrences(flat)
+        if keep is None:
+            return projection
+        out = np.asarray(projection.out_selection)[keep]
+        return replace(projection, chunk_selection=tuple(np.asarray(c)[keep] for c in csel), out_selection=out)
+    osel = list(projection.out_selection)  # type: ignore[arg-type]
+    changed = False
+    for d, c in enumerate(csel):
+        if isinstance(c, slice):
+            continue
+        keep = _last_occurrences(np.asarray(c))
+        if keep is None:
+            continue
+        o = osel[d]
+        positions = np.arange(value_shape[d], dtype=np.int64)[o] if isinstance(o, slice) else np.asarray(o)
+        csel[d], osel[d] = np.asarray(c)[keep], positions[keep]
+        changed = True
+    if not changed:
+        return projection
+    return replace(projection, chunk_selection=tuple(csel), out_selection=tuple(osel))
 
 
 def encode_units(
