@@ -356,6 +356,11 @@ class Array(Node):
         from gpuzarr.gpu.executor import read_into_device
 
         xp = backend.xp
+        if not backend.holds(self.dtype):
+            raise UnsupportedDataTypeError(
+                f"data type {self._metadata.data_type.name!r} ({self.dtype}): arrays of it cannot be held in "
+                f"{backend.name} memory; read this array with device='cpu'"
+            )
         buffers: list[Any] = []
         direct: list[bool] = []
         for indexer, out in zip(indexers, outs, strict=True):
@@ -442,16 +447,18 @@ class Array(Node):
         self._check_writable()
         indexer = self._indexer(selection, mode)
         # On a GPU: arrays opened with device="cuda", and CuPy values whatever the
-        # array's device (the data is on the GPU already: encode it there). Variable-
-        # length values cannot live in device memory: those arrays write on the CPU.
+        # array's device (the data is on the GPU already: encode it there). Data types
+        # the device cannot hold (variable length, datetimes, strings, raw) write on the CPU.
         device_index: int | None = self._device.index if self._device.kind == "cuda" else None
         if device_index is None and array_module(value) is not np:
             device_index = int(value.device.id)
-        if device_index is not None and not self._metadata.data_type.is_variable_length:
+        if device_index is not None:
             from gpuzarr.gpu.backend import cuda_backend
 
-            self._write_on_backend(indexer, value, cuda_backend(device_index))
-            return
+            backend = cuda_backend(device_index)
+            if backend.holds(self.dtype):
+                self._write_on_backend(indexer, value, backend)
+                return
         buffer = indexer.prepare_value(self._coerce(value))
         write_from(self._layout, indexer, buffer)
 

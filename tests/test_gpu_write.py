@@ -441,3 +441,21 @@ def test_non_contiguous_value(tmp_path: Path) -> None:
     a = gpuzarr.create_array(tmp_path / "a", shape=SHAPE, chunks=CHUNKS, dtype="float32")
     write_from_device(a._layout, a._indexer(Ellipsis, "basic"), data, _CupyLike())  # type: ignore[attr-defined]
     np.testing.assert_array_equal(a[...], data)
+
+
+class _NumbersOnly(HostBackend):
+    """A host backend holding what CuPy holds: booleans and numbers."""
+
+    def holds(self, dtype: np.dtype) -> bool:
+        return dtype.kind in "biufc"
+
+
+def test_data_types_the_device_cannot_hold(tmp_path: Path) -> None:
+    from gpuzarr.errors import UnsupportedDataTypeError
+
+    a = gpuzarr.create_array(tmp_path / "t", shape=(4,), chunks=(2,), dtype="datetime64[s]")
+    a[...] = np.arange(4).astype("datetime64[s]")
+    with pytest.raises(UnsupportedDataTypeError, match="device='cpu'"):
+        a._read_on_backend([a._indexer(Ellipsis, "basic")], [None], _NumbersOnly())  # type: ignore[arg-type]
+    assert HostBackend().holds(np.dtype("datetime64[s]"))
+    assert not HostBackend().holds(np.dtype(object))

@@ -51,6 +51,10 @@ class Backend(ABC):
     #: Largest stream each batched compressor takes, by codec (absent: no limit).
     max_stream_nbytes: dict[str, int] = {}  # noqa: RUF012 - read-only per class
 
+    def holds(self, dtype: np.dtype) -> bool:
+        """Whether arrays of ``dtype`` can live on this device (the host: any fixed size)."""
+        return dtype.kind != "O"
+
     def empty(self, nbytes: int) -> Any:
         """An uninitialised 1-d ``uint8`` device buffer."""
         return self.xp.empty(max(0, nbytes), dtype=np.uint8)
@@ -213,6 +217,10 @@ class CudaBackend(Backend):
         self.device = cupy.cuda.Device(device_index)
         self._codecs: dict[str, Any] = {}
         self._pinned: Any = None
+
+    def holds(self, dtype: np.dtype) -> bool:
+        # CuPy arrays: booleans and numbers only (no datetimes, strings, raw or structured).
+        return dtype.kind in "biufc"
 
     def _codec(self, codec: str) -> Any:
         found = self._codecs.get(codec)
