@@ -58,7 +58,7 @@ from gpuzarr.gpu.executor import SLOT_ALIGNMENT, DeviceChain, decode_units, devi
 from gpuzarr.gpu.plan import CompressBatch, align, aligned_slots, plan_scatter
 from gpuzarr.indexing import ChunkProjection, Indexer, is_basic
 from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache
-from gpuzarr.pipeline.write import ValueSource, inner_chunks_in_bounds, write_from
+from gpuzarr.pipeline.write import ValueSource, shard_needs_old, stored_inner_ranges, write_from
 
 __all__ = ["EncodedBatch", "encode_units", "write_from_device"]
 
@@ -290,16 +290,9 @@ class _Writer:
     ) -> None:
         layout = self.layout
         assert isinstance(layout, ShardedLayout)
-        codec, shard_spec, store = layout.codec, layout.shard_spec, layout.store
+        store = layout.store
         keys = [layout.key(s) for s in shards]
-
-        def needs_old(shard: tuple[int, ...]) -> bool:
-            touched = by_shard[shard]
-            return not all(
-                inner in touched and touched[inner].covers_chunk for inner in inner_chunks_in_bounds(layout, shard)
-            )
-
-        needing = [i for i, s in enumerate(shards) if needs_old(s)]
+        needing = [i for i, s in enumerate(shards) if shard_needs_old(layout, s, by_shard[s])]
         old_shards: dict[int, Any] = {}
         if needing:
             got = store.get_many([keys[i] for i in needing])
@@ -308,14 +301,7 @@ class _Writer:
         old_ranges: dict[int, dict[tuple[int, ...], tuple[int, int]]] = {}
         old_views: dict[int, memoryview] = {}
         for i, raw in old_shards.items():
-            index, view = codec.split(raw, shard_spec, keys[i])
-            old_views[i] = view
-            ranges: dict[tuple[int, ...], tuple[int, int]] = {}
-            for inner in np.ndindex(*layout.inner_grid):
-                found = codec.check_range(index, inner, len(view), keys[i])
-                if found is not None:
-                    ranges[inner] = found
-            old_ranges[i] = ranges
+            old_views[i], old_ranges[i] = stored_inner_ranges(layout, keys[i], raw)
         # Every touched inner chunk of the wave, built and encoded as one batch.
         wave: list[ChunkProjection] = []
         owners: list[tuple[int, tuple[int, ...]]] = []
@@ -334,7 +320,7 @@ class _Writer:
         for k, w in enumerate(keep.tolist()):
             i, inner = owners[w]
             new_pieces.setdefault(i, {})[inner] = k
-        touched = [{inner for (j, inner) in owners if j == i} for i in range(len(shards))]
+        touched = [set(by_shard[shard]) for shard in shards]
         self._assemble_and_store(shards, keys, old_views, old_ranges, new_pieces, touched, encoded)
 
     def _assemble_and_store(

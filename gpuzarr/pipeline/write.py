@@ -16,7 +16,7 @@ chunk remains). The shard index cache is updated with the new index.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from gpuzarr.indexing import ChunkProjection, Indexer, ortho_get, ortho_set
 from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache, waves, whole_unit_view
 from gpuzarr.pipeline.pool import contiguous_parts, parallel_map
 
-__all__ = ["ValueSource", "inner_chunks_in_bounds", "write_from"]
+__all__ = ["ValueSource", "shard_needs_old", "stored_inner_ranges", "write_from"]
 
 
 class ValueSource:
@@ -134,13 +134,38 @@ def _store_results(layout: ChunkLayout, results: list[tuple[str, Any]]) -> None:
         layout.store.delete_many(deletes)
 
 
-def inner_chunks_in_bounds(layout: ShardedLayout, shard: tuple[int, ...]) -> list[tuple[int, ...]]:
+def _inner_chunks_in_bounds(layout: ShardedLayout, shard: tuple[int, ...]) -> list[tuple[int, ...]]:
     """Inner coords (within the shard) of the inner chunks that overlap the array."""
     ranges = []
     for s, g, c, n in zip(shard, layout.inner_grid, layout.unit_shape, layout.metadata.shape, strict=True):
         first = s * g
         ranges.append(range(0, max(0, min(g, -(-(n - first * c) // c)))))
     return list(itertools.product(*ranges))
+
+
+def shard_needs_old(
+    layout: ShardedLayout, shard: tuple[int, ...], touched: Mapping[tuple[int, ...], ChunkProjection]
+) -> bool:
+    """Whether writing the ``touched`` inner chunks (by inner coords) of ``shard`` needs
+    its old bytes: some in-bounds inner chunk is untouched or only partly covered."""
+    return not all(
+        inner in touched and touched[inner].covers_chunk for inner in _inner_chunks_in_bounds(layout, shard)
+    )
+
+
+def stored_inner_ranges(
+    layout: ShardedLayout, key: str, old: Any
+) -> tuple[memoryview, dict[tuple[int, ...], tuple[int, int]]]:
+    """An old shard's bytes and the ``(offset, size)`` in them of every inner chunk it
+    stores (its index checked: corrupt entries raise, naming the shard and inner chunk)."""
+    codec = layout.codec
+    index, view = codec.split(old, layout.shard_spec, key)
+    ranges: dict[tuple[int, ...], tuple[int, int]] = {}
+    for inner in np.ndindex(*layout.inner_grid):
+        found = codec.check_range(index, inner, len(view), key)
+        if found is not None:
+            ranges[inner] = found
+    return view, ranges
 
 
 def _write_sharded(layout: ShardedLayout, projections: list[ChunkProjection], source: ValueSource) -> None:
@@ -151,23 +176,12 @@ def _write_sharded(layout: ShardedLayout, projections: list[ChunkProjection], so
         shard, inner = layout.split_coords(p.chunk_coords)
         by_shard.setdefault(shard, {})[inner] = p
 
-    def needs_old(shard: tuple[int, ...]) -> bool:
-        touched = by_shard[shard]
-        return not all(
-            inner in touched and touched[inner].covers_chunk for inner in inner_chunks_in_bounds(layout, shard)
-        )
-
     def stored_inner(shard: tuple[int, ...], old: Any) -> dict[tuple[int, ...], Any]:
         """The encoded bytes of every inner chunk stored in the old shard."""
-        encoded: dict[tuple[int, ...], Any] = {}
-        if old is not None:
-            key = layout.key(shard)
-            index, view = codec.split(old, shard_spec, key)
-            for inner in np.ndindex(*layout.inner_grid):
-                found = codec.check_range(index, inner, len(view), key)
-                if found is not None:
-                    encoded[inner] = view[found[0] : found[0] + found[1]]
-        return encoded
+        if old is None:
+            return {}
+        view, ranges = stored_inner_ranges(layout, layout.key(shard), old)
+        return {inner: view[off : off + size] for inner, (off, size) in ranges.items()}
 
     def encode_unit(projection: ChunkProjection, previous: Any) -> Any:
         """The new encoded bytes of one touched inner chunk (None: all fill value)."""
@@ -201,13 +215,14 @@ def _write_sharded(layout: ShardedLayout, projections: list[ChunkProjection], so
         # chunks: the last shards of each wave left threads idle). (Spreading the inner
         # chunks of a few shards over the workers measured no better for partial writes.)
         def write_shard(shard: tuple[int, ...]) -> None:
-            store_shard(*encode_shard((shard, store.get(layout.key(shard)) if needs_old(shard) else None)))
+            old = store.get(layout.key(shard)) if shard_needs_old(layout, shard, by_shard[shard]) else None
+            store_shard(*encode_shard((shard, old)))
 
         parallel_map(write_shard, shards)
         return
     shard_nbytes = shard_spec.nbytes or 1024
     for wave in waves(shards, shard_nbytes):
-        needing = [s for s in wave if needs_old(s)]
+        needing = [s for s in wave if shard_needs_old(layout, s, by_shard[s])]
         old_by_shard: dict[tuple[int, ...], Any] = {}
         if needing:
             olds = layout.store.get_many([layout.key(s) for s in needing])
