@@ -231,39 +231,39 @@ def _shape(array: Any, ndim: int) -> tuple[int, ...]:
     return tuple(array.shape) if array.ndim == ndim else (int(array.size),)
 
 
-def scatter(src: Any, src_offsets: Any, dst: Any, chunk_shape: Sequence[int], boxes: np.ndarray) -> None:
-    """Copy the box of each decoded chunk into ``dst`` (a C-contiguous CuPy array of any
-    dtype; see ``reference.scatter``). ``boxes`` is a host array (it sizes the grid)."""
+def _copy_boxes(kernel: str, chunks: Any, offsets: Any, array: Any, chunk_shape: Sequence[int],
+                boxes: np.ndarray, role: str) -> None:
+    """One launch of ``scatter_chunks`` or ``gather_chunks``: the box of every chunk (in
+    ``chunks`` at ``offsets``) between it and ``array`` (C-contiguous, the ``role`` side)."""
     boxes = np.ascontiguousarray(boxes, dtype=np.int64)
     n, ndim = boxes.shape[0], boxes.shape[1]
     if n == 0:
         return
-    if not dst.flags.c_contiguous:
-        raise ValueError("scatter needs a C-contiguous destination")
+    if not array.flags.c_contiguous:
+        raise ValueError(f"{kernel.split('_')[0]} needs a C-contiguous {role}")
     if len(chunk_shape) != ndim:  # a 0-d array's chunk, planned as shape (1,)
         chunk_shape = (int(np.prod(chunk_shape)),)
-    launch("scatter_chunks", _box_grid(boxes), BLOCK,
-           (src, _device_array(src_offsets, np.uint64), dst.reshape(-1).view(np.uint8), n, ndim, dst.itemsize,
-            _device_array(chunk_shape, np.int64), _device_array(_shape(dst, ndim), np.int64),
-            _device_array(boxes, np.int64)))
+    array_bytes = array.reshape(-1).view(np.uint8)
+    device_offsets = _device_array(offsets, np.uint64)
+    # scatter_chunks takes (chunks, offsets, array), gather_chunks (array, chunks, offsets)
+    pointers = (chunks, device_offsets, array_bytes) if kernel == "scatter_chunks" else (
+        array_bytes, chunks, device_offsets)
+    launch(kernel, _box_grid(boxes), BLOCK,
+           (*pointers, n, ndim, array.itemsize, _device_array(chunk_shape, np.int64),
+            _device_array(_shape(array, ndim), np.int64), _device_array(boxes, np.int64)))
+
+
+def scatter(src: Any, src_offsets: Any, dst: Any, chunk_shape: Sequence[int], boxes: np.ndarray) -> None:
+    """Copy the box of each decoded chunk into ``dst`` (a C-contiguous CuPy array of any
+    dtype; see ``reference.scatter``). ``boxes`` is a host array (it sizes the grid)."""
+    _copy_boxes("scatter_chunks", src, src_offsets, dst, chunk_shape, boxes, "destination")
 
 
 def gather(src: Any, dst: Any, dst_offsets: Any, chunk_shape: Sequence[int], boxes: np.ndarray) -> None:
     """Copy the box of each chunk from ``src`` (a C-contiguous CuPy array of any dtype)
     into the chunk buffers in ``dst``, the inverse of :func:`scatter` (see
     ``reference.gather``). ``boxes`` is a host array (it sizes the grid)."""
-    boxes = np.ascontiguousarray(boxes, dtype=np.int64)
-    n, ndim = boxes.shape[0], boxes.shape[1]
-    if n == 0:
-        return
-    if not src.flags.c_contiguous:
-        raise ValueError("gather needs a C-contiguous source")
-    if len(chunk_shape) != ndim:  # a 0-d array's chunk, planned as shape (1,)
-        chunk_shape = (int(np.prod(chunk_shape)),)
-    launch("gather_chunks", _box_grid(boxes), BLOCK,
-           (src.reshape(-1).view(np.uint8), dst, _device_array(dst_offsets, np.uint64), n, ndim, src.itemsize,
-            _device_array(chunk_shape, np.int64), _device_array(_shape(src, ndim), np.int64),
-            _device_array(boxes, np.int64)))
+    _copy_boxes("gather_chunks", dst, dst_offsets, src, chunk_shape, boxes, "source")
 
 
 def fill(dst: Any, boxes: np.ndarray, fill_value: bytes) -> None:

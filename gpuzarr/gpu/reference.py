@@ -18,7 +18,7 @@ work is NumPy's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -391,6 +391,21 @@ def _box_view(dst: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return dst if dst.ndim == boxes.shape[1] else dst.reshape(-1)
 
 
+def _chunk_boxes(
+    chunks: np.ndarray, name: str, offsets: Sequence[int] | np.ndarray, array: np.ndarray,
+    chunk_shape: Sequence[int], boxes: np.ndarray,
+) -> Iterator[tuple[np.ndarray, np.ndarray, tuple[slice, ...], tuple[slice, ...]]]:
+    """For scatter and gather: per chunk, ``(array view, chunk view, chunk selection,
+    array selection)``; chunk c lives at ``chunks[offsets[c]:]`` with ``array.dtype``."""
+    _u8(chunks, name)
+    view = _box_view(array, boxes)
+    shape = tuple(chunk_shape) if len(chunk_shape) == boxes.shape[1] else (-1,)  # 0-d: (1,)
+    nbytes = int(np.prod(chunk_shape)) * view.itemsize
+    for c, (off,) in enumerate(_items(offsets)):
+        chunk = chunks[off : off + nbytes].view(view.dtype).reshape(shape)
+        yield (view, chunk, *_box_slices(boxes[c]))
+
+
 def scatter(src: np.ndarray, src_offsets: Sequence[int] | np.ndarray, dst: np.ndarray,
             chunk_shape: Sequence[int], boxes: np.ndarray) -> None:
     """Copy the box of each decoded chunk into ``dst`` (C-contiguous, any dtype).
@@ -398,14 +413,8 @@ def scatter(src: np.ndarray, src_offsets: Sequence[int] | np.ndarray, dst: np.nd
     Chunk c is C-contiguous of ``chunk_shape`` and ``dst.dtype`` at
     ``src[src_offsets[c]:]``; ``boxes[c]`` says which part goes where.
     """
-    _u8(src, "src")
-    dst = _box_view(dst, boxes)
-    shape = tuple(chunk_shape) if len(chunk_shape) == boxes.shape[1] else (-1,)  # 0-d: (1,)
-    nbytes = int(np.prod(chunk_shape)) * dst.itemsize
-    for c, (off,) in enumerate(_items(src_offsets)):
-        chunk = src[off : off + nbytes].view(dst.dtype).reshape(shape)
-        chunk_sel, out_sel = _box_slices(boxes[c])
-        dst[out_sel] = chunk[chunk_sel]
+    for out, chunk, chunk_sel, out_sel in _chunk_boxes(src, "src", src_offsets, dst, chunk_shape, boxes):
+        out[out_sel] = chunk[chunk_sel]
 
 
 def gather(src: np.ndarray, dst: np.ndarray, dst_offsets: Sequence[int] | np.ndarray,
@@ -417,14 +426,8 @@ def gather(src: np.ndarray, dst: np.ndarray, dst_offsets: Sequence[int] | np.nda
     ``dst[dst_offsets[c]:]``; ``boxes[c]`` says which part of ``src`` goes where in it.
     Chunk elements outside the box are left as they are.
     """
-    _u8(dst, "dst")
-    src = _box_view(src, boxes)
-    shape = tuple(chunk_shape) if len(chunk_shape) == boxes.shape[1] else (-1,)  # 0-d: (1,)
-    nbytes = int(np.prod(chunk_shape)) * src.itemsize
-    for c, (off,) in enumerate(_items(dst_offsets)):
-        chunk = dst[off : off + nbytes].view(src.dtype).reshape(shape)
-        chunk_sel, out_sel = _box_slices(boxes[c])
-        chunk[chunk_sel] = src[out_sel]
+    for array, chunk, chunk_sel, array_sel in _chunk_boxes(dst, "dst", dst_offsets, src, chunk_shape, boxes):
+        chunk[chunk_sel] = array[array_sel]
 
 
 def fill(dst: np.ndarray, boxes: np.ndarray, fill_value: bytes | np.ndarray) -> None:
