@@ -594,17 +594,34 @@ def test_zstd_frames_without_content_size() -> None:
     np.testing.assert_array_equal(chain.decode(with_size, out=out), expected)
 
 
-@pytest.mark.parametrize("threads", [1, 3])
-def test_zstd_decode_many_matches_one_by_one(threads: int) -> None:
+def _decode_many(codec: ZstdCodec, frames: list[Any], nbytes: int) -> list[bytes]:
+    outs = [np.full(nbytes, 0xAA, dtype=np.uint8) for _ in frames]
+    codec.cpu_decode_many(frames, outs)
+    return [o.tobytes() for o in outs]
+
+
+def test_zstd_decode_many_matches_one_by_one() -> None:
     assert ZstdCodec.decodes_batches
     rng = np.random.default_rng(5)
     payloads = [rng.integers(0, 50, 300, dtype=np.uint8).tobytes() for _ in range(9)]
     frames: list[Any] = [numcodecs.Zstd(level=i % 4, checksum=bool(i % 2)).encode(p) for i, p in enumerate(payloads)]
     frames[3] = _zstd_raw_frame(payloads[3])  # no content size in the header
     frames[4] = memoryview(b"pad" + frames[4])[3:]  # a view, as sliced out of a shard
-    decoded = ZstdCodec().cpu_decode_many(frames, 300, threads)
-    assert [bytes(d) for d in decoded] == payloads
-    assert ZstdCodec().cpu_decode_many([], 300, threads) == []
+    # Two concatenated frames that together make the chunk.
+    frames[5] = numcodecs.Zstd().encode(payloads[5][:100]) + numcodecs.Zstd().encode(payloads[5][100:])
+    assert _decode_many(ZstdCodec(), frames, 300) == payloads
+    ZstdCodec().cpu_decode_many([], [])
+
+
+def test_zstd_decode_many_from_many_threads() -> None:
+    """Each thread decodes with a context of its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    payloads = [np.full(20_000, i, dtype=np.uint8).tobytes() for i in range(64)]
+    frames = [numcodecs.Zstd().encode(p) for p in payloads]
+    with ThreadPoolExecutor(8) as pool:
+        decoded = list(pool.map(lambda f: _decode_many(ZstdCodec(), [f], 20_000)[0], frames))
+    assert decoded == payloads
 
 
 @pytest.mark.parametrize("level", [0, 1, 3, -5, 19])
@@ -630,14 +647,34 @@ def test_zstd_encode_from_many_threads() -> None:
 
 def test_zstd_decode_many_rejects_bad_frames() -> None:
     good = numcodecs.Zstd().encode(bytes(300))
+    checked = numcodecs.Zstd(checksum=True).encode(bytes(range(256)) + bytes(44))
+    bad_checksum = checked[:-1] + bytes([checked[-1] ^ 0xFF])
+    cases: list[tuple[list[bytes], int, type[Exception]]] = [
+        ([good, good[:-5]], 300, CorruptChunkError),  # truncated
+        ([good], 200, CorruptChunkError),  # decodes to more than the chunk
+        ([good], 400, CorruptChunkError),  # decodes to less than the chunk
+        ([good + good], 300, CorruptChunkError),  # a second frame past the chunk
+        ([good + b"tail"], 300, CorruptChunkError),  # garbage after the frame
+        ([b"not a frame"], 300, CorruptChunkError),
+        ([good, b""], 300, CorruptChunkError),
+        ([bad_checksum], 300, ChecksumError),
+    ]
+    for frames, nbytes, error in cases:
+        with pytest.raises(error, match="zstd"):
+            _decode_many(ZstdCodec(), frames, nbytes)
+
+
+def test_zstd_decode_into_out_checks_the_size() -> None:
+    """One-by-one decodes into ``out`` use the same reused context and checks."""
+    spec = spec_for((300,), "uint8")
+    good = numcodecs.Zstd().encode(bytes(range(100)) * 3)
+    out = np.empty(300, dtype=np.uint8)
+    assert ZstdCodec().cpu_decode(good, spec, out=out) is out
+    assert out.tobytes() == bytes(range(100)) * 3
     with pytest.raises(CorruptChunkError, match="zstd"):
-        ZstdCodec().cpu_decode_many([good, good[:-5]], 300, 2)
-    with pytest.raises(CorruptChunkError, match="zstd"):  # decodes to a different size
-        ZstdCodec().cpu_decode_many([good], 200, 2)
+        ZstdCodec().cpu_decode(good + good, spec, out=out)
     with pytest.raises(CorruptChunkError, match="zstd"):
-        ZstdCodec().cpu_decode_many([b"not a frame"], 300, 2)
-    with pytest.raises(CorruptChunkError, match="zstd"):
-        ZstdCodec().cpu_decode_many([good, b""], 300, 2)
+        ZstdCodec().cpu_decode(good[:-3], spec, out=out)
 
 
 def test_chain_decode_many() -> None:
@@ -645,7 +682,8 @@ def test_chain_decode_many() -> None:
     chain = CodecChain([BytesCodec("little"), ZstdCodec(1)], spec)
     assert chain.decodes_batches
     chunks = [np.full((10, 3), float(i)) for i in range(4)]
-    decoded = chain.decode_many([chain.encode(c) for c in chunks], 2)
+    decoded = [np.empty((10, 3)) for _ in chunks]
+    chain.decode_many([chain.encode(c) for c in chunks], decoded)
     for got, want in zip(decoded, chunks, strict=True):
         np.testing.assert_array_equal(got, want)
     # Chunks stored big-endian, or with more codecs, decode one by one.

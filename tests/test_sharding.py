@@ -239,8 +239,8 @@ class CountingStore(MemoryStore):
             for q in p:
                 self._note_payload(q)
 
-    def get(self, key: str) -> bytes | None:
-        out = super().get(key)
+    def get(self, key: str, **kw: Any) -> bytes | None:
+        out = super().get(key, **kw)
         self._note("get", 1, out)
         return out
 
@@ -249,8 +249,8 @@ class CountingStore(MemoryStore):
         self._note("get", len(keys), out)
         return out
 
-    def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes] | None:
-        out = super().get_ranges(key, ranges)
+    def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]], **kw: Any) -> list[bytes] | None:
+        out = super().get_ranges(key, ranges, **kw)
         self._note("range", len(ranges), out)
         return out
 
@@ -510,3 +510,32 @@ def test_indexes_of_many_shards_decoded_together_name_the_bad_one(tmp_path: Path
     with pytest.raises(CorruptChunkError, match=r"c/6/0.*\(2, 0\)"):
         plain = ShardingCodec((1, 4), index_codecs=codec.index_codecs[:1])
         plain.decode_indexes([r[:-4] for r in raws[:6]] + [half.tobytes()], spec, keys[:7])
+
+
+@pytest.mark.parametrize("shards", [None, (32, 64)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_local_reads_through_the_read_arena(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shards: tuple[int, int] | None, threads: int
+) -> None:
+    """Reads from local files land in reused arena memory; group after group, the data
+    stays right (no view outlives its group)."""
+    from gpuzarr.stores.base import ReadArena
+
+    taken: list[int] = []
+    original_take = ReadArena.take
+    monkeypatch.setattr(ReadArena, "take", lambda self, n: taken.append(n) or original_take(self, n))
+    data = _data((128, 64), "float32")
+    a = gpuzarr.create_array(
+        str(tmp_path / "a"), shape=data.shape, dtype="float32", chunks=(8, 16), shards=shards,
+        compressors=[{"name": "zstd", "configuration": {"level": 1}}],
+    )
+    a[:] = data
+    shard_index_cache.clear()
+    with gpuzarr.config.set(threads=threads):
+        for _ in range(2):
+            np.testing.assert_array_equal(a[:], data)
+            np.testing.assert_array_equal(a[3:101, 5:60], data[3:101, 5:60])
+            windows = [(slice(r, r + 8), slice(c, c + 16)) for r in range(0, 128, 24) for c in (0, 48)]
+            for sel, got in zip(windows, a.read_batch(windows), strict=True):
+                np.testing.assert_array_equal(got, data[sel])
+    assert taken  # the reads did go through the arena

@@ -906,3 +906,62 @@ class TestMakeStore:
             make_store(b"/some/path")
         with pytest.raises(ValueError, match="mode"):
             make_store(None, "rw")
+
+
+# --------------------------------------------------------------------------------------
+# reads into a ReadArena
+
+
+def test_reads_into_an_arena_match_plain_reads(store: Store) -> None:
+    """Every store answers reads given an arena exactly as without one (local files
+    fill the arena; the others return bytes)."""
+    from gpuzarr.stores.base import ReadArena
+
+    items = {"a/c/0": bytes(range(256)) * 40, "a/c/1": b"", "a/c/2": b"xyz"}
+    _fill(store, items)
+    arena = ReadArena(1 << 20)
+    for key, value in items.items():
+        assert bytes(store.get(key, arena=arena)) == value  # type: ignore[arg-type]
+    assert store.get("a/c/missing", arena=arena) is None
+    ranges = [(0, 10), (5000, 1000), (10_230, 50), (20_000, 5)]  # overlapping the end, past it
+    got = store.get_ranges("a/c/0", ranges, arena=arena)
+    assert got is not None
+    assert [bytes(g) for g in got] == [bytes(r) for r in store.get_ranges("a/c/0", ranges)]  # type: ignore[union-attr]
+    assert store.get_ranges("a/c/missing", [(0, 1)], arena=arena) is None
+    assert store.fills_arenas == (isinstance(store, LocalStore) and hasattr(os, "preadv"))
+
+
+def test_read_arena_reuses_its_memory_and_bounds_what_it_keeps() -> None:
+    from gpuzarr.stores.base import ReadArena
+
+    arena = ReadArena(keep_bytes=1000)
+    first = arena.take(300)
+    second = arena.take(200)  # past the first block: served from extra memory
+    first[:] = b"a" * 300
+    second[:] = b"b" * 200
+    assert bytes(first) == b"a" * 300 and bytes(second) == b"b" * 200  # disjoint views
+    arena.reset()
+    assert arena.nbytes == 500  # one block for the whole group next time
+    a, b = arena.take(300), arena.take(200)
+    a[:] = b"c" * 300
+    b[:] = b"d" * 200
+    arena.reset()
+    assert arena.nbytes == 500
+    assert bytes(arena.take(500)) == b"c" * 300 + b"d" * 200  # the same memory serves the next group
+    arena.reset()
+    arena.take(900)  # a first take larger than the block grows it, up to keep_bytes
+    assert arena.nbytes == 1000
+    arena.take(5000)
+    arena.reset()
+    assert arena.nbytes == 1000  # what overflowed keep_bytes is not kept
+
+
+def test_local_store_arena_reads_short_files_and_directories(tmp_path: pathlib.Path) -> None:
+    from gpuzarr.stores.base import ReadArena
+
+    store = LocalStore(tmp_path)
+    store.set("k", b"0123456789")
+    (tmp_path / "dir").mkdir()
+    arena = ReadArena(1 << 10)
+    assert store.get("dir", arena=arena) is None
+    assert [bytes(v) for v in store.get_ranges("k", [(8, 100), (0, 0)], arena=arena)] == [b"89", b""]  # type: ignore[union-attr]

@@ -172,17 +172,17 @@ class BytesBytesCodec(Codec):
 
     kind: ClassVar[CodecKind] = "bytes_bytes"
 
-    #: Whether :meth:`cpu_decode_many` decodes a batch in native code (no Python per chunk).
+    #: Whether :meth:`cpu_decode_many` decodes a batch with little Python per chunk.
     decodes_batches: ClassVar[bool] = False
 
-    def cpu_decode_many(self, datas: Sequence[Buffer], decoded_nbytes: int, threads: int) -> list[Buffer]:
-        """Decode several chunks that each decode to exactly ``decoded_nbytes`` bytes.
+    def cpu_decode_many(self, datas: Sequence[Buffer], outs: Sequence[np.ndarray]) -> None:
+        """Decode each chunk of ``datas`` into its ``out`` (C-contiguous), which it must fill.
 
-        Codecs with ``decodes_batches`` decode the whole batch in one native call on up
-        to ``threads`` threads, without the GIL: for small chunks the Python work around
-        each decode call (and the handoffs between worker threads) would otherwise cost
-        as much as the decoding. Raises CorruptChunkError or ChecksumError if any chunk
-        is bad, without saying which: callers decode one by one to find out.
+        Codecs with ``decodes_batches`` keep one decoding context for the whole batch and
+        run little Python per chunk: for small chunks the Python around a one-by-one
+        decode costs about as much as the decoding. Raises CorruptChunkError or
+        ChecksumError if any chunk is bad, without saying which: callers decode one by
+        one to find out.
         """
         raise NotImplementedError(f"codec {self.name!r} has no batched decoder")
 

@@ -80,8 +80,8 @@ class CodecChain:
             self._nbytes = self.array_spec.nbytes
         else:
             self._direct_compressor = None
-        # Batches of whole chunks decode in one native call when the compressor offers
-        # one and the decoded bytes are the chunk as is (native byte order).
+        # Batches of whole chunks decode with one context when the compressor offers
+        # it and the decoded bytes are the chunk as is (native byte order).
         self._batch_compressor = (
             self._direct_compressor
             if self._direct_compressor is not None and self._direct_compressor.decodes_batches and not self._swap
@@ -99,20 +99,18 @@ class CodecChain:
 
     @property
     def decodes_batches(self) -> bool:
-        """Whether :meth:`decode_many` decodes a batch of chunks in one native call."""
+        """Whether :meth:`decode_many` decodes a batch of chunks with little Python per chunk."""
         return self._batch_compressor is not None
 
-    def decode_many(self, datas: Sequence[Any], threads: int) -> list[np.ndarray]:
-        """Decode several stored chunks at once (requires :attr:`decodes_batches`).
+    def decode_many(self, datas: Sequence[Any], outs: Sequence[np.ndarray]) -> None:
+        """Decode several stored chunks at once (requires :attr:`decodes_batches`), each
+        into its ``out`` (C-contiguous, ``spec.shape``, native dtype).
 
-        Returns read-only arrays of ``spec.shape``, views of the decoder's buffers, for
-        the caller to copy where they belong. Raises CorruptChunkError or ChecksumError
-        if any chunk is bad, without naming it (decode one by one to find it).
+        Raises CorruptChunkError or ChecksumError if any chunk is bad, without naming it
+        (decode one by one to find it).
         """
         assert self._batch_compressor is not None
-        decoded = self._batch_compressor.cpu_decode_many(datas, self._nbytes, threads)
-        dtype, shape = self.array_spec.dtype, self.array_spec.shape
-        return [np.frombuffer(d, dtype=dtype).reshape(shape) for d in decoded]
+        self._batch_compressor.cpu_decode_many(datas, outs)
 
     def decode(self, data: Any, out: np.ndarray | None = None) -> np.ndarray:
         """Decode one stored chunk into an array of ``spec.shape``.

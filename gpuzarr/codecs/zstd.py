@@ -14,15 +14,12 @@ from numcodecs.zstd import decompress as _zstd_decompress
 
 from gpuzarr.codecs._compressor import decode_with
 from gpuzarr.codecs.base import Buffer, BytesBytesCodec, ChunkSpec, as_memoryview
-from gpuzarr.errors import ChecksumError, CorruptChunkError, MetadataError
+from gpuzarr.errors import MetadataError
 
-try:  # python-zstandard: its C backend decodes a batch of frames on native threads
+try:  # python-zstandard: reusable contexts, and decoding into a caller's buffer
     import zstandard as _zstandard
-
-    _BATCHES = hasattr(_zstandard.ZstdDecompressor, "multi_decompress_to_buffer")
-except ImportError:  # pragma: no cover - a dependency; its CFFI backend lacks the batch call
+except ImportError:  # pragma: no cover - a dependency
     _zstandard = None
-    _BATCHES = False
 
 __all__ = ["ZstdCodec", "zstd_frame_content_size"]
 
@@ -54,6 +51,43 @@ def _thread_compressor(level: int, checksum: bool) -> Any:
     return found
 
 
+def _thread_decompressor() -> Any:
+    """This thread's reusable decompressor (a ``ZSTD_DCtx``; not shareable between threads)."""
+    found = getattr(_local, "decompressor", None)
+    if found is None:
+        found = _local.decompressor = _zstandard.ZstdDecompressor()  # type: ignore[union-attr]
+    return found
+
+
+def _decompress_into(data: Buffer, out: np.ndarray) -> np.ndarray:
+    """Decode ``data`` into ``out`` (C-contiguous), which it must fill exactly, with this
+    thread's reused context. Concatenated frames decode one after another.
+
+    numcodecs sets up a fresh context per call, which costs about a tenth of decoding a
+    64 KiB chunk (measured 2.9 ms against 3.2 ms for 32 chunks of 64 KiB), and
+    python-zstandard's one-shot call cannot write into a caller's buffer; its stream
+    reader can, and releases the GIL while decoding.
+    """
+    target = memoryview(out).cast("B")
+    try:
+        reader = _thread_decompressor().stream_reader(data, read_across_frames=True)
+        n = reader.readinto(target)
+        trailing = reader.read(1)
+    except _zstandard.ZstdError as exc:  # type: ignore[union-attr]
+        raise ValueError(str(exc)) from None
+    if n != len(target):
+        raise ValueError(f"decoded {n} bytes, expected {len(target)} (truncated frame)")
+    if trailing:
+        raise ValueError(f"the chunk decodes to more than {len(target)} bytes")
+    return out
+
+
+def _decompress(data: Buffer, out: np.ndarray | None) -> Buffer:
+    if out is not None and _zstandard is not None and out.flags.c_contiguous:
+        return _decompress_into(data, out)
+    return _zstd_decompress(data, out)
+
+
 def zstd_frame_content_size(view: memoryview) -> int | None:
     """The ``Frame_Content_Size`` of the first zstd frame (RFC 8878 §3.1.1.1), or None.
 
@@ -82,7 +116,7 @@ class ZstdCodec(BytesBytesCodec):
 
     name: ClassVar[str] = "zstd"
     decodes_into: ClassVar[bool] = True
-    decodes_batches: ClassVar[bool] = _BATCHES
+    decodes_batches: ClassVar[bool] = _zstandard is not None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ZstdCodec:
@@ -120,25 +154,14 @@ class ZstdCodec(BytesBytesCodec):
     def cpu_decode(self, data: Buffer, spec: ChunkSpec, out: np.ndarray | None = None) -> Buffer:
         # numcodecs' module-level decompress skips Zstd.decode's per-call buffer
         # validation, which is a large share of the time for small (e.g. 64 KiB) chunks.
-        return decode_with("zstd", _zstd_decompress, data, out)
+        return decode_with("zstd", _decompress, data, out)
 
-    def cpu_decode_many(self, datas: Sequence[Buffer], decoded_nbytes: int, threads: int) -> list[Buffer]:
-        if not datas:  # (the native call must not see an empty batch)
-            return []
-        if any(len(as_memoryview(d)) == 0 for d in datas):
-            # The native call skips empty inputs instead of failing them: never hand it one.
-            raise CorruptChunkError("codec 'zstd': empty chunk")
-        sizes = np.full(len(datas), decoded_nbytes, dtype=np.uint64)  # native-endian, as the call wants
-        try:
-            decoded = _zstandard.ZstdDecompressor().multi_decompress_to_buffer(  # type: ignore[union-attr]
-                datas if isinstance(datas, list) else list(datas), decompressed_sizes=sizes, threads=threads
-            )
-        except _zstandard.ZstdError as exc:  # type: ignore[union-attr]
-            error = ChecksumError if "checksum" in str(exc).lower() else CorruptChunkError
-            raise error(f"codec 'zstd': {exc}") from None
-        if len(decoded) != len(datas):  # a frame silently skipped would misalign every later chunk
-            raise CorruptChunkError(f"codec 'zstd': decoded {len(decoded)} of {len(datas)} chunks")
-        return [decoded[i] for i in range(len(decoded))]
+    def cpu_decode_many(self, datas: Sequence[Buffer], outs: Sequence[np.ndarray]) -> None:
+        # One reused context for the batch and little Python per chunk. (python-zstandard's
+        # native batch call measured 1.4x slower for 64 KiB chunks: it allocates and
+        # faults in a fresh output buffer per call, and the chunks then need a copy.)
+        for data, out in zip(datas, outs, strict=True):
+            decode_with("zstd", _decompress_into, data, out)
 
     def cpu_encode(self, data: Buffer, spec: ChunkSpec) -> bytes:
         view = as_memoryview(data)

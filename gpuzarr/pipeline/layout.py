@@ -28,6 +28,7 @@ from gpuzarr.indexing import ChunkProjection
 from gpuzarr.metadata import ArrayMetadata
 from gpuzarr.pipeline.pool import contiguous_parts, parallel_map
 from gpuzarr.stores import Store
+from gpuzarr.stores.base import ReadArena
 
 __all__ = [
     "ChunkLayout",
@@ -87,9 +88,10 @@ class UnitGroup:
         self.layout = layout
         self.projections = projections
 
-    def fetch(self) -> list[Any]:
-        """The group's stored bytes, one entry per projection."""
-        return self.layout.fetch(self.projections, inline=True)
+    def fetch(self, arena: ReadArena | None = None) -> list[Any]:
+        """The group's stored bytes, one entry per projection (in ``arena``'s memory
+        where the store can read into it)."""
+        return self.layout.fetch(self.projections, inline=True, arena=arena)
 
 
 class ChunkLayout:
@@ -144,24 +146,31 @@ class ChunkLayout:
         """How errors name the unit at ``coords``."""
         return f"chunk {self.key(coords)!r}"
 
-    def fetch(self, projections: Sequence[ChunkProjection], *, inline: bool = False) -> list[Any]:
+    def fetch(
+        self, projections: Sequence[ChunkProjection], *, inline: bool = False, arena: ReadArena | None = None
+    ) -> list[Any]:
         """The stored bytes of each projection's unit (None where not stored).
 
         ``inline``: read on this thread, one object after another, instead of through
-        the store's batched (possibly parallel) call.
+        the store's batched (possibly parallel) call. ``arena``: memory to read into
+        (inline reads only; see :class:`~gpuzarr.stores.base.ReadArena`), so the
+        caller must be done with the bytes before the arena is reset.
         """
         keys = [self.key(p.chunk_coords) for p in projections]
-        return [self.store.get(k) for k in keys] if inline else self.store.get_many(keys)
+        if inline:
+            return [self.store.get(k, arena=arena) for k in keys]
+        return self.store.get_many(keys)
 
-    def decode_many(self, coords: Sequence[Sequence[int]], raws: Sequence[Any], threads: int) -> list[np.ndarray]:
-        """Decode several stored units in one native call (``chain.decodes_batches``):
-        read-only arrays of the unit shape."""
+    def decode_many(self, coords: Sequence[Sequence[int]], raws: Sequence[Any], outs: Sequence[np.ndarray]) -> None:
+        """Decode several stored units (``chain.decodes_batches``), each into its ``out``
+        (C-contiguous, of the unit shape)."""
         try:
-            return self.chain.decode_many(raws, threads)
+            self.chain.decode_many(raws, outs)
         except (ChecksumError, CorruptChunkError):
             # The batch does not say which unit is bad: one by one names it (and decodes
-            # any unit only the one-by-one path accepts, such as a multi-frame chunk).
-            return [self.decode(c, raw) for c, raw in zip(coords, raws, strict=True)]
+            # any unit only the one-by-one path accepts).
+            for c, raw, out in zip(coords, raws, outs, strict=True):
+                self.decode(c, raw, out=out)
 
     def decode(self, coords: Sequence[int], raw: Any, out: np.ndarray | None = None) -> np.ndarray:
         """Decode one unit, naming it in any decoding error."""
@@ -440,17 +449,20 @@ class ShardedLayout(ChunkLayout):
                 located[unit] = (request.key, offset, nbytes)
         return located
 
-    def fetch(self, projections: Sequence[ChunkProjection], *, inline: bool = False) -> list[Any]:
+    def fetch(
+        self, projections: Sequence[ChunkProjection], *, inline: bool = False, arena: ReadArena | None = None
+    ) -> list[Any]:
         """Inner chunks' bytes (None where not stored): indexes first (cached), then the
         coalesced ranges of every shard in one batched store call. ``inline``: do the
-        I/O on this thread instead of through the store's batched calls."""
+        I/O on this thread instead of through the store's batched calls; ``arena``: as
+        for :meth:`ChunkLayout.fetch`."""
         results: list[Any] = [None] * len(projections)
         requests = self._plan(projections, inline=inline)
         if not requests:
             return results
         pairs = [(r.key, r.ranges) for r in requests]
         store = self.store
-        fetched = [store.get_ranges(*p) for p in pairs] if inline else store.get_many_ranges(pairs)
+        fetched = [store.get_ranges(*p, arena=arena) for p in pairs] if inline else store.get_many_ranges(pairs)
         for request, blobs in zip(requests, fetched, strict=True):
             for unit, piece in request.cut(blobs):
                 results[unit] = piece

@@ -30,10 +30,14 @@ from gpuzarr.config import get_config
 from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, place_projection
 from gpuzarr.pipeline.layout import ChunkLayout, UnitGroup, waves, whole_unit_view
 from gpuzarr.pipeline.pool import contiguous_parts, parallel_map
+from gpuzarr.stores.base import ReadArena
 
 __all__ = ["read_many_into"]
 
 _scratch = threading.local()
+
+#: Fetched bytes a thread's read arena keeps between reads (see ``_thread_arena``).
+ARENA_KEEP_BYTES = 16 * 2**20
 
 #: Below this many decoded bytes a wave decodes on the calling thread: a task handoff
 #: costs tens of microseconds, about what decoding 64 KiB costs.
@@ -57,6 +61,21 @@ def _scratch_buffer(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         buf = np.empty(max(nbytes, 1), dtype=np.uint8)
         _scratch.buf = buf
     return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def _thread_arena(layout: ChunkLayout) -> ReadArena | None:
+    """This thread's arena for fetched bytes, if the store reads into one.
+
+    A worker fetches a group and decodes it before fetching the next, so the same
+    memory serves every group: fresh memory per object would be page-faulted in on
+    every read (measured 27 ms against 6.6 ms for 40 MiB in 128 files).
+    """
+    if not layout.store.fills_arenas:
+        return None
+    arena = getattr(_scratch, "arena", None)
+    if arena is None:
+        arena = _scratch.arena = ReadArena(ARENA_KEEP_BYTES)
+    return arena
 
 
 def _direct_target(buffer: np.ndarray, projection: ChunkProjection, unit_shape: tuple[int, ...]) -> np.ndarray | None:
@@ -144,18 +163,27 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
         place(projection, layout.decode(coords, raw, out=_scratch_buffer(unit_shape, dtype) if use_scratch else None))
 
     def decode_batch(stored: list[tuple[ChunkProjection, Any]]) -> None:
-        """Decode fetched units in one native call (this thread), then place them."""
-        units = layout.decode_many([p.chunk_coords for p, _ in stored], [raw for _, raw in stored], 1)
-        for (projection, _), unit in zip(stored, units, strict=True):
+        """Decode fetched units with one decoding context (this thread): each straight
+        into the output where it lands whole and contiguous, else into this thread's
+        scratch and then placed."""
+        targets: list[np.ndarray] = []
+        staged: list[tuple[ChunkProjection, int]] = []
+        for projection, _ in stored:
             dest = destination_of[id(projection)]
             target = _direct_target(dest.buffer, projection, unit_shape) if dest.can_direct else None
-            if target is not None:
-                np.copyto(target, unit)
-            else:
-                place(projection, unit)
+            if target is None:
+                staged.append((projection, len(targets)))
+            targets.append(target)  # type: ignore[arg-type]
+        if staged:
+            scratch = _scratch_buffer((len(staged), *unit_shape), dtype)
+            for slot, (_, position) in enumerate(staged):
+                targets[position] = scratch[slot]
+        layout.decode_many([p.chunk_coords for p, _ in stored], [raw for _, raw in stored], targets)
+        for projection, position in staged:
+            place(projection, targets[position])
 
     def read_wave(items: list[tuple[ChunkProjection, Any]], parts: int) -> None:
-        """Fill the units not stored, then decode the others in ``parts`` native batches
+        """Fill the units not stored, then decode the others in ``parts`` batches
         spread over the workers (already running threads: a native call creating its
         own threads costs more, measured 3.3 ms against 2.5 ms for 32 units of 64 KiB)."""
         stored = []
@@ -170,11 +198,16 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
         # The worker fetches its own group and decodes it at once, while the bytes are
         # hot in cache: on local storage this beats fetching a wave first (measured ~2x
         # for uncompressed chunks, where the copy is the whole cost).
-        if batch_units:
-            read_wave(list(zip(group.projections, group.fetch(), strict=True)), 1)
-            return
-        for projection, raw in zip(group.projections, group.fetch(), strict=True):
-            read_one(projection, raw)
+        arena = _thread_arena(layout)
+        try:
+            if batch_units:
+                read_wave(list(zip(group.projections, group.fetch(arena), strict=True)), 1)
+                return
+            for projection, raw in zip(group.projections, group.fetch(arena), strict=True):
+                read_one(projection, raw)
+        finally:
+            if arena is not None:
+                arena.reset()  # every unit of the group is decoded and placed
 
     small = len(projections) * (spec.nbytes or 1024) < PARALLEL_MIN_BYTES
     threads = get_config().threads
@@ -190,8 +223,13 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
         # group to a worker as soon as it is fetched measured no better: the fetching
         # thread's Python then contends with the workers' copies.) Larger reads go to
         # the workers, a native call per group.
-        raws = layout.fetch(projections, inline=layout.store.cheap_reads)
-        read_wave(list(zip(projections, raws, strict=True)), threads)
+        arena = _thread_arena(layout) if layout.store.cheap_reads else None
+        try:
+            raws = layout.fetch(projections, inline=layout.store.cheap_reads, arena=arena)
+            read_wave(list(zip(projections, raws, strict=True)), threads)
+        finally:
+            if arena is not None:
+                arena.reset()
         return
     groups = layout.worker_groups(projections, threads, GROUP_MIN_BYTES)
     if groups is not None:
@@ -203,8 +241,13 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
         else:
             # Fewer groups than threads (say a window inside one shard): fetch here and
             # spread the units' decoding over the workers instead.
-            items = [item for group in groups for item in zip(group.projections, group.fetch(), strict=True)]
-            parallel_map(lambda item: read_one(*item), items)
+            arena = _thread_arena(layout)
+            try:
+                items = [item for group in groups for item in zip(group.projections, group.fetch(arena), strict=True)]
+                parallel_map(lambda item: read_one(*item), items)
+            finally:
+                if arena is not None:
+                    arena.reset()
         return
     for wave, raws in _fetch_waves(layout, projections):
         if batch_units and not small:

@@ -20,11 +20,14 @@ from collections.abc import Hashable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Self
 
+import numpy as np
+
 from gpuzarr.errors import ReadOnlyError, StoreError
 
 __all__ = [
     "ByteRange",
     "BytesLike",
+    "ReadArena",
     "Store",
     "as_byte_view",
     "validate_key",
@@ -103,6 +106,62 @@ def as_byte_view(key: str, value: object) -> memoryview:
     return view
 
 
+class ReadArena:
+    """Reusable memory that reads land in, instead of a fresh ``bytes`` object each.
+
+    Reading many objects into fresh memory page-faults every page of it, read after
+    read: 128 files of 310 KB measured 27 ms into new ``bytes`` against 6.6 ms into
+    memory already touched. A reader that finishes with what it read before reading
+    again (a worker fetching and then decoding its group) hands the same arena to each
+    read and calls :meth:`reset` between groups.
+
+    Views from :meth:`take` stay valid until :meth:`reset`; after it the memory is
+    reused, so the owner must be done with them. Up to ``keep_bytes`` of memory is
+    kept across resets; a larger group is served from memory that is then dropped.
+    """
+
+    __slots__ = ("_block", "_extra", "_used", "keep_bytes")
+
+    def __init__(self, keep_bytes: int) -> None:
+        self.keep_bytes = int(keep_bytes)
+        # NumPy memory, not bytearray: it is not zero-filled first (a pass over fresh
+        # pages that the read is about to overwrite anyway).
+        self._block = np.empty(0, dtype=np.uint8)
+        self._used = 0
+        self._extra: list[np.ndarray] = []  # blocks taken after the kept one filled up
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of memory the arena holds now."""
+        return len(self._block) + sum(len(b) for b in self._extra)
+
+    def take(self, nbytes: int) -> memoryview:
+        """A writable view of ``nbytes`` bytes, valid until :meth:`reset`."""
+        if self._used + nbytes <= len(self._block):
+            view = memoryview(self._block)[self._used : self._used + nbytes]
+            self._used += nbytes
+            return view
+        if not self._extra and self._used == 0 and nbytes <= self.keep_bytes:
+            # Nothing handed out yet: grow the kept block (with room for a few more).
+            self._block = np.empty(min(max(nbytes, 2 * len(self._block)), self.keep_bytes), dtype=np.uint8)
+            return self.take(nbytes)
+        extra = np.empty(nbytes, dtype=np.uint8)
+        self._extra.append(extra)
+        return memoryview(extra)
+
+    def reset(self) -> None:
+        """Make all memory reusable (every view taken before must be dead by now).
+
+        A group that overflowed the kept block grows it for next time, up to
+        ``keep_bytes``.
+        """
+        needed = self._used + sum(len(b) for b in self._extra)
+        self._extra.clear()
+        self._used = 0
+        if len(self._block) < needed <= self.keep_bytes:
+            self._block = np.empty(needed, dtype=np.uint8)
+
+
 def _check_ranges(key: str, ranges: Iterable[ByteRange]) -> list[ByteRange]:
     """Validate ``(offset, length)`` pairs, returning them as a list of ``int`` tuples."""
     out: list[ByteRange] = []
@@ -173,6 +232,9 @@ class Store(ABC):
     #: object inside the worker that decodes it, while its bytes are hot in cache;
     #: stores with costly round trips leave this False and get batched requests.
     cheap_reads: bool = False
+    #: Whether :meth:`get` and :meth:`get_ranges` read into a :class:`ReadArena` they are
+    #: given (instead of returning fresh ``bytes``): readers pass one only then.
+    fills_arenas: bool = False
 
     def __init__(self, *, read_only: bool = False) -> None:
         self.read_only = bool(read_only)
@@ -206,10 +268,15 @@ class Store(ABC):
 
     # ------------------------------------------------------------------- reads
 
-    def get(self, key: str) -> bytes | None:
-        """Return the whole object stored under ``key``, or ``None`` if there is none."""
+    def get(self, key: str, *, arena: ReadArena | None = None) -> bytes | memoryview | None:
+        """Return the whole object stored under ``key``, or ``None`` if there is none.
+
+        With ``arena``, stores that can read into memory (local files) return a view of
+        memory taken from it (see :class:`ReadArena`); others return ``bytes``.
+        """
         self._check_open()
-        return self._get(validate_key(key))
+        key = validate_key(key)
+        return self._get(key) if arena is None else self._get_into(key, arena)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return ``[get(k) for k in keys]``, possibly reading in parallel."""
@@ -217,16 +284,19 @@ class Store(ABC):
         keys = [validate_key(k) for k in keys]
         return self._get_many(keys)
 
-    def get_ranges(self, key: str, ranges: Sequence[ByteRange]) -> list[bytes] | None:
+    def get_ranges(
+        self, key: str, ranges: Sequence[ByteRange], *, arena: ReadArena | None = None
+    ) -> list[bytes] | list[memoryview] | None:
         """Return the bytes of each ``(offset, length)`` range of ``key``'s object.
 
         Returns ``None`` if ``key`` is missing. A range reaching past the end of the
         object yields only the bytes that exist (possibly ``b""``); callers that need
-        exact lengths must check them.
+        exact lengths must check them. ``arena``: as for :meth:`get`.
         """
         self._check_open()
         key = validate_key(key)
-        return self._get_ranges(key, _check_ranges(key, ranges))
+        checked = _check_ranges(key, ranges)
+        return self._get_ranges(key, checked) if arena is None else self._get_ranges_into(key, checked, arena)
 
     def get_suffix(self, key: str, length: int) -> bytes | None:
         """Return the last ``length`` bytes of ``key``'s object (all of it if shorter)."""
@@ -397,6 +467,15 @@ class Store(ABC):
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
         return [self._get(k) for k in keys]
+
+    def _get_into(self, key: str, arena: ReadArena) -> bytes | memoryview | None:
+        # Stores whose reads produce bytes anyway have nothing to gain from an arena.
+        return self._get(key)
+
+    def _get_ranges_into(
+        self, key: str, ranges: list[ByteRange], arena: ReadArena
+    ) -> list[bytes] | list[memoryview] | None:
+        return self._get_ranges(key, ranges)
 
     def _get_suffix(self, key: str, length: int) -> bytes | None:
         # Two calls, so a concurrent replace may interleave; stores that can do

@@ -14,7 +14,7 @@ from collections.abc import Hashable, Iterator
 from gpuzarr.errors import StoreError
 
 from ._threads import default_threads, parallel_map
-from .base import ByteRange, Store, under_prefix, validate_key
+from .base import ByteRange, ReadArena, Store, under_prefix, validate_key
 
 __all__ = ["LocalStore"]
 
@@ -33,6 +33,8 @@ _MAX_IO = 1 << 30
 _MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# Reads into caller memory (ReadArena) need preadv (not on Windows).
+_HAVE_PREADV = hasattr(os, "preadv")
 
 
 def _is_temp_name(name: str) -> bool:
@@ -66,6 +68,17 @@ def _read_all(fd: int, size: int) -> bytes:
         parts.append(part)
         got += len(part)
     return b"".join(parts)
+
+
+def _pread_into(fd: int, view: memoryview, offset: int) -> memoryview:
+    """Fill ``view`` from ``fd`` at ``offset``; the part filled (less at end of file)."""
+    got = 0
+    while got < len(view):
+        n = os.preadv(fd, [view[got : got + _MAX_IO]], offset + got)
+        if not n:
+            break
+        got += n
+    return view[:got]
 
 
 def _pread_all(fd: int, length: int, offset: int) -> bytes:
@@ -110,6 +123,7 @@ class LocalStore(Store):
     """
 
     cheap_reads = True
+    fills_arenas = _HAVE_PREADV
 
     def __init__(
         self,
@@ -202,6 +216,42 @@ class LocalStore(Store):
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
         return parallel_map(self._get, keys, self.threads)
+
+    def _get_into(self, key: str, arena: ReadArena) -> bytes | memoryview | None:
+        if not _HAVE_PREADV:
+            return self._get(key)
+        opened = self._open_regular(key)
+        if opened is None:
+            return None
+        fd, size = opened
+        try:
+            return _pread_into(fd, arena.take(size), 0)
+        except OSError as exc:
+            raise StoreError(f"cannot read key {key!r} in {self!r}: {exc}") from exc
+        finally:
+            os.close(fd)
+
+    def _get_ranges_into(
+        self, key: str, ranges: list[ByteRange], arena: ReadArena
+    ) -> list[bytes] | list[memoryview] | None:
+        if not _HAVE_PREADV:
+            return self._get_ranges(key, ranges)
+        opened = self._open_regular(key)
+        if opened is None:
+            return None
+        fd, size = opened
+        try:
+            # Clipped to the file size, as in _get_ranges.
+            return [
+                _pread_into(fd, arena.take(min(length, size - offset)), offset)
+                if offset < size
+                else memoryview(b"")
+                for offset, length in ranges
+            ]
+        except OSError as exc:
+            raise StoreError(f"cannot read key {key!r} in {self!r}: {exc}") from exc
+        finally:
+            os.close(fd)
 
     def _object_token(self, key: str) -> Hashable | None:
         # A write replaces the file by rename, so the inode changes; size and mtime catch
