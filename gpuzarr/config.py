@@ -28,10 +28,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-__all__ = ["Config", "config", "get_config"]
+__all__ = ["Config", "config", "get_config", "usable_cores"]
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
     """Cores this process may run on (a container's CPU mask, not the host's count)."""
     try:
         return len(os.sched_getaffinity(0))
@@ -43,7 +43,7 @@ def _usable_cores() -> int:
 class Config:
     """A snapshot of gpuzarr's settings."""
 
-    threads: int = field(default_factory=lambda: _usable_cores() + 1)
+    threads: int = field(default_factory=lambda: usable_cores() + 1)
     write_empty_chunks: bool = False
     wave_bytes: int = 32 * 2**20
     gpu_fallback: Literal["warn", "error"] = "warn"

@@ -902,6 +902,36 @@ def _orthogonal(
     return OrthogonalIndexer(shape, chunk_shape, dims, tuple(inter), move, scalar_index)
 
 
+def _plain_box(selection: Any, shape: tuple[int, ...]) -> tuple[list[tuple[str, Any]], tuple[int, ...]] | None:
+    """The per-dim specs of a tuple of one plain slice per dim (``a[0:64, 128:256]``),
+    or None for any other selection.
+
+    The common selection of data loaders and tiled reads, so it skips the general
+    parser, whose checks cost more than the rest of a small read's planning (the
+    results are identical: bounds are ints or None, steps are nonzero).
+    """
+    # (A 0-d array's ``a[()]`` is NumPy's "full integer index", which the parser marks.)
+    if type(selection) is not tuple or len(selection) != len(shape) or not shape:
+        return None
+    dims: list[tuple[str, Any]] = []
+    inter: list[int] = []
+    for item, n in zip(selection, shape, strict=True):
+        if type(item) is not slice:
+            return None
+        start, stop, step = item.start, item.stop, item.step
+        if not (
+            (start is None or type(start) is int)
+            and (stop is None or type(stop) is int)
+            and (step is None or (type(step) is int and step != 0))
+        ):
+            return None
+        first, _, step = item.indices(n)
+        length = len(range(*item.indices(n)))
+        dims.append((_SLICE, (first, step, length)))
+        inter.append(length)
+    return dims, tuple(inter)
+
+
 def make_indexer(
     selection: Any,
     shape: Sequence[int],
@@ -935,6 +965,11 @@ def make_indexer(
         raise ValueError(f"invalid shape {shape_t} / chunk_shape {chunks_t}")
     if mode == "vectorized":
         return _vectorized(selection, shape_t, chunks_t)
+    if mode in ("basic", "orthogonal"):
+        boxed = _plain_box(selection, shape_t)
+        if boxed is not None:
+            dims, inter = boxed
+            return OrthogonalIndexer(shape_t, chunks_t, dims, inter)
     if mode == "basic":
         return _orthogonal(selection, shape_t, chunks_t, basic=True)
     if mode == "orthogonal":

@@ -1077,3 +1077,36 @@ def test_read_batch_into_out() -> None:
     with pytest.raises(ValueError, match="2 selections"):
         a.read_batch([np.s_[0], np.s_[1]], out=[np.empty(10, "i8")])
     assert a.read_batch([]) == []
+
+
+@pytest.mark.parametrize("use_caller", [False, True])
+def test_parallel_map_keeps_order_and_finishes_every_task_before_raising(use_caller: bool) -> None:
+    import threading
+    import time
+
+    from gpuzarr.pipeline.pool import parallel_map
+
+    with gpuzarr.config.set(threads=3):
+        caller = threading.get_ident()
+        ran_on: dict[int, int] = {}
+
+        def record(i: int) -> int:
+            ran_on[i] = threading.get_ident()
+            return i * i
+
+        assert parallel_map(record, list(range(7)), use_caller=use_caller) == [i * i for i in range(7)]
+        assert (ran_on[0] == caller) == use_caller
+        assert all(ran_on[i] != caller for i in range(1, 7))
+
+        finished: list[int] = []
+
+        def fail_first(i: int) -> int:
+            if i == 0:
+                raise KeyError("first")
+            time.sleep(0.02)
+            finished.append(i)
+            return i
+
+        with pytest.raises(KeyError, match="first"):
+            parallel_map(fail_first, [0, 1, 2], use_caller=use_caller)
+        assert sorted(finished) == [1, 2]  # the others ran to the end before the error came

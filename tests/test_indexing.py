@@ -849,3 +849,21 @@ def test_orthogonal_huge_dim_falls_back_to_argsort() -> None:
     assert got[0][1] == [0, 3, 3] and got[0][2].tolist() == [5, 1, 4]
     assert got[1][1] == [1, 1] and got[1][2].tolist() == [0, 2]
     assert got[2][1] == slice(0, 1, 1) and got[2][2].tolist() == [3]
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_plain_slice_fast_path_matches_the_parser(data: st.DataObject) -> None:
+    """Tuples of plain slices skip the general parser; the indexer must be the same."""
+    from gpuzarr.indexing import _orthogonal
+
+    shape = data.draw(st.lists(st.integers(0, 40), min_size=1, max_size=3).map(tuple))
+    chunks = tuple(data.draw(st.integers(1, 12)) for _ in shape)
+    bound = st.none() | st.integers(-50, 50)
+    step = st.none() | st.integers(-7, 7).filter(bool)
+    sel = tuple(slice(data.draw(bound), data.draw(bound), data.draw(step)) for _ in shape)
+    for basic in (True, False):
+        fast = make_indexer(sel, shape, chunks, "basic" if basic else "orthogonal")
+        parsed = _orthogonal(sel, shape, chunks, basic=basic)
+        assert (fast.buffer_shape, fast.out_shape) == (parsed.buffer_shape, parsed.out_shape)
+        assert list(fast.chunk_projections()) == list(parsed.chunk_projections())

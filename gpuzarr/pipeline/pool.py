@@ -41,8 +41,11 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+def parallel_map(fn: Callable[[T], R], items: Sequence[T], *, use_caller: bool = False) -> list[R]:
     """``[fn(x) for x in items]`` on the worker pool (inline for one item or one thread).
+
+    ``use_caller``: the calling thread runs the first item itself instead of waiting
+    idle, which saves one task handoff (for pure CPU work cut into one part per core).
 
     Must not be called from inside a pool task (the pool could deadlock waiting on
     itself); the pipeline only calls it from the caller's thread.
@@ -50,11 +53,16 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     if len(items) <= 1 or get_config().threads == 1:
         return [fn(x) for x in items]
     pool = _executor()
-    futures = [pool.submit(fn, x) for x in items]
-    # Every task finishes before anything is raised: no work (a chunk write, say) may
-    # outlive the call that failed, or the caller would see a store still changing.
-    wait(futures)
-    return [f.result() for f in futures]  # re-raises the first failure, in order
+    futures = [pool.submit(fn, x) for x in items[1:]] if use_caller else [pool.submit(fn, x) for x in items]
+    first: list[R] = []
+    try:
+        if use_caller:
+            first.append(fn(items[0]))
+    finally:
+        # Every task finishes before anything is raised: no work (a chunk write, say) may
+        # outlive the call that failed, or the caller would see a store still changing.
+        wait(futures)
+    return first + [f.result() for f in futures]  # re-raises the first failure, in order
 
 
 def contiguous_parts(items: Sequence[T], parts: int) -> list[Sequence[T]]:

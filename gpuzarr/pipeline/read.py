@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from gpuzarr.config import get_config
+from gpuzarr.config import get_config, usable_cores
 from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, place_projection
 from gpuzarr.pipeline.layout import ChunkLayout, UnitGroup, waves, whole_unit_view
 from gpuzarr.pipeline.pool import contiguous_parts, parallel_map
@@ -192,7 +192,7 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
                 read_one(projection, None)  # the fill value
             else:
                 stored.append((projection, raw))
-        parallel_map(decode_batch, contiguous_parts(stored, parts))
+        parallel_map(decode_batch, contiguous_parts(stored, parts), use_caller=True)
 
     def read_group(group: UnitGroup) -> None:
         # The worker fetches its own group and decodes it at once, while the bytes are
@@ -226,7 +226,10 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
         arena = _thread_arena(layout) if layout.store.cheap_reads else None
         try:
             raws = layout.fetch(projections, inline=layout.store.cheap_reads, arena=arena)
-            read_wave(list(zip(projections, raws, strict=True)), threads)
+            # Everything is fetched: decoding is pure CPU work, one part per core (a
+            # part more than cores measured 1.15-1.20x tensorstore's time for 32 windows
+            # of 64 KiB on 2 cores, against 1.02-1.03x).
+            read_wave(list(zip(projections, raws, strict=True)), min(threads, usable_cores()))
         finally:
             if arena is not None:
                 arena.reset()
