@@ -539,3 +539,52 @@ def test_local_reads_through_the_read_arena(
             for sel, got in zip(windows, a.read_batch(windows), strict=True):
                 np.testing.assert_array_equal(got, data[sel])
     assert taken  # the reads did go through the arena
+
+
+def test_fetch_holds_a_bounded_number_of_shards_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch touching more shards than may be open at once is fetched in slices."""
+    import gpuzarr.pipeline.layout as layout_module
+
+    monkeypatch.setattr(layout_module, "MAX_OPEN_SHARDS", 3)
+    data = _data((64, 64), "int32")
+    a = gpuzarr.create_array(str(tmp_path / "a"), shape=data.shape, dtype="int32", chunks=(4, 4), shards=(8, 16))
+    a[:] = data
+    a[8:16, 16:32] = 0  # an absent shard among them
+    data[8:16, 16:32] = 0
+    shard_index_cache.clear()
+    windows = [(slice(r, r + 4), slice(c, c + 4)) for r in range(0, 64, 12) for c in range(0, 64, 20)]
+    for sel, got in zip(windows, a.read_batch(windows), strict=True):
+        np.testing.assert_array_equal(got, data[sel])
+    np.testing.assert_array_equal(a[:], data)
+
+
+@pytest.mark.parametrize("shards", [None, (16, 32)])
+def test_local_partial_writes_read_old_bytes_through_the_arena(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shards: tuple[int, int] | None
+) -> None:
+    """Read-modify-write reads each old chunk (or shard) into the worker's arena; the
+    kept inner chunks of a shard are copied out before the arena is reused."""
+    from gpuzarr.stores.base import ReadArena
+
+    taken: list[int] = []
+    original_take = ReadArena.take
+    monkeypatch.setattr(ReadArena, "take", lambda self, n: taken.append(n) or original_take(self, n))
+    rng = np.random.default_rng(3)
+    expected = rng.integers(0, 1000, (64, 64)).astype("int32")
+    a = gpuzarr.create_array(
+        str(tmp_path / "a"), shape=expected.shape, dtype="int32", chunks=(8, 8), shards=shards,
+        compressors=[{"name": "zstd", "configuration": {"level": 1}}],
+    )
+    a[:] = expected
+    for threads in (1, 2):
+        with gpuzarr.config.set(threads=threads):
+            for _ in range(6):
+                r0, c0 = rng.integers(0, 60, 2)
+                r1, c1 = r0 + rng.integers(1, 20), c0 + rng.integers(1, 20)
+                value = rng.integers(0, 1000, (min(r1, 64) - r0, min(c1, 64) - c0)).astype("int32")
+                a[r0:r1, c0:c1] = value
+                expected[r0:r1, c0:c1] = value
+    assert taken
+    shard_index_cache.clear()
+    np.testing.assert_array_equal(gpuzarr.open_array(str(tmp_path / "a"))[:], expected)
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "a"))[:], expected)

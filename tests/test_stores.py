@@ -965,3 +965,40 @@ def test_local_store_arena_reads_short_files_and_directories(tmp_path: pathlib.P
     arena = ReadArena(1 << 10)
     assert store.get("dir", arena=arena) is None
     assert [bytes(v) for v in store.get_ranges("k", [(8, 100), (0, 0)], arena=arena)] == [b"89", b""]  # type: ignore[union-attr]
+
+
+def test_open_reader_reads_like_the_store(store: Store) -> None:
+    value = bytes(range(256)) * 8
+    store.set("a/obj", value)
+    missing = store.open_reader("a/missing")  # stores that cannot tell cheaply find out on reading
+    assert missing is None or missing.get_ranges([(0, 1)]) is None
+    with store.open_reader("a/obj") as reader:  # type: ignore[union-attr]
+        assert reader.token == store.object_token("a/obj")
+        ranges = [(0, 10), (100, 50), (2040, 100), (5000, 3)]
+        assert [bytes(r) for r in reader.get_ranges(ranges)] == [bytes(r) for r in store.get_ranges("a/obj", ranges)]  # type: ignore[union-attr]
+        assert bytes(reader.get_suffix(20)) == value[-20:]
+        assert bytes(reader.get_suffix(10_000)) == value
+        with pytest.raises(StoreError):
+            reader.get_ranges([(-1, 2)])
+
+
+def test_local_reader_sees_the_version_it_opened(tmp_path: pathlib.Path) -> None:
+    """A replace renames a new file over the key; an open reader keeps reading the old
+    one (a shard's index and inner chunks come from one version)."""
+    from gpuzarr.stores.base import ReadArena
+
+    store = LocalStore(tmp_path)
+    store.set("k", b"old contents")
+    reader = store.open_reader("k")
+    assert reader is not None
+    store.set("k", b"NEW CONTENTS, longer")
+    assert reader.token != store.object_token("k")
+    assert [bytes(v) for v in reader.get_ranges([(0, 3), (4, 100)], arena=ReadArena(64))] == [b"old", b"contents"]  # type: ignore[union-attr]
+    assert reader.get_suffix(8) == b"contents"
+    reader.close()
+    reader.close()  # closing twice is harmless
+    with pytest.raises(StoreError, match="closed"):
+        reader.get_suffix(1)
+    assert store.open_reader("missing") is None
+    (tmp_path / "dir").mkdir()
+    assert store.open_reader("dir") is None

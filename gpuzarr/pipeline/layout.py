@@ -267,6 +267,10 @@ def coalesce_ranges(ranges: Sequence[tuple[int, int]], max_gap: int) -> list[tup
     ]
 
 
+#: Shards a fetch holds open at once (a batch touching more is fetched in slices).
+MAX_OPEN_SHARDS = 256
+
+
 class ShardedLayout(ChunkLayout):
     """A sharded array: decode units are inner chunks, stored objects are shards."""
 
@@ -396,19 +400,35 @@ class ShardedLayout(ChunkLayout):
             requests = [(k, [(0, n)]) for k in keys]
             ranges = [store.get_ranges(*r) for r in requests] if inline else store.get_many_ranges(requests)
             raws = [r[0] if r is not None else None for r in ranges]
+        self._decode_indexes(found, missing, keys, tokens, raws)
+        return found
+
+    def _decode_indexes(
+        self,
+        found: list[ShardIndex | None],
+        missing: list[int],
+        keys: list[str],
+        tokens: Sequence[Hashable | None],
+        raws: list[Any],
+    ) -> None:
+        """Decode the raw indexes read for the shards ``missing`` (positions in ``found``,
+        keys ``keys``), cache them under their tokens and fill them into ``found``.
+
+        A raw index of None is a shard deleted since its token was read: it stays missing.
+        """
+        n = self.index_nbytes
         read = [(i, key, raw) for i, key, raw in zip(missing, keys, raws, strict=True) if raw is not None]
-        for _, key, raw in read:  # (a shard deleted since its token was read is missing)
+        for _, key, raw in read:
             if len(raw) < n:
                 raise CorruptChunkError(
                     f"shard {key!r}: truncated, {len(raw)} bytes is too short for its {n}-byte index"
                 )
         if not read:
-            return found
+            return
         decoded = self.codec.decode_indexes([raw for *_, raw in read], self.shard_spec, [key for _, key, _ in read])
         for (i, key, _), index in zip(read, decoded, strict=True):
-            shard_index_cache.put(store, key, tokens[i], index)
+            shard_index_cache.put(self.store, key, tokens[i], index)
             found[i] = index
-        return found
 
     # -- fetching inner chunks -------------------------------------------------------
 
@@ -425,6 +445,17 @@ class ShardedLayout(ChunkLayout):
         shards, position, inner = self._locate(projections)
         keys = [self.key(s) for s in shards]
         indexes = self.read_indexes(keys, inline=inline)
+        return self._requests(projections, keys, indexes, position, inner)
+
+    def _requests(
+        self,
+        projections: Sequence[ChunkProjection],
+        keys: list[str],
+        indexes: Sequence[ShardIndex | None],
+        position: np.ndarray,
+        inner: np.ndarray,
+    ) -> list[_ShardRequest]:
+        """The coalesced requests serving ``projections`` from their shards' indexes."""
         planned = _plan_reads(indexes, position, inner, get_config().coalesce_gap_bytes)
         if planned is None:
             return []
@@ -457,16 +488,68 @@ class ShardedLayout(ChunkLayout):
         I/O on this thread instead of through the store's batched calls; ``arena``: as
         for :meth:`ChunkLayout.fetch`."""
         results: list[Any] = [None] * len(projections)
-        requests = self._plan(projections, inline=inline)
+        if inline:
+            self._fetch_open(projections, results, arena)
+            return results
+        requests = self._plan(projections)
         if not requests:
             return results
-        pairs = [(r.key, r.ranges) for r in requests]
-        store = self.store
-        fetched = [store.get_ranges(*p, arena=arena) for p in pairs] if inline else store.get_many_ranges(pairs)
+        fetched = self.store.get_many_ranges([(r.key, r.ranges) for r in requests])
         for request, blobs in zip(requests, fetched, strict=True):
             for unit, piece in request.cut(blobs):
                 results[unit] = piece
         return results
+
+    def _fetch_open(self, projections: Sequence[ChunkProjection], results: list[Any], arena: ReadArena | None) -> None:
+        """Fetch on this thread, each shard opened once for its index and its inner
+        chunks (:meth:`Store.open_reader`): both come from the same version of the
+        shard, and a local file costs one open instead of a stat and two opens."""
+        if not projections:
+            return
+        shards, position, inner = self._locate(projections)
+        if len(shards) > MAX_OPEN_SHARDS:  # bound the files open at once
+            order = np.argsort(position, kind="stable")
+            ends = np.cumsum(np.bincount(position, minlength=len(shards))).tolist()
+            for lo in range(0, len(shards), MAX_OPEN_SHARDS):
+                first = ends[lo - 1] if lo else 0
+                members = order[first : ends[min(lo + MAX_OPEN_SHARDS, len(shards)) - 1]].tolist()
+                part: list[Any] = [None] * len(members)
+                self._fetch_open([projections[i] for i in members], part, arena)
+                for i, piece in zip(members, part, strict=True):
+                    results[i] = piece
+            return
+        store = self.store
+        keys = [self.key(s) for s in shards]
+        readers = [store.open_reader(k) for k in keys]
+        try:
+            tokens = [r.token if r is not None else None for r in readers]
+            found: list[ShardIndex | None] = [
+                shard_index_cache.get(store, k, t) if t is not None else None
+                for k, t in zip(keys, tokens, strict=True)
+            ]
+            missing = [i for i, (f, r) in enumerate(zip(found, readers, strict=True)) if f is None and r is not None]
+            if missing:
+                n = self.index_nbytes
+                raws: list[Any] = []
+                for i in missing:
+                    reader = readers[i]
+                    assert reader is not None
+                    if self.index_location == "end":
+                        raws.append(reader.get_suffix(n))
+                    else:
+                        got = reader.get_ranges([(0, n)])
+                        raws.append(None if got is None else got[0])
+                self._decode_indexes(found, missing, [keys[i] for i in missing], tokens, raws)
+            reader_of = dict(zip(keys, readers, strict=True))
+            for request in self._requests(projections, keys, found, position, inner):
+                reader = reader_of[request.key]
+                blobs = None if reader is None else reader.get_ranges(request.ranges, arena=arena)
+                for unit, piece in request.cut(blobs):
+                    results[unit] = piece
+        finally:
+            for reader in readers:
+                if reader is not None:
+                    reader.close()
 
 
 class _ShardRequest:

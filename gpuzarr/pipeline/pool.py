@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from gpuzarr.config import get_config
+from gpuzarr.stores.base import ReadArena, Store
 
-__all__ = ["contiguous_parts", "parallel_map"]
+__all__ = ["ARENA_KEEP_BYTES", "contiguous_parts", "parallel_map", "thread_arena"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
+#: Fetched bytes a thread's read arena keeps between uses (see :func:`thread_arena`).
+ARENA_KEEP_BYTES = 16 * 2**20
+
+_local = threading.local()
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
@@ -41,28 +47,57 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-def parallel_map(fn: Callable[[T], R], items: Sequence[T], *, use_caller: bool = False) -> list[R]:
+def parallel_map(
+    fn: Callable[[T], R], items: Sequence[T], *, use_caller: bool = False, max_threads: int | None = None
+) -> list[R]:
     """``[fn(x) for x in items]`` on the worker pool (inline for one item or one thread).
 
-    ``use_caller``: the calling thread runs the first item itself instead of waiting
-    idle, which saves one task handoff (for pure CPU work cut into one part per core).
+    ``use_caller``: the calling thread works through the items too, alongside
+    ``threads - 1`` workers, each taking the next item not yet taken. The caller starts
+    at once instead of waiting idle for a worker to wake up (on a VM a parked thread can
+    take longer to wake than a small item takes to run), and items go to whichever
+    thread is free, so cut the work into a few items per thread. ``max_threads`` caps
+    the threads at work, the caller included (pure CPU work gains nothing from more
+    threads than cores).
 
     Must not be called from inside a pool task (the pool could deadlock waiting on
     itself); the pipeline only calls it from the caller's thread.
     """
-    if len(items) <= 1 or get_config().threads == 1:
+    threads = get_config().threads if max_threads is None else min(max_threads, get_config().threads)
+    if len(items) <= 1 or threads <= 1:
         return [fn(x) for x in items]
+    if use_caller:
+        return _shared_map(fn, items, min(threads - 1, len(items) - 1))
     pool = _executor()
-    futures = [pool.submit(fn, x) for x in items[1:]] if use_caller else [pool.submit(fn, x) for x in items]
-    first: list[R] = []
+    futures = [pool.submit(fn, x) for x in items]
+    # Every task finishes before anything is raised: no work (a chunk write, say) may
+    # outlive the call that failed, or the caller would see a store still changing.
+    wait(futures)
+    return [f.result() for f in futures]  # re-raises the first failure, in order
+
+
+def _shared_map(fn: Callable[[T], R], items: Sequence[T], helpers: int) -> list[R]:
+    """``parallel_map`` with the caller and ``helpers`` workers taking items in turn."""
+    results: list[Any] = [None] * len(items)
+    errors: dict[int, BaseException] = {}
+    taken = itertools.count()  # next() on a count is atomic under the GIL
+
+    def drain() -> None:
+        while (i := next(taken)) < len(items):
+            try:
+                results[i] = fn(items[i])
+            except BaseException as exc:  # re-raised below, once every item has run
+                errors[i] = exc
+
+    pool = _executor()
+    futures = [pool.submit(drain) for _ in range(helpers)]
     try:
-        if use_caller:
-            first.append(fn(items[0]))
+        drain()
     finally:
-        # Every task finishes before anything is raised: no work (a chunk write, say) may
-        # outlive the call that failed, or the caller would see a store still changing.
-        wait(futures)
-    return first + [f.result() for f in futures]  # re-raises the first failure, in order
+        wait(futures)  # as above: nothing outlives the call
+    if errors:
+        raise errors[min(errors)]
+    return results
 
 
 def contiguous_parts(items: Sequence[T], parts: int) -> list[Sequence[T]]:
@@ -70,3 +105,19 @@ def contiguous_parts(items: Sequence[T], parts: int) -> list[Sequence[T]]:
     lengths (the work list of one task each)."""
     size = max(1, -(-len(items) // max(1, parts)))
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def thread_arena(store: Store) -> ReadArena | None:
+    """This thread's arena for fetched bytes, if ``store`` reads into one.
+
+    A worker fetches a group and is done with its bytes before fetching the next (a
+    read decodes them, a write re-encodes them), so the same memory serves every group:
+    fresh memory per object would be page-faulted in on every read (measured 27 ms
+    against 6.6 ms for 40 MiB in 128 files). The user resets it when done.
+    """
+    if not store.fills_arenas:
+        return None
+    arena = getattr(_local, "arena", None)
+    if arena is None:
+        arena = _local.arena = ReadArena(ARENA_KEEP_BYTES)
+    return arena

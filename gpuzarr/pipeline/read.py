@@ -29,15 +29,12 @@ import numpy as np
 from gpuzarr.config import get_config, usable_cores
 from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, place_projection
 from gpuzarr.pipeline.layout import ChunkLayout, UnitGroup, waves, whole_unit_view
-from gpuzarr.pipeline.pool import contiguous_parts, parallel_map
-from gpuzarr.stores.base import ReadArena
+from gpuzarr.pipeline.pool import contiguous_parts, parallel_map, thread_arena
 
 __all__ = ["read_many_into"]
 
 _scratch = threading.local()
 
-#: Fetched bytes a thread's read arena keeps between reads (see ``_thread_arena``).
-ARENA_KEEP_BYTES = 16 * 2**20
 
 #: Below this many decoded bytes a wave decodes on the calling thread: a task handoff
 #: costs tens of microseconds, about what decoding 64 KiB costs.
@@ -47,6 +44,9 @@ PARALLEL_MIN_BYTES = 128 * 2**10
 #: ``read_many_into``). Measured on 128 MiB of 64 KiB zstd units in 4 MiB shards, full
 #: read: 0.95-1.00x zarrs-python's time in batches, 1.21-1.41x one by one.
 BATCH_UNIT_MAX_BYTES = 256 * 2**10
+
+#: Batches per thread a fetched wave's decoding is cut into (threads take them in turn).
+_PARTS_PER_THREAD = 4
 
 #: Shards holding less of a read than this on average are merged into one group per
 #: thread (a task per shard would cost more in handoffs than reading the shard).
@@ -61,21 +61,6 @@ def _scratch_buffer(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         buf = np.empty(max(nbytes, 1), dtype=np.uint8)
         _scratch.buf = buf
     return buf[:nbytes].view(dtype).reshape(shape)
-
-
-def _thread_arena(layout: ChunkLayout) -> ReadArena | None:
-    """This thread's arena for fetched bytes, if the store reads into one.
-
-    A worker fetches a group and decodes it before fetching the next, so the same
-    memory serves every group: fresh memory per object would be page-faulted in on
-    every read (measured 27 ms against 6.6 ms for 40 MiB in 128 files).
-    """
-    if not layout.store.fills_arenas:
-        return None
-    arena = getattr(_scratch, "arena", None)
-    if arena is None:
-        arena = _scratch.arena = ReadArena(ARENA_KEEP_BYTES)
-    return arena
 
 
 def _direct_target(buffer: np.ndarray, projection: ChunkProjection, unit_shape: tuple[int, ...]) -> np.ndarray | None:
@@ -182,23 +167,25 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
         for projection, position in staged:
             place(projection, targets[position])
 
-    def read_wave(items: list[tuple[ChunkProjection, Any]], parts: int) -> None:
-        """Fill the units not stored, then decode the others in ``parts`` batches
-        spread over the workers (already running threads: a native call creating its
-        own threads costs more, measured 3.3 ms against 2.5 ms for 32 units of 64 KiB)."""
+    def read_wave(items: list[tuple[ChunkProjection, Any]], threads: int) -> None:
+        """Fill the units not stored, then decode the others in batches on ``threads``
+        threads (the caller and pool workers), a few batches per thread so that
+        whichever thread is free takes the next."""
         stored = []
         for projection, raw in items:
             if raw is None:
                 read_one(projection, None)  # the fill value
             else:
                 stored.append((projection, raw))
-        parallel_map(decode_batch, contiguous_parts(stored, parts), use_caller=True)
+        parallel_map(
+            decode_batch, contiguous_parts(stored, _PARTS_PER_THREAD * threads), use_caller=True, max_threads=threads
+        )
 
     def read_group(group: UnitGroup) -> None:
         # The worker fetches its own group and decodes it at once, while the bytes are
         # hot in cache: on local storage this beats fetching a wave first (measured ~2x
         # for uncompressed chunks, where the copy is the whole cost).
-        arena = _thread_arena(layout)
+        arena = thread_arena(layout.store)
         try:
             if batch_units:
                 read_wave(list(zip(group.projections, group.fetch(arena), strict=True)), 1)
@@ -223,12 +210,12 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
         # group to a worker as soon as it is fetched measured no better: the fetching
         # thread's Python then contends with the workers' copies.) Larger reads go to
         # the workers, a native call per group.
-        arena = _thread_arena(layout) if layout.store.cheap_reads else None
+        arena = thread_arena(layout.store) if layout.store.cheap_reads else None
         try:
             raws = layout.fetch(projections, inline=layout.store.cheap_reads, arena=arena)
-            # Everything is fetched: decoding is pure CPU work, one part per core (a
-            # part more than cores measured 1.15-1.20x tensorstore's time for 32 windows
-            # of 64 KiB on 2 cores, against 1.02-1.03x).
+            # Everything is fetched: decoding is pure CPU work, a thread per core (a
+            # thread more than cores measured 1.15-1.20x tensorstore's time for 32
+            # windows of 64 KiB on 2 cores, against 1.02-1.03x).
             read_wave(list(zip(projections, raws, strict=True)), min(threads, usable_cores()))
         finally:
             if arena is not None:
@@ -240,14 +227,14 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
             for group in groups:
                 read_group(group)
         elif len(groups) >= threads:
-            parallel_map(read_group, groups)
+            parallel_map(read_group, groups, use_caller=True)
         else:
             # Fewer groups than threads (say a window inside one shard): fetch here and
             # spread the units' decoding over the workers instead.
-            arena = _thread_arena(layout)
+            arena = thread_arena(layout.store)
             try:
                 items = [item for group in groups for item in zip(group.projections, group.fetch(arena), strict=True)]
-                parallel_map(lambda item: read_one(*item), items)
+                parallel_map(lambda item: read_one(*item), items, use_caller=True)
             finally:
                 if arena is not None:
                     arena.reset()

@@ -25,7 +25,8 @@ from gpuzarr.codecs.fill import is_fill_chunk
 from gpuzarr.config import get_config
 from gpuzarr.indexing import ChunkProjection, Indexer, ortho_get, ortho_set
 from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache, waves, whole_unit_view
-from gpuzarr.pipeline.pool import contiguous_parts, parallel_map
+from gpuzarr.pipeline.pool import contiguous_parts, parallel_map, thread_arena
+from gpuzarr.stores.base import ReadArena
 
 __all__ = ["ValueSource", "shard_needs_old", "stored_inner_ranges", "write_from"]
 
@@ -57,6 +58,9 @@ def _new_unit(layout: ChunkLayout, coords: tuple[int, ...], old: Any) -> np.ndar
     """A writable unit: the decoded old contents, or all fill value."""
     spec = layout.unit_spec
     if old is not None:
+        if layout.chain.can_decode_into and not spec.data_type.is_variable_length:
+            # Straight into the new unit: no decoded copy to allocate and copy again.
+            return layout.decode(coords, old, out=np.empty(layout.unit_shape, dtype=spec.dtype))
         return np.array(layout.decode(coords, old), dtype=spec.dtype, copy=True)
     unit = np.empty(layout.unit_shape, dtype=spec.dtype)
     # fill() stores the scalar as is; np.full would route a bytes fill through NumPy's
@@ -100,9 +104,13 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
         # no barrier per wave between encoding and storing, and no encoded wave held in
         # memory (each object is still written atomically).
         def write_group(group: Sequence[ChunkProjection]) -> None:
+            arena = thread_arena(store)
             for projection in group:
-                old = None if projection.covers_chunk else store.get(layout.key(projection.chunk_coords))
+                key = layout.key(projection.chunk_coords)
+                old = None if projection.covers_chunk else store.get(key, **_into(arena))
                 _store_one(store, *encode_one((projection, old)))
+                if arena is not None:
+                    arena.reset()  # the old bytes are decoded and done with
 
         parallel_map(write_group, contiguous_parts(projections, 4 * get_config().threads))
         return
@@ -115,6 +123,11 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
             old_by_coords = {p.chunk_coords: b for p, b in zip(partial, olds, strict=True)}
         results = parallel_map(encode_one, [(p, old_by_coords.get(p.chunk_coords)) for p in wave])
         _store_results(layout, results)
+
+
+def _into(arena: ReadArena | None) -> dict[str, Any]:
+    """The keyword that reads into ``arena`` (none for stores that do not fill arenas)."""
+    return {} if arena is None else {"arena": arena}
 
 
 def _store_one(store: Any, key: str, value: Any) -> None:
@@ -215,8 +228,12 @@ def _write_sharded(layout: ShardedLayout, projections: list[ChunkProjection], so
         # chunks: the last shards of each wave left threads idle). (Spreading the inner
         # chunks of a few shards over the workers measured no better for partial writes.)
         def write_shard(shard: tuple[int, ...]) -> None:
-            old = store.get(layout.key(shard)) if shard_needs_old(layout, shard, by_shard[shard]) else None
+            arena = thread_arena(store)
+            needs_old = shard_needs_old(layout, shard, by_shard[shard])
+            old = store.get(layout.key(shard), **_into(arena)) if needs_old else None
             store_shard(*encode_shard((shard, old)))
+            if arena is not None:
+                arena.reset()  # the new shard (holding the kept inner chunks) is stored
 
         parallel_map(write_shard, shards)
         return

@@ -18,7 +18,7 @@ import operator
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from gpuzarr.errors import ReadOnlyError, StoreError
 __all__ = [
     "ByteRange",
     "BytesLike",
+    "ObjectReader",
     "ReadArena",
     "Store",
     "as_byte_view",
@@ -160,6 +161,46 @@ class ReadArena:
         self._used = 0
         if len(self._block) < needed <= self.keep_bytes:
             self._block = np.empty(needed, dtype=np.uint8)
+
+
+class ObjectReader:
+    """An open handle on one stored object, for several reads of it (from
+    :meth:`Store.open_reader`; close it, or use it as a context manager).
+
+    This default reads through the store, so each read sees the object as it is at
+    that moment. Stores that can pin one version override it: a local file stays open,
+    so every read sees the object as it was when opened, even if it is replaced (a
+    write renames a new file over it) in between; a shard's index and its inner chunks
+    then always come from the same shard.
+    """
+
+    def __init__(self, store: Store, key: str, token: Hashable) -> None:
+        self.store = store
+        self.key = key
+        #: The object's version token when opened (see :meth:`Store.object_token`).
+        self.token = token
+
+    def get_ranges(self, ranges: Sequence[ByteRange], *, arena: ReadArena | None = None) -> list[Any] | None:
+        """As :meth:`Store.get_ranges` of this object (None if it vanished meanwhile)."""
+        return self.store.get_ranges(self.key, ranges, **({} if arena is None else {"arena": arena}))
+
+    def get_suffix(self, length: int) -> Any:
+        """As :meth:`Store.get_suffix` of this object (None if it vanished meanwhile)."""
+        return self.store.get_suffix(self.key, length)
+
+    def close(self) -> None:
+        """Release the handle (nothing to release by default)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def _check_ranges(key: str, ranges: Iterable[ByteRange]) -> list[ByteRange]:
@@ -315,6 +356,12 @@ class Store(ABC):
             checked.append((key, _check_ranges(key, ranges)))
         return self._get_many_ranges(checked)
 
+    def open_reader(self, key: str) -> ObjectReader | None:
+        """An :class:`ObjectReader` for several reads of ``key``'s object, or ``None``
+        if there is none. Local files are held open, so all its reads see one version."""
+        self._check_open()
+        return self._open_reader(validate_key(key))
+
     def object_token(self, key: str) -> Hashable | None:
         """A cheap token that changes whenever ``key``'s object is replaced; None if missing.
 
@@ -467,6 +514,10 @@ class Store(ABC):
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
         return [self._get(k) for k in keys]
+
+    def _open_reader(self, key: str) -> ObjectReader | None:
+        token = self._object_token(key)
+        return None if token is None else ObjectReader(self, key, token)
 
     def _get_into(self, key: str, arena: ReadArena) -> bytes | memoryview | None:
         # Stores whose reads produce bytes anyway have nothing to gain from an arena.

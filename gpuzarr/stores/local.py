@@ -9,12 +9,22 @@ import random
 import re
 import shutil
 import stat
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
+from typing import Any
 
 from gpuzarr.errors import StoreError
 
 from ._threads import default_threads, parallel_map
-from .base import ByteRange, ReadArena, Store, under_prefix, validate_key
+from .base import (
+    ByteRange,
+    ObjectReader,
+    ReadArena,
+    Store,
+    _check_ranges,
+    _check_suffix_length,
+    under_prefix,
+    validate_key,
+)
 
 __all__ = ["LocalStore"]
 
@@ -102,6 +112,57 @@ def _pread_all(fd: int, length: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
+class _OpenFile(ObjectReader):
+    """A local file held open: every read sees the version that was opened."""
+
+    def __init__(self, store: LocalStore, key: str, fd: int, st: os.stat_result) -> None:
+        super().__init__(store, key, _token(st))
+        self._fd: int | None = fd
+        self._size = st.st_size
+
+    def _live_fd(self) -> int:
+        if self._fd is None:
+            raise StoreError(f"reader of key {self.key!r} in {self.store!r} is closed")
+        return self._fd
+
+    def get_ranges(self, ranges: Sequence[ByteRange], *, arena: ReadArena | None = None) -> list[Any] | None:
+        fd, size = self._live_fd(), self._size
+        checked = _check_ranges(self.key, ranges)
+        try:
+            if arena is not None and _HAVE_PREADV:
+                return [
+                    _pread_into(fd, arena.take(min(length, size - offset)), offset)
+                    if offset < size
+                    else memoryview(b"")
+                    for offset, length in checked
+                ]
+            return [
+                _pread_all(fd, min(length, size - offset), offset) if offset < size else b""
+                for offset, length in checked
+            ]
+        except OSError as exc:
+            raise StoreError(f"cannot read key {self.key!r} in {self.store!r}: {exc}") from exc
+
+    def get_suffix(self, length: int) -> bytes:
+        fd, size = self._live_fd(), self._size
+        start = max(0, size - _check_suffix_length(self.key, length))
+        try:
+            return _pread_all(fd, size - start, start)
+        except OSError as exc:
+            raise StoreError(f"cannot read key {self.key!r} in {self.store!r}: {exc}") from exc
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _token(st: os.stat_result) -> Hashable:
+    # A write replaces the file by rename, so the inode changes; size and mtime catch
+    # writers that rewrite in place.
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 class LocalStore(Store):
     """Store keys as files below a root directory (``a/c/0`` -> ``root/a/c/0``).
 
@@ -182,8 +243,8 @@ class LocalStore(Store):
     def _dir_path(self, prefix: str) -> str:
         return self._path(prefix) if prefix else self._root
 
-    def _open_regular(self, key: str) -> tuple[int, int] | None:
-        """Open ``key`` for reading: ``(fd, size)``, or ``None`` if it is not a file."""
+    def _open_file(self, key: str) -> tuple[int, os.stat_result] | None:
+        """Open ``key`` for reading: ``(fd, fstat)``, or ``None`` if it is not a file."""
         try:
             fd = os.open(self._path(key), os.O_RDONLY | _O_BINARY | _O_CLOEXEC)
         except OSError as exc:
@@ -198,7 +259,12 @@ class LocalStore(Store):
         if not stat.S_ISREG(st.st_mode):  # a directory (Linux lets us open it)
             os.close(fd)
             return None
-        return fd, st.st_size
+        return fd, st
+
+    def _open_regular(self, key: str) -> tuple[int, int] | None:
+        """Open ``key`` for reading: ``(fd, size)``, or ``None`` if it is not a file."""
+        opened = self._open_file(key)
+        return None if opened is None else (opened[0], opened[1].st_size)
 
     # ------------------------------------------------------------------ reads
 
@@ -254,8 +320,6 @@ class LocalStore(Store):
             os.close(fd)
 
     def _object_token(self, key: str) -> Hashable | None:
-        # A write replaces the file by rename, so the inode changes; size and mtime catch
-        # writers that rewrite in place.
         try:
             st = os.stat(self._path(key))
         except OSError as exc:
@@ -264,7 +328,11 @@ class LocalStore(Store):
             raise StoreError(f"cannot stat key {key!r} in {self!r}: {exc}") from exc
         if not stat.S_ISREG(st.st_mode):
             return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
+        return _token(st)
+
+    def _open_reader(self, key: str) -> ObjectReader | None:
+        opened = self._open_file(key)
+        return None if opened is None else _OpenFile(self, key, *opened)
 
     def _get_ranges(self, key: str, ranges: list[ByteRange]) -> list[bytes] | None:
         opened = self._open_regular(key)
