@@ -10,11 +10,12 @@ one launch per stage is what matters.)
 
 On stores where one read is cheap (local files, memory) each worker fetches its own
 group of units right before decoding it, so the bytes are still in cache; other stores
-get one batched fetch per wave. Whole units whose destination is one C-contiguous block
-decode straight into the output; other units decode into a reused per-thread scratch
-buffer, which avoids page-faulting fresh memory for every unit. Small units whose codec
-decodes batches natively (zstd up to 256 KiB) decode a group per native call instead
-and are copied into place, which takes the Python per unit off the hot path.
+get one batched fetch per wave. Fetched bytes land in a per-thread arena reused group
+after group (:func:`~gpuzarr.pipeline.pool.thread_arena`). Whole units whose destination
+is one C-contiguous block decode straight into the output; other units decode into a
+reused per-thread scratch buffer, which avoids page-faulting fresh memory for every
+unit. Small units whose codec decodes batches (zstd up to 256 KiB) decode a group per
+call with one reused context, which keeps the Python per unit small.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ _scratch = threading.local()
 #: costs tens of microseconds, about what decoding 64 KiB costs.
 PARALLEL_MIN_BYTES = 128 * 2**10
 
-#: Units up to this size decode in native batches when their codec can (see
+#: Units up to this size decode in batches when their codec can (see
 #: ``read_many_into``). Measured on 128 MiB of 64 KiB zstd units in 4 MiB shards, full
 #: read: 0.95-1.00x zarrs-python's time in batches, 1.21-1.41x one by one.
 BATCH_UNIT_MAX_BYTES = 256 * 2**10
@@ -198,18 +199,17 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
 
     small = len(projections) * (spec.nbytes or 1024) < PARALLEL_MIN_BYTES
     threads = get_config().threads
-    # Small units whose codec decodes batches natively (zstd) decode a group per native
-    # call: the Python around each unit's decode (and the GIL handoffs between workers)
-    # would otherwise cost about as much as decoding a 64 KiB unit. Larger units decode
-    # one by one straight into the output, which a batch cannot (it needs a copy).
+    # Small units whose codec decodes batches (zstd) decode a group per call: the Python
+    # around each unit's one-by-one decode (and the GIL handoffs between workers) would
+    # otherwise cost about as much as decoding a 64 KiB unit.
     batch_units = layout.chain.decodes_batches and spec.nbytes <= BATCH_UNIT_MAX_BYTES
     if not small and batch_units and len(projections) * spec.nbytes <= get_config().wave_bytes:
-        # A read of at most one wave: fetched here, then decoded in one native call per
-        # worker. Measured on 32 one-chunk windows of 64 KiB: 1.1-1.6x tensorstore's
-        # time, against 1.8-2.1x decoding unit by unit on the workers. (Handing each
-        # group to a worker as soon as it is fetched measured no better: the fetching
-        # thread's Python then contends with the workers' copies.) Larger reads go to
-        # the workers, a native call per group.
+        # A read of at most one wave: fetched here, then decoded in batches by this
+        # thread and the workers. Measured on 32 one-chunk windows of 64 KiB: 1.1-1.6x
+        # tensorstore's time, against 1.8-2.1x decoding unit by unit on the workers.
+        # (Handing each group to a worker as soon as it is fetched measured no better,
+        # twice: the fetching thread's Python then contends with the workers for the
+        # GIL.) Larger reads go to the workers, a batch per group.
         arena = thread_arena(layout.store) if layout.store.cheap_reads else None
         try:
             raws = layout.fetch(projections, inline=layout.store.cheap_reads, arena=arena)
