@@ -17,6 +17,7 @@ from __future__ import annotations
 import operator
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Self
 
@@ -163,7 +164,7 @@ class ReadArena:
             self._block = np.empty(needed, dtype=np.uint8)
 
 
-class ObjectReader:
+class ObjectReader(AbstractContextManager["ObjectReader"]):
     """An open handle on one stored object, for several reads of it (from
     :meth:`Store.open_reader`; close it, or use it as a context manager).
 
@@ -191,15 +192,7 @@ class ObjectReader:
     def close(self) -> None:
         """Release the handle (nothing to release by default)."""
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 

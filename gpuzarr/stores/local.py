@@ -91,6 +91,18 @@ def _pread_into(fd: int, view: memoryview, offset: int) -> memoryview:
     return view[:got]
 
 
+def _read_ranges(fd: int, size: int, ranges: Sequence[ByteRange], arena: ReadArena | None) -> list[Any]:
+    """The bytes of each ``(offset, length)`` range of the open file ``fd`` of ``size``
+    bytes, into ``arena``'s memory when given. Ranges are clipped to the file size, so a
+    huge length past the end never allocates."""
+    if arena is not None and _HAVE_PREADV:
+        return [
+            _pread_into(fd, arena.take(min(length, size - offset)), offset) if offset < size else memoryview(b"")
+            for offset, length in ranges
+        ]
+    return [_pread_all(fd, min(length, size - offset), offset) if offset < size else b"" for offset, length in ranges]
+
+
 def _pread_all(fd: int, length: int, offset: int) -> bytes:
     """``os.pread`` until ``length`` bytes or end of file."""
     pread = getattr(os, "pread", None)
@@ -126,20 +138,10 @@ class _OpenFile(ObjectReader):
         return self._fd
 
     def get_ranges(self, ranges: Sequence[ByteRange], *, arena: ReadArena | None = None) -> list[Any] | None:
-        fd, size = self._live_fd(), self._size
+        fd = self._live_fd()
         checked = _check_ranges(self.key, ranges)
         try:
-            if arena is not None and _HAVE_PREADV:
-                return [
-                    _pread_into(fd, arena.take(min(length, size - offset)), offset)
-                    if offset < size
-                    else memoryview(b"")
-                    for offset, length in checked
-                ]
-            return [
-                _pread_all(fd, min(length, size - offset), offset) if offset < size else b""
-                for offset, length in checked
-            ]
+            return _read_ranges(fd, self._size, checked, arena)
         except OSError as exc:
             raise StoreError(f"cannot read key {self.key!r} in {self.store!r}: {exc}") from exc
 
@@ -300,24 +302,7 @@ class LocalStore(Store):
     def _get_ranges_into(
         self, key: str, ranges: list[ByteRange], arena: ReadArena
     ) -> list[bytes] | list[memoryview] | None:
-        if not _HAVE_PREADV:
-            return self._get_ranges(key, ranges)
-        opened = self._open_regular(key)
-        if opened is None:
-            return None
-        fd, size = opened
-        try:
-            # Clipped to the file size, as in _get_ranges.
-            return [
-                _pread_into(fd, arena.take(min(length, size - offset)), offset)
-                if offset < size
-                else memoryview(b"")
-                for offset, length in ranges
-            ]
-        except OSError as exc:
-            raise StoreError(f"cannot read key {key!r} in {self!r}: {exc}") from exc
-        finally:
-            os.close(fd)
+        return self._ranges_of(key, ranges, arena)
 
     def _object_token(self, key: str) -> Hashable | None:
         try:
@@ -335,16 +320,15 @@ class LocalStore(Store):
         return None if opened is None else _OpenFile(self, key, *opened)
 
     def _get_ranges(self, key: str, ranges: list[ByteRange]) -> list[bytes] | None:
+        return self._ranges_of(key, ranges, None)  # type: ignore[return-value]
+
+    def _ranges_of(self, key: str, ranges: list[ByteRange], arena: ReadArena | None) -> list[Any] | None:
         opened = self._open_regular(key)
         if opened is None:
             return None
         fd, size = opened
         try:
-            # Clip to the file size so a huge length past the end never allocates.
-            return [
-                _pread_all(fd, min(length, size - offset), offset) if offset < size else b""
-                for offset, length in ranges
-            ]
+            return _read_ranges(fd, size, ranges, arena)
         except OSError as exc:
             raise StoreError(f"cannot read key {key!r} in {self!r}: {exc}") from exc
         finally:
