@@ -1096,8 +1096,9 @@ def test_parallel_map_keeps_order_and_finishes_every_task_before_raising(use_cal
             return i * i
 
         assert parallel_map(record, list(range(7)), use_caller=use_caller) == [i * i for i in range(7)]
-        assert (caller in ran_on.values()) == use_caller  # the caller takes items too
-        assert len(set(ran_on.values())) == 3  # the caller and two workers, or three workers
+        # The caller takes items too (it starts at once; each item outlasts a worker's
+        # wake-up, so it always gets one).
+        assert (caller in ran_on.values()) == use_caller
         assert parallel_map(record, list(range(5)), use_caller=use_caller, max_threads=1) == [i * i for i in range(5)]
 
         finished: list[int] = []

@@ -588,3 +588,22 @@ def test_local_partial_writes_read_old_bytes_through_the_arena(
     shard_index_cache.clear()
     np.testing.assert_array_equal(gpuzarr.open_array(str(tmp_path / "a"))[:], expected)
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "a"))[:], expected)
+
+
+def test_chunks_stored_as_is_read_straight_into_the_output(tmp_path: Path) -> None:
+    """Uncompressed native-order chunks on local files are read into the output itself;
+    missing chunks are filled and a chunk of the wrong size is an error naming it."""
+    data = _data((64, 32), "float32")
+    a = gpuzarr.create_array(
+        str(tmp_path / "a"), shape=data.shape, dtype="float32", chunks=(8, 32), compressors=None, fill_value=-1.0
+    )
+    assert a._layout.chain.stores_as_is  # type: ignore[attr-defined]
+    a[:] = data
+    (tmp_path / "a" / "c" / "3" / "0").unlink()
+    data[24:32] = -1.0
+    with gpuzarr.config.set(threads=2):
+        np.testing.assert_array_equal(a[:], data)
+        np.testing.assert_array_equal(a[5:50, 3:30], data[5:50, 3:30])
+    (tmp_path / "a" / "c" / "5" / "0").write_bytes(b"\0" * 100)
+    with pytest.raises(CorruptChunkError, match=r"c/5/0.*holds 100 bytes, expected 1024"):
+        a[:]

@@ -1002,3 +1002,14 @@ def test_local_reader_sees_the_version_it_opened(tmp_path: pathlib.Path) -> None
     assert store.open_reader("missing") is None
     (tmp_path / "dir").mkdir()
     assert store.open_reader("dir") is None
+
+
+def test_get_into_reads_whole_objects_into_a_buffer(store: Store) -> None:
+    store.set("k", b"0123456789")
+    buffer = bytearray(b"_" * 12)
+    assert store.get_into("k", memoryview(buffer)) == 10
+    assert bytes(buffer) == b"0123456789__"
+    short = bytearray(4)
+    assert store.get_into("k", memoryview(short)) == 10  # the size says it did not fit
+    assert bytes(short) == b"0123"
+    assert store.get_into("missing", memoryview(short)) is None

@@ -78,8 +78,10 @@ class CodecChain:
             self._stored_dtype = self.array_bytes.stored_dtype(self.array_spec.dtype)  # type: ignore[attr-defined]
             self._swap = self._stored_dtype != self.array_spec.dtype
             self._nbytes = self.array_spec.nbytes
+            self._as_is = self._direct_compressor is None and not self._swap
         else:
             self._direct_compressor = None
+            self._as_is = False
         # Batches of whole chunks decode with one context when the compressor offers
         # it and the decoded bytes are the chunk as is (native byte order).
         self._batch_compressor = (
@@ -96,6 +98,12 @@ class CodecChain:
     def can_decode_into(self) -> bool:
         """Whether :meth:`decode` can write a whole chunk straight into ``out``."""
         return self._direct
+
+    @property
+    def stores_as_is(self) -> bool:
+        """Whether a chunk's stored bytes are its decoded C-order bytes (the ``bytes``
+        codec alone, native byte order): reading it is decoding it."""
+        return self._as_is
 
     @property
     def decodes_batches(self) -> bool:

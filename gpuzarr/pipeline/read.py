@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from gpuzarr.config import get_config, usable_cores
+from gpuzarr.errors import CorruptChunkError
 from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, place_projection
 from gpuzarr.pipeline.layout import ChunkLayout, UnitGroup, waves, whole_unit_view
 from gpuzarr.pipeline.pool import contiguous_parts, parallel_map, thread_arena
@@ -182,10 +183,30 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
             decode_batch, contiguous_parts(stored, _PARTS_PER_THREAD * threads), use_caller=True, max_threads=threads
         )
 
+    def read_stored_into(projection: ChunkProjection) -> bool:
+        """Read a unit stored as is straight into its place in the output, if it lands
+        there whole and contiguous: the file read is then the only copy."""
+        dest = destination_of[id(projection)]
+        target = _direct_target(dest.buffer, projection, unit_shape) if dest.can_direct else None
+        if target is None:
+            return False
+        coords = projection.chunk_coords
+        size = layout.store.get_into(layout.key(coords), memoryview(target).cast("B"))
+        if size is None:
+            fill_projection(dest.buffer, projection, fill, dest.vectorized)
+        elif size != target.nbytes:
+            raise CorruptChunkError(
+                f"{layout.describe(coords)}: codec 'bytes': chunk holds {size} bytes, expected {target.nbytes} "
+                f"for shape {unit_shape} of {spec.data_type.name}"
+            )
+        return True
+
     def read_group(group: UnitGroup) -> None:
         # The worker fetches its own group and decodes it at once, while the bytes are
         # hot in cache: on local storage this beats fetching a wave first (measured ~2x
         # for uncompressed chunks, where the copy is the whole cost).
+        if as_is:
+            group = UnitGroup(layout, [p for p in group.projections if not read_stored_into(p)])
         arena = thread_arena(layout.store)
         try:
             if batch_units:
@@ -197,6 +218,11 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
             if arena is not None:
                 arena.reset()  # every unit of the group is decoded and placed
 
+    # Units stored as is (no compressor, native byte order) are read by the worker
+    # straight into the output where they land whole (measured on 128 MiB of 1 MiB
+    # float32 chunks, full read: CPU time 0.055 s for zarrs, 0.093 s reading into
+    # memory and copying). Sharded inner chunks are read by coalesced ranges instead.
+    as_is = layout.chain.stores_as_is and not layout.sharded
     small = len(projections) * (spec.nbytes or 1024) < PARALLEL_MIN_BYTES
     threads = get_config().threads
     # Small units whose codec decodes batches (zstd) decode a group per call: the Python

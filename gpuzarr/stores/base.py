@@ -312,6 +312,17 @@ class Store(ABC):
         key = validate_key(key)
         return self._get(key) if arena is None else self._get_into(key, arena)
 
+    def get_into(self, key: str, buffer: memoryview) -> int | None:
+        """Read ``key``'s whole object into ``buffer`` (writable bytes): its size, or
+        ``None`` if there is none. Only ``min(size, len(buffer))`` bytes are written, so a
+        size other than ``len(buffer)`` means the buffer does not hold the object.
+
+        Local files are read straight into ``buffer``: for data stored as is, the read
+        is the only copy.
+        """
+        self._check_open()
+        return self._get_into_buffer(validate_key(key), buffer)
+
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return ``[get(k) for k in keys]``, possibly reading in parallel."""
         self._check_open()
@@ -507,6 +518,14 @@ class Store(ABC):
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
         return [self._get(k) for k in keys]
+
+    def _get_into_buffer(self, key: str, buffer: memoryview) -> int | None:
+        data = self._get(key)
+        if data is None:
+            return None
+        n = min(len(data), len(buffer))
+        buffer[:n] = memoryview(data)[:n]
+        return len(data)
 
     def _open_reader(self, key: str) -> ObjectReader | None:
         token = self._object_token(key)

@@ -285,6 +285,21 @@ class LocalStore(Store):
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
         return parallel_map(self._get, keys, self.threads)
 
+    def _get_into_buffer(self, key: str, buffer: memoryview) -> int | None:
+        if not _HAVE_PREADV:
+            return super()._get_into_buffer(key, buffer)
+        opened = self._open_regular(key)
+        if opened is None:
+            return None
+        fd, size = opened
+        try:
+            _pread_into(fd, buffer[: min(size, len(buffer))], 0)
+            return size
+        except OSError as exc:
+            raise StoreError(f"cannot read key {key!r} in {self!r}: {exc}") from exc
+        finally:
+            os.close(fd)
+
     def _get_into(self, key: str, arena: ReadArena) -> bytes | memoryview | None:
         if not _HAVE_PREADV:
             return self._get(key)
