@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import numcodecs
@@ -361,10 +362,26 @@ def test_blosc_raw_block_threshold(cname: str) -> None:
     assert layout.raw.src_offsets.tolist() == plan.input_offsets.tolist() and not len(layout.payload)
 
 
-def test_blosc_blocksize_matches_c_blosc(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Headers equal c-blosc's in never-split mode (block size choice, flags, typesize)."""
-    monkeypatch.setenv("BLOSC_SPLITMODE", "NEVER")
+@pytest.fixture
+def blosc_never_split(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """c-blosc's global API in never-split mode, restored to its default afterwards.
+
+    The global API reads ``BLOSC_SPLITMODE`` and keeps the mode process-wide after the
+    variable is gone: without the reset, later tests in the same process (any order
+    xdist picks) would see blosc chunks that are never split.
+    """
     monkeypatch.setattr(numcodecs.blosc, "use_threads", True)  # the global API reads the environment
+    monkeypatch.setenv("BLOSC_SPLITMODE", "NEVER")
+    try:
+        yield
+    finally:
+        monkeypatch.setenv("BLOSC_SPLITMODE", "FORWARD_COMPAT")  # c-blosc's default
+        numcodecs.Blosc("lz4").encode(np.zeros(64, dtype="u4"))
+
+
+@pytest.mark.usefixtures("blosc_never_split")
+def test_blosc_blocksize_matches_c_blosc() -> None:
+    """Headers equal c-blosc's in never-split mode (block size choice, flags, typesize)."""
     for cname in ep.BLOSC_ENCODE_CNAMES:
         for clevel in range(10):
             for typesize in (1, 2, 4, 8):
