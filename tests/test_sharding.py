@@ -523,7 +523,7 @@ def test_local_reads_through_the_read_arena(
 
     taken: list[int] = []
     original_take = ReadArena.take
-    monkeypatch.setattr(ReadArena, "take", lambda self, n: taken.append(n) or original_take(self, n))
+    monkeypatch.setattr(ReadArena, "take", lambda self, n, *rest: taken.append(n) or original_take(self, n, *rest))
     data = _data((128, 64), "float32")
     a = gpuzarr.create_array(
         str(tmp_path / "a"), shape=data.shape, dtype="float32", chunks=(8, 16), shards=shards,
@@ -568,7 +568,7 @@ def test_local_partial_writes_read_old_bytes_through_the_arena(
 
     taken: list[int] = []
     original_take = ReadArena.take
-    monkeypatch.setattr(ReadArena, "take", lambda self, n: taken.append(n) or original_take(self, n))
+    monkeypatch.setattr(ReadArena, "take", lambda self, n, *rest: taken.append(n) or original_take(self, n, *rest))
     rng = np.random.default_rng(3)
     expected = rng.integers(0, 1000, (64, 64)).astype("int32")
     a = gpuzarr.create_array(

@@ -932,28 +932,38 @@ def test_reads_into_an_arena_match_plain_reads(store: Store) -> None:
 
 
 def test_read_arena_reuses_its_memory_and_bounds_what_it_keeps() -> None:
-    from gpuzarr.stores.base import ReadArena
+    from gpuzarr.stores.base import ARENA_ALIGN, ReadArena
 
-    arena = ReadArena(keep_bytes=1000)
+    def address(view: memoryview) -> int:
+        return np.frombuffer(view, dtype=np.uint8).ctypes.data
+
+    arena = ReadArena(keep_bytes=4096)
     first = arena.take(300)
-    second = arena.take(200)  # past the first block: served from extra memory
+    second = arena.take(200, source_offset=1000)  # past the first block: extra memory
     first[:] = b"a" * 300
     second[:] = b"b" * 200
     assert bytes(first) == b"a" * 300 and bytes(second) == b"b" * 200  # disjoint views
+    # Aligned like the file offset they are read from (the kernel copies faster).
+    assert address(first) % ARENA_ALIGN == 0 and address(second) % ARENA_ALIGN == 1000 % ARENA_ALIGN
     arena.reset()
-    assert arena.nbytes == 500  # one block for the whole group next time
-    a, b = arena.take(300), arena.take(200)
-    a[:] = b"c" * 300
-    b[:] = b"d" * 200
+    kept = arena.nbytes
+    assert 500 <= kept <= 4096  # one block for the whole group next time
+    views = [arena.take(300), arena.take(100, source_offset=7), arena.take(50, source_offset=64)]
+    for view in views:
+        view[:] = b"x" * len(view)
+    addresses = [address(v) for v in views]
+    assert [a % ARENA_ALIGN for a in addresses] == [0, 7, 0]
+    assert all(a + len(v) <= b for a, v, b in zip(addresses, views, addresses[1:], strict=False))  # no overlap
     arena.reset()
-    assert arena.nbytes == 500
-    assert bytes(arena.take(500)) == b"c" * 300 + b"d" * 200  # the same memory serves the next group
+    assert arena.nbytes == kept
+    assert [address(arena.take(len(v), off)) for v, off in zip(views, (0, 7, 64), strict=True)] == addresses  # reused
     arena.reset()
-    arena.take(900)  # a first take larger than the block grows it, up to keep_bytes
-    assert arena.nbytes == 1000
-    arena.take(5000)
+    arena.take(3000)  # a first take larger than the block grows it, up to keep_bytes
+    grown = arena.nbytes
+    assert 3000 <= grown <= 4096
+    arena.take(50_000)
     arena.reset()
-    assert arena.nbytes == 1000  # what overflowed keep_bytes is not kept
+    assert arena.nbytes == grown  # what overflowed keep_bytes is not kept
 
 
 def test_local_store_arena_reads_short_files_and_directories(tmp_path: pathlib.Path) -> None:

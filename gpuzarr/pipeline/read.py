@@ -32,6 +32,7 @@ from gpuzarr.errors import CorruptChunkError
 from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, place_projection
 from gpuzarr.pipeline.layout import ChunkLayout, UnitGroup, waves, whole_unit_view
 from gpuzarr.pipeline.pool import contiguous_parts, parallel_map, thread_arena
+from gpuzarr.stores.base import ARENA_ALIGN
 
 __all__ = ["read_many_into"]
 
@@ -188,7 +189,9 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
         there whole and contiguous: the file read is then the only copy."""
         dest = destination_of[id(projection)]
         target = _direct_target(dest.buffer, projection, unit_shape) if dest.can_direct else None
-        if target is None:
+        if target is None or target.ctypes.data % ARENA_ALIGN:
+            # (The kernel copies into memory not aligned like the file several times
+            # slower than reading into the arena and copying: see ReadArena.take.)
             return False
         coords = projection.chunk_coords
         size = layout.store.get_into(layout.key(coords), memoryview(target).cast("B"))

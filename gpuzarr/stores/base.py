@@ -26,6 +26,7 @@ import numpy as np
 from gpuzarr.errors import ReadOnlyError, StoreError
 
 __all__ = [
+    "ARENA_ALIGN",
     "ByteRange",
     "BytesLike",
     "ObjectReader",
@@ -108,6 +109,17 @@ def as_byte_view(key: str, value: object) -> memoryview:
     return view
 
 
+#: Alignment of arena memory to its source: see :meth:`ReadArena.take`.
+ARENA_ALIGN = 64
+
+
+def _aligned_empty(nbytes: int) -> np.ndarray:
+    """Uninitialised bytes whose first byte is ARENA_ALIGN-aligned."""
+    raw = np.empty(nbytes + ARENA_ALIGN, dtype=np.uint8)
+    pad = -raw.ctypes.data % ARENA_ALIGN
+    return raw[pad : pad + nbytes]
+
+
 class ReadArena:
     """Reusable memory that reads land in, instead of a fresh ``bytes`` object each.
 
@@ -128,7 +140,7 @@ class ReadArena:
         self.keep_bytes = int(keep_bytes)
         # NumPy memory, not bytearray: it is not zero-filled first (a pass over fresh
         # pages that the read is about to overwrite anyway).
-        self._block = np.empty(0, dtype=np.uint8)
+        self._block = _aligned_empty(0)
         self._used = 0
         self._extra: list[np.ndarray] = []  # blocks taken after the kept one filled up
 
@@ -137,17 +149,25 @@ class ReadArena:
         """Bytes of memory the arena holds now."""
         return len(self._block) + sum(len(b) for b in self._extra)
 
-    def take(self, nbytes: int) -> memoryview:
-        """A writable view of ``nbytes`` bytes, valid until :meth:`reset`."""
-        if self._used + nbytes <= len(self._block):
-            view = memoryview(self._block)[self._used : self._used + nbytes]
-            self._used += nbytes
-            return view
-        if not self._extra and self._used == 0 and nbytes <= self.keep_bytes:
+    def take(self, nbytes: int, source_offset: int = 0) -> memoryview:
+        """A writable view of ``nbytes`` bytes, valid until :meth:`reset`.
+
+        The view starts at an address congruent to ``source_offset`` (the file offset
+        the bytes will be read from) modulo :data:`ARENA_ALIGN`. The kernel copies page
+        cache bytes into user memory about 3.5x slower when the two are misaligned
+        (measured on AMD EPYC: 62 MiB of shards read in 29 ms into memory 16 bytes off,
+        8 ms aligned), and ``malloc``-ed buffers start 16 bytes off.
+        """
+        skew = source_offset % ARENA_ALIGN
+        start = self._used + (skew - self._used) % ARENA_ALIGN
+        if start + nbytes <= len(self._block):
+            self._used = start + nbytes
+            return memoryview(self._block)[start : start + nbytes]
+        if not self._extra and self._used == 0 and nbytes + skew <= self.keep_bytes:
             # Nothing handed out yet: grow the kept block (with room for a few more).
-            self._block = np.empty(min(max(nbytes, 2 * len(self._block)), self.keep_bytes), dtype=np.uint8)
-            return self.take(nbytes)
-        extra = np.empty(nbytes, dtype=np.uint8)
+            self._block = _aligned_empty(min(max(nbytes + skew, 2 * len(self._block)), self.keep_bytes))
+            return self.take(nbytes, source_offset)
+        extra = _aligned_empty(nbytes + skew)[skew:]
         self._extra.append(extra)
         return memoryview(extra)
 
@@ -157,11 +177,11 @@ class ReadArena:
         A group that overflowed the kept block grows it for next time, up to
         ``keep_bytes``.
         """
-        needed = self._used + sum(len(b) for b in self._extra)
+        needed = self._used + sum(len(b) + ARENA_ALIGN for b in self._extra)
         self._extra.clear()
         self._used = 0
         if len(self._block) < needed <= self.keep_bytes:
-            self._block = np.empty(needed, dtype=np.uint8)
+            self._block = _aligned_empty(needed)
 
 
 class ObjectReader(AbstractContextManager["ObjectReader"]):

@@ -97,7 +97,9 @@ def _read_ranges(fd: int, size: int, ranges: Sequence[ByteRange], arena: ReadAre
     huge length past the end never allocates."""
     if arena is not None and _HAVE_PREADV:
         return [
-            _pread_into(fd, arena.take(min(length, size - offset)), offset) if offset < size else memoryview(b"")
+            _pread_into(fd, arena.take(min(length, size - offset), offset), offset)
+            if offset < size
+            else memoryview(b"")
             for offset, length in ranges
         ]
     return [_pread_all(fd, min(length, size - offset), offset) if offset < size else b"" for offset, length in ranges]
