@@ -15,6 +15,7 @@ from typing import Any
 import numcodecs
 import numpy as np
 import pytest
+import zstandard
 
 from gpuzarr.codecs import (
     CODECS,
@@ -834,3 +835,39 @@ def test_golden_checksum_detects_flip() -> None:
     with pytest.raises(ChecksumError):
         chain.decode(bytes(encoded))
 
+
+
+def test_zstd_frames_end_walks_frames_and_blocks() -> None:
+    from gpuzarr.codecs.zstd import zstd_frames_end
+
+    rng = np.random.default_rng(1)
+    for n in (0, 1, 1000, 200_000, (1 << 20) + 5):
+        for checksum in (False, True):
+            data = rng.integers(0, 4 if n % 2 else 255, n, dtype=np.uint8).tobytes()
+            frame = numcodecs.Zstd(level=1, checksum=checksum).encode(data)
+            assert zstd_frames_end(memoryview(frame)) == len(frame)
+            assert zstd_frames_end(memoryview(frame + frame)) == 2 * len(frame)
+            for cut in range(1, 6):  # cut anywhere near the end: checksum, block, header
+                assert zstd_frames_end(memoryview(frame[:-cut])) is None
+            assert zstd_frames_end(memoryview(frame + b"\x28\xb5")) is None  # a partial magic number
+    skippable = (0x184D2A50).to_bytes(4, "little") + (3).to_bytes(4, "little") + b"abc"
+    frame = zstandard.ZstdCompressor(write_content_size=False).compress(b"x" * 100_000)  # an RLE block
+    assert zstd_frames_end(memoryview(skippable + frame)) == len(skippable) + len(frame)
+    assert zstd_frames_end(memoryview(skippable[:-1])) is None
+    assert zstd_frames_end(memoryview(b"not a frame")) is None
+
+
+def test_zstd_decode_into_rejects_frames_cut_after_their_content() -> None:
+    """The stream decoder stops quietly at the end of its input: a frame missing its
+    checksum (or with a flipped byte and no checksum left to catch it) must still fail."""
+    payload = bytes(range(256)) * 4
+    frame = numcodecs.Zstd(checksum=True).encode(payload)
+    spec = spec_for((len(payload),), "uint8")
+    out = np.empty(len(payload), dtype=np.uint8)
+    for cut in (1, 2, 3, 4):
+        with pytest.raises(CorruptChunkError, match="zstd"):
+            ZstdCodec().cpu_decode(frame[:-cut], spec, out=out)
+        with pytest.raises(CorruptChunkError, match="zstd"):
+            _decode_many(ZstdCodec(), [frame[:-cut]], len(payload))
+    with pytest.raises(CorruptChunkError, match="zstd"):
+        ZstdCodec().cpu_decode(frame + b"\x28\xb5", spec, out=out)

@@ -607,3 +607,116 @@ def test_chunks_stored_as_is_read_straight_into_the_output(tmp_path: Path) -> No
     (tmp_path / "a" / "c" / "5" / "0").write_bytes(b"\0" * 100)
     with pytest.raises(CorruptChunkError, match=r"c/5/0.*holds 100 bytes, expected 1024"):
         a[:]
+
+
+@pytest.mark.parametrize("dtype", ["M8[s]", "m8[ms]"])
+@pytest.mark.parametrize("compressors", [None, [{"name": "zstd", "configuration": {"level": 1}}]])
+@pytest.mark.parametrize("shards", [None, (32, 64)])
+def test_datetime_arrays_read_and_write_through_the_fast_paths(
+    tmp_path: Path, dtype: str, compressors: Any, shards: tuple[int, int] | None
+) -> None:
+    """NumPy exports no buffer of datetime arrays: the decoders write through uint8 views."""
+    data = np.arange(64 * 64).astype(dtype).reshape(64, 64)
+    a = gpuzarr.create_array(
+        str(tmp_path / "a"), shape=data.shape, dtype=dtype, chunks=(16, 32), shards=shards, compressors=compressors
+    )
+    a[:] = data
+    with gpuzarr.config.set(threads=2):
+        np.testing.assert_array_equal(a[:], data)
+        a[3:5, 3:40] = data[:2, :37]  # read-modify-write
+        data[3:5, 3:40] = data[:2, :37]
+        np.testing.assert_array_equal(a[:], data)
+        windows = [(slice(r, r + 16), slice(c, c + 32)) for r in (0, 48) for c in (0, 32)]
+        for sel, got in zip(windows, a.read_batch(windows), strict=True):
+            np.testing.assert_array_equal(got, data[sel])
+
+
+def _open_fds() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc")
+def test_a_failed_shard_open_closes_the_shards_already_opened(tmp_path: Path) -> None:
+    import os
+
+    from gpuzarr.errors import StoreError
+
+    data = _data((64, 64), "int32")
+    a = gpuzarr.create_array(str(tmp_path / "a"), shape=data.shape, dtype="int32", chunks=(4, 4), shards=(8, 8))
+    a[:] = data
+    loop = tmp_path / "a" / "c" / "7" / "7"
+    loop.unlink()
+    os.symlink(loop, loop)  # opening it fails with ELOOP
+    shard_index_cache.clear()
+    before = _open_fds()
+    for _ in range(3):
+        with pytest.raises(StoreError):
+            a.read_batch([(slice(r, r + 4), slice(c, c + 4)) for r in range(0, 64, 8) for c in range(0, 64, 8)])
+    assert _open_fds() == before
+
+
+def test_open_shards_share_the_open_file_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    import gpuzarr.pipeline.layout as layout_module
+
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 4096))
+    with gpuzarr.config.set(threads=7):
+        assert layout_module._max_open_shards() == 1024 // (4 * 8)
+    with gpuzarr.config.set(threads=200):
+        assert layout_module._max_open_shards() == 1  # never zero
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert layout_module._max_open_shards() == layout_module.MAX_OPEN_SHARDS
+
+
+def test_store_subclasses_keep_their_read_hooks(tmp_path: Path) -> None:
+    """A store overriding ``get(key)`` still reads; a LocalStore subclass overriding its
+    read hooks sees every read (no arena, no open-file reader bypassing it)."""
+    from gpuzarr.stores import LocalStore
+
+    data = _data((32, 32), "float32")
+
+    class PlainGet(MemoryStore):
+        def get(self, key: str) -> bytes | None:  # type: ignore[override]
+            return super().get(key)
+
+    seen: list[str] = []
+
+    class Audited(LocalStore):
+        def _get(self, key: str) -> bytes | None:
+            seen.append(key)
+            return super()._get(key)
+
+        def _get_ranges(self, key: str, ranges: list[tuple[int, int]]) -> list[bytes] | None:
+            seen.append(key)
+            return super()._get_ranges(key, ranges)
+
+    for store, shards in ((PlainGet(), None), (Audited(tmp_path / "x"), None), (Audited(tmp_path / "y"), (16, 16))):
+        a = gpuzarr.create_array(store, shape=data.shape, dtype="float32", chunks=(8, 8), shards=shards)
+        a[:] = data
+        shard_index_cache.clear()
+        seen.clear()
+        np.testing.assert_array_equal(gpuzarr.open_array(store)[:], data)
+        if isinstance(store, LocalStore):
+            assert not store.fills_arenas and any(k.startswith("c/") for k in seen)
+
+
+def test_a_chunk_cut_short_while_read_into_the_output_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file truncated between its fstat and the read reports the bytes read."""
+    import gpuzarr.stores.local as local_module
+
+    data = _data((64, 256), "float32")
+    a = gpuzarr.create_array(str(tmp_path / "a"), shape=data.shape, dtype="float32", chunks=(8, 256), compressors=None)
+    a[:] = data
+    original = local_module._pread_into
+    monkeypatch.setattr(local_module, "_pread_into", lambda fd, view, offset: original(fd, view[:-100], offset))
+    out = np.zeros(data.shape, dtype="float32")
+    with gpuzarr.config.set(threads=1):
+        for _ in range(4):  # whichever path the aligned output takes
+            with pytest.raises(CorruptChunkError, match="holds"):
+                a.read(out=out)
+            out = np.zeros((data.shape[0] + 16, data.shape[1]), dtype="float32")[16:]

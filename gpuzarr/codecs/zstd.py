@@ -21,7 +21,7 @@ try:  # python-zstandard: reusable contexts, and decoding into a caller's buffer
 except ImportError:  # pragma: no cover - a dependency
     _zstandard = None
 
-__all__ = ["ZstdCodec", "zstd_frame_content_size"]
+__all__ = ["ZstdCodec", "zstd_frame_content_size", "zstd_frames_end"]
 
 _ZSTD_MAGIC = 0xFD2FB528
 _FCS_FIELD_SIZES = (0, 2, 4, 8)
@@ -55,8 +55,53 @@ def _thread_decompressor() -> Any:
     """This thread's reusable decompressor (a ``ZSTD_DCtx``; not shareable between threads)."""
     found = getattr(_local, "decompressor", None)
     if found is None:
-        found = _local.decompressor = _zstandard.ZstdDecompressor()  # type: ignore[union-attr]
+        # Windows up to 2 GiB, as libzstd's one-shot decoder (numcodecs) accepts; the
+        # streaming default stops at 128 MiB.
+        found = _local.decompressor = _zstandard.ZstdDecompressor(max_window_size=2**31)  # type: ignore[union-attr]
     return found
+
+
+_SKIPPABLE_MAGIC_MIN, _SKIPPABLE_MAGIC_MAX = 0x184D2A50, 0x184D2A5F
+
+
+def zstd_frames_end(view: memoryview) -> int | None:
+    """Where the zstd frames (and skippable frames) that ``view`` starts with end, by
+    their headers and block headers alone (RFC 8878 §3.1); None if a frame is malformed
+    or runs past the end of ``view``.
+
+    The stream decoder stops quietly at the end of its input: a frame cut short after
+    its last block (its checksum missing, say) would otherwise go unnoticed. This walk
+    costs one step per block (at most 128 KiB of content each).
+    """
+    n = len(view)
+    pos = 0
+    while pos < n:
+        if pos + 4 > n:
+            return None
+        magic = int.from_bytes(view[pos : pos + 4], "little")
+        if _SKIPPABLE_MAGIC_MIN <= magic <= _SKIPPABLE_MAGIC_MAX:
+            if pos + 8 > n:
+                return None
+            pos += 8 + int.from_bytes(view[pos + 4 : pos + 8], "little")
+            continue
+        if magic != _ZSTD_MAGIC or pos + 5 > n:
+            return None
+        descriptor = view[pos + 4]
+        single_segment = (descriptor >> 5) & 1
+        fcs_size = _FCS_FIELD_SIZES[descriptor >> 6] or single_segment
+        pos += 5 + (1 - single_segment) + _DICT_ID_SIZES[descriptor & 3] + fcs_size
+        while True:
+            if pos + 3 > n:
+                return None
+            header = int.from_bytes(view[pos : pos + 3], "little")
+            block_type = (header >> 1) & 3
+            if block_type == 3:  # reserved
+                return None
+            pos += 3 + (1 if block_type == 1 else header >> 3)  # an RLE block stores one byte
+            if header & 1:  # the last block
+                break
+        pos += 4 * ((descriptor >> 2) & 1)  # the content checksum
+    return pos if pos == n else None
 
 
 def _decompress_into(data: Buffer, out: np.ndarray) -> np.ndarray:
@@ -68,9 +113,13 @@ def _decompress_into(data: Buffer, out: np.ndarray) -> np.ndarray:
     python-zstandard's one-shot call cannot write into a caller's buffer; its stream
     reader can, and releases the GIL while decoding.
     """
-    target = memoryview(out).cast("B")
+    view = as_memoryview(data)
+    if zstd_frames_end(view) != len(view):
+        raise ValueError("truncated frame, or bytes after the last frame")
+    # (A uint8 view first: NumPy exports no buffer of datetime or timedelta arrays.)
+    target = memoryview(out.reshape(-1).view(np.uint8))
     try:
-        reader = _thread_decompressor().stream_reader(data, read_across_frames=True)
+        reader = _thread_decompressor().stream_reader(view, read_across_frames=True)
         n = reader.readinto(target)
         trailing = reader.read(1)
     except _zstandard.ZstdError as exc:  # type: ignore[union-attr]

@@ -28,7 +28,7 @@ from gpuzarr.indexing import ChunkProjection
 from gpuzarr.metadata import ArrayMetadata
 from gpuzarr.pipeline.pool import contiguous_parts, parallel_map
 from gpuzarr.stores import Store
-from gpuzarr.stores.base import ReadArena
+from gpuzarr.stores.base import ObjectReader, ReadArena
 
 __all__ = [
     "ChunkLayout",
@@ -157,8 +157,10 @@ class ChunkLayout:
         caller must be done with the bytes before the arena is reset.
         """
         keys = [self.key(p.chunk_coords) for p in projections]
-        if inline:
+        if inline and arena is not None:
             return [self.store.get(k, arena=arena) for k in keys]
+        if inline:  # (no arena keyword: Store subclasses may override get(key))
+            return [self.store.get(k) for k in keys]
         return self.store.get_many(keys)
 
     def decode_many(self, coords: Sequence[Sequence[int]], raws: Sequence[Any], outs: Sequence[np.ndarray]) -> None:
@@ -267,8 +269,23 @@ def coalesce_ranges(ranges: Sequence[tuple[int, int]], max_gap: int) -> list[tup
     ]
 
 
-#: Shards a fetch holds open at once (a batch touching more is fetched in slices).
-MAX_OPEN_SHARDS = 256
+#: Shards one fetch holds open at once, at most (a batch touching more is fetched in
+#: slices); fewer where the open-file limit shared by all threads is low.
+MAX_OPEN_SHARDS = 32
+
+
+def _max_open_shards() -> int:
+    """Shards one fetch may hold open: every worker thread (and the caller) may be
+    fetching at once, so they share a quarter of the process's open-file limit."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # no resource module (Windows)
+        return min(MAX_OPEN_SHARDS, 8)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_OPEN_SHARDS
+    return max(1, min(MAX_OPEN_SHARDS, soft // (4 * (get_config().threads + 1))))
 
 
 class ShardedLayout(ChunkLayout):
@@ -507,12 +524,13 @@ class ShardedLayout(ChunkLayout):
         if not projections:
             return
         shards, position, inner = self._locate(projections)
-        if len(shards) > MAX_OPEN_SHARDS:  # bound the files open at once
+        limit = _max_open_shards()
+        if len(shards) > limit:  # bound the files open at once
             order = np.argsort(position, kind="stable")
             ends = np.cumsum(np.bincount(position, minlength=len(shards))).tolist()
-            for lo in range(0, len(shards), MAX_OPEN_SHARDS):
+            for lo in range(0, len(shards), limit):
                 first = ends[lo - 1] if lo else 0
-                members = order[first : ends[min(lo + MAX_OPEN_SHARDS, len(shards)) - 1]].tolist()
+                members = order[first : ends[min(lo + limit, len(shards)) - 1]].tolist()
                 part: list[Any] = [None] * len(members)
                 self._fetch_open([projections[i] for i in members], part, arena)
                 for i, piece in zip(members, part, strict=True):
@@ -520,8 +538,10 @@ class ShardedLayout(ChunkLayout):
             return
         store = self.store
         keys = [self.key(s) for s in shards]
-        readers = [store.open_reader(k) for k in keys]
+        readers: list[ObjectReader | None] = []
         try:
+            for key in keys:  # (opened inside the try: a failed open closes the others)
+                readers.append(store.open_reader(key))
             tokens = [r.token if r is not None else None for r in readers]
             found: list[ShardIndex | None] = [
                 shard_index_cache.get(store, k, t) if t is not None else None

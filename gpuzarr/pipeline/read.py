@@ -194,7 +194,8 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
             # slower than reading into the arena and copying: see ReadArena.take.)
             return False
         coords = projection.chunk_coords
-        size = layout.store.get_into(layout.key(coords), memoryview(target).cast("B"))
+        # (A uint8 view first: NumPy exports no buffer of datetime or timedelta arrays.)
+        size = layout.store.get_into(layout.key(coords), memoryview(target.reshape(-1).view(np.uint8)))
         if size is None:
             fill_projection(dest.buffer, projection, fill, dest.vectorized)
         elif size != target.nbytes:

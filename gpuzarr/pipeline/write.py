@@ -107,10 +107,12 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
             arena = thread_arena(store)
             for projection in group:
                 key = layout.key(projection.chunk_coords)
-                old = None if projection.covers_chunk else store.get(key, **_into(arena))
-                _store_one(store, *encode_one((projection, old)))
-                if arena is not None:
-                    arena.reset()  # the old bytes are decoded and done with
+                try:
+                    old = None if projection.covers_chunk else store.get(key, **_into(arena))
+                    _store_one(store, *encode_one((projection, old)))
+                finally:
+                    if arena is not None:
+                        arena.reset()  # the old bytes are decoded and done with
 
         parallel_map(write_group, contiguous_parts(projections, 4 * get_config().threads))
         return
@@ -229,11 +231,13 @@ def _write_sharded(layout: ShardedLayout, projections: list[ChunkProjection], so
         # chunks of a few shards over the workers measured no better for partial writes.)
         def write_shard(shard: tuple[int, ...]) -> None:
             arena = thread_arena(store)
-            needs_old = shard_needs_old(layout, shard, by_shard[shard])
-            old = store.get(layout.key(shard), **_into(arena)) if needs_old else None
-            store_shard(*encode_shard((shard, old)))
-            if arena is not None:
-                arena.reset()  # the new shard (holding the kept inner chunks) is stored
+            try:
+                needs_old = shard_needs_old(layout, shard, by_shard[shard])
+                old = store.get(layout.key(shard), **_into(arena)) if needs_old else None
+                store_shard(*encode_shard((shard, old)))
+            finally:
+                if arena is not None:
+                    arena.reset()  # the new shard (holding the kept inner chunks) is stored
 
         parallel_map(write_shard, shards)
         return

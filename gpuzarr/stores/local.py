@@ -188,7 +188,15 @@ class LocalStore(Store):
     """
 
     cheap_reads = True
-    fills_arenas = _HAVE_PREADV
+
+    @property
+    def fills_arenas(self) -> bool:  # type: ignore[override]
+        """Reads go into caller memory (with ``preadv``), unless a subclass overrides the
+        read hooks: those must then see every read, so reads go through them."""
+        cls = type(self)
+        return _HAVE_PREADV and all(
+            getattr(cls, hook) is getattr(LocalStore, hook) for hook in ("_get", "_get_ranges", "_get_suffix")
+        )
 
     def __init__(
         self,
@@ -288,22 +296,24 @@ class LocalStore(Store):
         return parallel_map(self._get, keys, self.threads)
 
     def _get_into_buffer(self, key: str, buffer: memoryview) -> int | None:
-        if not _HAVE_PREADV:
+        if not self.fills_arenas:
             return super()._get_into_buffer(key, buffer)
         opened = self._open_regular(key)
         if opened is None:
             return None
         fd, size = opened
         try:
-            _pread_into(fd, buffer[: min(size, len(buffer))], 0)
-            return size
+            wanted = min(size, len(buffer))
+            got = len(_pread_into(fd, buffer[:wanted], 0))
+            # A file cut short since its fstat (rewritten in place) reports what was read.
+            return size if got == wanted else got
         except OSError as exc:
             raise StoreError(f"cannot read key {key!r} in {self!r}: {exc}") from exc
         finally:
             os.close(fd)
 
     def _get_into(self, key: str, arena: ReadArena) -> bytes | memoryview | None:
-        if not _HAVE_PREADV:
+        if not self.fills_arenas:
             return self._get(key)
         opened = self._open_regular(key)
         if opened is None:
@@ -319,6 +329,8 @@ class LocalStore(Store):
     def _get_ranges_into(
         self, key: str, ranges: list[ByteRange], arena: ReadArena
     ) -> list[bytes] | list[memoryview] | None:
+        if not self.fills_arenas:
+            return self._get_ranges(key, ranges)
         return self._ranges_of(key, ranges, arena)
 
     def _object_token(self, key: str) -> Hashable | None:
@@ -333,6 +345,8 @@ class LocalStore(Store):
         return _token(st)
 
     def _open_reader(self, key: str) -> ObjectReader | None:
+        if not self.fills_arenas:  # a subclass's own read hooks must see every read
+            return super()._open_reader(key)
         opened = self._open_file(key)
         return None if opened is None else _OpenFile(self, key, *opened)
 
