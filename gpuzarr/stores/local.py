@@ -43,6 +43,8 @@ _MAX_IO = 1 << 30
 _MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# A range length that reaches past the end of any file.
+_WHOLE_FILE = 1 << 62
 # Reads into caller memory (ReadArena) need preadv (not on Windows).
 _HAVE_PREADV = hasattr(os, "preadv")
 
@@ -188,13 +190,13 @@ class LocalStore(Store):
     """
 
     cheap_reads = True
+    # Reads go into caller memory (with preadv), unless a subclass overrides the read
+    # hooks: those must then see every read (set per subclass, below).
+    fills_arenas = _HAVE_PREADV
 
-    @property
-    def fills_arenas(self) -> bool:  # type: ignore[override]
-        """Reads go into caller memory (with ``preadv``), unless a subclass overrides the
-        read hooks: those must then see every read, so reads go through them."""
-        cls = type(self)
-        return _HAVE_PREADV and all(
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.fills_arenas = cls.fills_arenas and all(
             getattr(cls, hook) is getattr(LocalStore, hook) for hook in ("_get", "_get_ranges", "_get_suffix")
         )
 
@@ -315,16 +317,8 @@ class LocalStore(Store):
     def _get_into(self, key: str, arena: ReadArena) -> bytes | memoryview | None:
         if not self.fills_arenas:
             return self._get(key)
-        opened = self._open_regular(key)
-        if opened is None:
-            return None
-        fd, size = opened
-        try:
-            return _pread_into(fd, arena.take(size), 0)
-        except OSError as exc:
-            raise StoreError(f"cannot read key {key!r} in {self!r}: {exc}") from exc
-        finally:
-            os.close(fd)
+        whole = self._ranges_of(key, [(0, _WHOLE_FILE)], arena)  # (ranges are clipped to the file)
+        return None if whole is None else whole[0]
 
     def _get_ranges_into(
         self, key: str, ranges: list[ByteRange], arena: ReadArena
