@@ -720,3 +720,23 @@ def test_a_chunk_cut_short_while_read_into_the_output_is_an_error(
             with pytest.raises(CorruptChunkError, match="holds"):
                 a.read(out=out)
             out = np.zeros((data.shape[0] + 16, data.shape[1]), dtype="float32")[16:]
+
+
+def test_thread_arena_is_lent_once_per_thread(tmp_path: Path) -> None:
+    """A nested borrow on the same thread gets no arena (fresh bytes), never memory the
+    outer block still uses; stores that do not fill arenas get none at all."""
+    from gpuzarr.pipeline.pool import thread_arena
+    from gpuzarr.stores import LocalStore
+
+    store = LocalStore(tmp_path)
+    with thread_arena(store) as outer:
+        assert outer is not None
+        view = outer.take(10)
+        view[:] = b"0123456789"
+        with thread_arena(store) as inner:
+            assert inner is None
+        assert bytes(view) == b"0123456789"
+    with thread_arena(store) as again:
+        assert again is outer  # lent again once returned
+    with thread_arena(MemoryStore()) as none:
+        assert none is None

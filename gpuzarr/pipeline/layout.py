@@ -15,6 +15,7 @@ import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
@@ -28,7 +29,7 @@ from gpuzarr.indexing import ChunkProjection
 from gpuzarr.metadata import ArrayMetadata
 from gpuzarr.pipeline.pool import contiguous_parts, parallel_map
 from gpuzarr.stores import Store
-from gpuzarr.stores.base import ObjectReader, ReadArena
+from gpuzarr.stores.base import ObjectReader, ReadArena, arena_keyword
 
 __all__ = [
     "ChunkLayout",
@@ -157,10 +158,8 @@ class ChunkLayout:
         caller must be done with the bytes before the arena is reset.
         """
         keys = [self.key(p.chunk_coords) for p in projections]
-        if inline and arena is not None:
-            return [self.store.get(k, arena=arena) for k in keys]
-        if inline:  # (no arena keyword: Store subclasses may override get(key))
-            return [self.store.get(k) for k in keys]
+        if inline:
+            return [self.store.get(k, **arena_keyword(arena)) for k in keys]
         return self.store.get_many(keys)
 
     def decode_many(self, coords: Sequence[Sequence[int]], raws: Sequence[Any], outs: Sequence[np.ndarray]) -> None:
@@ -395,30 +394,70 @@ class ShardedLayout(ChunkLayout):
 
         Each shard's version token is checked first (a ``stat`` on local files): a missing
         shard costs no read at all, and a cached index is used only for the very object
-        it was read from. ``inline``: read on this thread (a worker's own group).
+        it was read from. ``inline``: read on this thread (a worker's own group), each
+        shard opened once for its token and its index (:meth:`Store.open_reader`).
         """
+        if inline:
+            with self._open_readers(shard_keys) as readers:
+                return self._indexes_via(shard_keys, readers)
         store = self.store
         tokens = [store.object_token(k) for k in shard_keys]
-        found: list[ShardIndex | None] = [
-            shard_index_cache.get(store, k, t) if t is not None else None
-            for k, t in zip(shard_keys, tokens, strict=True)
-        ]
-        missing = [i for i, (f, t) in enumerate(zip(found, tokens, strict=True)) if f is None and t is not None]
+        found, missing = self._cached_indexes(shard_keys, tokens)
         if not missing:
             return found
         n = self.index_nbytes
         keys = [shard_keys[i] for i in missing]
         if self.index_location == "end":
-            if inline:
-                raws = [store.get_suffix(k, n) for k in keys]
-            else:
-                raws = parallel_map(lambda k: store.get_suffix(k, n), keys)
+            raws = parallel_map(lambda k: store.get_suffix(k, n), keys)
         else:
-            requests = [(k, [(0, n)]) for k in keys]
-            ranges = [store.get_ranges(*r) for r in requests] if inline else store.get_many_ranges(requests)
+            ranges = store.get_many_ranges([(k, [(0, n)]) for k in keys])
             raws = [r[0] if r is not None else None for r in ranges]
         self._decode_indexes(found, missing, keys, tokens, raws)
         return found
+
+    def _cached_indexes(
+        self, keys: Sequence[str], tokens: Sequence[Hashable | None]
+    ) -> tuple[list[ShardIndex | None], list[int]]:
+        """The cached index of each shard (by its token), and the positions of the shards
+        that exist but have none cached."""
+        store = self.store
+        found: list[ShardIndex | None] = [
+            shard_index_cache.get(store, k, t) if t is not None else None for k, t in zip(keys, tokens, strict=True)
+        ]
+        missing = [i for i, (f, t) in enumerate(zip(found, tokens, strict=True)) if f is None and t is not None]
+        return found, missing
+
+    def _indexes_via(self, keys: Sequence[str], readers: Sequence[ObjectReader | None]) -> list[ShardIndex | None]:
+        """The index of each shard, cached or read through its open reader (None: missing)."""
+        tokens = [r.token if r is not None else None for r in readers]
+        found, missing = self._cached_indexes(keys, tokens)
+        if not missing:
+            return found
+        n = self.index_nbytes
+        raws: list[Any] = []
+        for i in missing:
+            reader = readers[i]
+            assert reader is not None  # (a shard without a reader has no token)
+            if self.index_location == "end":
+                raws.append(reader.get_suffix(n))
+            else:
+                got = reader.get_ranges([(0, n)])
+                raws.append(None if got is None else got[0])
+        self._decode_indexes(found, missing, [keys[i] for i in missing], tokens, raws)
+        return found
+
+    @contextmanager
+    def _open_readers(self, keys: Sequence[str]) -> Iterator[list[ObjectReader | None]]:
+        """An open reader per shard (None for a missing one), all closed on exit, also
+        when opening one of them fails."""
+        with ExitStack() as stack:
+            readers: list[ObjectReader | None] = []
+            for key in keys:
+                reader = self.store.open_reader(key)
+                if reader is not None:
+                    stack.enter_context(reader)
+                readers.append(reader)
+            yield readers
 
     def _decode_indexes(
         self,
@@ -536,40 +575,15 @@ class ShardedLayout(ChunkLayout):
                 for i, piece in zip(members, part, strict=True):
                     results[i] = piece
             return
-        store = self.store
         keys = [self.key(s) for s in shards]
-        readers: list[ObjectReader | None] = []
-        try:
-            for key in keys:  # (opened inside the try: a failed open closes the others)
-                readers.append(store.open_reader(key))
-            tokens = [r.token if r is not None else None for r in readers]
-            found: list[ShardIndex | None] = [
-                shard_index_cache.get(store, k, t) if t is not None else None
-                for k, t in zip(keys, tokens, strict=True)
-            ]
-            missing = [i for i, (f, r) in enumerate(zip(found, readers, strict=True)) if f is None and r is not None]
-            if missing:
-                n = self.index_nbytes
-                raws: list[Any] = []
-                for i in missing:
-                    reader = readers[i]
-                    assert reader is not None
-                    if self.index_location == "end":
-                        raws.append(reader.get_suffix(n))
-                    else:
-                        got = reader.get_ranges([(0, n)])
-                        raws.append(None if got is None else got[0])
-                self._decode_indexes(found, missing, [keys[i] for i in missing], tokens, raws)
+        with self._open_readers(keys) as readers:
+            found = self._indexes_via(keys, readers)
             reader_of = dict(zip(keys, readers, strict=True))
             for request in self._requests(projections, keys, found, position, inner):
                 reader = reader_of[request.key]
                 blobs = None if reader is None else reader.get_ranges(request.ranges, arena=arena)
                 for unit, piece in request.cut(blobs):
                     results[unit] = piece
-        finally:
-            for reader in readers:
-                if reader is not None:
-                    reader.close()
 
 
 class _ShardRequest:

@@ -26,7 +26,7 @@ from gpuzarr.config import get_config
 from gpuzarr.indexing import ChunkProjection, Indexer, ortho_get, ortho_set
 from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache, waves, whole_unit_view
 from gpuzarr.pipeline.pool import contiguous_parts, parallel_map, thread_arena
-from gpuzarr.stores.base import ReadArena
+from gpuzarr.stores.base import arena_keyword
 
 __all__ = ["ValueSource", "shard_needs_old", "stored_inner_ranges", "write_from"]
 
@@ -104,15 +104,11 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
         # no barrier per wave between encoding and storing, and no encoded wave held in
         # memory (each object is still written atomically).
         def write_group(group: Sequence[ChunkProjection]) -> None:
-            arena = thread_arena(store)
             for projection in group:
                 key = layout.key(projection.chunk_coords)
-                try:
-                    old = None if projection.covers_chunk else store.get(key, **_into(arena))
+                with thread_arena(store) as arena:  # (the old bytes are decoded before it resets)
+                    old = None if projection.covers_chunk else store.get(key, **arena_keyword(arena))
                     _store_one(store, *encode_one((projection, old)))
-                finally:
-                    if arena is not None:
-                        arena.reset()  # the old bytes are decoded and done with
 
         parallel_map(write_group, contiguous_parts(projections, 4 * get_config().threads))
         return
@@ -125,11 +121,6 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
             old_by_coords = {p.chunk_coords: b for p, b in zip(partial, olds, strict=True)}
         results = parallel_map(encode_one, [(p, old_by_coords.get(p.chunk_coords)) for p in wave])
         _store_results(layout, results)
-
-
-def _into(arena: ReadArena | None) -> dict[str, Any]:
-    """The keyword that reads into ``arena`` (none for stores that do not fill arenas)."""
-    return {} if arena is None else {"arena": arena}
 
 
 def _store_one(store: Any, key: str, value: Any) -> None:
@@ -230,14 +221,10 @@ def _write_sharded(layout: ShardedLayout, projections: list[ChunkProjection], so
         # chunks: the last shards of each wave left threads idle). (Spreading the inner
         # chunks of a few shards over the workers measured no better for partial writes.)
         def write_shard(shard: tuple[int, ...]) -> None:
-            arena = thread_arena(store)
-            try:
-                needs_old = shard_needs_old(layout, shard, by_shard[shard])
-                old = store.get(layout.key(shard), **_into(arena)) if needs_old else None
+            needs_old = shard_needs_old(layout, shard, by_shard[shard])
+            with thread_arena(store) as arena:  # (the new shard, with the kept inner chunks, is stored first)
+                old = store.get(layout.key(shard), **arena_keyword(arena)) if needs_old else None
                 store_shard(*encode_shard((shard, old)))
-            finally:
-                if arena is not None:
-                    arena.reset()  # the new shard (holding the kept inner chunks) is stored
 
         parallel_map(write_shard, shards)
         return

@@ -32,6 +32,7 @@ __all__ = [
     "ObjectReader",
     "ReadArena",
     "Store",
+    "arena_keyword",
     "as_byte_view",
     "validate_key",
     "validate_prefix",
@@ -184,6 +185,12 @@ class ReadArena:
             self._block = _aligned_empty(needed)
 
 
+def arena_keyword(arena: ReadArena | None) -> dict[str, ReadArena]:
+    """``{"arena": arena}``, or nothing without one: Store subclasses written before
+    arenas override ``get(key)`` / ``get_ranges(key, ranges)`` without the keyword."""
+    return {} if arena is None else {"arena": arena}
+
+
 class ObjectReader(AbstractContextManager["ObjectReader"]):
     """An open handle on one stored object, for several reads of it (from
     :meth:`Store.open_reader`; close it, or use it as a context manager).
@@ -203,7 +210,7 @@ class ObjectReader(AbstractContextManager["ObjectReader"]):
 
     def get_ranges(self, ranges: Sequence[ByteRange], *, arena: ReadArena | None = None) -> list[Any] | None:
         """As :meth:`Store.get_ranges` of this object (None if it vanished meanwhile)."""
-        return self.store.get_ranges(self.key, ranges, **({} if arena is None else {"arena": arena}))
+        return self.store.get_ranges(self.key, ranges, **arena_keyword(arena))
 
     def get_suffix(self, length: int) -> Any:
         """As :meth:`Store.get_suffix` of this object (None if it vanished meanwhile)."""
