@@ -41,6 +41,8 @@ from gpuzarr.codecs import (
     codec_from_user,
     v2_compressor,
 )
+from gpuzarr.codecs import blosc as blosc_module
+from gpuzarr.codecs.base import chunk_threads, granted_chunk_threads
 from gpuzarr.codecs.crc32c import crc32c_checksum
 from gpuzarr.codecs.zstd import zstd_frame_content_size
 from gpuzarr.errors import ChecksumError, CorruptChunkError, MetadataError, UnsupportedCodecError
@@ -716,6 +718,50 @@ def test_blosc_decoded_size(cname: str, shuffle: str) -> None:
     assert codec.decoded_size(encoded[:15]) is None  # no full header
     assert codec.decoded_size(b"") is None
     np.testing.assert_array_equal(np.frombuffer(bytes(codec.cpu_decode(encoded, spec)), "<i4"), data)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("cname", ["lz4", "blosclz", "zstd", "zlib"])
+@pytest.mark.parametrize("shuffle", ["noshuffle", "shuffle", "bitshuffle"])
+def test_blosc_context_decode_matches_numcodecs(cname: str, shuffle: str, threads: int) -> None:
+    # The c-blosc context call decodes what numcodecs decodes, into `out` or a new
+    # buffer, with one thread per chunk or with the threads a read grants.
+    assert blosc_module._context_decompress() is not None  # numcodecs' build exports it
+    spec = spec_for((300_000,), "float32")
+    codec = BloscCodec(cname, 5, shuffle, blocksize=2**16).evolve(spec)  # type: ignore[arg-type]
+    data = sample((300_000,), "float32")
+    encoded = codec.cpu_encode(data.tobytes(), spec)
+    expected = numcodecs.Blosc().decode(encoded)
+    out = np.empty_like(data)
+    with chunk_threads(threads):
+        assert granted_chunk_threads() == threads
+        assert codec.cpu_decode(encoded, spec, out=out) is out
+        fresh = codec.cpu_decode(memoryview(encoded), spec)
+    assert granted_chunk_threads() == 1
+    assert out.tobytes() == bytes(expected) == bytes(fresh)
+
+
+def test_blosc_context_decode_rejects_bad_buffers() -> None:
+    spec = spec_for((4096,), "int32")
+    codec = BloscCodec("lz4", 5, "shuffle").evolve(spec)
+    encoded = bytearray(codec.cpu_encode(sample((4096,), "int32").tobytes(), spec))
+    small = np.empty(100, dtype=np.int32)
+    with pytest.raises(CorruptChunkError, match="blosc"):
+        codec.cpu_decode(bytes(encoded), spec, out=small)  # the header promises more than `out` holds
+    encoded[-40:] = bytes(40)  # a damaged compressed block, the header intact
+    with pytest.raises(CorruptChunkError, match="blosc"):
+        codec.cpu_decode(bytes(encoded), spec)
+
+
+def test_blosc_decodes_through_numcodecs_without_the_context_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A numcodecs build that does not export c-blosc's API still decodes, padded buffers too.
+    monkeypatch.setattr(blosc_module, "_context_decompress", lambda: None)
+    spec = spec_for((300,), "int32")
+    codec = BloscCodec("zstd", 5, "bitshuffle").evolve(spec)
+    data = sample((300,), "int32")
+    encoded = codec.cpu_encode(data.tobytes(), spec)
+    for stored in (encoded, encoded + b"\0\0"):
+        np.testing.assert_array_equal(np.frombuffer(bytes(codec.cpu_decode(stored, spec)), "<i4"), data)
 
 
 def test_blosc_typesize_follows_data_type() -> None:
