@@ -790,8 +790,28 @@ def test_v2_layout_codec(order: str, stored: str) -> None:
     expected = np.asarray(data, dtype=stored).tobytes(order=order)
     assert bytes(ZstdCodec(1).cpu_decode(encoded, spec)) == expected
     np.testing.assert_array_equal(chain.decode(encoded), data)
+    # A C-order chunk without filters is its plain elements: it decodes straight into
+    # `out` (byte-swapped in place when stored big-endian), as a v3 `bytes` chunk does.
+    assert chain.can_decode_into == (order == "C")
+    out = np.zeros(shape, native)
+    assert chain.decode(encoded, out=out) is out
+    np.testing.assert_array_equal(out, data)
+    plain = CodecChain([codec], spec)
+    assert plain.stores_as_is == (order == "C" and np.dtype(stored) == native)
+    np.testing.assert_array_equal(plain.decode(expected, out=np.zeros(shape, native)), data)
     with pytest.raises(CorruptChunkError, match="v2 chunk"):
         codec.cpu_decode(expected[:-1], spec)
+
+
+def test_v2_layout_plain_elements() -> None:
+    # Chunks stored as their C-order elements (what lets a chain decode into `out`).
+    assert V2ArrayBytesCodec("<i4").plain_stored_dtype(spec_for((3, 5), "int32")) == np.dtype("<i4")
+    assert V2ArrayBytesCodec(">f8", "F").plain_stored_dtype(spec_for((1, 7), "float64")) == np.dtype(">f8")
+    assert V2ArrayBytesCodec("<i4", "F").plain_stored_dtype(spec_for((3, 5), "int32")) is None
+    delta = V2ArrayBytesCodec.create("<i4", "C", [{"id": "delta", "dtype": "<i4"}])
+    assert delta.plain_stored_dtype(spec_for((10,), "int32")) is None
+    assert V2ArrayBytesCodec("|O").plain_stored_dtype(spec_for((3,), str)) is None
+    assert not CodecChain([delta, ZstdCodec(1)], spec_for((10,), "int32")).can_decode_into
 
 
 def test_v2_layout_codec_filters_and_objects() -> None:

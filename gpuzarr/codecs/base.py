@@ -197,6 +197,12 @@ class ArrayBytesCodec(Codec):
 
     kind: ClassVar[CodecKind] = "array_bytes"
 
+    def plain_stored_dtype(self, spec: ChunkSpec) -> np.dtype | None:
+        """The dtype of the stored elements when the encoded bytes are the chunk's
+        elements in C order and nothing else (so a chunk decodes straight into a
+        C-contiguous buffer of ``spec``'s shape), else None."""
+        return None
+
 
 class BytesBytesCodec(Codec):
     """Transforms bytes into bytes (compressors, checksums)."""

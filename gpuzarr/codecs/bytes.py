@@ -72,6 +72,9 @@ class BytesCodec(ArrayBytesCodec):
             return dtype
         return dtype.newbyteorder("<" if self.endian == "little" else ">")
 
+    def plain_stored_dtype(self, spec: ChunkSpec) -> np.dtype | None:
+        return None if spec.data_type.is_variable_length else self.stored_dtype(spec.dtype)
+
     def encoded_size(self, decoded_size: int, spec: ChunkSpec) -> int:
         return spec.nbytes
 

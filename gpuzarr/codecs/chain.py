@@ -21,7 +21,6 @@ from gpuzarr.codecs.base import (
     Codec,
     as_memoryview,
 )
-from gpuzarr.codecs.bytes import BytesCodec
 from gpuzarr.errors import MetadataError
 
 __all__ = ["CodecChain"]
@@ -65,17 +64,17 @@ class CodecChain:
         self.array_spec = current  # what the array→bytes codec serialises
         self.bytes_bytes: list[BytesBytesCodec] = [c.evolve(current) for c in bytes_bytes]  # type: ignore[misc]
         self.codecs: list[Codec] = [c for c, _ in self.array_array] + [self.array_bytes] + self.bytes_bytes
-        # Decode straight into a caller's buffer: (compressor that decodes into out)?, bytes.
+        # Decode straight into a caller's buffer: (compressor that decodes into out)?,
+        # then an array→bytes codec that stores the plain elements (``bytes``, or a v2
+        # layout without filters in C order).
+        plain_dtype = None if self.array_array else self.array_bytes.plain_stored_dtype(current)
         self._direct = (
-            not self.array_array
-            and isinstance(self.array_bytes, BytesCodec)
-            and len(self.bytes_bytes) <= 1
-            and all(c.decodes_into for c in self.bytes_bytes)
+            plain_dtype is not None and len(self.bytes_bytes) <= 1 and all(c.decodes_into for c in self.bytes_bytes)
         )
         # Resolved once: decode() runs per chunk, so it should only test and call.
         self._direct_compressor = self.bytes_bytes[0] if self._direct and self.bytes_bytes else None
-        if self._direct and not self.array_spec.data_type.is_variable_length:
-            self._stored_dtype = self.array_bytes.stored_dtype(self.array_spec.dtype)  # type: ignore[attr-defined]
+        if self._direct and plain_dtype is not None:
+            self._stored_dtype = plain_dtype
             self._swap = self._stored_dtype != self.array_spec.dtype
             self._nbytes = self.array_spec.nbytes
             self._as_is = self._direct_compressor is None and not self._swap

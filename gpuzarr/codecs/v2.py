@@ -68,6 +68,16 @@ class V2ArrayBytesCodec(ArrayBytesCodec):
     def _dtype(self) -> np.dtype:
         return np.dtype(self.stored_dtype)
 
+    def plain_stored_dtype(self, spec: ChunkSpec) -> np.dtype | None:
+        # Without filters, a C-order chunk (or any chunk of one dimension) is stored as
+        # its elements, like the v3 ``bytes`` codec stores them.
+        stored = self._dtype
+        if self.filters or stored.kind == "O" or spec.data_type.is_variable_length:
+            return None
+        if self.order != "C" and sum(n > 1 for n in spec.shape) > 1:
+            return None
+        return stored if stored.itemsize == spec.dtype.itemsize else None
+
     def cpu_decode(self, data: Buffer, spec: ChunkSpec, out: np.ndarray | None = None) -> np.ndarray:
         chunk: Any = data
         try:
