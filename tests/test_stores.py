@@ -243,6 +243,18 @@ class TestCommon:
         store.set_many([])
         store.delete_many([])
 
+    def test_set_parts(self, store: Store) -> None:
+        parts = [b"head", bytearray(b""), memoryview(b"-middle-"), np.arange(3, dtype="<u2"), b"tail"]
+        store.set_parts("p/k", parts)
+        assert store.get("p/k") == b"head-middle-\x00\x00\x01\x00\x02\x00tail"
+        store.set_parts("p/k", [b"new"])  # replaces, like set
+        assert store.get("p/k") == b"new"
+        store.set_parts("p/empty", [])
+        assert store.get("p/empty") == b""
+        with pytest.raises(TypeError, match="p/bad"):
+            store.set_parts("p/bad", [b"x", "text"])  # type: ignore[list-item]
+        assert store.get("p/bad") is None
+
     @pytest.mark.parametrize(
         "bad", ["", "/a", "a/", "a//b", "./a", "a/./b", "a/../b", "..", ".", "a\\b", "a\x00b"]
     )
@@ -480,6 +492,58 @@ class TestLocalStore:
         assert s.get("a/k") == b"old content"
         assert s.get("a/fresh") is None
         assert _all_files(tmp_path) == ["a", os.path.join("a", "k")]  # no temp files
+
+    def test_set_parts_writes_in_batches_and_resumes_short_writes(
+        self, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # writev takes at most _IOV_MAX parts per call and may write less than asked
+        # (cutting a part anywhere): every byte still lands once, in order.
+        s = LocalStore(tmp_path)
+        parts = [bytes([i]) * (i % 7 + 1) for i in range(50)]
+        real_writev = os.writev
+        calls: list[int] = []
+
+        def short_writev(fd: int, buffers: list[memoryview]) -> int:
+            calls.append(len(buffers))
+            assert len(buffers) <= 4
+            total = sum(len(b) for b in buffers)
+            return real_writev(fd, [b"".join(bytes(b) for b in buffers)[: max(1, total // 2)]])
+
+        monkeypatch.setattr(local_module, "_IOV_MAX", 4)
+        monkeypatch.setattr(os, "writev", short_writev)
+        s.set_parts("k", parts)
+        assert s.get("k") == b"".join(parts)
+        assert len(calls) > len(parts) // 4
+
+    def test_set_parts_failure_leaves_the_old_object(
+        self, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        s = LocalStore(tmp_path)
+        s.set("a/k", b"old content")
+        real_writev = os.writev
+
+        def failing_writev(fd: int, buffers: list[memoryview]) -> int:
+            real_writev(fd, buffers[:1])  # some written, then the "crash"
+            raise OSError("disk on fire")
+
+        monkeypatch.setattr(os, "writev", failing_writev)
+        with pytest.raises(StoreError, match="a/k"):
+            s.set_parts("a/k", [b"new ", b"content"])
+        monkeypatch.undo()
+        assert s.get("a/k") == b"old content"
+        assert _all_files(tmp_path) == ["a", os.path.join("a", "k")]  # no temp files
+
+    def test_set_parts_goes_through_a_subclass_set_hook(self, tmp_path: pathlib.Path) -> None:
+        written: list[bytes] = []
+
+        class Recording(LocalStore):
+            def _set(self, key: str, value: memoryview) -> None:
+                written.append(bytes(value))
+                super()._set(key, value)
+
+        s = Recording(tmp_path)
+        s.set_parts("k", [b"ab", b"cd"])
+        assert written == [b"abcd"] and s.get("k") == b"abcd"
 
     def test_listing_ignores_temp_files(self, tmp_path: pathlib.Path) -> None:
         s = LocalStore(tmp_path)

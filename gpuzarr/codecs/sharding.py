@@ -320,6 +320,13 @@ class ShardingCodec(ArrayBytesCodec):
 
     def assemble(self, encoded: Mapping[tuple[int, ...], Buffer], spec: ChunkSpec) -> bytes | None:
         """Lay out encoded inner chunks (C order) and the index; None if nothing is stored."""
+        parts = self.assemble_parts(encoded, spec)
+        return None if parts is None else b"".join(as_memoryview(p) for p in parts)
+
+    def assemble_parts(self, encoded: Mapping[tuple[int, ...], Buffer], spec: ChunkSpec) -> list[Buffer] | None:
+        """:meth:`assemble`'s shard as its parts in storage order (the encoded inner
+        chunks in C order, and the index first or last), for stores that write parts
+        without joining them (:meth:`~gpuzarr.stores.base.Store.set_parts`)."""
         grid = self.inner_grid(spec.shape)
         index = ShardIndex.empty(grid)
         if not encoded:
@@ -338,7 +345,7 @@ class ShardingCodec(ArrayBytesCodec):
             parts.insert(0, raw_index)
         else:
             parts.append(raw_index)
-        return b"".join(as_memoryview(p) for p in parts)
+        return parts
 
     def cpu_encode(self, data: np.ndarray, spec: ChunkSpec) -> bytes:
         encoded: dict[tuple[int, ...], bytes] = {}

@@ -425,6 +425,17 @@ class Store(ABC):
         self._check_writable(f"key {key!r}")
         self._set(key, as_byte_view(key, value))
 
+    def set_parts(self, key: str, parts: Sequence[BytesLike]) -> None:
+        """Store the concatenation of ``parts`` under ``key``, atomically like :meth:`set`.
+
+        Stores that can write pieces one after another (local files: ``writev``) never
+        join them into one buffer: a shard assembled from its inner chunks and index is
+        written without a copy the size of the shard.
+        """
+        key = validate_key(key)
+        self._check_writable(f"key {key!r}")
+        self._set_parts(key, [as_byte_view(key, part) for part in parts])
+
     def set_many(self, items: Sequence[tuple[str, BytesLike]]) -> None:
         """Store several ``(key, value)`` pairs, possibly in parallel.
 
@@ -529,6 +540,11 @@ class Store(ABC):
     @abstractmethod
     def _set(self, key: str, value: memoryview) -> None:
         """Write a flat byte view under a valid key (store is open and writable)."""
+
+    def _set_parts(self, key: str, parts: list[memoryview]) -> None:
+        """Write the concatenation of flat byte views under a valid key (store open and
+        writable). Stores that can write pieces in turn override this."""
+        self._set(key, memoryview(b"".join(parts)))
 
     @abstractmethod
     def _delete(self, key: str) -> None:
