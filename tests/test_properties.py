@@ -449,3 +449,28 @@ def test_sharded_device_assignment_sequences_match_numpy(setup: dict[str, Any], 
     assert_same(gpuzarr.open_array(store)[...], expected)
     if not expected.any():
         assert not [k for k in store.list_prefix("c")], "a shard holding only fill values is deleted"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    total=st.integers(0, 5000),
+    parts=st.integers(1, 64),
+    threads=st.integers(1, 16),
+    min_length=st.integers(1, 64),
+)
+def test_tapering_parts_cover_everything_in_order(total: int, parts: int, threads: int, min_length: int) -> None:
+    # The work lists of a read's tasks: every item once, in order; runs never longer
+    # than an equal split into `parts`, never longer than those before them, and never
+    # shorter than `min_length` (the last excepted, which takes what is left).
+    from gpuzarr.pipeline.pool import tapering_parts
+
+    items = list(range(total))
+    runs = tapering_parts(items, parts, threads, min_length)
+    assert [x for run in runs for x in run] == items
+    lengths = [len(run) for run in runs]
+    cap = -(-total // parts) if total else 0
+    assert all(0 < n <= cap for n in lengths)
+    assert lengths == sorted(lengths, reverse=True)
+    assert all(n >= min(min_length, cap) for n in lengths[:-1])
+    # Tapering adds few runs: about 2 * threads * ln(cap) beyond the `parts` equal ones.
+    assert len(runs) <= parts + 2 * threads * (1 + int(np.log(max(cap, 1)) + 1))

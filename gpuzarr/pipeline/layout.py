@@ -27,7 +27,7 @@ from gpuzarr.config import get_config
 from gpuzarr.errors import ChecksumError, CorruptChunkError
 from gpuzarr.indexing import ChunkProjection
 from gpuzarr.metadata import ArrayMetadata
-from gpuzarr.pipeline.pool import contiguous_parts, parallel_map
+from gpuzarr.pipeline.pool import parallel_map, tapering_parts
 from gpuzarr.stores import Store
 from gpuzarr.stores.base import ObjectReader, ReadArena, arena_keyword
 
@@ -123,13 +123,14 @@ class ChunkLayout:
 
         Only on stores where one read is cheap (``Store.cheap_reads``): a unit is then
         decoded while its bytes are still in cache. Groups of consecutive units (a few
-        per thread, for balance) keep the per-task cost off small units. Other stores
-        get batched fetches per wave instead. (``min_group_bytes`` matters only to
-        sharded layouts, whose groups are whole shards.)
+        per thread, shorter towards the end so that threads finish together, and of at
+        least ``min_group_bytes`` of units) keep the per-task cost off small units.
+        Other stores get batched fetches per wave instead.
         """
         if not self.store.cheap_reads:
             return None
-        return [UnitGroup(self, part) for part in contiguous_parts(projections, 4 * threads)]
+        min_units = max(1, min_group_bytes // (self.unit_spec.nbytes or 1))
+        return [UnitGroup(self, part) for part in tapering_parts(projections, 4 * threads, threads, min_units)]
 
     def locate(self, projections: Sequence[ChunkProjection]) -> list[tuple[str, int, int] | None]:
         """Where each projection's unit is stored, without reading it: ``(key, offset,

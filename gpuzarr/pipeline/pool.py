@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from gpuzarr.config import get_config
 from gpuzarr.stores.base import ReadArena, Store
 
-__all__ = ["ARENA_KEEP_BYTES", "contiguous_parts", "parallel_map", "thread_arena"]
+__all__ = ["ARENA_KEEP_BYTES", "parallel_map", "tapering_parts", "thread_arena"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -101,11 +101,26 @@ def _shared_map(fn: Callable[[T], R], items: Sequence[T], helpers: int) -> list[
     return results
 
 
-def contiguous_parts(items: Sequence[T], parts: int) -> list[Sequence[T]]:
-    """``items`` cut into at most ``parts`` runs of consecutive items, of about equal
-    lengths (the work list of one task each)."""
-    size = max(1, -(-len(items) // max(1, parts)))
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def tapering_parts(items: Sequence[T], parts: int, threads: int, min_length: int = 1) -> list[Sequence[T]]:
+    """``items`` cut into runs of consecutive items for ``threads`` threads taking them
+    in turn: runs of ``len(items) / parts`` items at first, then shorter ones as the
+    work runs out (each at most a ``2 * threads``-th of what is left, and at least
+    ``min_length``).
+
+    Equal runs leave threads idle at the end while one finishes the last long run
+    alone (measured on 2048 chunks of 64 KiB in 12 runs on 2 cores: up to 20 ms of a
+    230 ms read with one core idle); short runs throughout would cost a handoff each.
+    """
+    total = len(items)
+    cap = max(1, -(-total // max(1, parts)))
+    floor = max(1, min(min_length, cap))
+    runs: list[Sequence[T]] = []
+    start = 0
+    while start < total:
+        size = min(cap, max(floor, -(-(total - start) // (2 * max(1, threads)))))
+        runs.append(items[start : start + size])
+        start += size
+    return runs
 
 
 @contextmanager

@@ -32,7 +32,7 @@ from gpuzarr.config import get_config, usable_cores
 from gpuzarr.errors import CorruptChunkError
 from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, place_projection
 from gpuzarr.pipeline.layout import ChunkLayout, UnitGroup, waves, whole_unit_view
-from gpuzarr.pipeline.pool import contiguous_parts, parallel_map, thread_arena
+from gpuzarr.pipeline.pool import parallel_map, tapering_parts, thread_arena
 from gpuzarr.stores.base import ARENA_ALIGN
 
 __all__ = ["read_many_into"]
@@ -192,9 +192,8 @@ def _read_planned(
                 read_one(projection, None)  # the fill value
             else:
                 stored.append((projection, raw))
-        parallel_map(
-            decode_batch, contiguous_parts(stored, _PARTS_PER_THREAD * threads), use_caller=True, max_threads=threads
-        )
+        parts = tapering_parts(stored, _PARTS_PER_THREAD * threads, threads)
+        parallel_map(decode_batch, parts, use_caller=True, max_threads=threads)
 
     def read_stored_into(projection: ChunkProjection) -> bool:
         """Read a unit stored as is straight into its place in the output, if it lands

@@ -26,7 +26,7 @@ from gpuzarr.codecs.fill import is_fill_chunk
 from gpuzarr.config import get_config
 from gpuzarr.indexing import ChunkProjection, Indexer, ortho_get, ortho_set
 from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache, waves, whole_unit_view
-from gpuzarr.pipeline.pool import contiguous_parts, parallel_map, thread_arena
+from gpuzarr.pipeline.pool import parallel_map, tapering_parts, thread_arena
 from gpuzarr.stores.base import arena_keyword
 
 __all__ = ["ValueSource", "shard_needs_old", "stored_inner_ranges", "write_from"]
@@ -111,7 +111,8 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
                     old = None if projection.covers_chunk else store.get(key, **arena_keyword(arena))
                     _store_one(store, *encode_one((projection, old)))
 
-        parallel_map(write_group, contiguous_parts(projections, 4 * get_config().threads))
+        threads = get_config().threads
+        parallel_map(write_group, tapering_parts(projections, 4 * threads, threads))
         return
     for wave in waves(projections, layout.unit_spec.nbytes or 1024):
         # Only units the selection covers partly need their old contents.
