@@ -964,31 +964,6 @@ def test_threads_give_same_results(compressors: Any) -> None:
     assert s1 == s4  # byte-identical stores
 
 
-def test_a_lone_chunk_may_use_every_core_and_chunks_read_together_one_each(monkeypatch: pytest.MonkeyPatch) -> None:
-    # blosc splits one chunk over threads only when a read has nothing else to decode
-    # alongside it; otherwise the workers already fill the cores.
-    from gpuzarr.codecs import blosc as blosc_module
-    from gpuzarr.config import usable_cores
-
-    real = blosc_module._context_decompress()
-    assert real is not None
-    granted: list[int] = []
-
-    def recording(source: int, target: int, size: int, threads: int) -> int:
-        granted.append(threads)
-        return real(source, target, size, threads)
-
-    monkeypatch.setattr(blosc_module, "_context_decompress", lambda: recording)
-    data = np.arange(64 * 64, dtype="f4").reshape(64, 64)
-    a = gpuzarr.create_array({}, shape=data.shape, chunks=(32, 64), dtype="f4", compressors={"name": "blosc"})
-    a[...] = data
-    np.testing.assert_array_equal(a[:32], data[:32])
-    assert granted == [usable_cores()]
-    granted.clear()
-    np.testing.assert_array_equal(a[...], data)
-    assert granted == [1, 1]
-
-
 # --------------------------------------------------------------------------------------
 # devices
 

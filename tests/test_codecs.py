@@ -42,7 +42,6 @@ from gpuzarr.codecs import (
     v2_compressor,
 )
 from gpuzarr.codecs import blosc as blosc_module
-from gpuzarr.codecs.base import chunk_threads, granted_chunk_threads
 from gpuzarr.codecs.crc32c import crc32c_checksum
 from gpuzarr.codecs.zstd import zstd_frame_content_size
 from gpuzarr.errors import ChecksumError, CorruptChunkError, MetadataError, UnsupportedCodecError
@@ -720,27 +719,60 @@ def test_blosc_decoded_size(cname: str, shuffle: str) -> None:
     np.testing.assert_array_equal(np.frombuffer(bytes(codec.cpu_decode(encoded, spec)), "<i4"), data)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.fixture
+def blosc_context() -> None:
+    if blosc_module._context_decompress() is None:
+        pytest.skip("this numcodecs build does not export c-blosc 1.21+'s context API")
+
+
+@pytest.mark.usefixtures("blosc_context")
 @pytest.mark.parametrize("cname", ["lz4", "blosclz", "zstd", "zlib"])
 @pytest.mark.parametrize("shuffle", ["noshuffle", "shuffle", "bitshuffle"])
-def test_blosc_context_decode_matches_numcodecs(cname: str, shuffle: str, threads: int) -> None:
-    # The c-blosc context call decodes what numcodecs decodes, into `out` or a new
-    # buffer, with one thread per chunk or with the threads a read grants.
-    assert blosc_module._context_decompress() is not None  # numcodecs' build exports it
+def test_blosc_context_decode_matches_numcodecs(cname: str, shuffle: str) -> None:
+    # The c-blosc context call decodes what numcodecs decodes, into `out` or a new buffer.
     spec = spec_for((300_000,), "float32")
     codec = BloscCodec(cname, 5, shuffle, blocksize=2**16).evolve(spec)  # type: ignore[arg-type]
     data = sample((300_000,), "float32")
     encoded = codec.cpu_encode(data.tobytes(), spec)
     expected = numcodecs.Blosc().decode(encoded)
     out = np.empty_like(data)
-    with chunk_threads(threads):
-        assert granted_chunk_threads() == threads
-        assert codec.cpu_decode(encoded, spec, out=out) is out
-        fresh = codec.cpu_decode(memoryview(encoded), spec)
-    assert granted_chunk_threads() == 1
+    assert codec.cpu_decode(encoded, spec, out=out) is out
+    fresh = codec.cpu_decode(memoryview(encoded), spec)
     assert out.tobytes() == bytes(expected) == bytes(fresh)
 
 
+def test_blosc_out_it_cannot_write_in_place_is_refused() -> None:
+    # A strided `out` would be decoded into a temporary copy: it takes numcodecs' path,
+    # which refuses it, instead of returning `out` untouched. A Fortran-order `out` gets
+    # the bytes in memory order, as numcodecs writes them.
+    spec = spec_for((16, 8), "float32")
+    codec = BloscCodec("lz4", 5, "shuffle").evolve(spec)
+    data = sample((16, 8), "float32")
+    encoded = codec.cpu_encode(data.tobytes(), spec)
+    with pytest.raises(CorruptChunkError, match="blosc"):
+        codec.cpu_decode(encoded, spec, out=np.zeros((32, 8), "f4")[::2])
+    fortran = np.zeros((16, 8), "f4", order="F")
+    assert codec.cpu_decode(encoded, spec, out=fortran) is fortran
+    assert fortran.tobytes(order="A") == data.tobytes()
+
+
+def test_blosc_context_call_needs_cblosc_1_21(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+
+    class FakeLibrary:
+        def __init__(self, version: bytes) -> None:
+            self.blosc_decompress_ctx = lambda *args: 0
+            self.blosc_get_version_string = lambda: version
+
+    for version, usable in ((b"1.21.6", True), (b"1.20.1", False), (b"2.15.1", False), (b"garbage", False)):
+        monkeypatch.setattr(ctypes, "CDLL", lambda path, v=version: FakeLibrary(v))
+        blosc_module._context_decompress.cache_clear()
+        assert (blosc_module._context_decompress() is not None) == usable, version
+    monkeypatch.undo()
+    blosc_module._context_decompress.cache_clear()
+
+
+@pytest.mark.usefixtures("blosc_context")
 def test_blosc_context_decode_rejects_bad_buffers() -> None:
     spec = spec_for((4096,), "int32")
     codec = BloscCodec("lz4", 5, "shuffle").evolve(spec)

@@ -12,6 +12,7 @@ import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pytest
@@ -533,15 +534,35 @@ class TestLocalStore:
         assert s.get("a/k") == b"old content"
         assert _all_files(tmp_path) == ["a", os.path.join("a", "k")]  # no temp files
 
-    def test_set_parts_goes_through_a_subclass_set_hook(self, tmp_path: pathlib.Path) -> None:
+    def test_set_parts_caps_each_writev_call(self, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        # At most _MAX_IO bytes a call (macOS refuses writev calls over 2 GiB), a part
+        # larger than that split over calls.
+        s = LocalStore(tmp_path)
+        parts = [b"a" * 3, b"b" * 25, b"c" * 4, b"d" * 9, b"e"]
+        real_writev = os.writev
+        totals: list[int] = []
+
+        def recording_writev(fd: int, buffers: list[memoryview]) -> int:
+            totals.append(sum(len(b) for b in buffers))
+            return real_writev(fd, buffers)
+
+        monkeypatch.setattr(local_module, "_MAX_IO", 10)
+        monkeypatch.setattr(os, "writev", recording_writev)
+        s.set_parts("k", parts)
+        assert s.get("k") == b"".join(parts)
+        assert max(totals) <= 10 and sum(totals) == 42
+
+    @pytest.mark.parametrize("hook", ["set", "_set"])
+    def test_set_parts_goes_through_a_subclass_write_hook(self, tmp_path: pathlib.Path, hook: str) -> None:
+        # Subclasses that hook whole-object writes (public or private) see the joined object.
         written: list[bytes] = []
 
-        class Recording(LocalStore):
-            def _set(self, key: str, value: memoryview) -> None:
-                written.append(bytes(value))
-                super()._set(key, value)
+        def record(self: LocalStore, key: str, value: Any) -> None:
+            written.append(bytes(value))
+            getattr(super(type(self), self), hook)(key, value)
 
-        s = Recording(tmp_path)
+        recording = type("Recording", (LocalStore,), {hook: record})
+        s = recording(tmp_path)
         s.set_parts("k", [b"ab", b"cd"])
         assert written == [b"abcd"] and s.get("k") == b"abcd"
 
@@ -665,6 +686,18 @@ class TestLocalStore:
 
 
 class TestMemoryStore:
+    def test_set_parts_goes_through_a_subclass_set(self) -> None:
+        written: list[tuple[str, bytes]] = []
+
+        class Recording(MemoryStore):
+            def set(self, key: str, value: Any) -> None:
+                written.append((key, bytes(value)))
+                super().set(key, value)
+
+        s = Recording()
+        s.set_parts("k", [b"ab", memoryview(b"cd")])
+        assert written == [("k", b"abcd")] and s.get("k") == b"abcd"
+
     def test_shares_the_dict(self) -> None:
         d: dict[str, bytes] = {"pre/filled": bytearray(b"user")}  # type: ignore[dict-item]
         s = MemoryStore(d)

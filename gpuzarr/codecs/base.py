@@ -22,10 +22,8 @@ shard indexes), ``decodes_into`` (``cpu_decode`` accepts an ``out`` buffer, and
 
 from __future__ import annotations
 
-import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -43,8 +41,6 @@ __all__ = [
     "CodecKind",
     "Buffer",
     "as_memoryview",
-    "chunk_threads",
-    "granted_chunk_threads",
 ]
 
 CodecKind = Literal["array_array", "array_bytes", "bytes_bytes"]
@@ -61,33 +57,6 @@ def as_memoryview(data: Buffer) -> memoryview:
         return memoryview(data.reshape(-1).view(np.uint8))
     view = memoryview(data)
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
-
-
-_grants = threading.local()
-
-
-@contextmanager
-def chunk_threads(threads: int) -> Iterator[None]:
-    """Let codecs that can split one chunk over threads (blosc) use up to ``threads``
-    threads for the chunks this thread decodes while the block runs.
-
-    Codecs use one thread per chunk otherwise: the pipeline already decodes several
-    chunks at once, one per worker, and threads inside each chunk would then only
-    compete with the workers (measured on 128 blosc-lz4 chunks of 1 MiB, two workers:
-    21.8 ms with one thread per chunk, 28.7 ms with c-blosc's own threads). The
-    pipeline grants more when a read has a single chunk to decode.
-    """
-    previous = getattr(_grants, "threads", 1)
-    _grants.threads = max(1, threads)
-    try:
-        yield
-    finally:
-        _grants.threads = previous
-
-
-def granted_chunk_threads() -> int:
-    """Threads this thread's codecs may use for one chunk (see :func:`chunk_threads`)."""
-    return getattr(_grants, "threads", 1)
 
 
 @dataclass(frozen=True, slots=True)

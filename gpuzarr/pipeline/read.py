@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from gpuzarr.codecs.base import chunk_threads
 from gpuzarr.config import get_config, usable_cores
 from gpuzarr.errors import CorruptChunkError
 from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, place_projection
@@ -119,7 +118,11 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
     Every selection's units are planned, fetched and decoded together, so a batch of
     small reads (a data loader's random windows) runs in parallel like one large read.
     """
-    dtype = layout.unit_spec.dtype
+    unit_shape = layout.unit_shape
+    spec = layout.unit_spec
+    dtype = spec.dtype
+    fill = layout.metadata.fill_value
+    use_scratch = layout.chain.can_decode_into and not spec.data_type.is_variable_length
     projections: list[ChunkProjection] = []
     destination_of: dict[int, _Destination] = {}  # keyed by id(): equal projections of two selections differ
     for indexer, buffer in requests:
@@ -129,21 +132,6 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
             destination_of[id(projection)] = destination
     if not projections:
         return
-    # A single unit has nothing to decode alongside it: codecs that can split one chunk
-    # over threads (blosc) may then use every core on it.
-    with chunk_threads(usable_cores() if len(projections) == 1 else 1):
-        _read_planned(layout, projections, destination_of)
-
-
-def _read_planned(
-    layout: ChunkLayout, projections: list[ChunkProjection], destination_of: dict[int, _Destination]
-) -> None:
-    """Fetch and decode the planned ``projections`` into their destinations."""
-    unit_shape = layout.unit_shape
-    spec = layout.unit_spec
-    dtype = spec.dtype
-    fill = layout.metadata.fill_value
-    use_scratch = layout.chain.can_decode_into and not spec.data_type.is_variable_length
 
     def place(projection: ChunkProjection, unit: np.ndarray) -> None:
         dest = destination_of[id(projection)]

@@ -69,8 +69,9 @@ def _write_all(fd: int, data: memoryview) -> None:
 
 
 def _write_parts(fd: int, parts: Sequence[memoryview]) -> None:
-    """Write every part in order: ``writev`` calls of up to ``_IOV_MAX`` parts (each may
-    write less than asked), or one write per part where there is no ``writev``."""
+    """Write every part in order: ``writev`` calls of up to ``_IOV_MAX`` parts and
+    ``_MAX_IO`` bytes (each call may write less than asked; macOS refuses calls over
+    2 GiB), or one write per part where there is no ``writev``."""
     if len(parts) == 1 or not _HAVE_WRITEV:
         for part in parts:
             _write_all(fd, part)
@@ -78,7 +79,15 @@ def _write_parts(fd: int, parts: Sequence[memoryview]) -> None:
     pending = [part for part in parts if len(part)]
     first = 0
     while first < len(pending):
-        written = os.writev(fd, pending[first : first + _IOV_MAX])
+        batch, total = [], 0
+        for part in pending[first : first + _IOV_MAX]:
+            if total + len(part) > _MAX_IO:
+                if not batch:
+                    batch.append(part[:_MAX_IO])  # a part larger than one call
+                break
+            batch.append(part)
+            total += len(part)
+        written = os.writev(fd, batch)
         while written:  # drop what was written; the first part left may be cut
             size = len(pending[first])
             if written < size:
