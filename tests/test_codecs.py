@@ -756,6 +756,17 @@ def test_blosc_out_it_cannot_write_in_place_is_refused() -> None:
     assert fortran.tobytes(order="A") == data.tobytes()
 
 
+def test_blosc_corrupt_header_behind_padding_is_a_corrupt_chunk() -> None:
+    # Padded buffers take numcodecs' path, whose extension raises SystemError for a
+    # decoded size that does not fit; it must still surface as the typed error.
+    spec = spec_for((1000,), "int32")
+    codec = BloscCodec("lz4", 5, "shuffle").evolve(spec)
+    encoded = bytearray(codec.cpu_encode(sample((1000,), "int32").tobytes(), spec))
+    encoded[4:8] = (2**31).to_bytes(4, "little")
+    with pytest.raises(CorruptChunkError, match="blosc"):
+        codec.cpu_decode(bytes(encoded) + b"\0\0", spec)
+
+
 def test_blosc_context_call_needs_cblosc_1_21(monkeypatch: pytest.MonkeyPatch) -> None:
     import ctypes
 
