@@ -313,6 +313,8 @@ class Array(Node):
             raise ValueError(f"out has shape {out.shape}, the selection has shape {indexer.out_shape}")
         if out.dtype != self.dtype:
             raise ValueError(f"out has dtype {out.dtype}, the array has dtype {self.dtype}")
+        if not getattr(out.flags, "writeable", True):  # (CuPy arrays are always writable)
+            raise ValueError("out is read-only")
 
     @staticmethod
     def _results(

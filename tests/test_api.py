@@ -789,6 +789,10 @@ def test_read_out_errors() -> None:
         a.read((0, 0), out=np.int32(0))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="ndarray"):
         a.read(out=[[0] * 4] * 4)  # type: ignore[arg-type]
+    frozen = bytes(64)
+    with pytest.raises(ValueError, match="read-only"):  # not a misleading decode error
+        a.read(out=np.frombuffer(frozen, dtype="i4").reshape(4, 4))
+    assert frozen == bytes(64)
 
 
 def test_array_protocol_len_and_iteration() -> None:
