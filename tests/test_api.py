@@ -1117,3 +1117,24 @@ def test_parallel_map_keeps_order_and_finishes_every_task_before_raising(use_cal
         with pytest.raises(KeyError, match="first"):
             parallel_map(fail_first, [0, 1, 2], use_caller=use_caller)
         assert sorted(finished) == [1, 2]  # the others ran to the end before the error came
+
+
+def test_large_results_are_cache_line_aligned(tmp_path: pathlib.Path) -> None:
+    # NumPy puts large arrays 16 bytes off a cache line; gpuzarr's own large results
+    # start on one, so chunks stored as is are read straight into them.
+    from gpuzarr.memory import CACHE_LINE, aligned_empty
+
+    for shape, dtype in (((3, 5), "f4"), (7, "u1"), ((0, 4), "i8"), ((2, 3), "V6")):
+        buf = aligned_empty(shape, np.dtype(dtype))
+        assert (buf.size == 0 or buf.ctypes.data % CACHE_LINE == 0) and buf.flags.c_contiguous
+        assert buf.shape == ((shape,) if isinstance(shape, int) else shape) and buf.dtype == np.dtype(dtype)
+    data = np.arange(512 * 1024, dtype="f4").reshape(512, 1024)  # 2 MiB
+    path = str(tmp_path / "a.zarr")
+    a = gpuzarr.create_array(path, shape=data.shape, chunks=(64, 1024), dtype="f4", compressors=None)
+    a[...] = data
+    result = a[...]
+    assert result.ctypes.data % CACHE_LINE == 0
+    np.testing.assert_array_equal(result, data)
+    np.testing.assert_array_equal(a[:2], data[:2])
+    strings = gpuzarr.create_array({}, shape=(300_000,), chunks=(100_000,), dtype=str)
+    assert strings[...].shape == (300_000,)  # variable-length results are never byte views

@@ -16,7 +16,6 @@ a copy (it copies less aligned ones).
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, Literal
 
@@ -24,22 +23,12 @@ import numpy as np
 
 from gpuzarr.device import Device
 from gpuzarr.errors import DeviceUnavailableError
+from gpuzarr.memory import aligned_empty
 
 __all__ = ["OUTPUTS", "BatchBackend", "HostBackend", "aligned_empty", "make_backend"]
 
 Output = Literal["numpy", "torch", "jax", "cupy"]
 OUTPUTS: tuple[str, ...] = ("numpy", "torch", "jax", "cupy")
-
-_ALIGN = 64
-
-
-def aligned_empty(shape: tuple[int, ...], dtype: np.dtype, align: int = _ALIGN) -> np.ndarray:
-    """An uninitialised C-contiguous array whose data starts on an ``align``-byte boundary."""
-    nbytes = math.prod(shape) * dtype.itemsize
-    raw = np.empty(nbytes + align, dtype=np.uint8)
-    offset = (-raw.ctypes.data) % align
-    return raw[offset:offset + nbytes].view(dtype).reshape(shape)
-
 
 class BatchBackend:
     """Memory and output type of a loader (see the module docstring)."""

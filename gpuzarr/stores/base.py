@@ -24,6 +24,7 @@ from typing import Any, Self
 import numpy as np
 
 from gpuzarr.errors import ReadOnlyError, StoreError
+from gpuzarr.memory import CACHE_LINE, aligned_empty
 
 __all__ = [
     "ARENA_ALIGN",
@@ -111,14 +112,7 @@ def as_byte_view(key: str, value: object) -> memoryview:
 
 
 #: Alignment of arena memory to its source: see :meth:`ReadArena.take`.
-ARENA_ALIGN = 64
-
-
-def _aligned_empty(nbytes: int) -> np.ndarray:
-    """Uninitialised bytes whose first byte is ARENA_ALIGN-aligned."""
-    raw = np.empty(nbytes + ARENA_ALIGN, dtype=np.uint8)
-    pad = -raw.ctypes.data % ARENA_ALIGN
-    return raw[pad : pad + nbytes]
+ARENA_ALIGN = CACHE_LINE
 
 
 class ReadArena:
@@ -141,7 +135,7 @@ class ReadArena:
         self.keep_bytes = int(keep_bytes)
         # NumPy memory, not bytearray: it is not zero-filled first (a pass over fresh
         # pages that the read is about to overwrite anyway).
-        self._block = _aligned_empty(0)
+        self._block = aligned_empty(0)
         self._used = 0
         self._extra: list[np.ndarray] = []  # blocks taken after the kept one filled up
 
@@ -166,9 +160,9 @@ class ReadArena:
             return memoryview(self._block)[start : start + nbytes]
         if not self._extra and self._used == 0 and nbytes + skew <= self.keep_bytes:
             # Nothing handed out yet: grow the kept block (with room for a few more).
-            self._block = _aligned_empty(min(max(nbytes + skew, 2 * len(self._block)), self.keep_bytes))
+            self._block = aligned_empty(min(max(nbytes + skew, 2 * len(self._block)), self.keep_bytes))
             return self.take(nbytes, source_offset)
-        extra = _aligned_empty(nbytes + skew)[skew:]
+        extra = aligned_empty(nbytes + skew)[skew:]
         self._extra.append(extra)
         return memoryview(extra)
 
@@ -182,7 +176,7 @@ class ReadArena:
         self._extra.clear()
         self._used = 0
         if len(self._block) < needed <= self.keep_bytes:
-            self._block = _aligned_empty(needed)
+            self._block = aligned_empty(needed)
 
 
 def arena_keyword(arena: ReadArena | None) -> dict[str, ReadArena]:
