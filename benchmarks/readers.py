@@ -225,12 +225,12 @@ class Reader(Subject):
 
 
 class GpuzarrReader(Reader):
-    """gpuzarr on the CPU: ``open_array(path, device="cpu")`` then ``read(out=np.empty(...))`` or ``a[sel]``."""
+    """gpuzarr on the CPU: ``open_array(path, device="cpu")`` then ``a[sel]`` (the full read too)."""
 
     name = "gpuzarr"
     description = (
-        "gpuzarr.open_array(path, device='cpu'); full: a.read(out=np.empty(shape)) (fresh buffer each time); "
-        "otherwise a[sel]; windows with a.read_batch(selections) (one batched read)"
+        "gpuzarr.open_array(path, device='cpu'); a[sel] (full: a[:, :], a result gpuzarr allocates each time, "
+        "as the peers allocate theirs); windows with a.read_batch(selections) (one batched read)"
     )
     batch_mode = "Array.read_batch: all selections planned, fetched and decoded as one read"
 
@@ -268,13 +268,6 @@ class GpuzarrReader(Reader):
         import gpuzarr
 
         return gpuzarr.open_array(str(ds.path), mode="r", device="cpu")
-
-    def read_full(self, handle: Any, ds: Dataset) -> Any:
-        # A fresh buffer each time: its pages are faulted in during the read, as they are
-        # for the peers that allocate their own result.
-        out = np.empty(ds.shape, dtype=ds.dtype)
-        handle.read(out=out)
-        return out
 
     def read_selection(self, handle: Any, ds: Dataset, sel: Selection) -> Any:
         return handle[sel]
