@@ -422,7 +422,12 @@ class Array(Node):
         return result[()] if result.ndim == 0 else result
 
     def read(self, selection: Any = Ellipsis, *, out: np.ndarray | None = None, mode: SelectionMode = "basic") -> Any:
-        """Read ``selection`` (NumPy semantics by default), optionally into ``out``."""
+        """Read ``selection`` (NumPy semantics by default), optionally into ``out``.
+
+        Without ``out``, a result of 1 MiB or more is a cache-line-aligned view of a
+        slightly larger buffer (``flags.owndata`` is False), so chunks stored as is are
+        read straight into it.
+        """
         return self._get(selection, mode, out)
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -18,9 +19,16 @@ def aligned_empty(
     shape: int | tuple[int, ...], dtype: np.dtype | type = np.uint8, align: int = CACHE_LINE
 ) -> np.ndarray:
     """An uninitialised C-contiguous array whose data starts on an ``align``-byte
-    boundary (a view of a slightly larger buffer)."""
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    boundary (a view of a slightly larger buffer). Not for object dtypes."""
+    try:
+        shape = (operator.index(shape),)  # type: ignore[arg-type]
+    except TypeError:
+        shape = tuple(operator.index(n) for n in shape)  # type: ignore[union-attr]
+    if any(n < 0 for n in shape):
+        raise ValueError(f"negative dimensions are not allowed: {shape}")
     dtype = np.dtype(dtype)
+    if dtype.hasobject:
+        raise TypeError(f"aligned_empty cannot hold object dtype {dtype}")
     nbytes = math.prod(shape) * dtype.itemsize
     raw = np.empty(nbytes + align, dtype=np.uint8)
     offset = -raw.ctypes.data % align

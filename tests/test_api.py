@@ -789,8 +789,9 @@ def test_read_out_errors() -> None:
         a.read((0, 0), out=np.int32(0))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="ndarray"):
         a.read(out=[[0] * 4] * 4)  # type: ignore[arg-type]
+    a[...] = np.arange(16, dtype="i4").reshape(4, 4)  # a stored zstd chunk to decode
     frozen = bytes(64)
-    with pytest.raises(ValueError, match="read-only"):  # not a misleading decode error
+    with pytest.raises(ValueError, match="out is read-only"):  # not a misleading decode error
         a.read(out=np.frombuffer(frozen, dtype="i4").reshape(4, 4))
     assert frozen == bytes(64)
 
@@ -1124,6 +1125,11 @@ def test_large_results_are_cache_line_aligned(tmp_path: pathlib.Path) -> None:
     # start on one, so chunks stored as is are read straight into them.
     from gpuzarr.memory import CACHE_LINE, aligned_empty
 
+    with pytest.raises(ValueError, match="negative"):
+        aligned_empty((-1,), np.dtype("f4"))
+    with pytest.raises(TypeError, match="object"):
+        aligned_empty(3, np.dtype(object))
+    assert aligned_empty(np.int64(5)).shape == (5,)
     for shape, dtype in (((3, 5), "f4"), (7, "u1"), ((0, 4), "i8"), ((2, 3), "V6")):
         buf = aligned_empty(shape, np.dtype(dtype))
         assert (buf.size == 0 or buf.ctypes.data % CACHE_LINE == 0) and buf.flags.c_contiguous

@@ -758,7 +758,7 @@ def test_blosc_out_it_cannot_write_in_place_is_refused() -> None:
 
 def test_blosc_corrupt_header_behind_padding_is_a_corrupt_chunk() -> None:
     # Padded buffers take numcodecs' path, whose extension raises SystemError for a
-    # decoded size that does not fit; it must still surface as the typed error.
+    # decoded size past c-blosc's limit (its C int wraps negative): refused first.
     spec = spec_for((1000,), "int32")
     codec = BloscCodec("lz4", 5, "shuffle").evolve(spec)
     encoded = bytearray(codec.cpu_encode(sample((1000,), "int32").tobytes(), spec))

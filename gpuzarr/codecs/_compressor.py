@@ -29,19 +29,7 @@ def decode_with(
     """
     try:
         return decode(data, out)
-    # (OverflowError and SystemError: numcodecs' extensions raise them for some corrupt
-    # headers, e.g. a blosc header whose decoded size does not fit a Py_ssize_t.)
-    except (
-        ValueError,
-        RuntimeError,
-        OSError,
-        TypeError,
-        EOFError,
-        OverflowError,
-        SystemError,
-        zlib.error,
-        lzma.LZMAError,
-    ) as exc:
+    except (ValueError, RuntimeError, OSError, TypeError, EOFError, zlib.error, lzma.LZMAError) as exc:
         message = str(exc)
         if "checksum" in message.lower() or "crc" in message.lower():
             raise ChecksumError(f"codec {name!r}: {message}") from None

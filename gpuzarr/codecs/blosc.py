@@ -25,6 +25,9 @@ SHUFFLE_IDS = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 #: Bytes of the c-blosc 1 header: version, versionlz, flags, typesize, nbytes, blocksize, cbytes.
 _HEADER_BYTES = 16
 
+#: c-blosc 1's largest buffer (BLOSC_MAX_BUFFERSIZE: INT_MAX minus its 16-byte overhead).
+_MAX_BUFFER_BYTES = 2**31 - 1 - 16
+
 #: The oldest c-blosc whose context call is used: 1.21 checks the compressed streams
 #: against the buffer size its header states (older releases trusted them further).
 _MIN_CBLOSC = (1, 21)
@@ -174,6 +177,14 @@ class BloscCodec(BytesBytesCodec):
             # as does an `out` the decoder cannot write in place (numcodecs rejects it).
             if len(view) >= _HEADER_BYTES and int.from_bytes(view[12:16], "little") == len(view):
                 return _decode_in_context(decompress, view, out)
+
+        header = as_memoryview(data)[:_HEADER_BYTES]
+        if len(header) == _HEADER_BYTES and int.from_bytes(header[4:8], "little") > _MAX_BUFFER_BYTES:
+            # numcodecs would fail untyped (its size wraps negative) or allocate it.
+            raise CorruptChunkError(
+                f"codec 'blosc': header promises {int.from_bytes(header[4:8], 'little')} bytes, "
+                f"more than c-blosc 1 can hold ({_MAX_BUFFER_BYTES})"
+            )
 
         def run(buf: Buffer, dest: np.ndarray | None) -> Buffer:
             return self._impl.decode(buf, out=dest)

@@ -135,7 +135,7 @@ class ReadArena:
         self.keep_bytes = int(keep_bytes)
         # NumPy memory, not bytearray: it is not zero-filled first (a pass over fresh
         # pages that the read is about to overwrite anyway).
-        self._block = aligned_empty(0)
+        self._block = aligned_empty(0, align=ARENA_ALIGN)
         self._used = 0
         self._extra: list[np.ndarray] = []  # blocks taken after the kept one filled up
 
@@ -160,9 +160,10 @@ class ReadArena:
             return memoryview(self._block)[start : start + nbytes]
         if not self._extra and self._used == 0 and nbytes + skew <= self.keep_bytes:
             # Nothing handed out yet: grow the kept block (with room for a few more).
-            self._block = aligned_empty(min(max(nbytes + skew, 2 * len(self._block)), self.keep_bytes))
+            grown = min(max(nbytes + skew, 2 * len(self._block)), self.keep_bytes)
+            self._block = aligned_empty(grown, align=ARENA_ALIGN)
             return self.take(nbytes, source_offset)
-        extra = aligned_empty(nbytes + skew)[skew:]
+        extra = aligned_empty(nbytes + skew, align=ARENA_ALIGN)[skew:]
         self._extra.append(extra)
         return memoryview(extra)
 
@@ -176,7 +177,7 @@ class ReadArena:
         self._extra.clear()
         self._used = 0
         if len(self._block) < needed <= self.keep_bytes:
-            self._block = aligned_empty(needed)
+            self._block = aligned_empty(needed, align=ARENA_ALIGN)
 
 
 def arena_keyword(arena: ReadArena | None) -> dict[str, ReadArena]:
