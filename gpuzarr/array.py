@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any
 
@@ -131,9 +132,8 @@ def _result_buffer(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     bytes about 3.5x slower, so chunks stored as is could not be read straight into
     them. (Such a result is a view of a slightly larger buffer.)
     """
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if nbytes < _ALIGNED_RESULT_MIN_BYTES or dtype.hasobject or dtype.kind == "T":
+    # (math.prod, not np.prod: this runs once per selection, a data loader's many windows.)
+    if math.prod(shape) * dtype.itemsize < _ALIGNED_RESULT_MIN_BYTES or dtype.hasobject or dtype.kind == "T":
         return np.empty(shape, dtype=dtype)
     return aligned_empty(shape, dtype)
 
