@@ -740,3 +740,24 @@ def test_thread_arena_is_lent_once_per_thread(tmp_path: Path) -> None:
         assert again is outer  # lent again once returned
     with thread_arena(MemoryStore()) as none:
         assert none is None
+
+
+def test_opening_a_sharded_array_builds_each_codec_chain_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The array's chain, and the inner and index chains the sharding codec builds when it
+    # is evolved for the array (reused when it resolves, not built a second time).
+    import gpuzarr.codecs.chain as chain_module
+
+    path = str(tmp_path / "s.zarr")
+    data = np.arange(64 * 64, dtype="f4").reshape(64, 64)
+    gpuzarr.create_array(path, shape=data.shape, dtype="f4", chunks=(8, 8), shards=(32, 32))[...] = data
+    built: list[str] = []
+    real_init = chain_module.CodecChain.__init__
+
+    def counting_init(self: Any, codecs: Any, spec: Any, where: str = "codecs") -> None:
+        built.append(where)
+        real_init(self, codecs, spec, where)
+
+    monkeypatch.setattr(chain_module.CodecChain, "__init__", counting_init)
+    a = gpuzarr.open_array(path, mode="r")
+    assert sorted(built) == ["codecs", "sharding_indexed codecs", "sharding_indexed index_codecs"]
+    np.testing.assert_array_equal(a[...], data)

@@ -155,7 +155,11 @@ class ShardingCodec(ArrayBytesCodec):
     def evolve(self, spec: ChunkSpec) -> ShardingCodec:
         inner = CodecChain(self.codecs, self.inner_spec(spec), "sharding_indexed codecs")
         index = CodecChain(self.index_codecs, self._index_spec(spec), "sharding_indexed index_codecs")
-        return ShardingCodec(self.chunk_shape, tuple(inner.codecs), tuple(index.codecs), self.index_location)
+        evolved = ShardingCodec(self.chunk_shape, tuple(inner.codecs), tuple(index.codecs), self.index_location)
+        # The chains hold exactly the evolved codecs: they serve the evolved codec for
+        # `spec` too, instead of being built again when it resolves (opening an array).
+        evolved._remember_chains(spec, (inner, index))
+        return evolved
 
     def inner_chain(self, spec: ChunkSpec) -> CodecChain:
         """The codec chain of the inner chunks of a shard of ``spec``."""
@@ -170,15 +174,22 @@ class ShardingCodec(ArrayBytesCodec):
         by_id = self._chain_cache.get(id(spec))
         if by_id is not None and by_id[0] is spec:
             return by_id[1]
-        key = (spec.shape, repr(spec.data_type), repr(spec.fill_value))
-        cache = self._chain_cache
-        if key not in cache:
-            cache[key] = (
+        chains = self._chain_cache.get(self._chain_key(spec))
+        if chains is None:
+            chains = (
                 CodecChain(self.codecs, self.inner_spec(spec), "sharding_indexed codecs"),
                 CodecChain(self.index_codecs, self._index_spec(spec), "sharding_indexed index_codecs"),
             )
-        cache[id(spec)] = (spec, cache[key])
-        return cache[key]
+        self._remember_chains(spec, chains)
+        return chains
+
+    @staticmethod
+    def _chain_key(spec: ChunkSpec) -> tuple[Any, ...]:
+        return (spec.shape, repr(spec.data_type), repr(spec.fill_value))
+
+    def _remember_chains(self, spec: ChunkSpec, chains: tuple[CodecChain, CodecChain]) -> None:
+        self._chain_cache[self._chain_key(spec)] = chains
+        self._chain_cache[id(spec)] = (spec, chains)  # type: ignore[assignment]
 
     @cached_property
     def _chain_cache(self) -> dict[Any, tuple[CodecChain, CodecChain]]:
