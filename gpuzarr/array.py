@@ -119,7 +119,6 @@ class _SelectionView:
         self._array._set(selection, value, self._mode)
 
 
-
 #: Results at least this large are allocated aligned (see :func:`_result_buffer`).
 _ALIGNED_RESULT_MIN_BYTES = 2**20
 
@@ -136,6 +135,7 @@ def _result_buffer(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     if math.prod(shape) * dtype.itemsize < _ALIGNED_RESULT_MIN_BYTES or dtype.hasobject or dtype.kind == "T":
         return np.empty(shape, dtype=dtype)
     return aligned_empty(shape, dtype)
+
 
 class Array(Node):
     """A Zarr array (format 2 or 3) in a store.

@@ -67,12 +67,11 @@ def _context_decompress() -> Callable[[int, int, int, int], int] | None:
 
 
 def _decode_in_context(
-    decompress: Callable[[int, int, int, int], int], view: memoryview, out: np.ndarray | None
+    decompress: Callable[[int, int, int, int], int], view: memoryview, nbytes: int, out: np.ndarray | None
 ) -> np.ndarray:
     """Decode the blosc buffer ``view`` (its header's compressed size checked against
-    its length) into ``out`` (writable and C-contiguous; or a new array) with
-    ``decompress``, on this thread alone."""
-    nbytes = int.from_bytes(view[4:8], "little")
+    its length; ``nbytes`` its decoded size) into ``out`` (writable and C-contiguous;
+    or a new array) with ``decompress``, on this thread alone."""
     if out is None:
         out = np.empty(nbytes, dtype=np.uint8)
     target = out.reshape(-1).view(np.uint8)  # (a view: `out` is C-contiguous)
@@ -164,26 +163,23 @@ class BloscCodec(BytesBytesCodec):
     def decoded_size(self, data: Buffer) -> int | None:
         """Uncompressed size from the blosc header, or None if there is no valid header."""
         view = as_memoryview(data)
-        if len(view) < 16 or int.from_bytes(view[12:16], "little") != len(view):
+        if len(view) < _HEADER_BYTES or int.from_bytes(view[12:16], "little") != len(view):
             return None  # truncated or padded: let the checked path report it
         return int.from_bytes(view[4:8], "little")
 
     def cpu_decode(self, data: Buffer, spec: ChunkSpec, out: np.ndarray | None = None) -> Buffer:
+        view = as_memoryview(data)
         decompress = _context_decompress()
-        if decompress is not None and (out is None or (out.flags.c_contiguous and out.flags.writeable)):
-            view = as_memoryview(data)
-            # Only a buffer exactly as long as its header says goes to c-blosc directly
-            # (its API trusts that length); anything else takes numcodecs' checked path,
-            # as does an `out` the decoder cannot write in place (numcodecs rejects it).
-            if len(view) >= _HEADER_BYTES and int.from_bytes(view[12:16], "little") == len(view):
-                return _decode_in_context(decompress, view, out)
-
-        header = as_memoryview(data)[:_HEADER_BYTES]
-        if len(header) == _HEADER_BYTES and int.from_bytes(header[4:8], "little") > _MAX_BUFFER_BYTES:
+        # Only a buffer exactly as long as its header says goes to c-blosc directly (its
+        # API trusts that length); anything else takes numcodecs' checked path, as does
+        # an `out` the decoder cannot write in place (numcodecs rejects it).
+        writable_in_place = out is None or (out.flags.c_contiguous and out.flags.writeable)
+        if decompress is not None and writable_in_place and (nbytes := self.decoded_size(view)) is not None:
+            return _decode_in_context(decompress, view, nbytes, out)
+        if len(view) >= _HEADER_BYTES and (promised := int.from_bytes(view[4:8], "little")) > _MAX_BUFFER_BYTES:
             # numcodecs would fail untyped (its size wraps negative) or allocate it.
             raise CorruptChunkError(
-                f"codec 'blosc': header promises {int.from_bytes(header[4:8], 'little')} bytes, "
-                f"more than c-blosc 1 can hold ({_MAX_BUFFER_BYTES})"
+                f"codec 'blosc': header promises {promised} bytes, more than c-blosc 1 can hold ({_MAX_BUFFER_BYTES})"
             )
 
         def run(buf: Buffer, dest: np.ndarray | None) -> Buffer:
