@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from gpuzarr.codecs.base import as_memoryview
 from gpuzarr.codecs.fill import is_fill_chunk
 from gpuzarr.config import get_config
 from gpuzarr.indexing import ChunkProjection, Indexer, ortho_get, ortho_set
@@ -142,11 +141,6 @@ def _store_results(layout: ChunkLayout, results: list[tuple[str, Any]]) -> None:
         layout.store.delete_many(deletes)
 
 
-def _joined(parts: list[Any]) -> bytes:
-    """One object of its parts (for stores written in batches of whole objects)."""
-    return b"".join(as_memoryview(p) for p in parts)
-
-
 def _inner_chunks_in_bounds(layout: ShardedLayout, shard: tuple[int, ...]) -> list[tuple[int, ...]]:
     """Inner coords (within the shard) of the inner chunks that overlap the array."""
     ranges = []
@@ -206,15 +200,16 @@ def _write_sharded(layout: ShardedLayout, projections: list[ChunkProjection], so
             source.apply(unit, projection)
         return codec.encode_inner(unit, shard_spec)
 
-    def encode_shard(item: tuple[tuple[int, ...], Any]) -> tuple[str, list[Any] | None]:
-        """The shard's key and its new parts in storage order (None: nothing stored)."""
+    def encode_shard(item: tuple[tuple[int, ...], Any], assemble: Any = codec.assemble_parts) -> tuple[str, Any]:
+        """The shard's key and the new shard from ``assemble`` (its parts in storage
+        order by default, or ``codec.assemble``'s one object; None: nothing stored)."""
         shard, old = item
         encoded = stored_inner(shard, old)
         for inner, projection in by_shard[shard].items():
             new = encode_unit(projection, encoded.pop(inner, None))
             if new is not None:
                 encoded[inner] = new
-        return layout.key(shard), codec.assemble_parts(encoded, shard_spec)
+        return layout.key(shard), assemble(encoded, shard_spec)
 
     def store_shard(key: str, parts: list[Any] | None) -> None:
         # Drop the cached index first: a reader must never pair the new shard with it.
@@ -246,8 +241,10 @@ def _write_sharded(layout: ShardedLayout, projections: list[ChunkProjection], so
         if needing:
             olds = layout.store.get_many([layout.key(s) for s in needing])
             old_by_shard = dict(zip(needing, olds, strict=True))
-        results = parallel_map(encode_shard, [(s, old_by_shard.get(s)) for s in wave])
+        items = [(s, old_by_shard.get(s)) for s in wave]
+        # (Whole objects: a wave is stored with one batched put.)
+        results = parallel_map(lambda item: encode_shard(item, codec.assemble), items)
         # Drop cached indexes first: a reader must never pair a new shard with an old index.
         for key, _ in results:
             shard_index_cache.discard(layout.store, key)
-        _store_results(layout, [(key, None if parts is None else _joined(parts)) for key, parts in results])
+        _store_results(layout, results)
