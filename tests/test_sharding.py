@@ -761,3 +761,35 @@ def test_opening_a_sharded_array_builds_each_codec_chain_once(tmp_path: Path, mo
     a = gpuzarr.open_array(path, mode="r")
     assert sorted(built) == ["codecs", "sharding_indexed codecs", "sharding_indexed index_codecs"]
     np.testing.assert_array_equal(a[...], data)
+
+
+def test_sharded_writes_in_waves_on_stores_without_cheap_reads() -> None:
+    # Stores whose reads are not cheap get whole shards put in batches per wave (not
+    # parts written by each worker): the same shards, read back alike, empty ones deleted.
+    from gpuzarr.stores import MemoryStore
+
+    batches: list[int] = []
+
+    class BatchedStore(MemoryStore):
+        cheap_reads = False
+
+        def set_many(self, items: Any) -> None:
+            batches.append(sum(key.startswith("c/") for key, _ in items))
+            super().set_many(items)
+
+    data = np.arange(64 * 64, dtype="f4").reshape(64, 64)
+    stores = {}
+    for kind in (MemoryStore, BatchedStore):
+        store = kind()
+        a = gpuzarr.create_array(store, shape=data.shape, dtype="f4", chunks=(8, 8), shards=(32, 32))
+        a[...] = data
+        a[5:20, 40:60] = -1  # read-modify-write of one shard
+        a[32:, :32] = 0  # a whole shard of fill value: deleted
+        stores[kind] = store
+        expected = data.copy()
+        expected[5:20, 40:60] = -1
+        expected[32:, :32] = 0
+        np.testing.assert_array_equal(a[...], expected)
+    plain, batched = ({key: store.get(key) for key in store.list_prefix("")} for store in stores.values())
+    assert plain == batched and "c/1/0" not in batched
+    assert [n for n in batches if n] == [4, 1]  # every shard in one put, then the one partly rewritten
