@@ -42,6 +42,8 @@ from gpuzarr.codecs import (
     v2_compressor,
 )
 from gpuzarr.codecs import blosc as blosc_module
+from gpuzarr.codecs import zstd as zstd_module
+from gpuzarr.codecs._compressor import buffer_address
 from gpuzarr.codecs.crc32c import crc32c_checksum
 from gpuzarr.codecs.zstd import zstd_frame_content_size
 from gpuzarr.errors import ChecksumError, CorruptChunkError, MetadataError, UnsupportedCodecError
@@ -345,8 +347,11 @@ def test_transpose_round_trip(dtype: str, order: tuple[int, ...]) -> None:
 NUMCODECS_FILTERS: list[tuple[str, Codec, str]] = [
     ("delta", NumcodecsArrayCodec("delta", {"dtype": "<i4"}), "int32"),
     ("delta-astype", NumcodecsArrayCodec("delta", {"dtype": "<i4", "astype": "<i8"}), "int32"),
-    ("fixedscaleoffset", NumcodecsArrayCodec("fixedscaleoffset", {"offset": 0, "scale": 4, "dtype": "<f8",
-                                                                  "astype": "<i4"}), "float64"),
+    (
+        "fixedscaleoffset",
+        NumcodecsArrayCodec("fixedscaleoffset", {"offset": 0, "scale": 4, "dtype": "<f8", "astype": "<i4"}),
+        "float64",
+    ),
     ("astype", NumcodecsArrayCodec("astype", {"encode_dtype": "<i2", "decode_dtype": "<i4"}), "int32"),
     ("packbits", NumcodecsArrayCodec("packbits", {}), "bool"),
 ]
@@ -596,12 +601,26 @@ def test_zstd_frames_without_content_size() -> None:
     np.testing.assert_array_equal(chain.decode(with_size, out=out), expected)
 
 
+@pytest.fixture(params=["libzstd", "python-zstandard"])
+def zstd_decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test with each decoder that writes into caller buffers: libzstd called
+    directly (from numcodecs' extension), and python-zstandard's stream reader, which
+    decodes where the extension exports no libzstd API."""
+    if request.param == "libzstd":
+        if zstd_module._libzstd() is None:
+            pytest.skip("this numcodecs build exports no libzstd API")
+    else:
+        monkeypatch.setattr(zstd_module, "_libzstd", lambda: None)
+    return str(request.param)
+
+
 def _decode_many(codec: ZstdCodec, frames: list[Any], nbytes: int) -> list[bytes]:
     outs = [np.full(nbytes, 0xAA, dtype=np.uint8) for _ in frames]
     codec.cpu_decode_many(frames, outs)
     return [o.tobytes() for o in outs]
 
 
+@pytest.mark.usefixtures("zstd_decoder")
 def test_zstd_decode_many_matches_one_by_one() -> None:
     assert ZstdCodec.decodes_batches
     rng = np.random.default_rng(5)
@@ -615,6 +634,7 @@ def test_zstd_decode_many_matches_one_by_one() -> None:
     ZstdCodec().cpu_decode_many([], [])
 
 
+@pytest.mark.usefixtures("zstd_decoder")
 def test_zstd_decode_many_from_many_threads() -> None:
     """Each thread decodes with a context of its own."""
     from concurrent.futures import ThreadPoolExecutor
@@ -647,6 +667,7 @@ def test_zstd_encode_from_many_threads() -> None:
     assert [numcodecs.Zstd().decode(f) for f in frames] == payloads
 
 
+@pytest.mark.usefixtures("zstd_decoder")
 def test_zstd_decode_many_rejects_bad_frames() -> None:
     good = numcodecs.Zstd().encode(bytes(300))
     checked = numcodecs.Zstd(checksum=True).encode(bytes(range(256)) + bytes(44))
@@ -666,6 +687,7 @@ def test_zstd_decode_many_rejects_bad_frames() -> None:
             _decode_many(ZstdCodec(), frames, nbytes)
 
 
+@pytest.mark.usefixtures("zstd_decoder")
 def test_zstd_decode_into_out_checks_the_size() -> None:
     """One-by-one decodes into ``out`` use the same reused context and checks."""
     spec = spec_for((300,), "uint8")
@@ -945,7 +967,6 @@ def test_golden_checksum_detects_flip() -> None:
         chain.decode(bytes(encoded))
 
 
-
 def test_zstd_frames_end_walks_frames_and_blocks() -> None:
     from gpuzarr.codecs.zstd import zstd_frames_end
 
@@ -966,6 +987,7 @@ def test_zstd_frames_end_walks_frames_and_blocks() -> None:
     assert zstd_frames_end(memoryview(b"not a frame")) is None
 
 
+@pytest.mark.usefixtures("zstd_decoder")
 def test_zstd_decode_into_rejects_frames_cut_after_their_content() -> None:
     """The stream decoder stops quietly at the end of its input: a frame missing its
     checksum (or with a flipped byte and no checksum left to catch it) must still fail."""
@@ -980,3 +1002,64 @@ def test_zstd_decode_into_rejects_frames_cut_after_their_content() -> None:
             _decode_many(ZstdCodec(), [frame[:-cut]], len(payload))
     with pytest.raises(CorruptChunkError, match="zstd"):
         ZstdCodec().cpu_decode(frame + b"\x28\xb5", spec, out=out)
+
+
+def test_zstd_libzstd_needs_1_4(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+
+    class FakeLibrary:
+        def __init__(self, version: int) -> None:
+            self.ZSTD_versionNumber = lambda: version
+            for name in ("decompressDCtx", "isError", "getErrorName", "createDCtx", "freeDCtx"):
+                setattr(self, f"ZSTD_{name}", lambda *args: 0)
+
+    for version, usable in ((10507, True), (10400, True), (10311, False)):
+        monkeypatch.setattr(ctypes, "CDLL", lambda path, v=version: FakeLibrary(v))
+        zstd_module._libzstd.cache_clear()
+        assert (zstd_module._libzstd() is not None) == usable, version
+    monkeypatch.setattr(ctypes, "CDLL", lambda path: (_ for _ in ()).throw(OSError("no such library")))
+    zstd_module._libzstd.cache_clear()
+    assert zstd_module._libzstd() is None
+    monkeypatch.undo()
+    zstd_module._libzstd.cache_clear()
+
+
+def test_zstd_libzstd_context_per_thread_freed_with_it() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    library = zstd_module._libzstd()
+    if library is None:
+        pytest.skip("this numcodecs build exports no libzstd API")
+    freed: list[int] = []
+    real_free = library.free_context
+    library.free_context = lambda pointer: freed.append(pointer) or real_free(pointer)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            first, again = pool.submit(library.thread_context).result(), pool.submit(library.thread_context).result()
+        assert first == again != library.thread_context()  # one per thread, reused
+        assert first in freed  # freed when its thread ended
+    finally:
+        library.free_context = real_free
+
+
+def test_buffer_address() -> None:
+    import ctypes
+
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert buffer_address(array) == (array.ctypes.data, 48)
+    assert buffer_address(array, writable=True) == (array.ctypes.data, 48)
+    data = b"0123456789"
+    address, nbytes = buffer_address(memoryview(data)[2:7])
+    assert nbytes == 5 and ctypes.string_at(address, nbytes) == b"23456"
+    assert ctypes.string_at(*buffer_address(data)) == data
+    assert buffer_address(b"")[1] == 0
+    assert buffer_address(np.zeros(3, "M8[s]"))[1] == 24  # NumPy exports no buffer of datetimes
+    # Never the address of a temporary copy, and never writable memory that is not.
+    for strided in (array[:, ::2], memoryview(data)[::2]):
+        with pytest.raises(ValueError, match="contiguous"):
+            buffer_address(strided)
+    frozen = array.copy()
+    frozen.flags.writeable = False
+    for read_only in (data, memoryview(data), frozen):
+        with pytest.raises(ValueError, match="read-only"):
+            buffer_address(read_only, writable=True)

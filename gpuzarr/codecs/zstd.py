@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any, ClassVar
 
 import numcodecs
+import numcodecs.zstd as _numcodecs_zstd
 import numpy as np
 from numcodecs.zstd import decompress as _zstd_decompress
 
-from gpuzarr.codecs._compressor import decode_with
+from gpuzarr.codecs._compressor import buffer_address, decode_with, typed_decode_error
 from gpuzarr.codecs.base import Buffer, BytesBytesCodec, ChunkSpec, as_memoryview
 from gpuzarr.errors import MetadataError
 
@@ -59,6 +61,96 @@ def _thread_decompressor() -> Any:
         # streaming default stops at 128 MiB.
         found = _local.decompressor = _zstandard.ZstdDecompressor(max_window_size=2**31)  # type: ignore[union-attr]
     return found
+
+
+#: The oldest libzstd whose one-shot decoder is called directly (1.4 is the first
+#: release with today's advanced decompression API, and fuzzed for years since).
+_MIN_LIBZSTD = 10400
+
+
+class _Libzstd:
+    """libzstd's one-shot decoder with a reused context, from the library numcodecs
+    ships (its zstd extension links libzstd in and exports its public API).
+
+    Against python-zstandard's stream reader (the fallback) this saves about 10 us of
+    Python per chunk, a tenth of decoding 64 KiB: the call needs no reader object, no
+    read past the end to prove nothing follows, and no walk of the frame headers to
+    catch a frame cut short, because the one-shot decoder itself refuses input that does
+    not end exactly after its last frame. It decodes concatenated and skippable frames
+    and checks content checksums, as numcodecs' decoder (the same function) does. The
+    ctypes call releases the GIL.
+    """
+
+    def __init__(self, library: ctypes.CDLL) -> None:
+        self.decompress = library.ZSTD_decompressDCtx
+        self.decompress.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t)
+        self.decompress.restype = ctypes.c_size_t
+        self.is_error = library.ZSTD_isError
+        self.is_error.argtypes = (ctypes.c_size_t,)
+        self.is_error.restype = ctypes.c_uint
+        self.error_name = library.ZSTD_getErrorName
+        self.error_name.argtypes = (ctypes.c_size_t,)
+        self.error_name.restype = ctypes.c_char_p
+        self.create_context = library.ZSTD_createDCtx
+        self.create_context.argtypes = ()
+        self.create_context.restype = ctypes.c_void_p
+        self.free_context = library.ZSTD_freeDCtx
+        self.free_context.argtypes = (ctypes.c_void_p,)
+        self.free_context.restype = ctypes.c_size_t
+
+    def thread_context(self) -> int:
+        """This thread's decompression context (a ``ZSTD_DCtx``, not shareable between
+        threads; freed when the thread ends)."""
+        found = getattr(_local, "native_context", None)
+        if found is None:
+            found = _local.native_context = _NativeContext(self)
+        return found.pointer
+
+    def decode_into(self, context: int, data: Buffer, out: np.ndarray) -> None:
+        """Decode ``data`` into ``out`` (C-contiguous), which it must fill exactly."""
+        source, source_nbytes = buffer_address(data)
+        target, target_nbytes = buffer_address(out, writable=True)
+        written = self.decompress(context, target, target_nbytes, source, source_nbytes)
+        if written != target_nbytes:
+            if self.is_error(written):
+                # A frame cut inside its checksum reads as a checksum mismatch to
+                # libzstd: name the truncation instead.
+                if zstd_frames_end(as_memoryview(data)) != source_nbytes:
+                    raise ValueError("truncated frame, or bytes after the last frame")
+                raise ValueError(self.error_name(written).decode("ascii", "replace"))
+            raise ValueError(f"decoded {written} bytes, expected {target_nbytes}")
+
+
+class _NativeContext:
+    """Owns one ``ZSTD_DCtx`` (freed with this object, so with its thread)."""
+
+    __slots__ = ("_free", "pointer")
+
+    def __init__(self, library: _Libzstd) -> None:
+        pointer = library.create_context()
+        if not pointer:
+            raise MemoryError("libzstd could not allocate a decompression context")
+        self.pointer: int = pointer
+        self._free = library.free_context
+
+    def __del__(self) -> None:
+        self._free(self.pointer)
+
+
+@cache
+def _libzstd() -> _Libzstd | None:
+    """libzstd from numcodecs' extension, or None where the build exports no such API
+    (python-zstandard's stream reader then decodes into caller buffers)."""
+    try:
+        library = ctypes.CDLL(_numcodecs_zstd.__file__)
+        version = library.ZSTD_versionNumber
+        version.argtypes = ()
+        version.restype = ctypes.c_uint
+        if version() < _MIN_LIBZSTD:
+            return None
+        return _Libzstd(library)
+    except (OSError, AttributeError, TypeError):
+        return None
 
 
 _SKIPPABLE_MAGIC_MIN, _SKIPPABLE_MAGIC_MAX = 0x184D2A50, 0x184D2A5F
@@ -132,8 +224,13 @@ def _decompress_into(data: Buffer, out: np.ndarray) -> np.ndarray:
 
 
 def _decompress(data: Buffer, out: np.ndarray | None) -> Buffer:
-    if out is not None and _zstandard is not None and out.flags.c_contiguous:
-        return _decompress_into(data, out)
+    if out is not None and out.flags.c_contiguous and out.flags.writeable:
+        native = _libzstd()
+        if native is not None:
+            native.decode_into(native.thread_context(), data, out)
+            return out
+        if _zstandard is not None:
+            return _decompress_into(data, out)
     return _zstd_decompress(data, out)
 
 
@@ -165,7 +262,6 @@ class ZstdCodec(BytesBytesCodec):
 
     name: ClassVar[str] = "zstd"
     decodes_into: ClassVar[bool] = True
-    decodes_batches: ClassVar[bool] = _zstandard is not None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ZstdCodec:
@@ -196,6 +292,12 @@ class ZstdCodec(BytesBytesCodec):
     def _impl(self) -> numcodecs.Zstd:
         return numcodecs.Zstd(level=self.level, checksum=self.checksum)
 
+    @property
+    def decodes_batches(self) -> bool:  # type: ignore[override]
+        """Whether :meth:`cpu_decode_many` can run: it needs a decoder that writes into
+        caller buffers with a reused context (libzstd directly, or python-zstandard)."""
+        return _libzstd() is not None or _zstandard is not None
+
     def decoded_size(self, data: Buffer) -> int | None:
         """Content size from the frame header, or None if the frame does not record it."""
         return zstd_frame_content_size(as_memoryview(data))
@@ -209,8 +311,20 @@ class ZstdCodec(BytesBytesCodec):
         # One reused context for the batch and little Python per chunk. (python-zstandard's
         # native batch call measured 1.4x slower for 64 KiB chunks: it allocates and
         # faults in a fresh output buffer per call, and the chunks then need a copy.)
-        for data, out in zip(datas, outs, strict=True):
-            decode_with("zstd", _decompress_into, data, out)
+        native = _libzstd()
+        if native is None:
+            for data, out in zip(datas, outs, strict=True):
+                decode_with("zstd", _decompress_into, data, out)
+            return
+        # One try for the whole batch and the decoder's attributes bound once: this
+        # loop runs per 64 KiB chunk, where each microsecond is about 1% of the work.
+        context = native.thread_context()
+        decode_into = native.decode_into
+        try:
+            for data, out in zip(datas, outs, strict=True):
+                decode_into(context, data, out)
+        except ValueError as exc:
+            raise typed_decode_error("zstd", exc) from None
 
     def cpu_encode(self, data: Buffer, spec: ChunkSpec) -> bytes:
         view = as_memoryview(data)
