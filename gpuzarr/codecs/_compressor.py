@@ -25,9 +25,12 @@ def buffer_address(data: Buffer, *, writable: bool = False) -> tuple[int, int]:
     part of decoding a 64 KiB chunk. Read-only buffers (``bytes``) go through NumPy.
     """
     try:
-        return ctypes.addressof(ctypes.c_char.from_buffer(data)), memoryview(data).nbytes  # type: ignore[arg-type]
+        address = ctypes.addressof(ctypes.c_char.from_buffer(data))  # type: ignore[arg-type]
     except (TypeError, ValueError, BufferError):  # read-only, empty, not contiguous, or no buffer
         pass
+    else:
+        kind = type(data)
+        return address, data.nbytes if kind is memoryview or kind is np.ndarray else memoryview(data).nbytes  # type: ignore[union-attr]
     # (Never a contiguous copy: its address would dangle once this returns.)
     if isinstance(data, np.ndarray):
         if not data.flags.c_contiguous:
