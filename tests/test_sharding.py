@@ -469,6 +469,22 @@ def test_tiny_shard_groups_are_merged_per_thread(tmp_path: Path) -> None:
             np.testing.assert_array_equal(layout.decode(projection.chunk_coords, raw), data[row : row + 1])
 
 
+def test_last_shards_of_a_read_are_halved(tmp_path: Path) -> None:
+    """With many shards, each is a group, except the last two per thread, which are cut in
+    halves so that threads run out of work together."""
+    data = _data((64, 16), "int32")
+    a = gpuzarr.create_array(tmp_path / "s", shape=data.shape, dtype="int32", chunks=(1, 16), shards=(4, 16))
+    a[:] = data
+    layout = a._layout  # type: ignore[attr-defined]
+    projections = list(a._indexer((slice(None),), "basic").chunk_projections())
+    groups = layout.worker_groups(projections, threads=2, min_group_bytes=0)
+    shard_of_group = [{p.chunk_coords[0] // 4 for p in g.projections} for g in groups]
+    assert all(len(s) == 1 for s in shard_of_group)  # never mixing shards
+    assert [len(g.projections) for g in groups] == [4] * 12 + [2] * 8  # 16 shards, the last 4 halved
+    assert [p.chunk_coords for g in groups for p in g.projections] == [p.chunk_coords for p in projections]
+    np.testing.assert_array_equal(a[:], data)
+
+
 def test_batch_of_windows_over_many_shards(tmp_path: Path) -> None:
     """Windows scattered over many shards, some absent and some with empty inner chunks."""
     data = _data((256, 32), "float32")

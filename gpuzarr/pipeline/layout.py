@@ -334,18 +334,23 @@ class ShardedLayout(ChunkLayout):
             targets = np.arange(1, threads) * (len(projections) / threads)
             cuts = [0, *ends[np.unique(np.searchsorted(ends, targets))].tolist()]
             cuts = sorted(set(cuts) | {len(projections)})
-        elif len(shards) < 4 * threads and len(projections) > len(shards):
-            # Few large shares (8 shards of 16 one-MiB inner chunks, say): a task per shard
-            # leaves threads idle at the end, so shards are cut into runs of inner chunks,
-            # about 4 per thread in all. Their indexes are read here first, once each.
-            self.read_indexes([self.key(s) for s in shards], inline=True)
-            pieces = -(-4 * threads // len(shards))
+        else:
+            # A task per shard; but as the work runs out, whichever thread takes the last
+            # shard finishes alone while the others idle. So shards are cut into runs of
+            # inner chunks: when they are few and large (8 shards of 16 one-MiB inner
+            # chunks, say), all of them, into about 4 runs per thread in all; else the
+            # last 2 per thread, in halves. Cut shards' indexes are read here first, once
+            # each, rather than once per run.
+            if len(shards) < 4 * threads:
+                pieces, first_cut = -(-4 * threads // len(shards)), 0
+            else:
+                pieces, first_cut = 2, max(0, len(shards) - 2 * threads)
+            if len(projections) > len(shards):
+                self.read_indexes([self.key(s) for s in shards[first_cut:]], inline=True)
             cut_set = {0, *ends.tolist()}
-            for end, count in zip(ends.tolist(), counts.tolist(), strict=True):
+            for end, count in zip(ends[first_cut:].tolist(), counts[first_cut:].tolist(), strict=True):
                 cut_set.update(end - count + count * k // pieces for k in range(1, pieces))
             cuts = sorted(cut_set)
-        else:
-            cuts = [0, *ends.tolist()]
         runs = [order[a:b].tolist() for a, b in itertools.pairwise(cuts) if b > a]
         return [UnitGroup(self, [projections[i] for i in run]) for run in runs]
 

@@ -48,6 +48,10 @@ PARALLEL_MIN_BYTES = 128 * 2**10
 #: read: 0.95-1.00x zarrs-python's time in batches, 1.21-1.41x one by one.
 BATCH_UNIT_MAX_BYTES = 256 * 2**10
 
+#: Most decoded bytes in one batch a thread decodes alone (units that cannot decode
+#: straight into the output take this much of its scratch).
+DECODE_BATCH_MAX_BYTES = 4 * 2**20
+
 #: Batches per thread a fetched wave's decoding is cut into (threads take them in turn).
 _PARTS_PER_THREAD = 4
 
@@ -180,6 +184,12 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
                 read_one(projection, None)  # the fill value
             else:
                 stored.append((projection, raw))
+        if threads <= 1:
+            # Batches as large as the scratch bound allows: each has a fixed cost.
+            step = max(1, DECODE_BATCH_MAX_BYTES // (spec.nbytes or 1))
+            for start in range(0, len(stored), step):
+                decode_batch(stored[start : start + step])
+            return
         parts = tapering_parts(stored, _PARTS_PER_THREAD * threads, threads)
         parallel_map(decode_batch, parts, use_caller=True, max_threads=threads)
 
