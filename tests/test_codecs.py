@@ -622,7 +622,7 @@ def _decode_many(codec: ZstdCodec, frames: list[Any], nbytes: int) -> list[bytes
 
 @pytest.mark.usefixtures("zstd_decoder")
 def test_zstd_decode_many_matches_one_by_one() -> None:
-    assert ZstdCodec.decodes_batches
+    assert ZstdCodec().decodes_batches
     rng = np.random.default_rng(5)
     payloads = [rng.integers(0, 50, 300, dtype=np.uint8).tobytes() for _ in range(9)]
     frames: list[Any] = [numcodecs.Zstd(level=i % 4, checksum=bool(i % 2)).encode(p) for i, p in enumerate(payloads)]
@@ -1035,25 +1035,65 @@ def test_zstd_libzstd_context_per_thread_freed_with_it() -> None:
     library.free_context = lambda pointer: freed.append(pointer) or real_free(pointer)
     try:
         with ThreadPoolExecutor(1) as pool:
-            first, again = pool.submit(library.thread_context).result(), pool.submit(library.thread_context).result()
-        assert first == again != library.thread_context()  # one per thread, reused
+            first = pool.submit(lambda: library.thread_context().pointer).result()
+            again = pool.submit(lambda: library.thread_context().pointer).result()
+        assert first == again != library.thread_context().pointer  # one per thread, reused
         assert first in freed  # freed when its thread ended
     finally:
         library.free_context = real_free
+
+
+@pytest.mark.usefixtures("zstd_decoder")
+def test_zstd_decodes_any_source_buffer_into_any_native_out() -> None:
+    payload = np.arange(0, 4000, 4, dtype="M8[s]")
+    frame = numcodecs.Zstd().encode(payload.tobytes())
+    arena = np.zeros(len(frame) * 3, dtype=np.uint8)
+    arena[len(frame) : 2 * len(frame)] = np.frombuffer(frame, np.uint8)
+    strided = np.zeros(len(frame) * 2, dtype=np.uint8)
+    strided[::2] = np.frombuffer(frame, np.uint8)
+    sources = [
+        frame,
+        bytearray(frame),
+        memoryview(arena)[len(frame) : 2 * len(frame)],  # a writable view, as fetched into an arena
+        np.frombuffer(frame, np.uint8),
+        strided[::2],  # decoded from a contiguous copy
+    ]
+    outs = [np.zeros_like(payload) for _ in sources]  # datetimes export no buffer
+    ZstdCodec().cpu_decode_many(sources, outs)
+    for out in outs:
+        np.testing.assert_array_equal(out, payload)
+
+
+def test_zstd_decode_many_refuses_an_out_it_cannot_fill_as_a_usage_error() -> None:
+    # A read-only or strided `out` is the caller's mistake, not a corrupt chunk.
+    frame = numcodecs.Zstd().encode(bytes(400))
+    frozen = np.zeros(400, np.uint8)
+    frozen.flags.writeable = False
+    for out in (frozen, np.zeros(800, np.uint8)[::2]):
+        with pytest.raises(ValueError, match=r"read-only|contiguous") as caught:
+            ZstdCodec().cpu_decode_many([frame], [out])
+        assert not isinstance(caught.value, CorruptChunkError)
 
 
 def test_buffer_address() -> None:
     import ctypes
 
     array = np.arange(12, dtype=np.float32).reshape(3, 4)
-    assert buffer_address(array) == (array.ctypes.data, 48)
-    assert buffer_address(array, writable=True) == (array.ctypes.data, 48)
+    assert buffer_address(array)[:2] == (array.ctypes.data, 48)
+    assert buffer_address(array, writable=True)[:2] == (array.ctypes.data, 48)
     data = b"0123456789"
-    address, nbytes = buffer_address(memoryview(data)[2:7])
+    address, nbytes, _ = buffer_address(memoryview(data)[2:7])
     assert nbytes == 5 and ctypes.string_at(address, nbytes) == b"23456"
-    assert ctypes.string_at(*buffer_address(data)) == data
+    assert ctypes.string_at(*buffer_address(data)[:2]) == data
     assert buffer_address(b"")[1] == 0
     assert buffer_address(np.zeros(3, "M8[s]"))[1] == 24  # NumPy exports no buffer of datetimes
+    # The holder keeps the buffer exported: a bytearray cannot be resized under a call.
+    growing = bytearray(b"abc")
+    _, _, holder = buffer_address(growing)
+    with pytest.raises(BufferError):
+        growing.extend(b"more")
+    del holder
+    growing.extend(b"more")
     # Never the address of a temporary copy, and never writable memory that is not.
     for strided in (array[:, ::2], memoryview(data)[::2]):
         with pytest.raises(ValueError, match="contiguous"):

@@ -469,9 +469,11 @@ def test_tiny_shard_groups_are_merged_per_thread(tmp_path: Path) -> None:
             np.testing.assert_array_equal(layout.decode(projection.chunk_coords, raw), data[row : row + 1])
 
 
-def test_last_shards_of_a_read_are_halved(tmp_path: Path) -> None:
+def test_last_shards_of_a_read_are_halved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With many shards, each is a group, except the last two per thread, which are cut in
     halves so that threads run out of work together."""
+    from gpuzarr.pipeline import read as read_module
+
     data = _data((64, 16), "int32")
     a = gpuzarr.create_array(tmp_path / "s", shape=data.shape, dtype="int32", chunks=(1, 16), shards=(4, 16))
     a[:] = data
@@ -482,7 +484,36 @@ def test_last_shards_of_a_read_are_halved(tmp_path: Path) -> None:
     assert all(len(s) == 1 for s in shard_of_group)  # never mixing shards
     assert [len(g.projections) for g in groups] == [4] * 12 + [2] * 8  # 16 shards, the last 4 halved
     assert [p.chunk_coords for g in groups for p in g.projections] == [p.chunk_coords for p in projections]
-    np.testing.assert_array_equal(a[:], data)
+    with gpuzarr.config.set(threads=2):
+        monkeypatch.setattr(read_module, "GROUP_MIN_BYTES", 0)  # (else these tiny shards are merged)
+        np.testing.assert_array_equal(a[:], data)
+        monkeypatch.setattr(read_module, "DECODE_BATCH_MAX_BYTES", 3 * 64)  # several batches per group
+        np.testing.assert_array_equal(a[:], data)
+        np.testing.assert_array_equal(a[3:61, 2:15], data[3:61, 2:15])  # units through the scratch
+
+
+def test_one_thread_decodes_in_bounded_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpuzarr.pipeline import read as read_module
+
+    data = _data((64, 64), "float32")
+    a = gpuzarr.create_array(tmp_path / "s", shape=data.shape, dtype="float32", chunks=(4, 16), shards=(16, 64))
+    a[:] = data
+    monkeypatch.setattr(read_module, "DECODE_BATCH_MAX_BYTES", 5 * 4 * 16 * 4)  # 5 units a batch
+    batches: list[int] = []
+    layout_type = type(a._layout)  # type: ignore[attr-defined]
+    real = layout_type.decode_many
+
+    def counting(self: Any, coords: Any, raws: Any, outs: Any) -> None:
+        batches.append(len(coords))
+        real(self, coords, raws, outs)
+
+    monkeypatch.setattr(layout_type, "decode_many", counting)
+    with gpuzarr.config.set(threads=1):
+        np.testing.assert_array_equal(a[:], data)
+        assert batches and max(batches) == 5
+        batches.clear()
+        np.testing.assert_array_equal(a[1:63, 3:61], data[1:63, 3:61])  # partial units, through the scratch
+        assert batches and max(batches) == 5
 
 
 def test_batch_of_windows_over_many_shards(tmp_path: Path) -> None:

@@ -15,35 +15,39 @@ from gpuzarr.errors import ChecksumError, CorruptChunkError
 __all__ = ["buffer_address", "decode_with", "decoded_size_hint", "typed_decode_error"]
 
 
-def buffer_address(data: Buffer, *, writable: bool = False) -> tuple[int, int]:
-    """``(address, nbytes)`` of ``data``'s bytes, for a C function called through ctypes
-    (the caller keeps ``data`` alive across the call); ``writable``: the function will
-    write there, so a read-only buffer is refused (ValueError), as is a strided one.
+def buffer_address(data: Buffer, *, writable: bool = False) -> tuple[int, int, object]:
+    """``(address, nbytes, holder)`` of ``data``'s bytes, for a C function called
+    through ctypes: keep ``holder`` until the call returns (it holds the buffer exported,
+    so a ``bytearray`` cannot be resized or freed under the call). ``writable``: the
+    function will write there, so a read-only buffer is refused (ValueError), as is a
+    strided one.
 
     Writable contiguous buffers (arena views, output arrays) take ctypes' direct route,
     about 0.4 us; NumPy's ``.ctypes.data`` costs 1.5-2.5 us, which is a noticeable
     part of decoding a 64 KiB chunk. Read-only buffers (``bytes``) go through NumPy.
     """
     try:
-        address = ctypes.addressof(ctypes.c_char.from_buffer(data))  # type: ignore[arg-type]
+        holder: object = ctypes.c_char.from_buffer(data)  # type: ignore[arg-type]
     except (TypeError, ValueError, BufferError):  # read-only, empty, not contiguous, or no buffer
         pass
     else:
         kind = type(data)
-        return address, data.nbytes if kind is memoryview or kind is np.ndarray else memoryview(data).nbytes  # type: ignore[union-attr]
+        nbytes = data.nbytes if kind is memoryview or kind is np.ndarray else memoryview(data).nbytes  # type: ignore[union-attr]
+        return ctypes.addressof(holder), nbytes, holder  # type: ignore[arg-type]
     # (Never a contiguous copy: its address would dangle once this returns.)
     if isinstance(data, np.ndarray):
         if not data.flags.c_contiguous:
             raise ValueError("the buffer is not C-contiguous")
         if writable and not data.flags.writeable:
             raise ValueError("the buffer is read-only")
-        return data.ctypes.data, data.nbytes
+        return data.ctypes.data, data.nbytes, data
     view = memoryview(data)
     if not view.c_contiguous:
         raise ValueError("the buffer is not C-contiguous")
     if writable and view.readonly:
         raise ValueError("the buffer is read-only")
-    return np.frombuffer(view, dtype=np.uint8).ctypes.data, view.nbytes
+    array = np.frombuffer(view, dtype=np.uint8)
+    return array.ctypes.data, view.nbytes, array
 
 
 def decoded_size_hint(spec: ChunkSpec) -> int | None:

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import numcodecs
 import numcodecs.zstd as _numcodecs_zstd
@@ -63,9 +63,13 @@ def _thread_decompressor() -> Any:
     return found
 
 
-#: The oldest libzstd whose one-shot decoder is called directly (1.4 is the first
-#: release with today's advanced decompression API, and fuzzed for years since).
+#: The oldest libzstd called directly (every numcodecs release of recent years ships a
+#: newer one; with an older one, python-zstandard's stream reader decodes instead).
 _MIN_LIBZSTD = 10400
+
+#: One decode of a batch: (target address, its size, source address, its size, and
+#: the objects that hold both buffers exported until the call returns).
+_DecodeCall = tuple[int, int, int, int, object, object]
 
 
 class _Libzstd:
@@ -98,38 +102,46 @@ class _Libzstd:
         self.free_context.argtypes = (ctypes.c_void_p,)
         self.free_context.restype = ctypes.c_size_t
 
-    def thread_context(self) -> int:
+    def thread_context(self) -> _NativeContext:
         """This thread's decompression context (a ``ZSTD_DCtx``, not shareable between
-        threads; freed when the thread ends)."""
-        found = getattr(_local, "native_context", None)
+        threads; freed when the thread ends). Hold it while decoding with it."""
+        found: _NativeContext | None = getattr(_local, "native_context", None)
         if found is None:
             found = _local.native_context = _NativeContext(self)
-        return found.pointer
+        return found
 
-    def decode_into(self, context: int, data: Buffer, out: np.ndarray) -> None:
-        """Decode ``data`` into ``out`` (C-contiguous), which it must fill exactly."""
-        self.decode_many_into(context, [data], [out])
+    @staticmethod
+    def calls(datas: Sequence[Buffer], outs: Sequence[np.ndarray]) -> list[_DecodeCall]:
+        """The decode of each of ``datas`` into its ``out`` (C-contiguous and writable,
+        else ValueError: a caller's mistake, not a corrupt chunk)."""
+        calls: list[_DecodeCall] = []
+        for data, out in zip(datas, outs, strict=True):
+            target, target_nbytes, target_holder = buffer_address(out, writable=True)
+            try:
+                source, source_nbytes, source_holder = buffer_address(data)
+            except ValueError:  # a strided source: decode from a contiguous copy
+                copy = np.ascontiguousarray(np.asarray(data)).reshape(-1).view(np.uint8)
+                source, source_nbytes, source_holder = buffer_address(copy)
+            calls.append((target, target_nbytes, source, source_nbytes, target_holder, source_holder))
+        return calls
 
-    def decode_many_into(self, context: int, datas: Sequence[Buffer], outs: Sequence[np.ndarray]) -> None:
-        """Decode each of ``datas`` into its ``out`` (C-contiguous), which it must fill
-        exactly; ValueError for the first that does not.
+    def run(self, context: _NativeContext, calls: Sequence[_DecodeCall], datas: Sequence[Buffer]) -> None:
+        """Make ``calls`` (from :meth:`calls` over ``datas``); ValueError for the first
+        chunk that does not fill its ``out`` exactly.
 
-        Every address is taken first, then the chunks are decoded in a loop of nothing
-        but the calls: each 64 KiB decode evicts the interpreter's working set from the
-        core's caches, so Python run between decodes costs 2-3x what it costs warm
-        (measured: 2.2 us per address taken between decodes, 0.6 us in a row).
+        The addresses are all taken first, and the chunks then decoded in a loop of
+        nothing but the calls: each 64 KiB decode evicts the interpreter's working set
+        from the core's caches, so Python run between decodes costs 2-3x what it costs
+        warm (measured: 2.2 us per address taken between decodes, 0.6 us in a row).
         """
-        calls = [
-            (*buffer_address(out, writable=True), *buffer_address(data))
-            for data, out in zip(datas, outs, strict=True)
-        ]
         decompress = self.decompress
-        for i, (target, target_nbytes, source, source_nbytes) in enumerate(calls):
-            written = decompress(context, target, target_nbytes, source, source_nbytes)
+        pointer = context.pointer
+        for i, (target, target_nbytes, source, source_nbytes, _, _) in enumerate(calls):
+            written = decompress(pointer, target, target_nbytes, source, source_nbytes)
             if written != target_nbytes:
                 self._raise_for(written, target_nbytes, datas[i])
 
-    def _raise_for(self, written: int, expected: int, data: Buffer) -> None:
+    def _raise_for(self, written: int, expected: int, data: Buffer) -> NoReturn:
         """Raise the ValueError for a chunk that decoded to ``written`` (a size, or a
         libzstd error code) instead of ``expected`` bytes."""
         if self.is_error(written):
@@ -148,14 +160,14 @@ class _NativeContext:
     __slots__ = ("_free", "pointer")
 
     def __init__(self, library: _Libzstd) -> None:
-        pointer = library.create_context()
-        if not pointer:
-            raise MemoryError("libzstd could not allocate a decompression context")
-        self.pointer: int = pointer
         self._free = library.free_context
+        self.pointer: int = library.create_context() or 0
+        if not self.pointer:
+            raise MemoryError("libzstd could not allocate a decompression context")
 
     def __del__(self) -> None:
-        self._free(self.pointer)
+        if getattr(self, "pointer", 0):
+            self._free(self.pointer)
 
 
 @cache
@@ -248,7 +260,7 @@ def _decompress(data: Buffer, out: np.ndarray | None) -> Buffer:
     if out is not None and out.flags.c_contiguous and out.flags.writeable:
         native = _libzstd()
         if native is not None:
-            native.decode_into(native.thread_context(), data, out)
+            native.run(native.thread_context(), native.calls([data], [out]), [data])
             return out
         if _zstandard is not None:
             return _decompress_into(data, out)
@@ -337,8 +349,9 @@ class ZstdCodec(BytesBytesCodec):
             for data, out in zip(datas, outs, strict=True):
                 decode_with("zstd", _decompress_into, data, out)
             return
+        calls = native.calls(datas, outs)  # (outside the try: a bad `out` is no corrupt chunk)
         try:
-            native.decode_many_into(native.thread_context(), datas, outs)
+            native.run(native.thread_context(), calls, datas)
         except ValueError as exc:
             raise typed_decode_error("zstd", exc) from None
 

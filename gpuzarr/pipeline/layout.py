@@ -310,14 +310,17 @@ class ShardedLayout(ChunkLayout):
     def worker_groups(
         self, projections: list[ChunkProjection], threads: int, min_group_bytes: int = 0
     ) -> list[UnitGroup] | None:
-        """Groups of whole shards: a worker reads their indexes (cached), plans and reads
-        their coalesced ranges, then decodes them while they are hot.
+        """Groups of a shard's units: a worker reads the shard's index (cached), plans
+        and reads its coalesced ranges, then decodes them while they are hot.
 
-        One group per shard, except that shards holding less than ``min_group_bytes`` of
-        the read on average (a batch of one-inner-chunk windows, say) are merged into
-        about ``threads`` groups of consecutive shards: a task per tiny shard would cost
-        more in handoffs than the shard costs to read, and a group's planning is
-        vectorised over all its shards.
+        One group per shard, in storage order, except that shards holding less than
+        ``min_group_bytes`` of the read on average (a batch of one-inner-chunk windows,
+        say) are merged into about ``threads`` groups of consecutive shards (a task per
+        tiny shard would cost more in handoffs than the shard costs to read, and a
+        group's planning is vectorised over all its shards), and that shards are cut
+        into runs of inner chunks where a group per shard would leave threads idle at
+        the end (all of them when they are few, else the last two per thread, in
+        halves). No group mixes shards but merged ones.
         """
         if not self.store.cheap_reads:
             return None
@@ -345,8 +348,9 @@ class ShardedLayout(ChunkLayout):
                 pieces, first_cut = -(-4 * threads // len(shards)), 0
             else:
                 pieces, first_cut = 2, max(0, len(shards) - 2 * threads)
-            if len(projections) > len(shards):
-                self.read_indexes([self.key(s) for s in shards[first_cut:]], inline=True)
+            cut_shards = [s for s, n in zip(shards[first_cut:], counts[first_cut:].tolist(), strict=True) if n > 1]
+            if cut_shards:
+                self.read_indexes([self.key(s) for s in cut_shards], inline=True)
             cut_set = {0, *ends.tolist()}
             for end, count in zip(ends[first_cut:].tolist(), counts[first_cut:].tolist(), strict=True):
                 cut_set.update(end - count + count * k // pieces for k in range(1, pieces))
