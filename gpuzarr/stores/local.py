@@ -9,8 +9,8 @@ import random
 import re
 import shutil
 import stat
-from collections.abc import Hashable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from gpuzarr.errors import StoreError
 
@@ -27,6 +27,8 @@ from .base import (
 )
 
 __all__ = ["LocalStore"]
+
+_T = TypeVar("_T")
 
 # Temporary files written by ``set`` are named ``.{basename}.{16 hex}.tmp`` in the
 # target's directory (same file system, so ``os.replace`` is an atomic rename).
@@ -140,6 +142,13 @@ def _read_ranges(fd: int, size: int, ranges: Sequence[ByteRange], arena: ReadAre
     return [_pread_all(fd, min(length, size - offset), offset) if offset < size else b"" for offset, length in ranges]
 
 
+def _read_suffix(fd: int, size: int, length: int) -> bytes:
+    """The last ``length`` bytes of the open file ``fd`` of ``size`` bytes (all of it
+    when shorter)."""
+    start = max(0, size - length)
+    return _pread_all(fd, size - start, start)
+
+
 def _pread_all(fd: int, length: int, offset: int) -> bytes:
     """``os.pread`` until ``length`` bytes or end of file."""
     pread = getattr(os, "pread", None)
@@ -174,26 +183,30 @@ class _OpenFile(ObjectReader):
             raise StoreError(f"reader of key {self.key!r} in {self.store!r} is closed")
         return self._fd
 
-    def get_ranges(self, ranges: Sequence[ByteRange], *, arena: ReadArena | None = None) -> list[Any] | None:
+    def _read(self, read: Callable[[int, int], _T]) -> _T:
+        """``read(fd, size)`` on the open file, its OSError raised as a StoreError."""
         fd = self._live_fd()
-        checked = _check_ranges(self.key, ranges)
         try:
-            return _read_ranges(fd, self._size, checked, arena)
+            return read(fd, self._size)
         except OSError as exc:
-            raise StoreError(f"cannot read key {self.key!r} in {self.store!r}: {exc}") from exc
+            raise _read_error(self.key, self.store, exc) from exc
+
+    def get_ranges(self, ranges: Sequence[ByteRange], *, arena: ReadArena | None = None) -> list[Any] | None:
+        checked = _check_ranges(self.key, ranges)
+        return self._read(lambda fd, size: _read_ranges(fd, size, checked, arena))
 
     def get_suffix(self, length: int) -> bytes:
-        fd, size = self._live_fd(), self._size
-        start = max(0, size - _check_suffix_length(self.key, length))
-        try:
-            return _pread_all(fd, size - start, start)
-        except OSError as exc:
-            raise StoreError(f"cannot read key {self.key!r} in {self.store!r}: {exc}") from exc
+        length = _check_suffix_length(self.key, length)
+        return self._read(lambda fd, size: _read_suffix(fd, size, length))
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _read_error(key: str, store: Store, exc: OSError) -> StoreError:
+    return StoreError(f"cannot read key {key!r} in {store!r}: {exc}")
 
 
 def _token(st: os.stat_result) -> Hashable:
@@ -308,24 +321,24 @@ class LocalStore(Store):
             return None
         return fd, st
 
-    def _open_regular(self, key: str) -> tuple[int, int] | None:
-        """Open ``key`` for reading: ``(fd, size)``, or ``None`` if it is not a file."""
+    def _read_file(self, key: str, read: Callable[[int, int], _T]) -> _T | None:
+        """``read(fd, size)`` on ``key``'s file, opened for this call alone (None if it
+        is not a file), its OSError raised as a StoreError."""
         opened = self._open_file(key)
-        return None if opened is None else (opened[0], opened[1].st_size)
+        if opened is None:
+            return None
+        fd, st = opened
+        try:
+            return read(fd, st.st_size)
+        except OSError as exc:
+            raise _read_error(key, self, exc) from exc
+        finally:
+            os.close(fd)
 
     # ------------------------------------------------------------------ reads
 
     def _get(self, key: str) -> bytes | None:
-        opened = self._open_regular(key)
-        if opened is None:
-            return None
-        fd, size = opened
-        try:
-            return _read_all(fd, size)
-        except OSError as exc:
-            raise StoreError(f"cannot read key {key!r} in {self!r}: {exc}") from exc
-        finally:
-            os.close(fd)
+        return self._read_file(key, _read_all)
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
         return parallel_map(self._get, keys, self.threads)
@@ -333,19 +346,14 @@ class LocalStore(Store):
     def _get_into_buffer(self, key: str, buffer: memoryview) -> int | None:
         if not self.fills_arenas:
             return super()._get_into_buffer(key, buffer)
-        opened = self._open_regular(key)
-        if opened is None:
-            return None
-        fd, size = opened
-        try:
+
+        def read_into(fd: int, size: int) -> int:
             wanted = min(size, len(buffer))
             got = len(_pread_into(fd, buffer[:wanted], 0))
             # A file cut short since its fstat (rewritten in place) reports what was read.
             return size if got == wanted else got
-        except OSError as exc:
-            raise StoreError(f"cannot read key {key!r} in {self!r}: {exc}") from exc
-        finally:
-            os.close(fd)
+
+        return self._read_file(key, read_into)
 
     def _get_into(self, key: str, arena: ReadArena) -> bytes | memoryview | None:
         if not self.fills_arenas:
@@ -381,29 +389,10 @@ class LocalStore(Store):
         return self._ranges_of(key, ranges, None)  # type: ignore[return-value]
 
     def _ranges_of(self, key: str, ranges: list[ByteRange], arena: ReadArena | None) -> list[Any] | None:
-        opened = self._open_regular(key)
-        if opened is None:
-            return None
-        fd, size = opened
-        try:
-            return _read_ranges(fd, size, ranges, arena)
-        except OSError as exc:
-            raise StoreError(f"cannot read key {key!r} in {self!r}: {exc}") from exc
-        finally:
-            os.close(fd)
+        return self._read_file(key, lambda fd, size: _read_ranges(fd, size, ranges, arena))
 
     def _get_suffix(self, key: str, length: int) -> bytes | None:
-        opened = self._open_regular(key)
-        if opened is None:
-            return None
-        fd, size = opened
-        try:
-            start = max(0, size - length)
-            return _pread_all(fd, size - start, start)
-        except OSError as exc:
-            raise StoreError(f"cannot read key {key!r} in {self!r}: {exc}") from exc
-        finally:
-            os.close(fd)
+        return self._read_file(key, lambda fd, size: _read_suffix(fd, size, length))
 
     def _get_many_ranges(
         self, requests: list[tuple[str, list[ByteRange]]]
