@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 import numcodecs
 import numpy as np
 
-from gpuzarr.codecs._compressor import decode_with
+from gpuzarr.codecs._compressor import buffer_address, decode_with
 from gpuzarr.codecs.base import Buffer, BytesBytesCodec, ChunkSpec, as_memoryview
 from gpuzarr.errors import CorruptChunkError, MetadataError
 
@@ -79,8 +79,10 @@ def _decode_in_context(
         raise CorruptChunkError(
             f"codec 'blosc': chunk decodes to {nbytes} bytes, more than the {target.nbytes} expected"
         )
-    source = np.frombuffer(view, dtype=np.uint8)
-    written = decompress(source.ctypes.data, target.ctypes.data, target.nbytes, 1)
+    # (The holders, locals until this returns, keep both buffers exported over the call.)
+    source, _, _source_holder = buffer_address(view)
+    target_address, target_nbytes, _target_holder = buffer_address(target, writable=True)
+    written = decompress(source, target_address, target_nbytes, 1)
     if written != nbytes:
         raise CorruptChunkError(f"codec 'blosc': cannot decode chunk (c-blosc returned {written})")
     return out
