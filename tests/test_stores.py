@@ -1028,6 +1028,80 @@ def test_reads_into_an_arena_match_plain_reads(store: Store) -> None:
     assert store.fills_arenas == (isinstance(store, LocalStore) and hasattr(os, "preadv"))
 
 
+def test_get_each_reads_like_get(store: Store) -> None:
+    """``get_each`` answers as ``get`` does, object by object, with and without an arena
+    (missing objects and directories are None, empty objects empty)."""
+    from gpuzarr.stores.base import ReadArena
+
+    items = {"a/c/0": bytes(range(256)) * 40, "a/c/1": b"", "a/c/2": b"xyz", "a/c/d/3": b"in a folder"}
+    _fill(store, items)
+    keys = ["a/c/2", "a/c/missing", "a/c/0", "a/c/1", "a/c/d", "a/c/d/3", "a/c/2"]
+    expected = [items.get(k) for k in keys]
+    assert [None if v is None else bytes(v) for v in store.get_each(keys)] == expected
+    arena = ReadArena(1 << 20)
+    got = store.get_each(keys, arena=arena)
+    assert [None if v is None else bytes(v) for v in got] == expected
+    if store.fills_arenas:  # local files land in the arena, not in fresh bytes
+        assert all(isinstance(v, memoryview) for v in got if v is not None)
+    assert store.get_each([]) == []
+    with pytest.raises(StoreError, match="invalid store key"):
+        store.get_each(["a/c/0", "../escape"])
+
+
+def test_get_each_goes_through_a_subclass_get() -> None:
+    """A store overriding the public ``get`` sees every read ``get_each`` makes."""
+    from gpuzarr.stores.base import ReadArena
+
+    seen: list[str] = []
+
+    class Recording(MemoryStore):
+        def get(self, key: str) -> bytes | None:  # type: ignore[override]  # (written before arenas)
+            seen.append(key)
+            return super().get(key)
+
+    store = Recording()
+    store.set("k", b"v")
+    assert store.get_each(["k", "missing"], arena=ReadArena(64)) == [b"v", None]
+    assert seen == ["k", "missing"]
+
+
+def test_local_get_each_names_the_key_that_fails(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An I/O error reading one file of a batch is a StoreError naming its key, and
+    no file is left open."""
+    import gpuzarr.stores.local as local_module
+    from gpuzarr.stores.base import ReadArena
+
+    store = LocalStore(tmp_path)
+    for k in ("c/0", "c/1"):
+        store.set(k, b"data")
+    opened: list[int] = []
+    real_open, real_close = os.open, os.close
+    closed: list[int] = []
+
+    def tracking_open(path: str, flags: int, *args: object) -> int:
+        fd = real_open(path, flags, *args)
+        opened.append(fd)
+        return fd
+
+    def tracking_close(fd: int) -> None:
+        closed.append(fd)
+        real_close(fd)
+
+    real_preadv = os.preadv
+
+    def failing_preadv(fd: int, buffers: list[memoryview], offset: int) -> int:
+        if len(opened) == 2:  # reading the second file
+            raise OSError(5, "Input/output error")
+        return real_preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(local_module.os, "open", tracking_open)
+    monkeypatch.setattr(local_module.os, "close", tracking_close)
+    monkeypatch.setattr(local_module.os, "preadv", failing_preadv)
+    with pytest.raises(StoreError, match="'c/1'"):
+        store.get_each(["c/0", "c/1"], arena=ReadArena(64))
+    assert sorted(opened) == sorted(closed)
+
+
 def test_read_arena_reuses_its_memory_and_bounds_what_it_keeps() -> None:
     from gpuzarr.stores.base import ARENA_ALIGN, ReadArena
 

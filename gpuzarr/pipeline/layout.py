@@ -29,7 +29,7 @@ from gpuzarr.indexing import ChunkProjection
 from gpuzarr.metadata import ArrayMetadata
 from gpuzarr.pipeline.pool import parallel_map, tapering_parts
 from gpuzarr.stores import Store
-from gpuzarr.stores.base import ObjectReader, ReadArena, arena_keyword
+from gpuzarr.stores.base import ObjectReader, ReadArena
 
 __all__ = [
     "ChunkLayout",
@@ -160,7 +160,7 @@ class ChunkLayout:
         """
         keys = [self.key(p.chunk_coords) for p in projections]
         if inline:
-            return [self.store.get(k, **arena_keyword(arena)) for k in keys]
+            return self.store.get_each(keys, arena=arena)
         return self.store.get_many(keys)
 
     def decode_many(self, coords: Sequence[Sequence[int]], raws: Sequence[Any], outs: Sequence[np.ndarray]) -> None:

@@ -334,6 +334,22 @@ class Store(ABC):
         key = validate_key(key)
         return self._get(key) if arena is None else self._get_into(key, arena)
 
+    def get_each(self, keys: Sequence[str], *, arena: ReadArena | None = None) -> list[bytes | memoryview | None]:
+        """``[get(k, arena=arena) for k in keys]``, read one after another on this thread.
+
+        For a worker reading its own group of objects: local files are read in one
+        tight loop, where a :meth:`get` per object would run about ten Python calls per
+        file around its three system calls (measured on 2048 files of ~32 KB, full read
+        of 64 KiB zstd chunks on 2 cores: 15% less CPU time in all).
+        """
+        if type(self).get is not Store.get:  # a subclass's own get() must see every read
+            # (Without the arena where it gains nothing: a get() written before arenas
+            # takes no such keyword.)
+            keyword = arena_keyword(arena if self.fills_arenas else None)
+            return [self.get(k, **keyword) for k in keys]
+        self._check_open()
+        return self._get_each([validate_key(k) for k in keys], arena)
+
     def get_into(self, key: str, buffer: memoryview) -> int | None:
         """Read ``key``'s whole object into ``buffer`` (writable bytes): its size, or
         ``None`` if there is none. Only ``min(size, len(buffer))`` bytes are written, so a
@@ -561,6 +577,11 @@ class Store(ABC):
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
         return [self._get(k) for k in keys]
+
+    def _get_each(self, keys: list[str], arena: ReadArena | None) -> list[bytes | memoryview | None]:
+        if arena is None:
+            return [self._get(k) for k in keys]
+        return [self._get_into(k, arena) for k in keys]
 
     def _get_into_buffer(self, key: str, buffer: memoryview) -> int | None:
         data = self._get(key)
