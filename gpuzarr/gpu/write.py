@@ -35,7 +35,7 @@ host backend, which emulates the device with NumPy and the CPU libraries.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -436,7 +436,7 @@ def _last_wins(
         if keep is None:
             return projection
         out = np.asarray(projection.out_selection)[keep]
-        return replace(projection, chunk_selection=tuple(np.asarray(c)[keep] for c in csel), out_selection=out)
+        return projection._replace(chunk_selection=tuple(np.asarray(c)[keep] for c in csel), out_selection=out)
     osel = list(projection.out_selection)  # type: ignore[arg-type]
     changed = False
     for d, c in enumerate(csel):
@@ -451,7 +451,7 @@ def _last_wins(
         changed = True
     if not changed:
         return projection
-    return replace(projection, chunk_selection=tuple(csel), out_selection=tuple(osel))
+    return projection._replace(chunk_selection=tuple(csel), out_selection=tuple(osel))
 
 
 def encode_units(
