@@ -1065,6 +1065,40 @@ def test_get_each_goes_through_a_subclass_get() -> None:
     assert seen == ["k", "missing"]
 
 
+def test_get_each_on_a_closed_store_raises(store: Store) -> None:
+    store.set("k", b"v")
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.get_each([])
+
+
+def test_local_get_each_goes_through_a_subclass_read_hook(tmp_path: pathlib.Path) -> None:
+    """A LocalStore subclass's own ``_get_into`` (arena reads) or ``get`` (taking the
+    arena keyword) sees every read ``get_each`` makes."""
+    from gpuzarr.stores.base import ReadArena
+
+    seen: list[str] = []
+
+    class OwnArenaReads(LocalStore):
+        def _get_into(self, key: str, arena: ReadArena) -> bytes | memoryview | None:
+            seen.append(key)
+            return super()._get_into(key, arena)
+
+    class OwnGet(LocalStore):
+        def get(self, key: str, **kw: Any) -> bytes | memoryview | None:
+            seen.append(key)
+            return super().get(key, **kw)
+
+    for cls in (OwnArenaReads, OwnGet):
+        store = cls(tmp_path / cls.__name__)
+        store.set("k", b"v")
+        seen.clear()
+        got = store.get_each(["k", "gone"], arena=ReadArena(64))
+        assert [None if v is None else bytes(v) for v in got] == [b"v", None]
+        assert seen == ["k", "gone"]
+
+
+@pytest.mark.skipif(not hasattr(os, "preadv"), reason="LocalStore reads into arenas with preadv")
 def test_local_get_each_names_the_key_that_fails(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An I/O error reading one file of a batch is a StoreError naming its key, and
     no file is left open."""

@@ -339,15 +339,15 @@ class Store(ABC):
 
         For a worker reading its own group of objects: local files are read in one
         tight loop, where a :meth:`get` per object would run about ten Python calls per
-        file around its three system calls (measured on 2048 files of ~32 KB, full read
-        of 64 KiB zstd chunks on 2 cores: 15% less CPU time in all).
+        file around its system calls (measured on 2048 files of ~32 KB, full read of
+        64 KiB zstd chunks on 2 cores, A/B: CPU time 498 -> 470 ms).
         """
+        self._check_open()
         if type(self).get is not Store.get:  # a subclass's own get() must see every read
             # (Without the arena where it gains nothing: a get() written before arenas
             # takes no such keyword.)
             keyword = arena_keyword(arena if self.fills_arenas else None)
             return [self.get(k, **keyword) for k in keys]
-        self._check_open()
         return self._get_each([validate_key(k) for k in keys], arena)
 
     def get_into(self, key: str, buffer: memoryview) -> int | None:

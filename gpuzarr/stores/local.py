@@ -365,8 +365,8 @@ class LocalStore(Store):
         return self._read_file(key, read_into)
 
     def _get_each(self, keys: list[str], arena: ReadArena | None) -> list[bytes | memoryview | None]:
-        if arena is None or not self.fills_arenas:
-            return super()._get_each(keys, arena)
+        if arena is None or not self.fills_arenas or type(self)._get_into is not LocalStore._get_into:
+            return super()._get_each(keys, arena)  # (a subclass's own _get_into sees every read)
         take = arena.take
         return self._read_files(keys, lambda fd, size: _pread_into(fd, take(size), 0))  # type: ignore[return-value]
 
