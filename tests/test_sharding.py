@@ -467,6 +467,13 @@ def test_tiny_shard_groups_are_merged_per_thread(tmp_path: Path) -> None:
         for projection, raw in zip(group.projections, group.fetch(), strict=True):
             row = projection.chunk_coords[0]
             np.testing.assert_array_equal(layout.decode(projection.chunk_coords, raw), data[row : row + 1])
+    # Each group carries where its units' shards are, as the worker would work it out.
+    for group in [*groups, *split, *with_many_shards, *layout.worker_groups(projections[:1], 3)]:
+        shards, position, inner = group.located
+        want_shards, want_position, want_inner = layout._locate(group.projections)
+        assert shards == want_shards
+        np.testing.assert_array_equal(position, want_position)
+        np.testing.assert_array_equal(inner, want_inner)
 
 
 def test_last_shards_of_a_read_are_halved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -43,6 +43,10 @@ __all__ = [
 
 T = TypeVar("T")
 
+#: Where units' shards are (see :meth:`ShardedLayout._locate`): the distinct shards'
+#: coordinates, each unit's position among them, and each unit's inner coordinates.
+_Located = tuple[list[tuple[int, ...]], np.ndarray, np.ndarray]
+
 
 def waves(items: list[T], unit_nbytes: int) -> Iterator[list[T]]:
     """Split work into waves of about ``wave_bytes`` decoded bytes.
@@ -83,16 +87,21 @@ class UnitGroup:
     after another (no further threads).
     """
 
-    __slots__ = ("layout", "projections")
+    __slots__ = ("layout", "located", "projections")
 
-    def __init__(self, layout: ChunkLayout, projections: Sequence[ChunkProjection]) -> None:
+    def __init__(
+        self, layout: ChunkLayout, projections: Sequence[ChunkProjection], located: _Located | None = None
+    ) -> None:
         self.layout = layout
         self.projections = projections
+        # The projections' shards as ShardedLayout._locate gives them, where the layout
+        # worked them out when it made the group (the worker then need not again).
+        self.located = located
 
     def fetch(self, arena: ReadArena | None = None) -> list[Any]:
         """The group's stored bytes, one entry per projection (in ``arena``'s memory
         where the store can read into it)."""
-        return self.layout.fetch(self.projections, inline=True, arena=arena)
+        return self.layout.fetch_group(self, arena)
 
 
 class ChunkLayout:
@@ -162,6 +171,10 @@ class ChunkLayout:
         if inline:
             return self.store.get_each(keys, arena=arena)
         return self.store.get_many(keys)
+
+    def fetch_group(self, group: UnitGroup, arena: ReadArena | None) -> list[Any]:
+        """:meth:`fetch` of a worker's group, on this thread (see :class:`UnitGroup`)."""
+        return self.fetch(group.projections, inline=True, arena=arena)
 
     def decode_many(self, coords: Sequence[Sequence[int]], raws: Sequence[Any], outs: Sequence[np.ndarray]) -> None:
         """Decode several stored units (``chain.decodes_batches``), each into its ``out``
@@ -324,9 +337,9 @@ class ShardedLayout(ChunkLayout):
         """
         if not self.store.cheap_reads:
             return None
-        shards, position, _ = self._locate(projections)
+        shards, position, inner = self._locate(projections)
         if len(shards) <= 1:
-            return [UnitGroup(self, projections)]
+            return [UnitGroup(self, projections, (shards, position, inner))]
         order = np.argsort(position, kind="stable")
         counts = np.bincount(position, minlength=len(shards))
         ends = np.cumsum(counts)
@@ -355,8 +368,17 @@ class ShardedLayout(ChunkLayout):
             for end, count in zip(ends[first_cut:].tolist(), counts[first_cut:].tolist(), strict=True):
                 cut_set.update(end - count + count * k // pieces for k in range(1, pieces))
             cuts = sorted(cut_set)
-        runs = [order[a:b].tolist() for a, b in itertools.pairwise(cuts) if b > a]
-        return [UnitGroup(self, [projections[i] for i in run]) for run in runs]
+        groups = []
+        for a, b in itertools.pairwise(cuts):
+            if b > a:
+                # A run holds units of consecutive shards (by position), each of them
+                # with at least one unit: its own shard list is a slice of `shards`.
+                run = order[a:b]
+                run_position = position[run]
+                first, last = int(run_position[0]), int(run_position[-1])
+                located = (shards[first : last + 1], run_position - first, inner[run])
+                groups.append(UnitGroup(self, [projections[i] for i in run.tolist()], located))
+        return groups
 
     @property
     def shard_shape(self) -> tuple[int, ...]:
@@ -373,7 +395,7 @@ class ShardedLayout(ChunkLayout):
         shard, inner = self.split_coords(coords)
         return f"shard {self.key(shard)!r} inner chunk {inner}"
 
-    def _locate(self, projections: Sequence[ChunkProjection]) -> tuple[list[tuple[int, ...]], np.ndarray, np.ndarray]:
+    def _locate(self, projections: Sequence[ChunkProjection]) -> _Located:
         """Each projection's shard: (distinct shard coords, shard position per projection,
         inner coords per projection). Shards are listed in storage order.
 
@@ -555,7 +577,7 @@ class ShardedLayout(ChunkLayout):
         for :meth:`ChunkLayout.fetch`."""
         results: list[Any] = [None] * len(projections)
         if inline:
-            self._fetch_open(projections, results, arena)
+            self._fetch_open(projections, results, arena, None)
             return results
         requests = self._plan(projections)
         if not requests:
@@ -566,13 +588,25 @@ class ShardedLayout(ChunkLayout):
                 results[unit] = piece
         return results
 
-    def _fetch_open(self, projections: Sequence[ChunkProjection], results: list[Any], arena: ReadArena | None) -> None:
+    def fetch_group(self, group: UnitGroup, arena: ReadArena | None) -> list[Any]:
+        results: list[Any] = [None] * len(group.projections)
+        self._fetch_open(group.projections, results, arena, group.located)
+        return results
+
+    def _fetch_open(
+        self,
+        projections: Sequence[ChunkProjection],
+        results: list[Any],
+        arena: ReadArena | None,
+        located: _Located | None,
+    ) -> None:
         """Fetch on this thread, each shard opened once for its index and its inner
         chunks (:meth:`Store.open_reader`): both come from the same version of the
-        shard, and a local file costs one open instead of a stat and two opens."""
+        shard, and a local file costs one open instead of a stat and two opens.
+        ``located``: the projections' :meth:`_locate`, if known."""
         if not projections:
             return
-        shards, position, inner = self._locate(projections)
+        shards, position, inner = located if located is not None else self._locate(projections)
         limit = _max_open_shards()
         if len(shards) > limit:  # bound the files open at once
             order = np.argsort(position, kind="stable")
@@ -581,7 +615,7 @@ class ShardedLayout(ChunkLayout):
                 first = ends[lo - 1] if lo else 0
                 members = order[first : ends[min(lo + limit, len(shards)) - 1]].tolist()
                 part: list[Any] = [None] * len(members)
-                self._fetch_open([projections[i] for i in members], part, arena)
+                self._fetch_open([projections[i] for i in members], part, arena, None)
                 for i, piece in zip(members, part, strict=True):
                     results[i] = piece
             return
