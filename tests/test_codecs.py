@@ -601,14 +601,21 @@ def test_zstd_frames_without_content_size() -> None:
     np.testing.assert_array_equal(chain.decode(with_size, out=out), expected)
 
 
-@pytest.fixture(params=["libzstd", "python-zstandard"])
+@pytest.fixture(params=["libzstd-native-loop", "libzstd", "python-zstandard"])
 def zstd_decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Runs a test with each decoder that writes into caller buffers: libzstd called
-    directly (from numcodecs' extension), and python-zstandard's stream reader, which
-    decodes where the extension exports no libzstd API."""
-    if request.param == "libzstd":
+    directly (from numcodecs' extension), its batches through gpuzarr's native loop or
+    one ctypes call per chunk, and python-zstandard's stream reader, which decodes where
+    the extension exports no libzstd API."""
+    from gpuzarr import _native
+
+    if request.param.startswith("libzstd"):
         if zstd_module._libzstd() is None:
             pytest.skip("this numcodecs build exports no libzstd API")
+        if request.param == "libzstd-native-loop" and _native.call_each is None:
+            pytest.skip("gpuzarr's native helper is not built here")
+        if request.param == "libzstd":
+            monkeypatch.setattr(_native, "call_each", None)
     else:
         monkeypatch.setattr(zstd_module, "_libzstd", lambda: None)
     return str(request.param)
@@ -685,6 +692,28 @@ def test_zstd_decode_many_rejects_bad_frames() -> None:
     for frames, nbytes, error in cases:
         with pytest.raises(error, match="zstd"):
             _decode_many(ZstdCodec(), frames, nbytes)
+
+
+@pytest.mark.usefixtures("zstd_decoder")
+def test_zstd_decode_many_stops_at_a_bad_frame_amid_good_ones() -> None:
+    """A batch decodes in order up to its first bad chunk, which raises its typed error
+    (the native loop reports which call failed, and with what)."""
+    payload = bytes(range(100)) * 3
+    good = numcodecs.Zstd().encode(payload)
+    checked = numcodecs.Zstd(checksum=True).encode(payload)
+    bad_checksum = checked[:-1] + bytes([checked[-1] ^ 0xFF])
+    for bad, error in (
+        (good[:-5], CorruptChunkError),  # truncated
+        (good + good, CorruptChunkError),  # more than the chunk
+        (numcodecs.Zstd().encode(payload[:200]), CorruptChunkError),  # less than the chunk
+        (b"not a frame", CorruptChunkError),
+        (bad_checksum, ChecksumError),
+    ):
+        outs = [np.zeros(300, dtype=np.uint8) for _ in range(4)]
+        with pytest.raises(error, match="zstd"):
+            ZstdCodec().cpu_decode_many([good, good, bad, good], outs)
+        assert [o.tobytes() for o in outs[:2]] == [payload, payload]  # decoded before the bad one
+        assert outs[3].tobytes() == bytes(300)  # not reached
 
 
 @pytest.mark.usefixtures("zstd_decoder")

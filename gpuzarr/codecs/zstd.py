@@ -14,6 +14,7 @@ import numcodecs.zstd as _numcodecs_zstd
 import numpy as np
 from numcodecs.zstd import decompress as _zstd_decompress
 
+from gpuzarr import _native
 from gpuzarr.codecs._compressor import buffer_address, decode_with, typed_decode_error
 from gpuzarr.codecs.base import Buffer, BytesBytesCodec, ChunkSpec, as_memoryview
 from gpuzarr.errors import MetadataError
@@ -102,6 +103,11 @@ class _Libzstd:
         self.free_context.argtypes = (ctypes.c_void_p,)
         self.free_context.restype = ctypes.c_size_t
 
+    @cached_property
+    def decompress_address(self) -> int:
+        """``ZSTD_decompressDCtx`` by address, for gpuzarr's native loop to call."""
+        return ctypes.cast(self.decompress, ctypes.c_void_p).value  # type: ignore[return-value]
+
     def thread_context(self) -> _NativeContext:
         """This thread's decompression context (a ``ZSTD_DCtx``, not shareable between
         threads; freed when the thread ends). Hold it while decoding with it."""
@@ -134,12 +140,42 @@ class _Libzstd:
         from the core's caches, so Python run between decodes costs 2-3x what it costs
         warm (measured: 2.2 us per address taken between decodes, 0.6 us in a row).
         """
+        if _native.call_each is not None and len(calls) > 1:
+            self._run_natively(context, calls, datas)
+            return
         decompress = self.decompress
         pointer = context.pointer
         for i, (target, target_nbytes, source, source_nbytes, _, _) in enumerate(calls):
             written = decompress(pointer, target, target_nbytes, source, source_nbytes)
             if written != target_nbytes:
                 self._raise_for(written, target_nbytes, datas[i])
+
+    def _run_natively(self, context: _NativeContext, calls: Sequence[_DecodeCall], datas: Sequence[Buffer]) -> None:
+        """:meth:`run` as one GIL-free call of gpuzarr's native loop
+        (:mod:`gpuzarr._native`): the GIL is released and taken back once per batch,
+        not once per chunk. Measured on 128 MiB of 64 KiB zstd chunks, full read on 2
+        cores: 221 -> 185 ms in 4 MiB shards (CPU 382 -> 344 ms), 243 -> 218 ms as
+        one file per chunk, both against the per-chunk loop in the same process."""
+        call_each = _native.call_each
+        assert call_each is not None
+        n = len(calls)
+        # Rows: target addresses, target sizes, source addresses, source sizes.
+        table = np.array([call[:4] for call in calls], dtype=np.uint64).T.copy()
+        failed_result = ctypes.c_size_t()
+        row = table.strides[0]
+        base = table.ctypes.data
+        first_bad = call_each(
+            self.decompress_address,
+            context.pointer,
+            n,
+            base,
+            base + row,
+            base + 2 * row,
+            base + 3 * row,
+            ctypes.addressof(failed_result),
+        )
+        if first_bad != n:
+            self._raise_for(failed_result.value, calls[first_bad][1], datas[first_bad])
 
     def _raise_for(self, written: int, expected: int, data: Buffer) -> NoReturn:
         """Raise the ValueError for a chunk that decoded to ``written`` (a size, or a

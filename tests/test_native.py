@@ -1,0 +1,64 @@
+"""gpuzarr's optional native helper (gpuzarr/_native): loading, and its loop's contract."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.metadata
+import shutil
+
+import numpy as np
+import pytest
+
+from gpuzarr import _native
+
+
+def test_helper_is_built_by_an_install_where_a_compiler_is() -> None:
+    """The build hook (hatch_build.py) must not fall back silently where it could build."""
+    try:
+        importlib.metadata.distribution("gpuzarr")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("gpuzarr runs from a source checkout here, not installed")
+    if not any(shutil.which(name) for name in ("cc", "gcc", "clang")):
+        pytest.skip("no C compiler here: gpuzarr loops in Python")
+    assert _native.call_each is not None
+
+
+def test_load_is_none_when_disabled_or_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPUZARR_NO_NATIVE", "1")
+    assert _native._load() is None
+    monkeypatch.delenv("GPUZARR_NO_NATIVE")
+    monkeypatch.setattr(_native, "LIBRARY_NAME", "_no_such_helper.so")
+    assert _native._load() is None
+
+
+def test_call_each_stops_at_the_first_call_that_does_not_fill_its_output() -> None:
+    """The loop's contract, with a stand-in decoder that copies its source and returns the
+    bytes copied (a short source fills its output only partly)."""
+    if _native.call_each is None:
+        pytest.skip("gpuzarr's native helper is not built here")
+    decode_type = ctypes.CFUNCTYPE(
+        ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t
+    )
+
+    @decode_type
+    def copy(context: int, dst: int, dst_nbytes: int, src: int, src_nbytes: int) -> int:
+        ctypes.memmove(dst, src, min(dst_nbytes, src_nbytes))
+        return min(dst_nbytes, src_nbytes)
+
+    sources = [np.full(8, i, dtype=np.uint8) for i in range(4)]
+    sources[2] = sources[2][:5]  # fills only 5 of 8 bytes
+    outputs = [np.zeros(8, dtype=np.uint8) for _ in range(4)]
+    table = np.array(
+        [[o.ctypes.data for o in outputs], [8] * 4, [s.ctypes.data for s in sources], [s.nbytes for s in sources]],
+        dtype=np.uint64,
+    )
+    row = table.strides[0]
+    failed = ctypes.c_size_t(12345)
+    address = ctypes.cast(copy, ctypes.c_void_p).value
+    args = (table.ctypes.data, table.ctypes.data + row, table.ctypes.data + 2 * row, table.ctypes.data + 3 * row)
+    assert _native.call_each(address, None, 4, *args, ctypes.addressof(failed)) == 2
+    assert failed.value == 5
+    assert [o.tolist() for o in outputs[:2]] == [[0] * 8, [1] * 8]
+    assert outputs[3].tolist() == [0] * 8  # not reached
+    assert _native.call_each(address, None, 2, *args, ctypes.addressof(failed)) == 2  # all filled: n
+    assert _native.call_each(address, None, 0, *args, ctypes.addressof(failed)) == 0
