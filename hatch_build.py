@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
@@ -34,26 +35,61 @@ def _compilers() -> list[list[str]]:
     return found
 
 
+def _compile(target: str, source: str) -> list[str]:
+    """Build the helper at ``target``, trying each compiler in turn; the errors of the
+    attempts that failed (all of them, when none worked and ``target`` is absent)."""
+    flags = shlex.split(os.environ.get("CFLAGS", "")) + shlex.split(os.environ.get("LDFLAGS", ""))
+    position_independent = [] if sys.platform == "win32" else ["-fPIC"]
+    errors = []
+    for compiler in _compilers():
+        partial = target + ".partial"  # (a failed link leaves no half-written library behind)
+        command = [*compiler, "-O2", "-shared", *position_independent, *flags, "-o", partial, source]
+        try:
+            subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as exc:
+            errors.append(f"{shlex.join(command)}: {getattr(exc, 'stderr', None) or exc}")
+            if os.path.exists(partial):
+                os.remove(partial)
+            continue
+        os.replace(partial, target)
+        return []
+    return errors or ["no C compiler found"]
+
+
+def _platform_tag() -> str:
+    """The wheel's platform tag: the helper uses no Python ABI, so one wheel serves every
+    Python 3 on the platform."""
+    return sysconfig.get_platform().replace("-", "_").replace(".", "_")
+
+
 class NativeHelperHook(BuildHookInterface):
-    """Builds the helper into the source tree (an editable install uses it there) and
-    adds it to the wheel as a platform-specific artifact."""
+    """Builds the helper: into the source tree for an editable install (which loads it
+    from there), else into a temporary folder from which it goes into the wheel."""
 
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         source = os.path.join(self.root, _SOURCE)
-        target = os.path.join(self.root, _LIBRARY)
-        errors = []
-        for compiler in _compilers():
-            command = [*compiler, "-O2", "-shared", "-fPIC", "-o", target, source]
-            try:
-                subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
-            except (OSError, subprocess.SubprocessError) as exc:
-                errors.append(f"{shlex.join(command)}: {getattr(exc, 'stderr', None) or exc}")
-                continue
-            build_data["pure_python"] = False
-            build_data["infer_tag"] = True
-            build_data["artifacts"].append(_LIBRARY)
+        in_tree = os.path.join(self.root, _LIBRARY)
+        if os.path.exists(in_tree):  # never leave an earlier build to be loaded instead
+            os.remove(in_tree)
+        if version == "editable":
+            target = in_tree
+        else:
+            self._build_dir = tempfile.mkdtemp(prefix="gpuzarr-native-")
+            target = os.path.join(self._build_dir, os.path.basename(_LIBRARY))
+        errors = _compile(target, source)
+        if errors:
+            self.app.display_warning(
+                f"gpuzarr: native helper not built ({'; '.join(errors)}); gpuzarr loops in Python instead"
+            )
             return
-        reason = "; ".join(errors) or "no C compiler found"
-        self.app.display_warning(f"gpuzarr: native helper not built ({reason}); gpuzarr loops in Python instead")
+        build_data["pure_python"] = False
+        build_data["tag"] = f"py3-none-{_platform_tag()}"
+        if version != "editable":
+            build_data["force_include"][target] = _LIBRARY
+
+    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+        build_dir = getattr(self, "_build_dir", None)
+        if build_dir is not None:
+            shutil.rmtree(build_dir, ignore_errors=True)

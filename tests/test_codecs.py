@@ -648,9 +648,9 @@ def test_zstd_decode_many_from_many_threads() -> None:
 
     payloads = [np.full(20_000, i, dtype=np.uint8).tobytes() for i in range(64)]
     frames = [numcodecs.Zstd().encode(p) for p in payloads]
-    with ThreadPoolExecutor(8) as pool:
-        decoded = list(pool.map(lambda f: _decode_many(ZstdCodec(), [f], 20_000)[0], frames))
-    assert decoded == payloads
+    with ThreadPoolExecutor(8) as pool:  # batches of 4 (one frame alone takes another path)
+        decoded = list(pool.map(lambda i: _decode_many(ZstdCodec(), frames[i : i + 4], 20_000), range(0, 64, 4)))
+    assert [d for batch in decoded for d in batch] == payloads
 
 
 @pytest.mark.parametrize("level", [0, 1, 3, -5, 19])
@@ -709,11 +709,14 @@ def test_zstd_decode_many_stops_at_a_bad_frame_amid_good_ones() -> None:
         (b"not a frame", CorruptChunkError),
         (bad_checksum, ChecksumError),
     ):
-        outs = [np.zeros(300, dtype=np.uint8) for _ in range(4)]
-        with pytest.raises(error, match="zstd"):
-            ZstdCodec().cpu_decode_many([good, good, bad, good], outs)
-        assert [o.tobytes() for o in outs[:2]] == [payload, payload]  # decoded before the bad one
-        assert outs[3].tobytes() == bytes(300)  # not reached
+        for position in (0, 2, 3):  # first, amid, last
+            frames = [good] * 4
+            frames[position] = bad
+            outs = [np.zeros(300, dtype=np.uint8) for _ in range(4)]
+            with pytest.raises(error, match="zstd"):
+                ZstdCodec().cpu_decode_many(frames, outs)
+            assert [o.tobytes() for o in outs[:position]] == [payload] * position  # decoded before the bad one
+            assert [o.tobytes() for o in outs[position + 1 :]] == [bytes(300)] * (3 - position)  # not reached
 
 
 @pytest.mark.usefixtures("zstd_decoder")

@@ -20,12 +20,14 @@ def test_helper_is_built_by_an_install_where_a_compiler_is() -> None:
         pytest.skip("gpuzarr runs from a source checkout here, not installed")
     if not any(shutil.which(name) for name in ("cc", "gcc", "clang")):
         pytest.skip("no C compiler here: gpuzarr loops in Python")
-    assert _native.call_each is not None
+    assert _native.call_each is not None, "native helper not built: reinstall (pip install -e .) and see the warning"
 
 
 def test_load_is_none_when_disabled_or_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GPUZARR_NO_NATIVE", "1")
     assert _native._load() is None
+    monkeypatch.setenv("GPUZARR_NO_NATIVE", "0")  # (off, as when unset)
+    assert (_native._load() is None) == (_native.call_each is None)
     monkeypatch.delenv("GPUZARR_NO_NATIVE")
     monkeypatch.setattr(_native, "LIBRARY_NAME", "_no_such_helper.so")
     assert _native._load() is None
@@ -50,7 +52,7 @@ def test_call_each_stops_at_the_first_call_that_does_not_fill_its_output() -> No
     outputs = [np.zeros(8, dtype=np.uint8) for _ in range(4)]
     table = np.array(
         [[o.ctypes.data for o in outputs], [8] * 4, [s.ctypes.data for s in sources], [s.nbytes for s in sources]],
-        dtype=np.uint64,
+        dtype=np.uintp,
     )
     row = table.strides[0]
     failed = ctypes.c_size_t(12345)

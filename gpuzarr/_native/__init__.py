@@ -2,7 +2,8 @@
 
 Built with the package where a C compiler is found (``hatch_build.py``); where it is
 missing (no compiler, or a source checkout used without installing), :data:`call_each`
-is None and callers loop in Python. Nothing here touches a GPU.
+is None and callers loop in Python, as they do with ``GPUZARR_NO_NATIVE=1`` set. Nothing
+here touches a GPU.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ LIBRARY_NAME = "_call_each" + (".dll" if sys.platform == "win32" else ".dylib" i
 
 def _load() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), LIBRARY_NAME)
-    if os.environ.get("GPUZARR_NO_NATIVE") or not os.path.exists(path):
+    if os.environ.get("GPUZARR_NO_NATIVE", "0") not in ("", "0") or not os.path.exists(path):
         return None
     try:
         library = ctypes.CDLL(path)  # (CDLL, not PyDLL: calls release the GIL)

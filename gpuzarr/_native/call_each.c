@@ -13,6 +13,12 @@
  */
 #include <stddef.h>
 
+#if defined(_WIN32)
+#define GPUZARR_EXPORT __declspec(dllexport)
+#else
+#define GPUZARR_EXPORT
+#endif
+
 typedef size_t (*gpuzarr_decode_fn)(void *context, void *dst, size_t dst_nbytes, const void *src,
                                     size_t src_nbytes);
 
@@ -20,7 +26,7 @@ typedef size_t (*gpuzarr_decode_fn)(void *context, void *dst, size_t dst_nbytes,
  * order, until one returns anything but dst_nbytes[i] (a libzstd error code, or a
  * chunk that does not fill its output exactly). Returns the index of that call, with
  * its result in *failed_result, or n when every call filled its output. */
-size_t gpuzarr_call_each(gpuzarr_decode_fn fn, void *context, size_t n, void *const *dst,
+GPUZARR_EXPORT size_t gpuzarr_call_each(gpuzarr_decode_fn fn, void *context, size_t n, void *const *dst,
                          const size_t *dst_nbytes, const void *const *src, const size_t *src_nbytes,
                          size_t *failed_result) {
     for (size_t i = 0; i < n; i++) {

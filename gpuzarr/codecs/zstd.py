@@ -159,8 +159,9 @@ class _Libzstd:
         call_each = _native.call_each
         assert call_each is not None
         n = len(calls)
-        # Rows: target addresses, target sizes, source addresses, source sizes.
-        table = np.array([call[:4] for call in calls], dtype=np.uint64).T.copy()
+        # Rows: target addresses, target sizes, source addresses, source sizes (uintp:
+        # the width of the C side's size_t and pointers).
+        table = np.array([call[:4] for call in calls], dtype=np.uintp).T.copy()
         failed_result = ctypes.c_size_t()
         row = table.strides[0]
         base = table.ctypes.data
