@@ -27,12 +27,9 @@ _LIBRARY = "gpuzarr/_native/_call_each" + (
 
 def _compilers() -> list[list[str]]:
     """C compiler commands to try: $CC, the one Python was built with, then cc/gcc/clang."""
-    found = []
-    for configured in (os.environ.get("CC"), sysconfig.get_config_var("CC")):
-        if configured and shlex.split(configured) and shutil.which(shlex.split(configured)[0]):
-            found.append(shlex.split(configured))
-    found += [[name] for name in ("cc", "gcc", "clang") if shutil.which(name)]
-    return found
+    configured = [shlex.split(command or "") for command in (os.environ.get("CC"), sysconfig.get_config_var("CC"))]
+    found = [command for command in configured if command and shutil.which(command[0])]
+    return found + [[name] for name in ("cc", "gcc", "clang") if shutil.which(name)]
 
 
 def _compile(target: str, source: str) -> list[str]:
