@@ -64,3 +64,65 @@ def test_call_each_stops_at_the_first_call_that_does_not_fill_its_output() -> No
     assert outputs[3].tolist() == [0] * 8  # not reached
     assert _native.call_each(address, None, 2, *args, ctypes.addressof(failed)) == 2  # all filled: n
     assert _native.call_each(address, None, 0, *args, ctypes.addressof(failed)) == 0
+
+
+def test_call_shared_hands_each_call_to_exactly_one_thread_and_reports_the_first_bad_one() -> None:
+    """Threads sharing one batch (one counter) make every call once between them; a call
+    that does not fill its output stops them, and the least index the threads return
+    is the first bad call, with every call before it made."""
+    if _native.call_shared is None:
+        pytest.skip("gpuzarr's native helper is not built here")
+    import threading
+
+    decode_type = ctypes.CFUNCTYPE(
+        ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t
+    )
+    n = 200
+    made = np.zeros(n, dtype=np.int64)
+    lock = threading.Lock()
+
+    @decode_type
+    def copy(context: int, dst: int, dst_nbytes: int, src: int, src_nbytes: int) -> int:
+        ctypes.memmove(dst, src, min(dst_nbytes, src_nbytes))
+        with lock:
+            made[ctypes.cast(src, ctypes.POINTER(ctypes.c_uint8))[0]] += 1
+        return min(dst_nbytes, src_nbytes)
+
+    address = ctypes.cast(copy, ctypes.c_void_p).value
+
+    def run(bad: int | None, threads: int) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+        made[:] = 0
+        sources = [np.full(8, i % 256, dtype=np.uint8) for i in range(n)]
+        if bad is not None:
+            sources[bad] = sources[bad][:3]
+        outputs = [np.zeros(8, dtype=np.uint8) for _ in range(n)]
+        table = np.array(
+            [[o.ctypes.data for o in outputs], [8] * n, [s.ctypes.data for s in sources], [s.nbytes for s in sources]],
+            dtype=np.uintp,
+        )
+        row = table.strides[0]
+        args = [table.ctypes.data + k * row for k in range(4)]
+        next_call = ctypes.c_size_t(0)
+        returned: list[tuple[int, int]] = []
+
+        def work() -> None:
+            failed = ctypes.c_size_t(12345)
+            index = _native.call_shared(address, None, n, *args, ctypes.addressof(next_call), ctypes.addressof(failed))
+            returned.append((index, failed.value))
+
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        return outputs, returned
+
+    for threads in (1, 4):
+        outputs, returned = run(None, threads)
+        assert [index for index, _ in returned] == [n] * threads
+        assert made.tolist() == [1] * n  # every call made once
+        assert all(o.tolist() == [i % 256] * 8 for i, o in enumerate(outputs))
+        outputs, returned = run(150, threads)
+        assert min(returned) == (150, 3)  # the first bad call, and what it returned
+        assert all(outputs[i].tolist() == [i] * 8 for i in range(150))  # every call before it made
+        assert made.max() == 1

@@ -510,9 +510,9 @@ def test_one_thread_decodes_in_bounded_batches(tmp_path: Path, monkeypatch: pyte
     layout_type = type(a._layout)  # type: ignore[attr-defined]
     real = layout_type.decode_many
 
-    def counting(self: Any, coords: Any, raws: Any, outs: Any) -> None:
+    def counting(self: Any, coords: Any, raws: Any, outs: Any, spread: Any = None) -> None:
         batches.append(len(coords))
-        real(self, coords, raws, outs)
+        real(self, coords, raws, outs, spread)
 
     monkeypatch.setattr(layout_type, "decode_many", counting)
     with gpuzarr.config.set(threads=1):
@@ -541,6 +541,47 @@ def test_batch_of_windows_over_many_shards(tmp_path: Path) -> None:
             got = gpuzarr.open_array(tmp_path / "s").read_batch(selections)
             for sel, window in zip(selections, got, strict=True):
                 np.testing.assert_array_equal(window, data[sel])
+
+
+@pytest.mark.parametrize("shards", [None, (256, 128)])
+def test_batch_of_whole_units_is_one_batch_the_threads_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shards: tuple[int, int] | None
+) -> None:
+    """Windows of whole units, fetched in one wave, decode as one batch that the caller
+    and a worker share (each taking the next unit); a bad unit among them is named."""
+    from gpuzarr.pipeline import read as read_module
+
+    data = _data((1024, 128), "float32")
+    a = gpuzarr.create_array(
+        tmp_path / "s", shape=data.shape, dtype="float32", chunks=(64, 128), shards=shards, compressors="zstd"
+    )
+    a[:] = data
+    monkeypatch.setattr(read_module, "usable_cores", lambda: 2)
+    layout_type = type(a._layout)  # type: ignore[attr-defined]
+    real = layout_type.decode_many
+    batches: list[tuple[int, bool]] = []
+
+    def recording(self: Any, coords: Any, raws: Any, outs: Any, spread: Any = None) -> None:
+        batches.append((len(coords), spread is not None))
+        real(self, coords, raws, outs, spread)
+
+    monkeypatch.setattr(layout_type, "decode_many", recording)
+    rows = [0, 256, 320, 704, 960, 448]
+    windows = [(slice(r, r + 64), slice(None)) for r in rows]
+    with gpuzarr.config.set(threads=2):
+        for window, got in zip(windows, a.read_batch(windows), strict=True):
+            np.testing.assert_array_equal(got, data[window])
+        assert batches == [(6, True)]
+        # One unit's zstd magic number damaged (rows 704-767: chunk 11, or inner chunk
+        # 3 of shard 2): the batch fails, and one by one names the unit.
+        key = "c/11/0" if shards is None else "c/2/0"
+        raw = bytearray((tmp_path / "s" / key).read_bytes())
+        start = 0 if shards is None else int(np.frombuffer(raw[-4 - 64 : -4], "<u8")[2 * 3])
+        raw[start : start + 4] = bytes(4)
+        (tmp_path / "s" / key).write_bytes(bytes(raw))
+        shard_index_cache.clear()
+        with pytest.raises(CorruptChunkError, match=key if shards is None else rf"{key}.*inner chunk \(3, 0\)"):
+            gpuzarr.open_array(tmp_path / "s").read_batch(windows)
 
 
 def test_indexes_of_many_shards_decoded_together_name_the_bad_one(tmp_path: Path) -> None:

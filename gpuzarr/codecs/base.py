@@ -23,7 +23,7 @@ shard indexes), ``decodes_into`` (``cpu_decode`` accepts an ``out`` buffer, and
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -40,6 +40,7 @@ __all__ = [
     "Codec",
     "CodecKind",
     "Buffer",
+    "Spread",
     "as_memoryview",
 ]
 
@@ -47,6 +48,12 @@ CodecKind = Literal["array_array", "array_bytes", "bytes_bytes"]
 
 #: What flows between bytes→bytes codecs on the CPU: any C-contiguous buffer.
 Buffer = bytes | bytearray | memoryview | np.ndarray
+
+#: Runs a function on several threads at once and returns when every call has returned
+#: (the pipeline's :func:`~gpuzarr.pipeline.pool.run_together`): a codec that can share
+#: one batch between threads hands it a function that takes work from the batch until
+#: none is left.
+Spread = Callable[[Callable[[], None]], None]
 
 
 def as_memoryview(data: Buffer) -> memoryview:
@@ -181,14 +188,17 @@ class BytesBytesCodec(Codec):
     #: Whether :meth:`cpu_decode_many` decodes a batch with little Python per chunk.
     decodes_batches: ClassVar[bool] = False
 
-    def cpu_decode_many(self, datas: Sequence[Buffer], outs: Sequence[np.ndarray]) -> None:
+    def cpu_decode_many(
+        self, datas: Sequence[Buffer], outs: Sequence[np.ndarray], spread: Spread | None = None
+    ) -> None:
         """Decode each chunk of ``datas`` into its ``out`` (C-contiguous), which it must fill.
 
         Codecs with ``decodes_batches`` keep one decoding context for the whole batch and
         run little Python per chunk: for small chunks the Python around a one-by-one
-        decode costs about as much as the decoding. Raises CorruptChunkError or
-        ChecksumError if any chunk is bad, without saying which: callers decode one by
-        one to find out.
+        decode costs about as much as the decoding. With ``spread``, the batch may be
+        decoded on several threads at once (a codec that cannot share a batch decodes
+        it on the calling thread). Raises CorruptChunkError or ChecksumError if any
+        chunk is bad, without saying which: callers decode one by one to find out.
         """
         raise NotImplementedError(f"codec {self.name!r} has no batched decoder")
 

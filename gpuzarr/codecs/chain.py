@@ -19,6 +19,7 @@ from gpuzarr.codecs.base import (
     BytesBytesCodec,
     ChunkSpec,
     Codec,
+    Spread,
     as_memoryview,
 )
 from gpuzarr.errors import MetadataError
@@ -109,15 +110,16 @@ class CodecChain:
         """Whether :meth:`decode_many` decodes a batch of chunks with little Python per chunk."""
         return self._batch_compressor is not None
 
-    def decode_many(self, datas: Sequence[Any], outs: Sequence[np.ndarray]) -> None:
+    def decode_many(self, datas: Sequence[Any], outs: Sequence[np.ndarray], spread: Spread | None = None) -> None:
         """Decode several stored chunks at once (requires :attr:`decodes_batches`), each
-        into its ``out`` (C-contiguous, ``spec.shape``, native dtype).
+        into its ``out`` (C-contiguous, ``spec.shape``, native dtype), on the threads
+        ``spread`` runs where the compressor can share a batch between threads.
 
         Raises CorruptChunkError or ChecksumError if any chunk is bad, without naming it
         (decode one by one to find it).
         """
         assert self._batch_compressor is not None
-        self._batch_compressor.cpu_decode_many(datas, outs)
+        self._batch_compressor.cpu_decode_many(datas, outs, spread)
 
     def decode(self, data: Any, out: np.ndarray | None = None) -> np.ndarray:
         """Decode one stored chunk into an array of ``spec.shape``.

@@ -16,7 +16,7 @@ from numcodecs.zstd import decompress as _zstd_decompress
 
 from gpuzarr import _native
 from gpuzarr.codecs._compressor import buffer_address, decode_with, typed_decode_error
-from gpuzarr.codecs.base import Buffer, BytesBytesCodec, ChunkSpec, as_memoryview
+from gpuzarr.codecs.base import Buffer, BytesBytesCodec, ChunkSpec, Spread, as_memoryview
 from gpuzarr.errors import MetadataError
 
 try:  # python-zstandard: reusable contexts, and decoding into a caller's buffer
@@ -158,25 +158,48 @@ class _Libzstd:
         one file per chunk, both against the per-chunk loop in the same process."""
         call_each = _native.call_each
         assert call_each is not None
-        n = len(calls)
-        # Rows: target addresses, target sizes, source addresses, source sizes (uintp:
-        # the width of the C side's size_t and pointers).
-        table = np.array([call[:4] for call in calls], dtype=np.uintp).T.copy()
+        table = _AddressTable(calls)
         failed_result = ctypes.c_size_t()
-        row = table.strides[0]
-        base = table.ctypes.data
         first_bad = call_each(
-            self.decompress_address,
-            context.pointer,
-            n,
-            base,
-            base + row,
-            base + 2 * row,
-            base + 3 * row,
-            ctypes.addressof(failed_result),
+            self.decompress_address, context.pointer, *table.arguments, ctypes.addressof(failed_result)
         )
-        if first_bad != n:
+        if first_bad != len(calls):
             self._raise_for(failed_result.value, calls[first_bad][1], datas[first_bad])
+
+    def run_shared(self, calls: Sequence[_DecodeCall], datas: Sequence[Buffer], spread: Spread) -> None:
+        """Make ``calls`` on the threads ``spread`` runs, each with its own context,
+        taking chunks from one shared counter in gpuzarr's native loop (needs
+        ``_native.call_shared``); ValueError for the first chunk that does not fill its
+        ``out``.
+
+        Each thread takes the GIL twice in all, where a batch per thread takes it twice
+        per batch: a thread coming back from decoding a batch waited for the GIL while
+        the other thread ran Python, up to the interpreter's 5 ms switch interval
+        (measured, 32 chunks of 64 KiB on 2 cores: one thread's 0.6 ms batch often
+        returned after 2-6 ms, while the other thread decoded the rest alone).
+        """
+        call_shared = _native.call_shared
+        assert call_shared is not None
+        table = _AddressTable(calls)
+        next_call = ctypes.c_size_t(0)
+        failures: list[tuple[int, int]] = []  # (call, its result) per thread that hit a bad chunk
+
+        def work() -> None:
+            failed_result = ctypes.c_size_t()
+            bad = call_shared(
+                self.decompress_address,
+                self.thread_context().pointer,
+                *table.arguments,
+                ctypes.addressof(next_call),
+                ctypes.addressof(failed_result),
+            )
+            if bad != len(calls):
+                failures.append((bad, failed_result.value))  # (list.append is atomic)
+
+        spread(work)
+        if failures:
+            first_bad, result = min(failures)
+            self._raise_for(result, calls[first_bad][1], datas[first_bad])
 
     def _raise_for(self, written: int, expected: int, data: Buffer) -> NoReturn:
         """Raise the ValueError for a chunk that decoded to ``written`` (a size, or a
@@ -189,6 +212,22 @@ class _Libzstd:
                 raise ValueError("truncated frame, or bytes after the last frame")
             raise ValueError(self.error_name(written).decode("ascii", "replace"))
         raise ValueError(f"decoded {written} bytes, expected {expected}")
+
+
+class _AddressTable:
+    """The arguments that describe a batch to gpuzarr's native loops: the number of
+    calls, then arrays of target addresses, target sizes, source addresses and source
+    sizes (``uintp``: the width of the C side's ``size_t`` and pointers)."""
+
+    __slots__ = ("_table", "arguments")
+
+    def __init__(self, calls: Sequence[_DecodeCall]) -> None:
+        # (Rows of one array; the buffers the addresses point into stay exported by the
+        # holders in ``calls``, which the caller keeps until the calls are done.)
+        self._table = np.array([call[:4] for call in calls], dtype=np.uintp).T.copy()
+        row = self._table.strides[0]
+        base = self._table.ctypes.data
+        self.arguments = (len(calls), base, base + row, base + 2 * row, base + 3 * row)
 
 
 class _NativeContext:
@@ -377,8 +416,10 @@ class ZstdCodec(BytesBytesCodec):
         # validation, which is a large share of the time for small (e.g. 64 KiB) chunks.
         return decode_with("zstd", _decompress, data, out)
 
-    def cpu_decode_many(self, datas: Sequence[Buffer], outs: Sequence[np.ndarray]) -> None:
-        # One reused context for the batch and little Python per chunk. (python-zstandard's
+    def cpu_decode_many(
+        self, datas: Sequence[Buffer], outs: Sequence[np.ndarray], spread: Spread | None = None
+    ) -> None:
+        # One reused context per thread and little Python per chunk. (python-zstandard's
         # native batch call measured 1.4x slower for 64 KiB chunks: it allocates and
         # faults in a fresh output buffer per call, and the chunks then need a copy.)
         native = _libzstd()
@@ -388,7 +429,10 @@ class ZstdCodec(BytesBytesCodec):
             return
         calls = native.calls(datas, outs)  # (outside the try: a bad `out` is no corrupt chunk)
         try:
-            native.run(native.thread_context(), calls, datas)
+            if spread is not None and _native.call_shared is not None and len(calls) > 1:
+                native.run_shared(calls, datas, spread)
+            else:
+                native.run(native.thread_context(), calls, datas)
         except ValueError as exc:
             raise typed_decode_error("zstd", exc) from None
 

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from gpuzarr.codecs import CodecChain
-from gpuzarr.codecs.base import ChunkSpec
+from gpuzarr.codecs.base import ChunkSpec, Spread
 from gpuzarr.codecs.sharding import EMPTY, ShardIndex, ShardingCodec
 from gpuzarr.config import get_config
 from gpuzarr.errors import ChecksumError, CorruptChunkError
@@ -176,11 +176,18 @@ class ChunkLayout:
         """:meth:`fetch` of a worker's group, on this thread (see :class:`UnitGroup`)."""
         return self.fetch(group.projections, inline=True, arena=arena)
 
-    def decode_many(self, coords: Sequence[Sequence[int]], raws: Sequence[Any], outs: Sequence[np.ndarray]) -> None:
+    def decode_many(
+        self,
+        coords: Sequence[Sequence[int]],
+        raws: Sequence[Any],
+        outs: Sequence[np.ndarray],
+        spread: Spread | None = None,
+    ) -> None:
         """Decode several stored units (``chain.decodes_batches``), each into its ``out``
-        (C-contiguous, of the unit shape)."""
+        (C-contiguous, of the unit shape), on the threads ``spread`` runs if the codec
+        can share the batch between them."""
         try:
-            self.chain.decode_many(raws, outs)
+            self.chain.decode_many(raws, outs, spread)
         except (ChecksumError, CorruptChunkError):
             # The batch does not say which unit is bad: one by one names it (and decodes
             # any unit only the one-by-one path accepts).

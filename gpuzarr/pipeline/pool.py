@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from gpuzarr.config import get_config
 from gpuzarr.stores.base import ReadArena, Store
 
-__all__ = ["ARENA_KEEP_BYTES", "parallel_map", "tapering_parts", "thread_arena"]
+__all__ = ["ARENA_KEEP_BYTES", "parallel_map", "run_together", "tapering_parts", "thread_arena"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -90,15 +90,62 @@ def _shared_map(fn: Callable[[T], R], items: Sequence[T], helpers: int) -> list[
             except BaseException as exc:  # re-raised below, once every item has run
                 errors[i] = exc
 
-    pool = _executor()
-    futures = [pool.submit(drain) for _ in range(helpers)]
-    try:
-        drain()
-    finally:
-        wait(futures)  # as above: nothing outlives the call
+    run_together(drain, helpers + 1)
     if errors:
         raise errors[min(errors)]
     return results
+
+
+def run_together(work: Callable[[], Any], threads: int) -> None:
+    """Call ``work()`` on the calling thread and, at the same time, on up to
+    ``threads - 1`` pool workers; return once every call that started has returned.
+
+    ``work`` shares its work out itself (threads take items from a shared counter until
+    none is left), so it does not matter how many workers join in, or when. A worker
+    that starts only after the caller's own call has returned finds the work done: it
+    skips ``work`` and the caller does not wait for it (on a VM a parked thread can take
+    milliseconds to wake, longer than the work). Nothing runs ``work`` after this
+    returns. The caller's exception is raised, else the first worker's.
+    """
+    helpers = min(threads, get_config().threads) - 1
+    if helpers < 1:
+        work()
+        return
+    lock = threading.Lock()
+    closed = False
+    running = 0
+    finished = threading.Event()
+    errors: list[BaseException] = []
+
+    def join_in() -> None:
+        nonlocal running
+        with lock:
+            if closed:
+                return
+            running += 1
+        try:
+            work()
+        except BaseException as exc:  # raised by the caller, below
+            errors.append(exc)
+        finally:
+            with lock:
+                running -= 1
+                if closed and not running:
+                    finished.set()
+
+    pool = _executor()
+    for _ in range(helpers):
+        pool.submit(join_in)
+    try:
+        work()
+    finally:
+        with lock:
+            closed = True
+            wait_for_workers = running > 0
+        if wait_for_workers:
+            finished.wait()
+    if errors:
+        raise errors[0]
 
 
 def tapering_parts(items: Sequence[T], parts: int, threads: int, min_length: int = 1) -> list[Sequence[T]]:

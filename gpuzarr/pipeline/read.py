@@ -15,11 +15,13 @@ after group (:func:`~gpuzarr.pipeline.pool.thread_arena`). Whole units whose des
 is one C-contiguous block decode straight into the output; other units decode into a
 reused per-thread scratch buffer, which avoids page-faulting fresh memory for every
 unit. Small units whose codec decodes batches (zstd up to 256 KiB) decode a group per
-call with one reused context, which keeps the Python per unit small.
+call with one reused context, which keeps the Python per unit small; a fetched wave of
+such units that all land whole in the output is one batch the threads share.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,11 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from gpuzarr.codecs.base import Spread
 from gpuzarr.config import get_config, usable_cores
 from gpuzarr.errors import CorruptChunkError
 from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, place_projection
 from gpuzarr.pipeline.layout import ChunkLayout, UnitGroup, waves, whole_unit_view
-from gpuzarr.pipeline.pool import parallel_map, tapering_parts, thread_arena
+from gpuzarr.pipeline.pool import parallel_map, run_together, tapering_parts, thread_arena
 from gpuzarr.stores.base import ARENA_ALIGN
 
 __all__ = ["read_many_into"]
@@ -154,30 +157,41 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
                 return
         place(projection, layout.decode(coords, raw, out=_scratch_buffer(unit_shape, dtype) if use_scratch else None))
 
-    def decode_batch(stored: list[tuple[ChunkProjection, Any]]) -> None:
-        """Decode fetched units with one decoding context (this thread): each straight
-        into the output where it lands whole and contiguous, else into this thread's
-        scratch and then placed."""
-        targets: list[np.ndarray] = []
-        staged: list[tuple[ChunkProjection, int]] = []
+    def unit_targets(stored: list[tuple[ChunkProjection, Any]]) -> tuple[list[np.ndarray | None], list[int]]:
+        """Where each unit decodes: its place in the output where it lands there whole
+        and contiguous, else None; and the positions of the Nones (units staged in
+        scratch and then placed)."""
+        targets: list[np.ndarray | None] = []
+        staged: list[int] = []
         for projection, _ in stored:
             dest = destination_of[id(projection)]
             target = _direct_target(dest.buffer, projection, unit_shape) if dest.can_direct else None
             if target is None:
-                staged.append((projection, len(targets)))
-            targets.append(target)  # type: ignore[arg-type]
+                staged.append(len(targets))
+            targets.append(target)
+        return targets, staged
+
+    def decode_batch(
+        stored: list[tuple[ChunkProjection, Any]],
+        spread: Spread | None = None,
+        planned: tuple[list[np.ndarray | None], list[int]] | None = None,
+    ) -> None:
+        """Decode fetched units with one decoding context per thread (this one, or the
+        threads ``spread`` runs): each straight into the output where it lands whole and
+        contiguous, else into this thread's scratch and then placed. ``planned``: the
+        batch's :func:`unit_targets`, if known."""
+        targets, staged = planned if planned is not None else unit_targets(stored)
         if staged:
             scratch = _scratch_buffer((len(staged), *unit_shape), dtype)
-            for slot, (_, position) in enumerate(staged):
+            for slot, position in enumerate(staged):
                 targets[position] = scratch[slot]
-        layout.decode_many([p.chunk_coords for p, _ in stored], [raw for _, raw in stored], targets)
-        for projection, position in staged:
-            place(projection, targets[position])
+        layout.decode_many([p.chunk_coords for p, _ in stored], [raw for _, raw in stored], targets, spread)  # type: ignore[arg-type]
+        for position in staged:
+            place(stored[position][0], targets[position])  # type: ignore[arg-type]
 
     def read_wave(items: list[tuple[ChunkProjection, Any]], threads: int) -> None:
-        """Fill the units not stored, then decode the others in batches on ``threads``
-        threads (the caller and pool workers), a few batches per thread so that
-        whichever thread is free takes the next."""
+        """Fill the units not stored, then decode the others on ``threads`` threads (the
+        caller and pool workers)."""
         stored = []
         for projection, raw in items:
             if raw is None:
@@ -190,6 +204,14 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
             for start in range(0, len(stored), step):
                 decode_batch(stored[start : start + step])
             return
+        planned = unit_targets(stored)
+        if not planned[1]:
+            # Every unit decodes straight into the output: one batch the threads share,
+            # each taking the next unit (where the codec can share a batch: zstd).
+            decode_batch(stored, functools.partial(run_together, threads=threads), planned)
+            return
+        # Units placed from scratch: a few batches per thread, whichever thread is free
+        # taking the next, so that the placing runs in parallel too.
         parts = tapering_parts(stored, _PARTS_PER_THREAD * threads, threads)
         parallel_map(decode_batch, parts, use_caller=True, max_threads=threads)
 
