@@ -24,7 +24,7 @@ from gpuzarr.codecs import (
 from gpuzarr.device import Device
 from gpuzarr.errors import MetadataError, UnsupportedCodecError, UnsupportedDataTypeError
 from gpuzarr.indexing import Indexer, SelectionMode, array_module, make_indexer
-from gpuzarr.memory import aligned_empty
+from gpuzarr.memory import CACHE_LINE, aligned_empty
 from gpuzarr.metadata import V2_ARRAY_KEY, V3_KEY, ArrayMetadata, ArrayMetadataV2, ArrayMetadataV3
 from gpuzarr.nodes import Node, prefix_of, save_metadata
 from gpuzarr.pipeline import make_layout, parallel_map, read_many_into, write_from
@@ -135,6 +135,33 @@ def _result_buffer(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     if math.prod(shape) * dtype.itemsize < _ALIGNED_RESULT_MIN_BYTES or dtype.hasobject or dtype.kind == "T":
         return np.empty(shape, dtype=dtype)
     return aligned_empty(shape, dtype)
+
+
+#: A batch of selections whose results together reach this size gets one buffer that
+#: each result is a view of (see :func:`_result_buffers`).
+_SHARED_RESULTS_MIN_BYTES = 4 * 2**20
+
+
+def _result_buffers(shapes: Sequence[tuple[int, ...]], dtype: np.dtype) -> list[np.ndarray]:
+    """New arrays for the results of a batch of selections.
+
+    Results that together reach :data:`_SHARED_RESULTS_MIN_BYTES` are carved out of
+    one buffer, each starting on a cache line: NumPy backs an allocation of 4 MiB or
+    more with transparent huge pages where the kernel offers them, which the decoders
+    then fault in 512 times less often. (Measured, 32 results of 1 MiB: 8161 page
+    faults and 24.6 ms to fill them one array each, 528 faults and 5.2 ms in one
+    buffer; a batch of 1 MiB windows spent its extra CPU time against tensorstore in
+    those faults.) The buffer is freed once the last of its results is.
+    """
+    sizes = [math.prod(shape) * dtype.itemsize for shape in shapes]
+    if len(shapes) < 2 or sum(sizes) < _SHARED_RESULTS_MIN_BYTES or dtype.hasobject or dtype.kind == "T":
+        return [_result_buffer(shape, dtype) for shape in shapes]
+    starts = [0, *itertools.accumulate(-(-n // CACHE_LINE) * CACHE_LINE for n in sizes)]
+    block = aligned_empty(starts[-1])
+    return [
+        block[start : start + n].view(dtype).reshape(shape)
+        for start, n, shape in zip(starts[:-1], sizes, shapes, strict=True)
+    ]
 
 
 class Array(Node):
@@ -360,15 +387,17 @@ class Array(Node):
             from gpuzarr.gpu.backend import cuda_backend
 
             return self._read_on_backend(indexers, outs, cuda_backend(self._device.index))
-        buffers: list[np.ndarray] = []
-        direct: list[bool] = []
+        views: list[np.ndarray | None] = []  # the caller's `out`, where the selection can be read into it
         for indexer, out in zip(indexers, outs, strict=True):
             view = None
             if out is not None:
                 self._check_out(out, indexer)
                 view = indexer.buffer_view(out)
-            direct.append(view is not None)
-            buffers.append(view if view is not None else _result_buffer(indexer.buffer_shape, self.dtype))
+            views.append(view)
+        direct = [view is not None for view in views]
+        unfilled = [indexer.buffer_shape for indexer, view in zip(indexers, views, strict=True) if view is None]
+        fresh = iter(_result_buffers(unfilled, self.dtype))
+        buffers = [view if view is not None else next(fresh) for view in views]
         read_many_into(self._layout, list(zip(indexers, buffers, strict=True)))
         return self._results(indexers, outs, buffers, direct)
 
@@ -411,6 +440,10 @@ class Array(Node):
         reads (a data loader's random windows) use all threads like one large read, where
         reading them one after another would decode one small chunk at a time. ``out``
         optionally gives a preallocated array per selection.
+
+        Results that together take 4 MiB or more share one buffer (each is a view of it,
+        which is freed once every one of them is): one allocation is faulted in far
+        faster than many (see ``_result_buffers``).
         """
         indexers = [self._indexer(sel, mode) for sel in selections]
         if out is not None and len(out) != len(indexers):

@@ -9,6 +9,7 @@ reads into caller buffers, resize, empty-chunk handling, settings, devices, and 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import multiprocessing
 import os
@@ -1118,6 +1119,36 @@ def test_parallel_map_keeps_order_and_finishes_every_task_before_raising(use_cal
         with pytest.raises(KeyError, match="first"):
             parallel_map(fail_first, [0, 1, 2], use_caller=use_caller)
         assert sorted(finished) == [1, 2]  # the others ran to the end before the error came
+
+
+def test_a_large_batch_of_results_shares_one_buffer(tmp_path: pathlib.Path) -> None:
+    """Results of one read_batch that reach 4 MiB together are views of one buffer,
+    each on a cache line, of the right shape and values; smaller batches, single reads,
+    results read into ``out`` and variable-length results get arrays of their own."""
+    from gpuzarr.memory import CACHE_LINE
+
+    data = np.arange(2048 * 1024, dtype="i4").reshape(2048, 1024)  # 8 MiB
+    a = gpuzarr.create_array(str(tmp_path / "a.zarr"), shape=data.shape, chunks=(256, 256), dtype="i4")
+    a[...] = data
+    selections = [np.s_[0:256, 0:256], np.s_[5:999, 3:1000:3], np.s_[7], np.s_[2000:2000], np.s_[1000:2047, 1:]]
+    results = a.read_batch(selections)
+    for sel, got in zip(selections, results, strict=True):
+        np.testing.assert_array_equal(got, data[sel])
+    shared = [r for r in results if r.size]
+    base = shared[0].base
+    assert all(r.base is base for r in shared) and base.nbytes >= 4 * 2**20
+    assert all(r.ctypes.data % CACHE_LINE == 0 for r in shared)
+    ends = sorted((r.ctypes.data, r.ctypes.data + r.nbytes) for r in shared)
+    assert all(end <= start for (_, end), (start, _) in itertools.pairwise(ends))  # no overlap
+    small = a.read_batch([np.s_[0:10, 0:10], np.s_[20:30, 0:10]])
+    assert small[0].base is not small[1].base or small[0].base is None
+    out = np.empty((256, 256), "i4")
+    into = a.read_batch([np.s_[0:256, 0:256], np.s_[0:1024, 0:1024]], out=[out, None])
+    assert into[0] is out and into[1].base is not out.base
+    np.testing.assert_array_equal(into[1], data[:1024, :1024])
+    strings = gpuzarr.create_array({}, shape=(600_000,), chunks=(100_000,), dtype=str)
+    parts = strings.read_batch([np.s_[:300_000], np.s_[300_000:]])
+    assert [p.shape for p in parts] == [(300_000,), (300_000,)]
 
 
 def test_large_results_are_cache_line_aligned(tmp_path: pathlib.Path) -> None:
