@@ -1,6 +1,6 @@
 """Hatch build hook: compile gpuzarr's optional native helper.
 
-``gpuzarr/_native/call_each.c`` is a few lines of plain C (no Python headers, no
+``gpuzarr/_native/call_each.c`` is a few dozen lines of plain C (no Python headers, no
 libraries) that gpuzarr loads with ctypes. Where no C compiler works the build goes on
 without it, and gpuzarr loops in Python instead (slower for small chunks, same results).
 """

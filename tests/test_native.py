@@ -104,8 +104,10 @@ def test_call_shared_hands_each_call_to_exactly_one_thread_and_reports_the_first
         args = [table.ctypes.data + k * row for k in range(4)]
         next_call = ctypes.c_size_t(0)
         returned: list[tuple[int, int]] = []
+        start = threading.Barrier(threads, timeout=10)  # (all threads call in at once)
 
         def work() -> None:
+            start.wait()
             failed = ctypes.c_size_t(12345)
             index = _native.call_shared(address, None, n, *args, ctypes.addressof(next_call), ctypes.addressof(failed))
             returned.append((index, failed.value))

@@ -54,8 +54,11 @@ def test_run_together_does_not_wait_for_workers_that_start_after_the_work_is_don
         blocker.set()
         for task in busy:
             task.result()
-        for task in [_executor().submit(lambda: None) for _ in range(2)]:
-            task.result()  # (the queued worker has had its turn)
+        # Two tasks that can only finish once both run at once: both workers are free,
+        # so the queued worker (ahead of them in the queue) has run to its end.
+        both_free = threading.Barrier(2, timeout=10)
+        for task in [_executor().submit(both_free.wait) for _ in range(2)]:
+            task.result()
         assert calls == [threading.get_ident()]
 
 
@@ -68,7 +71,7 @@ def test_run_together_raises_after_every_call_returned() -> None:
             if threading.current_thread() is threading.main_thread():
                 started.wait()
                 raise KeyError("caller")
-            started.wait()  # (a second worker finds the barrier passed: it returns at once)
+            started.wait()  # (one worker: run_together(..., 2))
             time.sleep(0.02)
             finished.append(True)
 
@@ -86,3 +89,18 @@ def test_run_together_raises_after_every_call_returned() -> None:
 
         with pytest.raises(ValueError, match="worker"):
             run_together(worker_fails, 2)
+
+
+def test_run_together_closes_the_call_when_a_worker_cannot_be_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool that refuses work (shut down) raises, and nothing runs ``work`` later."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gpuzarr.pipeline import pool as pool_module
+
+    closed_pool = ThreadPoolExecutor(1)
+    closed_pool.shutdown()
+    monkeypatch.setattr(pool_module, "_executor", lambda: closed_pool)
+    calls: list[int] = []
+    with gpuzarr.config.set(threads=3), pytest.raises(RuntimeError):
+        run_together(lambda: calls.append(1), 3)
+    assert calls == []

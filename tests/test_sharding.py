@@ -544,13 +544,21 @@ def test_batch_of_windows_over_many_shards(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("shards", [None, (256, 128)])
+@pytest.mark.parametrize("native", [True, False])
 def test_batch_of_whole_units_is_one_batch_the_threads_share(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shards: tuple[int, int] | None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shards: tuple[int, int] | None, native: bool
 ) -> None:
     """Windows of whole units, fetched in one wave, decode as one batch that the caller
-    and a worker share (each taking the next unit); a bad unit among them is named."""
+    and a worker share (each taking the next unit), where the native helper is built;
+    without it, in parts the threads take in turn. A bad unit among them is named."""
+    from gpuzarr import _native
     from gpuzarr.pipeline import read as read_module
 
+    if native and _native.call_shared is None:
+        pytest.skip("gpuzarr's native helper is not built here")
+    if not native:
+        monkeypatch.setattr(_native, "call_each", None)
+        monkeypatch.setattr(_native, "call_shared", None)
     data = _data((1024, 128), "float32")
     a = gpuzarr.create_array(
         tmp_path / "s", shape=data.shape, dtype="float32", chunks=(64, 128), shards=shards, compressors="zstd"
@@ -571,7 +579,10 @@ def test_batch_of_whole_units_is_one_batch_the_threads_share(
     with gpuzarr.config.set(threads=2):
         for window, got in zip(windows, a.read_batch(windows), strict=True):
             np.testing.assert_array_equal(got, data[window])
-        assert batches == [(6, True)]
+        if native:
+            assert batches == [(6, True)]
+        else:  # parts for the threads to take in turn, none of them spread
+            assert len(batches) > 1 and sum(n for n, _ in batches) == 6 and not any(s for _, s in batches)
         # One unit's zstd magic number damaged (rows 704-767: chunk 11, or inner chunk
         # 3 of shard 2): the batch fails, and one by one names the unit.
         key = "c/11/0" if shards is None else "c/2/0"

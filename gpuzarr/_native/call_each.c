@@ -1,4 +1,4 @@
-/* gpuzarr's native helper: one C loop over a batch of decoder calls.
+/* gpuzarr's native helper: C loops over a batch of decoder calls.
  *
  * Python calls a decoder once per chunk through ctypes, and every call releases the
  * GIL and takes it back. For 64 KiB chunks those handoffs (and the Python between the

@@ -188,6 +188,10 @@ class BytesBytesCodec(Codec):
     #: Whether :meth:`cpu_decode_many` decodes a batch with little Python per chunk.
     decodes_batches: ClassVar[bool] = False
 
+    #: Whether :meth:`cpu_decode_many` spreads a batch over the threads its ``spread``
+    #: runs (else it decodes the batch on the calling thread alone).
+    shares_batches: ClassVar[bool] = False
+
     def cpu_decode_many(
         self, datas: Sequence[Buffer], outs: Sequence[np.ndarray], spread: Spread | None = None
     ) -> None:

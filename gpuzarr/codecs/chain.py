@@ -110,6 +110,11 @@ class CodecChain:
         """Whether :meth:`decode_many` decodes a batch of chunks with little Python per chunk."""
         return self._batch_compressor is not None
 
+    @property
+    def shares_batches(self) -> bool:
+        """Whether :meth:`decode_many` spreads a batch over the threads its ``spread`` runs."""
+        return self._batch_compressor is not None and self._batch_compressor.shares_batches
+
     def decode_many(self, datas: Sequence[Any], outs: Sequence[np.ndarray], spread: Spread | None = None) -> None:
         """Decode several stored chunks at once (requires :attr:`decodes_batches`), each
         into its ``out`` (C-contiguous, ``spec.shape``, native dtype), on the threads

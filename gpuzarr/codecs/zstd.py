@@ -407,6 +407,12 @@ class ZstdCodec(BytesBytesCodec):
         caller buffers with a reused context (libzstd directly, or python-zstandard)."""
         return _libzstd() is not None or _zstandard is not None
 
+    @property
+    def shares_batches(self) -> bool:  # type: ignore[override]
+        """Whether :meth:`cpu_decode_many` can share a batch between threads: it needs
+        libzstd called directly and gpuzarr's native helper (``call_shared``)."""
+        return _libzstd() is not None and _native.call_shared is not None
+
     def decoded_size(self, data: Buffer) -> int | None:
         """Content size from the frame header, or None if the frame does not record it."""
         return zstd_frame_content_size(as_memoryview(data))
@@ -429,7 +435,7 @@ class ZstdCodec(BytesBytesCodec):
             return
         calls = native.calls(datas, outs)  # (outside the try: a bad `out` is no corrupt chunk)
         try:
-            if spread is not None and _native.call_shared is not None and len(calls) > 1:
+            if spread is not None and len(calls) > 1 and self.shares_batches:
                 native.run_shared(calls, datas, spread)
             else:
                 native.run(native.thread_context(), calls, datas)

@@ -61,8 +61,8 @@ def parallel_map(
     the threads at work, the caller included (pure CPU work gains nothing from more
     threads than cores).
 
-    Must not be called from inside a pool task (the pool could deadlock waiting on
-    itself); the pipeline only calls it from the caller's thread.
+    Without ``use_caller``, must not be called from inside a pool task (the pool could
+    deadlock waiting on itself); the pipeline only calls it from the caller's thread.
     """
     threads = get_config().threads if max_threads is None else min(max_threads, get_config().threads)
     if len(items) <= 1 or threads <= 1:
@@ -116,6 +116,9 @@ def run_together(work: Callable[[], Any], threads: int) -> None:
     running = 0
     finished = threading.Event()
     errors: list[BaseException] = []
+    # A worker that is still queued when the caller is done must not keep `work` (and
+    # the buffers it refers to) alive: it reaches it through this slot, emptied then.
+    shared_work: list[Callable[[], Any]] = [work]
 
     def join_in() -> None:
         nonlocal running
@@ -123,8 +126,9 @@ def run_together(work: Callable[[], Any], threads: int) -> None:
             if closed:
                 return
             running += 1
+            joined = shared_work[0]
         try:
-            work()
+            joined()
         except BaseException as exc:  # raised by the caller, below
             errors.append(exc)
         finally:
@@ -133,14 +137,15 @@ def run_together(work: Callable[[], Any], threads: int) -> None:
                 if closed and not running:
                     finished.set()
 
-    pool = _executor()
-    for _ in range(helpers):
-        pool.submit(join_in)
     try:
+        pool = _executor()
+        for _ in range(helpers):  # (inside the try: a failed submit still closes the call)
+            pool.submit(join_in)
         work()
     finally:
         with lock:
             closed = True
+            shared_work.clear()
             wait_for_workers = running > 0
         if wait_for_workers:
             finished.wait()

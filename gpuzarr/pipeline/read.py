@@ -16,7 +16,8 @@ is one C-contiguous block decode straight into the output; other units decode in
 reused per-thread scratch buffer, which avoids page-faulting fresh memory for every
 unit. Small units whose codec decodes batches (zstd up to 256 KiB) decode a group per
 call with one reused context, which keeps the Python per unit small; a fetched wave of
-such units that all land whole in the output is one batch the threads share.
+such units that all land whole in the output is one batch the threads share, where the
+codec can share one (zstd, with gpuzarr's native helper).
 """
 
 from __future__ import annotations
@@ -205,9 +206,9 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
                 decode_batch(stored[start : start + step])
             return
         planned = unit_targets(stored)
-        if not planned[1]:
+        if not planned[1] and layout.chain.shares_batches:
             # Every unit decodes straight into the output: one batch the threads share,
-            # each taking the next unit (where the codec can share a batch: zstd).
+            # each taking the next unit.
             decode_batch(stored, functools.partial(run_together, threads=threads), planned)
             return
         # Units placed from scratch: a few batches per thread, whichever thread is free
