@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -158,30 +158,27 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
                 return
         place(projection, layout.decode(coords, raw, out=_scratch_buffer(unit_shape, dtype) if use_scratch else None))
 
-    def unit_targets(stored: list[tuple[ChunkProjection, Any]]) -> tuple[list[np.ndarray | None], list[int]]:
+    def unit_targets(stored: list[tuple[ChunkProjection, Any]]) -> list[np.ndarray | None]:
         """Where each unit decodes: its place in the output where it lands there whole
-        and contiguous, else None; and the positions of the Nones (units staged in
-        scratch and then placed)."""
+        and contiguous, else None (the unit is staged in scratch and then placed)."""
         targets: list[np.ndarray | None] = []
-        staged: list[int] = []
         for projection, _ in stored:
             dest = destination_of[id(projection)]
-            target = _direct_target(dest.buffer, projection, unit_shape) if dest.can_direct else None
-            if target is None:
-                staged.append(len(targets))
-            targets.append(target)
-        return targets, staged
+            targets.append(_direct_target(dest.buffer, projection, unit_shape) if dest.can_direct else None)
+        return targets
 
     def decode_batch(
         stored: list[tuple[ChunkProjection, Any]],
         spread: Spread | None = None,
-        planned: tuple[list[np.ndarray | None], list[int]] | None = None,
+        targets: list[np.ndarray | None] | None = None,
     ) -> None:
         """Decode fetched units with one decoding context per thread (this one, or the
         threads ``spread`` runs): each straight into the output where it lands whole and
-        contiguous, else into this thread's scratch and then placed. ``planned``: the
-        batch's :func:`unit_targets`, if known."""
-        targets, staged = planned if planned is not None else unit_targets(stored)
+        contiguous, else into this thread's scratch and then placed. ``targets``: the
+        batch's :func:`unit_targets`, if known (a list this call may fill in)."""
+        if targets is None:
+            targets = unit_targets(stored)
+        staged = [position for position, target in enumerate(targets) if target is None]
         if staged:
             scratch = _scratch_buffer((len(staged), *unit_shape), dtype)
             for slot, position in enumerate(staged):
@@ -205,16 +202,21 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
             for start in range(0, len(stored), step):
                 decode_batch(stored[start : start + step])
             return
-        planned = unit_targets(stored)
-        if not planned[1] and layout.chain.shares_batches:
+        targets = unit_targets(stored)  # (worked out once, for the whole wave)
+        if layout.chain.shares_batches and all(target is not None for target in targets):
             # Every unit decodes straight into the output: one batch the threads share,
             # each taking the next unit.
-            decode_batch(stored, functools.partial(run_together, threads=threads), planned)
+            decode_batch(stored, functools.partial(run_together, threads=threads), targets)
             return
-        # Units placed from scratch: a few batches per thread, whichever thread is free
-        # taking the next, so that the placing runs in parallel too.
-        parts = tapering_parts(stored, _PARTS_PER_THREAD * threads, threads)
-        parallel_map(decode_batch, parts, use_caller=True, max_threads=threads)
+        # Units placed from scratch (or a codec that shares no batch): a few batches per
+        # thread, whichever thread is free taking the next, so that the placing runs in
+        # parallel too.
+        def decode_part(positions: Sequence[int]) -> None:
+            start, stop = positions[0], positions[-1] + 1
+            decode_batch(stored[start:stop], targets=targets[start:stop])
+
+        parts = tapering_parts(range(len(stored)), _PARTS_PER_THREAD * threads, threads)
+        parallel_map(decode_part, parts, use_caller=True, max_threads=threads)
 
     def read_stored_into(projection: ChunkProjection) -> bool:
         """Read a unit stored as is straight into its place in the output, if it lands
