@@ -46,6 +46,7 @@ from gpuzarr.codecs import (
 from gpuzarr.codecs import blosc as blosc_module
 from gpuzarr.codecs import zstd as zstd_module
 from gpuzarr.codecs._compressor import buffer_address
+from gpuzarr.codecs.base import DecodeTargets
 from gpuzarr.codecs.crc32c import crc32c_checksum
 from gpuzarr.codecs.zstd import zstd_frame_content_size
 from gpuzarr.errors import ChecksumError, CorruptChunkError, MetadataError, UnsupportedCodecError
@@ -635,14 +636,33 @@ def zstd_decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
         yield str(request.param)
 
 
-def _decode_many(codec: ZstdCodec, frames: list[Any], nbytes: int) -> list[bytes]:
-    outs = [np.full(nbytes, 0xAA, dtype=np.uint8) for _ in frames]
-    codec.cpu_decode_many(frames, outs)
-    return [o.tobytes() for o in outs]
+def _decode_many(codec: ZstdCodec, frames: list[Any], nbytes: int, addressed: bool = False) -> list[bytes]:
+    """Decode ``frames`` in one batch, into arrays or (``addressed``) into
+    :class:`DecodeTargets` carved from one buffer, as the read pipeline gives them."""
+    if not addressed:
+        outs = [np.full(nbytes, 0xAA, dtype=np.uint8) for _ in frames]
+        codec.cpu_decode_many(frames, outs)
+        return [o.tobytes() for o in outs]
+    buffer = np.full((len(frames), nbytes), 0xAA, dtype=np.uint8)
+    addresses = buffer.ctypes.data + nbytes * np.arange(len(frames), dtype=np.uintp)
+    codec.cpu_decode_many(frames, DecodeTargets(addresses, nbytes, (buffer,), buffer.__getitem__))
+    return [row.tobytes() for row in buffer]
+
+
+def test_decode_targets_index_like_a_sequence() -> None:
+    buffer = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    targets = DecodeTargets(buffer.ctypes.data + 4 * np.arange(3, dtype=np.uintp), 4, (buffer,), buffer.__getitem__)
+    assert len(targets) == 3
+    assert targets[-1].tolist() == [8, 9, 10, 11]
+    assert [t.tolist() for t in targets[1:]] == [[4, 5, 6, 7], [8, 9, 10, 11]]
+    assert [t[0] for t in targets] == [0, 4, 8]  # (iteration stops at the IndexError)
+    with pytest.raises(IndexError):
+        targets[3]
 
 
 @pytest.mark.usefixtures("zstd_decoder")
-def test_zstd_decode_many_matches_one_by_one() -> None:
+@pytest.mark.parametrize("addressed", [False, True])
+def test_zstd_decode_many_matches_one_by_one(addressed: bool) -> None:
     assert ZstdCodec().decodes_batches
     rng = np.random.default_rng(5)
     payloads = [rng.integers(0, 50, 300, dtype=np.uint8).tobytes() for _ in range(9)]
@@ -651,7 +671,7 @@ def test_zstd_decode_many_matches_one_by_one() -> None:
     frames[4] = memoryview(b"pad" + frames[4])[3:]  # a view, as sliced out of a shard
     # Two concatenated frames that together make the chunk.
     frames[5] = numcodecs.Zstd().encode(payloads[5][:100]) + numcodecs.Zstd().encode(payloads[5][100:])
-    assert _decode_many(ZstdCodec(), frames, 300) == payloads
+    assert _decode_many(ZstdCodec(), frames, 300, addressed) == payloads
     ZstdCodec().cpu_decode_many([], [])
 
 
@@ -689,7 +709,8 @@ def test_zstd_encode_from_many_threads() -> None:
 
 
 @pytest.mark.usefixtures("zstd_decoder")
-def test_zstd_decode_many_rejects_bad_frames() -> None:
+@pytest.mark.parametrize("addressed", [False, True])
+def test_zstd_decode_many_rejects_bad_frames(addressed: bool) -> None:
     good = numcodecs.Zstd().encode(bytes(300))
     checked = numcodecs.Zstd(checksum=True).encode(bytes(range(256)) + bytes(44))
     bad_checksum = checked[:-1] + bytes([checked[-1] ^ 0xFF])
@@ -705,7 +726,7 @@ def test_zstd_decode_many_rejects_bad_frames() -> None:
     ]
     for frames, nbytes, error in cases:
         with pytest.raises(error, match="zstd"):
-            _decode_many(ZstdCodec(), frames, nbytes)
+            _decode_many(ZstdCodec(), frames, nbytes, addressed)
 
 
 def test_zstd_decode_many_stops_at_a_bad_frame_amid_good_ones(zstd_decoder: str) -> None:

@@ -474,3 +474,34 @@ def test_tapering_parts_cover_everything_in_order(total: int, parts: int, thread
     assert all(n >= min(min_length, cap) for n in lengths[:-1])
     # Tapering adds few runs: about 2 * threads * ln(cap) beyond the `parts` equal ones.
     assert len(runs) <= parts + 2 * threads * (1 + int(np.log(max(cap, 1)) + 1))
+
+
+@SETTINGS
+@given(setup=array_setups().filter(lambda s: s["dtype"] != "string" and all(s["shape"])), data=st.data())
+def test_unit_addresses_match_whole_unit_views(setup: dict[str, Any], data: st.DataObject) -> None:
+    # The read pipeline decodes whole units straight into the output at addresses it
+    # works out by arithmetic; they must be exactly where a NumPy view of the unit lies,
+    # and only where that view is contiguous and writable (anything else: 0, staged).
+    from gpuzarr.pipeline.read import _Destination, _direct_target
+
+    a = make_array(setup)
+    whole = data.draw(st.booleans())  # (the whole array: every unit whole)
+    indexer = a._indexer(Ellipsis if whole else _basic_selection(data.draw, setup["shape"]), "basic")
+    shape = indexer.buffer_shape
+    dtype = numpy_dtype(setup["dtype"])
+    kind = data.draw(st.sampled_from(["c", "f", "strided", "offset", "read-only"]))
+    if kind == "f":
+        buffer = np.empty(shape, dtype=dtype, order="F")
+    elif kind in ("strided", "offset"):
+        step = 2 if kind == "strided" else 1
+        pads = [data.draw(st.integers(0, 2)) for _ in shape]
+        larger = np.empty(tuple(step * n + pad for n, pad in zip(shape, pads, strict=True)), dtype=dtype)
+        buffer = larger[tuple(slice(pad, pad + step * n, step) for n, pad in zip(shape, pads, strict=True))]
+    else:
+        buffer = np.empty(shape, dtype=dtype)
+        buffer.flags.writeable = kind != "read-only"
+    unit_shape = a.metadata.chunks
+    destination = _Destination(indexer, buffer, True, dtype, unit_shape)
+    for projection in indexer.chunk_projections():
+        view = _direct_target(buffer, projection, unit_shape) if buffer.flags.writeable else None
+        assert destination.unit_address(projection) == (0 if view is None else view.ctypes.data)

@@ -16,7 +16,7 @@ from numcodecs.zstd import decompress as _zstd_decompress
 
 from gpuzarr import _native
 from gpuzarr.codecs._compressor import buffer_address, decode_with, typed_decode_error
-from gpuzarr.codecs.base import Buffer, BytesBytesCodec, ChunkSpec, Spread, as_memoryview
+from gpuzarr.codecs.base import Buffer, BytesBytesCodec, ChunkSpec, DecodeTargets, Spread, as_memoryview
 from gpuzarr.errors import MetadataError
 
 try:  # python-zstandard: reusable contexts, and decoding into a caller's buffer
@@ -68,11 +68,6 @@ def _thread_decompressor() -> Any:
 #: newer one; with an older one, python-zstandard's stream reader decodes instead).
 _MIN_LIBZSTD = 10400
 
-#: One decode of a batch: (target address, its size, source address, its size, and
-#: the objects that hold both buffers exported until the call returns).
-_DecodeCall = tuple[int, int, int, int, object, object]
-
-
 class _Libzstd:
     """libzstd's one-shot decoder with a reused context, from the library numcodecs
     ships (its zstd extension links libzstd in and exports its public API).
@@ -116,41 +111,38 @@ class _Libzstd:
             found = _local.native_context = _NativeContext(self)
         return found
 
-    @staticmethod
-    def calls(datas: Sequence[Buffer], outs: Sequence[np.ndarray]) -> list[_DecodeCall]:
-        """The decode of each of ``datas`` into its ``out`` (C-contiguous and writable,
-        else ValueError: a caller's mistake, not a corrupt chunk)."""
-        calls: list[_DecodeCall] = []
-        for data, out in zip(datas, outs, strict=True):
-            target, target_nbytes, target_holder = buffer_address(out, writable=True)
-            try:
-                source, source_nbytes, source_holder = buffer_address(data)
-            except ValueError:  # a strided source: decode from a contiguous copy
-                copy = np.ascontiguousarray(np.asarray(data)).reshape(-1).view(np.uint8)
-                source, source_nbytes, source_holder = buffer_address(copy)
-            calls.append((target, target_nbytes, source, source_nbytes, target_holder, source_holder))
-        return calls
+    def decode_one(self, data: Buffer, out: np.ndarray) -> None:
+        """Decode one chunk into ``out`` (C-contiguous and writable, else ValueError)
+        with this thread's context; ValueError if it does not fill ``out`` exactly."""
+        target, target_nbytes, target_holder = buffer_address(out, writable=True)
+        source, source_nbytes, source_holder = _source_address(data)
+        context = self.thread_context()
+        written = self.decompress(context.pointer, target, target_nbytes, source, source_nbytes)
+        del target_holder, source_holder  # (held until the call returned)
+        if written != target_nbytes:
+            self._raise_for(written, target_nbytes, data)
 
-    def run(self, context: _NativeContext, calls: Sequence[_DecodeCall], datas: Sequence[Buffer]) -> None:
-        """Make ``calls`` (from :meth:`calls` over ``datas``); ValueError for the first
-        chunk that does not fill its ``out`` exactly.
+    def run(self, context: _NativeContext, batch: _DecodeBatch) -> None:
+        """Decode ``batch`` with ``context``; ValueError for the first chunk that does not
+        fill its target exactly.
 
-        The addresses are all taken first, and the chunks then decoded in a loop of
-        nothing but the calls: each 64 KiB decode evicts the interpreter's working set
-        from the core's caches, so Python run between decodes costs 2-3x what it costs
-        warm (measured: 2.2 us per address taken between decodes, 0.6 us in a row).
+        The addresses are all taken first (:class:`_DecodeBatch`), and the chunks then
+        decoded in a loop of nothing but the calls: each 64 KiB decode evicts the
+        interpreter's working set from the core's caches, so Python run between decodes
+        costs 2-3x what it costs warm (measured: 2.2 us per address taken between
+        decodes, 0.6 us in a row).
         """
-        if _native.call_each is not None and len(calls) > 1:
-            self._run_natively(context, calls, datas)
+        if _native.call_each is not None and len(batch) > 1:
+            self._run_natively(context, batch)
             return
         decompress = self.decompress
         pointer = context.pointer
-        for i, (target, target_nbytes, source, source_nbytes, _, _) in enumerate(calls):
+        for i, (target, target_nbytes, source, source_nbytes) in enumerate(batch.rows()):
             written = decompress(pointer, target, target_nbytes, source, source_nbytes)
             if written != target_nbytes:
-                self._raise_for(written, target_nbytes, datas[i])
+                self._raise_for(written, target_nbytes, batch.datas[i])
 
-    def _run_natively(self, context: _NativeContext, calls: Sequence[_DecodeCall], datas: Sequence[Buffer]) -> None:
+    def _run_natively(self, context: _NativeContext, batch: _DecodeBatch) -> None:
         """:meth:`run` as one GIL-free call of gpuzarr's native loop
         (:mod:`gpuzarr._native`): the GIL is released and taken back once per batch,
         not once per chunk. Measured on 128 MiB of 64 KiB zstd chunks, full read on 2
@@ -158,19 +150,18 @@ class _Libzstd:
         one file per chunk, both against the per-chunk loop in the same process."""
         call_each = _native.call_each
         assert call_each is not None
-        table = _AddressTable(calls)
         failed_result = ctypes.c_size_t()
         first_bad = call_each(
-            self.decompress_address, context.pointer, *table.arguments, ctypes.addressof(failed_result)
+            self.decompress_address, context.pointer, *batch.arguments, ctypes.addressof(failed_result)
         )
-        if first_bad != len(calls):
-            self._raise_for(failed_result.value, calls[first_bad][1], datas[first_bad])
+        if first_bad != len(batch):
+            self._raise_for(failed_result.value, batch.target_nbytes(first_bad), batch.datas[first_bad])
 
-    def run_shared(self, calls: Sequence[_DecodeCall], datas: Sequence[Buffer], spread: Spread) -> None:
-        """Make ``calls`` on the threads ``spread`` runs, each with its own context,
+    def run_shared(self, batch: _DecodeBatch, spread: Spread) -> None:
+        """Decode ``batch`` on the threads ``spread`` runs, each with its own context,
         taking chunks from one shared counter in gpuzarr's native loop (needs
         ``_native.call_shared``); ValueError for the first chunk that does not fill its
-        ``out``.
+        target.
 
         Each thread takes the GIL twice in all, where a batch per thread takes it twice
         per batch: a thread coming back from decoding a batch waited for the GIL while
@@ -180,7 +171,6 @@ class _Libzstd:
         """
         call_shared = _native.call_shared
         assert call_shared is not None
-        table = _AddressTable(calls)
         next_call = ctypes.c_size_t(0)
         failures: list[tuple[int, int]] = []  # (call, its result) per thread that hit a bad chunk
 
@@ -189,17 +179,17 @@ class _Libzstd:
             bad = call_shared(
                 self.decompress_address,
                 self.thread_context().pointer,
-                *table.arguments,
+                *batch.arguments,
                 ctypes.addressof(next_call),
                 ctypes.addressof(failed_result),
             )
-            if bad != len(calls):
+            if bad != len(batch):
                 failures.append((bad, failed_result.value))  # (list.append is atomic)
 
         spread(work)
         if failures:
             first_bad, result = min(failures)
-            self._raise_for(result, calls[first_bad][1], datas[first_bad])
+            self._raise_for(result, batch.target_nbytes(first_bad), batch.datas[first_bad])
 
     def _raise_for(self, written: int, expected: int, data: Buffer) -> NoReturn:
         """Raise the ValueError for a chunk that decoded to ``written`` (a size, or a
@@ -214,20 +204,63 @@ class _Libzstd:
         raise ValueError(f"decoded {written} bytes, expected {expected}")
 
 
-class _AddressTable:
-    """The arguments that describe a batch to gpuzarr's native loops: the number of
-    calls, then arrays of target addresses, target sizes, source addresses and source
-    sizes (``uintp``: the width of the C side's ``size_t`` and pointers)."""
+def _source_address(data: Buffer) -> tuple[int, int, object]:
+    """:func:`buffer_address` of a chunk's stored bytes (of a contiguous copy where
+    they are strided)."""
+    try:
+        return buffer_address(data)
+    except ValueError:
+        return buffer_address(np.ascontiguousarray(np.asarray(data)).reshape(-1).view(np.uint8))
 
-    __slots__ = ("_table", "arguments")
 
-    def __init__(self, calls: Sequence[_DecodeCall]) -> None:
-        # (Rows of one array; the buffers the addresses point into stay exported by the
-        # holders in ``calls``, which the caller keeps until the calls are done.)
-        self._table = np.array([call[:4] for call in calls], dtype=np.uintp).T.copy()
-        row = self._table.strides[0]
-        base = self._table.ctypes.data
-        self.arguments = (len(calls), base, base + row, base + 2 * row, base + 3 * row)
+class _DecodeBatch:
+    """A batch of decodes as gpuzarr's native loops take it: the number of calls, then
+    arrays of target addresses, target sizes, source addresses and source sizes
+    (``uintp``: the width of the C side's ``size_t`` and pointers), as ``arguments``.
+
+    Keep the batch until its calls are done: it holds the objects that keep every
+    buffer it points into exported (a ``bytearray`` cannot be resized or freed under a
+    call) and alive. A target that is not C-contiguous and writable raises ValueError
+    (a caller's mistake, not a corrupt chunk).
+    """
+
+    __slots__ = ("_holders", "_table", "arguments", "datas")
+
+    def __init__(self, datas: Sequence[Buffer], outs: Sequence[np.ndarray]) -> None:
+        if len(datas) != len(outs):
+            raise ValueError(f"{len(datas)} chunks to decode into {len(outs)} targets")
+        self.datas = datas
+        holders: list[object] = []
+        table = self._table = np.empty((4, len(datas)), dtype=np.uintp)
+        if isinstance(outs, DecodeTargets):
+            # Addresses worked out by the caller for the whole batch: no view per chunk.
+            table[0] = outs.addresses
+            table[1] = outs.nbytes
+            holders.append(outs.holders)
+        else:
+            targets = [buffer_address(out, writable=True) for out in outs]
+            table[0] = [target[0] for target in targets]
+            table[1] = [target[1] for target in targets]
+            holders.extend(target[2] for target in targets)
+        sources = [_source_address(data) for data in datas]
+        table[2] = [source[0] for source in sources]
+        table[3] = [source[1] for source in sources]
+        holders.extend(source[2] for source in sources)
+        self._holders = holders
+        row = table.strides[0]
+        base = table.ctypes.data
+        self.arguments = (len(datas), base, base + row, base + 2 * row, base + 3 * row)
+
+    def __len__(self) -> int:
+        return self.arguments[0]
+
+    def rows(self) -> list[list[int]]:
+        """Each call's (target, target size, source, source size), as Python ints."""
+        return self._table.T.tolist()  # type: ignore[no-any-return]
+
+    def target_nbytes(self, call: int) -> int:
+        """The size of call ``call``'s target."""
+        return int(self._table[1, call])
 
 
 class _NativeContext:
@@ -336,7 +369,7 @@ def _decompress(data: Buffer, out: np.ndarray | None) -> Buffer:
     if out is not None and out.flags.c_contiguous and out.flags.writeable:
         native = _libzstd()
         if native is not None:
-            native.run(native.thread_context(), native.calls([data], [out]), [data])
+            native.decode_one(data, out)
             return out
         if _zstandard is not None:
             return _decompress_into(data, out)
@@ -433,12 +466,12 @@ class ZstdCodec(BytesBytesCodec):
             for data, out in zip(datas, outs, strict=True):
                 decode_with("zstd", _decompress_into, data, out)
             return
-        calls = native.calls(datas, outs)  # (outside the try: a bad `out` is no corrupt chunk)
+        batch = _DecodeBatch(datas, outs)  # (outside the try: a bad `out` is no corrupt chunk)
         try:
-            if spread is not None and len(calls) > 1 and self.shares_batches:
-                native.run_shared(calls, datas, spread)
+            if spread is not None and len(batch) > 1 and self.shares_batches:
+                native.run_shared(batch, spread)
             else:
-                native.run(native.thread_context(), calls, datas)
+                native.run(native.thread_context(), batch)
         except ValueError as exc:
             raise typed_decode_error("zstd", exc) from None
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from gpuzarr.codecs.base import Spread
+from gpuzarr.codecs.base import DecodeTargets, Spread
 from gpuzarr.config import get_config, usable_cores
 from gpuzarr.errors import CorruptChunkError
 from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, place_projection
@@ -109,15 +109,73 @@ def _fetch_waves(
         fetcher.shutdown(wait=True, cancel_futures=True)
 
 
+def _whole_units_contiguous(buffer: np.ndarray, unit_shape: tuple[int, ...]) -> bool:
+    """Whether a whole unit placed anywhere in ``buffer`` is one C-contiguous block: its
+    view has the buffer's strides, which must then be C strides over the unit's shape
+    (those of dimensions of extent 1 aside, as NumPy's flags have it)."""
+    if buffer.ndim != len(unit_shape):
+        return False
+    expected = buffer.itemsize
+    for extent, stride in zip(reversed(unit_shape), reversed(buffer.strides), strict=True):
+        if extent != 1 and stride != expected:
+            return False
+        expected *= extent
+    return True
+
+
 class _Destination:
     """Where one selection's units land: its buffer, and how to address it."""
 
-    __slots__ = ("buffer", "can_direct", "vectorized")
+    __slots__ = ("_base", "_dims", "buffer", "can_direct", "vectorized")
 
-    def __init__(self, indexer: Indexer, buffer: np.ndarray, can_decode_into: bool, dtype: np.dtype) -> None:
+    def __init__(
+        self, indexer: Indexer, buffer: np.ndarray, can_decode_into: bool, dtype: np.dtype, unit_shape: tuple[int, ...]
+    ) -> None:
         self.buffer = buffer
         self.vectorized = indexer.mode == "vectorized"
-        self.can_direct = can_decode_into and not self.vectorized and buffer.dtype == dtype
+        self.can_direct = (
+            can_decode_into and not self.vectorized and buffer.dtype == dtype and buffer.flags.writeable
+        )
+        # Per dimension: the unit's extent, the buffer's stride, and the last start at
+        # which a unit still fits in the buffer (an address is only ever made in bounds).
+        self._dims = [
+            (extent, stride, length - extent)
+            for extent, stride, length in zip(unit_shape, buffer.strides, buffer.shape, strict=False)
+        ]
+        # Every whole unit's place in the buffer has the same strides, so whether it is
+        # contiguous is worked out once (0: never; units are then decoded into scratch).
+        self._base = buffer.ctypes.data if self.can_direct and _whole_units_contiguous(buffer, unit_shape) else 0
+
+    def unit_address(self, projection: ChunkProjection) -> int:
+        """The address of ``projection``'s unit in the buffer, where the unit lands
+        there whole (then as one C-contiguous block); else 0.
+
+        :func:`~gpuzarr.pipeline.layout.whole_unit_view`'s test, by arithmetic: it runs
+        once per unit, and a NumPy view costs several times more.
+        """
+        address = self._base
+        out_selection = projection.out_selection
+        if not address or type(out_selection) is not tuple:
+            return 0
+        for chunk_slice, out_slice, (extent, stride, last_start) in zip(
+            projection.chunk_selection, out_selection, self._dims, strict=True
+        ):
+            if (
+                type(chunk_slice) is not slice
+                or chunk_slice.start != 0
+                or chunk_slice.stop != extent
+                or chunk_slice.step != 1
+                or type(out_slice) is not slice
+                or out_slice.step not in (None, 1)
+            ):
+                return 0
+            start = out_slice.start
+            # (The indexer gives step-1 slices explicit bounds; any other is decoded
+            # through scratch rather than guessed at.)
+            if type(start) is not int or out_slice.stop != start + extent or not 0 <= start <= last_start:
+                return 0
+            address += start * stride
+        return address
 
 
 def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray]]) -> None:
@@ -133,8 +191,9 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
     use_scratch = layout.chain.can_decode_into and not spec.data_type.is_variable_length
     projections: list[ChunkProjection] = []
     destination_of: dict[int, _Destination] = {}  # keyed by id(): equal projections of two selections differ
+    destination_buffers = [buffer for _, buffer in requests]  # (held by every batch decoded into them)
     for indexer, buffer in requests:
-        destination = _Destination(indexer, buffer, layout.chain.can_decode_into, dtype)
+        destination = _Destination(indexer, buffer, layout.chain.can_decode_into, dtype, unit_shape)
         for projection in indexer.chunk_projections():
             projections.append(projection)
             destination_of[id(projection)] = destination
@@ -158,34 +217,42 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
                 return
         place(projection, layout.decode(coords, raw, out=_scratch_buffer(unit_shape, dtype) if use_scratch else None))
 
-    def unit_targets(stored: list[tuple[ChunkProjection, Any]]) -> list[np.ndarray | None]:
-        """Where each unit decodes: its place in the output where it lands there whole
-        and contiguous, else None (the unit is staged in scratch and then placed)."""
-        targets: list[np.ndarray | None] = []
-        for projection, _ in stored:
-            dest = destination_of[id(projection)]
-            targets.append(_direct_target(dest.buffer, projection, unit_shape) if dest.can_direct else None)
-        return targets
+    def unit_addresses(stored: list[tuple[ChunkProjection, Any]]) -> np.ndarray:
+        """Where each unit decodes: the address of its place in the output where it
+        lands there whole and contiguous, else 0 (the unit is staged in scratch and
+        then placed)."""
+        return np.array(
+            [destination_of[id(projection)].unit_address(projection) for projection, _ in stored], dtype=np.uintp
+        )
 
     def decode_batch(
-        stored: list[tuple[ChunkProjection, Any]],
-        spread: Spread | None = None,
-        targets: list[np.ndarray | None] | None = None,
+        stored: list[tuple[ChunkProjection, Any]], spread: Spread | None = None, addresses: np.ndarray | None = None
     ) -> None:
         """Decode fetched units with one decoding context per thread (this one, or the
         threads ``spread`` runs): each straight into the output where it lands whole and
-        contiguous, else into this thread's scratch and then placed. ``targets``: the
-        batch's :func:`unit_targets`, if known (a list this call may fill in)."""
-        if targets is None:
-            targets = unit_targets(stored)
-        staged = [position for position, target in enumerate(targets) if target is None]
-        if staged:
-            scratch = _scratch_buffer((len(staged), *unit_shape), dtype)
-            for slot, position in enumerate(staged):
-                targets[position] = scratch[slot]
-        layout.decode_many([p.chunk_coords for p, _ in stored], [raw for _, raw in stored], targets, spread)  # type: ignore[arg-type]
-        for position in staged:
-            place(stored[position][0], targets[position])  # type: ignore[arg-type]
+        contiguous, else into this thread's scratch and then placed. ``addresses``: the
+        batch's :func:`unit_addresses`, if known (an array this call may write to)."""
+        if addresses is None:
+            addresses = unit_addresses(stored)
+        staged = np.flatnonzero(addresses == 0).tolist()
+        scratch = _scratch_buffer((len(staged), *unit_shape), dtype) if staged else None
+        if scratch is not None:
+            addresses[staged] = scratch.ctypes.data + spec.nbytes * np.arange(len(staged), dtype=np.uintp)
+        slot_of = dict(zip(staged, range(len(staged)), strict=True))
+
+        def view_of(position: int) -> np.ndarray:
+            slot = slot_of.get(position)
+            if slot is not None:
+                return scratch[slot]  # type: ignore[index]
+            projection = stored[position][0]
+            view = whole_unit_view(destination_of[id(projection)].buffer, projection, unit_shape)
+            assert view is not None and view.ctypes.data == addresses[position]  # (unit_address said so)
+            return view
+
+        targets = DecodeTargets(addresses, spec.nbytes, (destination_buffers, scratch), view_of)
+        layout.decode_many([p.chunk_coords for p, _ in stored], [raw for _, raw in stored], targets, spread)
+        for slot, position in enumerate(staged):
+            place(stored[position][0], scratch[slot])  # type: ignore[index]
 
     def read_wave(items: list[tuple[ChunkProjection, Any]], threads: int) -> None:
         """Fill the units not stored, then decode the others on ``threads`` threads (the
@@ -202,18 +269,18 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
             for start in range(0, len(stored), step):
                 decode_batch(stored[start : start + step])
             return
-        targets = unit_targets(stored)  # (worked out once, for the whole wave)
-        if layout.chain.shares_batches and all(target is not None for target in targets):
+        addresses = unit_addresses(stored)  # (worked out once, for the whole wave)
+        if layout.chain.shares_batches and addresses.all():
             # Every unit decodes straight into the output: one batch the threads share,
             # each taking the next unit.
-            decode_batch(stored, functools.partial(run_together, threads=threads), targets)
+            decode_batch(stored, functools.partial(run_together, threads=threads), addresses)
             return
         # Units placed from scratch (or a codec that shares no batch): a few batches per
         # thread, whichever thread is free taking the next, so that the placing runs in
         # parallel too.
         def decode_part(positions: Sequence[int]) -> None:
             start, stop = positions[0], positions[-1] + 1
-            decode_batch(stored[start:stop], targets=targets[start:stop])
+            decode_batch(stored[start:stop], addresses=addresses[start:stop])
 
         parts = tapering_parts(range(len(stored)), _PARTS_PER_THREAD * threads, threads)
         parallel_map(decode_part, parts, use_caller=True, max_threads=threads)
