@@ -274,6 +274,20 @@ def _check_bool(mask: np.ndarray, first_dim: int, shape: tuple[int, ...]) -> Non
 _DimProj = tuple[int, slice | np.ndarray, slice | np.ndarray, bool]
 
 
+def _whole_chunk_start(csel: slice | np.ndarray, osel: slice | np.ndarray, chunk: int, length: int) -> int | None:
+    """Where along one buffer dimension (of ``length``) a projection puts a whole chunk
+    (of extent ``chunk``): the start of its step-1 buffer slice; None unless the chunk
+    selection is the whole chunk and the buffer slice a plain one inside the buffer."""
+    if type(csel) is not slice or csel.start != 0 or csel.stop != chunk or csel.step != 1:
+        return None
+    if type(osel) is not slice or osel.step not in (None, 1):
+        return None
+    start = osel.start
+    if type(start) is not int or osel.stop != start + chunk or not 0 <= start <= length - chunk:
+        return None
+    return start
+
+
 def _int_dim(i: int, n: int, chunk: int) -> list[_DimProj]:
     c = i // chunk
     local = i - c * chunk
@@ -509,6 +523,18 @@ class Indexer:
         """Yield one projection per touched chunk, in C order of the chunk coordinates."""
         raise NotImplementedError
 
+    def whole_chunk_offsets(self, strides: Sequence[int]) -> list[int | None] | None:
+        """Where each chunk of :meth:`chunk_projections` (in its order) lands whole in a
+        buffer of ``buffer_shape`` with ``strides``: the byte offset of the block its
+        chunk selection fills, where that selection is the whole chunk and its buffer
+        selection plain step-1 slices; None for a chunk that does not. None for all when
+        the indexer cannot tell (coordinate selections, whose chunks never land whole).
+
+        The read pipeline decodes such chunks straight into the buffer; worked out per
+        dimension, it costs a sum per chunk instead of a NumPy view.
+        """
+        return None
+
     def finalize(self, buffer: np.ndarray) -> np.ndarray:
         """Turn a filled buffer (``buffer_shape``) into the result (``out_shape``).
 
@@ -604,6 +630,10 @@ class OrthogonalIndexer(Indexer):
         # projections by map(): no Python frame per chunk.
         if not all(self._dims):  # an empty selection along some dim touches no chunk
             return
+        if all(len(dim) == 1 for dim in self._dims):  # one chunk (most small reads)
+            coords, csels, osels, covers = zip(*(dim[0] for dim in self._dims), strict=True)
+            yield ChunkProjection(coords, csels, osels, False not in covers)
+            return
         fields = [list(zip(*dim, strict=True)) for dim in self._dims]  # per dim: coords, csels, osels, covers
         coords, csels, osels, covers = (itertools.product(*(f[k] for f in fields)) for k in range(4))
         if all(all(f[3]) for f in fields):
@@ -611,6 +641,30 @@ class OrthogonalIndexer(Indexer):
         else:
             covered = (False not in c for c in covers)
         yield from map(ChunkProjection, coords, csels, osels, covered)
+
+    def whole_chunk_offsets(self, strides: Sequence[int]) -> list[int | None] | None:
+        if not self._dims:  # 0-d: the single chunk, wholly selected
+            return [0]
+        # One chunk (most small reads): a sum over dimensions, no list per dimension.
+        offset: int | None = 0
+        for dim, chunk, stride, length in zip(self._dims, self.chunk_shape, strides, self.buffer_shape, strict=True):
+            if len(dim) != 1:
+                break
+            start = _whole_chunk_start(dim[0][1], dim[0][2], chunk, length)
+            offset = None if offset is None or start is None else offset + start * stride
+        else:
+            return [offset]
+        along = [  # per dimension, per chunk along it
+            [
+                None if (start := _whole_chunk_start(csel, osel, chunk, length)) is None else start * stride
+                for _, csel, osel, _ in dim
+            ]
+            for dim, chunk, stride, length in zip(self._dims, self.chunk_shape, strides, self.buffer_shape, strict=True)
+        ]
+        if len(along) == 1:
+            return along[0]
+        # (Chunks come in C order of their coordinates: the product over dimensions.)
+        return [None if None in offsets else sum(offsets) for offsets in itertools.product(*along)]
 
     def finalize(self, buffer: np.ndarray) -> np.ndarray:
         """Turn a filled buffer into the result; a view of ``buffer`` when possible."""

@@ -22,6 +22,7 @@ codec can share one (zstd, with gpuzarr's native helper).
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import threading
 from collections.abc import Iterator, Sequence
@@ -109,14 +110,16 @@ def _fetch_waves(
         fetcher.shutdown(wait=True, cancel_futures=True)
 
 
-def _whole_units_contiguous(buffer: np.ndarray, unit_shape: tuple[int, ...]) -> bool:
-    """Whether a whole unit placed anywhere in ``buffer`` is one C-contiguous block: its
-    view has the buffer's strides, which must then be C strides over the unit's shape
-    (those of dimensions of extent 1 aside, as NumPy's flags have it)."""
-    if buffer.ndim != len(unit_shape):
+@functools.lru_cache(maxsize=256)
+def _whole_units_contiguous(strides: tuple[int, ...], itemsize: int, unit_shape: tuple[int, ...]) -> bool:
+    """Whether a whole unit placed anywhere in a buffer of ``strides`` is one
+    C-contiguous block: its view has the buffer's strides, which must then be C strides
+    over the unit's shape (those of dimensions of extent 1 aside, as NumPy's flags have
+    it). (Cached: a batch of small reads asks once per read, of a few layouts.)"""
+    if len(strides) != len(unit_shape):
         return False
-    expected = buffer.itemsize
-    for extent, stride in zip(reversed(unit_shape), reversed(buffer.strides), strict=True):
+    expected = itemsize
+    for extent, stride in zip(reversed(unit_shape), reversed(strides), strict=True):
         if extent != 1 and stride != expected:
             return False
         expected *= extent
@@ -126,56 +129,31 @@ def _whole_units_contiguous(buffer: np.ndarray, unit_shape: tuple[int, ...]) -> 
 class _Destination:
     """Where one selection's units land: its buffer, and how to address it."""
 
-    __slots__ = ("_base", "_dims", "buffer", "can_direct", "vectorized")
+    __slots__ = ("buffer", "can_direct", "vectorized")
 
-    def __init__(
-        self, indexer: Indexer, buffer: np.ndarray, can_decode_into: bool, dtype: np.dtype, unit_shape: tuple[int, ...]
-    ) -> None:
+    def __init__(self, indexer: Indexer, buffer: np.ndarray, can_decode_into: bool, dtype: np.dtype) -> None:
         self.buffer = buffer
         self.vectorized = indexer.mode == "vectorized"
         self.can_direct = (
             can_decode_into and not self.vectorized and buffer.dtype == dtype and buffer.flags.writeable
         )
-        # Per dimension: the unit's extent, the buffer's stride, and the last start at
-        # which a unit still fits in the buffer (an address is only ever made in bounds).
-        self._dims = [
-            (extent, stride, length - extent)
-            for extent, stride, length in zip(unit_shape, buffer.strides, buffer.shape, strict=False)
-        ]
-        # Every whole unit's place in the buffer has the same strides, so whether it is
-        # contiguous is worked out once (0: never; units are then decoded into scratch).
-        self._base = buffer.ctypes.data if self.can_direct and _whole_units_contiguous(buffer, unit_shape) else 0
 
-    def unit_address(self, projection: ChunkProjection) -> int:
-        """The address of ``projection``'s unit in the buffer, where the unit lands
-        there whole (then as one C-contiguous block); else 0.
-
-        :func:`~gpuzarr.pipeline.layout.whole_unit_view`'s test, by arithmetic: it runs
-        once per unit, and a NumPy view costs several times more.
-        """
-        address = self._base
-        out_selection = projection.out_selection
-        if not address or type(out_selection) is not tuple:
-            return 0
-        for chunk_slice, out_slice, (extent, stride, last_start) in zip(
-            projection.chunk_selection, out_selection, self._dims, strict=True
-        ):
-            if (
-                type(chunk_slice) is not slice
-                or chunk_slice.start != 0
-                or chunk_slice.stop != extent
-                or chunk_slice.step != 1
-                or type(out_slice) is not slice
-                or out_slice.step not in (None, 1)
-            ):
-                return 0
-            start = out_slice.start
-            # (The indexer gives step-1 slices explicit bounds; any other is decoded
-            # through scratch rather than guessed at.)
-            if type(start) is not int or out_slice.stop != start + extent or not 0 <= start <= last_start:
-                return 0
-            address += start * stride
-        return address
+    def unit_addresses(self, indexer: Indexer, unit_shape: tuple[int, ...]) -> list[int] | None:
+        """For each unit of ``indexer.chunk_projections()`` (in order), the address of its
+        place in the buffer where it lands there whole, as one C-contiguous block; else
+        0 (the unit is decoded into scratch and placed from there). None where no unit
+        lands whole and contiguous."""
+        buffer = self.buffer
+        if not self.can_direct or not _whole_units_contiguous(buffer.strides, buffer.itemsize, unit_shape):
+            return None
+        offsets = indexer.whole_chunk_offsets(buffer.strides)
+        if offsets is None:
+            return None
+        try:  # (ctypes' route to the address is several times faster than NumPy's)
+            base = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+        except (TypeError, ValueError, BufferError):  # not contiguous, or empty
+            base = buffer.ctypes.data
+        return [0 if offset is None else base + offset for offset in offsets]
 
 
 def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray]]) -> None:
@@ -191,14 +169,18 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
     use_scratch = layout.chain.can_decode_into and not spec.data_type.is_variable_length
     projections: list[ChunkProjection] = []
     destination_of: dict[int, _Destination] = {}  # keyed by id(): equal projections of two selections differ
-    destination_buffers = [buffer for _, buffer in requests]  # (held by every batch decoded into them)
+    address_of: dict[int, int] = {}  # of the units that land whole in their buffer (see _Destination)
     for indexer, buffer in requests:
-        destination = _Destination(indexer, buffer, layout.chain.can_decode_into, dtype, unit_shape)
-        for projection in indexer.chunk_projections():
-            projections.append(projection)
-            destination_of[id(projection)] = destination
+        destination = _Destination(indexer, buffer, layout.chain.can_decode_into, dtype)
+        own = list(indexer.chunk_projections())
+        projections.extend(own)
+        destination_of.update(dict.fromkeys(map(id, own), destination))
+        addresses = destination.unit_addresses(indexer, unit_shape)
+        if addresses is not None:
+            address_of.update(zip(map(id, own), addresses, strict=True))
     if not projections:
         return
+    destination_buffers = [buffer for _, buffer in requests]  # (held by every batch decoded into them)
 
     def place(projection: ChunkProjection, unit: np.ndarray) -> None:
         dest = destination_of[id(projection)]
@@ -221,9 +203,7 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
         """Where each unit decodes: the address of its place in the output where it
         lands there whole and contiguous, else 0 (the unit is staged in scratch and
         then placed)."""
-        return np.array(
-            [destination_of[id(projection)].unit_address(projection) for projection, _ in stored], dtype=np.uintp
-        )
+        return np.array([address_of.get(id(projection), 0) for projection, _ in stored], dtype=np.uintp)
 
     def decode_batch(
         stored: list[tuple[ChunkProjection, Any]], spread: Spread | None = None, addresses: np.ndarray | None = None
