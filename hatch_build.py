@@ -8,6 +8,7 @@ without it, and gpuzarr loops in Python instead (slower for small chunks, same r
 from __future__ import annotations
 
 import os
+import runpy
 import shlex
 import shutil
 import subprocess
@@ -19,10 +20,11 @@ from typing import Any
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 _SOURCE = "gpuzarr/_native/call_each.c"
-# (As gpuzarr/_native/__init__.py names it: the build cannot import gpuzarr.)
-_LIBRARY = "gpuzarr/_native/_call_each" + (
-    ".dll" if sys.platform == "win32" else ".dylib" if sys.platform == "darwin" else ".so"
-)
+# (The name gpuzarr loads it by, from the one module that spells it: the build cannot
+# import gpuzarr, whose dependencies need not be installed in the build environment.)
+_LIBRARY = "gpuzarr/_native/" + runpy.run_path(os.path.join(os.path.dirname(__file__), "gpuzarr/_native/_name.py"))[
+    "LIBRARY_NAME"
+]
 
 
 def _compilers() -> list[list[str]]:
