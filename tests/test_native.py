@@ -20,23 +20,24 @@ def test_helper_is_built_by_an_install_where_a_compiler_is() -> None:
         pytest.skip("gpuzarr runs from a source checkout here, not installed")
     if not any(shutil.which(name) for name in ("cc", "gcc", "clang")):
         pytest.skip("no C compiler here: gpuzarr loops in Python")
-    assert _native.call_each is not None, "native helper not built: reinstall (pip install -e .) and see the warning"
+    assert _native.call_shared is not None, "native helper not built: reinstall (pip install -e .) and see the warning"
 
 
 def test_load_is_none_when_disabled_or_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GPUZARR_NO_NATIVE", "1")
     assert _native._load() is None
     monkeypatch.setenv("GPUZARR_NO_NATIVE", "0")  # (off, as when unset)
-    assert (_native._load() is None) == (_native.call_each is None)
+    assert (_native._load() is None) == (_native.call_shared is None)
     monkeypatch.delenv("GPUZARR_NO_NATIVE")
     monkeypatch.setattr(_native, "LIBRARY_NAME", "_no_such_helper.so")
     assert _native._load() is None
 
 
-def test_call_each_stops_at_the_first_call_that_does_not_fill_its_output() -> None:
-    """The loop's contract, with a stand-in decoder that copies its source and returns the
-    bytes copied (a short source fills its output only partly)."""
-    if _native.call_each is None:
+def test_call_shared_on_one_thread_stops_at_the_first_call_that_does_not_fill_its_output() -> None:
+    """The loop's contract on a thread alone, with a stand-in decoder that copies its
+    source and returns the bytes copied (a short source fills its output only partly):
+    the calls in order, up to the first bad one."""
+    if _native.call_shared is None:
         pytest.skip("gpuzarr's native helper is not built here")
     decode_type = ctypes.CFUNCTYPE(
         ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t
@@ -58,12 +59,17 @@ def test_call_each_stops_at_the_first_call_that_does_not_fill_its_output() -> No
     failed = ctypes.c_size_t(12345)
     address = ctypes.cast(copy, ctypes.c_void_p).value
     args = (table.ctypes.data, table.ctypes.data + row, table.ctypes.data + 2 * row, table.ctypes.data + 3 * row)
-    assert _native.call_each(address, None, 4, *args, ctypes.addressof(failed)) == 2
+
+    def call(n: int) -> int:
+        next_call = ctypes.c_size_t(0)
+        return _native.call_shared(address, None, n, *args, ctypes.addressof(next_call), ctypes.addressof(failed))
+
+    assert call(4) == 2
     assert failed.value == 5
     assert [o.tolist() for o in outputs[:2]] == [[0] * 8, [1] * 8]
     assert outputs[3].tolist() == [0] * 8  # not reached
-    assert _native.call_each(address, None, 2, *args, ctypes.addressof(failed)) == 2  # all filled: n
-    assert _native.call_each(address, None, 0, *args, ctypes.addressof(failed)) == 0
+    assert call(2) == 2  # all filled: n
+    assert call(0) == 0
 
 
 def test_call_shared_hands_each_call_to_exactly_one_thread_and_reports_the_first_bad_one() -> None:

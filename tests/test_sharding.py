@@ -557,7 +557,6 @@ def test_batch_of_whole_units_is_one_batch_the_threads_share(
     if native and _native.call_shared is None:
         pytest.skip("gpuzarr's native helper is not built here")
     if not native:
-        monkeypatch.setattr(_native, "call_each", None)
         monkeypatch.setattr(_native, "call_shared", None)
     data = _data((1024, 128), "float32")
     a = gpuzarr.create_array(

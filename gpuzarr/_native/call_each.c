@@ -1,11 +1,11 @@
-/* gpuzarr's native helper: C loops over a batch of decoder calls.
+/* gpuzarr's native helper: a C loop over a batch of decoder calls.
  *
  * Python calls a decoder once per chunk through ctypes, and every call releases the
  * GIL and takes it back. For 64 KiB chunks those handoffs (and the Python between the
  * calls, run on caches the decoder has just evicted) cost a noticeable part of a read
- * on the worker threads, which contend for the GIL after every chunk. These loops make
- * a whole batch of calls in one GIL-free ctypes call instead: gpuzarr_call_each on one
- * thread, gpuzarr_call_shared on several threads sharing a batch.
+ * on the worker threads, which contend for the GIL after every chunk. This loop makes
+ * a whole batch of calls in one GIL-free ctypes call instead, on one thread or on
+ * several threads sharing the batch.
  *
  * It knows nothing of any codec: it calls a function pointer of libzstd's
  * ZSTD_decompressDCtx shape, taken from the library already loaded. Built with the
@@ -26,23 +26,6 @@
 
 typedef size_t (*gpuzarr_decode_fn)(void *context, void *dst, size_t dst_nbytes, const void *src,
                                     size_t src_nbytes);
-
-/* Call fn(context, dst[i], dst_nbytes[i], src[i], src_nbytes[i]) for i in [0, n), in
- * order, until one returns anything but dst_nbytes[i] (a libzstd error code, or a
- * chunk that does not fill its output exactly). Returns the index of that call, with
- * its result in *failed_result, or n when every call filled its output. */
-GPUZARR_EXPORT size_t gpuzarr_call_each(gpuzarr_decode_fn fn, void *context, size_t n, void *const *dst,
-                         const size_t *dst_nbytes, const void *const *src, const size_t *src_nbytes,
-                         size_t *failed_result) {
-    for (size_t i = 0; i < n; i++) {
-        size_t result = fn(context, dst[i], dst_nbytes[i], src[i], src_nbytes[i]);
-        if (result != dst_nbytes[i]) {
-            *failed_result = result;
-            return i;
-        }
-    }
-    return n;
-}
 
 /* The next index of a shared batch for this thread to take (atomic: several threads
  * take from one counter). */
@@ -67,12 +50,15 @@ static void take_none(size_t *next, size_t n) {
 #endif
 }
 
-/* gpuzarr_call_each for a batch shared by several threads: each thread calls this with
- * its own context (a decoder context is not shareable) and the same arrays and *next
- * (starting at 0), and takes the next call not yet taken until none is left, so the
- * threads balance the work among themselves without returning to Python in between
- * (on the GIL, a thread returning from a call can wait for the other threads' Python
- * far longer than a chunk takes to decode).
+/* Call fn(context, dst[i], dst_nbytes[i], src[i], src_nbytes[i]) for the calls of a
+ * batch, until one returns anything but dst_nbytes[i] (a libzstd error code, or a chunk
+ * that does not fill its output exactly). Calls are taken in order from *next (start
+ * it at 0): one thread alone makes them all, in order; several threads calling this
+ * with the same arrays and *next, each with its own context (a decoder context is not
+ * shareable), share the batch, each taking the next call not yet taken until none is
+ * left. So threads balance the work among themselves without returning to Python in
+ * between (on the GIL, a thread returning from a call can wait for the other threads'
+ * Python far longer than a chunk takes to decode).
  *
  * A call that does not fill its output stops every thread from taking more (the calls
  * already taken still run), and this thread returns its index, with its result in

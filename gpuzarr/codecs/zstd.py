@@ -130,32 +130,23 @@ class _Libzstd:
         decoded in a loop of nothing but the calls: each 64 KiB decode evicts the
         interpreter's working set from the core's caches, so Python run between decodes
         costs 2-3x what it costs warm (measured: 2.2 us per address taken between
-        decodes, 0.6 us in a row).
+        decodes, 0.6 us in a row). Where gpuzarr's native helper is built
+        (:mod:`gpuzarr._native`), that loop is one GIL-free call: the GIL is released and
+        taken back once per batch, not once per chunk (measured on 128 MiB of 64 KiB zstd
+        chunks, full read on 2 cores: 221 -> 185 ms in 4 MiB shards, CPU 382 -> 344 ms;
+        243 -> 218 ms as one file per chunk; against the per-chunk loop, same process).
         """
-        if _native.call_each is not None and len(batch) > 1:
-            self._run_natively(context, batch)
+        if _native.call_shared is not None and len(batch) > 1:
+            failure = self._call_natively(context, batch, ctypes.c_size_t(0))
+            if failure is not None:
+                self._raise_for_call(batch, *failure)
             return
         decompress = self.decompress
         pointer = context.pointer
         for i, (target, target_nbytes, source, source_nbytes) in enumerate(batch.rows()):
             written = decompress(pointer, target, target_nbytes, source, source_nbytes)
             if written != target_nbytes:
-                self._raise_for(written, target_nbytes, batch.datas[i])
-
-    def _run_natively(self, context: _NativeContext, batch: _DecodeBatch) -> None:
-        """:meth:`run` as one GIL-free call of gpuzarr's native loop
-        (:mod:`gpuzarr._native`): the GIL is released and taken back once per batch,
-        not once per chunk. Measured on 128 MiB of 64 KiB zstd chunks, full read on 2
-        cores: 221 -> 185 ms in 4 MiB shards (CPU 382 -> 344 ms), 243 -> 218 ms as
-        one file per chunk, both against the per-chunk loop in the same process."""
-        call_each = _native.call_each
-        assert call_each is not None
-        failed_result = ctypes.c_size_t()
-        first_bad = call_each(
-            self.decompress_address, context.pointer, *batch.arguments, ctypes.addressof(failed_result)
-        )
-        if first_bad != len(batch):
-            self._raise_for(failed_result.value, batch.target_nbytes(first_bad), batch.datas[first_bad])
+                self._raise_for_call(batch, i, written)
 
     def run_shared(self, batch: _DecodeBatch, spread: Spread) -> None:
         """Decode ``batch`` on the threads ``spread`` runs, each with its own context,
@@ -169,27 +160,39 @@ class _Libzstd:
         (measured, 32 chunks of 64 KiB on 2 cores: one thread's 0.6 ms batch often
         returned after 2-6 ms, while the other thread decoded the rest alone).
         """
-        call_shared = _native.call_shared
-        assert call_shared is not None
         next_call = ctypes.c_size_t(0)
         failures: list[tuple[int, int]] = []  # (call, its result) per thread that hit a bad chunk
 
         def work() -> None:
-            failed_result = ctypes.c_size_t()
-            bad = call_shared(
-                self.decompress_address,
-                self.thread_context().pointer,
-                *batch.arguments,
-                ctypes.addressof(next_call),
-                ctypes.addressof(failed_result),
-            )
-            if bad != len(batch):
-                failures.append((bad, failed_result.value))  # (list.append is atomic)
+            failure = self._call_natively(self.thread_context(), batch, next_call)
+            if failure is not None:
+                failures.append(failure)  # (list.append is atomic)
 
         spread(work)
         if failures:
-            first_bad, result = min(failures)
-            self._raise_for(result, batch.target_nbytes(first_bad), batch.datas[first_bad])
+            self._raise_for_call(batch, *min(failures))
+
+    def _call_natively(
+        self, context: _NativeContext, batch: _DecodeBatch, next_call: ctypes.c_size_t
+    ) -> tuple[int, int] | None:
+        """This thread's part of ``batch`` in gpuzarr's native loop: the calls it takes
+        from ``next_call`` (all of them, on a thread alone). ``(call, result)`` of the
+        call that did not fill its target, if one did not."""
+        call_shared = _native.call_shared
+        assert call_shared is not None
+        failed_result = ctypes.c_size_t()
+        bad = call_shared(
+            self.decompress_address,
+            context.pointer,
+            *batch.arguments,
+            ctypes.addressof(next_call),
+            ctypes.addressof(failed_result),
+        )
+        return None if bad == len(batch) else (bad, failed_result.value)
+
+    def _raise_for_call(self, batch: _DecodeBatch, call: int, result: int) -> NoReturn:
+        """:meth:`_raise_for` call ``call`` of ``batch``, which returned ``result``."""
+        self._raise_for(result, batch.target_nbytes(call), batch.datas[call])
 
     def _raise_for(self, written: int, expected: int, data: Buffer) -> NoReturn:
         """Raise the ValueError for a chunk that decoded to ``written`` (a size, or a
