@@ -648,6 +648,18 @@ def _decode_many(codec: ZstdCodec, frames: list[Any], nbytes: int, addressed: bo
     return [row.tobytes() for row in buffer]
 
 
+def test_zstd_refuses_a_decode_target_at_address_zero() -> None:
+    """0 marks a unit the read pipeline stages in scratch: one left in a batch is a bug
+    that must not reach the decoder as a null target."""
+    if zstd_module._libzstd() is None:
+        pytest.skip("this numcodecs build exports no libzstd API")
+    buffer = np.zeros((2, 300), dtype=np.uint8)
+    targets = DecodeTargets(np.array([buffer.ctypes.data, 0], dtype=np.uintp), 300, (buffer,), buffer.__getitem__)
+    frame = numcodecs.Zstd().encode(bytes(300))
+    with pytest.raises(ValueError, match="address 0"):
+        ZstdCodec().cpu_decode_many([frame, frame], targets)
+
+
 def test_decode_targets_index_like_a_sequence() -> None:
     buffer = np.arange(12, dtype=np.uint8).reshape(3, 4)
     targets = DecodeTargets(buffer.ctypes.data + 4 * np.arange(3, dtype=np.uintp), 4, (buffer,), buffer.__getitem__)
@@ -728,10 +740,12 @@ def test_zstd_decode_many_rejects_bad_frames(addressed: bool) -> None:
             _decode_many(ZstdCodec(), frames, nbytes, addressed)
 
 
-def test_zstd_decode_many_stops_at_a_bad_frame_amid_good_ones(zstd_decoder: str) -> None:
+@pytest.mark.parametrize("addressed", [False, True])
+def test_zstd_decode_many_stops_at_a_bad_frame_amid_good_ones(zstd_decoder: str, addressed: bool) -> None:
     """A batch decodes in order up to its first bad chunk, which raises its typed error
     (the native loop reports which call failed, and with what). Threads sharing a batch
-    may have taken chunks after the bad one: those may be decoded too."""
+    may have taken chunks after the bad one: those may be decoded too. Targets given as
+    arrays or by address (:class:`DecodeTargets`) behave alike."""
     payload = bytes(range(100)) * 3
     good = numcodecs.Zstd().encode(payload)
     checked = numcodecs.Zstd(checksum=True).encode(payload)
@@ -746,9 +760,14 @@ def test_zstd_decode_many_stops_at_a_bad_frame_amid_good_ones(zstd_decoder: str)
         for position in (0, 2, 3):  # first, amid, last
             frames = [good] * 4
             frames[position] = bad
-            outs = [np.zeros(300, dtype=np.uint8) for _ in range(4)]
+            buffer = np.zeros((4, 300), dtype=np.uint8)
+            outs = list(buffer)
+            targets: Any = outs
+            if addressed:
+                addresses = buffer.ctypes.data + 300 * np.arange(4, dtype=np.uintp)
+                targets = DecodeTargets(addresses, 300, (buffer,), buffer.__getitem__)
             with pytest.raises(error, match="zstd"):
-                ZstdCodec().cpu_decode_many(frames, outs)
+                ZstdCodec().cpu_decode_many(frames, targets)
             assert [o.tobytes() for o in outs[:position]] == [payload] * position  # decoded before the bad one
             if zstd_decoder != "libzstd-native-shared":
                 assert [o.tobytes() for o in outs[position + 1 :]] == [bytes(300)] * (3 - position)  # not reached

@@ -485,13 +485,20 @@ def test_unit_addresses_match_whole_unit_views(setup: dict[str, Any], data: st.D
     from gpuzarr.pipeline.read import _Destination, _direct_target
 
     a = make_array(setup)
-    whole = data.draw(st.booleans())  # (the whole array: every unit whole)
-    indexer = a._indexer(Ellipsis if whole else _basic_selection(data.draw, setup["shape"]), "basic")
+    selection = data.draw(st.sampled_from(["whole", "basic", "orthogonal"]))
+    if selection == "whole":  # (every unit whole)
+        indexer = a._indexer(Ellipsis, "basic")
+    elif selection == "basic":  # (negative steps too)
+        indexer = a._indexer(data.draw(hnp.basic_indices(setup["shape"], min_dims=len(setup["shape"]))), "basic")
+    else:  # index arrays and masks (sorted ones become slices)
+        indexer = a._indexer(data.draw(orthogonal_selections(setup["shape"]))[0], "orthogonal")
     shape = indexer.buffer_shape
     dtype = numpy_dtype(setup["dtype"])
-    kind = data.draw(st.sampled_from(["c", "f", "strided", "offset", "read-only"]))
+    kind = data.draw(st.sampled_from(["c", "f", "strided", "offset", "reversed", "read-only"]))
     if kind == "f":
         buffer = np.empty(shape, dtype=dtype, order="F")
+    elif kind == "reversed":  # (negative strides)
+        buffer = np.empty(shape, dtype=dtype)[(slice(None, None, -1),) * len(shape)]
     elif kind in ("strided", "offset"):
         step = 2 if kind == "strided" else 1
         pads = [data.draw(st.integers(0, 2)) for _ in shape]

@@ -594,6 +594,41 @@ def test_batch_of_whole_units_is_one_batch_the_threads_share(
             gpuzarr.open_array(tmp_path / "s").read_batch(windows)
 
 
+@pytest.mark.parametrize("shards", [None, (256, 128)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_batch_of_whole_and_staged_units_names_a_bad_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shards: tuple[int, int] | None, threads: int
+) -> None:
+    """A read whose units land partly whole in the output (decoded there by address) and
+    partly in pieces (decoded into scratch, then placed) decodes both in one batch; a
+    damaged unit of either kind fails the batch, and decoding one by one names it."""
+    from gpuzarr.pipeline import read as read_module
+
+    data = _data((1024, 128), "float32")
+    a = gpuzarr.create_array(
+        tmp_path / "s", shape=data.shape, dtype="float32", chunks=(64, 128), shards=shards, compressors="zstd"
+    )
+    a[:] = data
+    monkeypatch.setattr(read_module, "usable_cores", lambda: 2)
+    selection = (slice(3, 1000), slice(None))  # units 0 and 15 in pieces, 1-14 whole
+    with gpuzarr.config.set(threads=threads):
+        np.testing.assert_array_equal(a[selection], data[selection])
+        units = (11, 0)  # whole, then in pieces
+        keys = [f"c/{unit}/0" if shards is None else f"c/{unit // 4}/0" for unit in units]
+        pristine = {key: (tmp_path / "s" / key).read_bytes() for key in keys}
+        for unit, key in zip(units, keys, strict=True):
+            shard_index_cache.clear()
+            for other, raw in pristine.items():
+                (tmp_path / "s" / other).write_bytes(raw)
+            raw = bytearray(pristine[key])
+            start = 0 if shards is None else int(np.frombuffer(raw[-4 - 64 : -4], "<u8")[2 * (unit % 4)])
+            raw[start : start + 4] = bytes(4)  # the zstd magic number
+            (tmp_path / "s" / key).write_bytes(bytes(raw))
+            named = key if shards is None else rf"{key}.*inner chunk \({unit % 4}, 0\)"
+            with pytest.raises(CorruptChunkError, match=named):
+                gpuzarr.open_array(tmp_path / "s")[selection]
+
+
 def test_indexes_of_many_shards_decoded_together_name_the_bad_one(tmp_path: Path) -> None:
     data = _data((32, 4), "int32")
     a = gpuzarr.create_array(tmp_path / "s", shape=data.shape, dtype="int32", chunks=(1, 4), shards=(4, 4))

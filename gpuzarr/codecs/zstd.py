@@ -68,6 +68,7 @@ def _thread_decompressor() -> Any:
 #: newer one; with an older one, python-zstandard's stream reader decodes instead).
 _MIN_LIBZSTD = 10400
 
+
 class _Libzstd:
     """libzstd's one-shot decoder with a reused context, from the library numcodecs
     ships (its zstd extension links libzstd in and exports its public API).
@@ -237,6 +238,10 @@ class _DecodeBatch:
         table = self._table = np.empty((4, len(datas)), dtype=np.uintp)
         if isinstance(outs, DecodeTargets):
             # Addresses worked out by the caller for the whole batch: no view per chunk.
+            # (0 is the read pipeline's mark of a unit to stage: one left is a bug, which
+            # must not reach the decoder as a null target.)
+            if not outs.addresses.all():
+                raise ValueError("a decode target at address 0")
             table[0] = outs.addresses
             table[1] = outs.nbytes
             holders.append(outs.holders)

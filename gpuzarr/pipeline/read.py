@@ -142,7 +142,8 @@ class _Destination:
         """For each unit of ``indexer.chunk_projections()`` (in order), the address of its
         place in the buffer where it lands there whole, as one C-contiguous block; else
         0 (the unit is decoded into scratch and placed from there). None where no unit
-        lands whole and contiguous."""
+        can be decoded into the buffer (its dtype, writability or layout rule it out, or
+        the indexer cannot tell where units land): every unit is then staged."""
         buffer = self.buffer
         if not self.can_direct or not _whole_units_contiguous(buffer.strides, buffer.itemsize, unit_shape):
             return None
@@ -223,16 +224,17 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
         def view_of(position: int) -> np.ndarray:
             slot = slot_of.get(position)
             if slot is not None:
-                return scratch[slot]  # type: ignore[index]
+                return scratch[slot, ...]  # type: ignore[index]  # (a view even of a 0-d unit)
             projection = stored[position][0]
             view = whole_unit_view(destination_of[id(projection)].buffer, projection, unit_shape)
-            assert view is not None and view.ctypes.data == addresses[position]  # (unit_address said so)
+            # (_Destination.unit_addresses gave this unit an address: it lands whole there.)
+            assert view is not None and view.ctypes.data == addresses[position]
             return view
 
         targets = DecodeTargets(addresses, spec.nbytes, (destination_buffers, scratch), view_of)
         layout.decode_many([p.chunk_coords for p, _ in stored], [raw for _, raw in stored], targets, spread)
         for slot, position in enumerate(staged):
-            place(stored[position][0], scratch[slot])  # type: ignore[index]
+            place(stored[position][0], scratch[slot, ...])  # type: ignore[index]
 
     def read_wave(items: list[tuple[ChunkProjection, Any]], threads: int) -> None:
         """Fill the units not stored, then decode the others on ``threads`` threads (the
