@@ -595,24 +595,52 @@ def test_batch_of_whole_units_is_one_batch_the_threads_share(
 
 
 @pytest.mark.parametrize("shards", [None, (256, 128)])
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(("threads", "native"), [(1, True), (2, True), (2, False)])
 def test_a_batch_of_whole_and_staged_units_names_a_bad_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shards: tuple[int, int] | None, threads: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shards: tuple[int, int] | None, threads: int, native: bool
 ) -> None:
     """A read whose units land partly whole in the output (decoded there by address) and
-    partly in pieces (decoded into scratch, then placed) decodes both in one batch; a
-    damaged unit of either kind fails the batch, and decoding one by one names it."""
+    partly in pieces (decoded into scratch, then placed) decodes both in one batch, which
+    several threads share where the native helper is built (else in parts the threads
+    take in turn); a damaged unit of either kind fails the batch, and decoding one by one
+    names it."""
+    from gpuzarr import _native
     from gpuzarr.pipeline import read as read_module
 
+    if native and _native.call_shared is None:
+        pytest.skip("gpuzarr's native helper is not built here")
+    if not native:
+        monkeypatch.setattr(_native, "call_shared", None)
     data = _data((1024, 128), "float32")
     a = gpuzarr.create_array(
         tmp_path / "s", shape=data.shape, dtype="float32", chunks=(64, 128), shards=shards, compressors="zstd"
     )
     a[:] = data
     monkeypatch.setattr(read_module, "usable_cores", lambda: 2)
+    layout_type = type(a._layout)  # type: ignore[attr-defined]
+    real = layout_type.decode_many
+    batches: list[tuple[int, bool]] = []
+
+    def recording(self: Any, coords: Any, raws: Any, outs: Any, spread: Any = None) -> None:
+        batches.append((len(coords), spread is not None))
+        real(self, coords, raws, outs, spread)
+
+    monkeypatch.setattr(layout_type, "decode_many", recording)
     selection = (slice(3, 1000), slice(None))  # units 0 and 15 in pieces, 1-14 whole
     with gpuzarr.config.set(threads=threads):
         np.testing.assert_array_equal(a[selection], data[selection])
+        if threads == 1:
+            assert batches == [(16, False)]
+        elif native:
+            assert batches == [(16, True)]
+            # Staged units beyond the scratch bound start another shared batch.
+            with monkeypatch.context() as patch:
+                patch.setattr(read_module, "DECODE_BATCH_MAX_BYTES", 64 * 128 * 4)  # one unit
+                batches.clear()
+                np.testing.assert_array_equal(a[selection], data[selection])
+                assert batches == [(15, True), (1, True)]
+        else:
+            assert len(batches) > 1 and sum(n for n, _ in batches) == 16 and not any(s for _, s in batches)
         units = (11, 0)  # whole, then in pieces
         keys = [f"c/{unit}/0" if shards is None else f"c/{unit // 4}/0" for unit in units]
         pristine = {key: (tmp_path / "s" / key).read_bytes() for key in keys}

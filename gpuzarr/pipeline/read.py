@@ -16,14 +16,15 @@ is one C-contiguous block decode straight into the output; other units decode in
 reused per-thread scratch buffer, which avoids page-faulting fresh memory for every
 unit. Small units whose codec decodes batches (zstd up to 256 KiB) decode a group per
 call with one reused context, which keeps the Python per unit small; a fetched wave of
-such units that all land whole in the output is one batch the threads share, where the
-codec can share one (zstd, with gpuzarr's native helper).
+such units is one batch the threads share, where the codec can share one (zstd, with
+gpuzarr's native helper).
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,8 +54,9 @@ PARALLEL_MIN_BYTES = 128 * 2**10
 #: read: 0.95-1.00x zarrs-python's time in batches, 1.21-1.41x one by one.
 BATCH_UNIT_MAX_BYTES = 256 * 2**10
 
-#: Most decoded bytes in one batch a thread decodes alone (units that cannot decode
-#: straight into the output take this much of its scratch).
+#: Most decoded bytes in one batch a thread decodes alone, and most bytes of units
+#: staged in scratch (units that cannot decode straight into the output) in a batch the
+#: threads share: the bound on a thread's scratch.
 DECODE_BATCH_MAX_BYTES = 4 * 2**20
 
 #: Batches per thread a fetched wave's decoding is cut into (threads take them in turn).
@@ -252,14 +254,20 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
                 decode_batch(stored[start : start + step])
             return
         addresses = unit_addresses(stored)  # (worked out once, for the whole wave)
-        if layout.chain.shares_batches and addresses.all():
-            # Every unit decodes straight into the output: one batch the threads share,
-            # each taking the next unit.
-            decode_batch(stored, functools.partial(run_together, threads=threads), addresses)
+        if layout.chain.shares_batches:
+            # One batch the threads share, each taking the next unit: units landing
+            # whole in the output decode there, the others into this thread's scratch,
+            # placed from there by this thread once the batch is done (a copy of what
+            # the selection takes of them, far quicker than their decoding). Batches of
+            # at most DECODE_BATCH_MAX_BYTES of staged units bound the scratch.
+            spread = functools.partial(run_together, threads=threads)
+            per_batch = max(1, DECODE_BATCH_MAX_BYTES // (spec.nbytes or 1))
+            cuts = [0, *np.flatnonzero(addresses == 0)[per_batch::per_batch].tolist(), len(stored)]
+            for start, stop in itertools.pairwise(cuts):
+                decode_batch(stored[start:stop], spread, addresses[start:stop])
             return
-        # Units placed from scratch (or a codec that shares no batch): a few batches per
-        # thread, whichever thread is free taking the next, so that the placing runs in
-        # parallel too.
+        # A codec that shares no batch: a few batches per thread, whichever thread is
+        # free taking the next, so that the placing runs in parallel too.
         def decode_part(positions: Sequence[int]) -> None:
             start, stop = positions[0], positions[-1] + 1
             decode_batch(stored[start:stop], addresses=addresses[start:stop])
