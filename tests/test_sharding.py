@@ -543,14 +543,13 @@ def test_batch_of_windows_over_many_shards(tmp_path: Path) -> None:
                 np.testing.assert_array_equal(window, data[sel])
 
 
-@pytest.mark.parametrize("shards", [None, (256, 128)])
-@pytest.mark.parametrize("native", [True, False])
-def test_batch_of_whole_units_is_one_batch_the_threads_share(
+def _batch_recording_array(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shards: tuple[int, int] | None, native: bool
-) -> None:
-    """Windows of whole units, fetched in one wave, decode as one batch that the caller
-    and a worker share (each taking the next unit), where the native helper is built;
-    without it, in parts the threads take in turn. A bad unit among them is named."""
+) -> tuple[np.ndarray, gpuzarr.Array, list[tuple[int, bool]]]:
+    """A (1024, 128) float32 array of 64-row zstd units (in shards of ``shards`` rows, if
+    given), read as if on 2 cores, with or without the native helper (skipping where it
+    is wanted but not built); every batch decode of the layout is recorded as (units,
+    whether spread over threads). Returns the data, the array and the records."""
     from gpuzarr import _native
     from gpuzarr.pipeline import read as read_module
 
@@ -573,6 +572,18 @@ def test_batch_of_whole_units_is_one_batch_the_threads_share(
         real(self, coords, raws, outs, spread)
 
     monkeypatch.setattr(layout_type, "decode_many", recording)
+    return data, a, batches
+
+
+@pytest.mark.parametrize("shards", [None, (256, 128)])
+@pytest.mark.parametrize("native", [True, False])
+def test_batch_of_whole_units_is_one_batch_the_threads_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shards: tuple[int, int] | None, native: bool
+) -> None:
+    """Windows of whole units, fetched in one wave, decode as one batch that the caller
+    and a worker share (each taking the next unit), where the native helper is built;
+    without it, in parts the threads take in turn. A bad unit among them is named."""
+    data, a, batches = _batch_recording_array(tmp_path, monkeypatch, shards, native)
     rows = [0, 256, 320, 704, 960, 448]
     windows = [(slice(r, r + 64), slice(None)) for r in rows]
     with gpuzarr.config.set(threads=2):
@@ -604,28 +615,9 @@ def test_a_batch_of_whole_and_staged_units_names_a_bad_one(
     several threads share where the native helper is built (else in parts the threads
     take in turn); a damaged unit of either kind fails the batch, and decoding one by one
     names it."""
-    from gpuzarr import _native
     from gpuzarr.pipeline import read as read_module
 
-    if native and _native.call_shared is None:
-        pytest.skip("gpuzarr's native helper is not built here")
-    if not native:
-        monkeypatch.setattr(_native, "call_shared", None)
-    data = _data((1024, 128), "float32")
-    a = gpuzarr.create_array(
-        tmp_path / "s", shape=data.shape, dtype="float32", chunks=(64, 128), shards=shards, compressors="zstd"
-    )
-    a[:] = data
-    monkeypatch.setattr(read_module, "usable_cores", lambda: 2)
-    layout_type = type(a._layout)  # type: ignore[attr-defined]
-    real = layout_type.decode_many
-    batches: list[tuple[int, bool]] = []
-
-    def recording(self: Any, coords: Any, raws: Any, outs: Any, spread: Any = None) -> None:
-        batches.append((len(coords), spread is not None))
-        real(self, coords, raws, outs, spread)
-
-    monkeypatch.setattr(layout_type, "decode_many", recording)
+    data, a, batches = _batch_recording_array(tmp_path, monkeypatch, shards, native)
     selection = (slice(3, 1000), slice(None))  # units 0 and 15 in pieces, 1-14 whole
     with gpuzarr.config.set(threads=threads):
         np.testing.assert_array_equal(a[selection], data[selection])
