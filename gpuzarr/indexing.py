@@ -49,6 +49,7 @@ __all__ = [
     "ortho_get",
     "ortho_set",
     "place_projection",
+    "whole_chunk_start",
 ]
 
 SelectionMode = Literal["basic", "orthogonal", "vectorized"]
@@ -274,7 +275,7 @@ def _check_bool(mask: np.ndarray, first_dim: int, shape: tuple[int, ...]) -> Non
 _DimProj = tuple[int, slice | np.ndarray, slice | np.ndarray, bool]
 
 
-def _whole_chunk_start(csel: slice | np.ndarray, osel: slice | np.ndarray, chunk: int, length: int) -> int | None:
+def whole_chunk_start(csel: slice | np.ndarray, osel: slice | np.ndarray, chunk: int, length: int) -> int | None:
     """Where along one buffer dimension (of ``length``) a projection puts a whole chunk
     (of extent ``chunk``): the start of its step-1 buffer slice; None unless the chunk
     selection is the whole chunk and the buffer slice a plain one inside the buffer."""
@@ -650,13 +651,13 @@ class OrthogonalIndexer(Indexer):
         for dim, chunk, stride, length in zip(self._dims, self.chunk_shape, strides, self.buffer_shape, strict=True):
             if len(dim) != 1:
                 break
-            start = _whole_chunk_start(dim[0][1], dim[0][2], chunk, length)
+            start = whole_chunk_start(dim[0][1], dim[0][2], chunk, length)
             offset = None if offset is None or start is None else offset + start * stride
         else:
             return [offset]
         along = [  # per dimension, per chunk along it
             [
-                None if (start := _whole_chunk_start(csel, osel, chunk, length)) is None else start * stride
+                None if (start := whole_chunk_start(csel, osel, chunk, length)) is None else start * stride
                 for _, csel, osel, _ in dim
             ]
             for dim, chunk, stride, length in zip(self._dims, self.chunk_shape, strides, self.buffer_shape, strict=True)

@@ -25,7 +25,7 @@ from gpuzarr.codecs.base import ChunkSpec, Spread
 from gpuzarr.codecs.sharding import EMPTY, ShardIndex, ShardingCodec
 from gpuzarr.config import get_config
 from gpuzarr.errors import ChecksumError, CorruptChunkError
-from gpuzarr.indexing import ChunkProjection
+from gpuzarr.indexing import ChunkProjection, whole_chunk_start
 from gpuzarr.metadata import ArrayMetadata
 from gpuzarr.pipeline.pool import parallel_map, tapering_parts
 from gpuzarr.stores import Store
@@ -64,16 +64,14 @@ def whole_unit_view(array: np.ndarray, projection: ChunkProjection, unit_shape: 
     """The view of ``array`` (an output buffer or a write's value) that holds one whole
     unit, when the projection covers the unit with plain step-1 slices; else None.
 
-    Runs once per unit on the hot paths, so it tests types directly.
+    Runs once per unit on the hot paths; the test per dimension is the one
+    :meth:`~gpuzarr.indexing.Indexer.whole_chunk_offsets` makes for a whole selection.
     """
     out_sel = projection.out_selection
-    if type(out_sel) is not tuple:
+    if type(out_sel) is not tuple or len(out_sel) != array.ndim:
         return None
-    for s, n in zip(projection.chunk_selection, unit_shape, strict=True):
-        if type(s) is not slice or s.start != 0 or s.stop != n or s.step != 1:
-            return None
-    for s in out_sel:
-        if type(s) is not slice or s.step not in (None, 1):
+    for csel, osel, n, length in zip(projection.chunk_selection, out_sel, unit_shape, array.shape, strict=True):
+        if whole_chunk_start(csel, osel, n, length) is None:
             return None
     view = array[(*out_sel, Ellipsis)]  # the Ellipsis keeps a 0-d selection a view, not a scalar
     return view if view.shape == unit_shape else None
