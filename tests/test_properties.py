@@ -8,6 +8,7 @@ assignments applied to a NumPy array and a gpuzarr array must keep them equal.
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Any
 
@@ -474,6 +475,30 @@ def test_tapering_parts_cover_everything_in_order(total: int, parts: int, thread
     assert all(n >= min(min_length, cap) for n in lengths[:-1])
     # Tapering adds few runs: about 2 * threads * ln(cap) beyond the `parts` equal ones.
     assert len(runs) <= parts + 2 * threads * (1 + int(np.log(max(cap, 1)) + 1))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    counts=st.lists(st.integers(1, 300), max_size=40),
+    threads=st.integers(1, 16),
+    min_length=st.integers(1, 64),
+)
+def test_tapering_cuts_never_cross_a_bound(counts: list[int], threads: int, min_length: int) -> None:
+    # A sharded read's groups: runs of each shard's units (`counts`, in order) that never
+    # cross a shard's end, each at most a 2 * threads-th of what is left (or `min_length`),
+    # and cut short of `min_length` only by a shard's end.
+    from gpuzarr.pipeline.pool import tapering_cuts
+
+    ends = np.cumsum(counts, dtype=np.int64).tolist()
+    total = ends[-1] if ends else 0
+    cuts = tapering_cuts(total, 1, threads, min_length, ends)
+    assert cuts[0] == 0 and cuts[-1] == total and cuts == sorted(set(cuts))
+    assert set(ends) <= set(cuts)  # every shard ends a run
+    for start, stop in itertools.pairwise(cuts):
+        left = total - start
+        assert stop - start <= max(min(min_length, total), -(-left // (2 * threads)))
+        if stop - start < min(min_length, total):
+            assert stop in ends
 
 
 @SETTINGS

@@ -476,9 +476,10 @@ def test_tiny_shard_groups_are_merged_per_thread(tmp_path: Path) -> None:
         np.testing.assert_array_equal(inner, want_inner)
 
 
-def test_last_shards_of_a_read_are_halved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With many shards, each is a group, except the last two per thread, which are cut in
-    halves so that threads run out of work together."""
+def test_last_shards_of_a_read_are_cut_shorter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With many shards, each is a group at first; as the work runs out, runs of a shard's
+    inner chunks get shorter (at most a quarter of what is left on 2 threads), so that
+    threads run out of work together."""
     from gpuzarr.pipeline import read as read_module
 
     data = _data((64, 16), "int32")
@@ -489,7 +490,9 @@ def test_last_shards_of_a_read_are_halved(tmp_path: Path, monkeypatch: pytest.Mo
     groups = layout.worker_groups(projections, threads=2, min_group_bytes=0)
     shard_of_group = [{p.chunk_coords[0] // 4 for p in g.projections} for g in groups]
     assert all(len(s) == 1 for s in shard_of_group)  # never mixing shards
-    assert [len(g.projections) for g in groups] == [4] * 12 + [2] * 8  # 16 shards, the last 4 halved
+    # 16 shards of 4: whole ones while a quarter of what is left is 4 or more, then
+    # ceil(left / 4), cut at shard ends (12 left: 3, and the shard's last 1).
+    assert [len(g.projections) for g in groups] == [4] * 13 + [3, 1, 2, 2, 1, 1, 1, 1]
     assert [p.chunk_coords for g in groups for p in g.projections] == [p.chunk_coords for p in projections]
     with gpuzarr.config.set(threads=2):
         monkeypatch.setattr(read_module, "GROUP_MIN_BYTES", 0)  # (else these tiny shards are merged)

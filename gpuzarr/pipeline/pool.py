@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from gpuzarr.config import get_config
 from gpuzarr.stores.base import ReadArena, Store
 
-__all__ = ["ARENA_KEEP_BYTES", "parallel_map", "run_together", "tapering_parts", "thread_arena"]
+__all__ = ["ARENA_KEEP_BYTES", "parallel_map", "run_together", "tapering_cuts", "tapering_parts", "thread_arena"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -163,16 +163,32 @@ def tapering_parts(items: Sequence[T], parts: int, threads: int, min_length: int
     alone (measured on 2048 chunks of 64 KiB in 12 runs on 2 cores: up to 20 ms of a
     230 ms read with one core idle); short runs throughout would cost a handoff each.
     """
-    total = len(items)
+    cuts = tapering_cuts(len(items), parts, threads, min_length)
+    return [items[start:stop] for start, stop in itertools.pairwise(cuts)]
+
+
+def tapering_cuts(
+    total: int, parts: int, threads: int, min_length: int = 1, bounds: Sequence[int] = ()
+) -> list[int]:
+    """Where :func:`tapering_parts` cuts ``total`` items: ``[0, ..., total]``, each run
+    from one cut to the next. A run also ends at every position in ``bounds`` (the end
+    of a shard's units, say), so that no run crosses one; a run so cut short may be
+    shorter than ``min_length``.
+    """
     cap = max(1, -(-total // max(1, parts)))
     floor = max(1, min(min_length, cap))
-    runs: list[Sequence[T]] = []
+    halves = 2 * max(1, threads)
+    ends = iter(sorted({b for b in bounds if 0 < b < total} | {total}))
+    bound = next(ends, total)
+    cuts = [0]
     start = 0
     while start < total:
-        size = min(cap, max(floor, -(-(total - start) // (2 * max(1, threads)))))
-        runs.append(items[start : start + size])
-        start += size
-    return runs
+        size = min(cap, max(floor, -(-(total - start) // halves)))
+        start = min(start + size, bound)
+        cuts.append(start)
+        if start == bound:
+            bound = next(ends, total)
+    return cuts
 
 
 @contextmanager
