@@ -477,28 +477,45 @@ def test_tapering_parts_cover_everything_in_order(total: int, parts: int, thread
     assert len(runs) <= parts + 2 * threads * (1 + int(np.log(max(cap, 1)) + 1))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
-    counts=st.lists(st.integers(1, 300), max_size=40),
+    counts=st.lists(st.integers(0, 300), max_size=40),
+    junk=st.lists(st.integers(-50, 12000), max_size=4),
+    parts=st.integers(1, 8),
     threads=st.integers(1, 16),
     min_length=st.integers(1, 64),
+    data=st.data(),
 )
-def test_tapering_cuts_never_cross_a_bound(counts: list[int], threads: int, min_length: int) -> None:
+def test_tapering_cuts_never_cross_a_bound(
+    counts: list[int], junk: list[int], parts: int, threads: int, min_length: int, data: st.DataObject
+) -> None:
     # A sharded read's groups: runs of each shard's units (`counts`, in order) that never
-    # cross a shard's end, each at most a 2 * threads-th of what is left (or `min_length`),
-    # and cut short of `min_length` only by a shard's end.
+    # cross a shard's end (bounds given in any order, repeated, or out of range are
+    # fine), each of the tapering size (at most a 2 * threads-th of what is left, at
+    # least `min_length`, at most total / parts) unless a bound ends it: cut short by
+    # it, or taking along a rest of fewer than `min_length` items up to it.
     from gpuzarr.pipeline.pool import tapering_cuts
 
     ends = np.cumsum(counts, dtype=np.int64).tolist()
     total = ends[-1] if ends else 0
-    cuts = tapering_cuts(total, 1, threads, min_length, ends)
+    bounds = data.draw(st.permutations([*ends, *ends[:2], *junk]))
+    cuts = tapering_cuts(total, parts, threads, min_length, bounds)
+    assert all(type(c) is int for c in cuts)
     assert cuts[0] == 0 and cuts[-1] == total and cuts == sorted(set(cuts))
-    assert set(ends) <= set(cuts)  # every shard ends a run
+    inner_bounds = {b for b in bounds if 0 < b < total}
+    assert inner_bounds <= set(cuts)  # every shard ends a run
+    cap = max(1, -(-total // parts))
+    floor = min(min_length, cap)
+    stops = inner_bounds | {total}
     for start, stop in itertools.pairwise(cuts):
-        left = total - start
-        assert stop - start <= max(min(min_length, total), -(-left // (2 * threads)))
-        if stop - start < min(min_length, total):
-            assert stop in ends
+        size = min(cap, max(floor, -(-(total - start) // (2 * threads))))
+        assert not any(start < b < stop for b in inner_bounds)  # (no bound crossed)
+        if stop not in stops:
+            assert stop - start == size  # tapering, as tapering_parts cuts
+        else:
+            assert stop - start < size + floor  # (at most a short rest taken along)
+            if stop - start > size:
+                assert stop - start - size < floor
 
 
 @SETTINGS

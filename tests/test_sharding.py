@@ -455,20 +455,21 @@ def test_tiny_shard_groups_are_merged_per_thread(tmp_path: Path) -> None:
     for i, one in enumerate(shards_of):  # no shard is split between groups
         for other in shards_of[i + 1 :]:
             assert not one & other
-    # Large shares of a read: groups never mix shards, and with few shards (7 here, for 3
-    # threads) a shard is cut into runs of inner chunks so that no thread idles.
+    # Large shares of a read: groups never mix shards, and as the work runs out, shards
+    # are cut into runs of inner chunks so that no thread idles (here the 3-unit shard,
+    # into single units).
     split = layout.worker_groups(projections, threads=3, min_group_bytes=0)
     assert all(len({p.chunk_coords[0] // 4 for p in g.projections}) == 1 for g in split)
-    assert 7 < len(split) <= len(projections)  # shards of several inner chunks are cut in two
+    assert 7 < len(split) <= len(projections)
     assert sorted(p.chunk_coords for g in split for p in g.projections) == sorted(p.chunk_coords for p in projections)
-    with_many_shards = layout.worker_groups(projections, threads=1, min_group_bytes=0)
-    assert len(with_many_shards) == 7  # 7 shards >= 4 per thread: one group per shard
+    one_thread = layout.worker_groups(projections, threads=1, min_group_bytes=0)
+    assert len(one_thread) == 7  # one thread: no shard is cut, as none would idle
     for group in groups:
         for projection, raw in zip(group.projections, group.fetch(), strict=True):
             row = projection.chunk_coords[0]
             np.testing.assert_array_equal(layout.decode(projection.chunk_coords, raw), data[row : row + 1])
     # Each group carries where its units' shards are, as the worker would work it out.
-    for group in [*groups, *split, *with_many_shards, *layout.worker_groups(projections[:1], 3)]:
+    for group in [*groups, *split, *one_thread, *layout.worker_groups(projections[:1], 3)]:
         shards, position, inner = group.located
         want_shards, want_position, want_inner = layout._locate(group.projections)
         assert shards == want_shards
@@ -500,6 +501,38 @@ def test_last_shards_of_a_read_are_cut_shorter(tmp_path: Path, monkeypatch: pyte
         monkeypatch.setattr(read_module, "DECODE_BATCH_MAX_BYTES", 3 * 64)  # several batches per group
         np.testing.assert_array_equal(a[:], data)
         np.testing.assert_array_equal(a[3:61, 2:15], data[3:61, 2:15])  # units through the scratch
+
+
+def test_shard_runs_keep_a_floor_and_read_cut_indexes_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs of a shard's inner chunks are at least ``min_group_bytes`` of units (a shorter
+    rest before a shard's end is taken along), and the indexes of the shards cut into
+    several runs are read once, up front, before any worker reads them."""
+    from gpuzarr.pipeline import read as read_module
+
+    data = _data((64, 16), "int32")  # 64-byte inner chunks, 16 to a shard, 4 shards
+    a = gpuzarr.create_array(tmp_path / "s", shape=data.shape, dtype="int32", chunks=(1, 16), shards=(16, 16))
+    a[:] = data
+    layout = a._layout  # type: ignore[attr-defined]
+    projections = list(a._indexer((slice(None),), "basic").chunk_projections())
+    read_first: list[list[str]] = []
+    real_read_indexes = type(layout).read_indexes
+
+    def recording(self: Any, keys: Any, *, inline: bool = False) -> Any:
+        read_first.append(list(keys))
+        return real_read_indexes(self, keys, inline=inline)
+
+    monkeypatch.setattr(type(layout), "read_indexes", recording)
+    groups = layout.worker_groups(projections, threads=2, min_group_bytes=4 * 64)
+    # 64 units, at most a quarter of what is left, at least 4: 16 | 12, 4 | 8, 8 (6 would
+    # leave 2 before the shard's end) | 4, 4, 4, 4.
+    assert [len(g.projections) for g in groups] == [16, 12, 4, 8, 8, 4, 4, 4, 4]
+    assert [p.chunk_coords for g in groups for p in g.projections] == [p.chunk_coords for p in projections]
+    assert read_first == [[layout.key((1, 0)), layout.key((2, 0)), layout.key((3, 0))]]  # (shard 0 is whole)
+    with gpuzarr.config.set(threads=2):
+        monkeypatch.setattr(read_module, "GROUP_MIN_BYTES", 4 * 64)
+        monkeypatch.setattr(read_module, "PARALLEL_MIN_BYTES", 0)  # (else this tiny read runs inline)
+        np.testing.assert_array_equal(a[:], data)
+        np.testing.assert_array_equal(a[5:60, 3:11], data[5:60, 3:11])
 
 
 def test_one_thread_decodes_in_bounded_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -356,23 +356,24 @@ class ShardedLayout(ChunkLayout):
             targets = np.arange(1, threads) * (len(projections) / threads)
             cuts = [0, *ends[np.unique(np.searchsorted(ends, targets))].tolist()]
             cuts = sorted(set(cuts) | {len(projections)})
-        elif threads <= 1:  # (one thread: no idle ones to spare at the end)
+        elif threads <= 1:  # (one thread: none idles at the end, so no shard is cut)
             cuts = [0, *ends.tolist()]
         else:
             # A task per shard; but as the work runs out, whichever thread takes the last
             # shard finishes alone while the others idle. So runs shorten as the work
             # runs out, as tapering_parts cuts them (each at most a 2 * threads-th of
-            # what is left, and of at least min_group_bytes of units), never crossing a
-            # shard: whole shards at first, the last ones down to single inner chunks
-            # where these are large. (Measured against cutting only the last two shards
-            # per thread in halves, 2 cores: 1 MiB inner chunks in 16 MiB shards, full
-            # read 215 against 224 ms, 32 windows 50 against 52 ms; 64 KiB inner chunks
-            # in 4 MiB shards, full read 196 against 203 ms.)
-            # Cut shards' indexes are read here first, once each, rather than once per run.
+            # what is left, and of at least min_group_bytes of units, a shorter rest of a
+            # shard taken along), never crossing a shard: whole shards at first, then
+            # shorter runs, down to single inner chunks where these are large. (Measured
+            # against cutting only the last two shards per thread in halves, 2 cores:
+            # 1 MiB inner chunks in 16 MiB shards, full read 215 against 224 ms, 32
+            # windows 50 against 52 ms; 64 KiB inner chunks in 4 MiB shards, full read
+            # 196 against 203 ms.) Cut shards' indexes are read here first, once each,
+            # rather than once per run.
             min_units = max(1, min_group_bytes // unit_nbytes)
             cuts = tapering_cuts(len(projections), 1, threads, min_units, ends.tolist())
-            starts = ends - counts
-            cuts_inside = np.searchsorted(cuts, ends, "left") - np.searchsorted(cuts, starts, "right")
+            cut_at = np.asarray(cuts)
+            cuts_inside = np.searchsorted(cut_at, ends, "left") - np.searchsorted(cut_at, ends - counts, "right")
             cut_shards = [shards[i] for i in np.flatnonzero(cuts_inside).tolist()]
             if cut_shards:
                 self.read_indexes([self.key(s) for s in cut_shards], inline=True)

@@ -167,25 +167,31 @@ def tapering_parts(items: Sequence[T], parts: int, threads: int, min_length: int
     return [items[start:stop] for start, stop in itertools.pairwise(cuts)]
 
 
-def tapering_cuts(
-    total: int, parts: int, threads: int, min_length: int = 1, bounds: Sequence[int] = ()
-) -> list[int]:
+def tapering_cuts(total: int, parts: int, threads: int, min_length: int = 1, bounds: Sequence[int] = ()) -> list[int]:
     """Where :func:`tapering_parts` cuts ``total`` items: ``[0, ..., total]``, each run
-    from one cut to the next. A run also ends at every position in ``bounds`` (the end
-    of a shard's units, say), so that no run crosses one; a run so cut short may be
-    shorter than ``min_length``.
+    from one cut to the next (``parts``, ``threads`` and ``min_length`` below 1 count
+    as 1).
+
+    A run also ends at every position in ``bounds`` (the end of each shard's units,
+    say; bounds outside ``(0, total)`` are ignored), so that none crosses one. There a
+    run may be cut short of ``min_length``, where the whole stretch between two bounds
+    is shorter; and a run stopping fewer than ``min_length`` items before a bound takes
+    them along (no run of a few leftover items, each a task of its own).
     """
     cap = max(1, -(-total // max(1, parts)))
     floor = max(1, min(min_length, cap))
-    halves = 2 * max(1, threads)
-    ends = iter(sorted({b for b in bounds if 0 < b < total} | {total}))
+    divisor = 2 * max(1, threads)  # (a run takes at most this fraction of what is left)
+    ends = iter(sorted({int(b) for b in bounds if 0 < b < total} | {total}))
     bound = next(ends, total)
     cuts = [0]
     start = 0
     while start < total:
-        size = min(cap, max(floor, -(-(total - start) // halves)))
-        start = min(start + size, bound)
-        cuts.append(start)
+        size = min(cap, max(floor, -(-(total - start) // divisor)))
+        stop = min(start + size, bound)
+        if bounds and bound - stop < floor:
+            stop = bound
+        cuts.append(stop)
+        start = stop
         if start == bound:
             bound = next(ends, total)
     return cuts
