@@ -26,7 +26,7 @@ import ctypes
 import functools
 import itertools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -37,7 +37,7 @@ from gpuzarr.config import get_config, usable_cores
 from gpuzarr.errors import CorruptChunkError
 from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, place_projection
 from gpuzarr.pipeline.layout import ChunkLayout, UnitGroup, waves, whole_unit_view
-from gpuzarr.pipeline.pool import parallel_map, run_together, tapering_parts, thread_arena
+from gpuzarr.pipeline.pool import parallel_map, run_together, tapering_cuts, thread_arena
 from gpuzarr.stores.base import ARENA_ALIGN
 
 __all__ = ["read_many_into"]
@@ -268,12 +268,12 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
             return
         # A codec that shares no batch: a few batches per thread, whichever thread is
         # free taking the next, so that the placing runs in parallel too.
-        def decode_part(positions: Sequence[int]) -> None:
-            start, stop = positions[0], positions[-1] + 1
+        def decode_part(part: tuple[int, int]) -> None:
+            start, stop = part
             decode_batch(stored[start:stop], addresses=addresses[start:stop])
 
-        parts = tapering_parts(range(len(stored)), _PARTS_PER_THREAD * threads, threads)
-        parallel_map(decode_part, parts, use_caller=True, max_threads=threads)
+        cuts = tapering_cuts(len(stored), _PARTS_PER_THREAD * threads, threads)
+        parallel_map(decode_part, list(itertools.pairwise(cuts)), use_caller=True, max_threads=threads)
 
     def read_stored_into(projection: ChunkProjection) -> bool:
         """Read a unit stored as is straight into its place in the output, if it lands
