@@ -6,6 +6,7 @@ import os
 import queue
 import sys
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,14 +18,18 @@ from gpuzarr.config import config
 from gpuzarr.device import Device, resolve_device
 from gpuzarr.loader.order import Balance, EpochOrder, epoch_order, make_schedule, samples_per_rank
 from gpuzarr.loader.output import OUTPUTS, BatchBackend, HostBackend, make_backend
-from gpuzarr.loader.space import SampleSpace
+from gpuzarr.loader.space import MIN_BLOCKS, SampleSpace
 
 if TYPE_CHECKING:
     from gpuzarr.loader.torch_dataset import TorchIterableDataset
 
 __all__ = ["Loader", "LoaderIterator"]
 
-_STATE_VERSION = 1
+#: 2: ranks share the epoch's samples, not whole blocks (a version 1 position means
+#: other samples).
+_STATE_VERSION = 2
+#: Automatic blocks are kept small enough for this many per rank (storage allowing).
+_BLOCKS_PER_RANK = 8
 #: Default shuffle buffer: enough blocks for this many batches ...
 _BUFFER_BATCHES = 4
 #: ... but no more than this many bytes of blocks (unless one batch needs more).
@@ -69,9 +74,10 @@ class Loader:
         block_shape: override the read unit: samples per block along ``axis``, or block
             extents per array dimension for patches (None entries: automatic).
         drop_last: drop a final partial batch.
-        balance: how ranks are evened out to the same number of batches: ``"pad"``
-            repeats a few samples (none is skipped), ``"drop"`` skips a few. Default:
-            ``"drop"`` with ``drop_last``, else ``"pad"``.
+        balance: how ranks are evened out to the same number of samples, as
+            ``DistributedSampler`` does: ``"pad"`` repeats at most one sample per rank
+            (none is skipped), ``"drop"`` skips at most one per rank. Default: ``"drop"``
+            with ``drop_last``, else ``"pad"``.
         rank, world_size: this process's part of every epoch; default
             torch.distributed's when it is initialised (torch is never imported for
             this), else a single rank.
@@ -88,12 +94,14 @@ class Loader:
     Order. Reads are storage blocks: a run of whole shards (chunks when unsharded)
     along the sample dimensions, grouped to a few MiB when they are small. Each epoch
     permutes the blocks with a generator seeded by ``(seed, epoch)``; every rank
-    computes the same permutation and takes a disjoint run of it, so no block is read
-    by two ranks. Within a rank, a shuffle buffer of ``shuffle_buffer`` blocks mixes
-    samples of neighbouring blocks; every block is read once per epoch and held only
-    while its samples are handed out. Storage order (``shuffle=False``) is blocks in C
-    order, samples in a block in C order: ``0, 1, 2, ...`` along an axis. The exact
-    definition is in :mod:`gpuzarr.loader.order`; :meth:`sample_order` lists it.
+    computes the same permutation and takes a disjoint run of its samples, so only the
+    blocks at the ends of a rank's run may be read by a neighbouring rank too (automatic
+    blocks stay small enough for at least 8 per rank where storage allows). Within a
+    rank, a shuffle buffer of ``shuffle_buffer`` blocks mixes samples of neighbouring
+    blocks; every block is read once per epoch and held only while its samples are
+    handed out. Storage order (``shuffle=False``) is blocks in C order, samples in a
+    block in C order: ``0, 1, 2, ...`` along an axis. The exact definition is in
+    :mod:`gpuzarr.loader.order`; :meth:`sample_order` lists it.
 
     Position. The loader has one position (epoch, batches yielded); a new ``iter()``
     continues from it and closes any previous iterator. :meth:`set_epoch` restarts at
@@ -148,11 +156,26 @@ class Loader:
         if output is not None and output not in OUTPUTS:
             raise ValueError(f"loader: output must be one of {OUTPUTS}, got {output!r}")
 
+        if (rank is None) != (world_size is None):
+            raise ValueError("loader: give both rank and world_size, or neither")
+        if rank is None or world_size is None:
+            rank, world_size = _distributed_rank() or (0, 1)
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"loader: need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+
         self._single = not isinstance(arrays, Mapping)
         named = {"": arrays} if self._single else dict(arrays)
         if not self._single and not all(isinstance(k, str) for k in named):
             raise TypeError("loader: array names must be strings")
-        self._space = SampleSpace(named, axis=axis, patch_shape=patch_shape, block_shape=block_shape)
+        # Enough blocks that the blocks two ranks share (see gpuzarr.loader.order) are few
+        # next to those each reads alone.
+        self._space = SampleSpace(
+            named,
+            axis=axis,
+            patch_shape=patch_shape,
+            block_shape=block_shape,
+            min_blocks=max(MIN_BLOCKS, _BLOCKS_PER_RANK * int(world_size)),
+        )
         # "auto" stays on the CPU: the GPU batch backend (CuPy gathers, device pool) is not
         # built yet, even where the GPU read path is available.
         self._device = resolve_device("cpu" if device in ("auto", None) else device)
@@ -160,16 +183,11 @@ class Loader:
         self._pin_memory = bool(pin_memory)
         self._backend = self._make_backend()
 
-        if (rank is None) != (world_size is None):
-            raise ValueError("loader: give both rank and world_size, or neither")
-        if rank is None or world_size is None:
-            rank, world_size = _distributed_rank() or (0, 1)
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"loader: need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-        if self._space.num_blocks < world_size:
+        num_samples = self._space.num_samples
+        if balance == "drop" and 0 < num_samples < world_size:
             raise ValueError(
-                f"loader: {self._space.num_blocks} storage blocks cannot be shared by {world_size} ranks "
-                "without a rank reading another's blocks; use a smaller block_shape"
+                f"loader: {num_samples} samples cannot be shared by {world_size} ranks with balance='drop' "
+                "(every rank would get none); use balance='pad'"
             )
 
         block = self._space.max_block_samples
@@ -197,7 +215,13 @@ class Loader:
         self._world_size = int(world_size)
         self._prefetch = int(prefetch)
         self._read_threads = None if read_threads is None else int(read_threads)
-        self._per_rank = samples_per_rank(self._space.block_sizes, self._world_size, balance)
+        self._per_rank = samples_per_rank(num_samples, self._world_size, balance)
+        if self._drop_last and 0 < self._per_rank < self._batch_size:
+            warnings.warn(
+                f"loader: each rank gets {self._per_rank} samples per epoch, fewer than batch_size="
+                f"{self._batch_size}, and drop_last=True drops them all: every epoch is empty",
+                stacklevel=2,
+            )
         self._epoch = 0
         self._position = 0  # batches of the current epoch already handed out
         self._generation = 0  # bumped on every re-positioning; stale iterators stop counting
@@ -356,14 +380,19 @@ class Loader:
         order differs (other data, batch size, seed, ranks, ...).
         """
         if state.get("version") != _STATE_VERSION:
-            raise ValueError(f"loader: unsupported state version {state.get('version')!r}")
+            raise ValueError(
+                f"loader: unsupported state version {state.get('version')!r} (this gpuzarr writes {_STATE_VERSION})"
+            )
         mine = self._fingerprint()
         theirs = dict(state.get("config", {}))
         diff = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
         if diff:
             details = ", ".join(f"{k}: state {theirs.get(k)!r} vs loader {mine.get(k)!r}" for k in diff)
             raise ValueError(f"loader: state_dict is from a differently configured loader ({details})")
-        epoch, position = int(state["epoch"]), int(state["batches_yielded"])
+        try:
+            epoch, position = int(state["epoch"]), int(state["batches_yielded"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"loader: state_dict needs integer 'epoch' and 'batches_yielded': {exc!r}") from None
         if epoch < 0 or not 0 <= position <= len(self):
             raise ValueError(f"loader: bad position in state_dict: epoch {epoch}, batch {position}")
         self._reposition(epoch, position)

@@ -7,19 +7,25 @@ others, and a resumed loader regenerates the order instead of storing it.
 Order of an epoch, for ``world_size`` ranks:
 
 1. Blocks are permuted with a generator seeded by ``(seed, epoch)`` (storage order when
-   not shuffling).
-2. The permuted block list is cut into ``world_size`` contiguous runs whose block counts
-   differ by at most one; rank ``r`` takes run ``r``. A block belongs to one rank, so no
-   rank reads another's data.
-3. Within a rank, samples are mixed by a shuffle buffer of ``K`` blocks: the ``j``-th
-   block's samples get keys ``j + K * u`` (``u`` uniform in [0, 1), from a generator
-   seeded by ``(seed, epoch, rank)``) and are emitted in key order. A sample is emitted
-   at most ``K`` blocks after its block is read, so about ``K + 1`` blocks are held at a
-   time; ``K = 1`` shuffles within blocks only, ``K`` at least the rank's block count is
-   a uniform shuffle of the rank's samples.
-4. Ranks are balanced to a per-epoch sample count that does not depend on the epoch:
-   ``"pad"`` repeats a rank's last samples up to the most any rank can hold, ``"drop"``
-   drops a rank's last samples down to the least any rank can hold.
+   not shuffling); the permuted blocks' samples, each block's in storage order, form
+   the epoch's global sequence.
+2. The global sequence is cut into ``world_size`` contiguous runs of samples whose
+   lengths differ by at most one; rank ``r`` takes run ``r``. A rank reads the blocks
+   its run touches: its run's first and last blocks may be shared with the neighbouring
+   ranks (each reads them whole and takes its own samples), every other block belongs
+   to one rank.
+3. Within a rank, samples are mixed by a shuffle buffer of ``K`` blocks: the samples of
+   the rank's ``j``-th block get keys ``j + K * u`` (``u`` uniform in [0, 1), from a
+   generator seeded by ``(seed, epoch, rank)``) and are emitted in key order. A sample
+   is emitted at most ``K`` blocks after its block is read, so about ``K + 1`` blocks
+   are held at a time; ``K = 1`` shuffles within blocks only, ``K`` at least the rank's
+   block count is a uniform shuffle of the rank's samples.
+4. Ranks are balanced to the same sample count, as ``torch``'s ``DistributedSampler``
+   balances them: ``"pad"`` brings every rank up to ``ceil(samples / world_size)`` by
+   repeating its last sample (a rank with no run at all, when there are fewer samples
+   than ranks, takes one from the start of the global sequence), ``"drop"`` brings
+   every rank down to ``floor(samples / world_size)`` by dropping its last sample. At
+   most one sample per rank is repeated or dropped.
 5. ``drop_last`` drops a final partial batch.
 """
 
@@ -30,7 +36,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["EpochOrder", "Schedule", "epoch_order", "make_schedule", "samples_per_rank"]
+__all__ = ["EpochOrder", "Schedule", "epoch_order", "make_schedule", "rank_run", "samples_per_rank"]
 
 Balance = Literal["pad", "drop"]
 
@@ -40,27 +46,20 @@ def _generator(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
-def rank_blocks(num_blocks: int, world_size: int, rank: int) -> slice:
-    """The run of the permuted block list that belongs to ``rank``."""
-    q, r = divmod(num_blocks, world_size)
+def rank_run(num_samples: int, world_size: int, rank: int) -> tuple[int, int]:
+    """``(start, stop)`` of ``rank``'s run of the epoch's global sample sequence (before
+    balancing): ``world_size`` contiguous runs whose lengths differ by at most one."""
+    q, r = divmod(num_samples, world_size)
     start = rank * q + min(rank, r)
-    return slice(start, start + q + (1 if rank < r else 0))
+    return start, start + q + (1 if rank < r else 0)
 
 
-def samples_per_rank(block_sizes: np.ndarray, world_size: int, balance: Balance) -> int:
-    """Samples every rank yields per epoch (before ``drop_last``), the same in every epoch.
-
-    A rank holds ``q`` or ``q + 1`` blocks (``q = num_blocks // world_size``) depending
-    on the permutation, so the bound is taken over the blocks' sizes: the ``q (+1)``
-    largest when padding, the ``q`` smallest when dropping.
-    """
-    num_blocks = len(block_sizes)
-    q, r = divmod(num_blocks, world_size)
-    ordered = np.sort(block_sizes)
+def samples_per_rank(num_samples: int, world_size: int, balance: Balance) -> int:
+    """Samples every rank yields per epoch (before ``drop_last``), the same in every
+    epoch: ``ceil(num_samples / world_size)`` when padding, the floor when dropping."""
     if balance == "pad":
-        k = q + (1 if r else 0)
-        return int(ordered[num_blocks - k:].sum())
-    return int(ordered[:q].sum())
+        return -(-num_samples // world_size)
+    return num_samples // world_size
 
 
 @dataclass(frozen=True)
@@ -88,28 +87,38 @@ def epoch_order(
     drop_last: bool,
 ) -> EpochOrder:
     """The samples ``rank`` yields in ``epoch`` (see the module docstring)."""
-    num_blocks = len(block_sizes)
-    perm = _generator(seed, 0, epoch).permutation(num_blocks) if shuffle else np.arange(num_blocks)
-    mine = perm[rank_blocks(num_blocks, world_size, rank)]
-    sizes = block_sizes[mine]
-    count = int(sizes.sum())
-    blocks = np.repeat(mine, sizes)
-    local = np.arange(count, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    num_samples = int(block_sizes.sum())
+    perm = _generator(seed, 0, epoch).permutation(len(block_sizes)) if shuffle else np.arange(len(block_sizes))
+    sizes = block_sizes[perm]
+    ends = np.cumsum(sizes)
+
+    def locate(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Place in ``perm``, block and local index of global sequence positions."""
+        slot = np.searchsorted(ends, positions, side="right")
+        return slot, perm[slot], positions - (ends[slot] - sizes[slot])
+
+    start, stop = rank_run(num_samples, world_size, rank)
+    slot, blocks, local = locate(np.arange(start, stop, dtype=np.int64))
+    count = stop - start
     if shuffle and count:
         rng = _generator(seed, 1, epoch, rank)
-        if buffer_blocks >= len(mine):
+        # The rank's j-th block (its run touches consecutive places of the permutation).
+        ordinal = slot - slot[0]
+        if buffer_blocks > int(ordinal[-1]):
             order = rng.permutation(count)
         else:
-            keys = np.repeat(np.arange(len(mine), dtype=np.float64), sizes) + rng.random(count) * buffer_blocks
+            keys = ordinal.astype(np.float64) + rng.random(count) * buffer_blocks
             order = np.argsort(keys, kind="stable")
         blocks, local = blocks[order], local[order]
-    target = samples_per_rank(block_sizes, world_size, balance)
-    if target > count:
-        # Repeat the tail: its blocks are the ones still held at the end of the epoch,
-        # so padding costs no extra reads (cycling only when a rank is tiny).
-        extra = np.arange(count - (target - count), count) % count
-        blocks = np.concatenate([blocks, blocks[extra]])
-        local = np.concatenate([local, local[extra]])
+    target = samples_per_rank(num_samples, world_size, balance)
+    if target > count:  # (one sample: padding to ceil(num_samples / world_size))
+        if count:
+            # Repeat the last sample: its block is still held at the end of the epoch,
+            # so padding costs no read.
+            extra = np.full(target - count, count - 1)
+            blocks, local = np.concatenate([blocks, blocks[extra]]), np.concatenate([local, local[extra]])
+        else:  # fewer samples than ranks: one from the start of the sequence
+            _, blocks, local = locate(np.arange(rank, rank + target, dtype=np.int64) % num_samples)
     keep = (target // batch_size) * batch_size if drop_last else target
     return EpochOrder(blocks[:keep], local[:keep])
 

@@ -31,7 +31,8 @@ __all__ = ["MIN_BLOCKS", "MIN_BLOCK_BYTES", "ArrayReader", "SampleSpace"]
 
 #: Automatic blocks grow to at least this many decoded bytes (all arrays together) ...
 MIN_BLOCK_BYTES = 4 * 2**20
-#: ... as long as the data still has at least this many blocks to shuffle.
+#: ... as long as the data still has at least this many blocks to shuffle (the loader
+#: asks for more with many ranks).
 MIN_BLOCKS = 64
 
 
@@ -154,7 +155,9 @@ class SampleSpace:
     covers the trailing dimensions (an int tiles that dimension, None takes it whole),
     leading dimensions are tiled one by one; every array has the same number of
     dimensions and the same extent on every tiled dimension.
-    ``block_shape`` overrides the automatic block extents (see :class:`gpuzarr.loader.Loader`).
+    ``block_shape`` overrides the automatic block extents (see :class:`gpuzarr.loader.Loader`);
+    automatic blocks grow towards :data:`MIN_BLOCK_BYTES` only while at least
+    ``min_blocks`` remain.
     """
 
     def __init__(
@@ -164,6 +167,7 @@ class SampleSpace:
         axis: int = 0,
         patch_shape: Sequence[int | None] | None = None,
         block_shape: int | Sequence[int | None] | None = None,
+        min_blocks: int = MIN_BLOCKS,
     ) -> None:
         if not arrays:
             raise ValueError("loader: no arrays given")
@@ -215,7 +219,7 @@ class SampleSpace:
             )
             for name, r in self.readers.items()
         }
-        self.block_patches = self._choose_blocks(arrays, grid_dims, requested)
+        self.block_patches = self._choose_blocks(arrays, grid_dims, requested, min_blocks)
         self.block_grid = tuple(-(-g // b) for g, b in zip(grid, self.block_patches, strict=True))
         self.num_blocks = math.prod(self.block_grid)
         self._counts = [
@@ -262,7 +266,11 @@ class SampleSpace:
         return out
 
     def _choose_blocks(
-        self, arrays: Mapping[str, Any], grid_dims: Mapping[str, tuple[int, ...]], requested: list[int | None]
+        self,
+        arrays: Mapping[str, Any],
+        grid_dims: Mapping[str, tuple[int, ...]],
+        requested: list[int | None],
+        min_blocks: int,
     ) -> tuple[int, ...]:
         # Align blocks to the storage unit of the array with the most bytes per sample (it
         # dominates decoding); to every array's when their common multiple stays close to
@@ -290,7 +298,7 @@ class SampleSpace:
                 want_m = -(-MIN_BLOCK_BYTES // block_bytes)
                 others = math.prod(-(-g // b) for k, (g, b) in enumerate(zip(self.grid_shape, bp, strict=True))
                                    if k != grow)
-                max_m = self.grid_shape[grow] // (bp[grow] * -(-MIN_BLOCKS // others))
+                max_m = self.grid_shape[grow] // (bp[grow] * -(-min_blocks // others))
                 bp[grow] = min(self.grid_shape[grow], bp[grow] * max(1, min(want_m, max_m)))
         return tuple(bp)
 
