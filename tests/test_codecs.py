@@ -875,6 +875,23 @@ def test_blosc_corrupt_header_behind_padding_is_a_corrupt_chunk() -> None:
         codec.cpu_decode(bytes(encoded) + b"\0\0", spec)
 
 
+@pytest.mark.parametrize("context_call", [True, False])
+def test_blosc_truncated_chunk_is_a_corrupt_chunk(monkeypatch: pytest.MonkeyPatch, context_call: bool) -> None:
+    # c-blosc and numcodecs trust the header's compressed size: a chunk cut short must
+    # not be decoded from the memory after it (wrong data, or a crash).
+    if not context_call:
+        monkeypatch.setattr(blosc_module, "_context_decompress", lambda: None)
+    spec = spec_for((65536,), "uint32")
+    codec = BloscCodec("lz4", 5, "noshuffle").evolve(spec)
+    data = np.random.default_rng(0).integers(0, 2**32, 65536, dtype=np.uint32)  # incompressible
+    encoded = codec.cpu_encode(data.tobytes(), spec)
+    for cut in (100, len(encoded) - 1, 16):
+        with pytest.raises(CorruptChunkError, match=f"chunk is truncated: its header says {len(encoded)} bytes"):
+            codec.cpu_decode(encoded[:cut], spec)
+    decoded = codec.cpu_decode(encoded + b"padding", spec)  # bytes after the chunk are ignored
+    np.testing.assert_array_equal(np.frombuffer(bytes(decoded), "<u4"), data)
+
+
 def test_blosc_context_call_needs_cblosc_1_21(monkeypatch: pytest.MonkeyPatch) -> None:
     import ctypes
 
