@@ -496,12 +496,18 @@ class Array(Node):
         if isinstance(value, Array):
             value = value.read()
         if self._metadata.data_type.kind == "bytes":
-            arr = np.asarray(value, dtype=object)
-        else:
-            arr = np.asarray(value)
-            if arr.dtype != self.dtype:
-                arr = arr.astype(self.dtype)
-        return arr
+            return np.asarray(value, dtype=object)
+        # NumPy's assignment rules: arrays are cast as ``ndarray[...] = array`` casts them
+        # (unsafely); a scalar goes through NumPy's own assignment (300 into uint8 or NaN
+        # into int32 raises); sequences are built in the array's type, not through a type
+        # NumPy infers first (2**63 + 1 in a list would pass through float64).
+        if isinstance(value, np.ndarray):
+            return value if value.dtype == self.dtype else value.astype(self.dtype)
+        if value is None or isinstance(value, int | float | complex | str | bytes | np.generic):
+            scalar = np.empty((), dtype=self.dtype)
+            scalar[()] = value
+            return scalar
+        return np.asarray(value, dtype=self.dtype)
 
     def _set(self, selection: Any, value: Any, mode: SelectionMode) -> None:
         self._check_writable()

@@ -389,6 +389,41 @@ def test_create_array_with_data(zarr_format: int) -> None:
     assert list(s[...]) == ["a", "bcd", ""]
 
 
+@pytest.mark.parametrize(
+    ("value", "dtype"),
+    [
+        ([2**63 + 12345, 1], "uint64"),
+        (300, "uint8"),
+        (-1, "uint8"),
+        (2**40, "int32"),
+        (float("nan"), "int32"),
+        (np.float64("nan"), "int32"),
+        (1 + 2j, "float64"),
+        (np.array([300, 1]), "uint8"),
+        ([1.5, 2.5], "int32"),
+        ("2020-01-01", "datetime64[s]"),
+        (None, "float32"),
+        (b"abc", "V3"),
+    ],
+)
+def test_assignment_follows_numpy(value: Any, dtype: str) -> None:
+    """``a[...] = value`` stores what NumPy's ``ndarray[...] = value`` stores (exact
+    Python ints in a list, arrays cast unsafely), and raises what it raises (300 into
+    uint8, NaN into int32), never a silently wrapped or rounded value."""
+    expected = np.zeros(2, dtype=dtype)
+    a = gpuzarr.create_array({}, shape=(2,), chunks=(2,), dtype=dtype)
+    try:
+        expected[...] = value
+    except Exception as exc:  # (whatever NumPy raises, gpuzarr raises)
+        with pytest.raises(type(exc)):
+            a[...] = value
+        np.testing.assert_array_equal(a[...], np.zeros(2, dtype=dtype))  # (a refused value writes nothing)
+        return
+    a[...] = value
+    np.testing.assert_array_equal(a[...], expected)
+    assert a[...].tobytes() == expected.tobytes()
+
+
 @pytest.mark.parametrize("dtype", [">i4", ">f8", ">c16", "<i2", "=u8", "S3", "u1"])
 def test_v2_keeps_requested_byte_order(dtype: str) -> None:
     """As in zarr-python, a v2 array stores the byte order asked for; memory stays native."""
