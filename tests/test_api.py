@@ -424,6 +424,17 @@ def test_assignment_follows_numpy(value: Any, dtype: str) -> None:
     assert a[...].tobytes() == expected.tobytes()
 
 
+def test_raw_types_are_written_as_zarr_python_names_and_read_in_both() -> None:
+    """NumPy ``V3`` is stored as zarr-python's ``raw_bytes`` (it reads no ``r24``); the
+    spec's ``r24`` is read, and accepted as a dtype."""
+    a = gpuzarr.create_array({}, shape=(3,), chunks=(2,), dtype="V3", fill_value=b"abc")
+    doc = a.metadata.to_json()
+    assert doc["data_type"] == {"name": "raw_bytes", "configuration": {"length_bytes": 3}}
+    assert doc["fill_value"] == "YWJj"  # base64, as zarr-python writes it
+    r = gpuzarr.create_array({}, shape=(3,), chunks=(2,), dtype="r24")
+    assert r.dtype == np.dtype("V3") and r.metadata.to_json()["data_type"] == "r24"
+
+
 @pytest.mark.parametrize("dtype", [">i4", ">f8", ">c16", "<i2", "=u8", "S3", "u1"])
 def test_v2_keeps_requested_byte_order(dtype: str) -> None:
     """As in zarr-python, a v2 array stores the byte order asked for; memory stays native."""

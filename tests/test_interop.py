@@ -59,7 +59,7 @@ NUMERIC = [
     "complex128",
 ]
 #: Data types both formats share: numeric, variable-length, fixed-length bytes/text.
-COMMON_DTYPES = [*NUMERIC, "string", "bytes", "S5", "U5"]
+COMMON_DTYPES = [*NUMERIC, "string", "bytes", "S5", "U5", "V3"]
 #: v2 stores byte order in the dtype string.
 V2_BIG_ENDIAN = [">i2", ">i4", ">u8", ">f4", ">f8", ">c8", ">c16"]
 
@@ -95,6 +95,8 @@ def make_data(key: str, shape: Sequence[int], seed: int = 0, *, specials: bool =
         width = dtype.itemsize // 4
         values = ["".join(chars[(i + j) % len(chars)] for j in range(i % (width + 1))) for i in range(n)]
         return np.array(values, dtype=dtype).reshape(shape)
+    if dtype.kind == "V":
+        return rng.integers(0, 256, n * dtype.itemsize, dtype=np.uint8).view(dtype).reshape(shape)
     if dtype.kind == "b":
         return rng.random(shape) < 0.5
     if dtype.kind in "iu":
@@ -129,6 +131,7 @@ def fill_for(key: str) -> Any:
         "c": complex(1.5, -2),
         "S": b"ab",
         "U": "zé",
+        "V": np.frombuffer(b"\x01\x00\xff"[: dtype.itemsize].ljust(dtype.itemsize, b"\x02"), dtype=dtype)[0],
     }[dtype.kind]
 
 

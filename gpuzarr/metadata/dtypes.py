@@ -192,7 +192,7 @@ def data_type_from_v3(value: Any, where: str = "data_type") -> DataType:
         return DataType("string", _STRING_DTYPE, "string")
     if name in ("bytes", "variable_length_bytes") and not config:
         return DataType("bytes", _OBJECT_DTYPE, "bytes")
-    if len(name) > 1 and name[0] == "r" and name[1:].isdigit() and not config:
+    if _is_raw_bits_name(name) and not config:
         bits = int(name[1:])
         if bits == 0 or bits % 8:
             raise UnsupportedDataTypeError(f"{where}: raw data type {name!r} is not a whole bytes")
@@ -260,13 +260,20 @@ def data_type_from_numpy(dtype: np.dtype, where: str = "dtype") -> DataType:
             "fixed_length_utf32", native, "fixed_str", {"length_bytes": native.itemsize}
         )
     if native.kind == "V" and native.fields is None and native.itemsize > 0:
-        return DataType(f"r{native.itemsize * 8}", native, "raw")
+        # zarr-python's extension name: it reads no "r<bits>" (nor does tensorstore any
+        # raw type), so the spec's name would make the array gpuzarr's alone.
+        return DataType("raw_bytes", native, "raw", {"length_bytes": native.itemsize})
     if native.kind in "Mm":
         unit, count = np.datetime_data(native)
         name = "numpy.datetime64" if native.kind == "M" else "numpy.timedelta64"
         kind = "datetime" if native.kind == "M" else "timedelta"
         return DataType(name, native, kind, {"unit": unit, "scale_factor": count})
     raise UnsupportedDataTypeError(f"{where}: unsupported data type {dtype!r}")
+
+
+def _is_raw_bits_name(name: str) -> bool:
+    """Whether ``name`` is a v3 raw bits data type name (``"r8"``, ``"r24"``, ...)."""
+    return len(name) > 1 and name[0] == "r" and name[1:].isdigit()
 
 
 def data_type_from_user(value: Any) -> DataType:
@@ -280,7 +287,7 @@ def data_type_from_user(value: Any) -> DataType:
         return DataType("bytes", _OBJECT_DTYPE, "bytes")
     if isinstance(value, Mapping):
         return data_type_from_v3(value, "dtype")
-    if isinstance(value, str) and (value in _NUMERIC_V3 or value.startswith("numpy.")):
+    if isinstance(value, str) and (value in _NUMERIC_V3 or value.startswith("numpy.") or _is_raw_bits_name(value)):
         return data_type_from_v3(value, "dtype")
     try:
         dtype = np.dtype(value)
