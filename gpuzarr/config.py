@@ -103,6 +103,16 @@ class _ConfigHolder:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._current, name)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # ``config.threads = 1`` changes the setting globally, validated, as ``set`` does
+        # (an attribute of the holder would shadow it while the pipeline kept the old one).
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+            return
+        if name not in {f.name for f in fields(Config)}:
+            raise AttributeError(f"config: unknown setting {name!r}; known: {sorted(f.name for f in fields(Config))}")
+        self.set(**{name: value})
+
     def __repr__(self) -> str:
         return f"gpuzarr.config({self._current})"
 

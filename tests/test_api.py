@@ -997,6 +997,22 @@ def test_config_set_global_and_validation() -> None:
     assert "threads" in repr(gpuzarr.config)
 
 
+def test_config_attribute_assignment_is_a_global_set() -> None:
+    """``config.threads = 1`` changes what the pipeline uses (it once shadowed it), validated."""
+    before = gpuzarr.config.get()
+    try:
+        gpuzarr.config.threads = 1
+        assert gpuzarr.config.get().threads == 1 == gpuzarr.config.threads
+        with pytest.raises(ValueError, match="threads"):
+            gpuzarr.config.threads = 0
+        with pytest.raises(AttributeError, match="thread"):
+            gpuzarr.config.thread = 2  # a typo is not silently kept
+        assert gpuzarr.config.get().threads == 1
+    finally:
+        gpuzarr.config.set(**dataclasses.asdict(before))
+    assert gpuzarr.config.get() == before
+
+
 @pytest.mark.parametrize("compressors", [None, "auto", {"name": "blosc", "configuration": {"cname": "lz4"}}])
 def test_threads_give_same_results(compressors: Any) -> None:
     rng = np.random.default_rng(1)
