@@ -217,7 +217,7 @@ class Array(Node):
     @property
     def size(self) -> int:
         """Number of elements."""
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
     @property
     def dtype(self) -> np.dtype:
@@ -268,12 +268,12 @@ class Array(Node):
     @property
     def nchunks(self) -> int:
         """Number of chunks in the grid (inner chunks for sharded arrays, as zarr-python)."""
-        return int(np.prod(self.cdata_shape, dtype=np.int64))
+        return math.prod(self.cdata_shape)
 
     @property
     def nshards(self) -> int:
         """Number of shards in the grid (equal to nchunks for unsharded arrays)."""
-        return int(np.prod(self._metadata.chunk_grid_shape, dtype=np.int64))
+        return math.prod(self._metadata.chunk_grid_shape)
 
     @property
     def cdata_shape(self) -> tuple[int, ...]:

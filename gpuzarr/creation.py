@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -44,7 +45,7 @@ def guess_chunks(shape: Sequence[int], itemsize: int, target: int = AUTO_CHUNK_B
     """A chunk shape of about ``target`` bytes, halving the largest dimension until it fits."""
     chunks = [max(1, s) for s in shape]
     itemsize = max(1, itemsize)
-    while chunks and int(np.prod(chunks)) * itemsize > target and max(chunks) > 1:
+    while chunks and math.prod(chunks) * itemsize > target and max(chunks) > 1:
         i = int(np.argmax(chunks))
         chunks[i] = -(-chunks[i] // 2)
     return tuple(chunks)

@@ -532,6 +532,12 @@ def test_array_codec_properties() -> None:
     assert len(a.codecs) == 4
 
 
+def test_sizes_of_huge_arrays_are_exact() -> None:
+    # (int64 products wrapped to 0 for 2**64 elements.)
+    a = gpuzarr.create_array({}, shape=(2**32, 2**32), chunks=(2**16, 2**16), dtype="f4")
+    assert (a.size, a.nbytes, a.nchunks) == (2**64, 2**66, 2**32)
+
+
 def test_zero_size_and_zero_dim_arrays() -> None:
     empty = gpuzarr.create_array({}, shape=(0, 5), chunks=(2, 2), dtype="i2")
     assert empty.size == 0 and empty.nchunks == 0

@@ -290,6 +290,7 @@ V3_BAD_FIELDS = [
     ("shape", "shape", [10.5, 6]),
     ("shape", "shape", [-1, 6]),
     ("shape", "shape", [True, 6]),
+    ("shape", "shape", [10**20, 6]),
     ("shape", "shape", None),
     ("chunk_shape", "chunk_grid.configuration.chunk_shape", [0, 3]),
     ("chunk_shape", "chunk_grid.configuration.chunk_shape", [5]),

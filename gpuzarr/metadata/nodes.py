@@ -122,7 +122,7 @@ class ChunkKeyEncoding:
             raise MetadataError(f"{where}: chunk_key_encoding configuration must be an object")
         sep = config.get("separator", value.get("separator", "/" if name == "default" else "."))
         if sep not in ("/", "."):
-            raise MetadataError(f"{where}: chunk_key_encoding separator must be '/' or '.', got {sep!r}")
+            raise MetadataError(f"{where}: separator must be '/' or '.', got {sep!r}")
         return cls(name, sep)
 
 
@@ -138,7 +138,13 @@ def _shape(value: Any, where: str, *, allow_zero: bool) -> tuple[int, ...]:
     low = 0 if allow_zero else 1
     if any(v < low for v in value):
         raise MetadataError(f"{where}: values must be >= {low}, got {value!r}")
+    if any(v > _MAX_EXTENT for v in value):
+        # (NumPy indexes with int64: a larger extent could be neither indexed nor sized.)
+        raise MetadataError(f"{where}: values must be at most 2**63 - 1, got {value!r}")
     return tuple(value)
+
+
+_MAX_EXTENT = 2**63 - 1
 
 
 def normalize_codec_json(value: Any, where: str) -> dict[str, Any]:
@@ -255,8 +261,12 @@ class ArrayMetadataV3(ArrayMetadata):
         shape = _shape(doc["shape"], f"{key}: shape", allow_zero=True)
         data_type = data_type_from_v3(doc["data_type"], f"{key}: data_type")
         grid = doc["chunk_grid"]
-        if not isinstance(grid, Mapping) or grid.get("name") != "regular":
-            raise MetadataError(f"{key}: chunk_grid: only the 'regular' grid is supported, got {grid!r}")
+        if not isinstance(grid, Mapping):
+            # (A bare "regular" carries no chunk_shape.)
+            raise MetadataError(f"{key}: chunk_grid: expected {{'name': 'regular', 'configuration': "
+                                f"{{'chunk_shape': [...]}}}}, got {grid!r}")
+        if grid.get("name") != "regular":
+            raise MetadataError(f"{key}: chunk_grid: only the 'regular' grid is supported, got {grid.get('name')!r}")
         chunks = _shape(
             (grid.get("configuration") or {}).get("chunk_shape"),
             f"{key}: chunk_grid.chunk_shape",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import itertools
+import math
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -70,7 +71,7 @@ GROUP_MIN_BYTES = 256 * 2**10
 def _scratch_buffer(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A per-thread reusable unit buffer (fresh pages fault; reused ones don't)."""
     buf = getattr(_scratch, "buf", None)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     if buf is None or buf.nbytes < nbytes:
         buf = np.empty(max(nbytes, 1), dtype=np.uint8)
         _scratch.buf = buf
