@@ -442,6 +442,27 @@ def test_bad_v2_compressor_configuration(compressor: dict[str, Any]) -> None:
         _open_v2(doc)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"compressors": {"name": "numcodecs.bz2", "configuration": {"level": "x"}}}, "numcodecs.bz2"),
+        (
+            {
+                "zarr_format": 2,
+                "filters": [{"id": "fixedscaleoffset", "offset": 0, "scale": "a", "dtype": "<f4", "astype": "<i4"}],
+            },
+            "fixedscaleoffset",
+        ),
+    ],
+)
+def test_numcodecs_settings_it_cannot_encode_with_name_the_codec(kwargs: dict[str, Any], named: str) -> None:
+    # numcodecs takes these settings unchecked and fails when it encodes, naming nothing.
+    a = gpuzarr.create_array({}, shape=(4,), chunks=(2,), dtype="f4", **kwargs)
+    with pytest.raises(MetadataError, match=f"codec '{named}' with configuration .* cannot encode"):
+        a[:] = 1
+    np.testing.assert_array_equal(a[:], np.zeros(4, "f4"))  # (nothing written)
+
+
 @pytest.mark.parametrize("name", ["int128", "float8", {"name": "quaternion"}, "r7", "r0"])
 def test_unknown_v3_data_type(name: Any) -> None:
     doc = _v3_doc()

@@ -6,13 +6,16 @@ import ctypes
 import lzma
 import zlib
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
 from gpuzarr.codecs.base import Buffer, ChunkSpec
-from gpuzarr.errors import ChecksumError, CorruptChunkError
+from gpuzarr.errors import ChecksumError, CorruptChunkError, MetadataError
 
-__all__ = ["buffer_address", "decode_with", "decoded_size_hint", "typed_decode_error"]
+_T = TypeVar("_T")
+
+__all__ = ["buffer_address", "decode_with", "decoded_size_hint", "encode_with", "typed_decode_error"]
 
 
 def buffer_address(data: Buffer, *, writable: bool = False) -> tuple[int, int, object]:
@@ -77,3 +80,15 @@ def decode_with(
         return decode(data, out)
     except _DECODER_ERRORS as exc:
         raise typed_decode_error(name, exc) from None
+
+
+def encode_with(name: str, configuration: object, encode: Callable[[], _T]) -> _T:
+    """Run a library encoder; what it raises becomes a MetadataError naming the codec and
+    its configuration. (numcodecs takes most settings unchecked, ``level="x"`` say, and
+    fails only when it encodes, with an error that names neither.)"""
+    try:
+        return encode()
+    except (TypeError, ValueError, OverflowError, RuntimeError) as exc:
+        raise MetadataError(
+            f"codec {name!r} with configuration {configuration!r} cannot encode a chunk: {type(exc).__name__}: {exc}"
+        ) from exc

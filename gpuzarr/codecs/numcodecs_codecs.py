@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numcodecs
 import numpy as np
 
-from gpuzarr.codecs._compressor import decode_with
+from gpuzarr.codecs._compressor import decode_with, encode_with
 from gpuzarr.codecs.base import (
     ArrayArrayCodec,
     Buffer,
@@ -121,9 +121,9 @@ class NumcodecsBytesCodec(_NumcodecsWrapper, BytesBytesCodec):
         return decode_with(f"numcodecs.{self.codec_id}", run, data, None)
 
     def cpu_encode(self, data: Buffer, spec: ChunkSpec) -> Buffer:
-        if isinstance(data, np.ndarray):  # keep the item size (blosc/shuffle use it)
-            return self._impl.encode(np.ascontiguousarray(data))
-        return self._impl.encode(as_memoryview(data))
+        # (An ndarray keeps its item size: blosc and shuffle use it.)
+        source = np.ascontiguousarray(data) if isinstance(data, np.ndarray) else as_memoryview(data)
+        return encode_with(f"numcodecs.{self.codec_id}", self.configuration, lambda: self._impl.encode(source))
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,10 @@ class NumcodecsArrayCodec(_NumcodecsWrapper, ArrayArrayCodec):
 
     def cpu_encode(self, data: np.ndarray, spec: ChunkSpec) -> np.ndarray:
         encoded_spec = self.resolve(spec)
-        encoded = np.asarray(self._impl.encode(np.ascontiguousarray(data)))
+        source = np.ascontiguousarray(data)
+        encoded = np.asarray(
+            encode_with(f"numcodecs.{self.codec_id}", self.configuration, lambda: self._impl.encode(source))
+        )
         if self.codec_id == "bitround" and encoded.dtype != encoded_spec.dtype:
             # bitround hands back the rounded floats' bit patterns as same-width integers:
             # reinterpret them, a value cast would store the integers as floats.

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numcodecs
 import numpy as np
 
+from gpuzarr.codecs._compressor import encode_with
 from gpuzarr.codecs.base import ArrayBytesCodec, Buffer, BytesBytesCodec, ChunkSpec, as_memoryview
 from gpuzarr.codecs.blosc import SHUFFLE_IDS, BloscCodec
 from gpuzarr.codecs.crc32c import Crc32cCodec
@@ -112,8 +113,8 @@ class V2ArrayBytesCodec(ArrayBytesCodec):
         else:
             chunk = np.asarray(data, dtype=stored)
             chunk = np.asfortranarray(chunk) if self.order == "F" else np.ascontiguousarray(chunk)
-        for f in self._filters:
-            chunk = f.encode(chunk)
+        for f, config in zip(self._filters, self.filters, strict=True):
+            chunk = encode_with(f.codec_id, dict(config), lambda f=f, c=chunk: f.encode(c))
         if isinstance(chunk, np.ndarray) and chunk.flags.f_contiguous and not chunk.flags.c_contiguous:
             chunk = chunk.reshape(-1, order="F")  # memory order, as zarr v2 writes it
         return chunk
