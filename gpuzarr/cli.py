@@ -83,16 +83,35 @@ def describe_array(array: Array, indent: str = "") -> list[str]:
     return lines
 
 
+def _same_members(first: Sequence[tuple[str, Array | Group]], second: Sequence[tuple[str, Array | Group]]) -> bool:
+    """Whether two listings name the same members with the same metadata."""
+
+    def described(members: Sequence[tuple[str, Array | Group]]) -> dict[str, object]:
+        return {name: member.metadata.to_json() for name, member in members}
+
+    return described(first) == described(second)
+
+
 def info(path: str) -> str:
     """The report ``gpuzarr info PATH`` prints."""
     node = open_node(path, mode="r")
     if isinstance(node, Array):
         return "\n".join(describe_array(node))
     assert isinstance(node, Group)
-    lines = [f"{node.name}  group  v{node.zarr_format}" + ("  (consolidated)" if node.metadata.consolidated else "")]
+    note = ""
+    members = node.members(max_depth=None)
+    if node.metadata.consolidated:
+        # List what the store holds: consolidated metadata is a snapshot that later
+        # changes leave behind. Say whether it still agrees.
+        members_stored = open_group(path, mode="r", use_consolidated=False).members(max_depth=None)
+        note = "  (consolidated)" if _same_members(members, members_stored) else (
+            "  (consolidated metadata is stale: it differs from the store, which is listed here)"
+        )
+        members = members_stored
+    lines = [f"{node.name}  group  v{node.zarr_format}{note}"]
     if node.attrs:
         lines.append(f"  attributes: {sorted(node.attrs)}")
-    for name, member in node.members(max_depth=None):
+    for name, member in members:
         depth = name.count("/") + 1
         indent = "  " * depth
         if isinstance(member, Array):

@@ -101,6 +101,19 @@ def test_info_consolidated(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture
     assert "/x/y/arr" in out and "/x/empty" in out
 
 
+def test_info_lists_the_store_when_consolidated_metadata_is_stale(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(tmp_path / "c.zarr")
+    _hierarchy(path, 3)
+    gpuzarr.consolidate_metadata(path)
+    gpuzarr.open_group(path, mode="a").create_array("added", shape=(3,), chunks=(2,), dtype="i4")
+    code, out, err = run_main(capsys, "info", path)
+    assert code == 0, err
+    assert "consolidated metadata is stale" in out.splitlines()[0]
+    assert "/added" in out and "/x/y/arr" in out
+
+
 def test_info_zip(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = str(tmp_path / "h.zip")
     _hierarchy(path)
@@ -174,8 +187,8 @@ def test_subprocess(tmp_path: pathlib.Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "(8, 8)" in proc.stdout and "uint8" in proc.stdout and "4 in grid, 4 stored" in proc.stdout
-    proc = subprocess.run(
-        [sys.executable, "-m", "gpuzarr.cli", "info", str(tmp_path / "absent")],
+    proc = subprocess.run(  # (python -m gpuzarr: the command where no script is installed)
+        [sys.executable, "-m", "gpuzarr", "info", str(tmp_path / "absent")],
         capture_output=True,
         text=True,
         env=env,
