@@ -85,23 +85,34 @@ def create_node_array(
     """
     if store.read_only:
         raise ReadOnlyError(f"cannot create array {'/' + path!r}: the store is read-only")
-    if data is not None:
-        import numpy as np
+    import numpy as np
 
-        if not isinstance(data, (np.ndarray, Array)):
-            data = np.asarray(data)
-        # create_array passes shape=None/dtype=None explicitly when they are not given.
+    # create_array passes shape=None/dtype=None explicitly when they are not given.
+    if data is not None and (kwargs.get("shape") is None or kwargs.get("dtype") is None):
+        inferred = data if hasattr(data, "shape") and hasattr(data, "dtype") else np.asarray(data)
         if kwargs.get("shape") is None:
-            kwargs["shape"] = data.shape
+            kwargs["shape"] = tuple(inferred.shape)
         if kwargs.get("dtype") is None:
-            kwargs["dtype"] = data.dtype
+            kwargs["dtype"] = inferred.dtype
     metadata = build_array_metadata(**kwargs)
+    array = Array(store, path, metadata, device=device)  # (nothing is stored yet)
+    if data is not None:
+        # Data that cannot fill the array is refused before anything is stored: a failed
+        # create_array must not leave an array behind (which the next call would refuse).
+        if not isinstance(data, Array) and not hasattr(data, "__cuda_array_interface__"):
+            data = array._coerce(data)  # (NumPy's assignment rules: may raise)
+        data_shape = tuple(np.shape(data)) if not isinstance(data, Array) else data.shape
+        try:
+            fits = np.broadcast_shapes(data_shape, metadata.shape) == metadata.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"create_array: data of shape {data_shape} does not fit shape {metadata.shape}")
     parents = _missing_parents(store, path)
     _clear_or_refuse(store, path, overwrite)
     for parent in parents:
         save_metadata(store, parent, GroupMetadata(metadata.zarr_format))
     save_metadata(store, path, metadata)
-    array = Array(store, path, metadata, device=device)
     if data is not None:
         array[...] = data
     return array

@@ -532,6 +532,19 @@ def test_array_codec_properties() -> None:
     assert len(a.codecs) == 4
 
 
+def test_create_array_with_unfit_data_stores_nothing(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "p.zarr"
+    with pytest.raises(ValueError, match=r"data of shape \(4,\) does not fit shape \(5,\)"):
+        gpuzarr.create_array(path, shape=(5,), dtype="i4", data=np.arange(4))
+    with pytest.raises(OverflowError):
+        gpuzarr.create_array(path, shape=(2,), dtype="u1", data=[300, 1])
+    assert not path.exists()
+    # (and the next call is not refused by a half-made array)
+    a = gpuzarr.create_array(path, shape=(2,), dtype="u8", data=[2**63 + 12345, 1])
+    assert a[...].tolist() == [2**63 + 12345, 1]
+    assert gpuzarr.create_array({}, shape=(2, 3), dtype="f4", data=7)[...].tolist() == [[7.0] * 3] * 2
+
+
 def test_sizes_of_huge_arrays_are_exact() -> None:
     # (int64 products wrapped to 0 for 2**64 elements.)
     a = gpuzarr.create_array({}, shape=(2**32, 2**32), chunks=(2**16, 2**16), dtype="f4")
