@@ -424,6 +424,20 @@ def test_assignment_follows_numpy(value: Any, dtype: str) -> None:
     assert a[...].tobytes() == expected.tobytes()
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("dtype", ["M8[s]", "m8[ms]"])
+def test_times_default_to_nat_as_in_zarr_python(zarr_format: int, dtype: str) -> None:
+    a = gpuzarr.create_array({}, shape=(2,), chunks=(2,), dtype=dtype, zarr_format=zarr_format)
+    assert np.isnat(a.fill_value) and np.isnat(a[...]).all()
+    if zarr_format == 2:  # a null fill_value (as zarr-python writes it) means the same
+        store: dict[str, bytes] = {}
+        gpuzarr.create_array(store, shape=(2,), chunks=(2,), dtype=dtype, zarr_format=2)
+        doc = json.loads(store[".zarray"])
+        doc["fill_value"] = None
+        store[".zarray"] = json.dumps(doc).encode()
+        assert np.isnat(gpuzarr.open_array(store)[...]).all()
+
+
 def test_raw_types_are_written_as_zarr_python_names_and_read_in_both() -> None:
     """NumPy ``V3`` is stored as zarr-python's ``raw_bytes`` (it reads no ``r24``); the
     spec's ``r24`` is read, and accepted as a dtype."""

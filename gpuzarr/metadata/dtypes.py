@@ -165,11 +165,14 @@ def _int_in_range(value: Any, dtype: np.dtype) -> bool:
 
 
 def default_fill_value(dt: DataType) -> Any:
-    """The fill value zarr-python uses when none is given: zero, False, '' or b''."""
+    """The fill value zarr-python uses when none is given (or v2's ``null``): zero,
+    False, '' or b'', and NaT for datetimes and timedeltas."""
     if dt.kind == "string":
         return ""
     if dt.kind == "bytes":
         return b""
+    if dt.kind in ("datetime", "timedelta"):
+        return dt.dtype.type("NaT")
     return np.zeros((), dtype=dt.dtype)[()]
 
 
