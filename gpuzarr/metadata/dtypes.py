@@ -314,6 +314,15 @@ def _numeric_kind(dtype: np.dtype) -> str:
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
+def _from_hex_bits(value: str, dt: np.dtype) -> Any:
+    """A ``"0x..."`` bit pattern (big-endian, exactly two hex digits per byte of the
+    type, as the spec writes them) as a scalar of ``dt``."""
+    if len(value) != 2 + 2 * dt.itemsize:
+        raise ValueError(f"a {dt.itemsize}-byte bit pattern needs {2 * dt.itemsize} hex digits")
+    raw = int(value, 16).to_bytes(dt.itemsize, "big")
+    return np.frombuffer(raw, dtype=dt.newbyteorder(">"))[0].astype(dt)
+
+
 def _parse_float(dt: np.dtype, value: Any) -> Any:
     """One float component: number, special string or hex bit pattern."""
     if isinstance(value, bool):
@@ -324,8 +333,7 @@ def _parse_float(dt: np.dtype, value: Any) -> Any:
         if value in _SPECIAL_FLOATS:
             return dt.type(_SPECIAL_FLOATS[value])
         if value.startswith("0x"):
-            raw = int(value, 16).to_bytes(dt.itemsize, "big")
-            return np.frombuffer(raw, dtype=dt.newbyteorder(">"))[0].astype(dt)
+            return _from_hex_bits(value, dt)
     raise TypeError(f"expected a number, 'NaN', 'Infinity', '-Infinity' or '0x...', got {value!r}")
 
 
@@ -353,8 +361,7 @@ def _parse_fill(dt: DataType, value: Any, *, v2: bool) -> Any:
         return np.bool_(value)
     if kind in ("int", "uint"):
         if isinstance(value, str) and value.startswith("0x"):
-            raw = int(value, 16).to_bytes(dt.dtype.itemsize, "big")
-            return np.frombuffer(raw, dt.dtype.newbyteorder(">"))[0].astype(dt.dtype)
+            return _from_hex_bits(value, dt.dtype)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError("expected an integer")
         if isinstance(value, float):
