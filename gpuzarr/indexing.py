@@ -105,7 +105,7 @@ def is_basic(sel: Sequence[Any]) -> bool:
 def _ix(sel: Sequence[Any], shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
     """Turn an orthogonal selection into ``np.ix_`` form (slices become small aranges)."""
     parts = [
-        np.arange(*s.indices(n), dtype=np.int64) if isinstance(s, slice) else s
+        np.arange(*slice_indices(s, n), dtype=np.int64) if isinstance(s, slice) else s
         for s, n in zip(sel, shape, strict=True)
     ]
     return np.ix_(*parts)
@@ -232,6 +232,15 @@ def _parse(selection: Any, ndim: int) -> list[tuple[str, Any]]:
             f"too many indices for array: array is {ndim}-dimensional, but {consumed} were indexed"
         )
     return items
+
+
+def slice_indices(item: slice, n: int) -> tuple[int, int, int]:
+    """``item.indices(n)`` with a step no longer than the dimension: the same elements
+    (a step of ``n`` or more takes at most one), in integers NumPy can hold (``::2**70``
+    selects one element, as in NumPy, instead of overflowing int64)."""
+    start, stop, step = item.indices(n)
+    bound = max(n, 1)
+    return start, stop, max(-bound, min(bound, step))
 
 
 def _check_int(i: int, dim: int, n: int) -> int:
@@ -945,7 +954,7 @@ def _orthogonal(
         elif kind == _INT:
             dims.append((_INT, _check_int(val, d, shape[d])))
         elif kind == _SLICE:
-            start, stop, step = val.indices(shape[d])
+            start, stop, step = slice_indices(val, shape[d])
             length = len(range(start, stop, step))
             dims.append((_SLICE, (start, step, length)))
             inter.append(length)
@@ -987,8 +996,8 @@ def _plain_box(selection: Any, shape: tuple[int, ...]) -> tuple[list[tuple[str, 
             and (step is None or (type(step) is int and step != 0))
         ):
             return None
-        first, _, step = item.indices(n)
-        length = len(range(*item.indices(n)))
+        first, stop, step = slice_indices(item, n)
+        length = len(range(first, stop, step))
         dims.append((_SLICE, (first, step, length)))
         inter.append(length)
     return dims, tuple(inter)

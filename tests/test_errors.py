@@ -304,7 +304,7 @@ V3_BAD_FIELDS = [
     ("fill_value", "fill_value", None),
     ("fill_value", "fill_value", [1, 2]),
     ("fill_value", "fill_value", True),
-    ("fill_value", "fill_value", "0x7fc0000"),  # 7 hex digits for a 4-byte float
+    ("fill_value", "fill_value", "0x7fc0000"),  # 7 hex digits for a 4-byte type
     ("data_type", "data_type", 5),
     ("codecs", "codecs", []),
     ("codecs", "codecs", "bytes"),

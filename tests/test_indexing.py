@@ -611,6 +611,15 @@ def test_zero_d_array() -> None:
         make_indexer(0, (), ())
 
 
+@pytest.mark.parametrize("mode", ["basic", "orthogonal"])
+def test_huge_slice_steps_select_like_numpy(mode: str) -> None:
+    # (Python ints beyond int64: NumPy takes at most one element; they once overflowed.)
+    arr = np.arange(70).reshape(10, 7)
+    for sel in (np.s_[::2**70], np.s_[::-(2**70), 1:], np.s_[2**70:], np.s_[-(2**70) : 2**70 : 3, :: 2**65]):
+        ix = make_indexer(sel, arr.shape, (3, 2), mode)
+        _same(simulate_read(arr, (3, 2), ix), arr[sel])
+
+
 def test_zero_length_dims_select_nothing() -> None:
     ix = make_indexer((slice(None), slice(1, 3)), (0, 5), (2, 2))
     assert ix.out_shape == (0, 2)
