@@ -62,7 +62,8 @@ def _codec_list(value: Any, where: str) -> list[Codec]:
 def _expect_kind(codecs: list[Codec], kind: type[Codec], where: str, what: str) -> None:
     for codec in codecs:
         if not isinstance(codec, kind):
-            raise ValueError(f"{where}: codec {codec.name!r} is not {what}")
+            # (The JSON name: a numcodecs wrapper's class name is "numcodecs.*".)
+            raise ValueError(f"{where}: codec {codec.to_json()['name']!r} is not {what}")
 
 
 def _default_serializer(data_type: DataType) -> ArrayBytesCodec:
@@ -127,9 +128,16 @@ def _parse_shards(
     if location not in ("start", "end"):
         raise ValueError(f"shards index_location must be 'start' or 'end', got {location!r}")
     shard_t = _shape_tuple(shards, "shards")
-    if len(shard_t) != len(shape) or any(s < 1 for s in shard_t):
-        raise ValueError(f"shards {shard_t} must give a positive size for each of the {len(shape)} dimensions")
+    _check_grid_shape(shard_t, shape, "shards")
     return shard_t, location
+
+
+def _check_grid_shape(grid: tuple[int, ...], shape: tuple[int, ...], name: str) -> None:
+    """Refuse ``chunks`` or ``shards`` of another rank than the array, or not positive."""
+    if len(grid) != len(shape):
+        raise ValueError(f"{name} {grid} has {len(grid)} dimensions, the array's shape {shape} has {len(shape)}")
+    if any(c < 1 for c in grid):
+        raise ValueError(f"{name} {grid} must be positive in every dimension")
 
 
 def build_array_metadata(
@@ -159,8 +167,7 @@ def build_array_metadata(
         chunk_t = guess_chunks(sharding[0] if sharding else shape_t, data_type.item_size or 16)
     else:
         chunk_t = _chunk_tuple(chunks, shape_t)
-    if len(chunk_t) != len(shape_t) or any(c < 1 for c in chunk_t):
-        raise ValueError(f"chunks {chunk_t} must give a positive size for each of the {len(shape_t)} dimensions")
+    _check_grid_shape(chunk_t, shape_t, "chunks")
     if sharding is not None:
         if zarr_format != 3:
             raise ValueError("shards need Zarr format 3 (sharding_indexed is a v3 codec)")

@@ -464,6 +464,28 @@ def test_numcodecs_settings_it_cannot_encode_with_name_the_codec(kwargs: dict[st
     np.testing.assert_array_equal(a[:], np.zeros(4, "f4"))  # (nothing written)
 
 
+def test_attributes_that_are_not_json_name_the_field() -> None:
+    with pytest.raises(TypeError, match=r"metadata field 'attributes\.a\.b\[1\]': object"):
+        gpuzarr.create_array({}, shape=(4,), chunks=(2,), dtype="i4", attributes={"a": {"b": [1, object()]}})
+    a = gpuzarr.create_array({}, shape=(4,), chunks=(2,), dtype="i4", zarr_format=2)
+    with pytest.raises(TypeError, match="metadata field 'k': ndarray"):
+        a.attrs["k"] = np.arange(3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"chunks": (2, 2)}, r"chunks \(2, 2\) has 2 dimensions, the array's shape \(4,\) has 1"),
+        ({"chunks": (0,)}, r"chunks \(0,\) must be positive"),
+        ({"chunks": (2,), "shards": (4, 4)}, r"shards \(4, 4\) has 2 dimensions"),
+        ({"chunks": (2,), "filters": [{"name": "numcodecs.shuffle"}]}, "codec 'numcodecs.shuffle' is not an array"),
+    ],
+)
+def test_create_array_argument_messages(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        gpuzarr.create_array({}, shape=(4,), dtype="f4", **kwargs)
+
+
 @pytest.mark.parametrize("name", ["int128", "float8", {"name": "quaternion"}, "r7", "r0"])
 def test_unknown_v3_data_type(name: Any) -> None:
     doc = _v3_doc()

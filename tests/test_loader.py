@@ -597,6 +597,8 @@ def test_device_seam(arr: gpuzarr.Array) -> None:
 def test_bad_arguments(arr: gpuzarr.Array) -> None:
     with pytest.raises(ValueError, match="batch_size"):
         Loader(arr, 0)
+    with pytest.raises(ValueError, match="batch_size"):
+        Loader(arr, True)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="rank"):
         Loader(arr, 4, rank=2, world_size=2)
     with pytest.raises(ValueError, match="both"):

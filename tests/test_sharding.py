@@ -989,3 +989,13 @@ def test_sharded_writes_in_waves_on_stores_without_cheap_reads() -> None:
     plain, batched = ({key: store.get(key) for key in store.list_prefix("")} for store in stores.values())
     assert plain == batched and "c/1/0" not in batched
     assert [n for n in batches if n] == [4, 1]  # every shard in one put, then the one partly rewritten
+
+
+def test_sharding_without_inner_codecs_uses_little_endian_bytes() -> None:
+    # (The spec requires "codecs"; gpuzarr takes the constructor's default instead of
+    # failing on a bytes codec with no endian.)
+    a = gpuzarr.create_array(
+        {}, shape=(4,), dtype="f4", serializer={"name": "sharding_indexed", "configuration": {"chunk_shape": [2]}}
+    )
+    a[:] = np.arange(4)
+    np.testing.assert_array_equal(a[:], np.arange(4, dtype="f4"))

@@ -92,7 +92,10 @@ class ShardingCodec(ArrayBytesCodec):
         location = config.get("index_location", "end")
         if location not in ("start", "end"):
             raise MetadataError(f"{where}: index_location must be 'start' or 'end', got {location!r}")
-        codecs = _parse_codecs(config.get("codecs", [{"name": "bytes"}]), f"{where}: codecs")
+        # (The spec requires "codecs"; without, the constructor's little-endian bytes.)
+        codecs = _parse_codecs(
+            config.get("codecs", [{"name": "bytes", "configuration": {"endian": "little"}}]), f"{where}: codecs"
+        )
         index_codecs = _parse_codecs(
             config.get("index_codecs", [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]),
             f"{where}: index_codecs",

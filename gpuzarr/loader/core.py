@@ -140,7 +140,7 @@ class Loader:
         device: str | Device = "cpu",
         pin_memory: bool = False,
     ) -> None:
-        if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        if not isinstance(batch_size, int | np.integer) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"loader: batch_size must be a positive integer, got {batch_size!r}")
         if not isinstance(seed, int | np.integer) or seed < 0:
             raise ValueError(f"loader: seed must be a non-negative integer, got {seed!r}")

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import numpy as np
+
 from gpuzarr.errors import MetadataError, UnknownMetadataFieldError, UnsupportedCodecError
 from gpuzarr.metadata.dtypes import (
     DataType,
@@ -59,16 +61,19 @@ def json_dumps(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(_jsonable(doc), indent=2, allow_nan=False).encode("utf-8")
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, path: str = "") -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if value is None or isinstance(value, str | int | float):
+        return value
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and hasattr(value, "dtype"):  # NumPy scalars in attributes
-        return _jsonable(value.item())
-    return value
+        return {str(k): _jsonable(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        return _jsonable(value.item(), path)  # NumPy scalars in attributes
+    # (Checked here, not by json.dumps: its error names neither the field nor the key.)
+    raise TypeError(f"metadata field {path!r}: {type(value).__name__} {value!r:.60} is not a JSON value")
 
 
 def parse_json(raw: bytes, key: str) -> dict[str, Any]:
