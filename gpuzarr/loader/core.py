@@ -559,8 +559,10 @@ def _assemble(
                 batch[name] = backend.finish(handle)
             for b in schedule.frees[i]:
                 free.append(int(slot_of[b]))
-            # Start the next reads before handing the batch over (the hand-over may block).
-            if i + 1 < len(schedule.loads):
+            # Start the next reads before handing the batch over (the hand-over may block);
+            # without read threads they wait for the next batch (read here, they would
+            # only delay this one, and a failing read would fail a batch early).
+            if executor is not None and i + 1 < len(schedule.loads):
                 submit(int(needed[i + 1]) + lookahead)
             yield batch[""] if single else batch
     finally:
