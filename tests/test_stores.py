@@ -980,6 +980,9 @@ class TestMakeStore:
             z.close()
         (tmp_path / "dir.zip").mkdir()  # a directory named *.zip is a directory store
         assert isinstance(make_store(tmp_path / "dir.zip", "a"), LocalStore)
+        z = make_store(str(tmp_path / "x.zip") + "/")  # (a shell's completion) names the zip file
+        assert isinstance(z, ZipStore) and z.get("k") == b"v"
+        z.close()
 
     def test_dict_and_none(self) -> None:
         d: dict[str, bytes] = {"k": b"v"}

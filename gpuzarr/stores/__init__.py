@@ -47,6 +47,10 @@ def make_store(obj: object, mode: str = "r") -> Store:
     if isinstance(obj, (str, os.PathLike)):
         path = os.fspath(obj)
         if isinstance(path, str):
+            # ("data.zip/", as shells complete a directory, names the zip file if it is one.)
+            stripped = path.rstrip("/" + os.sep)
+            if stripped != path and os.path.isfile(stripped):
+                path = stripped
             if path.lower().endswith(".zip") and not os.path.isdir(path):
                 zip_mode = "r" if mode == "r" else "w" if mode == "w" else "a"
                 return ZipStore(path, zip_mode)
