@@ -603,6 +603,9 @@ def test_bad_arguments(arr: gpuzarr.Array) -> None:
         Loader(arr, 4, rank=2, world_size=2)
     with pytest.raises(ValueError, match="both"):
         Loader(arr, 4, rank=0)
+    for rank, world in ((0, 2.5), (1.5, 2), ("0", 2), (0, True)):
+        with pytest.raises(ValueError, match="must be an integer"):
+            Loader(arr, 4, rank=rank, world_size=world)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="ranks"):
         Loader(arr, 4, world_size=200, rank=0, balance="drop")
     with pytest.raises(ValueError, match="patch_shape"):

@@ -160,6 +160,9 @@ class Loader:
             raise ValueError("loader: give both rank and world_size, or neither")
         if rank is None or world_size is None:
             rank, world_size = _distributed_rank() or (0, 1)
+        for name, value in (("rank", rank), ("world_size", world_size)):
+            if not isinstance(value, int | np.integer) or isinstance(value, bool):
+                raise ValueError(f"loader: {name} must be an integer, got {value!r}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"loader: need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
 

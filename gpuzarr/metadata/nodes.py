@@ -53,10 +53,12 @@ ZarrFormat = Literal[2, 3]
 
 
 def json_dumps(doc: Mapping[str, Any]) -> bytes:
-    """Serialise a metadata document as zarr-python does (2-space indent, NaN as string).
+    """Serialise a metadata document as zarr-python does (2-space indent).
 
-    Non-finite floats only occur inside user attributes; the spec forbids bare NaN in
-    JSON, so they are written as the strings zarr-python writes.
+    Non-finite floats only occur inside user attributes. zarr-python writes them as bare
+    ``NaN``/``Infinity``, which is not JSON (tensorstore refuses such a document); they
+    are written here as the strings the spec uses for fill values, so they read back as
+    those strings. (Bare ones are read as floats.)
     """
     return json.dumps(_jsonable(doc), indent=2, allow_nan=False).encode("utf-8")
 
