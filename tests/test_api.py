@@ -1129,6 +1129,44 @@ def _child_read(path: str, queue: Any) -> None:
 
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs the fork start method")
+class _WaveStore(MemoryStore):
+    """A memory store that writes in waves (as stores without cheap reads do)."""
+
+    cheap_reads = False
+
+
+@pytest.mark.parametrize("store_kind", ["memory", "local", "waves"])
+@pytest.mark.parametrize("shards", [None, (64, 64)])
+def test_threads_writing_parts_of_one_object_lose_nothing(
+    tmp_path: pathlib.Path, store_kind: str, shards: tuple[int, int] | None
+) -> None:
+    """Two threads write disjoint rows of one chunk (or shard): each write is a
+    read-modify-write of the whole object, so without a lock per key the later put
+    dropped the other's rows (lost in most runs before)."""
+    import threading
+
+    store: Any = {"memory": lambda: MemoryStore(), "local": lambda: str(tmp_path / "a.zarr"),
+                  "waves": lambda: _WaveStore()}[store_kind]()
+    chunks = (8, 8) if shards else (64, 64)
+    a = gpuzarr.create_array(store, shape=(64, 64), chunks=chunks, shards=shards, dtype="i4")
+    for attempt in range(5):
+        barrier = threading.Barrier(2)
+
+        def write(first: int, value: int, attempt: int = attempt, barrier: Any = barrier) -> None:
+            barrier.wait()
+            for row in range(first, first + 32, 4):
+                a[row : row + 4, :] = value + attempt
+
+        threads = [threading.Thread(target=write, args=(0, 10)), threading.Thread(target=write, args=(32, 20))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        expected = np.empty((64, 64), "i4")
+        expected[:32], expected[32:] = 10 + attempt, 20 + attempt
+        np.testing.assert_array_equal(a[...], expected)
+
+
 def test_fork_after_thread_pool_use(tmp_path: pathlib.Path) -> None:
     path = str(tmp_path / "fork.zarr")
     with gpuzarr.config.set(threads=4):

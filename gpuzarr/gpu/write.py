@@ -58,6 +58,7 @@ from gpuzarr.gpu.executor import SLOT_ALIGNMENT, DeviceChain, decode_units, devi
 from gpuzarr.gpu.plan import CompressBatch, align, aligned_slots, plan_scatter
 from gpuzarr.indexing import ChunkProjection, Indexer, is_basic
 from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache
+from gpuzarr.pipeline.locks import write_locks
 from gpuzarr.pipeline.write import ValueSource, shard_needs_old, stored_inner_ranges, write_from
 
 __all__ = ["EncodedBatch", "encode_units", "write_from_device"]
@@ -243,7 +244,14 @@ class _Writer:
             start += len(wave)
 
     def write_chunks(self, projections: list[ChunkProjection]) -> None:
-        self.in_waves(projections, self.per_wave, self._write_chunk_wave)
+        layout = self.layout
+
+        def write_wave(wave: list[ChunkProjection]) -> None:
+            # (Each object locked from the read of its old contents to the put.)
+            with write_locks(layout.store, [layout.key(p.chunk_coords) for p in wave]):
+                self._write_chunk_wave(wave)
+
+        self.in_waves(projections, self.per_wave, write_wave)
 
     def _write_chunk_wave(self, wave: list[ChunkProjection]) -> None:
         layout = self.layout
@@ -281,7 +289,12 @@ class _Writer:
             by_shard.setdefault(shard, {})[inner] = p
         inner_per_shard = int(np.prod(layout.inner_grid))
         shards_per_wave = max(1, self.per_wave // max(1, inner_per_shard))
-        self.in_waves(list(by_shard), shards_per_wave, lambda wave: self._write_shard_wave(wave, by_shard))
+
+        def write_wave(wave: list[tuple[int, ...]]) -> None:
+            with write_locks(layout.store, [layout.key(s) for s in wave]):
+                self._write_shard_wave(wave, by_shard)
+
+        self.in_waves(list(by_shard), shards_per_wave, write_wave)
 
     def _write_shard_wave(
         self,
