@@ -400,7 +400,7 @@ def test_patches_not_dividing_chunks() -> None:
 
 @pytest.mark.parametrize("world", [1, 2])
 def test_sharded_blocks_are_shards(tmp_path: Path, world: int) -> None:
-    data = np.arange(70 * 4 * 4, dtype="float32").reshape(70, 4, 4)
+    data = np.arange(560 * 4 * 4, dtype="float32").reshape(560, 4, 4)  # 70 shards
     a = gpuzarr.create_array(tmp_path / "s.zarr", shape=data.shape, dtype=data.dtype, chunks=(1, 4, 4),
                              shards=(8, 4, 4))
     a[:] = data
@@ -416,6 +416,20 @@ def test_sharded_blocks_are_shards(tmp_path: Path, world: int) -> None:
         seen.append(set((ids // 8).tolist()))
     if world == 2:
         assert len(seen[0] & seen[1]) <= 1, "ranks share at most the shard where their runs meet"
+
+
+def test_few_shards_give_blocks_of_inner_chunks(tmp_path: Path) -> None:
+    """9 shards make too few blocks to shuffle (or to share among ranks): blocks are
+    inner chunks then, which a read decodes without the rest of the shard."""
+    data = np.arange(70 * 4 * 4, dtype="float32").reshape(70, 4, 4)
+    a = gpuzarr.create_array(tmp_path / "s.zarr", shape=data.shape, dtype=data.dtype, chunks=(2, 4, 4),
+                             shards=(8, 4, 4), data=data)
+    for world in (1, 16):
+        loaders = [Loader(a, 4, seed=1, world_size=world, rank=r) for r in range(world)]
+        assert loaders[0].block_samples == 2 and loaders[0].num_blocks == 35
+        for loader in loaders:
+            ids = loader.sample_order()  # (before iterating: the epoch ends with it)
+            np.testing.assert_array_equal(np.concatenate(list(loader)), data[ids])
 
 
 # -- threads, errors, processes ----------------------------------------------------------

@@ -6,10 +6,11 @@ dimension); sample ids are C-order positions in that grid.
 
 A *block* is a rectangle of the sample grid whose data is read with one
 ``array.read`` per array. Block extents are multiples of the storage unit (the shard,
-or the chunk when the array is not sharded) so a block read decodes whole chunks and no
-chunk is shared by two blocks (with several arrays: the unit of the array with the most
-bytes per sample, or a common multiple of all units when that is at most 4 times
-larger); small units are grouped into blocks of a few MiB so reads stay large.
+or the chunk when the array is not sharded or has too few shards to make enough
+blocks) so a block read decodes whole chunks and no chunk is shared by two blocks (with
+several arrays: the unit of the array with the most bytes per sample, or a common
+multiple of all units when that is at most 4 times larger); small units are grouped
+into blocks of a few MiB so reads stay large.
 
 Blocks are numbered in C order over the block grid; a sample's place in its block (its
 *local* index) is the C-order position inside the block.
@@ -36,13 +37,15 @@ MIN_BLOCK_BYTES = 4 * 2**20
 MIN_BLOCKS = 64
 
 
-def storage_unit(array: Any) -> tuple[int, ...]:
-    """The extent of one stored object: the shard shape, else the chunk shape, else ones.
+def storage_unit(array: Any, *, inner: bool = False) -> tuple[int, ...]:
+    """The extent of one stored object: the shard shape, else the chunk shape, else ones
+    (``inner``: the chunk shape, an inner chunk of a shard being the smallest unit a
+    read can decode alone).
 
     Objects without chunking (NumPy arrays) count as unit-chunked: any block is aligned.
     """
     ndim = len(array.shape)
-    unit = getattr(array, "shards", None)
+    unit = None if inner else getattr(array, "shards", None)
     if unit is None:
         unit = getattr(array, "chunks", None)
     if unit is None or len(unit) != ndim:
@@ -277,17 +280,29 @@ class SampleSpace:
         # it. Labels stored in one big chunk next to sharded images must not make blocks
         # thousands of samples long: re-reading a small chunk for several blocks is cheap.
         dominant = max(self.readers, key=lambda name: self.readers[name].sample_nbytes)
-        units = []
-        for k, p in enumerate(self.patch):
-            unit = storage_unit(arrays[dominant])[grid_dims[dominant][k]]
-            common = reduce(math.lcm, (storage_unit(a)[grid_dims[name][k]] for name, a in arrays.items()), 1)
-            if common <= 4 * unit:
-                unit = common
-            units.append(min(unit, self.grid_shape[k] * p))
-        bp = []
-        for k, (p, unit, g) in enumerate(zip(self.patch, units, self.grid_shape, strict=True)):
-            want = requested[k]
-            bp.append(max(1, min(g, want if want is not None else _aligned_extent(p, unit) // p)))
+
+        def aligned_blocks(inner: bool) -> list[int]:
+            units = []
+            for k, p in enumerate(self.patch):
+                unit = storage_unit(arrays[dominant], inner=inner)[grid_dims[dominant][k]]
+                common = reduce(
+                    math.lcm, (storage_unit(a, inner=inner)[grid_dims[name][k]] for name, a in arrays.items()), 1
+                )
+                if common <= 4 * unit:
+                    unit = common
+                units.append(min(unit, self.grid_shape[k] * p))
+            bp = []
+            for k, (p, unit, g) in enumerate(zip(self.patch, units, self.grid_shape, strict=True)):
+                want = requested[k]
+                bp.append(max(1, min(g, want if want is not None else _aligned_extent(p, unit) // p)))
+            return bp
+
+        bp = aligned_blocks(inner=False)
+        if math.prod(-(-g // b) for g, b in zip(self.grid_shape, bp, strict=True)) < min_blocks:
+            # Too few shards to shuffle well, or for every rank to read mostly its own
+            # (ranks share the blocks at their runs' ends): blocks of inner chunks, which
+            # a read decodes alone, grown below as far as min_blocks allows.
+            bp = aligned_blocks(inner=True)
         # Grow small automatic blocks along the first dimension that has several, so one
         # block read decodes several chunks in parallel (a unit of one 256 KiB chunk would
         # otherwise decode on one thread while the others idle).
