@@ -1128,7 +1128,6 @@ def _child_read(path: str, queue: Any) -> None:
         queue.put(float(a[...].sum()))
 
 
-@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs the fork start method")
 class _WaveStore(MemoryStore):
     """A memory store that writes in waves (as stores without cheap reads do)."""
 
@@ -1167,6 +1166,31 @@ def test_threads_writing_parts_of_one_object_lose_nothing(
         np.testing.assert_array_equal(a[...], expected)
 
 
+def test_wave_writer_holding_locks_does_not_starve_pool_writers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wave writer holds its wave's key locks while its chunks encode, and writers on
+    other stores fill the pool with tasks waiting on those (striped, here all one)
+    locks: the wave writer must encode its wave itself, not wait for a free worker."""
+    import threading
+
+    from gpuzarr.pipeline import locks
+
+    monkeypatch.setattr(locks, "_STRIPES", 1)
+    monkeypatch.setattr(locks, "_locks", (threading.Lock(),))
+    wave_array = gpuzarr.create_array(_WaveStore(), shape=(64, 64), chunks=(8, 8), dtype="i4")
+    others = [gpuzarr.create_array(MemoryStore(), shape=(64, 64), chunks=(8, 8), dtype="i4") for _ in range(4)]
+    with gpuzarr.config.set(threads=2):
+        for attempt in range(3):
+            jobs = [(wave_array, 1 + attempt)] + [(o, 10 + attempt) for o in others]
+            threads = [threading.Thread(target=a.__setitem__, args=(Ellipsis, v), daemon=True) for a, v in jobs]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+            assert not any(t.is_alive() for t in threads), "deadlocked"
+            assert (wave_array[...] == 1 + attempt).all() and all((o[...] == 10 + attempt).all() for o in others)
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs the fork start method")
 def test_fork_after_thread_pool_use(tmp_path: pathlib.Path) -> None:
     path = str(tmp_path / "fork.zarr")
     with gpuzarr.config.set(threads=4):
