@@ -59,7 +59,7 @@ from gpuzarr.gpu.plan import CompressBatch, align, aligned_slots, plan_scatter
 from gpuzarr.indexing import ChunkProjection, Indexer, is_basic
 from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache
 from gpuzarr.pipeline.locks import write_locks
-from gpuzarr.pipeline.write import ValueSource, shard_needs_old, stored_inner_ranges, write_from
+from gpuzarr.pipeline.write import ValueSource, shard_needs_old, stored_inner_ranges, stored_keys, write_from
 
 __all__ = ["EncodedBatch", "encode_units", "write_from_device"]
 
@@ -124,10 +124,11 @@ def write_from_device(layout: ChunkLayout, indexer: Indexer, value: Any, backend
         for p in projections
     )
     writer = _Writer(layout, plan, source, basic, backend)
-    if isinstance(layout, ShardedLayout):
-        writer.write_shards(projections)
-    else:
-        writer.write_chunks(projections)
+    with write_locks(layout.store, stored_keys(layout, projections)):
+        if isinstance(layout, ShardedLayout):
+            writer.write_shards(projections)
+        else:
+            writer.write_chunks(projections)
 
 
 class _Writer:
@@ -244,14 +245,7 @@ class _Writer:
             start += len(wave)
 
     def write_chunks(self, projections: list[ChunkProjection]) -> None:
-        layout = self.layout
-
-        def write_wave(wave: list[ChunkProjection]) -> None:
-            # (Each object locked from the read of its old contents to the put.)
-            with write_locks(layout.store, [layout.key(p.chunk_coords) for p in wave]):
-                self._write_chunk_wave(wave)
-
-        self.in_waves(projections, self.per_wave, write_wave)
+        self.in_waves(projections, self.per_wave, self._write_chunk_wave)
 
     def _write_chunk_wave(self, wave: list[ChunkProjection]) -> None:
         layout = self.layout
@@ -289,12 +283,7 @@ class _Writer:
             by_shard.setdefault(shard, {})[inner] = p
         inner_per_shard = int(np.prod(layout.inner_grid))
         shards_per_wave = max(1, self.per_wave // max(1, inner_per_shard))
-
-        def write_wave(wave: list[tuple[int, ...]]) -> None:
-            with write_locks(layout.store, [layout.key(s) for s in wave]):
-                self._write_shard_wave(wave, by_shard)
-
-        self.in_waves(list(by_shard), shards_per_wave, write_wave)
+        self.in_waves(list(by_shard), shards_per_wave, lambda wave: self._write_shard_wave(wave, by_shard))
 
     def _write_shard_wave(
         self,

@@ -2,15 +2,17 @@
 
 Writing part of a chunk or shard is a read-modify-write of the whole object. Two
 threads writing disjoint parts of one object would each read the old object, merge
-their part and put the result: the later put drops the other's part. Every CPU and GPU
-write of an object holds its key's lock from the read of the old object to the put of
-the new one, so concurrent writes of one array from several threads are safe (writes
-from several processes are not: nothing here spans processes).
+their part and put the result: the later put drops the other's part. So a write (CPU
+or GPU) holds the locks of every key it replaces for its whole run, and threads writing
+one array through the same store never lose each other's writes (writes from several
+processes are not covered: nothing here spans processes; nor are two stores rooted at
+different paths over the same files, whose keys differ).
 
 The locks are a fixed table of stripes, keyed by the store's namespace and the key, so
 memory stays bounded whatever is written; two objects that share a stripe only take
-turns. A thread takes the stripes of a batch in ascending order (so two batches cannot
-deadlock) and never waits for a stripe while holding one out of that order.
+turns. Deadlock cannot arise: a write takes all its stripes at once, in ascending
+order, from the calling thread, and the pool tasks that do the work never take one
+(a lock held by a task waiting for a pool that is blocked on locks would be a cycle).
 """
 
 from __future__ import annotations

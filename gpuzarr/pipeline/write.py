@@ -4,9 +4,9 @@ Each touched unit's new contents are gathered from the value; units the selectio
 only partly covers are read, decoded and modified (read-modify-write); units equal
 to the fill value are not stored (stale ones are deleted) unless
 ``config.write_empty_chunks``. Each wave is stored with one batched put; every put is
-atomic per key, and each object's key is locked from the read of its old contents to
-the put (:mod:`gpuzarr.pipeline.locks`), so threads writing one array never lose each
-other's writes.
+atomic per key, and a write holds the locks of every key it replaces from before the
+first read of old contents to after the last put (:mod:`gpuzarr.pipeline.locks`), so
+threads writing one array never lose each other's writes.
 
 Sharded arrays are written shard by shard: a shard the selection covers completely is
 encoded from the value alone; otherwise its old bytes are fetched, untouched inner
@@ -31,7 +31,7 @@ from gpuzarr.pipeline.locks import write_locks
 from gpuzarr.pipeline.pool import parallel_map, tapering_parts, thread_arena
 from gpuzarr.stores.base import arena_keyword
 
-__all__ = ["ValueSource", "shard_needs_old", "stored_inner_ranges", "write_from"]
+__all__ = ["ValueSource", "shard_needs_old", "stored_inner_ranges", "stored_keys", "write_from"]
 
 
 class ValueSource:
@@ -78,10 +78,19 @@ def write_from(layout: ChunkLayout, indexer: Indexer, value: np.ndarray) -> None
     if not projections:
         return
     source = ValueSource(indexer, value)
+    with write_locks(layout.store, stored_keys(layout, projections)):
+        if isinstance(layout, ShardedLayout):
+            _write_sharded(layout, projections, source)
+        else:
+            _write_chunks(layout, projections, source)
+
+
+def stored_keys(layout: ChunkLayout, projections: list[ChunkProjection]) -> list[str]:
+    """Keys of the objects a write of ``projections`` replaces (chunks, or shards): the
+    keys it holds the write locks of (:mod:`gpuzarr.pipeline.locks`)."""
     if isinstance(layout, ShardedLayout):
-        _write_sharded(layout, projections, source)
-    else:
-        _write_chunks(layout, projections, source)
+        return [layout.key(shard) for shard in {layout.split_coords(p.chunk_coords)[0] for p in projections}]
+    return [layout.key(p.chunk_coords) for p in projections]
 
 
 def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], source: ValueSource) -> None:
@@ -109,9 +118,7 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
         def write_group(group: Sequence[ChunkProjection]) -> None:
             for projection in group:
                 key = layout.key(projection.chunk_coords)
-                # (The old bytes are decoded before the arena resets; the key stays locked
-                # from reading them to storing the new object.)
-                with write_locks(store, (key,)), thread_arena(store) as arena:
+                with thread_arena(store) as arena:  # (the old bytes are decoded before it resets)
                     old = None if projection.covers_chunk else store.get(key, **arena_keyword(arena))
                     _store_one(store, *encode_one((projection, old)))
 
@@ -119,15 +126,14 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
         parallel_map(write_group, tapering_parts(projections, 4 * threads, threads))
         return
     for wave in waves(projections, layout.unit_spec.nbytes or 1024):
-        with write_locks(store, [layout.key(p.chunk_coords) for p in wave]):
-            # Only units the selection covers partly need their old contents.
-            partial = [p for p in wave if not p.covers_chunk]
-            old_by_coords: dict[tuple[int, ...], Any] = {}
-            if partial:
-                olds = layout.fetch(partial)
-                old_by_coords = {p.chunk_coords: b for p, b in zip(partial, olds, strict=True)}
-            results = parallel_map(encode_one, [(p, old_by_coords.get(p.chunk_coords)) for p in wave])
-            _store_results(layout, results)
+        # Only units the selection covers partly need their old contents.
+        partial = [p for p in wave if not p.covers_chunk]
+        old_by_coords: dict[tuple[int, ...], Any] = {}
+        if partial:
+            olds = layout.fetch(partial)
+            old_by_coords = {p.chunk_coords: b for p, b in zip(partial, olds, strict=True)}
+        results = parallel_map(encode_one, [(p, old_by_coords.get(p.chunk_coords)) for p in wave])
+        _store_results(layout, results)
 
 
 def _store_one(store: Any, key: str, value: Any) -> None:
@@ -234,26 +240,23 @@ def _write_sharded(layout: ShardedLayout, projections: list[ChunkProjection], so
         # chunks of a few shards over the workers measured no better for partial writes.)
         def write_shard(shard: tuple[int, ...]) -> None:
             needs_old = shard_needs_old(layout, shard, by_shard[shard])
-            key = layout.key(shard)
-            # (The new shard, with the kept inner chunks, is stored before the arena resets.)
-            with write_locks(store, (key,)), thread_arena(store) as arena:
-                old = store.get(key, **arena_keyword(arena)) if needs_old else None
+            with thread_arena(store) as arena:  # (the new shard, with the kept inner chunks, is stored first)
+                old = store.get(layout.key(shard), **arena_keyword(arena)) if needs_old else None
                 store_shard(*encode_shard((shard, old)))
 
         parallel_map(write_shard, shards)
         return
     shard_nbytes = shard_spec.nbytes or 1024
     for wave in waves(shards, shard_nbytes):
-        with write_locks(store, [layout.key(s) for s in wave]):
-            needing = [s for s in wave if shard_needs_old(layout, s, by_shard[s])]
-            old_by_shard: dict[tuple[int, ...], Any] = {}
-            if needing:
-                olds = store.get_many([layout.key(s) for s in needing])
-                old_by_shard = dict(zip(needing, olds, strict=True))
-            items = [(s, old_by_shard.get(s)) for s in wave]
-            # (Whole objects: a wave is stored with one batched put.)
-            results = parallel_map(lambda item: encode_shard(item, codec.assemble), items)
-            # Drop cached indexes first: a reader must never pair a new shard with an old index.
-            for key, _ in results:
-                shard_index_cache.discard(store, key)
-            _store_results(layout, results)
+        needing = [s for s in wave if shard_needs_old(layout, s, by_shard[s])]
+        old_by_shard: dict[tuple[int, ...], Any] = {}
+        if needing:
+            olds = store.get_many([layout.key(s) for s in needing])
+            old_by_shard = dict(zip(needing, olds, strict=True))
+        items = [(s, old_by_shard.get(s)) for s in wave]
+        # (Whole objects: a wave is stored with one batched put.)
+        results = parallel_map(lambda item: encode_shard(item, codec.assemble), items)
+        # Drop cached indexes first: a reader must never pair a new shard with an old index.
+        for key, _ in results:
+            shard_index_cache.discard(store, key)
+        _store_results(layout, results)
