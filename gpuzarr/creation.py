@@ -62,7 +62,7 @@ def _codec_list(value: Any, where: str) -> list[Codec]:
 def _expect_kind(codecs: list[Codec], kind: type[Codec], where: str, what: str) -> None:
     for codec in codecs:
         if not isinstance(codec, kind):
-            # (The JSON name: a numcodecs wrapper's class name is "numcodecs.*".)
+            # (The JSON name: the `name` of every numcodecs wrapper is "numcodecs.*".)
             raise ValueError(f"{where}: codec {codec.to_json()['name']!r} is not {what}")
 
 

@@ -14,6 +14,7 @@ from gpuzarr.errors import (
     NodeNotFoundError,
     ReadOnlyError,
 )
+from gpuzarr.indexing import array_module
 from gpuzarr.metadata import ArrayMetadata, GroupMetadata
 from gpuzarr.nodes import (
     Node,
@@ -88,8 +89,11 @@ def create_node_array(
     import numpy as np
 
     # create_array passes shape=None/dtype=None explicitly when they are not given.
+    on_device = data is not None and not isinstance(data, Array) and array_module(data) is not np  # (CuPy)
     if data is not None and (kwargs.get("shape") is None or kwargs.get("dtype") is None):
-        inferred = data if hasattr(data, "shape") and hasattr(data, "dtype") else np.asarray(data)
+        # (NumPy, CuPy and gpuzarr arrays carry a NumPy dtype; others, torch tensors
+        # say, become NumPy arrays first.)
+        inferred = data if isinstance(data, np.ndarray | Array) or on_device else np.asarray(data)
         if kwargs.get("shape") is None:
             kwargs["shape"] = tuple(inferred.shape)
         if kwargs.get("dtype") is None:
@@ -99,7 +103,7 @@ def create_node_array(
     if data is not None:
         # Data that cannot fill the array is refused before anything is stored: a failed
         # create_array must not leave an array behind (which the next call would refuse).
-        if not isinstance(data, Array) and not hasattr(data, "__cuda_array_interface__"):
+        if not isinstance(data, Array) and not on_device:
             data = array._coerce(data)  # (NumPy's assignment rules: may raise)
         data_shape = tuple(np.shape(data)) if not isinstance(data, Array) else data.shape
         try:

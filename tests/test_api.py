@@ -429,6 +429,7 @@ def test_assignment_follows_numpy(value: Any, dtype: str) -> None:
 def test_times_default_to_nat_as_in_zarr_python(zarr_format: int, dtype: str) -> None:
     a = gpuzarr.create_array({}, shape=(2,), chunks=(2,), dtype=dtype, zarr_format=zarr_format)
     assert np.isnat(a.fill_value) and np.isnat(a[...]).all()
+    assert a.fill_value.dtype == np.dtype(dtype), "NaT of the array's unit"
     if zarr_format == 2:  # a null fill_value (as zarr-python writes it) means the same
         store: dict[str, bytes] = {}
         gpuzarr.create_array(store, shape=(2,), chunks=(2,), dtype=dtype, zarr_format=2)
@@ -557,6 +558,12 @@ def test_create_array_with_unfit_data_stores_nothing(tmp_path: pathlib.Path) -> 
     a = gpuzarr.create_array(path, shape=(2,), dtype="u8", data=[2**63 + 12345, 1])
     assert a[...].tolist() == [2**63 + 12345, 1]
     assert gpuzarr.create_array({}, shape=(2, 3), dtype="f4", data=7)[...].tolist() == [[7.0] * 3] * 2
+
+
+def test_create_array_with_torch_data_infers_its_type() -> None:
+    torch = pytest.importorskip("torch")
+    a = gpuzarr.create_array({}, data=torch.arange(6, dtype=torch.float32).reshape(2, 3))
+    assert a.dtype == np.float32 and a[...].tolist() == [[0, 1, 2], [3, 4, 5]]
 
 
 def test_sizes_of_huge_arrays_are_exact() -> None:

@@ -888,6 +888,11 @@ def test_blosc_truncated_chunk_is_a_corrupt_chunk(monkeypatch: pytest.MonkeyPatc
     for cut in (100, len(encoded) - 1, 16):
         with pytest.raises(CorruptChunkError, match=f"chunk is truncated: its header says {len(encoded)} bytes"):
             codec.cpu_decode(encoded[:cut], spec)
+    for small in (0, 15):  # a header that says the chunk is shorter than the header
+        damaged = bytearray(encoded)
+        damaged[12:16] = small.to_bytes(4, "little")
+        with pytest.raises(CorruptChunkError, match="less than itself"):
+            codec.cpu_decode(bytes(damaged), spec)
     decoded = codec.cpu_decode(encoded + b"padding", spec)  # bytes after the chunk are ignored
     np.testing.assert_array_equal(np.frombuffer(bytes(decoded), "<u4"), data)
 

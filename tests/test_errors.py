@@ -464,6 +464,14 @@ def test_numcodecs_settings_it_cannot_encode_with_name_the_codec(kwargs: dict[st
     np.testing.assert_array_equal(a[:], np.zeros(4, "f4"))  # (nothing written)
 
 
+def test_object_filter_rejecting_data_keeps_its_error() -> None:
+    # (A vlen filter refusing a value is about the data, not its settings.)
+    a = gpuzarr.create_array({}, shape=(2,), chunks=(2,), dtype=bytes, zarr_format=2)
+    with pytest.raises(TypeError) as info:
+        a[0] = 5
+    assert not isinstance(info.value, MetadataError)
+
+
 def test_attributes_that_are_not_json_name_the_field() -> None:
     with pytest.raises(TypeError, match=r"metadata field 'attributes\.a\.b\[1\]': object"):
         gpuzarr.create_array({}, shape=(4,), chunks=(2,), dtype="i4", attributes={"a": {"b": [1, object()]}})

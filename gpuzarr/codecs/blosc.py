@@ -175,6 +175,8 @@ class BloscCodec(BytesBytesCodec):
             # c-blosc (numcodecs too) trusts the header's compressed size: a truncated
             # chunk would be decoded from memory past its end.
             cbytes = int.from_bytes(view[12:16], "little")
+            if cbytes < _HEADER_BYTES:
+                raise CorruptChunkError(f"codec 'blosc': header says the chunk holds {cbytes} bytes, less than itself")
             if cbytes > len(view):
                 raise CorruptChunkError(
                     f"codec 'blosc': chunk is truncated: its header says {cbytes} bytes, it holds {len(view)}"

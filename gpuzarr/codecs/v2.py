@@ -114,7 +114,11 @@ class V2ArrayBytesCodec(ArrayBytesCodec):
             chunk = np.asarray(data, dtype=stored)
             chunk = np.asfortranarray(chunk) if self.order == "F" else np.ascontiguousarray(chunk)
         for f, config in zip(self._filters, self.filters, strict=True):
-            chunk = encode_with(f.codec_id, dict(config), lambda f=f, c=chunk: f.encode(c))
+            if f.codec_id in OBJECT_FILTER_IDS:
+                # (What these reject is the data, not their settings: its error stands.)
+                chunk = f.encode(chunk)
+            else:
+                chunk = encode_with(f.codec_id, dict(config), lambda f=f, c=chunk: f.encode(c))
         if isinstance(chunk, np.ndarray) and chunk.flags.f_contiguous and not chunk.flags.c_contiguous:
             chunk = chunk.reshape(-1, order="F")  # memory order, as zarr v2 writes it
         return chunk

@@ -36,6 +36,11 @@ _BUFFER_BATCHES = 4
 _BUFFER_BYTES_CAP = 512 * 2**20
 
 
+def _is_count(value: Any) -> bool:
+    """Whether ``value`` is an integer (NumPy's too), not a bool (True is no batch size)."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
 def _distributed_rank() -> tuple[int, int] | None:
     """(rank, world size) from torch.distributed, without importing torch."""
     torch = sys.modules.get("torch")
@@ -67,7 +72,8 @@ class Loader:
             ``patch_shape=(256, 256)`` on ``(N, H, W)`` images gives batches of shape
             ``(batch_size, 256, 256)``. All arrays share the tiled extents.
         shuffle: shuffle blocks and samples (see below); False yields storage order.
-        seed: the order of an epoch is a function of ``(seed, epoch)`` (and the rank).
+        seed: the order of an epoch is a function of ``(seed, epoch)``, the rank and
+            the settings that shape it (world size, blocks, shuffle buffer, batch size).
         shuffle_buffer: blocks the shuffle buffer mixes (default: enough for 4 batches,
             at least 4, at most 512 MiB unless a batch needs more).
         shuffle_buffer_samples: the same, in samples (rounded up to whole blocks).
@@ -91,8 +97,9 @@ class Loader:
         pin_memory: with ``output="torch"``, gather into pinned memory (ignored, with a
             warning, when no accelerator is present).
 
-    Order. Reads are storage blocks: a run of whole shards (chunks when unsharded)
-    along the sample dimensions, grouped to a few MiB when they are small. Each epoch
+    Order. Reads are storage blocks: a run of whole shards along the sample dimensions
+    (of chunks when unsharded, or when there are too few shards to make enough blocks),
+    grouped to a few MiB when they are small. Each epoch
     permutes the blocks with a generator seeded by ``(seed, epoch)``; every rank
     computes the same permutation and takes a disjoint run of its samples, so only the
     blocks at the ends of a rank's run may be read by a neighbouring rank too (automatic
@@ -140,12 +147,12 @@ class Loader:
         device: str | Device = "cpu",
         pin_memory: bool = False,
     ) -> None:
-        if not isinstance(batch_size, int | np.integer) or isinstance(batch_size, bool) or batch_size < 1:
+        if not _is_count(batch_size) or batch_size < 1:
             raise ValueError(f"loader: batch_size must be a positive integer, got {batch_size!r}")
-        if not isinstance(seed, int | np.integer) or seed < 0:
+        if not _is_count(seed) or seed < 0:
             raise ValueError(f"loader: seed must be a non-negative integer, got {seed!r}")
         for name, value in (("prefetch", prefetch), ("read_threads", read_threads)):
-            if value is not None and (not isinstance(value, int | np.integer) or value < 0):
+            if value is not None and (not _is_count(value) or value < 0):
                 raise ValueError(f"loader: {name} must be a non-negative integer, got {value!r}")
         if shuffle_buffer is not None and shuffle_buffer_samples is not None:
             raise ValueError("loader: give shuffle_buffer (blocks) or shuffle_buffer_samples, not both")
@@ -161,7 +168,7 @@ class Loader:
         if rank is None or world_size is None:
             rank, world_size = _distributed_rank() or (0, 1)
         for name, value in (("rank", rank), ("world_size", world_size)):
-            if not isinstance(value, int | np.integer) or isinstance(value, bool):
+            if not _is_count(value):
                 raise ValueError(f"loader: {name} must be an integer, got {value!r}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"loader: need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
@@ -195,11 +202,11 @@ class Loader:
 
         block = self._space.max_block_samples
         if shuffle_buffer_samples is not None:
-            if shuffle_buffer_samples < 1:
+            if not _is_count(shuffle_buffer_samples) or shuffle_buffer_samples < 1:
                 raise ValueError(f"loader: shuffle_buffer_samples must be positive, got {shuffle_buffer_samples}")
             buffer_blocks = -(-int(shuffle_buffer_samples) // block)
         elif shuffle_buffer is not None:
-            if shuffle_buffer < 1:
+            if not _is_count(shuffle_buffer) or shuffle_buffer < 1:
                 raise ValueError(f"loader: shuffle_buffer must be at least 1 block, got {shuffle_buffer}")
             buffer_blocks = int(shuffle_buffer)
         else:

@@ -23,7 +23,8 @@ Order of an epoch, for ``world_size`` ranks:
 4. Ranks are balanced to the same sample count, as ``torch``'s ``DistributedSampler``
    balances them: ``"pad"`` brings every rank up to ``ceil(samples / world_size)`` by
    repeating its last sample (a rank with no run at all, when there are fewer samples
-   than ranks, takes one from the start of the global sequence), ``"drop"`` brings
+   than ranks, takes the sample at position ``rank % samples`` of the global
+   sequence), ``"drop"`` brings
    every rank down to ``floor(samples / world_size)`` by dropping its last sample. At
    most one sample per rank is repeated or dropped.
 5. ``drop_last`` drops a final partial batch.

@@ -172,7 +172,7 @@ def default_fill_value(dt: DataType) -> Any:
     if dt.kind == "bytes":
         return b""
     if dt.kind in ("datetime", "timedelta"):
-        return dt.dtype.type("NaT")
+        return np.array("NaT", dtype=dt.dtype)[()]  # (with the type's unit)
     return np.zeros((), dtype=dt.dtype)[()]
 
 
@@ -407,7 +407,7 @@ def _parse_fill(dt: DataType, value: Any, *, v2: bool) -> Any:
         return dt.dtype.type(raw)
     if kind in ("datetime", "timedelta"):
         if value == "NaT":
-            return dt.dtype.type("NaT")
+            return np.array("NaT", dtype=dt.dtype)[()]
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError("expected an integer")
         return np.array(value, dtype=np.int64).view(dt.dtype)[()]

@@ -72,8 +72,8 @@ def _jsonable(value: Any, path: str = "") -> Any:
         return {str(k): _jsonable(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
-        return _jsonable(value.item(), path)  # NumPy scalars in attributes
+    if isinstance(value, np.generic) or (hasattr(value, "item") and getattr(value, "ndim", None) == 0):
+        return _jsonable(value.item(), path)  # NumPy (torch, CuPy, ...) scalars in attributes
     # (Checked here, not by json.dumps: its error names neither the field nor the key.)
     raise TypeError(f"metadata field {path!r}: {type(value).__name__} {value!r:.60} is not a JSON value")
 
@@ -355,7 +355,8 @@ class ArrayMetadataV2(ArrayMetadata):
 
     @property
     def fill_value(self) -> Any:
-        # A null fill value leaves unwritten chunks undefined; zarr-python reads zeros.
+        # A null fill value leaves unwritten chunks undefined; zarr-python reads its
+        # default (zero, or NaT for times).
         return default_fill_value(self.data_type) if self.fill_value_v2 is None else self.fill_value_v2
 
     @property
