@@ -8,11 +8,12 @@ one array through the same store never lose each other's writes (writes from sev
 processes are not covered: nothing here spans processes; nor are two stores rooted at
 different paths over the same files, whose keys differ).
 
-The locks are a fixed table of stripes, keyed by the store's namespace and the key, so
-memory stays bounded whatever is written; two objects that share a stripe only take
-turns. Deadlock cannot arise: a write takes all its stripes at once, in ascending
-order, from the calling thread, and the pool tasks that do the work never take one
-(a lock held by a task waiting for a pool that is blocked on locks would be a cycle).
+A lock exists only while some write holds or waits for it (a table of the keys in use,
+keyed by the store's namespace and the key), so memory stays bounded and writes of
+different objects never wait for each other. Deadlock cannot arise: a write takes all
+its keys at once, in sorted order, from the calling thread, and the pool tasks that do
+the work never take one (a lock holder waiting for a pool whose workers wait on its
+locks would be a cycle).
 """
 
 from __future__ import annotations
@@ -24,22 +25,35 @@ from typing import Any
 
 __all__ = ["write_locks"]
 
-#: Stripes in the lock table (far more than the threads that write at once).
-_STRIPES = 1024
-_locks = tuple(threading.Lock() for _ in range(_STRIPES))
+_table_lock = threading.Lock()
+#: (namespace, key) -> [lock, writes holding or waiting for it]
+_in_use: dict[tuple[Any, str], list[Any]] = {}
 
 
 @contextmanager
 def write_locks(store: Any, keys: Iterable[str]) -> Iterator[None]:
     """Hold the write locks of ``keys`` in ``store`` (see the module docstring)."""
     namespace = store.cache_namespace
-    stripes = sorted({hash((namespace, key)) % _STRIPES for key in keys})
-    taken = 0
+    entries: list[tuple[tuple[Any, str], list[Any]]] = []
+    with _table_lock:
+        for key in sorted(set(keys)):
+            ident = (namespace, key)
+            entry = _in_use.get(ident)
+            if entry is None:
+                entry = _in_use[ident] = [threading.Lock(), 0]
+            entry[1] += 1
+            entries.append((ident, entry))
+    acquired = 0
     try:
-        for stripe in stripes:
-            _locks[stripe].acquire()
-            taken += 1
+        for _, entry in entries:
+            entry[0].acquire()
+            acquired += 1
         yield
     finally:
-        for stripe in reversed(stripes[:taken]):
-            _locks[stripe].release()
+        for _, entry in entries[:acquired]:
+            entry[0].release()
+        with _table_lock:
+            for ident, entry in entries:
+                entry[1] -= 1
+                if not entry[1]:
+                    del _in_use[ident]
