@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ import gpuzarr
 from gpuzarr.codecs import ShardingCodec
 from gpuzarr.errors import ChecksumError, CorruptChunkError
 from gpuzarr.pipeline import coalesce_ranges, shard_index_cache
-from gpuzarr.stores import MemoryStore
+from gpuzarr.stores import MemoryStore, ZipStore
 
 BYTES_LE = {"name": "bytes", "configuration": {"endian": "little"}}
 CRC = {"name": "crc32c"}
@@ -378,6 +379,58 @@ def test_truncated_shard(sharded_dir: tuple[Path, np.ndarray]) -> None:
     shard.write_bytes(shard.read_bytes()[:20])
     with pytest.raises(CorruptChunkError, match="c/1/1"):
         gpuzarr.open_array(path)[:]
+
+
+def _shard_of(values: list[int]) -> bytes:
+    """The one shard of an 8-element int64 array of 4 inner chunks holding ``values``."""
+    store: dict[str, bytes] = {}
+    a = gpuzarr.create_array(store, shape=(8,), chunks=(2,), shards=(8,), dtype="i8", compressors=None)
+    a[:] = values
+    return bytes(store["c/0"])
+
+
+def test_cache_notices_memory_values_replaced_in_the_dict() -> None:
+    # Same length, put straight into the dict: the new bytes may take the freed old
+    # ones' address, so the version token must not be a bare id (it was: 50 of 50
+    # reads of B gave A's layout).
+    first, second = _shard_of([1, 1, 2, 2, 3, 3, 0, 0]), _shard_of([0, 0, 5, 5, 6, 6, 7, 7])
+    assert len(first) == len(second)
+    for _ in range(20):
+        d: dict[str, bytes] = {}
+        a = gpuzarr.create_array(MemoryStore(d), shape=(8,), chunks=(2,), shards=(8,), dtype="i8", compressors=None)
+        d["c/0"] = bytes(bytearray(first))
+        assert a[:].tolist() == [1, 1, 2, 2, 3, 3, 0, 0]
+        d["c/0"] = bytes(bytearray(first))
+        d["c/0"] = bytes(bytearray(second))
+        assert a[:].tolist() == [0, 0, 5, 5, 6, 6, 7, 7]
+
+
+def test_zip_handles_never_share_cached_indexes(tmp_path: Path) -> None:
+    # Each handle reads its own snapshot of the archive, and members carry no version:
+    # an index cached through one handle (or from the file before it was replaced)
+    # must not serve another.
+    def make(path: Path, values: list[int]) -> None:
+        with ZipStore(path, mode="w") as store:
+            a = gpuzarr.create_array(store, shape=(8,), chunks=(2,), shards=(8,), dtype="i4", compressors=None)
+            a[:] = values
+
+    make(tmp_path / "v1.zip", [1, 1, 2, 2, 3, 3, 0, 0])
+    make(tmp_path / "v2.zip", [0, 0, 5, 5, 6, 6, 7, 7])
+    target = tmp_path / "data.zip"
+    shutil.copy(tmp_path / "v1.zip", target)
+    with ZipStore(target) as store:
+        assert gpuzarr.open_array(store)[:].tolist() == [1, 1, 2, 2, 3, 3, 0, 0]
+    shutil.copy(tmp_path / "v2.zip", target)  # replaced by another program
+    with ZipStore(target) as store:
+        assert gpuzarr.open_array(store)[:].tolist() == [0, 0, 5, 5, 6, 6, 7, 7]
+    reader = gpuzarr.open_array(ZipStore(target))
+    writer_store = ZipStore(target, mode="a")
+    writer = gpuzarr.open_array(writer_store, mode="r+")
+    writer[0:4] = 9
+    assert writer[:].tolist() == [9, 9, 9, 9, 6, 6, 7, 7]
+    assert reader[:].tolist() == [0, 0, 5, 5, 6, 6, 7, 7], "the reader's own snapshot"
+    writer_store.close()
+    assert gpuzarr.open_array(ZipStore(target))[:].tolist() == [9, 9, 9, 9, 6, 6, 7, 7]
 
 
 def test_cache_notices_shards_rewritten_by_another_library(tmp_path: Path) -> None:

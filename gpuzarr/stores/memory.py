@@ -16,6 +16,23 @@ def _as_bytes(value: object) -> bytes:
     return value if type(value) is bytes else bytes(value)  # type: ignore[call-overload]
 
 
+class _Identity:
+    """A version token that is its value's identity. It holds the value, so the value's
+    ``id`` cannot be handed to a new object while a cache keeps the token (a bare id
+    could: a value put straight into the dict may land where a freed one was)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Identity) and other.value is self.value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+
 class MemoryStore(Store):
     """Store objects in a ``dict`` mapping keys to ``bytes``.
 
@@ -70,7 +87,7 @@ class MemoryStore(Store):
     def _object_token(self, key: str) -> Hashable | None:
         value = self.data.get(key)
         # Values are immutable bytes replaced on every write: identity is the version.
-        return None if value is None else (id(value), len(value))
+        return None if value is None else _Identity(value)
 
     def _get(self, key: str) -> bytes | None:
         value = self.data.get(key)

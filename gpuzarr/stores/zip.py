@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import stat
@@ -22,6 +23,9 @@ from .base import ByteRange, Store, under_prefix, validate_key
 from .local import _pread_all, _temp_name
 
 __all__ = ["ZipStore"]
+
+#: Numbers ZipStore handles (see ZipStore.cache_namespace); next() is atomic under the GIL.
+_handle_serials = itertools.count()
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # PKZIP local file header, 30 bytes
 _LOCAL_SIGNATURE = b"PK\x03\x04"
@@ -384,6 +388,7 @@ class ZipStore(Store):
         self.mode = mode
         self.threads = default_threads() if threads is None else int(threads)
         self._state = _ZipState(self._path, mode, bool(verify_crc))
+        self._serial = next(_handle_serials)  # (never reused, unlike an id)
         self._finalizer = weakref.finalize(self, self._state.close)
 
     @property
@@ -404,8 +409,11 @@ class ZipStore(Store):
 
     @property
     def cache_namespace(self) -> tuple[object, ...]:
-        """The storage this handle reads (see :attr:`Store.cache_namespace`)."""
-        return ("zip", self._path)
+        """This handle alone (see :attr:`Store.cache_namespace`): each handle reads its
+        own snapshot of the archive (the file as opened, plus its unflushed writes), and
+        members carry no version, so a shard index cached through one handle, or from
+        the file as it was before another program replaced it, must never serve another."""
+        return ("zip", self._path, self._serial)
 
     def flush(self) -> None:
         """Write pending changes to disk (atomically replacing the zip file)."""
