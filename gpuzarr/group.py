@@ -200,7 +200,10 @@ class Group(Node):
     # -- members ----------------------------------------------------------------------
 
     def _use_consolidated(self) -> bool:
-        return self._view is not None and not self._consolidated_stale
+        # A writable group reads its members' own metadata: changes made through a
+        # member (attributes, resize) are not in the snapshot, and a member opened from
+        # the snapshot would write them back over the store's newer document.
+        return self._view is not None and not self._consolidated_stale and self._read_only
 
     def _child_metadata(self, relative: str) -> NodeMetadata | None:
         if self._use_consolidated():

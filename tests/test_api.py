@@ -791,6 +791,23 @@ def test_new_member_of_consolidated_group_is_listed() -> None:
     assert gpuzarr.open_group(store, mode="r").metadata.consolidated is not None
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_member_changes_through_a_consolidated_group_are_kept(tmp_path: pathlib.Path, zarr_format: int) -> None:
+    """Each lookup through a writable group opened from consolidated metadata took the
+    member from the snapshot, whose next write dropped what an earlier handle wrote."""
+    path = tmp_path / "g.zarr"
+    gpuzarr.open_group(path, mode="w", zarr_format=zarr_format).create_array("arr", shape=(4,), chunks=(2,), dtype="i4")
+    gpuzarr.consolidate_metadata(path)
+    g = gpuzarr.open_group(path, mode="a")
+    g["arr"].attrs["x"] = 1
+    g["arr"].attrs["y"] = 2
+    g["arr"].resize((6,))
+    assert dict(g["arr"].attrs) == {"x": 1, "y": 2} and g["arr"].shape == (6,)
+    fresh = gpuzarr.open_array(path / "arr")
+    assert dict(fresh.attrs) == {"x": 1, "y": 2} and fresh.shape == (6,)
+    assert gpuzarr.open_group(path, mode="r")["arr"].shape == (4,), "read-only: the snapshot, as consolidated"
+
+
 def test_use_consolidated_true_requires_it() -> None:
     store: dict[str, bytes] = {}
     gpuzarr.open_group(store, mode="w")
