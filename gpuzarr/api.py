@@ -194,9 +194,10 @@ def open(  # mirrors zarr.open (shadowing the builtin on purpose)
 ) -> Array | Group:
     """Open the array or group at ``path``, with file-like modes as zarr-python's ``open``.
 
-    With ``shape`` in kwargs, an array is created where none exists (or, mode ``"w"``,
-    replaces what exists); without, a missing node becomes a group in the modes that
-    create. ``"w"`` replaces the node at ``path``; ``"w-"`` refuses an existing one.
+    With ``shape`` in kwargs, an array is created where none exists in the modes that
+    create (``"a"``, ``"w-"``; ``"w"`` replaces what exists), and an existing group is
+    refused; without, a missing node becomes a group in those modes. ``"r"`` and
+    ``"r+"`` open what exists and create nothing.
     """
     _check_mode(mode)
     dev = resolve_device(device)
@@ -205,8 +206,10 @@ def open(  # mirrors zarr.open (shadowing the builtin on purpose)
     existing = None if mode == "w" else load_metadata(st, node_path)
     if mode == "w-" and existing is not None:
         _refuse_existing(existing, node_path)
-    if "shape" in kwargs and mode != "r" and existing is None:
+    if "shape" in kwargs and existing is None and mode not in ("r", "r+"):
         return create_node_array(st, node_path, overwrite=mode == "w", device=dev, **kwargs)
+    if "shape" in kwargs and isinstance(existing, GroupMetadata):
+        raise ContainsGroupError(f"{'/' + node_path!r} is a group, not an array (shape was given)")
     if existing is not None:
         return node_from_metadata(st, node_path, existing, read_only=mode == "r", device=dev)
     if mode in ("r", "r+"):

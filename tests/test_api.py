@@ -292,6 +292,13 @@ def test_open_modes() -> None:
     ro = gpuzarr.open(store, mode="r", path="arr")
     assert isinstance(ro, Array) and ro.read_only
     assert isinstance(gpuzarr.open(store, mode="r"), Group)
+    # r+ opens what exists and creates nothing, shape or not; a group is not an array
+    with pytest.raises(NodeNotFoundError):
+        gpuzarr.open(store, mode="r+", path="other", shape=(3,), dtype="i2")
+    assert "other/zarr.json" not in store
+    for mode in ("r", "r+", "a"):
+        with pytest.raises(ContainsGroupError):
+            gpuzarr.open(store, mode=mode, shape=(3,), dtype="i2")  # the root is a group
 
 
 def test_open_mode_w_replaces() -> None:
