@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,6 +77,10 @@ def _clear_or_refuse(store: Store, path: str, overwrite: bool) -> None:
     store.delete_prefix(path)
 
 
+#: The array settings create_array takes (build_array_metadata's keyword arguments).
+_ARRAY_ARGUMENTS = frozenset(inspect.signature(build_array_metadata).parameters)
+
+
 def create_node_array(
     store: Store, path: str, *, overwrite: bool = False, device: Any = "auto", data: Any = None, **kwargs: Any
 ) -> Array:
@@ -86,6 +91,9 @@ def create_node_array(
     """
     if store.read_only:
         raise ReadOnlyError(f"cannot create array {'/' + path!r}: the store is read-only")
+    unknown = sorted(set(kwargs) - _ARRAY_ARGUMENTS)
+    if unknown:  # (named here: build_array_metadata's own TypeError names an internal function)
+        raise TypeError(f"create_array() got unexpected keyword arguments {unknown}")
     import numpy as np
 
     # create_array passes shape=None/dtype=None explicitly when they are not given.

@@ -494,6 +494,39 @@ def test_create_array_argument_messages(kwargs: dict[str, Any], message: str) ->
         gpuzarr.create_array({}, shape=(4,), dtype="f4", **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("data_type", "fill_value"),
+    [
+        ({"name": "null_terminated_bytes", "configuration": {"length_bytes": 3}}, "YWJjZA=="),  # 4 bytes
+        ({"name": "fixed_length_utf32", "configuration": {"length_bytes": 8}}, "abcd"),  # 4 characters
+        ("r16", [1]),  # a listed raw value has exactly the type's bytes
+        ("r16", [1, 2, 3]),
+    ],
+)
+def test_fill_values_longer_than_fixed_size_types_are_refused(data_type: Any, fill_value: Any) -> None:
+    # (Kept as given, the fill value differed from what reads return: NumPy cut it.)
+    doc = _v3_doc()
+    doc["data_type"], doc["fill_value"] = data_type, fill_value
+    doc["codecs"] = [{"name": "bytes", "configuration": {"endian": "little"}}]
+    with pytest.raises(MetadataError, match="fill_value"):
+        _open_v3(doc)
+
+
+def test_sharding_chunk_shape_of_another_rank_is_a_metadata_error() -> None:
+    doc = _v3_doc()
+    little = {"name": "bytes", "configuration": {"endian": "little"}}
+    configuration = {"chunk_shape": [5], "codecs": [little], "index_codecs": [little]}
+    doc["codecs"] = [{"name": "sharding_indexed", "configuration": configuration}]
+    with pytest.raises(MetadataError, match=r"sharding_indexed': chunk_shape \[5\] does not match"):
+        _open_v3(doc)
+
+
+def test_create_array_names_its_unknown_arguments() -> None:
+    group = gpuzarr.open_group({}, mode="w")
+    with pytest.raises(TypeError, match=r"create_array\(\) got unexpected keyword arguments \['config'\]"):
+        group.create_array("a", shape=(2,), dtype="i4", config={"order": "C"})
+
+
 @pytest.mark.parametrize("name", ["int128", "float8", {"name": "quaternion"}, "r7", "r0"])
 def test_unknown_v3_data_type(name: Any) -> None:
     doc = _v3_doc()

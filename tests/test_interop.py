@@ -370,6 +370,20 @@ def test_dtypes_zarr(tmp_path: Path, fmt: int, key: str, order: str, direction: 
         check_zarr_reads(path, expected)
 
 
+@pytest.mark.parametrize("fill", [-np.float32("nan"), np.frombuffer(b"\x01\x00\xc0\x7f", "<f4")[0]])
+def test_v2_nan_fill_with_a_payload_is_written_as_nan(tmp_path: Path, fill: Any) -> None:
+    """v2 metadata has no bit-pattern fill values: a NaN of any payload is "NaN" there
+    (a hex string made zarr-python refuse the array and tensorstore read 2.1e9)."""
+    path = tmp_path / "a.zarr"
+    a = gpuzarr.create_array(str(path), shape=(4,), chunks=(2,), dtype="<f4", zarr_format=2, fill_value=fill)
+    a[:2] = 1.0
+    assert json.loads((path / ".zarray").read_text())["fill_value"] == "NaN"
+    expected = [1.0, 1.0, np.nan, np.nan]
+    np.testing.assert_array_equal(zarr.open_array(str(path), mode="r")[...], expected)
+    opened = ts.open({"driver": "zarr", "kvstore": {"driver": "file", "path": str(path)}}).result()
+    np.testing.assert_array_equal(opened.read().result(), expected)
+
+
 @pytest.mark.parametrize("key", [">i4", ">f8", ">c16"])
 def test_v2_big_endian_dtype_is_stored_big_endian(tmp_path: Path, key: str) -> None:
     """Asked for a big-endian v2 dtype, gpuzarr stores it big-endian, as zarr-python does."""

@@ -140,7 +140,8 @@ class ShardingCodec(ArrayBytesCodec):
         """The spec of one inner chunk."""
         return ChunkSpec(self.chunk_shape, spec.data_type, spec.fill_value)
 
-    def resolve(self, spec: ChunkSpec) -> ChunkSpec:
+    def _check_shape(self, spec: ChunkSpec) -> None:
+        """Refuse a ``chunk_shape`` of another rank than the shard, or not dividing it."""
         if len(self.chunk_shape) != len(spec.shape):
             raise MetadataError(
                 f"codec 'sharding_indexed': chunk_shape {list(self.chunk_shape)} does not match "
@@ -151,11 +152,15 @@ class ShardingCodec(ArrayBytesCodec):
                 f"codec 'sharding_indexed': shard shape {list(spec.shape)} is not a multiple of the "
                 f"inner chunk shape {list(self.chunk_shape)}"
             )
+
+    def resolve(self, spec: ChunkSpec) -> ChunkSpec:
+        self._check_shape(spec)
         self.inner_chain(spec)  # validates the inner codecs
         self.index_nbytes(spec)  # validates the index codecs
         return spec
 
     def evolve(self, spec: ChunkSpec) -> ShardingCodec:
+        self._check_shape(spec)  # (before the index spec divides the shard by chunk_shape)
         inner = CodecChain(self.codecs, self.inner_spec(spec), "sharding_indexed codecs")
         index = CodecChain(self.index_codecs, self._index_spec(spec), "sharding_indexed index_codecs")
         evolved = ShardingCodec(self.chunk_shape, tuple(inner.codecs), tuple(index.codecs), self.index_location)

@@ -337,13 +337,14 @@ def _parse_float(dt: np.dtype, value: Any) -> Any:
     raise TypeError(f"expected a number, 'NaN', 'Infinity', '-Infinity' or '0x...', got {value!r}")
 
 
-def _encode_float(value: Any) -> Any:
+def _encode_float(value: Any, *, v2: bool = False) -> Any:
     f = float(value)
     if math.isnan(f):
-        # Keep a non-canonical NaN's payload visible as its bit pattern.
+        # Keep a non-canonical NaN's payload visible as its bit pattern (v3 only: v2 has
+        # no such encoding; zarr-python refuses it and tensorstore reads it as a number).
         arr = np.asarray(value)
         canonical = np.asarray(np.nan, dtype=arr.dtype)
-        if arr.tobytes() != canonical.tobytes():
+        if not v2 and arr.tobytes() != canonical.tobytes():
             return "0x" + arr.astype(arr.dtype.newbyteorder(">")).tobytes().hex()
         return "NaN"
     if math.isinf(f):
@@ -392,6 +393,9 @@ def _parse_fill(dt: DataType, value: Any, *, v2: bool) -> Any:
     if kind == "fixed_str":
         if not isinstance(value, str):
             raise TypeError("expected a string")
+        if len(value) > dt.dtype.itemsize // 4:
+            # (NumPy would cut it short: the fill value would differ from what reads give.)
+            raise ValueError(f"longer than the type's {dt.dtype.itemsize // 4} characters")
         return dt.dtype.type(value)
     if kind in ("bytes", "fixed_bytes", "raw"):
         if isinstance(value, list) and not v2:  # raw types may list their bytes
@@ -402,6 +406,9 @@ def _parse_fill(dt: DataType, value: Any, *, v2: bool) -> Any:
             raise TypeError("expected a base64 string")
         if kind == "bytes":
             return raw
+        listed_short = kind == "raw" and isinstance(value, list) and len(raw) < dt.dtype.itemsize
+        if len(raw) > dt.dtype.itemsize or listed_short:  # (a list of a raw type's bytes is exact)
+            raise ValueError(f"{len(raw)} bytes for a {dt.dtype.itemsize}-byte type")
         if kind == "raw":
             return np.frombuffer(raw.ljust(dt.dtype.itemsize, b"\0"), dtype=dt.dtype)[0]
         return dt.dtype.type(raw)
@@ -421,10 +428,10 @@ def _encode_fill(dt: DataType, value: Any, *, v2: bool) -> Any:
     if kind in ("int", "uint"):
         return int(value)
     if kind == "float":
-        return _encode_float(np.asarray(value, dtype=dt.dtype)[()])
+        return _encode_float(np.asarray(value, dtype=dt.dtype)[()], v2=v2)
     if kind == "complex":
         c = np.asarray(value, dtype=dt.dtype)[()]
-        return [_encode_float(c.real), _encode_float(c.imag)]
+        return [_encode_float(c.real, v2=v2), _encode_float(c.imag, v2=v2)]
     if kind in ("string", "fixed_str"):
         return str(value)
     if kind == "bytes":
