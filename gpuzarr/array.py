@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -565,6 +565,38 @@ class Array(Node):
     def set_coordinate_selection(self, selection: Any, value: Any) -> None:
         """zarr-python spelling of ``a.vindex[selection] = value``."""
         self._set(selection, value, "vectorized")
+
+    def set_mask_selection(self, mask: Any, value: Any) -> None:
+        """zarr-python spelling of ``a.vindex[mask] = value`` (``mask``: a boolean array
+        of the array's shape)."""
+        self._set(mask, value, "vectorized")
+
+    def update_attributes(self, new_attributes: Mapping[str, Any]) -> Array:
+        """Merge ``new_attributes`` into the attributes (one metadata write); returns
+        this array, as zarr-python does."""
+        self.attrs.update(new_attributes)
+        return self
+
+    def append(self, data: Any, axis: int = 0) -> tuple[int, ...]:
+        """Grow the array along ``axis`` by ``data``'s extent there and write ``data``
+        into the new part; returns the new shape (as zarr-python's ``append``).
+
+        ``data`` must match the array's shape on every other axis. The array is resized
+        first, so a failed write leaves it grown, the new part reading as the fill value.
+        """
+        self._check_writable()
+        if not -self.ndim <= axis < self.ndim:
+            raise ValueError(f"append: axis {axis} is out of range for an array of {self.ndim} dimensions")
+        axis %= self.ndim
+        data_shape = tuple(np.shape(data))
+        others = [d for d in range(self.ndim) if d != axis]
+        if len(data_shape) != self.ndim or any(data_shape[d] != self.shape[d] for d in others):
+            raise ValueError(f"append: data of shape {data_shape} does not fit shape {self.shape} along axis {axis}")
+        old = self.shape[axis]
+        new_shape = tuple(s + data_shape[axis] if d == axis else s for d, s in enumerate(self.shape))
+        self.resize(new_shape)
+        self[tuple(slice(old, None) if d == axis else slice(None) for d in range(self.ndim))] = data
+        return new_shape
 
     def _write_attributes(self, attributes: dict[str, Any]) -> None:
         self._check_writable()

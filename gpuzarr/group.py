@@ -17,6 +17,7 @@ from gpuzarr.errors import (
 )
 from gpuzarr.indexing import array_module
 from gpuzarr.metadata import ArrayMetadata, GroupMetadata
+from gpuzarr.metadata.dtypes import data_type_from_user
 from gpuzarr.nodes import (
     Node,
     NodeMetadata,
@@ -324,6 +325,24 @@ class Group(Node):
             return self.create_group(name, **kwargs)
         if not isinstance(node, Group):
             raise ContainsArrayError(f"{node.name!r} is an array, not a group")
+        return node
+
+    def require_array(self, name: str, **kwargs: Any) -> Array:
+        """The child array ``name``, created (with :meth:`create_array`'s arguments) if
+        missing. An existing array must have the ``shape`` and ``dtype`` given, if any
+        (TypeError otherwise, as in zarr-python); a group there is refused."""
+        try:
+            node = self[name]
+        except NodeNotFoundError:
+            return self.create_array(name, **kwargs)
+        if not isinstance(node, Array):
+            raise ContainsGroupError(f"{node.name!r} is a group, not an array")
+        shape, dtype = kwargs.get("shape"), kwargs.get("dtype")
+        wanted = None if shape is None else (int(shape),) if isinstance(shape, int) else tuple(int(n) for n in shape)
+        if wanted is not None and wanted != node.shape:
+            raise TypeError(f"require_array: {node.name!r} has shape {node.shape}, not {wanted}")
+        if dtype is not None and data_type_from_user(dtype).dtype != node.dtype:
+            raise TypeError(f"require_array: {node.name!r} has dtype {node.dtype}, not {dtype}")
         return node
 
     def create_array(self, name: str, **kwargs: Any) -> Array:

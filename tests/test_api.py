@@ -573,6 +573,39 @@ def test_create_array_with_torch_data_infers_its_type() -> None:
     assert a.dtype == np.float32 and a[...].tolist() == [[0, 1, 2], [3, 4, 5]]
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_append_mask_writes_and_attribute_updates_as_zarr_python(zarr_format: int) -> None:
+    import zarr
+
+    results = []
+    for lib in (gpuzarr, zarr):
+        a = lib.create_array({}, shape=(2, 3), chunks=(2, 2), dtype="i4", zarr_format=zarr_format)
+        a[:] = 1
+        shapes = [a.append(np.full((1, 3), 5)), a.append(np.full((3, 2), 7), axis=1)]
+        a.set_mask_selection(a[:] == 5, 9)
+        assert dict(a.update_attributes({"k": 1}).attrs) == {"k": 1}
+        results.append((shapes, a[:].tolist(), dict(a.attrs)))
+    assert results[0] == results[1]
+    a = gpuzarr.create_array({}, shape=(2, 3), chunks=(2, 2), dtype="i4")
+    with pytest.raises(ValueError, match="does not fit shape"):
+        a.append(np.zeros((1, 4)))
+    assert a.shape == (2, 3), "a refused append changes nothing"
+
+
+def test_require_array() -> None:
+    g = gpuzarr.open_group({}, mode="w")
+    x = g.require_array("x", shape=(4,), dtype="i4")
+    x[:] = 3
+    assert g.require_array("x", shape=4, dtype="int32")[:].tolist() == [3] * 4
+    with pytest.raises(TypeError, match="shape"):
+        g.require_array("x", shape=(5,), dtype="i4")
+    with pytest.raises(TypeError, match="dtype"):
+        g.require_array("x", shape=(4,), dtype="f8")
+    g.create_group("sub")
+    with pytest.raises(ContainsGroupError):
+        g.require_array("sub", shape=(4,), dtype="i4")
+
+
 def test_sizes_of_huge_arrays_are_exact() -> None:
     # (int64 products wrapped to 0 for 2**64 elements.)
     a = gpuzarr.create_array({}, shape=(2**32, 2**32), chunks=(2**16, 2**16), dtype="f4")
