@@ -16,6 +16,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Callable
 from typing import Any
@@ -1278,6 +1279,100 @@ def test_fork_after_thread_pool_use(tmp_path: pathlib.Path) -> None:
         if proc.is_alive():  # pragma: no cover - a hung child is the failure we test for
             proc.kill()
     assert proc.exitcode == 0
+
+
+def _child_writes(path: str, queue: Any) -> None:
+    a = gpuzarr.open_array(path, mode="r+")
+    a[4:] = 3  # the key the parent's other thread holds locked
+    queue.put(a[...].tolist())
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs the fork start method")
+def test_fork_while_another_thread_holds_a_write_lock(tmp_path: pathlib.Path) -> None:
+    """The child has only the forking thread: a key locked by another parent thread
+    would never be released there (its next write of that key hung)."""
+    import threading
+
+    from gpuzarr.pipeline.locks import write_locks
+
+    path = str(tmp_path / "a.zarr")
+    a = gpuzarr.create_array(path, shape=(8,), chunks=(8,), dtype="i4")
+    a[:] = 1
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with write_locks(a.store, ["c/0"]):
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    held.wait(10)
+    try:
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_child_writes, args=(path, queue))
+        proc.start()
+        try:
+            assert queue.get(timeout=30) == [1, 1, 1, 1, 3, 3, 3, 3]
+        finally:
+            proc.join(timeout=30)
+            if proc.is_alive():  # pragma: no cover - a hung child is the failure we test for
+                proc.kill()
+    finally:
+        release.set()
+        holder.join(10)
+
+
+def test_changing_threads_while_others_read_fails_nothing() -> None:
+    """A resized pool used to be shut down under callers on other threads, whose next
+    submit raised RuntimeError."""
+    import sys
+    import threading
+
+    from gpuzarr.pipeline.pool import parallel_map
+
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def use() -> None:
+        while not stop.is_set():
+            try:
+                parallel_map(lambda x: x, [1, 2, 3])
+            except BaseException as exc:  # (collected; the test fails on any)
+                errors.append(exc)
+
+    before = gpuzarr.config.get()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    users = [threading.Thread(target=use) for _ in range(2)]
+    try:
+        for t in users:
+            t.start()
+        deadline = time.monotonic() + 1.0
+        i = 0
+        while time.monotonic() < deadline:
+            gpuzarr.config.threads = 2 + i % 3
+            i += 1
+    finally:
+        stop.set()
+        for t in users:
+            t.join(10)
+        sys.setswitchinterval(interval)
+        gpuzarr.config.set(**dataclasses.asdict(before))
+    assert not errors, errors[:1]
+
+
+def test_scratch_for_chunks_beyond_the_arena_bound_is_not_kept() -> None:
+    from gpuzarr.pipeline import pool, read
+
+    side = 2 * int((pool.ARENA_KEEP_BYTES // 4) ** 0.5)  # a float32 chunk 4x the bound
+    a = gpuzarr.create_array({}, shape=(side, side), chunks=(side, side), dtype="f4")
+    a[:] = 1.0
+    read._scratch.buf = None
+    assert a[:, 5:7].sum() == 2 * side  # a partial read: the chunk decodes into scratch
+    kept = getattr(read._scratch, "buf", None)
+    assert kept is None or kept.nbytes <= pool.ARENA_KEEP_BYTES
 
 
 @pytest.mark.parametrize("shards", [None, (8, 10)])

@@ -433,6 +433,20 @@ def test_zip_handles_never_share_cached_indexes(tmp_path: Path) -> None:
     assert gpuzarr.open_array(ZipStore(target))[:].tolist() == [9, 9, 9, 9, 6, 6, 7, 7]
 
 
+def test_closing_a_zip_handle_drops_its_cached_indexes(tmp_path: Path) -> None:
+    # (Each handle is its own cache namespace: nothing cached for it can be hit once
+    # it is closed, and a process opening zips again and again filled the cache.)
+    path = tmp_path / "z.zip"
+    with ZipStore(path, mode="w") as store:
+        gpuzarr.create_array(store, shape=(64,), chunks=(4,), shards=(16,), dtype="u1")[:] = 7
+    shard_index_cache.clear()
+    for _ in range(5):
+        with ZipStore(path) as store:
+            assert gpuzarr.open_array(store)[::10].tolist() == [7] * 7
+            assert len(shard_index_cache) == 4
+        assert len(shard_index_cache) == 0
+
+
 def test_cache_notices_shards_rewritten_by_another_library(tmp_path: Path) -> None:
     """A shard replaced behind gpuzarr's back (here by zarr-python) is never read with a stale index."""
     path = tmp_path / "x"

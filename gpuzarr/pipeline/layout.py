@@ -29,7 +29,7 @@ from gpuzarr.indexing import ChunkProjection, whole_chunk_start
 from gpuzarr.metadata import ArrayMetadata
 from gpuzarr.pipeline.pool import parallel_map, tapering_cuts, tapering_parts
 from gpuzarr.stores import Store
-from gpuzarr.stores.base import ObjectReader, ReadArena
+from gpuzarr.stores.base import ObjectReader, ReadArena, on_closed_namespace
 
 __all__ = [
     "ChunkLayout",
@@ -241,6 +241,12 @@ class _IndexCache:
         with self._lock:
             self._entries.pop((store.cache_namespace, key), None)
 
+    def discard_namespace(self, namespace: tuple[object, ...]) -> None:
+        """Forget every index cached for ``namespace`` (a closed per-handle store's)."""
+        with self._lock:
+            for entry in [k for k in self._entries if k[0] == namespace]:
+                del self._entries[entry]
+
     def clear(self) -> None:
         """Forget every cached index."""
         with self._lock:
@@ -252,6 +258,7 @@ class _IndexCache:
 
 #: The process-wide shard index cache.
 shard_index_cache = _IndexCache()
+on_closed_namespace(shard_index_cache.discard_namespace)  # (a closed zip handle's entries)
 
 
 def _coalesce_sorted(offsets: np.ndarray, ends: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]:

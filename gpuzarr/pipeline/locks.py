@@ -18,6 +18,7 @@ locks would be a cycle).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,16 @@ __all__ = ["write_locks"]
 _table_lock = threading.Lock()
 #: (namespace, key) -> [lock, writes holding or waiting for it]
 _in_use: dict[tuple[Any, str], list[Any]] = {}
+
+
+def _reset_after_fork() -> None:
+    # A forked child has only the forking thread: locks held by the parent's other
+    # threads would never be released there (a write of their keys would hang).
+    global _table_lock, _in_use
+    _table_lock, _in_use = threading.Lock(), {}
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 @contextmanager

@@ -28,9 +28,10 @@ _pool_size = 0
 
 
 def _reset_pool_after_fork() -> None:
-    # Threads do not survive fork: the child must build its own pool on first use.
-    global _pool, _pool_size
-    _pool, _pool_size = None, 0
+    # Threads do not survive fork: the child must build its own pool on first use (and
+    # its own lock, which another parent thread may have held).
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_reset_pool_after_fork)
@@ -41,8 +42,9 @@ def _executor() -> ThreadPoolExecutor:
     threads = get_config().threads
     with _pool_lock:
         if _pool is None or _pool_size != threads:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
+            # The old pool is dropped, not shut down: callers on other threads may still
+            # be submitting to it (a shut-down pool refuses them). Its workers exit once
+            # the last reference to it is gone.
             _pool = ThreadPoolExecutor(threads, thread_name_prefix="gpuzarr")
             _pool_size = threads
         return _pool

@@ -38,7 +38,7 @@ from gpuzarr.config import get_config, usable_cores
 from gpuzarr.errors import CorruptChunkError
 from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, place_projection
 from gpuzarr.pipeline.layout import ChunkLayout, UnitGroup, waves, whole_unit_view
-from gpuzarr.pipeline.pool import parallel_map, run_together, tapering_cuts, thread_arena
+from gpuzarr.pipeline.pool import ARENA_KEEP_BYTES, parallel_map, run_together, tapering_cuts, thread_arena
 from gpuzarr.stores.base import ARENA_ALIGN
 
 __all__ = ["read_many_into"]
@@ -69,12 +69,14 @@ GROUP_MIN_BYTES = 256 * 2**10
 
 
 def _scratch_buffer(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A per-thread reusable unit buffer (fresh pages fault; reused ones don't)."""
+    """A per-thread reusable unit buffer (fresh pages fault; reused ones don't). Up to
+    ARENA_KEEP_BYTES it is kept for the thread's next read; a larger one is not (a
+    64 MiB chunk read once would otherwise stay held by every thread that read one)."""
     buf = getattr(_scratch, "buf", None)
     nbytes = math.prod(shape) * dtype.itemsize
     if buf is None or buf.nbytes < nbytes:
         buf = np.empty(max(nbytes, 1), dtype=np.uint8)
-        _scratch.buf = buf
+        _scratch.buf = buf if nbytes <= ARENA_KEEP_BYTES else None
     return buf[:nbytes].view(dtype).reshape(shape)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import operator
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Self
@@ -34,6 +34,7 @@ __all__ = [
     "ReadArena",
     "Store",
     "arena_keyword",
+    "on_closed_namespace",
     "as_byte_view",
     "validate_key",
     "validate_prefix",
@@ -262,6 +263,16 @@ def under_prefix(prefix: str) -> str:
 #: The token of stores that cannot tell object versions apart (see Store.object_token).
 UNVERSIONED = ("unversioned",)
 
+#: Called with the cache namespace of a store whose namespace is its own handle's
+#: (``Store.caches_per_handle``) when it closes: process-wide caches of the layers above
+#: (the shard index cache) register here to drop what no one can hit again.
+_closed_namespace_hooks: list[Callable[[tuple[object, ...]], None]] = []
+
+
+def on_closed_namespace(hook: Callable[[tuple[object, ...]], None]) -> None:
+    """Call ``hook(namespace)`` whenever a store with a per-handle cache namespace closes."""
+    _closed_namespace_hooks.append(hook)
+
 
 class Store(ABC):
     """Abstract key/value store of bytes, the storage interface of gpuzarr.
@@ -288,6 +299,9 @@ class Store(ABC):
     #: object inside the worker that decodes it, while its bytes are hot in cache;
     #: stores with costly round trips leave this False and get batched requests.
     cheap_reads: bool = False
+    #: Whether :attr:`cache_namespace` names this handle alone (nothing cached for it can
+    #: be used once it is closed).
+    caches_per_handle: bool = False
     #: Whether :meth:`get` and :meth:`get_ranges` read into a :class:`ReadArena` they are
     #: given (instead of returning fresh ``bytes``): readers pass one only then.
     fills_arenas: bool = False
@@ -526,6 +540,9 @@ class Store(ABC):
             # failed stays usable, so its buffered writes are not silently lost.
             self._close()
             self._closed = True
+            if self.caches_per_handle:
+                for hook in _closed_namespace_hooks:
+                    hook(self.cache_namespace)
 
     def __enter__(self) -> Self:
         self._check_open()

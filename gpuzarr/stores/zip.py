@@ -367,6 +367,7 @@ class ZipStore(Store):
     """
 
     cheap_reads = True
+    caches_per_handle = True  # (see cache_namespace)
 
     def __init__(
         self,
