@@ -322,6 +322,28 @@ class Array(Node):
         keys = list(self._store.list_prefix(prefix_of(self._path)))
         return sum(parallel_map(lambda k: self._store.size(k) or 0, keys))
 
+    @property
+    def info(self) -> str:
+        """A summary of the array, as zarr-python's ``Array.info`` prints it (reads no
+        chunk; ``nbytes_stored()`` and ``nchunks_initialized`` list the store)."""
+        rows = [
+            ("Type", "Array"),
+            ("Zarr format", self.zarr_format),
+            ("Data type", self._metadata.data_type.name),
+            ("Fill value", self.fill_value),
+            ("Shape", self.shape),
+            ("Chunk shape", self.chunks),
+            *([("Shard shape", self.shards)] if self.shards else []),
+            ("Order", self.order),
+            ("Read-only", self.read_only),
+            ("Store type", type(self._store).__name__),
+            ("Filters", tuple(c.to_json()["name"] for c in self.filters)),
+            ("Serializer", self.serializer.to_json()["name"]),
+            ("Compressors", tuple(c.to_json()["name"] for c in self.compressors)),
+            ("No. bytes", self.nbytes),
+        ]
+        return "\n".join(f"{name:<19}: {value}" for name, value in rows)
+
     def __repr__(self) -> str:
         return f"<gpuzarr.Array {self.name!r} shape={self.shape} dtype={self.dtype} chunks={self.chunks}>"
 

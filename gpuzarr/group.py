@@ -273,6 +273,19 @@ class Group(Node):
                 found.extend((f"{child}/{n}", m) for n, m in node.members(deeper))
         return tuple(found)
 
+    def tree(self) -> str:
+        """The hierarchy below this group as indented text: groups by name, arrays with
+        their shape and data type (zarr-python's ``tree()`` draws it with ``rich``)."""
+        lines = [self.name]
+        for name, member in self.members(max_depth=None):
+            indent = "  " * (name.count("/") + 1)
+            leaf = name.rsplit("/", 1)[-1]
+            if isinstance(member, Array):
+                lines.append(f"{indent}{leaf} {member.shape} {member.metadata.data_type.name}")
+            else:
+                lines.append(f"{indent}{leaf}")
+        return "\n".join(lines)
+
     def keys(self) -> Iterator[str]:
         """Names of the direct children."""
         return (name for name, _ in self.members())

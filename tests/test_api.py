@@ -593,6 +593,20 @@ def test_append_mask_writes_and_attribute_updates_as_zarr_python(zarr_format: in
     assert a.shape == (2, 3), "a refused append changes nothing"
 
 
+def test_info_and_tree() -> None:
+    g = gpuzarr.open_group({}, mode="w")
+    a = g.create_array("images/raw", shape=(10, 8), chunks=(5, 8), dtype="uint16")
+    g.create_array("labels", shape=(10,), chunks=(5,), shards=(10,), dtype="i4")
+    info = dict(line.split(" : ", 1) for line in a.info.splitlines())
+    assert {k.strip(): v for k, v in info.items()} == {
+        "Type": "Array", "Zarr format": "3", "Data type": "uint16", "Fill value": "0", "Shape": "(10, 8)",
+        "Chunk shape": "(5, 8)", "Order": "C", "Read-only": "False", "Store type": "MemoryStore",
+        "Filters": "()", "Serializer": "bytes", "Compressors": "('zstd',)", "No. bytes": "160",
+    }
+    assert "Shard shape        : (10,)" in g["labels"].info
+    assert g.tree().splitlines() == ["/", "  images", "    raw (10, 8) uint16", "  labels (10,) int32"]
+
+
 def test_require_array() -> None:
     g = gpuzarr.open_group({}, mode="w")
     x = g.require_array("x", shape=(4,), dtype="i4")
