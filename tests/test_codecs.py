@@ -888,6 +888,9 @@ def test_blosc_truncated_chunk_is_a_corrupt_chunk(monkeypatch: pytest.MonkeyPatc
     for cut in (100, len(encoded) - 1, 16):
         with pytest.raises(CorruptChunkError, match=f"chunk is truncated: its header says {len(encoded)} bytes"):
             codec.cpu_decode(encoded[:cut], spec)
+    for short in (b"", encoded[:1], encoded[:15]):  # shorter than the header itself
+        with pytest.raises(CorruptChunkError, match="shorter than its 16-byte header"):
+            codec.cpu_decode(short, spec)
     for small in (0, 15):  # a header that says the chunk is shorter than the header
         damaged = bytearray(encoded)
         damaged[12:16] = small.to_bytes(4, "little")

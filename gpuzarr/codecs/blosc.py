@@ -171,30 +171,30 @@ class BloscCodec(BytesBytesCodec):
 
     def cpu_decode(self, data: Buffer, spec: ChunkSpec, out: np.ndarray | None = None) -> Buffer:
         view = as_memoryview(data)
-        if len(view) >= _HEADER_BYTES:
-            # c-blosc (numcodecs too) trusts the header's compressed size: a truncated
-            # chunk would be decoded from memory past its end.
-            cbytes = int.from_bytes(view[12:16], "little")
-            if cbytes < _HEADER_BYTES:
-                raise CorruptChunkError(f"codec 'blosc': header says the chunk holds {cbytes} bytes, less than itself")
-            if cbytes > len(view):
-                raise CorruptChunkError(
-                    f"codec 'blosc': chunk is truncated: its header says {cbytes} bytes, it holds {len(view)}"
-                )
-            view = view[:cbytes]  # (bytes after the chunk, as numcodecs ignores them)
-            if (promised := int.from_bytes(view[4:8], "little")) > _MAX_BUFFER_BYTES:
-                # numcodecs would fail untyped (its size wraps negative) or allocate it.
-                raise CorruptChunkError(
-                    f"codec 'blosc': header promises {promised} bytes, more than c-blosc 1 can hold "
-                    f"({_MAX_BUFFER_BYTES})"
-                )
+        # c-blosc (numcodecs too) trusts the header, and the header's compressed size:
+        # a chunk shorter than either would be decoded from memory past its end.
+        if len(view) < _HEADER_BYTES:
+            raise CorruptChunkError(f"codec 'blosc': chunk of {len(view)} bytes is shorter than its 16-byte header")
+        cbytes = int.from_bytes(view[12:16], "little")
+        if cbytes < _HEADER_BYTES:
+            raise CorruptChunkError(f"codec 'blosc': header says the chunk holds {cbytes} bytes, less than itself")
+        if cbytes > len(view):
+            raise CorruptChunkError(
+                f"codec 'blosc': chunk is truncated: its header says {cbytes} bytes, it holds {len(view)}"
+            )
+        view = view[:cbytes]  # (bytes after the chunk, as numcodecs ignores them)
+        if (promised := int.from_bytes(view[4:8], "little")) > _MAX_BUFFER_BYTES:
+            # numcodecs would fail untyped (its size wraps negative) or allocate it.
+            raise CorruptChunkError(
+                f"codec 'blosc': header promises {promised} bytes, more than c-blosc 1 can hold ({_MAX_BUFFER_BYTES})"
+            )
         decompress = _context_decompress()
-        # Only a buffer at least 16 bytes long goes to c-blosc directly; a shorter one
-        # takes numcodecs' path (which reports it), as does an `out` the decoder cannot
-        # write in place (numcodecs rejects it).
+        # An `out` the decoder cannot write in place takes numcodecs' path (which
+        # rejects it), as does every chunk where numcodecs' build exports no context call.
         writable_in_place = out is None or (out.flags.c_contiguous and out.flags.writeable)
         if decompress is not None and writable_in_place and (nbytes := self.decoded_size(view)) is not None:
             return _decode_in_context(decompress, view, nbytes, out)
+
         def run(buf: Buffer, dest: np.ndarray | None) -> Buffer:
             return self._impl.decode(buf, out=dest)
 
