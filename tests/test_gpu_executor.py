@@ -154,6 +154,23 @@ def test_batch_of_windows_in_one_call(tmp_path: Path) -> None:
     assert backend.decompress_calls == [("zstd", 4)]  # one batched call for every chunk of the read
 
 
+def test_zlib_adler32_is_checked_after_device_decode(tmp_path: Path) -> None:
+    """nvCOMP decodes the raw deflate between the zlib header and trailer: a stream
+    whose data no longer matches its Adler-32 must raise, as zlib does on the CPU."""
+    import zlib
+
+    zlib_codec = numcodecs.Zlib(level=1)
+    a = gpuzarr.create_array(tmp_path / "z", shape=(16,), chunks=(16,), dtype="int32", compressors=zlib_codec)
+    a[...] = np.arange(16, dtype="int32")
+    np.testing.assert_array_equal(_read(a, HostBackend()), np.arange(16))
+    raw = (tmp_path / "z" / "c" / "0").read_bytes()
+    other = zlib.compress((np.arange(16, dtype="int32") * 2).tobytes(), 1)[2:-4]
+    (tmp_path / "z" / "c" / "0").write_bytes(raw[:2] + other + raw[-4:])  # the old trailer
+    a = gpuzarr.open_array(tmp_path / "z")
+    with pytest.raises(CorruptChunkError, match=r"c/0.*Adler-32 mismatch"):
+        _read(a, HostBackend())
+
+
 def test_one_call_per_stage_per_wave(tmp_path: Path) -> None:
     data = _data("float32")
     a = gpuzarr.create_array(tmp_path / "w", shape=SHAPE, chunks=CHUNKS, dtype="float32", compressors={"name": "zstd"})

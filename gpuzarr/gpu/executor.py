@@ -401,7 +401,22 @@ def _decode_on_device(
         return _blosc(layout, coords, [b[: len(b) - trailer] for b in blobs], slot, backend)
     offsets, device_input = streams
     sizes = np.array([e - s for s, e in zip(starts, ends, strict=True)], dtype=np.int64)
-    return _decompress_device_input(layout, plan, coords, device_input, offsets, sizes, slot, backend)
+    decoded = _decompress_device_input(layout, plan, coords, device_input, offsets, sizes, slot, backend)
+    if plan.compressor == "zlib":
+        # nvCOMP decodes the raw deflate between header and trailer: the trailer's
+        # Adler-32 of the decoded bytes is checked here (zlib checks it on the CPU).
+        stored = np.array([int.from_bytes(b[e : e + 4], "big") for b, e in zip(blobs, ends, strict=True)], np.uint32)
+        computed = backend.to_host(
+            backend.kernels.adler32(decoded, np.arange(n, dtype=np.int64) * slot, np.full(n, nbytes, np.int64))
+        )
+        bad = np.flatnonzero(np.asarray(computed).astype(np.uint32) != stored)
+        if bad.size:
+            i = int(bad[0])
+            raise CorruptChunkError(
+                f"{layout.describe(coords[i])}: codec 'zlib': Adler-32 mismatch "
+                f"(stored {int(stored[i]):#010x}, computed {int(computed[i]):#010x})"
+            )
+    return decoded
 
 
 def _decompress_device_input(
