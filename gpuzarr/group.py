@@ -6,8 +6,10 @@ import inspect
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from gpuzarr.array import Array, Attributes
-from gpuzarr.creation import build_array_metadata
+from gpuzarr.creation import _shape_tuple, build_array_metadata
 from gpuzarr.device import Device
 from gpuzarr.errors import (
     ContainsArrayError,
@@ -95,8 +97,6 @@ def create_node_array(
     unknown = sorted(set(kwargs) - _ARRAY_ARGUMENTS)
     if unknown:  # (named here: build_array_metadata's own TypeError names an internal function)
         raise TypeError(f"create_array() got unexpected keyword arguments {unknown}")
-    import numpy as np
-
     # create_array passes shape=None/dtype=None explicitly when they are not given.
     on_device = data is not None and not isinstance(data, Array) and array_module(data) is not np  # (CuPy)
     if data is not None and (kwargs.get("shape") is None or kwargs.get("dtype") is None):
@@ -330,28 +330,33 @@ class Group(Node):
         self._forget_consolidated()
         return group
 
-    def require_group(self, name: str, **kwargs: Any) -> Group:
-        """The child group ``name``, created if missing."""
+    def _existing_child(self, name: str, kind: type[Array] | type[Group]) -> Any:
+        """The child ``name``, or None if there is none; one of the other kind is refused
+        (ContainsArrayError, ContainsGroupError)."""
         try:
             node = self[name]
         except NodeNotFoundError:
-            return self.create_group(name, **kwargs)
-        if not isinstance(node, Group):
-            raise ContainsArrayError(f"{node.name!r} is an array, not a group")
+            return None
+        if not isinstance(node, kind):
+            if isinstance(node, Array):
+                raise ContainsArrayError(f"{node.name!r} is an array, not a group")
+            raise ContainsGroupError(f"{node.name!r} is a group, not an array")
         return node
+
+    def require_group(self, name: str, **kwargs: Any) -> Group:
+        """The child group ``name``, created if missing."""
+        node = self._existing_child(name, Group)
+        return self.create_group(name, **kwargs) if node is None else node
 
     def require_array(self, name: str, **kwargs: Any) -> Array:
         """The child array ``name``, created (with :meth:`create_array`'s arguments) if
         missing. An existing array must have the ``shape`` and ``dtype`` given, if any
         (TypeError otherwise, as in zarr-python); a group there is refused."""
-        try:
-            node = self[name]
-        except NodeNotFoundError:
+        node = self._existing_child(name, Array)
+        if node is None:
             return self.create_array(name, **kwargs)
-        if not isinstance(node, Array):
-            raise ContainsGroupError(f"{node.name!r} is a group, not an array")
         shape, dtype = kwargs.get("shape"), kwargs.get("dtype")
-        wanted = None if shape is None else (int(shape),) if isinstance(shape, int) else tuple(int(n) for n in shape)
+        wanted = None if shape is None else _shape_tuple(shape, "shape")
         if wanted is not None and wanted != node.shape:
             raise TypeError(f"require_array: {node.name!r} has shape {node.shape}, not {wanted}")
         if dtype is not None and data_type_from_user(dtype).dtype != node.dtype:

@@ -58,8 +58,14 @@ from gpuzarr.gpu.executor import SLOT_ALIGNMENT, DeviceChain, decode_units, devi
 from gpuzarr.gpu.plan import CompressBatch, align, aligned_slots, plan_scatter
 from gpuzarr.indexing import ChunkProjection, Indexer, is_basic
 from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache
-from gpuzarr.pipeline.locks import write_locks
-from gpuzarr.pipeline.write import ValueSource, shard_needs_old, stored_inner_ranges, stored_keys, write_from
+from gpuzarr.pipeline.write import (
+    ShardProjections,
+    ValueSource,
+    locked_write,
+    shard_needs_old,
+    stored_inner_ranges,
+    write_from,
+)
 
 __all__ = ["EncodedBatch", "encode_units", "write_from_device"]
 
@@ -124,11 +130,11 @@ def write_from_device(layout: ChunkLayout, indexer: Indexer, value: Any, backend
         for p in projections
     )
     writer = _Writer(layout, plan, source, basic, backend)
-    with write_locks(layout.store, stored_keys(layout, projections)):
-        if isinstance(layout, ShardedLayout):
-            writer.write_shards(projections)
-        else:
+    with locked_write(layout, projections) as by_shard:
+        if by_shard is None:
             writer.write_chunks(projections)
+        else:
+            writer.write_shards(by_shard)
 
 
 class _Writer:
@@ -274,13 +280,9 @@ class _Writer:
 
     # -- shards --------------------------------------------------------------------------
 
-    def write_shards(self, projections: list[ChunkProjection]) -> None:
+    def write_shards(self, by_shard: ShardProjections) -> None:
         layout = self.layout
         assert isinstance(layout, ShardedLayout)
-        by_shard: dict[tuple[int, ...], dict[tuple[int, ...], ChunkProjection]] = {}
-        for p in projections:
-            shard, inner = layout.split_coords(p.chunk_coords)
-            by_shard.setdefault(shard, {})[inner] = p
         inner_per_shard = int(np.prod(layout.inner_grid))
         shards_per_wave = max(1, self.per_wave // max(1, inner_per_shard))
         self.in_waves(list(by_shard), shards_per_wave, lambda wave: self._write_shard_wave(wave, by_shard))
@@ -288,7 +290,7 @@ class _Writer:
     def _write_shard_wave(
         self,
         shards: list[tuple[int, ...]],
-        by_shard: dict[tuple[int, ...], dict[tuple[int, ...], ChunkProjection]],
+        by_shard: ShardProjections,
     ) -> None:
         layout = self.layout
         assert isinstance(layout, ShardedLayout)

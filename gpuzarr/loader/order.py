@@ -24,9 +24,8 @@ Order of an epoch, for ``world_size`` ranks:
    balances them: ``"pad"`` brings every rank up to ``ceil(samples / world_size)`` by
    repeating its last sample (a rank with no run at all, when there are fewer samples
    than ranks, takes the sample at position ``rank % samples`` of the global
-   sequence), ``"drop"`` brings
-   every rank down to ``floor(samples / world_size)`` by dropping its last sample. At
-   most one sample per rank is repeated or dropped.
+   sequence), ``"drop"`` brings every rank down to ``floor(samples / world_size)`` by
+   dropping its last sample. At most one sample per rank is repeated or dropped.
 5. ``drop_last`` drops a final partial batch.
 """
 
@@ -118,7 +117,7 @@ def epoch_order(
             # so padding costs no read.
             extra = np.full(target - count, count - 1)
             blocks, local = np.concatenate([blocks, blocks[extra]]), np.concatenate([local, local[extra]])
-        else:  # fewer samples than ranks: one from the start of the sequence
+        else:  # fewer samples than ranks: the one at position rank % num_samples
             _, blocks, local = locate(np.arange(rank, rank + target, dtype=np.int64) % num_samples)
     keep = (target // batch_size) * batch_size if drop_last else target
     return EpochOrder(blocks[:keep], local[:keep])

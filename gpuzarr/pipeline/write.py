@@ -18,7 +18,8 @@ chunk remains). The shard index cache is updated with the new index.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from gpuzarr.pipeline.locks import write_locks
 from gpuzarr.pipeline.pool import parallel_map, tapering_parts, thread_arena
 from gpuzarr.stores.base import arena_keyword
 
-__all__ = ["ValueSource", "shard_needs_old", "stored_inner_ranges", "stored_keys", "write_from"]
+__all__ = ["ShardProjections", "ValueSource", "locked_write", "shard_needs_old", "stored_inner_ranges", "write_from"]
 
 
 class ValueSource:
@@ -78,19 +79,32 @@ def write_from(layout: ChunkLayout, indexer: Indexer, value: np.ndarray) -> None
     if not projections:
         return
     source = ValueSource(indexer, value)
-    with write_locks(layout.store, stored_keys(layout, projections)):
-        if isinstance(layout, ShardedLayout):
-            _write_sharded(layout, projections, source)
-        else:
+    with locked_write(layout, projections) as by_shard:
+        if by_shard is None:
             _write_chunks(layout, projections, source)
+        else:
+            _write_sharded(layout, by_shard, source)
 
 
-def stored_keys(layout: ChunkLayout, projections: list[ChunkProjection]) -> list[str]:
-    """Keys of the objects a write of ``projections`` replaces (chunks, or shards): the
-    keys it holds the write locks of (:mod:`gpuzarr.pipeline.locks`)."""
-    if isinstance(layout, ShardedLayout):
-        return [layout.key(shard) for shard in {layout.split_coords(p.chunk_coords)[0] for p in projections}]
-    return [layout.key(p.chunk_coords) for p in projections]
+#: A write's projections by shard coords, then by inner chunk coords within the shard.
+ShardProjections = dict[tuple[int, ...], dict[tuple[int, ...], ChunkProjection]]
+
+
+@contextmanager
+def locked_write(layout: ChunkLayout, projections: list[ChunkProjection]) -> Iterator[ShardProjections | None]:
+    """Hold the write locks (:mod:`gpuzarr.pipeline.locks`) of every object a write of
+    ``projections`` replaces: its chunks, or its shards. Yields the projections by shard
+    for a sharded layout (the grouping the shards' keys come from), else None."""
+    if not isinstance(layout, ShardedLayout):
+        with write_locks(layout.store, [layout.key(p.chunk_coords) for p in projections]):
+            yield None
+        return
+    by_shard: ShardProjections = {}
+    for p in projections:
+        shard, inner = layout.split_coords(p.chunk_coords)
+        by_shard.setdefault(shard, {})[inner] = p
+    with write_locks(layout.store, [layout.key(shard) for shard in by_shard]):
+        yield by_shard
 
 
 def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], source: ValueSource) -> None:
@@ -187,13 +201,9 @@ def stored_inner_ranges(
     return view, ranges
 
 
-def _write_sharded(layout: ShardedLayout, projections: list[ChunkProjection], source: ValueSource) -> None:
+def _write_sharded(layout: ShardedLayout, by_shard: ShardProjections, source: ValueSource) -> None:
     codec, shard_spec = layout.codec, layout.shard_spec
     unit_shape = layout.unit_shape
-    by_shard: dict[tuple[int, ...], dict[tuple[int, ...], ChunkProjection]] = {}
-    for p in projections:
-        shard, inner = layout.split_coords(p.chunk_coords)
-        by_shard.setdefault(shard, {})[inner] = p
 
     def stored_inner(shard: tuple[int, ...], old: Any) -> dict[tuple[int, ...], Any]:
         """The encoded bytes of every inner chunk stored in the old shard."""
