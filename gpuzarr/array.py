@@ -23,7 +23,7 @@ from gpuzarr.codecs import (
 )
 from gpuzarr.device import Device
 from gpuzarr.errors import MetadataError, UnsupportedCodecError, UnsupportedDataTypeError
-from gpuzarr.indexing import Indexer, SelectionMode, array_module, make_indexer
+from gpuzarr.indexing import Indexer, SelectionMode, array_module, block_selection_to_slices, make_indexer
 from gpuzarr.memory import CACHE_LINE, aligned_empty
 from gpuzarr.metadata import V2_ARRAY_KEY, V3_KEY, ArrayMetadata, ArrayMetadataV2, ArrayMetadataV3
 from gpuzarr.nodes import Node, prefix_of, save_metadata
@@ -117,6 +117,19 @@ class _SelectionView:
 
     def __setitem__(self, selection: Any, value: Any) -> None:
         self._array._set(selection, value, self._mode)
+
+
+class _BlockView:
+    """``a.blocks[...]``: whole blocks (the chunk grid's cells) selected by block number."""
+
+    def __init__(self, array: Array) -> None:
+        self._array = array
+
+    def __getitem__(self, selection: Any) -> Any:
+        return self._array.get_block_selection(selection)
+
+    def __setitem__(self, selection: Any, value: Any) -> None:
+        self._array.set_block_selection(selection, value)
 
 
 #: Results at least this large are allocated aligned (see :func:`_result_buffer`).
@@ -510,6 +523,27 @@ class Array(Node):
     def get_mask_selection(self, mask: Any, *, out: np.ndarray | None = None) -> Any:
         """zarr-python spelling of ``a.vindex[mask]``."""
         return self._get(mask, "vectorized", out)
+
+    @property
+    def blocks(self) -> _BlockView:
+        """Block indexing, as zarr-python's ``a.blocks[...]``: see :meth:`get_block_selection`."""
+        return _BlockView(self)
+
+    def _block_slices(self, selection: Any) -> tuple[slice, ...]:
+        # Blocks are the cells of the chunk grid, the unit of storage: shards for a
+        # sharded array, as in zarr-python (whose ``chunks`` also names inner chunks).
+        return block_selection_to_slices(selection, self.shape, self._metadata.chunks)
+
+    def get_block_selection(self, selection: Any, *, out: np.ndarray | None = None) -> Any:
+        """Read whole blocks by block number: ``selection`` takes, per dimension, an
+        integer (negative counts from the end) or a slice with step 1; an integer keeps
+        its dimension. Blocks are the stored chunks (shards when sharded, as in zarr-python)."""
+        return self._get(self._block_slices(selection), "basic", out)
+
+    def set_block_selection(self, selection: Any, value: Any) -> None:
+        """Write whole blocks by block number (see :meth:`get_block_selection`);
+        ``value`` broadcasts to the blocks' shape."""
+        self._set(self._block_slices(selection), value, "basic")
 
     # -- writing ----------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ __all__ = [
     "SelectionMode",
     "VectorizedIndexer",
     "array_module",
+    "block_selection_to_slices",
     "is_basic",
     "fill_projection",
     "make_indexer",
@@ -1001,6 +1002,59 @@ def _plain_box(selection: Any, shape: tuple[int, ...]) -> tuple[list[tuple[str, 
         dims.append((_SLICE, (first, step, length)))
         inter.append(length)
     return dims, tuple(inter)
+
+
+def block_selection_to_slices(
+    selection: Any, shape: Sequence[int], block_shape: Sequence[int]
+) -> tuple[slice, ...]:
+    """The element slices that select whole blocks (chunks of ``block_shape``).
+
+    zarr-python's block indexing: each dimension takes a block number (negative counts
+    from the end) or a slice of block numbers with step 1, and ``Ellipsis`` stands for
+    the dimensions not named. An integer keeps its dimension (one block of it), unlike
+    NumPy's integer indexing; the blocks at the array's edge are as short as the array.
+
+    Raises:
+        IndexError: A float, array, ``None`` or stepped slice, too many indices, or a
+            block number out of range (the message names the dimension and block count).
+    """
+    items = list(selection) if isinstance(selection, tuple) else [selection]
+    if sum(item is Ellipsis for item in items) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    if Ellipsis in items:
+        at = next(i for i, item in enumerate(items) if item is Ellipsis)
+        items[at : at + 1] = [slice(None)] * max(0, len(shape) - len(items) + 1)
+    if len(items) > len(shape):
+        raise IndexError(
+            f"too many indices for block selection: the array is {len(shape)}-dimensional, "
+            f"but {len(items)} were indexed"
+        )
+    items += [slice(None)] * (len(shape) - len(items))
+    slices = []
+    for dim, (item, n, block) in enumerate(zip(items, shape, block_shape, strict=True)):
+        n_blocks = -(-n // block)
+        if isinstance(item, slice):
+            if item.step not in (None, 1):
+                raise IndexError(
+                    f"block selection slices take step 1, got step {item.step!r} for dimension {dim}"
+                )
+            first, stop, _ = item.indices(n_blocks)
+            stop = max(first, stop)
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
+            first = int(item) + n_blocks if item < 0 else int(item)
+            if not 0 <= first < n_blocks:
+                raise IndexError(
+                    f"block index {int(item)} is out of bounds for dimension {dim} "
+                    f"with {n_blocks} blocks"
+                )
+            stop = first + 1
+        else:
+            raise IndexError(
+                f"block selections take integers and slices with step 1, got "
+                f"{type(item).__name__} for dimension {dim}"
+            )
+        slices.append(slice(min(first * block, n), min(stop * block, n)))
+    return tuple(slices)
 
 
 def make_indexer(

@@ -1518,3 +1518,25 @@ def test_large_results_are_cache_line_aligned(tmp_path: pathlib.Path) -> None:
     np.testing.assert_array_equal(a[:2], data[:2])
     strings = gpuzarr.create_array({}, shape=(300_000,), chunks=(100_000,), dtype=str)
     assert strings[...].shape == (300_000,)  # variable-length results are never byte views
+
+
+def test_block_selection_errors_name_the_dimension() -> None:
+    a = gpuzarr.create_array({}, shape=(10, 7), chunks=(4, 3), dtype="i4")
+    assert a.blocks[-1].shape == (2, 7) and a.blocks[..., 2].shape == (10, 1)
+    with pytest.raises(IndexError, match="block index 3 is out of bounds for dimension 0 with 3 blocks"):
+        a.blocks[3]
+    with pytest.raises(IndexError, match="step 1, got step 2 for dimension 1"):
+        a.blocks[:, ::2]
+    with pytest.raises(IndexError, match="got list for dimension 0"):
+        a.blocks[[0, 1]]
+    with pytest.raises(IndexError, match="too many indices"):
+        a.blocks[0, 0, 0]
+    with pytest.raises(ValueError):
+        a.set_block_selection((0, 0), np.ones((3, 3)))  # the block is 4 x 3
+
+
+def test_block_slices_clamp_like_python() -> None:
+    # zarr-python raises for a slice starting past the last block; a slice of blocks
+    # clamps like any Python slice (an empty selection), as dask's blocks do.
+    a = gpuzarr.create_array({}, shape=(10, 7), chunks=(4, 3), dtype="i4")
+    assert a.blocks[5:].shape == (0, 7) and a.blocks[-9:1].shape == (4, 7)

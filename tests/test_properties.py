@@ -9,6 +9,7 @@ assignments applied to a NumPy array and a gpuzarr array must keep them equal.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from typing import Any
 
@@ -555,3 +556,55 @@ def test_unit_addresses_match_whole_unit_views(setup: dict[str, Any], data: st.D
     views = [_direct_target(buffer, p, unit_shape) if buffer.flags.writeable else None for p in projections]
     expected = [0 if view is None else view.ctypes.data for view in views]
     assert (addresses if addresses is not None else [0] * len(projections)) == expected
+
+
+@st.composite
+def block_selections(draw: st.DrawFn, n_blocks: tuple[int, ...]) -> tuple[Any, ...]:
+    """A valid block selection: per dimension a block number (maybe negative) or a
+    step-1 slice (maybe open or negative), sometimes shortened or with an Ellipsis."""
+    sel: list[Any] = []
+    for n in n_blocks:
+        if n and draw(st.booleans()):
+            sel.append(draw(st.integers(-n, n - 1)))
+        else:
+            # (zarr-python refuses a start outside the blocks where Python's slices
+            # clamp it: starts stay inside, see test_block_slices_clamp_like_python)
+            start = draw(st.none() | st.integers(-n, n - 1))
+            stop = draw(st.none() | st.integers(-n, n))
+            sel.append(slice(start, stop, draw(st.sampled_from([None, 1]))))
+    form = draw(st.sampled_from(["full", "short", "ellipsis"]))
+    if form == "short" and sel:
+        sel = sel[: draw(st.integers(0, len(sel) - 1))]
+    elif form == "ellipsis" and sel:
+        at = draw(st.integers(0, len(sel) - 1))
+        sel[at : at + 1] = [Ellipsis]
+    return tuple(sel)
+
+
+@SETTINGS
+@given(setup=sharded_setups(), sharded=st.booleans(), data=st.data())
+def test_block_selections_match_zarr_python(setup: dict[str, Any], sharded: bool, data: st.DataObject) -> None:
+    """``blocks[...]`` reads and writes the same elements as zarr-python's: blocks are the
+    chunk grid's cells (shards when sharded), edge blocks cut short by the array."""
+    import zarr
+
+    shape = setup["shape"]
+    grid = setup["shards"] if sharded else setup["inner"]
+    kwargs: dict[str, Any] = {"shape": shape, "chunks": setup["inner"], "dtype": "i4", "fill_value": 0}
+    if sharded:
+        kwargs["shards"] = setup["shards"]
+    ours = gpuzarr.create_array(MemoryStore(), **kwargs)
+    theirs = zarr.create_array({}, **kwargs)
+    source = np.arange(math.prod(shape), dtype="i4").reshape(shape)
+    ours[...] = source
+    theirs[...] = source
+    n_blocks = tuple(-(-s // c) for s, c in zip(shape, grid, strict=True))
+    selection = data.draw(block_selections(n_blocks), label="selection")
+    expected = theirs.blocks[selection]
+    np.testing.assert_array_equal(ours.blocks[selection], expected)
+    np.testing.assert_array_equal(ours.get_block_selection(selection), expected)
+    if expected.size:
+        value = -np.arange(expected.size, dtype="i4").reshape(expected.shape)
+        ours.blocks[selection] = value
+        theirs.blocks[selection] = value
+        np.testing.assert_array_equal(ours[...], theirs[...])
