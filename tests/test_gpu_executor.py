@@ -167,8 +167,104 @@ def test_zlib_adler32_is_checked_after_device_decode(tmp_path: Path) -> None:
     other = zlib.compress((np.arange(16, dtype="int32") * 2).tobytes(), 1)[2:-4]
     (tmp_path / "z" / "c" / "0").write_bytes(raw[:2] + other + raw[-4:])  # the old trailer
     a = gpuzarr.open_array(tmp_path / "z")
-    with pytest.raises(CorruptChunkError, match=r"c/0.*Adler-32 mismatch"):
+    with pytest.raises(CorruptChunkError, match=r"c/0.*incorrect data check"):  # zlib's own word for it
         _read(a, HostBackend())
+
+
+class _TrustingBackend(HostBackend):
+    """A host backend whose decompressors check nothing the format carries beyond the
+    deflate data (as nvCOMP may not): gzip members are decoded as their raw deflate,
+    their CRC-32 and size trailer unread. What the executor checks itself shows here."""
+
+    def decompress(self, batch: Any, src: Any, dst: Any) -> np.ndarray:
+        import zlib
+
+        if batch.codec != "gzip":
+            return super().decompress(batch, src, dst)
+        failed = np.zeros(len(batch), dtype=bool)
+        for i in range(len(batch)):
+            off, size = int(batch.comp_offsets[i]), int(batch.comp_sizes[i])
+            dst_off, dsize = int(batch.decomp_offsets[i]), int(batch.decomp_sizes[i])
+            try:
+                out = zlib.decompressobj(wbits=-15).decompress(bytes(src[off + 10 : off + size]))
+            except zlib.error:
+                failed[i] = True
+                continue
+            if len(out) != dsize:
+                failed[i] = True
+                continue
+            dst[dst_off : dst_off + dsize] = np.frombuffer(out, dtype=np.uint8)
+        return failed
+
+
+def test_gzip_trailers_are_checked_after_device_decode(tmp_path: Path) -> None:
+    """A gzip member whose CRC-32 or size trailer disagrees with its data raises, as
+    on the CPU, even where the device decompressor does not check the trailer."""
+    a = gpuzarr.create_array(tmp_path / "g", shape=(64,), chunks=(32,), dtype="int32", compressors={"name": "gzip"})
+    a[...] = np.arange(64, dtype="int32")
+    np.testing.assert_array_equal(_read(a, _TrustingBackend()), np.arange(64))
+    chunk = tmp_path / "g" / "c" / "1"
+    good = chunk.read_bytes()
+    for position in (-8, -1):  # a CRC-32 byte, then a size byte
+        bad = bytearray(good)
+        bad[position] ^= 0x01
+        chunk.write_bytes(bytes(bad))
+        with pytest.raises(CorruptChunkError, match=r"'c/1'"):
+            _read(gpuzarr.open_array(tmp_path / "g"), _TrustingBackend())
+
+
+@pytest.mark.parametrize("backend_type", [HostBackend, _TrustingBackend])
+def test_gzip_chunks_of_several_members_decode_on_the_cpu(tmp_path: Path, backend_type: type[Backend]) -> None:
+    """A valid chunk of two gzip members (which the CPU path reads, and nvCOMP may not)
+    is decoded on the CPU with the fallback warning, or refused under "error"."""
+    import gzip
+
+    data = np.arange(64, dtype="int32")
+    a = gpuzarr.create_array(tmp_path / "g", shape=(64,), chunks=(64,), dtype="int32", compressors={"name": "gzip"})
+    a[...] = data
+    raw = data.tobytes()
+    (tmp_path / "g" / "c" / "0").write_bytes(gzip.compress(raw[:100]) + gzip.compress(raw[100:]))
+    with pytest.warns(GpuFallbackWarning, match=r"'c/0' \(codec 'gzip'\) did not decode on the GPU but is valid"):
+        np.testing.assert_array_equal(_read(a, backend_type()), data)
+    with gpuzarr.config.set(gpu_fallback="error"), pytest.raises(UnsupportedCodecError, match="'c/0'"):
+        _read(a, backend_type())
+
+
+def _blosc_zlib_array(path: Path) -> tuple[gpuzarr.Array, np.ndarray]:
+    data = (np.arange(4096) // 3).astype("int32")
+    blosc = {"name": "blosc", "configuration": {"cname": "zlib", "clevel": 5, "shuffle": "noshuffle", "blocksize": 0}}
+    a = gpuzarr.create_array(path, shape=(4096,), chunks=(4096,), dtype="int32", compressors=blosc)
+    a[...] = data
+    return a, data
+
+
+def test_blosc_zlib_adler32_is_checked_after_device_decode(tmp_path: Path) -> None:
+    """Inside blosc-zlib chunks nvCOMP decodes each stream's raw deflate: a stream whose
+    Adler-32 trailer disagrees raises as c-blosc does on the CPU."""
+    a, data = _blosc_zlib_array(tmp_path / "b")
+    np.testing.assert_array_equal(_read(a, HostBackend()), data)
+    chunk = tmp_path / "b" / "c" / "0"
+    raw = bytearray(chunk.read_bytes())
+    assert raw[2] >> 5 == 3 and not raw[2] & 0x02  # zlib, compressed (not memcpy-ed)
+    raw[-1] ^= 0x01  # the last stream's Adler-32
+    chunk.write_bytes(bytes(raw))
+    with pytest.raises(CorruptChunkError, match=r"'c/0'.*blosc"):
+        _read(gpuzarr.open_array(tmp_path / "b"), HostBackend())
+
+
+@pytest.mark.parametrize(("byte", "change"), [(1, 0x07), (2, 0x08)], ids=["codec-format-version", "reserved-flag"])
+def test_blosc_headers_c_blosc_refuses_are_refused(tmp_path: Path, byte: int, change: int) -> None:
+    """Headers c-blosc 1.x never writes go to the CPU library, which refuses them; the
+    device plan used to decode them as if they were valid."""
+    a, _ = _blosc_zlib_array(tmp_path / "b")
+    chunk = tmp_path / "b" / "c" / "0"
+    raw = bytearray(chunk.read_bytes())
+    raw[byte] = change if byte == 1 else raw[byte] | change
+    chunk.write_bytes(bytes(raw))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GpuFallbackWarning)
+        with pytest.raises(CorruptChunkError, match=r"'c/0'"):
+            _read(gpuzarr.open_array(tmp_path / "b"), HostBackend())
 
 
 def test_one_call_per_stage_per_wave(tmp_path: Path) -> None:
@@ -211,14 +307,23 @@ def test_cpu_fallback_warns_or_raises(tmp_path: Path) -> None:
         _read(strings, HostBackend())
 
 
-def test_blosclz_chunks_fall_back_per_chunk(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chain", ["plain", "big-endian", "transpose"])
+def test_blosclz_chunks_fall_back_per_chunk(tmp_path: Path, chain: str) -> None:
+    """blosclz chunks are decompressed on the CPU, then go through the rest of the
+    device chain like the others (byte order and transposes once, not twice)."""
     data = (np.arange(np.prod(SHAPE)) // 7).astype("float32").reshape(SHAPE)  # compressible: not stored raw
+    extra: dict[str, Any] = {
+        "plain": {},
+        "big-endian": {"serializer": {"name": "bytes", "configuration": {"endian": "big"}}},
+        "transpose": {"filters": [{"name": "transpose", "configuration": {"order": [1, 0]}}]},
+    }[chain]
     a = gpuzarr.create_array(
         tmp_path / "b",
         shape=SHAPE,
         chunks=CHUNKS,
         dtype="float32",
         compressors={"name": "blosc", "configuration": {"cname": "blosclz", "shuffle": "shuffle"}},
+        **extra,
     )
     a[...] = data
     with pytest.warns(GpuFallbackWarning, match="blosclz"):

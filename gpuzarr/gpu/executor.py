@@ -20,6 +20,14 @@ are decoded on the host and uploaded, with one warning naming the codec, or an e
 under ``config.gpu_fallback = "error"``. A device out-of-memory error halves the wave
 and retries it.
 
+Step 3 does not take nvCOMP's word for a stream's validity: the checksums a stream
+carries and nvCOMP never sees, or may not check, are checked against the decoded bytes
+(gzip's CRC-32 and size, zlib's Adler-32, inside blosc chunks too). A stream nvCOMP
+fails, or whose check disagrees, is decompressed again by the CPU codec, the authority
+on what is valid: a corrupt one raises the CPU path's typed error naming its chunk, and
+a valid one the device cannot take (a gzip chunk of several members) is used after the
+fallback warning.
+
 The code is written against :class:`gpuzarr.gpu.backend.Backend`; CI runs it on the
 host backend, which emulates the device with NumPy and the CPU libraries.
 """
@@ -27,7 +35,7 @@ host backend, which emulates the device with NumPy and the CPU libraries.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from gpuzarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, TransposeCodec, ZlibCodec, ZstdCodec
-from gpuzarr.codecs.base import as_memoryview
+from gpuzarr.codecs.base import Buffer, as_memoryview, check_decoded_size
 from gpuzarr.codecs.chain import CodecChain
 from gpuzarr.codecs.numcodecs_codecs import NumcodecsBytesCodec
 from gpuzarr.codecs.v2 import V2ArrayBytesCodec
@@ -221,17 +229,18 @@ def read_into_device(layout: ChunkLayout, requests: Sequence[tuple[Indexer, Any]
         fetcher.shutdown(wait=True, cancel_futures=True)
 
 
-def gpu_fallback(reason: str, *, writing: bool = False) -> None:
+def gpu_fallback(reason: str, *, writing: bool = False, lacking: str = "has no GPU implementation") -> None:
     """Announce a CPU fallback for ``reason`` (a codec the device cannot decode, or
-    encode when ``writing``): one warning, or an error under ``gpu_fallback="error"``."""
+    encode when ``writing``; ``lacking`` says what the device lacks): one warning, or
+    an error under ``gpu_fallback="error"``."""
     if get_config().gpu_fallback == "error":
         raise UnsupportedCodecError(
-            f"{reason} has no GPU implementation (config gpu_fallback='error'); "
+            f"{reason} {lacking} (config gpu_fallback='error'); "
             f"{'write' if writing else 'read'} with device='cpu' "
             "or allow the CPU fallback with gpuzarr.config.set(gpu_fallback='warn')"
         )
     done = "the value is downloaded and encoded on the CPU" if writing else "chunks are decoded on the CPU and uploaded"
-    warnings.warn(f"gpuzarr: {reason} has no GPU implementation; {done}", GpuFallbackWarning, stacklevel=4)
+    warnings.warn(f"gpuzarr: {reason} {lacking}; {done}", GpuFallbackWarning, stacklevel=4)
 
 
 def _read_wave(
@@ -333,7 +342,11 @@ def _read_wave_direct(
     backend.read_files([(file_path(key), off, n) for key, off, n in reads], device_input, offsets)  # type: ignore[misc]
     coords = [p.chunk_coords for _, p in units]
     slot = _align(layout.unit_spec.nbytes)
-    decoded = _decompress_device_input(layout, plan, coords, device_input, offsets, sizes, slot, backend)
+
+    def stream_of(i: int) -> np.ndarray:  # (no crc32c trailer or stream header here: see _reads_files_directly)
+        return backend.to_host(device_input[int(offsets[i]) : int(offsets[i] + sizes[i])])
+
+    decoded = _decompress_device_input(layout, plan, coords, device_input, offsets, sizes, slot, backend, stream_of)
     _finish(layout, plan, units, decoded, slot, backend)
 
 
@@ -401,21 +414,20 @@ def _decode_on_device(
         return _blosc(layout, coords, [b[: len(b) - trailer] for b in blobs], slot, backend)
     offsets, device_input = streams
     sizes = np.array([e - s for s, e in zip(starts, ends, strict=True)], dtype=np.int64)
-    decoded = _decompress_device_input(layout, plan, coords, device_input, offsets, sizes, slot, backend)
+
+    def stream_of(i: int) -> memoryview:  # the compressor's whole stream (headers included)
+        return blobs[i][: len(blobs[i]) - trailer]
+
+    decoded = _decompress_device_input(layout, plan, coords, device_input, offsets, sizes, slot, backend, stream_of)
     if plan.compressor == "zlib":
-        # nvCOMP decodes the raw deflate between header and trailer: the trailer's
+        # nvCOMP decoded the raw deflate between header and trailer: the trailer's
         # Adler-32 of the decoded bytes is checked here (zlib checks it on the CPU).
         stored = np.array([int.from_bytes(b[e : e + 4], "big") for b, e in zip(blobs, ends, strict=True)], np.uint32)
         computed = backend.to_host(
             backend.kernels.adler32(decoded, np.arange(n, dtype=np.int64) * slot, np.full(n, nbytes, np.int64))
         )
-        bad = np.flatnonzero(np.asarray(computed).astype(np.uint32) != stored)
-        if bad.size:
-            i = int(bad[0])
-            raise CorruptChunkError(
-                f"{layout.describe(coords[i])}: codec 'zlib': Adler-32 mismatch "
-                f"(stored {int(stored[i]):#010x}, computed {int(computed[i]):#010x})"
-            )
+        mismatched = np.flatnonzero(np.asarray(computed).astype(np.uint32) != stored).tolist()
+        _decode_again_on_host(layout, coords, mismatched, stream_of, decoded, slot, backend)
     return decoded
 
 
@@ -428,9 +440,11 @@ def _decompress_device_input(
     sizes: np.ndarray,
     slot: int,
     backend: Backend,
+    stream_of: Callable[[int], Buffer],
 ) -> Any:
     """Step 3 for streams already on the device (``offsets``/``sizes`` into
-    ``device_input``): the decoded units at multiples of ``slot``."""
+    ``device_input``): the decoded units at multiples of ``slot``. ``stream_of(i)`` is
+    stream i on the host, whole, for the CPU codec to decode when the device's fails."""
     nbytes = layout.unit_spec.nbytes
     n = len(coords)
     decoded = backend.empty(slot * n)
@@ -443,14 +457,83 @@ def _decompress_device_input(
         return decoded
     codec = {"zlib": "deflate"}.get(plan.compressor, plan.compressor)
     batch = StreamBatch(codec, offsets, sizes, decoded_offsets, np.full(n, nbytes, np.int64), np.arange(n))
-    failed = backend.decompress(batch, device_input, decoded)
-    if failed.any():
-        i = int(np.flatnonzero(failed)[0])
-        raise CorruptChunkError(
-            f"{layout.describe(coords[i])}: codec {plan.compressor!r}: cannot decode chunk on the GPU "
-            f"(corrupt, or not {nbytes} bytes decoded)"
-        )
+    suspects = backend.decompress(batch, device_input, decoded).copy()
+    if plan.compressor == "gzip":
+        suspects |= _gzip_trailer_mismatches(device_input, offsets, sizes, decoded, decoded_offsets, nbytes, backend)
+    _decode_again_on_host(layout, coords, np.flatnonzero(suspects).tolist(), stream_of, decoded, slot, backend)
     return decoded
+
+
+#: A gzip member's trailer: CRC-32 of the decoded bytes, then their size mod 2**32 (both little-endian).
+_GZIP_TRAILER_NBYTES = 8
+#: The smallest gzip member: a 10-byte header, an empty deflate block, the trailer.
+_GZIP_MIN_NBYTES = 20
+
+
+def _gzip_trailer_mismatches(
+    device_input: Any,
+    offsets: np.ndarray,
+    sizes: np.ndarray,
+    decoded: Any,
+    decoded_offsets: np.ndarray,
+    nbytes: int,
+    backend: Backend,
+) -> np.ndarray:
+    """Where a gzip stream's trailer disagrees with its decoded bytes (host bool array).
+
+    Checked here rather than trusted to nvCOMP: a corrupt member must not decode
+    silently. A chunk of several members fails too (the trailer read is the last
+    member's), and is then decoded on the CPU, which takes every member."""
+    n = len(sizes)
+    short = sizes < _GZIP_MIN_NBYTES
+    tails = backend.empty(n * _GZIP_TRAILER_NBYTES)
+    starts = np.where(short, offsets, offsets + sizes - _GZIP_TRAILER_NBYTES)
+    width = np.where(short, 0, _GZIP_TRAILER_NBYTES)
+    tail_offsets = np.arange(n, dtype=np.int64) * _GZIP_TRAILER_NBYTES
+    backend.kernels.copy_ranges(device_input, tails, starts, tail_offsets, width)
+    trailers = backend.to_host(tails).view("<u4").reshape(n, 2)
+    crc = backend.kernels.crc32(decoded, decoded_offsets, np.full(n, nbytes, np.int64))
+    computed = np.asarray(backend.to_host(crc))
+    return short | (trailers[:, 0] != computed.astype(np.uint32)) | (trailers[:, 1] != nbytes % 2**32)
+
+
+def _host_decompress(layout: ChunkLayout, coords: Sequence[int], stream: Buffer) -> np.ndarray:
+    """Step 3 for one unit on the CPU: ``stream`` (the stored bytes less any crc32c
+    trailer) decompressed by the chain's compressor into the bytes the device stage
+    leaves (stored byte order and layout; step 4 follows), as ``uint8``. A corrupt
+    stream raises the CPU codec's typed error, naming the unit."""
+    compressor = layout.chain.bytes_bytes[0]  # device chains: the compressor, then maybe crc32c
+    try:
+        data = compressor.cpu_decode(stream, layout.chain.array_spec)
+        check_decoded_size(data, layout.unit_spec.nbytes, compressor.name)
+    except (ChecksumError, CorruptChunkError) as exc:
+        raise type(exc)(f"{layout.describe(coords)}: {exc}") from None
+    return np.frombuffer(as_memoryview(data), dtype=np.uint8)
+
+
+def _decode_again_on_host(
+    layout: ChunkLayout,
+    coords: Sequence[tuple[int, ...]],
+    positions: Sequence[int],
+    stream_of: Callable[[int], Buffer],
+    decoded: Any,
+    slot: int,
+    backend: Backend,
+) -> None:
+    """Units at ``positions`` that the device failed or could not verify, decompressed
+    by the CPU codec into their slots of ``decoded``. The CPU codec decides: a corrupt
+    unit raises its error; valid ones (a form the device does not take) are used after
+    :func:`gpu_fallback`'s warning (an error under ``gpu_fallback="error"``)."""
+    if not positions:
+        return
+    units = [_host_decompress(layout, coords[i], stream_of(i)) for i in positions]
+    name = layout.chain.bytes_bytes[0].name
+    gpu_fallback(
+        f"{layout.describe(coords[positions[0]])} (codec {name!r})", lacking="did not decode on the GPU but is valid"
+    )
+    nbytes = layout.unit_spec.nbytes
+    for i, unit in zip(positions, units, strict=True):
+        backend.kernels.copy_ranges(backend.upload(unit), decoded, [0], [i * slot], [nbytes])
 
 
 def _blosc(
@@ -479,26 +562,29 @@ def _blosc(
     kernels.copy_ranges(source, source, plan.gather.src_offsets, plan.gather.dst_offsets, plan.gather.sizes)
     work = backend.empty(plan.workspace_nbytes)
     kernels.copy_ranges(source, work, plan.copies.src_offsets, plan.copies.dst_offsets, plan.copies.sizes)
+    suspects: set[int] = set()  # chunks with a stream nvCOMP failed or a zlib Adler-32 disagrees
     for batch in plan.streams.values():
         failed = backend.decompress(batch, source, work)
-        if failed.any():
-            i = int(batch.chunk[int(np.flatnonzero(failed)[0])])
-            raise CorruptChunkError(
-                f"{layout.describe(coords[i])}: codec 'blosc': a {batch.codec} stream does not decode"
-            )
+        if batch.adler32 is not None:
+            computed = np.asarray(backend.to_host(kernels.adler32(work, batch.decomp_offsets, batch.decomp_sizes)))
+            failed = failed | (computed.astype(np.uint32) != batch.adler32)
+        suspects.update(batch.chunk[failed].tolist())
     kernels.copy_ranges(work, work, plan.bounces.src_offsets, plan.bounces.dst_offsets, plan.bounces.sizes)
     for sb in plan.shuffles:
         run = kernels.unshuffle if sb.kind == "shuffle" else kernels.bitunshuffle
         run(work, work, sb.src_offsets, sb.dst_offsets, sb.sizes, sb.typesize)
-    if plan.cpu_chunks.size:
-        reasons = sorted(set(plan.cpu_reasons.values()))
-        gpu_fallback("codec 'blosc' with " + ", ".join(reasons))
-        for i in plan.cpu_chunks.tolist():
-            chunk = layout.decode(coords[i], blobs[i]).reshape(-1).view(np.uint8)
-            off = int(plan.decoded_offsets[i])
-            kernels.copy_ranges(backend.upload(np.ascontiguousarray(chunk)), work, [0], [off], [nbytes])
     # plan.decoded_offsets are multiples of SLOT_ALIGNMENT, nbytes apart rounded up: = slot
     assert np.array_equal(plan.decoded_offsets, np.arange(len(blobs), dtype=np.int64) * slot)
+    if plan.cpu_chunks.size:
+        # The blosc codec alone on the CPU (not the whole chain: byte order and
+        # transposes are still to come for these units, as for the others).
+        reasons = sorted(set(plan.cpu_reasons.values()))
+        gpu_fallback("codec 'blosc' with " + ", ".join(reasons))
+        cpu_chunks = plan.cpu_chunks.tolist()
+        units = [_host_decompress(layout, coords[i], blobs[i]) for i in cpu_chunks]
+        for i, unit in zip(cpu_chunks, units, strict=True):
+            kernels.copy_ranges(backend.upload(unit), work, [0], [i * slot], [nbytes])
+    _decode_again_on_host(layout, coords, sorted(suspects), blobs.__getitem__, work, slot, backend)
     return work
 
 

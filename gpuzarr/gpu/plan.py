@@ -35,8 +35,11 @@ not a multiple of 8 unshuffled; see :func:`_bitshuffled`).
 
 On the GPU: lz4 and lz4hc streams are raw LZ4 blocks (nvCOMP LZ4), zstd streams are
 zstd frames (nvCOMP zstd), zlib streams are zlib-wrapped deflate, planned as the raw
-deflate inside (nvCOMP deflate; the Adler-32 trailer is not checked there). blosclz and
-snappy chunks are left to the CPU (``BloscPlan.cpu_chunks``).
+deflate inside (nvCOMP deflate), their Adler-32 trailers kept in the plan for the
+executor to check against the decoded bytes. blosclz and snappy chunks, and chunks whose
+header holds what c-blosc 1.x does not write (a codec format version other than 1, the
+reserved flag 0x08), are left to the CPU (``BloscPlan.cpu_chunks``), whose library
+decides whether they are valid.
 """
 
 from __future__ import annotations
@@ -81,7 +84,10 @@ BLOSC_HEADER_NBYTES = 16
 BLOSC_DOSHUFFLE = 0x01
 BLOSC_MEMCPYED = 0x02
 BLOSC_DOBITSHUFFLE = 0x04
+BLOSC_RESERVED_FLAG = 0x08
 BLOSC_NOSPLIT = 0x10
+#: The codec format version c-blosc 1.x writes for every codec.
+BLOSC_CODEC_FORMAT_VERSION = 1
 #: Codec of a blosc chunk by the format code in bits 5-7 of its flags.
 BLOSC_CODECS = {0: "blosclz", 1: "lz4", 2: "snappy", 3: "zlib", 4: "zstd"}
 #: The nvCOMP batched decompressor for the streams of each blosc codec the GPU decodes.
@@ -175,6 +181,10 @@ def _gpu_unsupported(header: BloscHeader) -> str | None:
         return f"blosc format version {header.version} (c-blosc 2 chunk)"
     if header.flags & BLOSC_DOSHUFFLE and header.flags & BLOSC_DOBITSHUFFLE:
         return "blosc 2 extended header"
+    if header.flags & BLOSC_RESERVED_FLAG:
+        return "blosc header flag 0x08"
+    if header.versionlz != BLOSC_CODEC_FORMAT_VERSION:
+        return f"blosc codec format version {header.versionlz}"
     if not header.memcpyed and header.codec not in NVCOMP_CODECS:
         return f"blosc codec {header.codec!r} has no nvCOMP decompressor"
     return None
@@ -229,6 +239,9 @@ class StreamBatch:
     decomp_offsets: np.ndarray  # int64
     decomp_sizes: np.ndarray  # int64
     chunk: np.ndarray  # int64: the chunk each stream belongs to (for error messages)
+    #: The Adler-32 each stream's decoded bytes must have (uint32): zlib streams planned
+    #: as the raw deflate inside, whose trailer nvCOMP never sees. None: nothing to check.
+    adler32: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.comp_sizes)
@@ -311,7 +324,8 @@ class _Builder:
 
     def __init__(self) -> None:
         self.copies: list[np.ndarray] = []  # rows of (src, dst, size)
-        # codec -> rows of (comp offset, comp size, decomp offset, decomp size, chunk)
+        # codec -> rows of (comp offset, comp size, decomp offset, decomp size, chunk,
+        # expected Adler-32 or -1)
         self.streams: dict[str, list[np.ndarray]] = {}
         # (kind, typesize) -> rows of (src, dst, size)
         self.shuffles: dict[tuple[str, int], list[np.ndarray]] = {}
@@ -391,12 +405,13 @@ def _plan_chunk(
     packed = ~raw_stored
     if packed.any():
         offsets, lengths = comp_off[packed] + in_off, comp_size[packed]
+        adler = np.full(len(lengths), -1, dtype=np.int64)
         if header.codec == "zlib":
-            offsets, lengths = _strip_zlib(raw, comp_off[packed], lengths, where)
+            offsets, lengths, adler = _strip_zlib(raw, comp_off[packed], lengths, where)
             offsets = offsets + in_off
         builder.add_streams(
             NVCOMP_CODECS[header.codec],
-            np.stack([offsets, lengths, dst[packed], dsize[packed], np.full(len(lengths), i)], axis=1),
+            np.stack([offsets, lengths, dst[packed], dsize[packed], np.full(len(lengths), i), adler], axis=1),
         )
     if kind is not None and shuffled.any():
         starts = np.arange(nblocks, dtype=np.int64)[shuffled] * blocksize
@@ -405,15 +420,20 @@ def _plan_chunk(
         )
 
 
-def _strip_zlib(raw: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """The raw deflate inside zlib streams: skip the 2-byte header and 4-byte Adler-32."""
+def _strip_zlib(
+    raw: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, where: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The raw deflate inside zlib streams (skipping the 2-byte header and the 4-byte
+    Adler-32 trailer): ``(offsets, lengths, trailers)``, the trailers big-endian as stored."""
     if np.any(lengths < 6):
         raise CorruptChunkError(f"{where} zlib stream too short")
     cmf = raw[offsets].astype(np.int64)
     flg = raw[offsets + 1].astype(np.int64)
     if np.any((cmf & 0x0F) != 8) or np.any((cmf * 256 + flg) % 31) or np.any(flg & 0x20):
         raise CorruptChunkError(f"{where} zlib stream has an invalid or preset-dictionary header")
-    return offsets + 2, lengths - 6
+    tail = raw[(offsets + lengths - 4)[:, None] + np.arange(4)].astype(np.int64)
+    trailers = (tail[:, 0] << 24) | (tail[:, 1] << 16) | (tail[:, 2] << 8) | tail[:, 3]
+    return offsets + 2, lengths - 6, trailers
 
 
 def plan_blosc_batch(
@@ -482,7 +502,7 @@ def plan_blosc_batch(
     bounces: list[np.ndarray] = []
     for codec, parts in builder.streams.items():
         rows = np.concatenate(parts)
-        comp_off, comp_size, dst, dsize, chunk = (rows[:, k].copy() for k in range(5))
+        comp_off, comp_size, dst, dsize, chunk, adler = (rows[:, k].copy() for k in range(6))
         if input_alignment > 1:
             moved = np.flatnonzero(comp_off % input_alignment)
             slots = aligned_slots(input_nbytes, comp_size[moved], input_alignment)
@@ -495,7 +515,8 @@ def plan_blosc_batch(
             bounces.append(np.stack([slots, dst[moved], dsize[moved]], axis=1))
             dst[moved] = slots
             workspace_nbytes = int(slots[-1] + dsize[moved][-1]) if moved.size else workspace_nbytes
-        streams[codec] = StreamBatch(codec, comp_off, comp_size, dst, dsize, chunk)
+        checked = adler.astype(np.uint32) if codec == "deflate" else None  # (only zlib streams are deflate)
+        streams[codec] = StreamBatch(codec, comp_off, comp_size, dst, dsize, chunk, checked)
     shuffles = []
     for (kind, ts), parts in sorted(builder.shuffles.items()):
         rows = np.concatenate(parts)
@@ -580,6 +601,8 @@ def decode_blosc_batch_on_host(plan: BloscPlan, chunks: Sequence[Buffer], kernel
                 raise CorruptChunkError(
                     f"chunk {int(batch.chunk[k])}: blosc stream decompressed to {len(out)} bytes, expected {dsize}"
                 )
+            if batch.adler32 is not None and zlib.adler32(out) != int(batch.adler32[k]):
+                raise CorruptChunkError(f"chunk {int(batch.chunk[k])}: blosc zlib stream fails its Adler-32")
             work[dst : dst + dsize] = np.frombuffer(out, dtype=np.uint8)
     kernels.copy_ranges(work, work, plan.bounces.src_offsets, plan.bounces.dst_offsets, plan.bounces.sizes)
     for sb in plan.shuffles:
