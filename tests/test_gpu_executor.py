@@ -172,13 +172,22 @@ def test_zlib_adler32_is_checked_after_device_decode(tmp_path: Path) -> None:
 
 
 class _TrustingBackend(HostBackend):
-    """A host backend whose decompressors check nothing the format carries beyond the
-    deflate data (as nvCOMP may not): gzip members are decoded as their raw deflate,
-    their CRC-32 and size trailer unread. What the executor checks itself shows here."""
+    """A host backend whose decompressors check no checksum the format carries (nvCOMP's
+    are documented to operate on valid input only): gzip members are decoded as their
+    raw deflate, their CRC-32 and size trailer unread, and zstd frames without their
+    content checksum. What the executor checks itself shows here."""
 
     def decompress(self, batch: Any, src: Any, dst: Any) -> np.ndarray:
         import zlib
 
+        if batch.codec == "zstd":
+            import dataclasses
+
+            src = src.copy()
+            flagged = (src[batch.comp_offsets + 4] & 0x04) != 0
+            src[batch.comp_offsets[flagged] + 4] &= 0xFB  # a frame without the checksum...
+            sizes = batch.comp_sizes - np.where(flagged, 4, 0)  # ...ends before it
+            return super().decompress(dataclasses.replace(batch, comp_sizes=sizes), src, dst)
         if batch.codec != "gzip":
             return super().decompress(batch, src, dst)
         failed = np.zeros(len(batch), dtype=bool)
@@ -211,6 +220,23 @@ def test_gzip_trailers_are_checked_after_device_decode(tmp_path: Path) -> None:
         chunk.write_bytes(bytes(bad))
         with pytest.raises(CorruptChunkError, match=r"'c/1'"):
             _read(gpuzarr.open_array(tmp_path / "g"), _TrustingBackend())
+
+
+def test_zstd_content_checksums_are_checked_after_device_decode(tmp_path: Path) -> None:
+    """A zstd frame written with a content checksum that disagrees with its data raises,
+    even where the device decompressor does not check it; frames without one decode."""
+    zstd = {"name": "zstd", "configuration": {"level": 1, "checksum": True}}
+    a = gpuzarr.create_array(tmp_path / "z", shape=(64,), chunks=(32,), dtype="int32", compressors=zstd)
+    a[...] = np.arange(64, dtype="int32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GpuFallbackWarning)
+        np.testing.assert_array_equal(_read(a, _TrustingBackend()), np.arange(64))
+    chunk = tmp_path / "z" / "c" / "1"
+    bad = bytearray(chunk.read_bytes())
+    bad[-1] ^= 0x01
+    chunk.write_bytes(bytes(bad))
+    with pytest.raises(ChecksumError, match=r"'c/1'.*zstd.*checksum"):
+        _read(gpuzarr.open_array(tmp_path / "z"), _TrustingBackend())
 
 
 @pytest.mark.parametrize("backend_type", [HostBackend, _TrustingBackend])
@@ -256,7 +282,7 @@ def test_blosc_zlib_adler32_is_checked_after_device_decode(tmp_path: Path) -> No
 def test_blosc_headers_c_blosc_refuses_are_refused(tmp_path: Path, byte: int, change: int) -> None:
     """Headers c-blosc 1.x never writes go to the CPU library, which refuses them; the
     device plan used to decode them as if they were valid."""
-    a, _ = _blosc_zlib_array(tmp_path / "b")
+    _blosc_zlib_array(tmp_path / "b")
     chunk = tmp_path / "b" / "c" / "0"
     raw = bytearray(chunk.read_bytes())
     raw[byte] = change if byte == 1 else raw[byte] | change

@@ -46,7 +46,7 @@ from gpuzarr.stores import MemoryStore
 
 SHIM_DIR = Path(__file__).parent / "kernels_shim"
 #: Host translation units of the shim, one per kernel module (shard_index rides with crc32c).
-SHIM_UNITS = ("byteswap", "shuffle", "bitshuffle", "crc32c", "scatter", "fill_check", "adler32")
+SHIM_UNITS = ("byteswap", "shuffle", "bitshuffle", "crc32c", "scatter", "fill_check", "adler32", "xxh64")
 #: Launch geometries (grid x, grid y, block) the host builds run with: tiny grids force
 #: the grid-stride loops, odd block sizes catch assumptions of a power of two.
 GEOMETRIES = [(1, 1, 32), (3, 2, 64), (5, 7, 96)]
@@ -137,6 +137,12 @@ class Shim:
 
     def adler32(self, data: np.ndarray, offsets: Any, sizes: Any) -> np.ndarray:
         return self._checksums("adler32_batch", data, offsets, sizes)
+
+    def xxh64(self, data: np.ndarray, offsets: Any, sizes: Any) -> np.ndarray:
+        lens = _u64(sizes)
+        out = np.zeros(len(lens), dtype=np.uint64)
+        self.launch("xxh64_batch", [data, _u64(offsets), lens, len(lens), out], grid=(self.geometry[1], 1))
+        return out
 
     def equals_fill(self, data: np.ndarray, offsets: Any, sizes: Any, itemsize: int, fill_value: bytes) -> np.ndarray:
         lens = _u64(sizes)
@@ -482,6 +488,41 @@ def test_adler32_kernel(shim_geometry: Shim) -> None:
     got = shim_geometry.adler32(data, offsets, sizes)
     np.testing.assert_array_equal(got, reference.adler32(data, offsets, sizes))
     np.testing.assert_array_equal(got, _zlib_checksums(zlib.adler32, data, offsets, sizes))
+
+
+# ======================================================================================
+# xxh64
+
+
+def _xxh_batch(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Empty to 64 KiB, every tail length (n % 32, and the 8/4/1-byte steps inside it)
+    around one and two stripes, at unaligned starts."""
+    sizes = np.array([*range(0, 70), 95, 96, 97, 1000, 65536 + 13], dtype=np.int64)
+    offsets = np.cumsum(np.concatenate([[5], sizes[:-1] + 3]))
+    data = rng.integers(0, 256, int(offsets[-1] + sizes[-1]), dtype=np.uint8)
+    return data, offsets, sizes
+
+
+def _zstd_checksums(data: np.ndarray, offsets: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The low 32 bits of XXH64 as libzstd stores them in checksummed frames."""
+    import zstandard
+
+    compressor = zstandard.ZstdCompressor(write_checksum=True)
+    frames = [compressor.compress(data[o : o + n].tobytes()) for o, n in zip(offsets, sizes, strict=True)]
+    return np.array([int.from_bytes(frame[-4:], "little") for frame in frames], dtype=np.uint64)
+
+
+def test_xxh64_reference_matches_libzstd() -> None:
+    data, offsets, sizes = _xxh_batch(np.random.default_rng(7))
+    got = reference.xxh64(data, offsets, sizes)
+    np.testing.assert_array_equal(got & 0xFFFFFFFF, _zstd_checksums(data, offsets, sizes))
+    # the published value for the empty input, all 64 bits
+    assert int(reference.xxh64(np.zeros(0, np.uint8), [0], [0])[0]) == 0xEF46DB3751D8E999
+
+
+def test_xxh64_kernel(shim_geometry: Shim) -> None:
+    data, offsets, sizes = _xxh_batch(np.random.default_rng(8))
+    np.testing.assert_array_equal(shim_geometry.xxh64(data, offsets, sizes), reference.xxh64(data, offsets, sizes))
 
 
 # ======================================================================================
@@ -1153,6 +1194,15 @@ def test_gpu_checksums(cupy_mod: Any, kind: str) -> None:
     got = getattr(ops, kind)(cupy_mod.asarray(data), offsets, sizes).get()
     np.testing.assert_array_equal(got, _zlib_checksums(getattr(zlib, kind), data, offsets, sizes))
     np.testing.assert_array_equal(got, getattr(reference, kind)(data, offsets, sizes))
+
+
+@pytest.mark.gpu
+def test_gpu_xxh64(cupy_mod: Any) -> None:
+    from gpuzarr.gpu import ops
+
+    data, offsets, sizes = _xxh_batch(np.random.default_rng(9))
+    got = ops.xxh64(cupy_mod.asarray(data), offsets, sizes).get()
+    np.testing.assert_array_equal(got, reference.xxh64(data, offsets, sizes))
 
 
 @pytest.mark.gpu

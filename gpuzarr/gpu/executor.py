@@ -22,7 +22,8 @@ and retries it.
 
 Step 3 does not take nvCOMP's word for a stream's validity: the checksums a stream
 carries and nvCOMP never sees, or may not check, are checked against the decoded bytes
-(gzip's CRC-32 and size, zlib's Adler-32, inside blosc chunks too). A stream nvCOMP
+(gzip's CRC-32 and size, zlib's Adler-32, inside blosc chunks too, and the content
+checksum of zstd frames written with one). A stream nvCOMP
 fails, or whose check disagrees, is decompressed again by the CPU codec, the authority
 on what is valid: a corrupt one raises the CPU path's typed error naming its chunk, and
 a valid one the device cannot take (a gzip chunk of several members) is used after the
@@ -460,6 +461,8 @@ def _decompress_device_input(
     suspects = backend.decompress(batch, device_input, decoded).copy()
     if plan.compressor == "gzip":
         suspects |= _gzip_trailer_mismatches(device_input, offsets, sizes, decoded, decoded_offsets, nbytes, backend)
+    elif plan.compressor == "zstd":
+        suspects |= _zstd_checksum_mismatches(device_input, offsets, sizes, decoded, decoded_offsets, nbytes, backend)
     _decode_again_on_host(layout, coords, np.flatnonzero(suspects).tolist(), stream_of, decoded, slot, backend)
     return decoded
 
@@ -468,6 +471,24 @@ def _decompress_device_input(
 _GZIP_TRAILER_NBYTES = 8
 #: The smallest gzip member: a 10-byte header, an empty deflate block, the trailer.
 _GZIP_MIN_NBYTES = 20
+
+
+def _stream_ends(
+    device_input: Any, offsets: np.ndarray, sizes: np.ndarray, head: int, tail: int, backend: Backend
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``head`` and last ``tail`` bytes of every stream on the device, fetched
+    with one copy launch: host ``(n, head)`` and ``(n, tail)`` ``uint8`` arrays (zeros
+    where a stream is shorter than ``head + tail``, which callers treat as invalid)."""
+    n, row = len(sizes), head + tail
+    whole = sizes >= row
+    ends = backend.empty(n * row)
+    rows = np.arange(n, dtype=np.int64) * row
+    src = np.concatenate([offsets, offsets + sizes - tail]).astype(np.int64)
+    dst = np.concatenate([rows, rows + head])
+    widths = np.concatenate([np.where(whole, head, 0), np.where(whole, tail, 0)]).astype(np.int64)
+    backend.kernels.copy_ranges(device_input, ends, np.where(widths > 0, src, 0), dst, widths)
+    host = np.asarray(backend.to_host(ends)).reshape(n, row) * whole[:, None].astype(np.uint8)
+    return host[:, :head], host[:, head:]
 
 
 def _gzip_trailer_mismatches(
@@ -481,20 +502,51 @@ def _gzip_trailer_mismatches(
 ) -> np.ndarray:
     """Where a gzip stream's trailer disagrees with its decoded bytes (host bool array).
 
-    Checked here rather than trusted to nvCOMP: a corrupt member must not decode
-    silently. A chunk of several members fails too (the trailer read is the last
-    member's), and is then decoded on the CPU, which takes every member."""
+    Checked here rather than trusted to nvCOMP (whose gzip decompressor is documented
+    to operate on valid input only): a corrupt member must not decode silently. A chunk
+    of several members fails too (the trailer read is the last member's), and is then
+    decoded on the CPU, which takes every member."""
     n = len(sizes)
-    short = sizes < _GZIP_MIN_NBYTES
-    tails = backend.empty(n * _GZIP_TRAILER_NBYTES)
-    starts = np.where(short, offsets, offsets + sizes - _GZIP_TRAILER_NBYTES)
-    width = np.where(short, 0, _GZIP_TRAILER_NBYTES)
-    tail_offsets = np.arange(n, dtype=np.int64) * _GZIP_TRAILER_NBYTES
-    backend.kernels.copy_ranges(device_input, tails, starts, tail_offsets, width)
-    trailers = backend.to_host(tails).view("<u4").reshape(n, 2)
+    _, tails = _stream_ends(device_input, offsets, sizes, _GZIP_MIN_NBYTES - _GZIP_TRAILER_NBYTES,
+                            _GZIP_TRAILER_NBYTES, backend)
+    trailers = np.ascontiguousarray(tails).view("<u4").reshape(n, 2)
     crc = backend.kernels.crc32(decoded, decoded_offsets, np.full(n, nbytes, np.int64))
-    computed = np.asarray(backend.to_host(crc))
-    return short | (trailers[:, 0] != computed.astype(np.uint32)) | (trailers[:, 1] != nbytes % 2**32)
+    computed = np.asarray(backend.to_host(crc)).astype(np.uint32)
+    short = sizes < _GZIP_MIN_NBYTES
+    return short | (trailers[:, 0] != computed) | (trailers[:, 1] != nbytes % 2**32)
+
+
+#: A zstd frame starts with this magic number (little-endian) and its header descriptor
+#: byte, whose bit 2 says the frame ends with a checksum: the low 32 bits of XXH64 of
+#: the decoded bytes.
+_ZSTD_MAGIC = 0xFD2FB528
+_ZSTD_CHECKSUM_FLAG = 0x04
+
+
+def _zstd_checksum_mismatches(
+    device_input: Any,
+    offsets: np.ndarray,
+    sizes: np.ndarray,
+    decoded: Any,
+    decoded_offsets: np.ndarray,
+    nbytes: int,
+    backend: Backend,
+) -> np.ndarray:
+    """Where a zstd frame written with a content checksum disagrees with its decoded
+    bytes (host bool array); frames without one cannot be checked. A chunk of several
+    frames may fail the check (the checksum read is the last frame's, over its bytes
+    only) and is then decoded on the CPU."""
+    n = len(sizes)
+    heads, tails = _stream_ends(device_input, offsets, sizes, 5, 4, backend)
+    magic = np.ascontiguousarray(heads[:, :4]).view("<u4").reshape(n)
+    checked = np.flatnonzero((magic == _ZSTD_MAGIC) & (heads[:, 4] & _ZSTD_CHECKSUM_FLAG != 0))
+    mismatched = np.zeros(n, dtype=bool)
+    if checked.size:
+        hashes = backend.kernels.xxh64(decoded, decoded_offsets[checked], np.full(checked.size, nbytes, np.int64))
+        computed = np.asarray(backend.to_host(hashes)).astype(np.uint64) & np.uint64(0xFFFFFFFF)
+        stored = np.ascontiguousarray(tails[checked]).view("<u4").reshape(-1)
+        mismatched[checked] = computed != stored
+    return mismatched
 
 
 def _host_decompress(layout: ChunkLayout, coords: Sequence[int], stream: Buffer) -> np.ndarray:

@@ -34,6 +34,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "scatter": ("scatter.cu",),
     "fill_check": ("fill_check.cu",),
     "adler32": ("adler32.cu",),
+    "xxh64": ("xxh64.cu",),
 }
 
 #: Options for NVRTC (and for nvcc in the tests): the kernels are C++17 without includes.
@@ -70,6 +71,7 @@ KERNELS: dict[str, KernelSpec] = {
         KernelSpec("crc32c_batch", "crc32c", _BATCH_CHECKSUM),
         KernelSpec("crc32_batch", "crc32c", _BATCH_CHECKSUM),
         KernelSpec("adler32_batch", "adler32", _BATCH_CHECKSUM),
+        KernelSpec("xxh64_batch", "xxh64", ("const u8*", "const u64*", "const u64*", "u32", "u64*")),
         KernelSpec(
             "shard_index_parse",
             "shard_index",

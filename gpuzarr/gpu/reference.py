@@ -37,6 +37,7 @@ __all__ = [
     "byteswap",
     "copy_ranges",
     "crc32",
+    "xxh64",
     "crc32c",
     "equals_fill",
     "fill",
@@ -298,6 +299,67 @@ def adler32(data: np.ndarray, offsets: Sequence[int] | np.ndarray, sizes: Sequen
             s2 += int(np.dot(weights, piece))
         out.append((s2 % ADLER_BASE) << 16 | s1 % ADLER_BASE)
     return np.array(out, dtype=np.uint32)
+
+
+# --------------------------------------------------------------------------------------
+# xxh64.cu
+
+_XXH_P1, _XXH_P2, _XXH_P3 = 0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9
+_XXH_P4, _XXH_P5 = 0x85EBCA77C2B2AE63, 0x27D4EB2F165667C5
+_MASK64 = (1 << 64) - 1
+
+
+def _rotl64(x: int, r: int) -> int:
+    return ((x << r) | (x >> (64 - r))) & _MASK64
+
+
+def _xxh_round(acc: int, word: int) -> int:
+    return _rotl64((acc + word * _XXH_P2) & _MASK64, 31) * _XXH_P1 & _MASK64
+
+
+def _xxh64_one(buf: np.ndarray) -> int:
+    """XXH64 with seed 0 of one buffer, as the specification writes it."""
+    n = buf.size
+    stripes = n // 32
+    if stripes:
+        words = buf[: 32 * stripes].view("<u8").reshape(stripes, 4).tolist()
+        lanes = [(_XXH_P1 + _XXH_P2) & _MASK64, _XXH_P2, 0, (-_XXH_P1) & _MASK64]
+        for row in words:
+            lanes = [_xxh_round(acc, word) for acc, word in zip(lanes, row, strict=True)]
+        h = sum(_rotl64(v, r) for v, r in zip(lanes, (1, 7, 12, 18), strict=True)) & _MASK64
+        for v in lanes:
+            h = ((h ^ _xxh_round(0, v)) * _XXH_P1 + _XXH_P4) & _MASK64
+    else:
+        h = _XXH_P5
+    h = (h + n) & _MASK64
+    tail = buf[32 * stripes :].tobytes()
+    at = 0
+    while len(tail) - at >= 8:
+        h ^= _xxh_round(0, int.from_bytes(tail[at : at + 8], "little"))
+        h = (_rotl64(h, 27) * _XXH_P1 + _XXH_P4) & _MASK64
+        at += 8
+    if len(tail) - at >= 4:
+        h ^= int.from_bytes(tail[at : at + 4], "little") * _XXH_P1 & _MASK64
+        h = (_rotl64(h, 23) * _XXH_P2 + _XXH_P3) & _MASK64
+        at += 4
+    for byte in tail[at:]:
+        h ^= byte * _XXH_P5 & _MASK64
+        h = _rotl64(h, 11) * _XXH_P1 & _MASK64
+    h ^= h >> 33
+    h = h * _XXH_P2 & _MASK64
+    h ^= h >> 29
+    h = h * _XXH_P3 & _MASK64
+    return h ^ (h >> 32)
+
+
+def xxh64(data: np.ndarray, offsets: Sequence[int] | np.ndarray, sizes: Sequence[int] | np.ndarray) -> np.ndarray:
+    """XXH64 (seed 0) of each buffer, ``uint64`` per buffer: the hash whose low 32 bits
+    a checksummed zstd frame stores. Python integers, one round per 8 bytes: slow on
+    large buffers, and meant for the tests and the host backend."""
+    _u8(data, "data")
+    return np.array(
+        [_xxh64_one(np.ascontiguousarray(data[off : off + n])) for off, n in _items(offsets, sizes)], dtype=np.uint64
+    )
 
 
 # --------------------------------------------------------------------------------------
