@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numcodecs
@@ -1003,6 +1004,49 @@ def test_v2_layout_codec_filters_and_objects() -> None:
     # pinned, as an xfail, in test_errors.test_unknown_v2_codec)
     with pytest.raises((UnsupportedCodecError, MetadataError), match="superzip"):
         V2ArrayBytesCodec.create("<i4", "C", [{"id": "superzip"}])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"x", np.array([b"a", b"b", b"c"], dtype=object), np.broadcast_to(np.array(b"y", dtype=object), (3,))],
+    ids=["scalar", "object-array", "read-only-view"],
+)
+def test_v2_vlen_bytes_whole_chunk_writes(tmp_path: Path, value: Any) -> None:
+    """Writes covering whole chunks hand the codec a view of the value, which numcodecs'
+    VLenBytes refuses when it is read-only: every such write used to raise."""
+    import zarr
+
+    a = gpuzarr.create_array(tmp_path / "b", shape=(3,), chunks=(3,), dtype=bytes, zarr_format=2, compressors=None)
+    a[:] = value
+    expected = np.broadcast_to(np.asarray(value, dtype=object), (3,)).tolist()
+    assert a[:].tolist() == expected
+    assert zarr.open_array(tmp_path / "b", mode="r")[:].tolist() == expected
+
+
+def test_v2_object_filters_need_the_object_dtype() -> None:
+    with pytest.raises(MetadataError, match=r"'vlen-utf8' encodes Python objects, but dtype '<i4'"):
+        V2ArrayBytesCodec.create("<i4", "C", [{"id": "vlen-utf8"}])
+
+
+@pytest.mark.parametrize(("fill", "text"), [(0, "0"), (1.5, "1.5")])
+def test_v2_string_arrays_with_a_numeric_fill_value(fill: Any, text: str) -> None:
+    """zarr-python 2 wrote object arrays' fill values as given (0 by default); zarr-python
+    3 reads a number as its text, and so does gpuzarr."""
+    import json
+
+    store = gpuzarr.stores.MemoryStore()
+    zarray = {"zarr_format": 2, "shape": [3], "chunks": [2], "dtype": "|O", "compressor": None,
+              "fill_value": fill, "order": "C", "filters": [{"id": "vlen-utf8"}]}
+    store.set(".zarray", json.dumps(zarray).encode())
+    store.set("0", numcodecs.VLenUTF8().encode(np.array(["ab", "c"], dtype=object)))
+    assert gpuzarr.open_array(store).read().tolist() == ["ab", "c", text]
+
+
+def test_v2_filter_errors_are_typed() -> None:
+    a = gpuzarr.create_array({}, shape=(4,), chunks=(2,), dtype=">f4", zarr_format=2,
+                             filters=[numcodecs.BitRound(keepbits=5)], compressors=None)
+    with pytest.raises(MetadataError, match=r"bitround.*KeyError"):  # numcodecs has no table for '>f4'
+        a[:] = np.arange(4, dtype=">f4")
 
 
 # --------------------------------------------------------------------------------------

@@ -88,7 +88,8 @@ def encode_with(name: str, configuration: object, encode: Callable[[], _T]) -> _
     fails only when it encodes, with an error that names neither.)"""
     try:
         return encode()
-    except (TypeError, ValueError, OverflowError, RuntimeError) as exc:
+    except (TypeError, ValueError, OverflowError, RuntimeError, KeyError) as exc:
+        # (KeyError: numcodecs' BitRound looks the dtype up in a table, '>f4' missing)
         raise MetadataError(
             f"codec {name!r} with configuration {configuration!r} cannot encode a chunk: {type(exc).__name__}: {exc}"
         ) from exc

@@ -44,6 +44,12 @@ class V2ArrayBytesCodec(ArrayBytesCodec):
 
     def __post_init__(self) -> None:
         self._filters  # noqa: B018 - fail early on unknown filters
+        objects = [dict(f).get("id") for f in self.filters if dict(f).get("id") in OBJECT_FILTER_IDS]
+        if objects and np.dtype(self.stored_dtype).kind != "O":
+            raise MetadataError(
+                f"filters: {objects[0]!r} encodes Python objects, but dtype {self.stored_dtype!r} "
+                "is not the object dtype '|O'"
+            )
 
     @classmethod
     def create(cls, stored_dtype: str, order: str, filters: list[Mapping[str, Any]]) -> V2ArrayBytesCodec:
@@ -110,6 +116,8 @@ class V2ArrayBytesCodec(ArrayBytesCodec):
         if stored.kind == "O":
             chunk: Any = np.asarray(data, dtype=object)
             chunk = chunk.reshape(-1, order=self.order)  # type: ignore[call-overload]
+            if not chunk.flags.writeable:  # (a view of the value: numcodecs' VLenBytes refuses those)
+                chunk = chunk.copy()
         else:
             chunk = np.asarray(data, dtype=stored)
             chunk = np.asfortranarray(chunk) if self.order == "F" else np.ascontiguousarray(chunk)

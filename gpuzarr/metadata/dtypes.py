@@ -387,6 +387,10 @@ def _parse_fill(dt: DataType, value: Any, *, v2: bool) -> Any:
             return dt.dtype.type(value)
         raise TypeError("expected a [real, imaginary] pair")
     if kind == "string":
+        if v2 and isinstance(value, (int, float)):
+            # zarr-python 2 left object arrays' fill values as given (0 by default), and
+            # zarr-python 3 reads a number as its text: so does gpuzarr.
+            return str(value)
         if not isinstance(value, str):
             raise TypeError("expected a string")
         return value
