@@ -1050,6 +1050,17 @@ def test_blosc_plan_rejects_corrupt_chunks(damage: str) -> None:
         plan.plan_blosc_batch([good, bytes(chunk)], **options)
 
 
+def test_blosc_plan_ignores_bytes_after_the_chunk() -> None:
+    """Bytes after the header's compressed size are not the chunk's (numcodecs and the
+    CPU path ignore them); the device plan used to refuse such a chunk."""
+    data = np.arange(5000, dtype="<u4") % 97
+    chunks = [numcodecs.Blosc(cname=cname, shuffle=1).encode(data) + b"\x07" * 13 for cname in ("lz4", "zstd")]
+    built = plan.plan_blosc_batch(chunks)
+    decoded = plan.decode_blosc_batch_on_host(built, chunks)
+    for off in built.decoded_offsets.tolist():
+        np.testing.assert_array_equal(decoded[off : off + data.nbytes].view("<u4"), data)
+
+
 # ======================================================================================
 # on a GPU, through CuPy
 

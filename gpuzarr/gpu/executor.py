@@ -51,7 +51,7 @@ from gpuzarr.codecs.v2 import V2ArrayBytesCodec
 from gpuzarr.config import get_config
 from gpuzarr.errors import ChecksumError, CorruptChunkError, UnsupportedCodecError, UnsupportedDataTypeError
 from gpuzarr.gpu.backend import Backend
-from gpuzarr.gpu.plan import StreamBatch, align, aligned_slots, plan_blosc_batch, plan_scatter
+from gpuzarr.gpu.plan import StreamBatch, align, aligned_slots, pack_input, plan_blosc_batch, plan_scatter
 from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, is_basic, place_projection
 from gpuzarr.pipeline.layout import ChunkLayout
 
@@ -607,10 +607,7 @@ def _blosc(
         position = int(message.split()[1].rstrip(":")) if message.startswith("chunk ") else 0
         raise CorruptChunkError(f"{layout.describe(coords[position])}: codec 'blosc': {message}") from None
     kernels = backend.kernels
-    host = np.zeros(plan.input_nbytes, dtype=np.uint8)
-    for blob, off in zip(blobs, plan.input_offsets.tolist(), strict=True):
-        host[off : off + len(blob)] = np.frombuffer(blob, dtype=np.uint8)
-    source = backend.upload(host)
+    source = backend.upload(pack_input(blobs, plan))
     kernels.copy_ranges(source, source, plan.gather.src_offsets, plan.gather.dst_offsets, plan.gather.sizes)
     work = backend.empty(plan.workspace_nbytes)
     kernels.copy_ranges(source, work, plan.copies.src_offsets, plan.copies.dst_offsets, plan.copies.sizes)

@@ -159,8 +159,11 @@ class BloscHeader:
 def parse_blosc_header(data: Buffer) -> BloscHeader:
     """Parse and check the header of one blosc chunk.
 
+    Bytes after the header's compressed size are not part of the chunk (numcodecs
+    ignores them, and so does the CPU path).
+
     Raises:
-        CorruptChunkError: too short, or the stored size disagrees with the buffer.
+        CorruptChunkError: too short, or the buffer is shorter than the stored size.
     """
     view = as_memoryview(data)
     if len(view) < BLOSC_HEADER_NBYTES:
@@ -168,7 +171,7 @@ def parse_blosc_header(data: Buffer) -> BloscHeader:
     head = bytes(view[:BLOSC_HEADER_NBYTES])
     nbytes, blocksize, cbytes = (int.from_bytes(head[i : i + 4], "little") for i in (4, 8, 12))
     header = BloscHeader(head[0], head[1], head[2], head[3], nbytes, blocksize, cbytes)
-    if cbytes != len(view):
+    if not BLOSC_HEADER_NBYTES <= cbytes <= len(view):
         raise CorruptChunkError(f"blosc header says the chunk holds {cbytes} bytes, it holds {len(view)}")
     if header.typesize == 0 or (nbytes and not blocksize):
         raise CorruptChunkError(f"blosc header is invalid (typesize {header.typesize}, blocksize {blocksize})")
@@ -475,6 +478,7 @@ def plan_blosc_batch(
                 f"chunk {i}: blosc header promises {header.nbytes} bytes, expected {expected_nbytes}"
             )
         headers.append(header)
+        views[i] = view[: header.cbytes]
     input_offsets = np.zeros(n, dtype=np.int64)
     decoded_offsets = np.zeros(n, dtype=np.int64)
     in_pos = out_pos = 0
@@ -542,8 +546,8 @@ def plan_blosc_batch(
 def pack_input(chunks: Sequence[Buffer], plan: BloscPlan) -> np.ndarray:
     """The input buffer of a plan on the host: each chunk at its ``input_offsets`` entry."""
     buf = np.zeros(plan.input_nbytes, dtype=np.uint8)
-    for chunk, off in zip(chunks, plan.input_offsets.tolist(), strict=True):
-        data = np.frombuffer(as_memoryview(chunk), dtype=np.uint8)
+    for chunk, header, off in zip(chunks, plan.headers, plan.input_offsets.tolist(), strict=True):
+        data = np.frombuffer(as_memoryview(chunk), dtype=np.uint8, count=header.cbytes)  # (not what follows)
         buf[off : off + data.size] = data
     return buf
 
