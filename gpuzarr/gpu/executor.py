@@ -458,11 +458,9 @@ def _decompress_device_input(
         return decoded
     codec = {"zlib": "deflate"}.get(plan.compressor, plan.compressor)
     batch = StreamBatch(codec, offsets, sizes, decoded_offsets, np.full(n, nbytes, np.int64), np.arange(n))
-    suspects = backend.decompress(batch, device_input, decoded).copy()
-    if plan.compressor == "gzip":
-        suspects |= _gzip_trailer_mismatches(device_input, offsets, sizes, decoded, decoded_offsets, nbytes, backend)
-    elif plan.compressor == "zstd":
-        suspects |= _zstd_checksum_mismatches(device_input, offsets, sizes, decoded, decoded_offsets, nbytes, backend)
+    suspects = backend.decompress(batch, device_input, decoded) | _checksum_mismatches(
+        plan.compressor, device_input, offsets, sizes, decoded, decoded_offsets, nbytes, backend
+    )
     _decode_again_on_host(layout, coords, np.flatnonzero(suspects).tolist(), stream_of, decoded, slot, backend)
     return decoded
 
@@ -491,31 +489,6 @@ def _stream_ends(
     return host[:, :head], host[:, head:]
 
 
-def _gzip_trailer_mismatches(
-    device_input: Any,
-    offsets: np.ndarray,
-    sizes: np.ndarray,
-    decoded: Any,
-    decoded_offsets: np.ndarray,
-    nbytes: int,
-    backend: Backend,
-) -> np.ndarray:
-    """Where a gzip stream's trailer disagrees with its decoded bytes (host bool array).
-
-    Checked here rather than trusted to nvCOMP (whose gzip decompressor is documented
-    to operate on valid input only): a corrupt member must not decode silently. A chunk
-    of several members fails too (the trailer read is the last member's), and is then
-    decoded on the CPU, which takes every member."""
-    n = len(sizes)
-    _, tails = _stream_ends(device_input, offsets, sizes, _GZIP_MIN_NBYTES - _GZIP_TRAILER_NBYTES,
-                            _GZIP_TRAILER_NBYTES, backend)
-    trailers = np.ascontiguousarray(tails).view("<u4").reshape(n, 2)
-    crc = backend.kernels.crc32(decoded, decoded_offsets, np.full(n, nbytes, np.int64))
-    computed = np.asarray(backend.to_host(crc)).astype(np.uint32)
-    short = sizes < _GZIP_MIN_NBYTES
-    return short | (trailers[:, 0] != computed) | (trailers[:, 1] != nbytes % 2**32)
-
-
 #: A zstd frame starts with this magic number (little-endian) and its header descriptor
 #: byte, whose bit 2 says the frame ends with a checksum: the low 32 bits of XXH64 of
 #: the decoded bytes.
@@ -523,7 +496,8 @@ _ZSTD_MAGIC = 0xFD2FB528
 _ZSTD_CHECKSUM_FLAG = 0x04
 
 
-def _zstd_checksum_mismatches(
+def _checksum_mismatches(
+    compressor: str | None,
     device_input: Any,
     offsets: np.ndarray,
     sizes: np.ndarray,
@@ -532,20 +506,33 @@ def _zstd_checksum_mismatches(
     nbytes: int,
     backend: Backend,
 ) -> np.ndarray:
-    """Where a zstd frame written with a content checksum disagrees with its decoded
-    bytes (host bool array); frames without one cannot be checked. A chunk of several
-    frames may fail the check (the checksum read is the last frame's, over its bytes
-    only) and is then decoded on the CPU."""
+    """Where a stream's own checksum disagrees with its decoded bytes (host bool array).
+
+    Checked here rather than trusted to nvCOMP, whose gzip and zstd decompressors are
+    documented to operate on valid input only: a corrupt stream must not decode
+    silently. gzip: every member's CRC-32 and size trailer. zstd: the content checksum
+    of frames written with one (frames without one cannot be checked). A chunk of
+    several members or frames fails too (the trailer read is the last one's), and is
+    then decoded on the CPU, which takes them all.
+    """
     n = len(sizes)
-    heads, tails = _stream_ends(device_input, offsets, sizes, 5, 4, backend)
-    magic = np.ascontiguousarray(heads[:, :4]).view("<u4").reshape(n)
-    checked = np.flatnonzero((magic == _ZSTD_MAGIC) & (heads[:, 4] & _ZSTD_CHECKSUM_FLAG != 0))
+    counts = np.full(n, nbytes, np.int64)
+    if compressor == "gzip":
+        head = _GZIP_MIN_NBYTES - _GZIP_TRAILER_NBYTES
+        _, tails = _stream_ends(device_input, offsets, sizes, head, _GZIP_TRAILER_NBYTES, backend)
+        trailers = np.ascontiguousarray(tails).view("<u4").reshape(n, 2)
+        computed = np.asarray(backend.to_host(backend.kernels.crc32(decoded, decoded_offsets, counts)))
+        short = sizes < _GZIP_MIN_NBYTES
+        return short | (trailers[:, 0] != computed.astype(np.uint32)) | (trailers[:, 1] != nbytes % 2**32)
     mismatched = np.zeros(n, dtype=bool)
-    if checked.size:
-        hashes = backend.kernels.xxh64(decoded, decoded_offsets[checked], np.full(checked.size, nbytes, np.int64))
-        computed = np.asarray(backend.to_host(hashes)).astype(np.uint64) & np.uint64(0xFFFFFFFF)
-        stored = np.ascontiguousarray(tails[checked]).view("<u4").reshape(-1)
-        mismatched[checked] = computed != stored
+    if compressor == "zstd":
+        heads, tails = _stream_ends(device_input, offsets, sizes, 5, 4, backend)
+        magic = np.ascontiguousarray(heads[:, :4]).view("<u4").reshape(n)
+        checked = np.flatnonzero((magic == _ZSTD_MAGIC) & (heads[:, 4] & _ZSTD_CHECKSUM_FLAG != 0))
+        if checked.size:
+            hashes = backend.kernels.xxh64(decoded, decoded_offsets[checked], counts[checked])
+            computed = np.asarray(backend.to_host(hashes)).astype(np.uint64) & np.uint64(0xFFFFFFFF)
+            mismatched[checked] = computed != np.ascontiguousarray(tails[checked]).view("<u4").reshape(-1)
     return mismatched
 
 
