@@ -22,6 +22,18 @@ from gpuzarr.api import (
 )
 from gpuzarr.array import Array
 from gpuzarr.config import config
+from gpuzarr.convenience import (
+    empty,
+    empty_like,
+    from_array,
+    full,
+    full_like,
+    ones,
+    ones_like,
+    open_consolidated,
+    zeros,
+    zeros_like,
+)
 from gpuzarr.device import Device
 from gpuzarr.group import Group
 from gpuzarr.loader import Loader
@@ -44,9 +56,19 @@ __all__ = [
     "consolidate_metadata",
     "create_array",
     "create_group",
+    "empty",
+    "empty_like",
     "errors",
+    "from_array",
+    "full",
+    "full_like",
+    "ones",
+    "ones_like",
     "open",
     "open_array",
+    "open_consolidated",
     "open_group",
     "stores",
+    "zeros",
+    "zeros_like",
 ]

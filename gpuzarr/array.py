@@ -30,7 +30,7 @@ from gpuzarr.nodes import Node, prefix_of, save_metadata
 from gpuzarr.pipeline import make_layout, parallel_map, read_many_into, write_from
 from gpuzarr.stores import Store
 
-__all__ = ["Array", "Attributes", "build_codec_chain"]
+__all__ = ["Array", "Attributes", "build_codec_chain", "like_arguments", "summary_text"]
 
 
 def build_codec_chain(metadata: ArrayMetadata) -> CodecChain:
@@ -355,7 +355,7 @@ class Array(Node):
             ("Compressors", tuple(c.to_json()["name"] for c in self.compressors)),
             ("No. bytes", self.nbytes),
         ]
-        return "\n".join(f"{name:<19}: {value}" for name, value in rows)
+        return summary_text(rows, width=18)  # (zarr-python's fixed width for arrays)
 
     def __repr__(self) -> str:
         return f"<gpuzarr.Array {self.name!r} shape={self.shape} dtype={self.dtype} chunks={self.chunks}>"
@@ -683,3 +683,64 @@ class Array(Node):
         self._store.delete_many(sorted(old_keys - new_keys))
         self._metadata = metadata
         self._layout = new_layout
+
+
+def summary_text(rows: Sequence[tuple[str, Any]], width: int | None = None) -> str:
+    """``info``'s text: one ``name : value`` line per row, names padded to ``width``
+    (the longest name's by default), as zarr-python prints its summaries."""
+    width = width or max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}} : {value}" for name, value in rows)
+
+
+#: v2 filters that gpuzarr's creation adds itself for variable-length data types.
+_IMPLIED_V2_FILTERS = ("vlen-utf8", "vlen-bytes")
+
+
+def like_arguments(source: Any) -> dict[str, Any]:
+    """:func:`gpuzarr.create_array` arguments that give a new array ``source``'s shape,
+    data type, chunking, encoding and fill value, but not its data or attributes: what
+    zarr-python's ``full_like`` (and the like) and ``from_array(..., "keep")`` copy.
+
+    ``source`` is a gpuzarr :class:`Array` or anything with ``shape`` and ``dtype``
+    (NumPy, CuPy, PyTorch...), which gives just those two. For a sharded array, the
+    codecs are the inner chunks' (and the shards' index location is kept), as
+    ``create_array(chunks=..., shards=...)`` takes them.
+    """
+    if not isinstance(source, Array):
+        if not hasattr(source, "shape") or not hasattr(source, "dtype"):
+            raise TypeError(f"expected an array with a shape and a dtype, got {type(source).__name__}")
+        dtype = source.dtype
+        if not isinstance(dtype, np.dtype):  # PyTorch and others: NumPy's name for their type
+            dtype = np.dtype(str(dtype).removeprefix("torch."))
+        return {"shape": tuple(int(n) for n in source.shape), "dtype": dtype}
+    meta = source.metadata
+    if isinstance(meta, ArrayMetadataV2):
+        stored = np.dtype(meta.stored_dtype)
+        return {
+            "shape": source.shape,
+            # (the stored dtype keeps a big-endian array big-endian)
+            "dtype": meta.data_type if stored.kind == "O" else stored,
+            "fill_value": meta.fill_value_v2,
+            "zarr_format": 2,
+            "chunks": meta.chunks,
+            "order": meta.order,
+            "filters": [dict(f) for f in meta.filters if f.get("id") not in _IMPLIED_V2_FILTERS] or None,
+            "compressors": [dict(meta.compressor)] if meta.compressor else None,
+            "chunk_key_encoding": {"name": "v2", "configuration": {"separator": meta.dimension_separator}},
+        }
+    assert isinstance(meta, ArrayMetadataV3)
+    sharding = source._sharding
+    codecs = list(sharding.codecs) if sharding is not None else list(source.codecs)
+    return {
+        "shape": source.shape,
+        "dtype": meta.data_type,
+        "fill_value": meta.fill_value,
+        "zarr_format": 3,
+        "chunks": source.chunks,
+        "shards": None if sharding is None else {"shape": source.shards, "index_location": sharding.index_location},
+        "filters": [c.to_json() for c in codecs if c.kind == "array_array"] or None,
+        "serializer": next(c.to_json() for c in codecs if c.kind == "array_bytes"),
+        "compressors": [c.to_json() for c in codecs if c.kind == "bytes_bytes"] or None,
+        "dimension_names": meta.dimension_names,
+        "chunk_key_encoding": meta.chunk_key_encoding.to_json(),
+    }

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
-from gpuzarr.array import Array, Attributes
+from gpuzarr.array import Array, Attributes, like_arguments, summary_text
 from gpuzarr.creation import _shape_tuple, build_array_metadata
 from gpuzarr.device import Device
 from gpuzarr.errors import (
@@ -371,6 +371,90 @@ class Group(Node):
         array = create_node_array(self._store, join_path(self._path, name), **kwargs)
         self._forget_consolidated()
         return array
+
+    # -- zarr-python's conveniences ----------------------------------------------------
+
+    def full(self, *, name: str, shape: Any, fill_value: Any, **kwargs: Any) -> Array:
+        """A child array whose every element is ``fill_value`` (nothing is written);
+        ``dtype`` defaults to float64, as in zarr-python. Other arguments are
+        :meth:`create_array`'s."""
+        kwargs.setdefault("dtype", "float64")
+        return self.create_array(name, shape=shape, fill_value=fill_value, **kwargs)
+
+    def zeros(self, *, name: str, shape: Any, **kwargs: Any) -> Array:
+        """A child array of zeros (see :meth:`full`)."""
+        return self.full(name=name, shape=shape, fill_value=0, **kwargs)
+
+    def ones(self, *, name: str, shape: Any, **kwargs: Any) -> Array:
+        """A child array of ones (see :meth:`full`)."""
+        return self.full(name=name, shape=shape, fill_value=1, **kwargs)
+
+    def empty(self, *, name: str, shape: Any, **kwargs: Any) -> Array:
+        """A child array whose elements are not set: they read as the data type's
+        default fill value (see :meth:`full`)."""
+        return self.full(name=name, shape=shape, fill_value=kwargs.pop("fill_value", None), **kwargs)
+
+    def full_like(self, *, name: str, data: Any, **kwargs: Any) -> Array:
+        """A child array shaped, typed, chunked and encoded like ``data`` (a gpuzarr
+        array, or any array with ``shape`` and ``dtype``), every element ``fill_value``
+        (by default ``data``'s fill value); other arguments override what is copied."""
+        return self.create_array(name, **{**like_arguments(data), **kwargs})
+
+    def zeros_like(self, *, name: str, data: Any, **kwargs: Any) -> Array:
+        """A child array of zeros like ``data`` (see :meth:`full_like`)."""
+        return self.full_like(name=name, data=data, **{**kwargs, "fill_value": 0})
+
+    def ones_like(self, *, name: str, data: Any, **kwargs: Any) -> Array:
+        """A child array of ones like ``data`` (see :meth:`full_like`)."""
+        return self.full_like(name=name, data=data, **{**kwargs, "fill_value": 1})
+
+    def empty_like(self, *, name: str, data: Any, **kwargs: Any) -> Array:
+        """A child array like ``data`` whose elements are not set (see :meth:`full_like`)."""
+        return self.full_like(name=name, data=data, **kwargs)
+
+    def array_values(self) -> Iterator[Array]:
+        """The child arrays."""
+        return (a for _, a in self.arrays())
+
+    def group_values(self) -> Iterator[Group]:
+        """The child groups."""
+        return (g for _, g in self.groups())
+
+    def nmembers(self, max_depth: int | None = 0) -> int:
+        """How many members :meth:`members` lists for ``max_depth``."""
+        return len(self.members(max_depth=max_depth))
+
+    def get(self, path: str, default: Any = None) -> Any:
+        """The member at ``path`` (relative, may name a descendant), or ``default``."""
+        try:
+            return self[path]
+        except NodeNotFoundError:
+            return default
+
+    def update_attributes(self, new_attributes: Mapping[str, Any]) -> Group:
+        """Merge ``new_attributes`` into the attributes (one metadata write); returns
+        this group, as zarr-python does."""
+        self.attrs.update(new_attributes)
+        return self
+
+    def require_groups(self, *names: str) -> tuple[Group, ...]:
+        """:meth:`require_group` for each name, in order."""
+        return tuple(self.require_group(name) for name in names)
+
+    @property
+    def info(self) -> str:
+        """A summary as text, with zarr-python's field names."""
+        members = self.members()
+        return summary_text([
+            ("Name", self.name),
+            ("Type", "Group"),
+            ("Zarr format", self.zarr_format),
+            ("Read-only", self.read_only),
+            ("Store type", type(self._store).__name__),
+            ("No. members", len(members)),
+            ("No. arrays", sum(isinstance(m, Array) for _, m in members)),
+            ("No. groups", sum(isinstance(m, Group) for _, m in members)),
+        ])
 
     def _forget_consolidated(self) -> None:
         # The consolidated snapshot no longer lists every member once one is added:

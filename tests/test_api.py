@@ -21,6 +21,7 @@ import zipfile
 from collections.abc import Callable
 from typing import Any
 
+import numcodecs
 import numpy as np
 import pytest
 
@@ -1540,3 +1541,114 @@ def test_block_slices_clamp_like_python() -> None:
     # clamps like any Python slice (an empty selection), as dask's blocks do.
     a = gpuzarr.create_array({}, shape=(10, 7), chunks=(4, 3), dtype="i4")
     assert a.blocks[5:].shape == (0, 7) and a.blocks[-9:1].shape == (4, 7)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_one_value_arrays_as_zarr_python(zarr_format: int) -> None:
+    import zarr
+
+    for make in ("zeros", "ones", "empty"):
+        ours = getattr(gpuzarr, make)((3, 4), chunks=(2, 2), zarr_format=zarr_format)
+        theirs = getattr(zarr, make)((3, 4), chunks=(2, 2), zarr_format=zarr_format)
+        assert ours.dtype == theirs.dtype == np.float64
+        np.testing.assert_array_equal(ours[...], theirs[...])
+        assert ours.stored_chunk_keys() == []  # nothing written
+    a = gpuzarr.full((5,), 7, dtype="i2", chunks=(2,))
+    assert a[...].tolist() == [7] * 5 and a.fill_value == 7
+
+
+def test_like_arrays_copy_layout_and_encoding() -> None:
+    source = gpuzarr.create_array(
+        {}, shape=(8, 6), chunks=(2, 3), shards={"shape": (4, 6), "index_location": "start"}, dtype=">f4",
+        compressors={"name": "gzip", "configuration": {"level": 2}}, fill_value=-1.5, dimension_names=["y", "x"],
+    )
+    for make, fill in (("zeros_like", 0), ("ones_like", 1), ("empty_like", -1.5), ("full_like", -1.5)):
+        made = getattr(gpuzarr, make)(source)
+        assert made.metadata.to_json() | {"fill_value": None} == source.metadata.to_json() | {"fill_value": None}
+        assert made[...].tolist() == np.full((8, 6), fill, dtype="f4").tolist()
+    assert gpuzarr.full_like(source, fill_value=3)[0, 0] == 3
+    v2 = gpuzarr.create_array({}, shape=(5,), chunks=(2,), dtype=">i4", zarr_format=2,
+                              compressors=numcodecs.Zlib(level=1), chunk_key_encoding={"name": "v2", "separator": "/"})
+    assert gpuzarr.zeros_like(v2).metadata.to_json() == v2.metadata.to_json()
+    from_numpy = gpuzarr.ones_like(np.zeros((3, 2), dtype="u2"), chunks=(1, 2))
+    assert (from_numpy.shape, from_numpy.dtype, from_numpy.chunks) == ((3, 2), np.uint16, (1, 2))
+    g = gpuzarr.open_group({}, mode="w")
+    assert g.zeros_like(name="z", data=source).metadata.to_json()["codecs"] == source.metadata.to_json()["codecs"]
+    assert g.full(name="f", shape=(2,), fill_value=4, dtype="i1")[...].tolist() == [4, 4]
+
+
+@pytest.mark.parametrize("zarr_format", [None, 2])
+def test_from_array_keeps_settings_and_copies_the_data(tmp_path: pathlib.Path, zarr_format: int | None) -> None:
+    import zarr
+
+    data = np.arange(7 * 300, dtype="i4").reshape(7, 300)
+    zstd = {"name": "zstd", "configuration": {"level": 3}}
+    source = gpuzarr.create_array(tmp_path / "s", shape=data.shape, chunks=(2, 100), dtype="i4", fill_value=5,
+                                  attributes={"units": "m"}, compressors=zstd)
+    source[...] = data
+    copy = gpuzarr.from_array(tmp_path / "c", data=source, zarr_format=zarr_format)
+    np.testing.assert_array_equal(copy[...], data)
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "c", mode="r")[...], data)
+    assert (copy.chunks, copy.fill_value, dict(copy.attrs)) == ((2, 100), 5, {"units": "m"})
+    if zarr_format is None:
+        assert copy.metadata.to_json()["codecs"] == source.metadata.to_json()["codecs"]
+    else:
+        assert copy.metadata.zarr_format == 2
+    numpy_copy = gpuzarr.from_array({}, data=data, chunks=(3, 300), write_data=True)
+    np.testing.assert_array_equal(numpy_copy[...], data)
+    assert gpuzarr.from_array({}, data=data, write_data=False).stored_chunk_keys() == []
+    listed = gpuzarr.from_array({}, data=[[1, 2], [3, 4]])
+    assert listed[...].tolist() == [[1, 2], [3, 4]]
+
+
+def test_copy_into_goes_slab_by_slab(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpuzarr import convenience
+
+    monkeypatch.setattr(convenience, "_COPY_STEP_BYTES", 1000)
+    target = gpuzarr.create_array({}, shape=(40, 10), chunks=(3, 10), dtype="f8")
+    seen: list[slice] = []
+
+    class Source:
+        shape = (40, 10)
+        dtype = np.dtype("f8")
+
+        def __getitem__(self, window: slice) -> np.ndarray:
+            seen.append(window)
+            return np.full((window.stop - window.start, 10), window.start, dtype="f8")
+
+    convenience.copy_into(target, Source())
+    assert [(w.start, w.stop) for w in seen] == [(0, 12), (12, 24), (24, 36), (36, 40)]  # 4 chunk rows of 80 B each
+    assert target[13, 0] == 12
+
+
+def test_group_conveniences_as_zarr_python() -> None:
+    import zarr
+
+    results = []
+    for lib in (gpuzarr, zarr):
+        g = lib.open_group({}, mode="w")
+        g.create_array("x", shape=(2,), dtype="i4")
+        g.create_group("sub").create_group("deep")
+        results.append((
+            sorted(a.name for a in g.array_values()),
+            sorted(s.name for s in g.group_values()),
+            g.nmembers(), g.nmembers(max_depth=None),
+            g.get("missing", "default"), g.get("sub/deep").name,
+            dict(g.update_attributes({"k": 1}).attrs),
+            [s.name for s in g.require_groups("sub", "new")],
+        ))
+        # zarr-python's field names and layout, and the member counts it prints with info_complete()
+        assert str(g.info).splitlines()[1:3] == ["Type        : Group", "Zarr format : 3"]
+        if lib is gpuzarr:
+            assert g.info.splitlines()[-3:] == ["No. members : 3", "No. arrays  : 1", "No. groups  : 2"]
+    assert results[0] == results[1]
+
+
+def test_open_consolidated_needs_consolidated_metadata() -> None:
+    store = gpuzarr.stores.MemoryStore()
+    g = gpuzarr.open_group(store, mode="w")
+    g.create_array("x", shape=(2,), dtype="i4")
+    with pytest.raises(gpuzarr.errors.GroupNotFoundError, match="consolidated"):
+        gpuzarr.open_consolidated(store)
+    gpuzarr.consolidate_metadata(store)
+    assert list(gpuzarr.open_consolidated(store, mode="r").keys()) == ["x"]
