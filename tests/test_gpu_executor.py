@@ -514,3 +514,106 @@ def test_direct_file_reads_of_a_truncated_file(tmp_path: Path) -> None:
 def test_gpu_io_setting_is_validated() -> None:
     with pytest.raises(ValueError, match="gpu_io"):
         gpuzarr.config.set(gpu_io="gds")
+
+
+# --------------------------------------------------------------------------------------
+# corrupt chunks on the device path fail as on the CPU path (found by fuzzing the host backend)
+
+
+def _cpu_and_device_errors(path: Path, **config: Any) -> tuple[str, str]:
+    """The error class names of a CPU read and a device read of the array at ``path``."""
+    names = []
+    for read in (lambda a: a[...], lambda a: _read(a, HostBackend())):
+        shard_index_cache.clear()
+        try:
+            with gpuzarr.config.set(**config), warnings.catch_warnings():
+                warnings.simplefilter("ignore", GpuFallbackWarning)
+                read(gpuzarr.open_array(path))
+            names.append("no error")
+        except gpuzarr.errors.GpuzarrError as exc:
+            names.append(type(exc).__name__)
+    return names[0], names[1]
+
+
+@pytest.mark.parametrize(
+    ("offset", "value"),
+    [(0, 0), (0, 1), (0, 3), (1, 2), (8, 4097), (8, 0)],
+    ids=["version-0", "version-1", "version-3", "codec-version-2", "blocksize-past-nbytes", "blocksize-0"],
+)
+def test_blosc_headers_c_blosc_refuses(tmp_path: Path, offset: int, value: int) -> None:
+    """Header fields c-blosc 1.x refuses (format version other than 2, codec format
+    version other than 1, a block larger than the chunk or empty) used to be decoded by
+    the device plan as if valid."""
+    data = (np.arange(4096) // 3).astype("uint8")
+    blosc = {"name": "blosc", "configuration": {"cname": "lz4", "shuffle": "noshuffle", "blocksize": 1024}}
+    a = gpuzarr.create_array(tmp_path / "b", shape=(4096,), chunks=(4096,), dtype="uint8", compressors=blosc)
+    a[...] = data
+    chunk = tmp_path / "b" / "c" / "0"
+    raw = bytearray(chunk.read_bytes())
+    if offset == 8:
+        raw[8:12] = value.to_bytes(4, "little")
+    else:
+        raw[offset] = value
+    chunk.write_bytes(bytes(raw))
+    assert _cpu_and_device_errors(tmp_path / "b") == ("CorruptChunkError", "CorruptChunkError")
+
+
+def test_blosc_blocks_c_blosc_does_not_split(tmp_path: Path) -> None:
+    """c-blosc splits a block into typesize streams only for blocks of at least 128
+    elements, whatever the flag 0x10 says: such a chunk without the flag decodes on the
+    device (the plan used to expect typesize streams and refuse it)."""
+    data = (np.arange(120) * 7919 % 1000).astype("uint32")
+    blosc = {"name": "blosc", "configuration": {"cname": "zlib", "shuffle": "noshuffle"}}
+    a = gpuzarr.create_array(tmp_path / "b", shape=(120,), chunks=(120,), dtype="uint32", compressors=blosc)
+    a[...] = data
+    chunk = tmp_path / "b" / "c" / "0"
+    raw = bytearray(chunk.read_bytes())
+    assert raw[2] & 0x10 and not raw[2] & 0x02  # not split, compressed
+    raw[2] &= ~0x10 & 0xFF
+    chunk.write_bytes(bytes(raw))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GpuFallbackWarning)
+        np.testing.assert_array_equal(_read(gpuzarr.open_array(tmp_path / "b"), HostBackend()), data)
+
+
+@pytest.mark.parametrize("header", [b"\x88\x1c", b"\xf8\x00"], ids=["window-64k", "window-4m"])
+def test_zlib_headers_with_a_window_zlib_refuses(tmp_path: Path, header: bytes) -> None:
+    """A zlib header's window (CINFO) above 7 is invalid: zlib refuses the stream on
+    the CPU, and the device used to inflate the deflate inside."""
+    a = gpuzarr.create_array(tmp_path / "z", shape=(256,), chunks=(256,), dtype="int32",
+                             compressors=numcodecs.Zlib(level=1))
+    a[...] = np.arange(256, dtype="int32") // 3
+    chunk = tmp_path / "z" / "c" / "0"
+    chunk.write_bytes(header + chunk.read_bytes()[2:])
+    assert _cpu_and_device_errors(tmp_path / "z") == ("CorruptChunkError", "CorruptChunkError")
+
+
+@pytest.mark.parametrize("compressor", [numcodecs.Zlib(level=1), numcodecs.LZ4()], ids=["zlib", "lz4"])
+def test_checksum_failures_are_reported_before_stream_headers(tmp_path: Path, compressor: Any) -> None:
+    a = gpuzarr.create_array(tmp_path / "c", shape=(64,), chunks=(64,), dtype="int32",
+                             compressors=[compressor, {"name": "crc32c"}])
+    a[...] = np.arange(64, dtype="int32")
+    chunk = tmp_path / "c" / "c" / "0"
+    raw = bytearray(chunk.read_bytes())
+    raw[0] ^= 1  # the stream header, under the crc32c
+    chunk.write_bytes(bytes(raw))
+    assert _cpu_and_device_errors(tmp_path / "c") == ("ChecksumError", "ChecksumError")
+
+
+@pytest.mark.parametrize(("position", "flip"), [(5, 0x01), (7, 0x80), (13, 0x01)],
+                         ids=["offset-2**40", "offset-2**63", "nbytes-2**40"])
+def test_corrupt_shard_indexes_on_the_direct_path(tmp_path: Path, position: int, flip: int) -> None:
+    """Direct file reads size their buffers from the index: an entry past the end of
+    the shard must fail as on the staged path (it raised OSError, or asked for 1 TiB)."""
+    serializer = {"name": "sharding_indexed", "configuration": {
+        "chunk_shape": [4, 4], "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "gzip"}],
+        "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}], "index_location": "end"}}
+    a = gpuzarr.create_array(tmp_path / "s", shape=(8, 8), chunks=(8, 8), serializer=serializer, compressors=None,
+                             dtype="float32")
+    a[...] = np.arange(64, dtype="float32").reshape(8, 8)
+    shard = tmp_path / "s" / "c" / "0" / "0"
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) - 64 + position] ^= flip  # inner chunk (0, 0)'s entry: offset, then nbytes
+    shard.write_bytes(bytes(raw))
+    for gpu_io in ("staging", "kvikio"):
+        assert _cpu_and_device_errors(tmp_path / "s", gpu_io=gpu_io) == ("CorruptChunkError", "CorruptChunkError")

@@ -37,6 +37,10 @@ EMPTY = np.uint64(2**64 - 1)
 _UINT64 = data_type_from_numpy(np.dtype(np.uint64))
 
 
+#: Index entries (offset, offset + nbytes) must stay below this (int64's limit).
+_MAX_ENTRY = np.uint64(2**63)
+
+
 @dataclass(frozen=True)
 class ShardIndex:
     """The decoded index of one shard: ``entries[*inner_coords] == (offset, nbytes)``."""
@@ -274,6 +278,16 @@ class ShardingCodec(ArrayBytesCodec):
         if half_empty.any():
             shard, *coords = (int(i) for i in np.argwhere(half_empty)[0])
             raise CorruptChunkError(f"shard {keys[shard]!r}: index entry of inner chunk {tuple(coords)} is half empty")
+        # No object holds 2**63 bytes: such an entry is corrupt (and would turn negative
+        # in the int64 arithmetic that plans the reads).
+        huge = ~empty[..., 0] & ((entries[..., 0] >= _MAX_ENTRY) | (entries[..., 1] >= _MAX_ENTRY - entries[..., 0]))
+        if huge.any():
+            shard, *coords = (int(i) for i in np.argwhere(huge)[0])
+            offset, nbytes = (int(v) for v in entries[(shard, *coords)])
+            raise CorruptChunkError(
+                f"shard {keys[shard]!r}: index entry of inner chunk {tuple(coords)} "
+                f"(offset {offset}, {nbytes} bytes) lies past any possible end of the shard"
+            )
         return [ShardIndex(e) for e in entries]
 
     def _decode_index_generic(self, raw: Buffer, spec: ChunkSpec, key: str) -> np.ndarray:

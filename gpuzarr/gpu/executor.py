@@ -51,7 +51,18 @@ from gpuzarr.codecs.v2 import V2ArrayBytesCodec
 from gpuzarr.config import get_config
 from gpuzarr.errors import ChecksumError, CorruptChunkError, UnsupportedCodecError, UnsupportedDataTypeError
 from gpuzarr.gpu.backend import Backend
-from gpuzarr.gpu.plan import StreamBatch, align, aligned_slots, pack_input, plan_blosc_batch, plan_scatter
+from gpuzarr.gpu.plan import (
+    BLOSC_CODEC_FORMAT_VERSION,
+    BLOSC_FORMAT_VERSION,
+    BLOSC_HEADER_NBYTES,
+    BLOSC_MEMCPYED,
+    StreamBatch,
+    align,
+    aligned_slots,
+    pack_input,
+    plan_blosc_batch,
+    plan_scatter,
+)
 from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, is_basic, place_projection
 from gpuzarr.pipeline.layout import ChunkLayout
 
@@ -351,6 +362,12 @@ def _read_wave_direct(
     _finish(layout, plan, units, decoded, slot, backend)
 
 
+def _valid_zlib_header(cmf: int, flg: int) -> bool:
+    """Whether two bytes open a zlib stream zlib itself inflates: deflate (CM 8) with a
+    window of at most 32 KiB (CINFO <= 7), a valid check (FCHECK), no preset dictionary."""
+    return cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf * 256 + flg) % 31 == 0 and not flg & 0x20
+
+
 def _pack(blobs: Sequence[memoryview], starts: Sequence[int], ends: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """The ``[start:end]`` part of each blob packed at aligned offsets: (buffer, offsets)."""
     sizes = np.array([e - s for s, e in zip(starts, ends, strict=True)], dtype=np.int64)
@@ -378,16 +395,23 @@ def _decode_on_device(
             raise CorruptChunkError(f"{layout.describe(c)}: codec 'crc32c': {len(blob)} bytes is too short")
     starts = [0] * n
     ends = [len(b) - trailer for b in blobs]
+    # A stream header that cannot be right is reported after the crc32c check: a chunk
+    # that fails its checksum is reported as such, as the CPU path reports it.
+    bad_header: tuple[int, str] | None = None
     if plan.compressor == "zlib":  # raw deflate between the 2-byte header and the Adler-32
-        for i, (c, blob) in enumerate(zip(coords, blobs, strict=True)):
-            if ends[i] < 6 or blob[0] & 0x0F != 8 or (blob[0] * 256 + blob[1]) % 31 or blob[1] & 0x20:
-                raise CorruptChunkError(f"{layout.describe(c)}: codec 'zlib': invalid stream header")
-            starts[i], ends[i] = 2, ends[i] - 4
+        for i, blob in enumerate(blobs):
+            if ends[i] < 6 or not _valid_zlib_header(blob[0], blob[1]):
+                bad_header = bad_header or (i, "codec 'zlib': invalid stream header")
+                starts[i] = ends[i] = 0
+            else:
+                starts[i], ends[i] = 2, ends[i] - 4
     elif plan.compressor == "lz4":  # numcodecs' 4-byte size prefix, then a raw LZ4 block
-        for i, (c, blob) in enumerate(zip(coords, blobs, strict=True)):
+        for i, blob in enumerate(blobs):
             if ends[i] < 4 or int.from_bytes(blob[:4], "little") != nbytes:
-                raise CorruptChunkError(f"{layout.describe(c)}: codec 'lz4': size prefix does not match the chunk")
-            starts[i] = 4
+                bad_header = bad_header or (i, "codec 'lz4': size prefix does not match the chunk")
+                starts[i] = ends[i] = 0
+            else:
+                starts[i] = 4
     # The streams to decompress, uploaded once. When they start at byte 0 (zstd, gzip,
     # raw) they are exactly the crc32c payloads too, so the checksum needs no upload of
     # its own; zlib and LZ4 streams start after a header nvCOMP must not see.
@@ -398,7 +422,7 @@ def _decode_on_device(
     if plan.crc32c:
         stored_crc = np.array([int.from_bytes(b[-4:], "little") for b in blobs], dtype=np.uint32)
         payload_sizes = np.array([len(b) - 4 for b in blobs], dtype=np.int64)
-        if streams is not None and not any(starts):
+        if streams is not None and not any(starts) and ends == payload_sizes.tolist():
             payload_offsets, payload = streams
         else:
             full, payload_offsets = _pack(blobs, [0] * n, payload_sizes.tolist())
@@ -411,6 +435,8 @@ def _decode_on_device(
                 f"{layout.describe(coords[i])}: codec 'crc32c': checksum mismatch "
                 f"(stored {int(stored_crc[i]):#010x}, computed {int(computed[i]):#010x})"
             )
+    if bad_header is not None:
+        raise CorruptChunkError(f"{layout.describe(coords[bad_header[0]])}: {bad_header[1]}")
     if streams is None:
         return _blosc(layout, coords, [b[: len(b) - trailer] for b in blobs], slot, backend)
     offsets, device_input = streams
@@ -580,19 +606,32 @@ def _blosc(
 ) -> Any:
     """The stages of a blosc plan on the device; decoded units at multiples of ``slot``."""
     nbytes = layout.unit_spec.nbytes
-    try:
-        plan = plan_blosc_batch(
-            blobs,
-            expected_nbytes=nbytes,
-            chunk_alignment=SLOT_ALIGNMENT,
-            input_alignment=backend.input_alignment,
-            output_alignment=backend.output_alignment,
-        )
-    except CorruptChunkError as exc:
-        # the plan names chunks by position: "chunk <i>: ..."
-        message = str(exc)
-        position = int(message.split()[1].rstrip(":")) if message.startswith("chunk ") else 0
-        raise CorruptChunkError(f"{layout.describe(coords[position])}: codec 'blosc': {message}") from None
+    blobs = list(blobs)
+    replaced: set[int] = set()
+    while True:
+        try:
+            plan = plan_blosc_batch(
+                blobs,
+                expected_nbytes=nbytes,
+                chunk_alignment=SLOT_ALIGNMENT,
+                input_alignment=backend.input_alignment,
+                output_alignment=backend.output_alignment,
+            )
+            break
+        except CorruptChunkError as exc:
+            # The plan names chunks by position ("chunk <i>: ..."). c-blosc decides: a
+            # chunk it refuses raises its error; one it reads (a layout the plan does
+            # not take) is decoded by it and planned as a plain copy of what it decoded.
+            message = str(exc)
+            position = int(message.split()[1].rstrip(":")) if message.startswith("chunk ") else -1
+            if position < 0 or position in replaced:
+                raise CorruptChunkError(f"codec 'blosc': {message}") from None
+            unit = _host_decompress(layout, coords[position], blobs[position])
+            gpu_fallback(
+                f"{layout.describe(coords[position])} (codec 'blosc')", lacking="did not decode on the GPU but is valid"
+            )
+            blobs[position] = _memcpyed_blosc_chunk(unit)
+            replaced.add(position)
     kernels = backend.kernels
     source = backend.upload(pack_input(blobs, plan))
     kernels.copy_ranges(source, source, plan.gather.src_offsets, plan.gather.dst_offsets, plan.gather.sizes)
@@ -622,6 +661,15 @@ def _blosc(
             kernels.copy_ranges(backend.upload(unit), work, [0], [i * slot], [nbytes])
     _decode_again_on_host(layout, coords, sorted(suspects), blobs.__getitem__, work, slot, backend)
     return work
+
+
+def _memcpyed_blosc_chunk(data: np.ndarray) -> memoryview:
+    """``data`` (bytes as ``uint8``) as a blosc chunk that stores them as they are (the
+    memcpy-ed form c-blosc writes for incompressible data)."""
+    nbytes = data.size
+    header = bytes([BLOSC_FORMAT_VERSION, BLOSC_CODEC_FORMAT_VERSION, BLOSC_MEMCPYED, 1])
+    header += b"".join(n.to_bytes(4, "little") for n in (nbytes, max(1, nbytes), nbytes + BLOSC_HEADER_NBYTES))
+    return memoryview(header + data.tobytes())
 
 
 def _decode_on_host(

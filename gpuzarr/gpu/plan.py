@@ -26,7 +26,8 @@ Blosc (c-blosc 1.x, what numcodecs writes) chunk format, little-endian throughou
 
 A chunk is cut into blocks of ``blocksize`` bytes (the last one, the *leftover* block,
 may be shorter). Unless the 0x10 flag is set, every block but the leftover one is stored
-as ``typesize`` split streams of ``blocksize / typesize`` bytes: stream j holds byte
+as ``typesize`` split streams of ``blocksize / typesize`` bytes when the typesize is at
+most 16 and the block holds at least 128 elements (c-blosc's rule): stream j holds byte
 plane j of the shuffled block. A stream whose csize equals its decoded size is stored
 raw (blosc falls back to that when compression does not pay). Shuffling is applied per
 block after the streams are decompressed: byte shuffle when typesize > 1, bitshuffle
@@ -86,8 +87,14 @@ BLOSC_MEMCPYED = 0x02
 BLOSC_DOBITSHUFFLE = 0x04
 BLOSC_RESERVED_FLAG = 0x08
 BLOSC_NOSPLIT = 0x10
+#: The blosc format version c-blosc 1.x writes, and the only one it reads.
+BLOSC_FORMAT_VERSION = 2
 #: The codec format version c-blosc 1.x writes for every codec.
 BLOSC_CODEC_FORMAT_VERSION = 1
+#: c-blosc 1.x splits a block into typesize streams only for typesizes up to this...
+BLOSC_MAX_SPLITS = 16
+#: ...and blocks of at least this many elements (its MIN_BUFFERSIZE).
+BLOSC_MIN_SPLIT_ELEMENTS = 128
 #: Codec of a blosc chunk by the format code in bits 5-7 of its flags.
 BLOSC_CODECS = {0: "blosclz", 1: "lz4", 2: "snappy", 3: "zlib", 4: "zstd"}
 #: The nvCOMP batched decompressor for the streams of each blosc codec the GPU decodes.
@@ -142,8 +149,15 @@ class BloscHeader:
 
     @property
     def split(self) -> bool:
-        """Whether full blocks are stored as ``typesize`` streams."""
-        return not self.flags & BLOSC_NOSPLIT
+        """Whether full blocks are stored as ``typesize`` streams: c-blosc 1.x splits
+        them unless the flag 0x10 says not to, and only for typesizes up to 16 and
+        blocks of at least 128 elements (chunks written before the flag existed follow
+        the size rule alone)."""
+        return (
+            not self.flags & BLOSC_NOSPLIT
+            and self.typesize <= BLOSC_MAX_SPLITS
+            and self.blocksize // max(1, self.typesize) >= BLOSC_MIN_SPLIT_ELEMENTS
+        )
 
     @property
     def nblocks(self) -> int:
@@ -173,21 +187,24 @@ def parse_blosc_header(data: Buffer) -> BloscHeader:
     header = BloscHeader(head[0], head[1], head[2], head[3], nbytes, blocksize, cbytes)
     if not BLOSC_HEADER_NBYTES <= cbytes <= len(view):
         raise CorruptChunkError(f"blosc header says the chunk holds {cbytes} bytes, it holds {len(view)}")
-    if header.typesize == 0 or (nbytes and not blocksize):
-        raise CorruptChunkError(f"blosc header is invalid (typesize {header.typesize}, blocksize {blocksize})")
+    # What c-blosc 1.x (numcodecs' blosc) refuses to decode, refused here too.
+    if header.version != BLOSC_FORMAT_VERSION:
+        raise CorruptChunkError(f"blosc format version {header.version} (c-blosc 1.x reads version 2)")
+    if header.versionlz != BLOSC_CODEC_FORMAT_VERSION:
+        raise CorruptChunkError(f"blosc codec format version {header.versionlz} (c-blosc 1.x reads version 1)")
+    if header.flags & BLOSC_RESERVED_FLAG:
+        raise CorruptChunkError("blosc header sets the reserved flag 0x08")
+    if header.typesize == 0 or (nbytes and not 0 < blocksize <= nbytes):
+        raise CorruptChunkError(
+            f"blosc header is invalid (typesize {header.typesize}, blocksize {blocksize} for {nbytes} bytes)"
+        )
     return header
 
 
 def _gpu_unsupported(header: BloscHeader) -> str | None:
     """Why the GPU cannot decode this chunk (None when it can)."""
-    if header.version > 2:
-        return f"blosc format version {header.version} (c-blosc 2 chunk)"
     if header.flags & BLOSC_DOSHUFFLE and header.flags & BLOSC_DOBITSHUFFLE:
         return "blosc 2 extended header"
-    if header.flags & BLOSC_RESERVED_FLAG:
-        return "blosc header flag 0x08"
-    if header.versionlz != BLOSC_CODEC_FORMAT_VERSION:
-        return f"blosc codec format version {header.versionlz}"
     if not header.memcpyed and header.codec not in NVCOMP_CODECS:
         return f"blosc codec {header.codec!r} has no nvCOMP decompressor"
     return None
@@ -432,7 +449,8 @@ def _strip_zlib(
         raise CorruptChunkError(f"{where} zlib stream too short")
     cmf = raw[offsets].astype(np.int64)
     flg = raw[offsets + 1].astype(np.int64)
-    if np.any((cmf & 0x0F) != 8) or np.any((cmf * 256 + flg) % 31) or np.any(flg & 0x20):
+    # (as zlib requires: deflate, a window of at most 32 KiB, the header check, no dictionary)
+    if np.any((cmf & 0x0F) != 8) or np.any(cmf >> 4 > 7) or np.any((cmf * 256 + flg) % 31) or np.any(flg & 0x20):
         raise CorruptChunkError(f"{where} zlib stream has an invalid or preset-dictionary header")
     tail = raw[(offsets + lengths - 4)[:, None] + np.arange(4)].astype(np.int64)
     trailers = (tail[:, 0] << 24) | (tail[:, 1] << 16) | (tail[:, 2] << 8) | tail[:, 3]

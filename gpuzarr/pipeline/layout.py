@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 
@@ -580,7 +580,17 @@ class ShardedLayout(ChunkLayout):
         located: list[tuple[str, int, int] | None] = [None] * len(projections)
         requests = self._plan(projections, inline=True)
         for request in requests:
-            for unit, offset, nbytes in request.locations():
+            # Nothing reads these ranges before the caller sizes its buffers from them:
+            # a corrupt index must fail here, as the fetched ranges fail in ``cut``.
+            shard_nbytes = self.store.size(request.key)
+            if shard_nbytes is None:
+                request.vanished()
+            for unit, offset, nbytes, coords in request.pieces():
+                if offset + nbytes > shard_nbytes:  # type: ignore[operator]
+                    raise CorruptChunkError(
+                        f"{self.describe(coords)} at bytes [{offset}, {offset + nbytes}) "
+                        "lies past the end of the shard (truncated shard or corrupt index)"
+                    )
                 located[unit] = (request.key, offset, nbytes)
         return located
 
@@ -662,17 +672,20 @@ class _ShardRequest:
         self.ranges.append((start, length))
         self._pieces.append(pieces)
 
-    def locations(self) -> Iterator[tuple[int, int, int]]:
-        """``(unit, offset in the shard, nbytes)`` of every inner chunk served."""
+    def pieces(self) -> Iterator[tuple[int, int, int, tuple[int, ...]]]:
+        """``(unit, offset in the shard, nbytes, coords)`` of every inner chunk served."""
         for pieces in self._pieces:
-            for unit, offset, nbytes, _ in pieces:
-                yield unit, offset, nbytes
+            yield from pieces
+
+    def vanished(self) -> NoReturn:
+        """Raise for a shard deleted after its index was read (and forget the index)."""
+        shard_index_cache.discard(self.layout.store, self.key)
+        raise CorruptChunkError(f"shard {self.key!r}: deleted while being read")
 
     def cut(self, blobs: list[bytes] | None) -> Iterator[tuple[int, memoryview]]:
         """``(unit, bytes)`` of every inner chunk served, as views of the fetched ranges."""
-        if blobs is None:  # the shard vanished after its index was read
-            shard_index_cache.discard(self.layout.store, self.key)
-            raise CorruptChunkError(f"shard {self.key!r}: deleted while being read")
+        if blobs is None:
+            self.vanished()
         for (start, _), blob, pieces in zip(self.ranges, blobs, self._pieces, strict=True):
             view = memoryview(blob)
             for unit, offset, nbytes, coords in pieces:
