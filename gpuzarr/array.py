@@ -666,7 +666,10 @@ class Array(Node):
 
         Data inside the old bounds keeps its position; elements added by growing read as
         the fill value, except where a trimmed edge chunk still holds old values (as in
-        zarr-python).
+        zarr-python) that no write has replaced since: a write covering every element of
+        such a chunk that lies inside the array stores the chunk afresh, its part outside
+        the array as the fill value (zarr-python keeps the old values there for some
+        selections and not others).
         """
         self._check_writable()
         new_shape = tuple(int(s) for s in new_shape)

@@ -372,6 +372,15 @@ class Group(Node):
         self._forget_consolidated()
         return array
 
+    def __delitem__(self, name: str) -> None:
+        """Delete the member ``name`` (a path below this group), everything below it
+        included, as zarr-python's ``del group[name]``. Consolidated metadata stored
+        above it still lists it until consolidated again."""
+        self._check_writable()
+        node = self[name]  # (NodeNotFoundError for a missing member)
+        self._store.delete_prefix(node._path)
+        self._forget_consolidated()
+
     # -- zarr-python's conveniences ----------------------------------------------------
 
     def full(self, *, name: str, shape: Any, fill_value: Any, **kwargs: Any) -> Array:

@@ -1652,3 +1652,23 @@ def test_open_consolidated_needs_consolidated_metadata() -> None:
         gpuzarr.open_consolidated(store)
     gpuzarr.consolidate_metadata(store)
     assert list(gpuzarr.open_consolidated(store, mode="r").keys()) == ["x"]
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_deleting_members_as_zarr_python(tmp_path: pathlib.Path, zarr_format: int) -> None:
+    import zarr
+
+    g = gpuzarr.open_group(tmp_path / "g", mode="w", zarr_format=zarr_format)
+    g.create_array("x", shape=(4,), chunks=(2,), dtype="i4")[...] = 1
+    g.create_array("xy", shape=(2,), dtype="i4")[...] = 3  # a name that starts like the deleted one
+    g.create_group("sub").create_array("y", shape=(2,), dtype="i4")[...] = 2
+    del g["x"]
+    del g["sub/y"]
+    assert list(g.keys()) == ["sub", "xy"] and list(g["sub"].keys()) == []
+    assert sorted(zarr.open_group(tmp_path / "g", mode="r").keys()) == ["sub", "xy"]
+    assert g["xy"][...].tolist() == [3, 3]
+    assert not any(p.name == "x" for p in (tmp_path / "g").iterdir())  # its chunks are gone too
+    with pytest.raises(gpuzarr.errors.NodeNotFoundError, match="'nope'"):
+        del g["nope"]
+    with pytest.raises(gpuzarr.errors.ReadOnlyError):
+        del gpuzarr.open_group(tmp_path / "g", mode="r")["xy"]
