@@ -705,16 +705,23 @@ def like_arguments(source: Any) -> dict[str, Any]:
     zarr-python's ``full_like`` (and the like) and ``from_array(..., "keep")`` copy.
 
     ``source`` is a gpuzarr :class:`Array` or anything with ``shape`` and ``dtype``
-    (NumPy, CuPy, PyTorch...), which gives just those two. For a sharded array, the
-    codecs are the inner chunks' (and the shards' index location is kept), as
-    ``create_array(chunks=..., shards=...)`` takes them.
+    (NumPy, CuPy, PyTorch...), which gives just those two. A sharded array is described
+    as ``create_array(chunks=inner, shards={"shape": ..., "index_location": ...})``
+    takes it, with the inner chunks' codecs, when that reproduces it; when it does not
+    (index codecs other than the default, or codecs outside the sharding codec),
+    ``chunks`` is the shard shape and ``serializer`` the whole ``sharding_indexed``
+    codec, so nothing is lost.
     """
     if not isinstance(source, Array):
         if not hasattr(source, "shape") or not hasattr(source, "dtype"):
             raise TypeError(f"expected an array with a shape and a dtype, got {type(source).__name__}")
         dtype = source.dtype
         if not isinstance(dtype, np.dtype):  # PyTorch and others: NumPy's name for their type
-            dtype = np.dtype(str(dtype).removeprefix("torch."))
+            name = str(dtype).removeprefix("torch.")
+            try:
+                dtype = np.dtype(name)
+            except TypeError:
+                raise TypeError(f"data type {dtype} has no NumPy equivalent: pass dtype= explicitly") from None
         return {"shape": tuple(int(n) for n in source.shape), "dtype": dtype}
     meta = source.metadata
     if isinstance(meta, ArrayMetadataV2):
@@ -733,14 +740,17 @@ def like_arguments(source: Any) -> dict[str, Any]:
         }
     assert isinstance(meta, ArrayMetadataV3)
     sharding = source._sharding
-    codecs = list(sharding.codecs) if sharding is not None else list(source.codecs)
+    as_inner = sharding is not None and len(source.codecs) == 1 and [
+        c.to_json() for c in sharding.index_codecs
+    ] == [c.to_json() for c in ShardingCodec(sharding.chunk_shape).index_codecs]
+    codecs = list(sharding.codecs) if as_inner else list(source.codecs)  # type: ignore[union-attr]
     return {
         "shape": source.shape,
         "dtype": meta.data_type,
         "fill_value": meta.fill_value,
         "zarr_format": 3,
-        "chunks": source.chunks,
-        "shards": None if sharding is None else {"shape": source.shards, "index_location": sharding.index_location},
+        "chunks": source.chunks if as_inner else meta.chunks,
+        "shards": {"shape": source.shards, "index_location": sharding.index_location} if as_inner else None,  # type: ignore[union-attr]
         "filters": [c.to_json() for c in codecs if c.kind == "array_array"] or None,
         "serializer": next(c.to_json() for c in codecs if c.kind == "array_bytes"),
         "compressors": [c.to_json() for c in codecs if c.kind == "bytes_bytes"] or None,

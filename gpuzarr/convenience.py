@@ -1,10 +1,11 @@
 """zarr-python's convenience functions: arrays of one value, arrays like another, an
 array from existing data, and opening consolidated metadata.
 
-Each is a thin layer over :func:`gpuzarr.create_array` and :func:`gpuzarr.open_group`,
-with zarr-python's names and defaults, so code written for ``zarr.zeros(...)`` or
-``zarr.from_array(...)`` runs unchanged with ``gpuzarr`` in its place. Arrays of one
-value store nothing: every chunk is the fill value until written.
+Each is a thin layer over :func:`gpuzarr.create_array` and :func:`gpuzarr.open_group`
+with zarr-python's names and defaults: ``store``, ``path`` and ``mode`` as zarr-python's
+``create`` takes them, the rest as ``create_array`` takes them (zarr-python 2's
+``compressor=`` and ``synchronizer=`` are not taken). Arrays of one value store nothing:
+every chunk is the fill value until written.
 """
 
 from __future__ import annotations
@@ -41,12 +42,29 @@ _COPY_STEP_BYTES = 64 * 2**20
 _KEEP = "keep"
 
 
+def _create(store: Any, kwargs: dict[str, Any]) -> Array:
+    """:func:`gpuzarr.create_array` with zarr-python's ``create`` spellings: ``path``
+    for ``name``, and ``mode`` (``"w"`` replaces what exists; ``"a"`` and ``"w-"``
+    create where nothing is)."""
+    if "path" in kwargs:
+        if kwargs.get("name") is not None:
+            raise TypeError("give the array's place as path= or name=, not both")
+        kwargs["name"] = kwargs.pop("path")
+    mode = kwargs.pop("mode", "a")
+    if mode not in ("a", "w", "w-"):
+        raise ValueError(f"mode {mode!r} cannot create an array; use 'a', 'w' or 'w-'")
+    if mode == "w":
+        kwargs["overwrite"] = True
+    return create_array(store, **kwargs)
+
+
 def full(shape: Any, fill_value: Any, *, store: Any = None, **kwargs: Any) -> Array:
     """An array of ``shape`` whose every element is ``fill_value`` (stored as the fill
-    value: nothing is written). Other arguments are :func:`gpuzarr.create_array`'s;
-    ``dtype`` defaults to float64 and ``store`` to a new memory store, as in zarr-python."""
+    value: nothing is written). Other arguments are :func:`gpuzarr.create_array`'s (and
+    ``path``, ``mode``); ``dtype`` defaults to float64 and ``store`` to a new memory
+    store, as in zarr-python."""
     kwargs.setdefault("dtype", _DEFAULT_DTYPE)
-    return create_array(store, shape=shape, fill_value=fill_value, **kwargs)
+    return _create(store, {**kwargs, "shape": shape, "fill_value": fill_value})
 
 
 def zeros(shape: Any, *, store: Any = None, **kwargs: Any) -> Array:
@@ -69,7 +87,7 @@ def full_like(a: Any, *, store: Any = None, **kwargs: Any) -> Array:
     """An array shaped, typed, chunked and encoded like ``a`` (a gpuzarr array, or any
     array with ``shape`` and ``dtype``), every element ``fill_value`` (by default
     ``a``'s fill value). Other arguments override what is copied from ``a``."""
-    return create_array(store, **{**like_arguments(a), **kwargs})
+    return _create(store, {**like_arguments(a), **kwargs})
 
 
 def zeros_like(a: Any, *, store: Any = None, **kwargs: Any) -> Array:
@@ -133,8 +151,14 @@ def from_array(
     data they take :func:`gpuzarr.create_array`'s defaults. The data is copied a slab
     at a time (see :func:`copy_into`) unless ``write_data=False``. Other keyword
     arguments (``attributes``, ``order``, ``overwrite``, ``device``...) are
-    ``create_array``'s; a gpuzarr ``data``'s attributes are copied unless given.
+    ``create_array``'s.
+
+    The fill value (``None`` also keeps it) and the attributes of a gpuzarr ``data`` are
+    copied unless given, as zarr-python's documentation says; zarr-python 3.1 itself
+    copies neither.
     """
+    if fill_value is None:
+        fill_value = _KEEP
     if not isinstance(data, Array) and not (hasattr(data, "shape") and hasattr(data, "dtype")):
         data = np.asarray(data)
     source_format = data.metadata.zarr_format if isinstance(data, Array) else None

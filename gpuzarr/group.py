@@ -450,16 +450,26 @@ class Group(Node):
         """:meth:`require_group` for each name, in order."""
         return tuple(self.require_group(name) for name in names)
 
-    @property
-    def info(self) -> str:
-        """A summary as text, with zarr-python's field names."""
-        members = self.members()
-        return summary_text([
+    def _summary(self) -> list[tuple[str, Any]]:
+        return [
             ("Name", self.name),
             ("Type", "Group"),
             ("Zarr format", self.zarr_format),
             ("Read-only", self.read_only),
             ("Store type", type(self._store).__name__),
+        ]
+
+    @property
+    def info(self) -> str:
+        """A summary as text, with zarr-python's fields (it lists nothing in the store)."""
+        return summary_text(self._summary())
+
+    def info_complete(self) -> str:
+        """:attr:`info` and the number of direct members, arrays and groups (this lists
+        the group in the store, as zarr-python's ``info_complete()`` does)."""
+        members = self.members()
+        return summary_text([
+            *self._summary(),
             ("No. members", len(members)),
             ("No. arrays", sum(isinstance(m, Array) for _, m in members)),
             ("No. groups", sum(isinstance(m, Group) for _, m in members)),

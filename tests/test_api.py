@@ -1640,7 +1640,8 @@ def test_group_conveniences_as_zarr_python() -> None:
         # zarr-python's field names and layout, and the member counts it prints with info_complete()
         assert str(g.info).splitlines()[1:3] == ["Type        : Group", "Zarr format : 3"]
         if lib is gpuzarr:
-            assert g.info.splitlines()[-3:] == ["No. members : 3", "No. arrays  : 1", "No. groups  : 2"]
+            assert len(g.info.splitlines()) == 5  # (info lists nothing in the store, as zarr-python's)
+            assert g.info_complete().splitlines()[-3:] == ["No. members : 3", "No. arrays  : 1", "No. groups  : 2"]
     assert results[0] == results[1]
 
 
@@ -1672,3 +1673,37 @@ def test_deleting_members_as_zarr_python(tmp_path: pathlib.Path, zarr_format: in
         del g["nope"]
     with pytest.raises(gpuzarr.errors.ReadOnlyError):
         del gpuzarr.open_group(tmp_path / "g", mode="r")["xy"]
+
+
+def test_like_arrays_keep_uncommon_sharding_encodings() -> None:
+    """Index codecs other than the default, and codecs outside the sharding codec, have
+    no create_array(chunks=, shards=) spelling: the whole sharding codec is copied."""
+    serializer = {"name": "sharding_indexed", "configuration": {
+        "chunk_shape": [2, 2],
+        "codecs": [{"name": "bytes", "configuration": {"endian": "big"}}, {"name": "gzip"}],
+        "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}], "index_location": "start"}}
+    a = gpuzarr.create_array({}, shape=(8, 8), chunks=(4, 4), serializer=serializer, compressors=None, dtype="f4")
+    b = gpuzarr.create_array({}, shape=(8, 8), chunks=(4, 4), serializer=serializer, dtype="f4",
+                             compressors={"name": "zstd", "configuration": {"level": 1, "checksum": False}})
+    for source in (a, b):
+        assert gpuzarr.zeros_like(source).metadata.to_json() == source.metadata.to_json() | {"fill_value": 0.0}
+
+
+def test_conveniences_take_zarr_python_create_spellings(tmp_path: pathlib.Path) -> None:
+    a = gpuzarr.zeros((3,), store=tmp_path / "s", path="a/b", dtype="i4")
+    assert a.name == "/a/b" and a[...].tolist() == [0, 0, 0]
+    with pytest.raises(gpuzarr.errors.ContainsArrayError):
+        gpuzarr.ones((3,), store=tmp_path / "s", path="a/b")
+    assert gpuzarr.ones((2,), store=tmp_path / "s", path="a/b", mode="w")[...].tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="mode 'r'"):
+        gpuzarr.zeros((3,), store=tmp_path / "s", path="c", mode="r")
+    with pytest.raises(TypeError, match="path= or name="):
+        gpuzarr.zeros((3,), path="x", name="y")
+    with pytest.raises(TypeError, match="no NumPy equivalent"):
+        gpuzarr.array.like_arguments(type("T", (), {"shape": (2,), "dtype": "torch.bfloat16"})())
+
+
+def test_from_array_none_fill_keeps_the_source_fill() -> None:
+    source = gpuzarr.create_array({}, shape=(4,), chunks=(2,), dtype="i2", fill_value=-7)
+    assert gpuzarr.from_array({}, data=source, fill_value=None).fill_value == -7
+    assert gpuzarr.from_array({}, data=source, fill_value=3, write_data=False)[...].tolist() == [3] * 4

@@ -617,3 +617,30 @@ def test_corrupt_shard_indexes_on_the_direct_path(tmp_path: Path, position: int,
     shard.write_bytes(bytes(raw))
     for gpu_io in ("staging", "kvikio"):
         assert _cpu_and_device_errors(tmp_path / "s", gpu_io=gpu_io) == ("CorruptChunkError", "CorruptChunkError")
+
+
+def test_valid_blosc_chunks_the_plan_refuses_are_decoded_by_c_blosc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk c-blosc reads but the device plan refuses (a layout it does not know) is
+    decoded by c-blosc and copied in as is, byte order and transposes applied once."""
+    from gpuzarr.gpu import plan as plan_module
+
+    original = plan_module._plan_chunk
+
+    def refusing(i: int, header: Any, *args: Any) -> None:
+        if i == 1 and not header.memcpyed:  # (what replaces it is a plain copy)
+            raise CorruptChunkError("chunk 1: a layout this plan does not take")
+        original(i, header, *args)
+
+    monkeypatch.setattr(plan_module, "_plan_chunk", refusing)
+    data = (np.arange(np.prod(SHAPE)) // 7).astype("float32").reshape(SHAPE)
+    transpose = {"filters": [{"name": "transpose", "configuration": {"order": [1, 0]}}]}
+    big_endian = {"serializer": {"name": "bytes", "configuration": {"endian": "big"}}}
+    for name, extra in (("plain", {}), ("transposed", transpose), ("big-endian", big_endian)):
+        a = gpuzarr.create_array(tmp_path / name, shape=SHAPE, chunks=CHUNKS, dtype="float32",
+                                 compressors={"name": "blosc", "configuration": {"cname": "lz4", "shuffle": "shuffle"}},
+                                 **extra)
+        a[...] = data
+        with pytest.warns(GpuFallbackWarning, match="did not decode on the GPU but is valid"):
+            np.testing.assert_array_equal(_read(a, HostBackend()), data)

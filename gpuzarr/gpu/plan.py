@@ -37,10 +37,12 @@ not a multiple of 8 unshuffled; see :func:`_bitshuffled`).
 On the GPU: lz4 and lz4hc streams are raw LZ4 blocks (nvCOMP LZ4), zstd streams are
 zstd frames (nvCOMP zstd), zlib streams are zlib-wrapped deflate, planned as the raw
 deflate inside (nvCOMP deflate), their Adler-32 trailers kept in the plan for the
-executor to check against the decoded bytes. blosclz and snappy chunks, and chunks whose
-header holds what c-blosc 1.x does not write (a codec format version other than 1, the
-reserved flag 0x08), are left to the CPU (``BloscPlan.cpu_chunks``), whose library
-decides whether they are valid.
+executor to check against the decoded bytes. blosclz and snappy chunks are left to the CPU
+(``BloscPlan.cpu_chunks``). A header c-blosc 1.x would refuse (format version other
+than 2, codec format version other than 1, the reserved flag 0x08, a block larger than
+the chunk) raises CorruptChunkError, as does any stream table that does not add up; the
+executor then lets c-blosc decide (it raises, or decodes a layout the plan does not
+take).
 """
 
 from __future__ import annotations
