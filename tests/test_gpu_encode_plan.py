@@ -122,6 +122,15 @@ def test_zstd_frames_pass_through() -> None:
     assert plan.passthrough  # the writer can keep Backend.compress's buffer as the output
     assert plan.nbytes <= compressed.size
     assert not ep.plan_frames("gzip", rp.CompressBatch("deflate", batch.offsets, sizes), coff, csize).passthrough
+    assert not ep.plan_frames("zstd", batch, coff, csize, zstd_checksum=True).passthrough
+
+
+def test_zstd_frames_given_a_content_checksum() -> None:
+    chunks = _chunks(3)
+    for data, out in zip(chunks, ep.encode_frames_on_host("zstd", chunks, 3, zstd_checksum=True), strict=True):
+        assert out[4] & 0x04  # the header's checksum flag
+        assert out[-4:] == zstandard.ZstdCompressor(write_checksum=True).compress(data)[-4:]  # libzstd's checksum
+        assert zstandard.ZstdDecompressor().decompress(out) == data  # (checks the checksum)
 
 
 @pytest.mark.parametrize("codec", ["gzip", "zlib", "lz4", "zstd"])

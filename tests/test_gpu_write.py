@@ -20,7 +20,7 @@ import zarr
 from conftest import cuda_backend_or_skip
 
 import gpuzarr
-from gpuzarr.errors import UnsupportedCodecError
+from gpuzarr.errors import ChecksumError, UnsupportedCodecError
 from gpuzarr.gpu.backend import Backend, HostBackend
 from gpuzarr.gpu.executor import GpuFallbackWarning
 from gpuzarr.gpu.write import encode_plan_unsupported
@@ -61,6 +61,7 @@ def _twins(tmp_path: Path, **kwargs: Any) -> tuple[gpuzarr.Array, gpuzarr.Array]
 V3_CODECS: dict[str, dict[str, Any]] = {
     "raw": {"compressors": None},
     "zstd": {"compressors": {"name": "zstd", "configuration": {"level": 1, "checksum": False}}},
+    "zstd-checksum": {"compressors": {"name": "zstd", "configuration": {"level": 3, "checksum": True}}},
     "gzip": {"compressors": {"name": "gzip", "configuration": {"level": 5}}},
     "blosc-lz4-shuffle": {"compressors": {"name": "blosc", "configuration": {"cname": "lz4", "shuffle": "shuffle"}}},
     "blosc-lz4hc-noshuffle": {
@@ -459,3 +460,22 @@ def test_data_types_the_device_cannot_hold(tmp_path: Path) -> None:
         a._read_on_backend([a._indexer(Ellipsis, "basic")], [None], _NumbersOnly())  # type: ignore[arg-type]
     assert HostBackend().holds(np.dtype("datetime64[s]"))
     assert not HostBackend().holds(np.dtype(object))
+
+
+def test_zstd_frames_carry_the_content_checksum_the_codec_asks_for(tmp_path: Path) -> None:
+    """The device compressor writes frames without one: the writer appends XXH64's low
+    32 bits and sets the header flag, so a corrupt chunk fails on read (it was dropped)."""
+    zstd = {"name": "zstd", "configuration": {"level": 3, "checksum": True}}
+    a = gpuzarr.create_array(tmp_path / "z", shape=(64,), chunks=(32,), dtype="int32", compressors=zstd)
+    _write(a, HostBackend(), Ellipsis, np.arange(64, dtype="int32"))
+    chunk = tmp_path / "z" / "c" / "1"
+    raw = chunk.read_bytes()
+    assert raw[4] & 0x04  # the frame header says a checksum follows
+    import zstandard
+
+    assert zstandard.ZstdDecompressor().decompress(raw) == np.arange(32, 64, dtype="int32").tobytes()
+    bad = bytearray(raw)
+    bad[-1] ^= 0x01
+    chunk.write_bytes(bytes(bad))
+    with pytest.raises(ChecksumError, match="c/1"):
+        gpuzarr.open_array(tmp_path / "z")[...]

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -61,14 +61,16 @@ from gpuzarr.gpu.plan import (
 )
 
 __all__ = [
-    "Assembly",
     "BLOSC_ENCODE_CNAMES",
-    "BloscEncodeLayout",
-    "BloscEncodePlan",
     "FRAME_CHECKSUMS",
     "FRAME_COMPRESSORS",
-    "FramePlan",
     "GZIP_HEADER",
+    "ZSTD_CHECKSUM_FLAG",
+    "ZSTD_DESCRIPTOR_OFFSET",
+    "Assembly",
+    "BloscEncodeLayout",
+    "BloscEncodePlan",
+    "FramePlan",
     "assemble",
     "assemble_on_host",
     "blosc_blocksize",
@@ -82,6 +84,7 @@ __all__ = [
     "pack_encode_input",
     "plan_blosc_encode",
     "plan_frames",
+    "set_flag_bytes",
     "zlib_header",
 ]
 
@@ -91,11 +94,17 @@ __all__ = [
 GZIP_HEADER = bytes([0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 0xFF])
 #: The Backend.compress codec whose bitstream each container wraps.
 FRAME_COMPRESSORS = {"gzip": "deflate", "zlib": "deflate", "lz4": "lz4", "zstd": "zstd"}
-#: The trailer checksum of each container (over the uncompressed bytes) and its byte order.
+#: The trailer checksum of each container (over the uncompressed bytes) and its byte order
+#: (zstd's only when the codec asks for it: the low 32 bits of XXH64).
 FRAME_CHECKSUMS: dict[str, tuple[str, Literal["little", "big"]]] = {
     "gzip": ("crc32", "little"),
     "zlib": ("adler32", "big"),
+    "zstd": ("xxh64", "little"),
 }
+#: Where a zstd frame's header descriptor byte is (after the 4-byte magic number), and
+#: its flag saying the frame ends with a content checksum.
+ZSTD_DESCRIPTOR_OFFSET = 4
+ZSTD_CHECKSUM_FLAG = 0x04
 
 #: Blosc compressors the GPU writer can produce (nvCOMP has no blosclz or snappy encoder).
 BLOSC_ENCODE_CNAMES = ("lz4", "lz4hc", "zstd", "zlib")
@@ -138,14 +147,16 @@ def checksum_bytes(values: Any, byteorder: Literal["little", "big"], xp: Any = n
 
 
 def host_checksums(kind: str, data: np.ndarray, offsets: Any, sizes: Any, kernels: Any = None) -> np.ndarray:
-    """``kind`` (``"crc32"`` or ``"adler32"``) of each range of ``data``, as ``uint32``.
+    """``kind`` (``"crc32"``, ``"adler32"`` or ``"xxh64"``, its low 32 bits) of each range
+    of ``data``, as ``uint32``.
 
     What the device checksum kernels compute: ``kernels.<kind>(data, offsets, sizes)``
-    when ``kernels`` has it, else zlib's functions, the authority they are tested against.
+    when ``kernels`` has it, else zlib's functions (the authority they are tested
+    against) or the XXH64 reference.
     """
-    run = getattr(kernels, kind, None)
+    run = getattr(kernels, kind, None) or (reference.xxh64 if kind == "xxh64" else None)
     if run is not None:
-        return np.asarray(run(data, offsets, sizes), dtype=np.uint32)
+        return (np.asarray(run(data, offsets, sizes)) & 0xFFFFFFFF).astype(np.uint32)
     fn = {"crc32": zlib.crc32, "adler32": zlib.adler32}[kind]
     view = memoryview(data)
     return np.array([fn(view[o : o + n]) for o, n in zip(_i64(offsets).tolist(), _i64(sizes).tolist(), strict=True)],
@@ -297,6 +308,9 @@ class FramePlan(Assembly):
     """
 
     codec: str
+    #: Output positions of zstd frame descriptor bytes that get :data:`ZSTD_CHECKSUM_FLAG`
+    #: (frames given a content checksum after compression).
+    flag_positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def passthrough(self) -> bool:
@@ -316,6 +330,7 @@ def plan_frames(
     compressed_sizes: Any,
     *,
     output_alignment: int = 8,
+    zstd_checksum: bool = False,
 ) -> FramePlan:
     """Plan the containers around the streams of ``batch`` once compressed.
 
@@ -325,6 +340,9 @@ def plan_frames(
             its ranges are the uncompressed chunks, its level picks the zlib header.
         compressed_offsets, compressed_sizes: Where Backend.compress put each stream.
         output_alignment: Alignment of each framed chunk's start in the output.
+        zstd_checksum: Give zstd frames (compressed without one) a content checksum:
+            the low 32 bits of XXH64 of the chunk appended, and the frame header's flag
+            set (see :func:`set_flag_bytes`).
 
     Raises:
         ValueError: Unknown codec, a batch of another codec, lengths that disagree, or
@@ -340,6 +358,8 @@ def plan_frames(
     n = len(nbytes)
     idx = np.arange(n, dtype=np.int64)
     checksum, byteorder = FRAME_CHECKSUMS.get(codec, (None, "little"))
+    if codec == "zstd" and not zstd_checksum:
+        checksum = None
     if codec == "gzip":
         prefix, suffix = len(GZIP_HEADER), 8
         meta = np.concatenate([np.frombuffer(GZIP_HEADER, np.uint8), _le32(nbytes % 2**32).reshape(-1)])
@@ -352,7 +372,7 @@ def plan_frames(
         prefix, suffix = 4, 0
         meta = _le32(nbytes).reshape(-1)
     else:
-        prefix, suffix, meta = 0, 0, np.zeros(0, np.uint8)
+        prefix, suffix, meta = 0, 4 if checksum else 0, np.zeros(0, np.uint8)
     sizes = prefix + csize + suffix
     offsets = aligned_slots(0, sizes, output_alignment)
     total = int(offsets[-1] + sizes[-1]) if n else 0
@@ -382,7 +402,22 @@ def plan_frames(
         checksum_sizes=nbytes if with_trailer else np.zeros(0, np.int64),
         trailers=_copies((4 * idx, trailer_at, fours)) if with_trailer else _copies(),
         codec=codec,
+        flag_positions=offsets + ZSTD_DESCRIPTOR_OFFSET if codec == "zstd" and with_trailer else np.zeros(0, np.int64),
     )
+
+
+def set_flag_bytes(out: Any, positions: np.ndarray, flag: int, kernels: Any,
+                   to_host: Callable[[Any], np.ndarray], upload: Callable[[np.ndarray], Any]) -> None:
+    """OR ``flag`` into the bytes of ``out`` at ``positions``: one gather launch, the
+    bytes to the host and back, one scatter launch (the bytes are the compressor's, so
+    only the device knows them)."""
+    n = len(positions)
+    if not n:
+        return
+    rows, ones = np.arange(n, dtype=np.int64), np.ones(n, dtype=np.int64)
+    held = upload(np.zeros(n, dtype=np.uint8))
+    kernels.copy_ranges(out, held, positions, rows, ones)
+    kernels.copy_ranges(upload(np.asarray(to_host(held), dtype=np.uint8) | np.uint8(flag)), out, rows, positions, ones)
 
 
 def frame_batch_on_host(
@@ -395,7 +430,9 @@ def frame_batch_on_host(
 ) -> np.ndarray:
     """Frame on the host: the output buffer of ``plan`` from the compressed buffer and
     the trailer checksums (one ``uint32`` per chunk; computed from ``source`` if None)."""
-    return assemble_on_host(plan, compressed, source, checksums, kernels)
+    out = assemble_on_host(plan, compressed, source, checksums, kernels)
+    set_flag_bytes(out, plan.flag_positions, ZSTD_CHECKSUM_FLAG, kernels, np.asarray, np.array)
+    return out
 
 
 def encode_frames_on_host(
@@ -406,6 +443,7 @@ def encode_frames_on_host(
     compress: Callable[[str, memoryview, int | None], bytes] = host_compress,
     kernels: Any = reference,
     alignment: int = 8,
+    zstd_checksum: bool = False,
 ) -> list[bytes]:
     """The writer's whole single-stream path on the host: pack the chunks, one batched
     compression, frame. Returns the encoded chunks."""
@@ -417,7 +455,7 @@ def encode_frames_on_host(
         source[off : off + data.size] = data
     batch = CompressBatch(FRAME_COMPRESSORS[codec], offsets, sizes, level)
     compressed, coff, csize = compress_batch_on_host(batch, source, compress, alignment)
-    plan = plan_frames(codec, batch, coff, csize, output_alignment=alignment)
+    plan = plan_frames(codec, batch, coff, csize, output_alignment=alignment, zstd_checksum=zstd_checksum)
     return plan.split(frame_batch_on_host(plan, compressed, source=source, kernels=kernels))
 
 

@@ -150,7 +150,7 @@ def device_chain(chain: CodecChain) -> DeviceChain:
     if crc:
         codecs.pop()
     if len(codecs) > 1:
-        return DeviceChain(unsupported=codecs[1].name)
+        return DeviceChain(unsupported="the chain of compressors " + ", ".join(repr(c.name) for c in codecs))
     compressor: str | None = None
     if codecs:
         codec = codecs[0]

@@ -47,12 +47,14 @@ from gpuzarr.gpu.backend import Backend
 from gpuzarr.gpu.encode_plan import (
     BLOSC_ENCODE_CNAMES,
     FRAME_COMPRESSORS,
+    ZSTD_CHECKSUM_FLAG,
     Assembly,
     assemble,
     checksum_bytes,
     layout_blosc_encode,
     plan_blosc_encode,
     plan_frames,
+    set_flag_bytes,
 )
 from gpuzarr.gpu.executor import SLOT_ALIGNMENT, DeviceChain, decode_units, device_chain, gpu_fallback
 from gpuzarr.gpu.plan import CompressBatch, align, aligned_slots, plan_scatter
@@ -88,6 +90,11 @@ def _compression_level(chain: CodecChain) -> int | None:
         if isinstance(codec, BloscCodec):
             return int(codec.clevel)
     return None  # LZ4 (numcodecs' acceleration has no nvCOMP counterpart) or no compressor
+
+
+def _zstd_checksum(chain: CodecChain) -> bool:
+    """Whether the chain's zstd codec asks for frames with a content checksum."""
+    return any(isinstance(codec, ZstdCodec) and codec.checksum for codec in chain.bytes_bytes)
 
 
 def _blosc_codec(chain: CodecChain) -> BloscCodec | None:
@@ -485,7 +492,7 @@ def encode_units(
         batch = _encode_blosc(blosc, work, offsets, sizes, backend)
     else:
         level = _compression_level(layout.chain)
-        batch = _encode_framed(plan.compressor, work, offsets, sizes, level, backend)
+        batch = _encode_framed(plan.compressor, work, offsets, sizes, level, backend, _zstd_checksum(layout.chain))
     if plan.crc32c:
         batch = _append_crc32c(batch, backend)
     return batch
@@ -541,16 +548,27 @@ def _assemble(assembly: Assembly, compressed: Any, source: Any, backend: Backend
 
 
 def _encode_framed(
-    compressor: str, work: Any, offsets: np.ndarray, sizes: np.ndarray, level: int | None, backend: Backend
+    compressor: str,
+    work: Any,
+    offsets: np.ndarray,
+    sizes: np.ndarray,
+    level: int | None,
+    backend: Backend,
+    zstd_checksum: bool = False,
 ) -> EncodedBatch:
     """zstd, gzip, zlib or LZ4 units: one batched compression, then the containers
-    (gzip/zlib headers and CRC-32/Adler-32 trailers, LZ4's size prefix)."""
+    (gzip/zlib headers and CRC-32/Adler-32 trailers, LZ4's size prefix, and zstd's
+    content checksum when the codec asks for one: the XXH64 kernel's, appended)."""
     batch = CompressBatch(FRAME_COMPRESSORS[compressor], offsets, sizes, level)
     compressed, comp_offsets, comp_sizes = backend.compress(batch, work)
-    frames = plan_frames(compressor, batch, comp_offsets, comp_sizes, output_alignment=backend.output_alignment)
+    frames = plan_frames(compressor, batch, comp_offsets, comp_sizes, output_alignment=backend.output_alignment,
+                         zstd_checksum=zstd_checksum)
     if frames.passthrough:  # zstd frames need no container
         return EncodedBatch(compressed, comp_offsets, comp_sizes)
-    return _assemble(frames, compressed, work, backend)
+    encoded = _assemble(frames, compressed, work, backend)
+    set_flag_bytes(encoded.data, frames.flag_positions, ZSTD_CHECKSUM_FLAG, backend.kernels, backend.to_host,
+                   backend.upload)
+    return encoded
 
 
 def _encode_blosc(
