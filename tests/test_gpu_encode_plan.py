@@ -122,7 +122,10 @@ def test_zstd_frames_pass_through() -> None:
     assert plan.passthrough  # the writer can keep Backend.compress's buffer as the output
     assert plan.nbytes <= compressed.size
     assert not ep.plan_frames("gzip", rp.CompressBatch("deflate", batch.offsets, sizes), coff, csize).passthrough
-    assert not ep.plan_frames("zstd", batch, coff, csize, zstd_checksum=True).passthrough
+    described = ep.plan_frames("zstd", batch, coff, csize, zstd_descriptors=compressed[coff + 4])
+    assert not described.passthrough  # a checksum appended, a flag set
+    flagged = compressed[coff + 4] | 0x04  # frames the compressor wrote with a checksum: kept as they are
+    assert ep.plan_frames("zstd", batch, coff, csize, zstd_descriptors=flagged).passthrough
 
 
 def test_zstd_frames_given_a_content_checksum() -> None:
@@ -449,3 +452,25 @@ def test_blosc_property(sizes: list[int], typesize: int, shuffle: str, cname: st
                         kinds: list[str], seed: int) -> None:
     chunks = [_blosc_data(n, typesize, kind, seed) for n, kind in zip(sizes, kinds, strict=False)]
     _check_blosc(chunks, typesize, shuffle, cname, clevel, blocksize)
+
+
+def test_zstd_checksums_only_for_frames_written_without_one() -> None:
+    """Trailer j belongs to the j-th frame that gets one: in a batch where the
+    compressor flagged frame 1 itself, frames 0 and 2 get checksums, frame 1 is kept."""
+    chunks = [bytes(range(200)) * 3, b"xyz" * 50, bytes(1000)]
+    sizes = np.array([len(c) for c in chunks], dtype=np.int64)
+    offsets = rp.aligned_slots(0, sizes, 8)
+    source = np.zeros(int(offsets[-1] + sizes[-1]), np.uint8)
+    for chunk, off in zip(chunks, offsets.tolist(), strict=True):
+        source[off : off + len(chunk)] = np.frombuffer(chunk, np.uint8)
+    batch = rp.CompressBatch("zstd", offsets, sizes, 3)
+    compressed, coff, csize = ep.compress_batch_on_host(batch, source)
+    descriptors = compressed[coff + 4].copy()
+    descriptors[1] |= 0x04
+    plan = ep.plan_frames("zstd", batch, coff, csize, zstd_descriptors=descriptors)
+    assert plan.sizes.tolist() == [csize[0] + 4, csize[1], csize[2] + 4]
+    framed = plan.split(ep.frame_batch_on_host(plan, compressed, source=source))
+    for i in (0, 2):
+        assert zstandard.ZstdDecompressor().decompress(framed[i]) == chunks[i]  # (checks the checksum)
+        assert framed[i][-4:] == zstandard.ZstdCompressor(write_checksum=True).compress(chunks[i])[-4:]
+    assert framed[1] == compressed[coff[1] : coff[1] + csize[1]].tobytes()  # the compressor's frame, as it was

@@ -84,7 +84,6 @@ __all__ = [
     "pack_encode_input",
     "plan_blosc_encode",
     "plan_frames",
-    "set_flag_bytes",
     "zlib_header",
 ]
 
@@ -198,6 +197,10 @@ class Assembly:
     checksum_offsets: np.ndarray  # int64, into the source
     checksum_sizes: np.ndarray  # int64
     trailers: CopyBatch
+    #: Single bytes written over the others last: ``out[patch_positions[k]] = patch_values[k]``
+    #: (zstd frame descriptors given the content checksum flag).
+    patch_positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), kw_only=True)
+    patch_values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8), kw_only=True)
 
     def split(self, out: np.ndarray | bytes) -> list[bytes]:
         """The encoded chunks, from the output buffer on the host."""
@@ -258,6 +261,11 @@ def assemble(
     copy(source, assembly.raw)
     if len(assembly.trailers) and assembly.checksum is not None:
         copy(checksum_bytes(checksums, assembly.checksum_byteorder, xp), assembly.trailers)
+    if len(assembly.patch_positions):  # last: they overwrite bytes of the payload
+        n = len(assembly.patch_positions)
+        rows, ones = np.arange(n, dtype=np.int64), np.ones(n, dtype=np.int64)
+        values = assembly.patch_values if upload is None else upload(assembly.patch_values)
+        kernels.copy_ranges(values, out, rows, assembly.patch_positions, ones)
     return out
 
 
@@ -308,9 +316,6 @@ class FramePlan(Assembly):
     """
 
     codec: str
-    #: Output positions of zstd frame descriptor bytes that get :data:`ZSTD_CHECKSUM_FLAG`
-    #: (frames given a content checksum after compression).
-    flag_positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def passthrough(self) -> bool:
@@ -330,7 +335,7 @@ def plan_frames(
     compressed_sizes: Any,
     *,
     output_alignment: int = 8,
-    zstd_checksum: bool = False,
+    zstd_descriptors: np.ndarray | None = None,
 ) -> FramePlan:
     """Plan the containers around the streams of ``batch`` once compressed.
 
@@ -340,9 +345,10 @@ def plan_frames(
             its ranges are the uncompressed chunks, its level picks the zlib header.
         compressed_offsets, compressed_sizes: Where Backend.compress put each stream.
         output_alignment: Alignment of each framed chunk's start in the output.
-        zstd_checksum: Give zstd frames (compressed without one) a content checksum:
-            the low 32 bits of XXH64 of the chunk appended, and the frame header's flag
-            set (see :func:`set_flag_bytes`).
+        zstd_descriptors: To give zstd frames a content checksum, each compressed
+            frame's header descriptor byte (``uint8``, read from the compressed
+            stream): a frame without the checksum flag gets the low 32 bits of XXH64
+            of its chunk appended and the flag set (a patch); one with it is kept.
 
     Raises:
         ValueError: Unknown codec, a batch of another codec, lengths that disagree, or
@@ -358,8 +364,17 @@ def plan_frames(
     n = len(nbytes)
     idx = np.arange(n, dtype=np.int64)
     checksum, byteorder = FRAME_CHECKSUMS.get(codec, (None, "little"))
-    if codec == "zstd" and not zstd_checksum:
-        checksum = None
+    # Which chunks get a trailer checksum: every one of a container that has it; zstd
+    # frames only when asked, and only those the compressor wrote without one.
+    trailed = np.full(len(nbytes), checksum is not None)
+    if codec == "zstd":
+        if zstd_descriptors is None:
+            checksum, trailed = None, np.zeros(len(nbytes), dtype=bool)
+        else:
+            descriptors = np.asarray(zstd_descriptors, dtype=np.uint8).reshape(-1)
+            if len(descriptors) != len(nbytes):
+                raise ValueError(f"{len(nbytes)} chunks, {len(descriptors)} zstd frame descriptors")
+            trailed = (descriptors & ZSTD_CHECKSUM_FLAG) == 0
     if codec == "gzip":
         prefix, suffix = len(GZIP_HEADER), 8
         meta = np.concatenate([np.frombuffer(GZIP_HEADER, np.uint8), _le32(nbytes % 2**32).reshape(-1)])
@@ -372,7 +387,7 @@ def plan_frames(
         prefix, suffix = 4, 0
         meta = _le32(nbytes).reshape(-1)
     else:
-        prefix, suffix, meta = 0, 4 if checksum else 0, np.zeros(0, np.uint8)
+        prefix, suffix, meta = 0, np.where(trailed, 4, 0), np.zeros(0, np.uint8)
     sizes = prefix + csize + suffix
     offsets = aligned_slots(0, sizes, output_alignment)
     total = int(offsets[-1] + sizes[-1]) if n else 0
@@ -387,7 +402,9 @@ def plan_frames(
         meta_copies = _copies((4 * idx, offsets, fours))
     else:
         meta_copies = _copies()
-    with_trailer = checksum is not None
+    with_trailer = checksum is not None and trailed.any()
+    patched = np.flatnonzero(trailed) if codec == "zstd" else np.zeros(0, np.int64)
+    ranks = np.cumsum(trailed) - 1  # trailer j belongs to the j-th trailed chunk
     return FramePlan(
         offsets=offsets,
         sizes=sizes,
@@ -398,26 +415,14 @@ def plan_frames(
         raw=_copies(),
         checksum=checksum,
         checksum_byteorder=byteorder,
-        checksum_offsets=_i64(batch.offsets) if with_trailer else np.zeros(0, np.int64),
-        checksum_sizes=nbytes if with_trailer else np.zeros(0, np.int64),
-        trailers=_copies((4 * idx, trailer_at, fours)) if with_trailer else _copies(),
+        checksum_offsets=_i64(batch.offsets)[trailed] if with_trailer else np.zeros(0, np.int64),
+        checksum_sizes=nbytes[trailed] if with_trailer else np.zeros(0, np.int64),
+        trailers=_copies((4 * ranks[trailed], trailer_at[trailed], fours[trailed])) if with_trailer else _copies(),
+        patch_positions=offsets[patched] + ZSTD_DESCRIPTOR_OFFSET,
+        patch_values=np.asarray(zstd_descriptors, dtype=np.uint8).reshape(-1)[patched] | ZSTD_CHECKSUM_FLAG
+        if len(patched) else np.zeros(0, np.uint8),
         codec=codec,
-        flag_positions=offsets + ZSTD_DESCRIPTOR_OFFSET if codec == "zstd" and with_trailer else np.zeros(0, np.int64),
     )
-
-
-def set_flag_bytes(out: Any, positions: np.ndarray, flag: int, kernels: Any,
-                   to_host: Callable[[Any], np.ndarray], upload: Callable[[np.ndarray], Any]) -> None:
-    """OR ``flag`` into the bytes of ``out`` at ``positions``: one gather launch, the
-    bytes to the host and back, one scatter launch (the bytes are the compressor's, so
-    only the device knows them)."""
-    n = len(positions)
-    if not n:
-        return
-    rows, ones = np.arange(n, dtype=np.int64), np.ones(n, dtype=np.int64)
-    held = upload(np.zeros(n, dtype=np.uint8))
-    kernels.copy_ranges(out, held, positions, rows, ones)
-    kernels.copy_ranges(upload(np.asarray(to_host(held), dtype=np.uint8) | np.uint8(flag)), out, rows, positions, ones)
 
 
 def frame_batch_on_host(
@@ -430,9 +435,7 @@ def frame_batch_on_host(
 ) -> np.ndarray:
     """Frame on the host: the output buffer of ``plan`` from the compressed buffer and
     the trailer checksums (one ``uint32`` per chunk; computed from ``source`` if None)."""
-    out = assemble_on_host(plan, compressed, source, checksums, kernels)
-    set_flag_bytes(out, plan.flag_positions, ZSTD_CHECKSUM_FLAG, kernels, np.asarray, np.array)
-    return out
+    return assemble_on_host(plan, compressed, source, checksums, kernels)
 
 
 def encode_frames_on_host(
@@ -455,7 +458,8 @@ def encode_frames_on_host(
         source[off : off + data.size] = data
     batch = CompressBatch(FRAME_COMPRESSORS[codec], offsets, sizes, level)
     compressed, coff, csize = compress_batch_on_host(batch, source, compress, alignment)
-    plan = plan_frames(codec, batch, coff, csize, output_alignment=alignment, zstd_checksum=zstd_checksum)
+    descriptors = compressed[coff + ZSTD_DESCRIPTOR_OFFSET] if codec == "zstd" and zstd_checksum else None
+    plan = plan_frames(codec, batch, coff, csize, output_alignment=alignment, zstd_descriptors=descriptors)
     return plan.split(frame_batch_on_host(plan, compressed, source=source, kernels=kernels))
 
 

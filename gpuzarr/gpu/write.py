@@ -47,14 +47,13 @@ from gpuzarr.gpu.backend import Backend
 from gpuzarr.gpu.encode_plan import (
     BLOSC_ENCODE_CNAMES,
     FRAME_COMPRESSORS,
-    ZSTD_CHECKSUM_FLAG,
+    ZSTD_DESCRIPTOR_OFFSET,
     Assembly,
     assemble,
     checksum_bytes,
     layout_blosc_encode,
     plan_blosc_encode,
     plan_frames,
-    set_flag_bytes,
 )
 from gpuzarr.gpu.executor import SLOT_ALIGNMENT, DeviceChain, decode_units, device_chain, gpu_fallback
 from gpuzarr.gpu.plan import CompressBatch, align, aligned_slots, plan_scatter
@@ -561,14 +560,20 @@ def _encode_framed(
     content checksum when the codec asks for one: the XXH64 kernel's, appended)."""
     batch = CompressBatch(FRAME_COMPRESSORS[compressor], offsets, sizes, level)
     compressed, comp_offsets, comp_sizes = backend.compress(batch, work)
+    descriptors = None
+    if compressor == "zstd" and zstd_checksum and len(comp_offsets):
+        # The frames' descriptor bytes (as nvCOMP wrote them) to the host: the plan sets
+        # their checksum flag and appends the checksum where the compressor did not.
+        n = len(comp_offsets)
+        held = backend.empty(n)
+        rows, ones = np.arange(n, dtype=np.int64), np.ones(n, dtype=np.int64)
+        backend.kernels.copy_ranges(compressed, held, comp_offsets + ZSTD_DESCRIPTOR_OFFSET, rows, ones)
+        descriptors = np.asarray(backend.to_host(held), dtype=np.uint8)
     frames = plan_frames(compressor, batch, comp_offsets, comp_sizes, output_alignment=backend.output_alignment,
-                         zstd_checksum=zstd_checksum)
+                         zstd_descriptors=descriptors)
     if frames.passthrough:  # zstd frames need no container
         return EncodedBatch(compressed, comp_offsets, comp_sizes)
-    encoded = _assemble(frames, compressed, work, backend)
-    set_flag_bytes(encoded.data, frames.flag_positions, ZSTD_CHECKSUM_FLAG, backend.kernels, backend.to_host,
-                   backend.upload)
-    return encoded
+    return _assemble(frames, compressed, work, backend)
 
 
 def _encode_blosc(
