@@ -1700,7 +1700,7 @@ def test_conveniences_take_zarr_python_create_spellings(tmp_path: pathlib.Path) 
     with pytest.raises(TypeError, match="path= or name="):
         gpuzarr.zeros((3,), path="x", name="y")
     with pytest.raises(TypeError, match="no NumPy equivalent"):
-        gpuzarr.array.like_arguments(type("T", (), {"shape": (2,), "dtype": "torch.bfloat16"})())
+        gpuzarr.array.like_arguments(type("T", (), {"shape": (2,), "dtype": "torch.quint4x2"})())
 
 
 def test_from_array_none_fill_keeps_the_source_fill() -> None:
