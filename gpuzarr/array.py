@@ -338,8 +338,23 @@ class Array(Node):
     @property
     def info(self) -> str:
         """A summary of the array, as zarr-python's ``Array.info`` prints it (reads no
-        chunk; ``nbytes_stored()`` and ``nchunks_initialized`` list the store)."""
-        rows = [
+        chunk and lists nothing in the store; see :meth:`info_complete`)."""
+        return summary_text(self._summary(), width=18)  # (zarr-python's fixed width for arrays)
+
+    def info_complete(self) -> str:
+        """:attr:`info` and what the store holds: bytes stored, the storage ratio (bytes
+        over bytes stored) and the stored chunks (shards when sharded), as zarr-python's
+        ``info_complete()``; this lists the array's keys in the store."""
+        stored = self.nbytes_stored()
+        return summary_text([
+            *self._summary(),
+            ("No. bytes stored", stored),
+            ("Storage ratio", round(self.nbytes / stored, 1) if stored else "-"),
+            ("Chunks Initialized", self.nchunks_initialized),
+        ], width=18)
+
+    def _summary(self) -> list[tuple[str, Any]]:
+        return [
             ("Type", "Array"),
             ("Zarr format", self.zarr_format),
             ("Data type", self._metadata.data_type.name),
@@ -355,7 +370,6 @@ class Array(Node):
             ("Compressors", tuple(c.to_json()["name"] for c in self.compressors)),
             ("No. bytes", self.nbytes),
         ]
-        return summary_text(rows, width=18)  # (zarr-python's fixed width for arrays)
 
     def __repr__(self) -> str:
         return f"<gpuzarr.Array {self.name!r} shape={self.shape} dtype={self.dtype} chunks={self.chunks}>"

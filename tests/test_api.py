@@ -605,6 +605,12 @@ def test_info_and_tree() -> None:
         "Filters": "()", "Serializer": "bytes", "Compressors": "('zstd',)", "No. bytes": "160",
     }
     assert "Shard shape        : (10,)" in g["labels"].info
+    a[:5] = 1
+    complete = a.info_complete().splitlines()
+    assert complete[: len(a.info.splitlines())] == a.info.splitlines()
+    stored = a.nbytes_stored()
+    assert complete[-3:] == [f"No. bytes stored   : {stored}", f"Storage ratio      : {round(160 / stored, 1)}",
+                             "Chunks Initialized : 1"]
     assert g.tree().splitlines() == ["/", "  images", "    raw (10, 8) uint16", "  labels (10,) int32"]
 
 
