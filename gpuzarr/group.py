@@ -85,7 +85,7 @@ _ARRAY_ARGUMENTS = frozenset(inspect.signature(build_array_metadata).parameters)
 
 
 def create_node_array(
-    store: Store, path: str, *, overwrite: bool = False, device: Any = "auto", data: Any = None, **kwargs: Any
+    store: Store, path: str, *, overwrite: bool = False, device: Any = "cpu", data: Any = None, **kwargs: Any
 ) -> Array:
     """Create an array at ``path`` (shared by create_array and Group.create_array).
 
@@ -138,7 +138,7 @@ def create_node_group(
     zarr_format: int = 3,
     attributes: dict[str, Any] | None = None,
     overwrite: bool = False,
-    device: Any = "auto",
+    device: Any = "cpu",
 ) -> Group:
     """Create a group at ``path`` (shared by open_group and Group.create_group)."""
     if store.read_only:
@@ -166,7 +166,7 @@ class Group(Node):
         metadata: GroupMetadata,
         *,
         read_only: bool = False,
-        device: Device | str = "auto",
+        device: Device | str = "cpu",
         consolidated_view: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(store, path, read_only=read_only, device=device)

@@ -1713,3 +1713,15 @@ def test_from_array_none_fill_keeps_the_source_fill() -> None:
     source = gpuzarr.create_array({}, shape=(4,), chunks=(2,), dtype="i2", fill_value=-7)
     assert gpuzarr.from_array({}, data=source, fill_value=None).fill_value == -7
     assert gpuzarr.from_array({}, data=source, fill_value=3, write_data=False)[...].tolist() == [3] * 4
+
+
+def test_consolidated_groups_stay_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default device is "cpu" everywhere: consolidate_metadata's group (and what
+    is reached through it) used to resolve "auto", a GPU where one is present."""
+    from gpuzarr import device as device_module
+
+    monkeypatch.setattr(device_module, "gpu_path_available", lambda: True)
+    store = gpuzarr.stores.MemoryStore()
+    gpuzarr.open_group(store, mode="w").create_array("x", shape=(2,), dtype="i4")
+    g = gpuzarr.consolidate_metadata(store)
+    assert g.device.kind == "cpu" and g["x"].device.kind == "cpu"

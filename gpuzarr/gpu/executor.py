@@ -654,7 +654,7 @@ def _blosc(
         # The blosc codec alone on the CPU (not the whole chain: byte order and
         # transposes are still to come for these units, as for the others).
         reasons = sorted(set(plan.cpu_reasons.values()))
-        gpu_fallback("codec 'blosc' with " + ", ".join(reasons))
+        gpu_fallback("blosc chunks with " + ", ".join(reasons), lacking="have no GPU implementation")
         cpu_chunks = plan.cpu_chunks.tolist()
         units = [_host_decompress(layout, coords[i], blobs[i]) for i in cpu_chunks]
         for i, unit in zip(cpu_chunks, units, strict=True):

@@ -208,7 +208,7 @@ def _gpu_unsupported(header: BloscHeader) -> str | None:
     if header.flags & BLOSC_DOSHUFFLE and header.flags & BLOSC_DOBITSHUFFLE:
         return "blosc 2 extended header"
     if not header.memcpyed and header.codec not in NVCOMP_CODECS:
-        return f"blosc codec {header.codec!r} has no nvCOMP decompressor"
+        return f"codec {header.codec!r} (no nvCOMP decompressor)"
     return None
 
 
