@@ -221,7 +221,7 @@ def add_arguments(parser: argparse.ArgumentParser, config: SuiteConfig) -> None:
         "--repeats", type=int, default=None, help=f"timed repetitions per subject (default {config.repeats})"
     )
     parser.add_argument(
-        "--write-repeats", type=int, default=None, help="timed repetitions for writes (default: --repeats)"
+        "--write-repeats", type=int, default=None, help="timed repetitions for writes (default: --repeats, at most 3)"
     )
     parser.add_argument(
         "--windows", type=int, default=DEFAULT_WINDOWS, help=f"windows per batch (default {DEFAULT_WINDOWS})"

@@ -1,4 +1,5 @@
-"""gpuzarr: read and write Zarr arrays (v2 and v3) into NumPy now, GPU memory next.
+"""gpuzarr: read and write Zarr arrays (v2 and v3) into NumPy, or into GPU memory as
+CuPy arrays (a preview: the GPU path has not yet run on a GPU).
 
 ``import gpuzarr`` is CPU-only: it imports no CUDA library and touches no GPU.
 

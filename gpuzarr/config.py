@@ -9,8 +9,11 @@
 ``coalesce_gap_bytes`` byte ranges of one shard closer than this are read as one
                        request (default 64 KiB).
 ``shard_index_cache_entries`` shard indexes kept in the process-wide LRU (default 16384).
-``gpu_fallback``       what a GPU read does with a codec that has no GPU implementation:
-                       ``"warn"`` (decode on the CPU, warn once) or ``"error"``.
+``gpu_fallback``       what a GPU read or write does with a codec that has no GPU
+                       implementation (or a chunk the device cannot take): ``"warn"``
+                       (decode or encode on the CPU, with a ``GpuFallbackWarning``, shown
+                       once per place by Python's default filter) or ``"error"`` (raise
+                       ``UnsupportedCodecError``).
 ``gpu_io``             how a GPU read moves stored bytes to the device: ``"staging"``
                        (read into host memory, one pinned copy per wave; the default) or
                        ``"kvikio"`` (local files read by kvikio straight into device
