@@ -109,6 +109,10 @@ def create_array(
     numcodecs codec objects. ``compressors="auto"`` is zstd level 0; ``None`` stores
     chunks uncompressed. ``data`` (optional) is written after creation and supplies
     ``shape`` and ``dtype`` when they are not given.
+
+    ``fill_value=None`` (the default) is the data type's default fill (0, ``""``, NaT...),
+    written as that value in both formats; zarr-python writes ``null`` in a v2
+    ``.zarray``. Both read either as the default.
     """
     if data is None and (shape is None or dtype is None):
         raise TypeError("create_array needs shape and dtype (or data)")

@@ -447,8 +447,18 @@ class Group(Node):
         return self
 
     def require_groups(self, *names: str) -> tuple[Group, ...]:
-        """:meth:`require_group` for each name, in order."""
-        return tuple(self.require_group(name) for name in names)
+        """:meth:`require_group` for each name; every name is tried (as zarr-python
+        does), then the first failure, if any, is raised."""
+        found: list[Group] = []
+        failure: Exception | None = None
+        for name in names:
+            try:
+                found.append(self.require_group(name))
+            except Exception as exc:  # (raised below, once every name was tried)
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return tuple(found)
 
     def _summary(self) -> list[tuple[str, Any]]:
         return [
@@ -465,9 +475,10 @@ class Group(Node):
         return summary_text(self._summary())
 
     def info_complete(self) -> str:
-        """:attr:`info` and the number of direct members, arrays and groups (this lists
-        the group in the store, as zarr-python's ``info_complete()`` does)."""
-        members = self.members()
+        """:attr:`info` and the number of members, arrays and groups at every depth
+        below this group, as zarr-python's ``info_complete()`` counts them (this lists
+        the hierarchy in the store)."""
+        members = self.members(max_depth=None)
         return summary_text([
             *self._summary(),
             ("No. members", len(members)),
