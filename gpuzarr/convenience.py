@@ -17,7 +17,7 @@ import numpy as np
 
 from gpuzarr.api import create_array, open_group
 from gpuzarr.array import Array, like_arguments
-from gpuzarr.group import Group
+from gpuzarr.group import ONE_VALUE_DTYPE, Group
 
 __all__ = [
     "copy_into",
@@ -33,8 +33,6 @@ __all__ = [
     "zeros_like",
 ]
 
-#: zarr-python's data type for arrays of one value made without one.
-_DEFAULT_DTYPE = "float64"
 #: Values one step of :func:`copy_into` reads and writes at most (one storage chunk row
 #: of the target more where a row is larger).
 _COPY_STEP_BYTES = 64 * 2**20
@@ -63,7 +61,7 @@ def full(shape: Any, fill_value: Any, *, store: Any = None, **kwargs: Any) -> Ar
     value: nothing is written). Other arguments are :func:`gpuzarr.create_array`'s (and
     ``path``, ``mode``); ``dtype`` defaults to float64 and ``store`` to a new memory
     store, as in zarr-python."""
-    kwargs.setdefault("dtype", _DEFAULT_DTYPE)
+    kwargs.setdefault("dtype", ONE_VALUE_DTYPE)
     return _create(store, {**kwargs, "shape": shape, "fill_value": fill_value})
 
 

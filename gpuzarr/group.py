@@ -80,6 +80,9 @@ def _clear_or_refuse(store: Store, path: str, overwrite: bool) -> None:
     store.delete_prefix(path)
 
 
+#: zarr-python's data type for arrays of one value (zeros, full...) made without one.
+ONE_VALUE_DTYPE = "float64"
+
 #: The array settings create_array takes (build_array_metadata's keyword arguments).
 _ARRAY_ARGUMENTS = frozenset(inspect.signature(build_array_metadata).parameters)
 
@@ -387,7 +390,7 @@ class Group(Node):
         """A child array whose every element is ``fill_value`` (nothing is written);
         ``dtype`` defaults to float64, as in zarr-python. Other arguments are
         :meth:`create_array`'s."""
-        kwargs.setdefault("dtype", "float64")
+        kwargs.setdefault("dtype", ONE_VALUE_DTYPE)
         return self.create_array(name, shape=shape, fill_value=fill_value, **kwargs)
 
     def zeros(self, *, name: str, shape: Any, **kwargs: Any) -> Array:

@@ -24,9 +24,21 @@ try:  # python-zstandard: reusable contexts, and decoding into a caller's buffer
 except ImportError:  # pragma: no cover - a dependency
     _zstandard = None
 
-__all__ = ["ZstdCodec", "zstd_frame_content_size", "zstd_frames_end"]
+__all__ = [
+    "ZSTD_CHECKSUM_FLAG",
+    "ZSTD_DESCRIPTOR_OFFSET",
+    "ZSTD_MAGIC",
+    "ZstdCodec",
+    "zstd_frame_content_size",
+    "zstd_frames_end",
+]
 
-_ZSTD_MAGIC = 0xFD2FB528
+#: A zstd frame starts with this magic number (little-endian), then its header
+#: descriptor byte, whose flag ZSTD_CHECKSUM_FLAG says the frame ends with a content
+#: checksum (the low 32 bits of XXH64 of the decoded bytes).
+ZSTD_MAGIC = 0xFD2FB528
+ZSTD_DESCRIPTOR_OFFSET = 4
+ZSTD_CHECKSUM_FLAG = 0x04
 _FCS_FIELD_SIZES = (0, 2, 4, 8)
 _DICT_ID_SIZES = (0, 1, 2, 4)
 
@@ -326,9 +338,9 @@ def zstd_frames_end(view: memoryview) -> int | None:
                 return None
             pos += 8 + int.from_bytes(view[pos + 4 : pos + 8], "little")
             continue
-        if magic != _ZSTD_MAGIC or pos + 5 > n:
+        if magic != ZSTD_MAGIC or pos + 5 > n:
             return None
-        descriptor = view[pos + 4]
+        descriptor = view[pos + ZSTD_DESCRIPTOR_OFFSET]
         single_segment = (descriptor >> 5) & 1
         fcs_size = _FCS_FIELD_SIZES[descriptor >> 6] or single_segment
         pos += 5 + (1 - single_segment) + _DICT_ID_SIZES[descriptor & 3] + fcs_size
@@ -342,7 +354,7 @@ def zstd_frames_end(view: memoryview) -> int | None:
             pos += 3 + (1 if block_type == 1 else header >> 3)  # an RLE block stores one byte
             if header & 1:  # the last block
                 break
-        pos += 4 * ((descriptor >> 2) & 1)  # the content checksum
+        pos += 4 if descriptor & ZSTD_CHECKSUM_FLAG else 0  # the content checksum
     return pos if pos == n else None
 
 
@@ -390,9 +402,9 @@ def zstd_frame_content_size(view: memoryview) -> int | None:
     Reading it from the header lets a decoder check, before decoding into a caller's
     buffer, that the frame fills exactly that buffer.
     """
-    if len(view) < 6 or int.from_bytes(view[:4], "little") != _ZSTD_MAGIC:
+    if len(view) < 6 or int.from_bytes(view[:4], "little") != ZSTD_MAGIC:
         return None
-    descriptor = view[4]
+    descriptor = view[ZSTD_DESCRIPTOR_OFFSET]
     fcs_flag = descriptor >> 6
     single_segment = (descriptor >> 5) & 1
     pos = 5 + (0 if single_segment else 1) + _DICT_ID_SIZES[descriptor & 3]

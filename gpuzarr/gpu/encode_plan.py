@@ -42,6 +42,7 @@ from typing import Any, Literal
 import numpy as np
 
 from gpuzarr.codecs.base import Buffer, as_memoryview
+from gpuzarr.codecs.zstd import ZSTD_CHECKSUM_FLAG, ZSTD_DESCRIPTOR_OFFSET
 from gpuzarr.gpu import reference
 from gpuzarr.gpu.plan import (
     BLOSC_CODECS,
@@ -65,8 +66,6 @@ __all__ = [
     "FRAME_CHECKSUMS",
     "FRAME_COMPRESSORS",
     "GZIP_HEADER",
-    "ZSTD_CHECKSUM_FLAG",
-    "ZSTD_DESCRIPTOR_OFFSET",
     "Assembly",
     "BloscEncodeLayout",
     "BloscEncodePlan",
@@ -100,10 +99,6 @@ FRAME_CHECKSUMS: dict[str, tuple[str, Literal["little", "big"]]] = {
     "zlib": ("adler32", "big"),
     "zstd": ("xxh64", "little"),
 }
-#: Where a zstd frame's header descriptor byte is (after the 4-byte magic number), and
-#: its flag saying the frame ends with a content checksum.
-ZSTD_DESCRIPTOR_OFFSET = 4
-ZSTD_CHECKSUM_FLAG = 0x04
 
 #: Blosc compressors the GPU writer can produce (nvCOMP has no blosclz or snappy encoder).
 BLOSC_ENCODE_CNAMES = ("lz4", "lz4hc", "zstd", "zlib")

@@ -48,6 +48,7 @@ from gpuzarr.codecs.base import Buffer, as_memoryview, check_decoded_size
 from gpuzarr.codecs.chain import CodecChain
 from gpuzarr.codecs.numcodecs_codecs import NumcodecsBytesCodec
 from gpuzarr.codecs.v2 import V2ArrayBytesCodec
+from gpuzarr.codecs.zstd import ZSTD_CHECKSUM_FLAG, ZSTD_DESCRIPTOR_OFFSET, ZSTD_MAGIC
 from gpuzarr.config import get_config
 from gpuzarr.errors import ChecksumError, CorruptChunkError, UnsupportedCodecError, UnsupportedDataTypeError
 from gpuzarr.gpu.backend import Backend
@@ -62,11 +63,20 @@ from gpuzarr.gpu.plan import (
     pack_input,
     plan_blosc_batch,
     plan_scatter,
+    valid_zlib_header,
 )
 from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, is_basic, place_projection
 from gpuzarr.pipeline.layout import ChunkLayout
 
-__all__ = ["DeviceChain", "GpuFallbackWarning", "decode_units", "device_chain", "gpu_fallback", "read_into_device"]
+__all__ = [
+    "DeviceChain",
+    "GpuFallbackWarning",
+    "decode_units",
+    "device_chain",
+    "gpu_fallback",
+    "read_into_device",
+    "stream_ends",
+]
 
 #: Start of every unit in the staging and decoded buffers: keeps nvCOMP's alignment
 #: needs (8 bytes) and whole-word loads in the kernels, for any item size.
@@ -362,12 +372,6 @@ def _read_wave_direct(
     _finish(layout, plan, units, decoded, slot, backend)
 
 
-def _valid_zlib_header(cmf: int, flg: int) -> bool:
-    """Whether two bytes open a zlib stream zlib itself inflates: deflate (CM 8) with a
-    window of at most 32 KiB (CINFO <= 7), a valid check (FCHECK), no preset dictionary."""
-    return cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf * 256 + flg) % 31 == 0 and not flg & 0x20
-
-
 def _pack(blobs: Sequence[memoryview], starts: Sequence[int], ends: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """The ``[start:end]`` part of each blob packed at aligned offsets: (buffer, offsets)."""
     sizes = np.array([e - s for s, e in zip(starts, ends, strict=True)], dtype=np.int64)
@@ -400,7 +404,7 @@ def _decode_on_device(
     bad_header: tuple[int, str] | None = None
     if plan.compressor == "zlib":  # raw deflate between the 2-byte header and the Adler-32
         for i, blob in enumerate(blobs):
-            if ends[i] < 6 or not _valid_zlib_header(blob[0], blob[1]):
+            if ends[i] < 6 or not valid_zlib_header(blob[0], blob[1]):
                 bad_header = bad_header or (i, "codec 'zlib': invalid stream header")
                 starts[i] = ends[i] = 0
             else:
@@ -497,7 +501,7 @@ _GZIP_TRAILER_NBYTES = 8
 _GZIP_MIN_NBYTES = 20
 
 
-def _stream_ends(
+def stream_ends(
     device_input: Any, offsets: np.ndarray, sizes: np.ndarray, head: int, tail: int, backend: Backend
 ) -> tuple[np.ndarray, np.ndarray]:
     """The first ``head`` and last ``tail`` bytes of every stream on the device, fetched
@@ -513,13 +517,6 @@ def _stream_ends(
     backend.kernels.copy_ranges(device_input, ends, np.where(widths > 0, src, 0), dst, widths)
     host = np.asarray(backend.to_host(ends)).reshape(n, row) * whole[:, None].astype(np.uint8)
     return host[:, :head], host[:, head:]
-
-
-#: A zstd frame starts with this magic number (little-endian) and its header descriptor
-#: byte, whose bit 2 says the frame ends with a checksum: the low 32 bits of XXH64 of
-#: the decoded bytes.
-_ZSTD_MAGIC = 0xFD2FB528
-_ZSTD_CHECKSUM_FLAG = 0x04
 
 
 def _checksum_mismatches(
@@ -545,16 +542,17 @@ def _checksum_mismatches(
     counts = np.full(n, nbytes, np.int64)
     if compressor == "gzip":
         head = _GZIP_MIN_NBYTES - _GZIP_TRAILER_NBYTES
-        _, tails = _stream_ends(device_input, offsets, sizes, head, _GZIP_TRAILER_NBYTES, backend)
+        _, tails = stream_ends(device_input, offsets, sizes, head, _GZIP_TRAILER_NBYTES, backend)
         trailers = np.ascontiguousarray(tails).view("<u4").reshape(n, 2)
         computed = np.asarray(backend.to_host(backend.kernels.crc32(decoded, decoded_offsets, counts)))
         short = sizes < _GZIP_MIN_NBYTES
         return short | (trailers[:, 0] != computed.astype(np.uint32)) | (trailers[:, 1] != nbytes % 2**32)
     mismatched = np.zeros(n, dtype=bool)
     if compressor == "zstd":
-        heads, tails = _stream_ends(device_input, offsets, sizes, 5, 4, backend)
+        heads, tails = stream_ends(device_input, offsets, sizes, ZSTD_DESCRIPTOR_OFFSET + 1, 4, backend)
         magic = np.ascontiguousarray(heads[:, :4]).view("<u4").reshape(n)
-        checked = np.flatnonzero((magic == _ZSTD_MAGIC) & (heads[:, 4] & _ZSTD_CHECKSUM_FLAG != 0))
+        descriptors = heads[:, ZSTD_DESCRIPTOR_OFFSET]
+        checked = np.flatnonzero((magic == ZSTD_MAGIC) & (descriptors & ZSTD_CHECKSUM_FLAG != 0))
         if checked.size:
             hashes = backend.kernels.xxh64(decoded, decoded_offsets[checked], counts[checked])
             computed = np.asarray(backend.to_host(hashes)).astype(np.uint64) & np.uint64(0xFFFFFFFF)
@@ -576,6 +574,37 @@ def _host_decompress(layout: ChunkLayout, coords: Sequence[int], stream: Buffer)
     return np.frombuffer(as_memoryview(data), dtype=np.uint8)
 
 
+def _decode_on_host_into(
+    layout: ChunkLayout,
+    coords: Sequence[tuple[int, ...]],
+    positions: Sequence[int],
+    stream_of: Callable[[int], Buffer],
+    decoded: Any,
+    slot: int,
+    backend: Backend,
+    announce: Callable[[], None] | None = None,
+) -> None:
+    """Units at ``positions`` decompressed by the CPU codec into their slots of
+    ``decoded``. Every one is decoded before ``announce`` (the fallback warning, if
+    given) runs, so a corrupt unit raises its typed error even under
+    ``gpu_fallback="error"``."""
+    if not positions:
+        return
+    units = [_host_decompress(layout, coords[i], stream_of(i)) for i in positions]
+    if announce is not None:
+        announce()
+    nbytes = layout.unit_spec.nbytes
+    for i, unit in zip(positions, units, strict=True):
+        backend.kernels.copy_ranges(backend.upload(unit), decoded, [0], [i * slot], [nbytes])
+
+
+def _announce_valid_on_cpu(layout: ChunkLayout, coords: Sequence[int]) -> None:
+    """The fallback warning for a unit the device failed or could not verify, and the
+    CPU codec decoded."""
+    name = layout.chain.bytes_bytes[0].name
+    gpu_fallback(f"{layout.describe(coords)} (codec {name!r})", lacking="did not decode on the GPU but is valid")
+
+
 def _decode_again_on_host(
     layout: ChunkLayout,
     coords: Sequence[tuple[int, ...]],
@@ -589,16 +618,9 @@ def _decode_again_on_host(
     by the CPU codec into their slots of ``decoded``. The CPU codec decides: a corrupt
     unit raises its error; valid ones (a form the device does not take) are used after
     :func:`gpu_fallback`'s warning (an error under ``gpu_fallback="error"``)."""
-    if not positions:
-        return
-    units = [_host_decompress(layout, coords[i], stream_of(i)) for i in positions]
-    name = layout.chain.bytes_bytes[0].name
-    gpu_fallback(
-        f"{layout.describe(coords[positions[0]])} (codec {name!r})", lacking="did not decode on the GPU but is valid"
-    )
-    nbytes = layout.unit_spec.nbytes
-    for i, unit in zip(positions, units, strict=True):
-        backend.kernels.copy_ranges(backend.upload(unit), decoded, [0], [i * slot], [nbytes])
+    if positions:
+        _decode_on_host_into(layout, coords, positions, stream_of, decoded, slot, backend,
+                             lambda: _announce_valid_on_cpu(layout, coords[positions[0]]))
 
 
 def _blosc(
@@ -627,9 +649,7 @@ def _blosc(
             if position < 0 or position in replaced:
                 raise CorruptChunkError(f"codec 'blosc': {message}") from None
             unit = _host_decompress(layout, coords[position], blobs[position])
-            gpu_fallback(
-                f"{layout.describe(coords[position])} (codec 'blosc')", lacking="did not decode on the GPU but is valid"
-            )
+            _announce_valid_on_cpu(layout, coords[position])
             blobs[position] = _memcpyed_blosc_chunk(unit)
             replaced.add(position)
     kernels = backend.kernels
@@ -651,14 +671,11 @@ def _blosc(
     # plan.decoded_offsets are multiples of SLOT_ALIGNMENT, nbytes apart rounded up: = slot
     assert np.array_equal(plan.decoded_offsets, np.arange(len(blobs), dtype=np.int64) * slot)
     if plan.cpu_chunks.size:
-        # The blosc codec alone on the CPU (not the whole chain: byte order and
-        # transposes are still to come for these units, as for the others).
-        reasons = sorted(set(plan.cpu_reasons.values()))
-        gpu_fallback("blosc chunks with " + ", ".join(reasons), lacking="have no GPU implementation")
-        cpu_chunks = plan.cpu_chunks.tolist()
-        units = [_host_decompress(layout, coords[i], blobs[i]) for i in cpu_chunks]
-        for i, unit in zip(cpu_chunks, units, strict=True):
-            kernels.copy_ranges(backend.upload(unit), work, [0], [i * slot], [nbytes])
+        reasons = ", ".join(sorted(set(plan.cpu_reasons.values())))
+        gpu_fallback("blosc chunks with " + reasons, lacking="have no GPU implementation")
+    # The blosc codec alone on the CPU (not the whole chain: byte order and transposes
+    # are still to come for these units, as for the others).
+    _decode_on_host_into(layout, coords, plan.cpu_chunks.tolist(), blobs.__getitem__, work, slot, backend)
     _decode_again_on_host(layout, coords, sorted(suspects), blobs.__getitem__, work, slot, backend)
     return work
 

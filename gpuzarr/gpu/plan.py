@@ -81,6 +81,7 @@ __all__ = [
     "parse_blosc_header",
     "plan_blosc_batch",
     "plan_scatter",
+    "valid_zlib_header",
 ]
 
 BLOSC_HEADER_NBYTES = 16
@@ -442,6 +443,13 @@ def _plan_chunk(
         )
 
 
+def valid_zlib_header(cmf: Any, flg: Any) -> Any:
+    """Whether the two bytes ``cmf``, ``flg`` open a stream zlib itself inflates:
+    deflate (CM 8), a window of at most 32 KiB (CINFO <= 7), a valid check (FCHECK), no
+    preset dictionary. Elementwise on integer arrays, a ``bool`` on integers."""
+    return ((cmf & 0x0F) == 8) & ((cmf >> 4) <= 7) & ((cmf * 256 + flg) % 31 == 0) & ((flg & 0x20) == 0)
+
+
 def _strip_zlib(
     raw: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, where: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -449,10 +457,7 @@ def _strip_zlib(
     Adler-32 trailer): ``(offsets, lengths, trailers)``, the trailers big-endian as stored."""
     if np.any(lengths < 6):
         raise CorruptChunkError(f"{where} zlib stream too short")
-    cmf = raw[offsets].astype(np.int64)
-    flg = raw[offsets + 1].astype(np.int64)
-    # (as zlib requires: deflate, a window of at most 32 KiB, the header check, no dictionary)
-    if np.any((cmf & 0x0F) != 8) or np.any(cmf >> 4 > 7) or np.any((cmf * 256 + flg) % 31) or np.any(flg & 0x20):
+    if not np.all(valid_zlib_header(raw[offsets].astype(np.int64), raw[offsets + 1].astype(np.int64))):
         raise CorruptChunkError(f"{where} zlib stream has an invalid or preset-dictionary header")
     tail = raw[(offsets + lengths - 4)[:, None] + np.arange(4)].astype(np.int64)
     trailers = (tail[:, 0] << 24) | (tail[:, 1] << 16) | (tail[:, 2] << 8) | tail[:, 3]

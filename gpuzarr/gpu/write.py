@@ -42,12 +42,12 @@ import numpy as np
 
 from gpuzarr.codecs import BloscCodec, GzipCodec, ZlibCodec, ZstdCodec
 from gpuzarr.codecs.chain import CodecChain
+from gpuzarr.codecs.zstd import ZSTD_DESCRIPTOR_OFFSET
 from gpuzarr.config import get_config
 from gpuzarr.gpu.backend import Backend
 from gpuzarr.gpu.encode_plan import (
     BLOSC_ENCODE_CNAMES,
     FRAME_COMPRESSORS,
-    ZSTD_DESCRIPTOR_OFFSET,
     Assembly,
     assemble,
     checksum_bytes,
@@ -55,7 +55,7 @@ from gpuzarr.gpu.encode_plan import (
     plan_blosc_encode,
     plan_frames,
 )
-from gpuzarr.gpu.executor import SLOT_ALIGNMENT, DeviceChain, decode_units, device_chain, gpu_fallback
+from gpuzarr.gpu.executor import SLOT_ALIGNMENT, DeviceChain, decode_units, device_chain, gpu_fallback, stream_ends
 from gpuzarr.gpu.plan import CompressBatch, align, aligned_slots, plan_scatter
 from gpuzarr.indexing import ChunkProjection, Indexer, is_basic
 from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache
@@ -561,14 +561,11 @@ def _encode_framed(
     batch = CompressBatch(FRAME_COMPRESSORS[compressor], offsets, sizes, level)
     compressed, comp_offsets, comp_sizes = backend.compress(batch, work)
     descriptors = None
-    if compressor == "zstd" and zstd_checksum and len(comp_offsets):
+    if compressor == "zstd" and zstd_checksum:
         # The frames' descriptor bytes (as nvCOMP wrote them) to the host: the plan sets
         # their checksum flag and appends the checksum where the compressor did not.
-        n = len(comp_offsets)
-        held = backend.empty(n)
-        rows, ones = np.arange(n, dtype=np.int64), np.ones(n, dtype=np.int64)
-        backend.kernels.copy_ranges(compressed, held, comp_offsets + ZSTD_DESCRIPTOR_OFFSET, rows, ones)
-        descriptors = np.asarray(backend.to_host(held), dtype=np.uint8)
+        heads, _ = stream_ends(compressed, comp_offsets, comp_sizes, ZSTD_DESCRIPTOR_OFFSET + 1, 0, backend)
+        descriptors = heads[:, ZSTD_DESCRIPTOR_OFFSET]
     frames = plan_frames(compressor, batch, comp_offsets, comp_sizes, output_alignment=backend.output_alignment,
                          zstd_descriptors=descriptors)
     if frames.passthrough:  # zstd frames need no container

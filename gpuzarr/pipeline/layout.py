@@ -587,10 +587,7 @@ class ShardedLayout(ChunkLayout):
                 request.vanished()
             for unit, offset, nbytes, coords in request.pieces():
                 if offset + nbytes > shard_nbytes:  # type: ignore[operator]
-                    raise CorruptChunkError(
-                        f"{self.describe(coords)} at bytes [{offset}, {offset + nbytes}) "
-                        "lies past the end of the shard (truncated shard or corrupt index)"
-                    )
+                    raise request.past_end(coords, offset, nbytes)
                 located[unit] = (request.key, offset, nbytes)
         return located
 
@@ -682,6 +679,13 @@ class _ShardRequest:
         shard_index_cache.discard(self.layout.store, self.key)
         raise CorruptChunkError(f"shard {self.key!r}: deleted while being read")
 
+    def past_end(self, coords: tuple[int, ...], offset: int, nbytes: int) -> CorruptChunkError:
+        """The error for an inner chunk whose index entry reaches past the shard's end."""
+        return CorruptChunkError(
+            f"{self.layout.describe(coords)} at bytes [{offset}, {offset + nbytes}) "
+            "lies past the end of the shard (truncated shard or corrupt index)"
+        )
+
     def cut(self, blobs: list[bytes] | None) -> Iterator[tuple[int, memoryview]]:
         """``(unit, bytes)`` of every inner chunk served, as views of the fetched ranges."""
         if blobs is None:
@@ -691,10 +695,7 @@ class _ShardRequest:
             for unit, offset, nbytes, coords in pieces:
                 lo = offset - start
                 if lo + nbytes > len(view):
-                    raise CorruptChunkError(
-                        f"{self.layout.describe(coords)} at bytes [{offset}, {offset + nbytes}) "
-                        "lies past the end of the shard (truncated shard or corrupt index)"
-                    )
+                    raise self.past_end(coords, offset, nbytes)
                 yield unit, view[lo : lo + nbytes]
 
 
