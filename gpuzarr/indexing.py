@@ -1019,10 +1019,12 @@ def block_selection_to_slices(
             block number out of range (the message names the dimension and block count).
     """
     items = list(selection) if isinstance(selection, tuple) else [selection]
-    if sum(item is Ellipsis for item in items) > 1:
+    # (by identity: ``Ellipsis in items`` compares with ==, which an array answers elementwise)
+    ellipses = [i for i, item in enumerate(items) if item is Ellipsis]
+    if len(ellipses) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
-    if Ellipsis in items:
-        at = next(i for i, item in enumerate(items) if item is Ellipsis)
+    if ellipses:
+        at = ellipses[0]
         items[at : at + 1] = [slice(None)] * max(0, len(shape) - len(items) + 1)
     if len(items) > len(shape):
         raise IndexError(

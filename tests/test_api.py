@@ -1536,6 +1536,8 @@ def test_block_selection_errors_name_the_dimension() -> None:
         a.blocks[:, ::2]
     with pytest.raises(IndexError, match="got list for dimension 0"):
         a.blocks[[0, 1]]
+    with pytest.raises(IndexError, match="got ndarray for dimension 0"):  # (was NumPy's ambiguous-truth ValueError)
+        a.blocks[np.array([0, 1]), ...]
     with pytest.raises(IndexError, match="too many indices"):
         a.blocks[0, 0, 0]
     with pytest.raises(ValueError):
