@@ -458,7 +458,7 @@ def _decode_on_device(
             backend.kernels.adler32(decoded, np.arange(n, dtype=np.int64) * slot, np.full(n, nbytes, np.int64))
         )
         mismatched = np.flatnonzero(np.asarray(computed).astype(np.uint32) != stored).tolist()
-        _decode_again_on_host(layout, coords, mismatched, stream_of, decoded, slot, backend)
+        _decode_on_host_into(layout, coords, mismatched, stream_of, decoded, slot, backend)
     return decoded
 
 
@@ -491,7 +491,7 @@ def _decompress_device_input(
     suspects = backend.decompress(batch, device_input, decoded) | _checksum_mismatches(
         plan.compressor, device_input, offsets, sizes, decoded, decoded_offsets, nbytes, backend
     )
-    _decode_again_on_host(layout, coords, np.flatnonzero(suspects).tolist(), stream_of, decoded, slot, backend)
+    _decode_on_host_into(layout, coords, np.flatnonzero(suspects).tolist(), stream_of, decoded, slot, backend)
     return decoded
 
 
@@ -582,17 +582,20 @@ def _decode_on_host_into(
     decoded: Any,
     slot: int,
     backend: Backend,
-    announce: Callable[[], None] | None = None,
+    *,
+    suspects: bool = True,
 ) -> None:
     """Units at ``positions`` decompressed by the CPU codec into their slots of
-    ``decoded``. Every one is decoded before ``announce`` (the fallback warning, if
-    given) runs, so a corrupt unit raises its typed error even under
-    ``gpu_fallback="error"``."""
+    ``decoded``. ``suspects``: units the device failed or could not verify; the CPU
+    codec decides (a corrupt unit raises its typed error, also under
+    ``gpu_fallback="error"``, for every unit is decoded before the warning), and valid
+    ones (a form the device does not take) are used after :func:`gpu_fallback`'s
+    warning (an error under ``gpu_fallback="error"``)."""
     if not positions:
         return
     units = [_host_decompress(layout, coords[i], stream_of(i)) for i in positions]
-    if announce is not None:
-        announce()
+    if suspects:
+        _announce_valid_on_cpu(layout, coords[positions[0]])
     nbytes = layout.unit_spec.nbytes
     for i, unit in zip(positions, units, strict=True):
         backend.kernels.copy_ranges(backend.upload(unit), decoded, [0], [i * slot], [nbytes])
@@ -603,24 +606,6 @@ def _announce_valid_on_cpu(layout: ChunkLayout, coords: Sequence[int]) -> None:
     CPU codec decoded."""
     name = layout.chain.bytes_bytes[0].name
     gpu_fallback(f"{layout.describe(coords)} (codec {name!r})", lacking="did not decode on the GPU but is valid")
-
-
-def _decode_again_on_host(
-    layout: ChunkLayout,
-    coords: Sequence[tuple[int, ...]],
-    positions: Sequence[int],
-    stream_of: Callable[[int], Buffer],
-    decoded: Any,
-    slot: int,
-    backend: Backend,
-) -> None:
-    """Units at ``positions`` that the device failed or could not verify, decompressed
-    by the CPU codec into their slots of ``decoded``. The CPU codec decides: a corrupt
-    unit raises its error; valid ones (a form the device does not take) are used after
-    :func:`gpu_fallback`'s warning (an error under ``gpu_fallback="error"``)."""
-    if positions:
-        _decode_on_host_into(layout, coords, positions, stream_of, decoded, slot, backend,
-                             lambda: _announce_valid_on_cpu(layout, coords[positions[0]]))
 
 
 def _blosc(
@@ -675,8 +660,9 @@ def _blosc(
         gpu_fallback("blosc chunks with " + reasons, lacking="have no GPU implementation")
     # The blosc codec alone on the CPU (not the whole chain: byte order and transposes
     # are still to come for these units, as for the others).
-    _decode_on_host_into(layout, coords, plan.cpu_chunks.tolist(), blobs.__getitem__, work, slot, backend)
-    _decode_again_on_host(layout, coords, sorted(suspects), blobs.__getitem__, work, slot, backend)
+    _decode_on_host_into(layout, coords, plan.cpu_chunks.tolist(), blobs.__getitem__, work, slot, backend,
+                         suspects=False)
+    _decode_on_host_into(layout, coords, sorted(suspects), blobs.__getitem__, work, slot, backend)
     return work
 
 
