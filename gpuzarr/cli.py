@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -181,6 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(info(args.path))
         else:
             print(demo(args.size_mib))
+    except BrokenPipeError:
+        # The reader stopped early (`gpuzarr info ... | head`): nothing to report. Point
+        # stdout at devnull so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (KeyError, ValueError, OSError) as exc:
         print(f"gpuzarr: error: {exc}", file=sys.stderr)
         return 1

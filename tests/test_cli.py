@@ -208,3 +208,23 @@ def test_info_sharded_shows_shards_and_inner_codecs(tmp_path: pathlib.Path, caps
     assert "shards   (50, 50)  (4 in grid, 4 stored)" in out
     assert "sharding_indexed(inner: bytes(endian=little) -> zstd(" in out
     assert "index: bytes(endian=little) -> crc32c at end" in out
+
+
+def test_a_reader_that_stops_early_is_not_reported(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`gpuzarr info ... | head` closes the pipe under the command: no error message
+    (it printed "gpuzarr: error: [Errno 32] Broken pipe"), and stdout is pointed at
+    devnull so the interpreter's last flush does not fail again."""
+    from gpuzarr import cli
+
+    def closed_pipe(path: str) -> str:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    redirected: list[int] = []
+    monkeypatch.setattr(cli, "info", closed_pipe)
+    monkeypatch.setattr(cli.os, "dup2", lambda fd, target: redirected.append(target))
+    monkeypatch.setattr(cli.sys, "stdout", type("Out", (), {"fileno": lambda self: 1})())
+    assert cli.main(["info", "anything"]) == 1
+    assert redirected == [1]
+    assert capsys.readouterr().err == ""
