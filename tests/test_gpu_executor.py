@@ -9,6 +9,7 @@ a real GPU (``CudaBackend``) under the ``gpu`` marker; without one they are skip
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,84 @@ def test_zstd_content_checksums_are_checked_after_device_decode(tmp_path: Path) 
     chunk.write_bytes(bytes(bad))
     with pytest.raises(ChecksumError, match=r"'c/1'.*zstd.*checksum"):
         _read(gpuzarr.open_array(tmp_path / "z"), _TrustingBackend())
+
+
+def _gzip_member(data: bytes, flags: int = 0, header_crc: int | None = None) -> bytes:
+    """One gzip member with header flags ``flags``; with FHCRC (0x02) its CRC-16 is
+    ``header_crc``, or the right one."""
+    import struct
+    import zlib
+
+    header = bytes([0x1F, 0x8B, 0x08, flags]) + bytes(6)
+    if flags & 0x02:
+        crc = zlib.crc32(header) & 0xFFFF if header_crc is None else header_crc
+        header += struct.pack("<H", crc)
+    body = zlib.compressobj(6, zlib.DEFLATED, -15)
+    deflated = body.compress(data) + body.flush()
+    return header + deflated + struct.pack("<II", zlib.crc32(data), len(data))
+
+
+@pytest.mark.parametrize(
+    ("position", "value", "message"),
+    [
+        (0, 0x1E, "incorrect header check"),
+        (2, 0x07, "unknown compression method"),
+        (3, 0x20, "unknown header flags set"),
+    ],
+    ids=["id-byte", "method", "reserved-flag"],
+)
+def test_gzip_headers_zlib_refuses_raise_after_device_decode(
+    tmp_path: Path, position: int, value: int, message: str
+) -> None:
+    """A gzip member whose header zlib refuses raises as on the CPU, even where the
+    device decompressor reads past the header without looking at it."""
+    a = gpuzarr.create_array(tmp_path / "g", shape=(64,), chunks=(32,), dtype="int32", compressors={"name": "gzip"})
+    a[...] = np.arange(64, dtype="int32")
+    chunk = tmp_path / "g" / "c" / "1"
+    bad = bytearray(chunk.read_bytes())
+    bad[position] = value
+    chunk.write_bytes(bytes(bad))
+    with pytest.raises(CorruptChunkError, match=rf"'c/1'.*{message}"):
+        _read(gpuzarr.open_array(tmp_path / "g"), _TrustingBackend())
+    with pytest.raises(CorruptChunkError, match=rf"'c/1'.*{message}"):  # the CPU path, for comparison
+        gpuzarr.open_array(tmp_path / "g")[...]
+
+
+@pytest.mark.parametrize("header_crc", [None, 0], ids=["right", "wrong"])
+def test_gzip_header_crcs_read_as_on_the_cpu(tmp_path: Path, header_crc: int | None) -> None:
+    """A gzip member with a header CRC-16 (FHCRC) reads as on the CPU path, whose codec
+    (libdeflate where installed, as numcodecs' gzip) does not check that CRC."""
+    data = np.arange(32, dtype="int32")
+    a = gpuzarr.create_array(tmp_path / "g", shape=(32,), chunks=(32,), dtype="int32", compressors={"name": "gzip"})
+    chunk = tmp_path / "g" / "c" / "0"
+    chunk.parent.mkdir()
+    chunk.write_bytes(_gzip_member(data.tobytes(), flags=0x02, header_crc=header_crc))
+
+    def outcome(read: Callable[[], Any]) -> Any:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", GpuFallbackWarning)
+                return np.asarray(read()).tolist()
+        except CorruptChunkError as exc:
+            return type(exc)
+
+    on_cpu = outcome(lambda: a[...])
+    assert on_cpu == data.tolist() or header_crc is not None
+    for backend in (HostBackend(), _TrustingBackend()):
+        assert outcome(lambda backend=backend: _read(a, backend)) == on_cpu
+
+
+def test_gzip_headers_with_a_name_decode_on_the_device(tmp_path: Path) -> None:
+    """Header fields the device decompressor skips itself (a file name) need no CPU."""
+    data = np.arange(32, dtype="int32")
+    a = gpuzarr.create_array(tmp_path / "g", shape=(32,), chunks=(32,), dtype="int32", compressors={"name": "gzip"})
+    member = _gzip_member(data.tobytes())
+    named = member[:3] + bytes([0x08]) + member[4:10] + b"chunk\x00" + member[10:]  # FNAME
+    (tmp_path / "g" / "c").mkdir()
+    (tmp_path / "g" / "c" / "0").write_bytes(named)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GpuFallbackWarning)
+        np.testing.assert_array_equal(_read(a, HostBackend()), data)
 
 
 @pytest.mark.parametrize("backend_type", [HostBackend, _TrustingBackend])

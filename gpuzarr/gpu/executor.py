@@ -500,6 +500,11 @@ _GZIP_TRAILER_NBYTES = 8
 #: The smallest gzip member: a 10-byte header, an empty deflate block, the trailer.
 _GZIP_MIN_NBYTES = 20
 
+#: A gzip member header's ID bytes and compression method (deflate), RFC 1952 2.3.1.
+_GZIP_MAGIC_AND_METHOD = (0x1F, 0x8B, 0x08)
+#: The reserved bits of a gzip member's header flags: zlib and libdeflate refuse a
+#: header that sets them.
+_GZIP_RESERVED_FLAGS = 0xE0
 
 def stream_ends(
     device_input: Any, offsets: np.ndarray, sizes: np.ndarray, head: int, tail: int, backend: Backend
@@ -536,17 +541,23 @@ def _checksum_mismatches(
     silently. gzip: every member's CRC-32 and size trailer. zstd: the content checksum
     of frames written with one (frames without one cannot be checked). A chunk of
     several members or frames fails too (the trailer read is the last one's), and is
-    then decoded on the CPU, which takes them all.
+    then decoded on the CPU, which takes them all. A gzip member whose header the CPU
+    codec refuses (wrong ID bytes or method, reserved flags set) is reported too, so
+    that it raises as on the CPU path.
     """
     n = len(sizes)
     counts = np.full(n, nbytes, np.int64)
     if compressor == "gzip":
         head = _GZIP_MIN_NBYTES - _GZIP_TRAILER_NBYTES
-        _, tails = stream_ends(device_input, offsets, sizes, head, _GZIP_TRAILER_NBYTES, backend)
+        heads, tails = stream_ends(device_input, offsets, sizes, head, _GZIP_TRAILER_NBYTES, backend)
         trailers = np.ascontiguousarray(tails).view("<u4").reshape(n, 2)
         computed = np.asarray(backend.to_host(backend.kernels.crc32(decoded, decoded_offsets, counts)))
         short = sizes < _GZIP_MIN_NBYTES
-        return short | (trailers[:, 0] != computed.astype(np.uint32)) | (trailers[:, 1] != nbytes % 2**32)
+        odd_header = (heads[:, :3] != np.array(_GZIP_MAGIC_AND_METHOD, np.uint8)).any(axis=1) | (
+            heads[:, 3] & _GZIP_RESERVED_FLAGS != 0
+        )
+        bad_trailer = (trailers[:, 0] != computed.astype(np.uint32)) | (trailers[:, 1] != nbytes % 2**32)
+        return short | odd_header | bad_trailer
     mismatched = np.zeros(n, dtype=bool)
     if compressor == "zstd":
         heads, tails = stream_ends(device_input, offsets, sizes, ZSTD_DESCRIPTOR_OFFSET + 1, 4, backend)
