@@ -506,6 +506,7 @@ _GZIP_MAGIC_AND_METHOD = (0x1F, 0x8B, 0x08)
 #: header that sets them.
 _GZIP_RESERVED_FLAGS = 0xE0
 
+
 def stream_ends(
     device_input: Any, offsets: np.ndarray, sizes: np.ndarray, head: int, tail: int, backend: Backend
 ) -> tuple[np.ndarray, np.ndarray]:
