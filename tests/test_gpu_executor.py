@@ -247,24 +247,25 @@ def _gzip_member(data: bytes, flags: int = 0, header_crc: int | None = None) -> 
     ids=["id-byte", "method", "reserved-flag"],
 )
 def test_gzip_headers_zlib_refuses_raise_after_device_decode(
-    tmp_path: Path, position: int, value: int, message: str
+    tmp_path: Path, backend: Backend, position: int, value: int, message: str
 ) -> None:
     """A gzip member whose header zlib refuses raises as on the CPU, even where the
-    device decompressor reads past the header without looking at it."""
+    device decompressor reads past the header without looking at it (and on a GPU)."""
     a = gpuzarr.create_array(tmp_path / "g", shape=(64,), chunks=(32,), dtype="int32", compressors={"name": "gzip"})
     a[...] = np.arange(64, dtype="int32")
     chunk = tmp_path / "g" / "c" / "1"
     bad = bytearray(chunk.read_bytes())
     bad[position] = value
     chunk.write_bytes(bytes(bad))
-    with pytest.raises(CorruptChunkError, match=rf"'c/1'.*{message}"):
-        _read(gpuzarr.open_array(tmp_path / "g"), _TrustingBackend())
+    for device in (backend, _TrustingBackend()):
+        with pytest.raises(CorruptChunkError, match=rf"'c/1'.*{message}"):
+            _read(gpuzarr.open_array(tmp_path / "g"), device)
     with pytest.raises(CorruptChunkError, match=rf"'c/1'.*{message}"):  # the CPU path, for comparison
         gpuzarr.open_array(tmp_path / "g")[...]
 
 
 @pytest.mark.parametrize("header_crc", [None, 0], ids=["right", "wrong"])
-def test_gzip_header_crcs_read_as_on_the_cpu(tmp_path: Path, header_crc: int | None) -> None:
+def test_gzip_header_crcs_read_as_on_the_cpu(tmp_path: Path, backend: Backend, header_crc: int | None) -> None:
     """A gzip member with a header CRC-16 (FHCRC) reads as on the CPU path, whose codec
     (libdeflate where installed, as numcodecs' gzip) does not check that CRC."""
     data = np.arange(32, dtype="int32")
@@ -283,11 +284,11 @@ def test_gzip_header_crcs_read_as_on_the_cpu(tmp_path: Path, header_crc: int | N
 
     on_cpu = outcome(lambda: a[...])
     assert on_cpu == data.tolist() or header_crc is not None
-    for backend in (HostBackend(), _TrustingBackend()):
-        assert outcome(lambda backend=backend: _read(a, backend)) == on_cpu
+    for device in (backend, _TrustingBackend()):
+        assert outcome(lambda device=device: _read(a, device)) == on_cpu
 
 
-def test_gzip_headers_with_a_name_decode_on_the_device(tmp_path: Path) -> None:
+def test_gzip_headers_with_a_name_decode_on_the_device(tmp_path: Path, backend: Backend) -> None:
     """Header fields the device decompressor skips itself (a file name) need no CPU."""
     data = np.arange(32, dtype="int32")
     a = gpuzarr.create_array(tmp_path / "g", shape=(32,), chunks=(32,), dtype="int32", compressors={"name": "gzip"})
@@ -297,7 +298,7 @@ def test_gzip_headers_with_a_name_decode_on_the_device(tmp_path: Path) -> None:
     (tmp_path / "g" / "c" / "0").write_bytes(named)
     with warnings.catch_warnings():
         warnings.simplefilter("error", GpuFallbackWarning)
-        np.testing.assert_array_equal(_read(a, HostBackend()), data)
+        np.testing.assert_array_equal(_read(a, backend), data)
 
 
 @pytest.mark.parametrize("backend_type", [HostBackend, _TrustingBackend])
