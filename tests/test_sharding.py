@@ -18,7 +18,8 @@ import gpuzarr
 from gpuzarr.codecs import ShardingCodec
 from gpuzarr.errors import ChecksumError, CorruptChunkError
 from gpuzarr.pipeline import coalesce_ranges, shard_index_cache
-from gpuzarr.stores import MemoryStore, ZipStore
+from gpuzarr.stores import MemoryStore, Store, ZipStore
+from gpuzarr.stores.base import ObjectReader
 
 BYTES_LE = {"name": "bytes", "configuration": {"endian": "little"}}
 CRC = {"name": "crc32c"}
@@ -239,6 +240,11 @@ class CountingStore(MemoryStore):
         elif isinstance(p, list):
             for q in p:
                 self._note_payload(q)
+
+    def _open_reader(self, key: str) -> ObjectReader | None:
+        # The base reader, which reads through the (counted) store calls: counting
+        # requests needs no snapshot of the object.
+        return Store._open_reader(self, key)
 
     def get(self, key: str, **kw: Any) -> bytes | None:
         out = super().get(key, **kw)

@@ -1222,6 +1222,101 @@ def test_local_reader_sees_the_version_it_opened(tmp_path: pathlib.Path) -> None
     assert store.open_reader("dir") is None
 
 
+@pytest.mark.parametrize("flushed", [False, True], ids=["unflushed", "flushed"])
+def test_readers_see_the_version_they_opened(store: Store, flushed: bool) -> None:
+    """On every store an open reader keeps reading the version it opened while the key
+    is replaced or deleted (a shard's index and inner chunks then come from one
+    version), and the token it carries is that version's."""
+    store.set("k", b"old contents")
+    if flushed:
+        store.flush()  # (a zip archive's member rather than an unflushed write)
+    old_token = store.object_token("k")
+    reader = store.open_reader("k")
+    assert reader is not None
+    with reader:
+        assert reader.token == old_token
+        store.set("k", b"NEW CONTENTS, longer")
+        assert store.object_token("k") != old_token  # a cache keyed by the old token misses
+        assert [bytes(v) for v in reader.get_ranges([(0, 3), (4, 100)])] == [b"old", b"contents"]  # type: ignore[union-attr]
+        assert bytes(reader.get_suffix(8)) == b"contents"
+        store.delete("k")
+        assert bytes(reader.get_suffix(3)) == b"nts"
+
+
+def test_zip_flush_waits_for_open_member_readers(tmp_path: pathlib.Path) -> None:
+    """A flush swaps the archive only once no reader of the old one is open, and the
+    thread holding one may open more meanwhile (no deadlock)."""
+    store = ZipStore(tmp_path / "z.zip", "w")
+    store.set("a", b"A1")
+    store.set("b", b"B1")
+    store.flush()
+    reader = store.open_reader("a")
+    assert reader is not None
+    store.set("a", b"A2")
+    flushing = threading.Thread(target=store.flush)
+    flushing.start()
+    flushing.join(0.2)
+    assert flushing.is_alive()  # waiting for the reader
+    with store.open_reader("b") as other:  # type: ignore[union-attr]
+        assert bytes(other.get_suffix(2)) == b"B1"
+    assert bytes(reader.get_suffix(2)) == b"A1"
+    reader.close()
+    flushing.join(10)
+    assert not flushing.is_alive()
+    assert store.get("a") == b"A2"
+    forgotten = store.open_reader("a")  # a reader never closed is released when collected
+    assert forgotten is not None
+    del forgotten
+    gc.collect()
+    store.close()
+    with zipfile.ZipFile(tmp_path / "z.zip") as zf:
+        assert zf.read("a") == b"A2"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sharded_reads_see_one_version_of_a_shard(
+    tmp_path: pathlib.Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shard replaced between the read of its index and of its inner chunks does not
+    mix the two versions (the index of one applied to the bytes of the other)."""
+    import gpuzarr
+
+    store = _opener(kind, tmp_path)()
+    a = gpuzarr.create_array(
+        store, shape=(10, 10), chunks=(5, 5), shards=(10, 10), dtype="int32", fill_value=0, compressors=None
+    )
+
+    def quads(values: list[int]) -> np.ndarray:
+        x = np.empty((10, 10), np.int32)
+        x[:5, :5], x[:5, 5:], x[5:, :5], x[5:, 5:] = values
+        return x
+
+    a[...] = quads([0, 5, 6, 7])  # inner chunk (0, 0) all fill: not stored
+    version_a = store.get("c/0/0")
+    a[...] = quads([1, 2, 3, 4])
+    version_b = store.get("c/0/0")
+    store.set("c/0/0", version_a)  # (through the store: a's cached index is no longer valid)
+    with store.open_reader("c/0/0") as probe:  # type: ignore[union-attr]
+        reader_type = type(probe)
+    replaced = []
+    read_suffix = reader_type.get_suffix
+
+    def get_suffix(self: Any, length: int) -> Any:
+        out = read_suffix(self, length)
+        if not replaced:
+            replaced.append(True)
+            store.set("c/0/0", version_b)  # what a writer in another thread may do
+        return out
+
+    monkeypatch.setattr(reader_type, "get_suffix", get_suffix)
+    got = gpuzarr.open_array(store)[...]
+    monkeypatch.undo()
+    assert replaced
+    np.testing.assert_array_equal(got, quads([0, 5, 6, 7]))
+    np.testing.assert_array_equal(gpuzarr.open_array(store)[...], quads([1, 2, 3, 4]))
+    store.close()
+
+
 def test_get_into_reads_whole_objects_into_a_buffer(store: Store) -> None:
     store.set("k", b"0123456789")
     buffer = bytearray(b"_" * 12)

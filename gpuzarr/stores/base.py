@@ -192,10 +192,11 @@ class ObjectReader(AbstractContextManager["ObjectReader"]):
     :meth:`Store.open_reader`; close it, or use it as a context manager).
 
     This default reads through the store, so each read sees the object as it is at
-    that moment. Stores that can pin one version override it: a local file stays open,
-    so every read sees the object as it was when opened, even if it is replaced (a
-    write renames a new file over it) in between; a shard's index and its inner chunks
-    then always come from the same shard.
+    that moment. The built-in stores pin one version instead: a local file stays open,
+    a memory store's reader holds the bytes it found, a zip store's the member or
+    unflushed write it found. Every read then sees the object as it was when opened,
+    even if it is replaced in between, so a shard's index and its inner chunks always
+    come from the same shard.
     """
 
     def __init__(self, store: Store, key: str, token: Hashable) -> None:
@@ -217,6 +218,26 @@ class ObjectReader(AbstractContextManager["ObjectReader"]):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class SnapshotReader(ObjectReader):
+    """An :class:`ObjectReader` over one version of an object's bytes, held for the
+    reader's lifetime: for stores whose writes replace an object's bytes (a new
+    immutable value) rather than edit them in place, so a replace between two reads
+    (a shard's index, then its inner chunks) cannot mix two versions."""
+
+    def __init__(self, store: Store, key: str, token: Hashable, data: bytes) -> None:
+        super().__init__(store, key, token)
+        self._data = memoryview(data)
+
+    def get_ranges(self, ranges: Sequence[ByteRange], *, arena: ReadArena | None = None) -> list[Any]:
+        # Views, not copies: the bytes are immutable and the views keep them alive.
+        view = self._data
+        return [view[offset : offset + length] for offset, length in _check_ranges(self.key, ranges)]
+
+    def get_suffix(self, length: int) -> bytes:
+        length = _check_suffix_length(self.key, length)
+        return bytes(self._data[max(0, len(self._data) - length) :])
 
 
 def _check_ranges(key: str, ranges: Iterable[ByteRange]) -> list[ByteRange]:
@@ -414,7 +435,7 @@ class Store(ABC):
 
     def open_reader(self, key: str) -> ObjectReader | None:
         """An :class:`ObjectReader` for several reads of ``key``'s object, or ``None``
-        if there is none. Local files are held open, so all its reads see one version."""
+        if there is none. On the built-in stores all its reads see one version."""
         self._check_open()
         return self._open_reader(validate_key(key))
 

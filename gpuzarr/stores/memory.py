@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Hashable, Iterator
 
-from .base import ByteRange, Store, under_prefix
+from .base import ByteRange, ObjectReader, SnapshotReader, Store, under_prefix
 
 __all__ = ["MemoryStore"]
 
@@ -88,6 +88,11 @@ class MemoryStore(Store):
         value = self.data.get(key)
         # Values are immutable bytes replaced on every write: identity is the version.
         return None if value is None else _Identity(value)
+
+    def _open_reader(self, key: str) -> ObjectReader | None:
+        # Every write puts a new value, so holding the one read now pins that version.
+        value = self.data.get(key)
+        return None if value is None else SnapshotReader(self, key, _Identity(value), _as_bytes(value))
 
     def _get(self, key: str) -> bytes | None:
         value = self.data.get(key)

@@ -13,19 +13,31 @@ import time
 import weakref
 import zipfile
 import zlib
-from collections.abc import Iterator
-from typing import Literal
+from collections.abc import Hashable, Iterator, Sequence
+from typing import Any, Literal
 
 from gpuzarr.errors import ChecksumError, StoreError
 
 from ._threads import default_threads, parallel_map
-from .base import ByteRange, Store, under_prefix, validate_key
+from .base import (
+    ByteRange,
+    ObjectReader,
+    ReadArena,
+    SnapshotReader,
+    Store,
+    _check_ranges,
+    _check_suffix_length,
+    under_prefix,
+    validate_key,
+)
 from .local import _pread_all, _temp_name
+from .memory import _Identity
 
 __all__ = ["ZipStore"]
 
 #: Numbers ZipStore handles (see ZipStore.cache_namespace); next() is atomic under the GIL.
 _handle_serials = itertools.count()
+_archive_serials = itertools.count()
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # PKZIP local file header, 30 bytes
 _LOCAL_SIGNATURE = b"PK\x03\x04"
@@ -60,6 +72,8 @@ class _Archive:
             raise
         self.fd = self.file.fileno()
         self.lock = threading.Lock()
+        #: Distinguishes this opening of the file from every other (see _token).
+        self.serial = next(_archive_serials)
         # Every member (later duplicates win, as in zipfile), in archive order, and
         # the subset whose names are valid store keys (directory entries etc. are
         # kept on rewrite but are not keys).
@@ -147,6 +161,10 @@ class _ZipState:
     if it lives in the on-disk archive, register in ``readers`` and read without the
     lock. A flush sets ``flushing`` (which holds back new readers and writers),
     builds the new archive, waits until no reader uses the old one, then swaps.
+    An open member reader (:class:`_MemberReader`) stays registered until closed, so
+    its reads all see the archive it opened; a thread holding one is not held back
+    by a flush (the flush waits for it to close its readers, and it may open more
+    first: a shard read opens all its shards' readers before closing any).
     """
 
     def __init__(self, path: str, mode: str, verify_crc: bool) -> None:
@@ -155,6 +173,9 @@ class _ZipState:
         self.verify_crc = verify_crc
         self.cond = threading.Condition(threading.Lock())
         self.readers = 0
+        #: Open member readers per thread (by thread id): those threads skip the wait
+        #: for a flush, which itself waits for their readers.
+        self.holders: dict[int, int] = {}
         self.flushing = False
         self.closed = False
         self.pending: dict[str, bytes] = {}  # writes not yet on disk
@@ -183,23 +204,54 @@ class _ZipState:
         """Resolve ``key``: ``(pending_value, None, None)``, ``(None, archive, info)``
         with a reader registered (call :meth:`release`), or all ``None`` if missing."""
         with self.cond:
+            return self._lookup(key)
+
+    def _lookup(self, key: str) -> tuple[bytes | None, _Archive | None, zipfile.ZipInfo | None]:
+        """:meth:`lookup`, with ``cond`` held."""
+        if not self.holders.get(threading.get_ident()):
             self._wait_idle()
-            value = self.pending.get(key)
-            if value is not None:
-                return value, None, None
-            if self.archive is None or key in self.deleted:
-                return None, None, None
-            info = self.archive.keys.get(key)
-            if info is None:
-                return None, None, None
-            self.readers += 1
-            return None, self.archive, info
+        value = self.pending.get(key)
+        if value is not None:
+            return value, None, None
+        if self.archive is None or key in self.deleted:
+            return None, None, None
+        info = self.archive.keys.get(key)
+        if info is None:
+            return None, None, None
+        self.readers += 1
+        return None, self.archive, info
+
+    def open_member_reader(
+        self, key: str
+    ) -> tuple[bytes | None, _Archive | None, zipfile.ZipInfo | None, int | None]:
+        """:meth:`lookup` for a reader that stays registered until
+        :meth:`release_member_reader` (with the returned thread id), when the key is an
+        archive member."""
+        with self.cond:
+            value, archive, info = self._lookup(key)
+            if archive is None:
+                return value, None, None, None
+            holder = threading.get_ident()
+            self.holders[holder] = self.holders.get(holder, 0) + 1
+            return None, archive, info, holder
 
     def release(self) -> None:
         with self.cond:
-            self.readers -= 1
-            if self.readers == 0:
-                self.cond.notify_all()
+            self._release()
+
+    def _release(self) -> None:
+        self.readers -= 1
+        if self.readers == 0:
+            self.cond.notify_all()
+
+    def release_member_reader(self, holder: int) -> None:
+        with self.cond:
+            left = self.holders[holder] - 1
+            if left:
+                self.holders[holder] = left
+            else:
+                del self.holders[holder]
+            self._release()
 
     # ------------------------------------------------------------------- writes
 
@@ -341,6 +393,49 @@ class _ZipState:
             self.closed = True
 
 
+def _token(value: bytes | None, archive: _Archive | None) -> Hashable | None:
+    """The version token of what a lookup found: an unflushed write's bytes (replaced,
+    never edited, by a later write) by identity; an archive member by the opening of
+    the archive it is in (a flush opens a new one, so tokens change on every flush)."""
+    if archive is not None:
+        return ("member", archive.serial)
+    return None if value is None else _Identity(value)
+
+
+class _MemberReader(ObjectReader):
+    """A reader of one archive member: registered with the store's state until closed,
+    so a flush cannot swap the archive (and the member's version) between its reads."""
+
+    def __init__(
+        self, store: ZipStore, key: str, token: Hashable, archive: _Archive, info: zipfile.ZipInfo, holder: int
+    ) -> None:
+        super().__init__(store, key, token)
+        self._state = store._state
+        self._archive = archive
+        self._info = info
+        # Registered until closed, or until collected if never closed (a forgotten
+        # reader must not hold back every later flush and the store's close).
+        self._release = weakref.finalize(self, store._state.release_member_reader, holder)
+
+    def _live_archive(self) -> _Archive:
+        if not self._release.alive:
+            raise StoreError(f"reader of key {self.key!r} in {self.store!r} is closed")
+        return self._archive
+
+    def get_ranges(self, ranges: Sequence[ByteRange], *, arena: ReadArena | None = None) -> list[Any]:
+        checked = _check_ranges(self.key, ranges)
+        return self._live_archive().read_ranges(self.key, self._info, checked, self._state.verify_crc)
+
+    def get_suffix(self, length: int) -> bytes:
+        length = _check_suffix_length(self.key, length)
+        start = max(0, self._info.file_size - length)
+        ranges = [(start, self._info.file_size - start)]
+        return self._live_archive().read_ranges(self.key, self._info, ranges, self._state.verify_crc)[0]
+
+    def close(self) -> None:
+        self._release()  # (once: a finalizer runs at most once)
+
+
 class ZipStore(Store):
     """Store keys as members of one ZIP archive.
 
@@ -412,8 +507,9 @@ class ZipStore(Store):
     def cache_namespace(self) -> tuple[object, ...]:
         """This handle alone (see :attr:`Store.cache_namespace`): each handle reads its
         own snapshot of the archive (the file as opened, plus its unflushed writes), and
-        members carry no version, so a shard index cached through one handle, or from
-        the file as it was before another program replaced it, must never serve another."""
+        its version tokens mean nothing to another handle, so a shard index cached
+        through one handle, or from the file as it was before another program replaced
+        it, must never serve another."""
         return ("zip", self._path, self._serial)
 
     def flush(self) -> None:
@@ -437,6 +533,15 @@ class ZipStore(Store):
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
         return parallel_map(self._get, keys, self.threads)
+
+    def _open_reader(self, key: str) -> ObjectReader | None:
+        # One version for all the reader's reads: an unflushed write's bytes (replaced,
+        # never edited, by a later write), or the member of the archive as opened.
+        value, archive, info, holder = self._state.open_member_reader(key)
+        token = _token(value, archive)  # (of the version found, not of a later one)
+        if archive is None or info is None or holder is None:
+            return None if value is None else SnapshotReader(self, key, token, value)
+        return _MemberReader(self, key, token, archive, info, holder)
 
     def _get_ranges(self, key: str, ranges: list[ByteRange]) -> list[bytes] | None:
         state = self._state
@@ -469,6 +574,12 @@ class ZipStore(Store):
         self, requests: list[tuple[str, list[ByteRange]]]
     ) -> list[list[bytes] | None]:
         return parallel_map(lambda req: self._get_ranges(*req), requests, self.threads)
+
+    def _object_token(self, key: str) -> Hashable | None:
+        value, archive, _info = self._state.lookup(key)
+        if archive is not None:
+            self._state.release()
+        return _token(value, archive)
 
     def _size(self, key: str) -> int | None:
         state = self._state
