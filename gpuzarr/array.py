@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -61,6 +62,12 @@ def _chain_naming_key(metadata: ArrayMetadata, path: str) -> CodecChain:
         raise type(exc)(f"{key}: {message}") from None
 
 
+#: Serialises attribute edits (read, change, write the whole document): threads that
+#: edit one handle's attributes must not lose each other's keys. Edits are rare and
+#: quick, so one lock for the process is enough.
+_ATTRIBUTE_EDITS = threading.RLock()
+
+
 class Attributes(MutableMapping[str, Any]):
     """A node's user attributes; every change is written to the store at once."""
 
@@ -72,14 +79,16 @@ class Attributes(MutableMapping[str, Any]):
         return self._read()[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        attrs = dict(self._read())
-        attrs[key] = value
-        self._write(attrs)
+        with _ATTRIBUTE_EDITS:
+            attrs = dict(self._read())
+            attrs[key] = value
+            self._write(attrs)
 
     def __delitem__(self, key: str) -> None:
-        attrs = dict(self._read())
-        del attrs[key]
-        self._write(attrs)
+        with _ATTRIBUTE_EDITS:
+            attrs = dict(self._read())
+            del attrs[key]
+            self._write(attrs)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._read())
@@ -89,9 +98,10 @@ class Attributes(MutableMapping[str, Any]):
 
     def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         """Update several attributes with one metadata write."""
-        attrs = dict(self._read())
-        attrs.update(*args, **kwargs)
-        self._write(attrs)
+        with _ATTRIBUTE_EDITS:
+            attrs = dict(self._read())
+            attrs.update(*args, **kwargs)
+            self._write(attrs)
 
     def put(self, attributes: dict[str, Any]) -> None:
         """Replace all attributes."""

@@ -1729,3 +1729,26 @@ def test_consolidated_groups_stay_on_the_cpu(monkeypatch: pytest.MonkeyPatch) ->
     gpuzarr.open_group(store, mode="w").create_array("x", shape=(2,), dtype="i4")
     g = gpuzarr.consolidate_metadata(store)
     assert g.device.kind == "cpu" and g["x"].device.kind == "cpu"
+
+
+def test_attribute_edits_from_threads_through_one_handle_are_all_kept(tmp_path: pathlib.Path) -> None:
+    """Each edit reads, changes and writes the whole attribute document: threads editing
+    one handle's attributes must not lose each other's keys."""
+    import threading
+
+    a = gpuzarr.create_array(tmp_path / "a", shape=(4,), chunks=(2,), dtype="i4")
+
+    def edit(thread: int) -> None:
+        for k in range(30):
+            a.attrs[f"t{thread}_{k}"] = k
+        a.attrs.update({f"u{thread}": thread})
+        del a.attrs[f"t{thread}_0"]
+
+    threads = [threading.Thread(target=edit, args=(t,)) for t in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    expected = {f"t{t}_{k}": k for t in range(6) for k in range(1, 30)} | {f"u{t}": t for t in range(6)}
+    assert a.attrs.asdict() == expected
+    assert gpuzarr.open_array(tmp_path / "a").attrs.asdict() == expected
