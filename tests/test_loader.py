@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -667,3 +668,36 @@ def test_blocks_follow_the_dominant_array() -> None:
     assert loader.block_samples == 4
     for b in loader:
         np.testing.assert_array_equal(b["image"][:, 0], b["label"])
+
+
+def test_collecting_an_iterator_on_one_of_its_read_threads_does_not_deadlock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cyclic garbage collector may free a mid-epoch iterator on any thread, one of
+    the loader's own read threads included: its finalizer must only tell the threads to
+    stop, never wait for them (the prefetch thread waits for that very read)."""
+    from gpuzarr.loader.space import SampleSpace
+
+    read_block = SampleSpace.read_block
+    finalizers: list[Any] = []
+    collected = threading.Event()
+
+    def read_block_then_collect(self: SampleSpace, block: int, slots: Any) -> None:
+        read_block(self, block, slots)
+        if finalizers and not collected.is_set():
+            collected.set()
+            finalizers[0]()  # what a collection of the iterator on this read thread runs
+
+    monkeypatch.setattr(SampleSpace, "read_block", read_block_then_collect)
+    loader = Loader(np.arange(8192 * 8, dtype="float32").reshape(8192, 8), 64, block_shape=16, read_threads=2)
+    it = iter(loader)
+    next(it)  # starts the prefetch thread, which reads ahead (more than it can queue)
+    finalizers.append(it._finalizer)
+    assert collected.wait(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _loader_threads():
+        time.sleep(0.01)
+    assert not _loader_threads(), "the loader's threads did not stop (deadlocked)"
+    it.close()
+
+
+def _loader_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("gpuzarr-loader") and t.is_alive()]

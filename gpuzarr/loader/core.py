@@ -658,7 +658,10 @@ class LoaderIterator(Iterator[Any]):
         self._worker: _Worker | None = None
         if parallel:
             self._worker = _Worker(produce, loader._prefetch)
-            self._finalizer = weakref.finalize(self, self._worker.close)
+            # Collection only signals the threads to stop: a finalizer may run on any
+            # thread (one of the loader's own read threads, or one holding a lock the
+            # loader's threads need to end), so it must not wait for them. close() waits.
+            self._finalizer = weakref.finalize(self, self._worker.stop.set)
         else:
             self._sync = produce(threading.Event())
             self._finalizer = weakref.finalize(self, self._sync.close)  # type: ignore[attr-defined]
@@ -704,6 +707,8 @@ class LoaderIterator(Iterator[Any]):
         """Stop reading ahead and release the thread; further ``next()`` raises StopIteration."""
         self._done = True
         self._finalizer()
+        if self._worker is not None:
+            self._worker.close()  # (waits for the prefetch thread, once it has stopped)
 
     def __enter__(self) -> LoaderIterator:
         return self
