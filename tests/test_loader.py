@@ -50,6 +50,15 @@ def _loader_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("gpuzarr-loader")]
 
 
+def _loader_threads_end(timeout: float = 30.0) -> bool:
+    """Whether the loader's threads all end within ``timeout`` (those of a collected
+    iterator end on their own, soon after; close() waits for them)."""
+    deadline = time.monotonic() + timeout
+    while _loader_threads() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return not _loader_threads()
+
+
 class CountingArray:
     """A NumPy-backed array-like that records every region read (and can fail on demand)."""
 
@@ -443,12 +452,12 @@ def test_prefetch_thread_stops_on_break(arr: gpuzarr.Array) -> None:
             assert _loader_threads()
             break
     gc.collect()
-    assert not _loader_threads()
+    assert _loader_threads_end()
     # Garbage-collected iterator and explicit close.
     it = iter(loader)
     next(it)
     del it
-    assert not _loader_threads()
+    assert _loader_threads_end()
     with iter(loader) as it2:
         next(it2)
     assert not _loader_threads()
@@ -476,7 +485,7 @@ def test_consumer_exception_stops_thread(arr: gpuzarr.Array) -> None:
     with pytest.raises(KeyError):
         train()
     gc.collect()
-    assert not _loader_threads()
+    assert _loader_threads_end()
 
 
 @pytest.mark.parametrize("prefetch", [0, 2])
@@ -692,12 +701,5 @@ def test_collecting_an_iterator_on_one_of_its_read_threads_does_not_deadlock(mon
     next(it)  # starts the prefetch thread, which reads ahead (more than it can queue)
     finalizers.append(it._finalizer)
     assert collected.wait(30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _loader_threads():
-        time.sleep(0.01)
-    assert not _loader_threads(), "the loader's threads did not stop (deadlocked)"
+    assert _loader_threads_end(), "the loader's threads did not stop (deadlocked)"
     it.close()
-
-
-def _loader_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("gpuzarr-loader") and t.is_alive()]

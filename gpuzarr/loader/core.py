@@ -117,8 +117,9 @@ class Loader:
 
     Threads start on the first ``next()``, never at construction, and stop when the
     epoch ends, the iterator is closed or garbage-collected, the loader is
-    re-positioned, or reading fails (the exception is raised to the consumer). Every
-    batch is a new buffer, safe to keep.
+    re-positioned, or reading fails (the exception is raised to the consumer). Closing
+    waits for them; a collected iterator's threads end on their own shortly after.
+    Every batch is a new buffer, safe to keep.
 
     Memory: a pool of about ``shuffle_buffer`` + one batch's + ``read_threads`` blocks
     per array (the schedule's exact peak), allocated on the first iteration and kept for
