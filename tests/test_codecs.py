@@ -431,6 +431,34 @@ def test_deflate_fallbacks_agree_with_zlib(monkeypatch: pytest.MonkeyPatch) -> N
         assert decompress(compressed, len(payload)) == payload
 
 
+def test_gzip_fast_path_takes_only_streams_ending_with_their_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """libdeflate (first member only, its buffer sized by the stream's last 4 bytes)
+    is asked only for streams that end with the expected size: junk after a member
+    raises as with zlib, and a truncated stream does not make it allocate what its
+    last bytes say (up to 4 GiB)."""
+    import gpuzarr.codecs._deflate as deflate_module
+
+    spec = spec_for((100,), "uint8")
+    payload = bytes(range(100))
+    good = gzip.compress(payload)
+    calls: list[int] = []
+    real = deflate_module._libdeflate
+    if real is not None:
+
+        class Spy:
+            def gzip_decompress(self, view: memoryview) -> bytes:
+                calls.append(len(view))
+                return real.gzip_decompress(view)
+
+        monkeypatch.setattr(deflate_module, "_libdeflate", Spy())
+    codec = GzipCodec(6)
+    assert bytes(codec.cpu_decode(good, spec)) == payload
+    for bad in (good + b"\x32\x92junkjunk", good[:-3], good[:-8]):
+        with pytest.raises(CorruptChunkError, match="gzip"):
+            codec.cpu_decode(bad, spec)
+    assert calls == ([len(good)] if real is not None else [])
+
+
 def test_gzip_interop_and_members() -> None:
     spec = spec_for((100,), "uint8")
     payload = bytes(range(100))

@@ -27,15 +27,22 @@ __all__ = ["HAVE_LIBDEFLATE", "gzip_compress", "gzip_decompress", "zlib_compress
 
 HAVE_LIBDEFLATE = _libdeflate is not None
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
+#: The smallest gzip member: a 10-byte header, an empty deflate block, the 8-byte trailer.
+_GZIP_MIN_MEMBER_NBYTES = 20
 
 
 def gzip_decompress(data: Buffer, expected: int | None = None) -> bytes:
     """Decompress every gzip member in ``data`` (concatenated members are legal)."""
     view = as_memoryview(data)
-    if _libdeflate is not None and expected is not None:
+    if _libdeflate is not None and expected is not None and _ends_with_size(view, expected):
+        # libdeflate decodes the first member only, into a buffer sized by the stream's
+        # last 4 bytes. So it is asked only when those bytes give the expected size: a
+        # single-member stream, as written. A truncated stream (whose last bytes would
+        # ask for up to 4 GiB) or one followed by junk goes to zlib, which names the
+        # problem; so does a valid stream of several members.
         try:
             out = _libdeflate.gzip_decompress(view)
-        except _LIBDEFLATE_ERRORS:
+        except (*_LIBDEFLATE_ERRORS, MemoryError):
             out = None  # let zlib name the problem
         if out is not None and len(out) == expected:
             return out
@@ -50,6 +57,12 @@ def gzip_decompress(data: Buffer, expected: int | None = None) -> bytes:
             break
         view = memoryview(rest)
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _ends_with_size(view: memoryview, expected: int) -> bool:
+    """Whether a gzip stream's last 4 bytes (a member's ISIZE: the decoded size modulo
+    2**32) state ``expected`` bytes, after at least a minimal member's other bytes."""
+    return view.nbytes >= _GZIP_MIN_MEMBER_NBYTES and int.from_bytes(view[-4:], "little") == expected % 2**32
 
 
 def gzip_compress(data: Buffer, level: int) -> bytes:
