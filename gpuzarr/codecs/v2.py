@@ -23,6 +23,7 @@ from gpuzarr.codecs.blosc import SHUFFLE_IDS, BloscCodec
 from gpuzarr.codecs.crc32c import Crc32cCodec
 from gpuzarr.codecs.gzip import GzipCodec
 from gpuzarr.codecs.numcodecs_codecs import NumcodecsBytesCodec, make_numcodecs
+from gpuzarr.codecs.vlen import VLEN_IDS, check_vlen_header
 from gpuzarr.codecs.zlib import ZlibCodec
 from gpuzarr.codecs.zstd import ZstdCodec
 from gpuzarr.errors import CorruptChunkError, MetadataError
@@ -89,6 +90,8 @@ class V2ArrayBytesCodec(ArrayBytesCodec):
         chunk: Any = data
         try:
             for f in reversed(self._filters):
+                if f.codec_id in VLEN_IDS:
+                    check_vlen_header(chunk, spec.size, f.codec_id)
                 chunk = f.decode(chunk)
         except (ValueError, RuntimeError, TypeError, UnicodeDecodeError) as exc:
             raise CorruptChunkError(f"v2 filters: cannot decode chunk: {exc}") from None

@@ -13,10 +13,33 @@ from typing import Any, ClassVar
 import numcodecs
 import numpy as np
 
-from gpuzarr.codecs.base import ArrayBytesCodec, Buffer, ChunkSpec
+from gpuzarr.codecs.base import ArrayBytesCodec, Buffer, ChunkSpec, as_memoryview
 from gpuzarr.errors import CorruptChunkError, MetadataError
 
-__all__ = ["VLenBytesCodec", "VLenUTF8Codec"]
+__all__ = ["VLEN_IDS", "VLenBytesCodec", "VLenUTF8Codec", "check_vlen_header"]
+
+#: numcodecs ids of the codecs that write this encoding (vlen-array too: a count, then
+#: per item a length and the item's bytes).
+VLEN_IDS = frozenset({"vlen-utf8", "vlen-bytes", "vlen-array"})
+
+#: The item count, then at least one length per item: 4 bytes each.
+_COUNT_NBYTES = 4
+
+
+def check_vlen_header(data: Buffer, items: int, codec: str) -> None:
+    """Raise :class:`CorruptChunkError` unless ``data`` starts with the count of
+    ``items`` and is long enough for their lengths: numcodecs trusts the count and
+    allocates for it (a flipped bit asks for gigabytes) before it finds out."""
+    view = as_memoryview(data)
+    if view.nbytes < _COUNT_NBYTES:
+        raise CorruptChunkError(f"codec {codec!r}: chunk of {view.nbytes} bytes has no item count")
+    count = int.from_bytes(view[:_COUNT_NBYTES], "little")
+    if count != items:
+        raise CorruptChunkError(f"codec {codec!r}: chunk holds {count} items, expected {items}")
+    if view.nbytes < _COUNT_NBYTES * (1 + count):
+        raise CorruptChunkError(
+            f"codec {codec!r}: chunk of {view.nbytes} bytes is too short for the lengths of {count} items"
+        )
 
 
 @dataclass(frozen=True)
@@ -46,6 +69,7 @@ class _VLenCodec(ArrayBytesCodec):
         return numcodecs.VLenUTF8() if self._kind == "string" else numcodecs.VLenBytes()
 
     def cpu_decode(self, data: Buffer, spec: ChunkSpec, out: np.ndarray | None = None) -> np.ndarray:
+        check_vlen_header(data, spec.size, self.name)
         try:
             items = self._impl().decode(data)
         except (ValueError, RuntimeError, UnicodeDecodeError) as exc:
