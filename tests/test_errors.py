@@ -298,6 +298,9 @@ V3_BAD_FIELDS = [
     ("chunk_shape", "chunk_grid.configuration.chunk_shape", [5, 3.0]),
     ("chunk_grid", "chunk_grid.name", "rectilinear"),
     ("chunk_grid", "chunk_grid", "regular"),
+    ("chunk_grid.configuration", "chunk_grid.configuration", 5),
+    ("chunk_grid.configuration", "chunk_grid.configuration", [5, 3]),
+    ("chunk_grid.configuration", "chunk_grid.configuration", None),
     ("fill_value", "fill_value", "abc"),
     ("fill_value", "fill_value", 1.5),
     ("fill_value", "fill_value", 2**40),
@@ -344,6 +347,8 @@ V2_BAD_FIELDS = [
     ("filters", "filters", {"id": "delta"}),
     ("filters", "filters", [{"no": "id"}]),
     ("zarr_format", "zarr_format", 3),
+    ("shuffle", "compressor", {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": [1]}),
+    ("shuffle", "compressor", {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": {"x": 1}}),
 ]
 
 
@@ -356,6 +361,28 @@ def test_v2_bad_field(field: str, path: str, value: Any) -> None:
     message = str(info.value)
     assert "arr/.zarray" in message
     assert field in message
+
+
+V3_BAD_DATA_TYPES = [
+    ({"name": "null_terminated_bytes", "configuration": 5}, ""),
+    ({"name": "null_terminated_bytes", "configuration": "x"}, ""),
+    ({"name": "null_terminated_bytes", "configuration": {"length_bytes": True}}, ""),
+    ({"name": "null_terminated_bytes", "configuration": {"length_bytes": 2**40}}, ""),
+    ({"name": "fixed_length_utf32", "configuration": {"length_bytes": 2**63}}, ""),
+    ({"name": "numpy.datetime64", "configuration": {"unit": "s", "scale_factor": 2**40}}, 0),
+    ({"name": "numpy.datetime64", "configuration": {"unit": ["s"], "scale_factor": 1}}, 0),
+    ({"name": "numpy.timedelta64", "configuration": {"unit": "s", "scale_factor": True}}, 0),
+]
+
+
+@pytest.mark.parametrize(("data_type", "fill"), V3_BAD_DATA_TYPES, ids=[repr(d) for d, _ in V3_BAD_DATA_TYPES])
+def test_v3_bad_data_type_configuration(data_type: dict[str, Any], fill: Any) -> None:
+    """A data type configuration of the wrong kind or size is the typed error naming
+    the field (not NumPy's TypeError from building the dtype)."""
+    doc = _v3_doc()
+    doc["data_type"], doc["fill_value"] = data_type, fill
+    with pytest.raises(MetadataError, match=r"arr/zarr.json: data_type: .*configuration|length_bytes"):
+        _open_v3(doc)
 
 
 @pytest.mark.parametrize(
@@ -382,6 +409,7 @@ def test_unknown_v3_codec(codecs: list[dict[str, Any]]) -> None:
         ({"name": "gzip", "configuration": {"level": 42}}, "level"),
         ({"name": "blosc", "configuration": {"cname": "zz"}}, "cname"),
         ({"name": "blosc", "configuration": {"shuffle": "sideways"}}, "shuffle"),
+        ({"name": "blosc", "configuration": {"shuffle": [1]}}, "shuffle"),
         ({"name": "crc32c", "configuration": {"x": 1}}, "crc32c"),
     ],
 )

@@ -120,7 +120,7 @@ class BloscCodec(BytesBytesCodec):
             problems.append(f"cname must be one of {BLOSC_CNAMES}")
         if not isinstance(clevel, int) or not 0 <= clevel <= 9:
             problems.append("clevel must be an integer 0-9")
-        if shuffle not in SHUFFLE_IDS:
+        if not isinstance(shuffle, str) or shuffle not in SHUFFLE_IDS:
             problems.append(f"shuffle must be one of {tuple(SHUFFLE_IDS)}")
         if typesize is not None and (not isinstance(typesize, int) or typesize < 1):
             problems.append("typesize must be a positive integer")

@@ -153,7 +153,10 @@ def v2_compressor(config: Mapping[str, Any] | None) -> BytesBytesCodec | None:
     if codec_id == "crc32c" and not cfg:
         return Crc32cCodec()
     shuffle_names = {v: k for k, v in SHUFFLE_IDS.items()}
-    if codec_id == "blosc" and cfg.get("shuffle", 1) in shuffle_names and set(cfg) <= {
+    shuffle = cfg.get("shuffle", 1)
+    if codec_id == "blosc" and not isinstance(shuffle, int):  # (numcodecs would take it, and fail per chunk)
+        raise MetadataError(f"{where}: shuffle must be an integer (-1 auto, 0 none, 1 byte, 2 bit), got {shuffle!r}")
+    if codec_id == "blosc" and isinstance(shuffle, int) and shuffle in shuffle_names and set(cfg) <= {
         "cname",
         "clevel",
         "shuffle",

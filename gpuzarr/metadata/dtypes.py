@@ -180,12 +180,24 @@ def default_fill_value(dt: DataType) -> Any:
 # construction
 
 
+#: The largest fixed-size item NumPy can describe (its itemsize is a C int).
+_MAX_ITEM_NBYTES = 2**31 - 1
+
+
+def _is_int(value: Any) -> bool:
+    """An integer, not a bool (JSON true is no length)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def data_type_from_v3(value: Any, where: str = "data_type") -> DataType:
     """Resolve a v3 ``data_type`` JSON value; unknown types raise UnsupportedDataTypeError."""
     if isinstance(value, str):
         name, config = value, {}
     elif isinstance(value, Mapping) and isinstance(value.get("name"), str):
-        name, config = value["name"], dict(value.get("configuration") or {})
+        name, config = value["name"], value.get("configuration", {})
+        if not isinstance(config, Mapping):
+            raise MetadataError(f"{where}: configuration must be an object, got {config!r}")
+        config = dict(config)
     else:
         raise MetadataError(f"{where}: expected a string or {{'name': ...}} object, got {value!r}")
     if name in _NUMERIC_V3 and not config:
@@ -202,8 +214,10 @@ def data_type_from_v3(value: Any, where: str = "data_type") -> DataType:
         return DataType(name, np.dtype(f"V{bits // 8}"), "raw")
     if name in ("null_terminated_bytes", "fixed_length_utf32", "raw_bytes"):
         length = config.get("length_bytes")
-        if not isinstance(length, int) or length < 1:
-            raise MetadataError(f"{where}: {name!r} needs a positive 'length_bytes', got {length!r}")
+        if not _is_int(length) or not 1 <= length <= _MAX_ITEM_NBYTES:
+            raise MetadataError(
+                f"{where}: {name!r} needs a positive 'length_bytes' of at most {_MAX_ITEM_NBYTES}, got {length!r}"
+            )
         if name == "fixed_length_utf32":
             if length % 4:
                 raise MetadataError(f"{where}: fixed_length_utf32 length_bytes must be a multiple of 4")
@@ -213,8 +227,11 @@ def data_type_from_v3(value: Any, where: str = "data_type") -> DataType:
         return DataType(name, dtype, kind, config)
     if name in ("numpy.datetime64", "numpy.timedelta64"):
         unit, scale = config.get("unit"), config.get("scale_factor", 1)
-        if unit not in _TIME_UNITS or not isinstance(scale, int) or scale < 1:
-            raise MetadataError(f"{where}: bad {name} configuration {config!r}")
+        if not isinstance(unit, str) or unit not in _TIME_UNITS or not _is_int(scale) or not 1 <= scale < 2**31:
+            raise MetadataError(
+                f"{where}: bad {name} configuration {config!r} (unit one of {sorted(_TIME_UNITS)}, "
+                "scale_factor an integer from 1 to 2**31 - 1)"
+            )
         code = "M8" if name == "numpy.datetime64" else "m8"
         unit_str = unit if scale == 1 else f"{scale}{unit}"
         kind = "datetime" if code == "M8" else "timedelta"

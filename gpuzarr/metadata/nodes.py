@@ -274,8 +274,11 @@ class ArrayMetadataV3(ArrayMetadata):
                                 f"{{'chunk_shape': [...]}}}}, got {grid!r}")
         if grid.get("name") != "regular":
             raise MetadataError(f"{key}: chunk_grid: only the 'regular' grid is supported, got {grid.get('name')!r}")
+        grid_config = grid.get("configuration")
+        if not isinstance(grid_config, Mapping):
+            raise MetadataError(f"{key}: chunk_grid.configuration must be an object, got {grid_config!r}")
         chunks = _shape(
-            (grid.get("configuration") or {}).get("chunk_shape"),
+            grid_config.get("chunk_shape"),
             f"{key}: chunk_grid.chunk_shape",
             allow_zero=False,
         )
