@@ -301,6 +301,11 @@ V3_BAD_FIELDS = [
     ("chunk_grid.configuration", "chunk_grid.configuration", 5),
     ("chunk_grid.configuration", "chunk_grid.configuration", [5, 3]),
     ("chunk_grid.configuration", "chunk_grid.configuration", None),
+    ("chunk_grid.configuration", "chunk_grid.configuration", {"chunk_shape": [5, 3], "zz": 1}),
+    ("chunk_key_encoding", "chunk_key_encoding.configuration", False),
+    ("chunk_key_encoding", "chunk_key_encoding.configuration", []),
+    ("chunk_key_encoding", "chunk_key_encoding.configuration", {"separator": "/", "zz": 1}),
+    ("storage_transformers", "storage_transformers", False),
     ("fill_value", "fill_value", "abc"),
     ("fill_value", "fill_value", 1.5),
     ("fill_value", "fill_value", 2**40),
@@ -346,6 +351,8 @@ V2_BAD_FIELDS = [
     ("compressor", "compressor", {"level": 1}),
     ("filters", "filters", {"id": "delta"}),
     ("filters", "filters", [{"no": "id"}]),
+    ("filters", "filters", False),
+    ("filters", "filters", 0),
     ("zarr_format", "zarr_format", 3),
     ("shuffle", "compressor", {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": [1]}),
     ("shuffle", "compressor", {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": {"x": 1}}),
@@ -372,6 +379,8 @@ V3_BAD_DATA_TYPES = [
     ({"name": "numpy.datetime64", "configuration": {"unit": "s", "scale_factor": 2**40}}, 0),
     ({"name": "numpy.datetime64", "configuration": {"unit": ["s"], "scale_factor": 1}}, 0),
     ({"name": "numpy.timedelta64", "configuration": {"unit": "s", "scale_factor": True}}, 0),
+    ({"name": "numpy.timedelta64", "configuration": {"unit": "s"}}, 0),
+    ({"name": "numpy.datetime64", "configuration": {"unit": "s", "scale_factor": 1}, "zz": 1}, 0),
 ]
 
 
@@ -381,7 +390,7 @@ def test_v3_bad_data_type_configuration(data_type: dict[str, Any], fill: Any) ->
     the field (not NumPy's TypeError from building the dtype)."""
     doc = _v3_doc()
     doc["data_type"], doc["fill_value"] = data_type, fill
-    with pytest.raises(MetadataError, match=r"arr/zarr.json: data_type: .*configuration|length_bytes"):
+    with pytest.raises(MetadataError, match=r"arr/zarr.json: data_type: .*(configuration|length_bytes|unknown fields)"):
         _open_v3(doc)
 
 
@@ -565,7 +574,7 @@ def test_unknown_v3_data_type(name: Any) -> None:
     assert "arr/zarr.json" in str(info.value)
 
 
-@pytest.mark.parametrize("dtype", ["<i16", "foo", "|O"])
+@pytest.mark.parametrize("dtype", ["<i16", "foo", "|O", "<i", "<f", "int"])
 def test_unknown_v2_dtype(dtype: str) -> None:
     doc = _v2_doc()
     doc["dtype"] = dtype

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -180,6 +181,10 @@ def default_fill_value(dt: DataType) -> Any:
 # construction
 
 
+#: A v2 dtype string (NumPy's typestr): byte order, kind, size in bytes, a time unit
+#: for datetimes; objects take no size.
+_V2_DTYPE = re.compile(r"[<>|=]?(?:[biufcSUV][0-9]+|[mM]8(?:\[[0-9]*[A-Za-zμ]+\])?|O)")
+
 #: The largest fixed-size item NumPy can describe (its itemsize is a C int).
 _MAX_ITEM_NBYTES = 2**31 - 1
 
@@ -195,6 +200,9 @@ def data_type_from_v3(value: Any, where: str = "data_type") -> DataType:
         name, config = value, {}
     elif isinstance(value, Mapping) and isinstance(value.get("name"), str):
         name, config = value["name"], value.get("configuration", {})
+        extra = set(value) - {"name", "configuration"}
+        if extra and not (extra == {"must_understand"} and value["must_understand"] is False):
+            raise MetadataError(f"{where}: unknown fields {sorted(extra)} in {value!r}")
         if not isinstance(config, Mapping):
             raise MetadataError(f"{where}: configuration must be an object, got {config!r}")
         config = dict(config)
@@ -226,7 +234,7 @@ def data_type_from_v3(value: Any, where: str = "data_type") -> DataType:
         dtype = np.dtype(f"S{length}") if kind == "fixed_bytes" else np.dtype(f"V{length}")
         return DataType(name, dtype, kind, config)
     if name in ("numpy.datetime64", "numpy.timedelta64"):
-        unit, scale = config.get("unit"), config.get("scale_factor", 1)
+        unit, scale = config.get("unit"), config.get("scale_factor")
         if not isinstance(unit, str) or unit not in _TIME_UNITS or not _is_int(scale) or not 1 <= scale < 2**31:
             raise MetadataError(
                 f"{where}: bad {name} configuration {config!r} (unit one of {sorted(_TIME_UNITS)}, "
@@ -247,6 +255,13 @@ def data_type_from_v2(value: Any, where: str = "dtype", object_codec: str | None
     """
     if not isinstance(value, str):
         raise UnsupportedDataTypeError(f"{where}: unsupported v2 dtype {value!r} (structured dtypes are not supported)")
+    if not _V2_DTYPE.fullmatch(value):
+        # (NumPy also reads shorthands such as '<f' or 'int', whose size depends on
+        # the platform; the v2 spec and zarr-python take only typestr with a size.)
+        raise UnsupportedDataTypeError(
+            f"{where}: unknown v2 dtype {value!r}: expected a byte order, a kind and a size, such as '<f4', '|b1', "
+            "'<M8[ns]' or '|O'"
+        )
     try:
         stored = np.dtype(value)
     except TypeError:

@@ -124,9 +124,13 @@ class ChunkKeyEncoding:
         if not isinstance(value, Mapping) or value.get("name") not in ("default", "v2"):
             raise MetadataError(f"{where}: unsupported chunk_key_encoding {value!r}")
         name = value["name"]
-        config = value.get("configuration") or {}
+        config = value.get("configuration", {})
         if not isinstance(config, Mapping):
-            raise MetadataError(f"{where}: chunk_key_encoding configuration must be an object")
+            raise MetadataError(f"{where}: chunk_key_encoding configuration must be an object, got {config!r}")
+        if set(config) - {"separator"}:
+            raise MetadataError(
+                f"{where}: unknown chunk_key_encoding configuration fields {sorted(set(config) - {'separator'})}"
+            )
         sep = config.get("separator", value.get("separator", "/" if name == "default" else "."))
         if sep not in ("/", "."):
             raise MetadataError(f"{where}: separator must be '/' or '.', got {sep!r}")
@@ -277,6 +281,10 @@ class ArrayMetadataV3(ArrayMetadata):
         grid_config = grid.get("configuration")
         if not isinstance(grid_config, Mapping):
             raise MetadataError(f"{key}: chunk_grid.configuration must be an object, got {grid_config!r}")
+        if set(grid_config) - {"chunk_shape"}:
+            raise MetadataError(
+                f"{key}: chunk_grid.configuration: unknown fields {sorted(set(grid_config) - {'chunk_shape'})}"
+            )
         chunks = _shape(
             grid_config.get("chunk_shape"),
             f"{key}: chunk_grid.chunk_shape",
@@ -301,6 +309,8 @@ class ArrayMetadataV3(ArrayMetadata):
                 raise MetadataError(f"{key}: dimension_names must list a string or null per dimension")
             names = tuple(names)
         transformers = doc.get("storage_transformers", [])
+        if not isinstance(transformers, list):
+            raise MetadataError(f"{key}: storage_transformers must be a list, got {transformers!r}")
         if transformers:
             raise UnsupportedCodecError(f"{key}: storage_transformers {transformers!r} are not supported")
         return cls(shape, data_type, chunks, fill, codec_json, encoding, attributes, names)
@@ -384,7 +394,7 @@ class ArrayMetadataV2(ArrayMetadata):
         chunks = _shape(doc["chunks"], f"{key}: chunks", allow_zero=False)
         if len(chunks) != len(shape):
             raise MetadataError(f"{key}: chunks {chunks} does not match shape {shape}")
-        filters = doc["filters"] or []
+        filters = [] if doc["filters"] is None else doc["filters"]
         if not isinstance(filters, list) or not all(
             isinstance(f, Mapping) and isinstance(f.get("id"), str) for f in filters
         ):
