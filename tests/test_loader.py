@@ -703,3 +703,66 @@ def test_collecting_an_iterator_on_one_of_its_read_threads_does_not_deadlock(mon
     assert collected.wait(30)
     assert _loader_threads_end(), "the loader's threads did not stop (deadlocked)"
     it.close()
+
+
+def test_variable_length_arrays_are_refused_at_construction() -> None:
+    """Batches are gathered into fixed-size pools: strings and objects are refused when
+    the loader is made, naming the array, not at the first batch."""
+    text = gpuzarr.create_array({}, shape=(4,), chunks=(2,), dtype="str")
+    with pytest.raises(TypeError, match=r"loader: array 'text': .*variable-length"):
+        Loader({"text": text, "label": np.arange(4)}, 2)
+    with pytest.raises(TypeError, match=r"loader: the array: .*variable-length"):
+        Loader(np.array(["a", "bb", "c", "d"], dtype=object), 2)
+    fixed = Loader(np.array(["a", "bb", "c", "d"]), 2, shuffle=False)  # fixed-size '<U2' is fine
+    assert next(iter(fixed)).tolist() == ["a", "bb"]
+
+
+def test_a_batch_size_beyond_the_data_does_not_size_the_pool() -> None:
+    """The read-ahead is at most every block: a batch_size far beyond the samples costs
+    no more memory than one as large as the data."""
+    import tracemalloc
+
+    data = np.arange(30, dtype="int32").reshape(10, 3)
+    tracemalloc.start()
+    try:
+        batch = next(iter(Loader(data, 10_000_000, shuffle=False)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert batch.tolist() == data.tolist()
+    assert peak < 8 * 2**20  # (the pool sized by batch_size took hundreds of MiB)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "word"),
+    [
+        ({"patch_shape": (None, None)}, ValueError, "patch_shape"),
+        ({"axis": 1.0}, TypeError, "axis"),
+        ({"block_shape": True}, ValueError, "block_shape"),
+        ({"patch_shape": (2, None), "block_shape": (True, None)}, ValueError, "block_shape"),
+    ],
+)
+def test_argument_errors_name_the_argument(arguments: dict[str, Any], error: type[Exception], word: str) -> None:
+    with pytest.raises(error, match=f"loader: {word}"):
+        Loader(np.zeros((10, 3)), 2, **arguments)
+
+
+def test_positions_must_be_integers() -> None:
+    """Epochs and positions that are not integers are refused, not truncated."""
+    loader = Loader(np.arange(40), 4, seed=1)
+    state = loader.state_dict()
+    for epoch, batches in [(2.9, 1), (2, 1.5), ("2", 1), (True, 1)]:
+        with pytest.raises(ValueError, match="integer 'epoch' and 'batches_yielded'"):
+            loader.load_state_dict({**state, "epoch": epoch, "batches_yielded": batches})
+    for epoch in (1.9, -1, "x", True):
+        with pytest.raises(ValueError, match="loader: epoch must be a non-negative integer"):
+            loader.sample_order(epoch)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="loader: epoch must be a non-negative integer"):
+            loader.set_epoch(epoch)  # type: ignore[arg-type]
+    assert loader.sample_order(np.int64(1)).tolist() == loader.sample_order(1).tolist()
+
+
+def test_big_endian_sources_for_torch_are_refused_naming_the_dtype() -> None:
+    pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="output='torch' cannot hold dtype >i4"):
+        Loader(np.arange(8, dtype=">i4"), 2, output="torch")

@@ -242,8 +242,11 @@ class Loader:
     def _make_backend(self) -> BatchBackend:
         backend = make_backend(self._device, self._output, self._pin_memory)
         if isinstance(backend, HostBackend):
-            for reader in self._space.readers.values():
-                backend.check_dtype(reader.dtype)
+            for name, reader in self._space.readers.items():
+                try:
+                    backend.check_dtype(reader.dtype)
+                except TypeError as e:
+                    raise TypeError(f"loader: {f'array {name!r}' if name else 'the array'}: {e}") from None
         return backend
 
     # -- description ----------------------------------------------------------------
@@ -340,6 +343,8 @@ class Loader:
         patches (``np.unravel_index(ids, loader.grid_shape)`` times the patch shape gives
         patch origins). Computed without reading any data.
         """
+        if epoch is not None and (not _is_count(epoch) or epoch < 0):
+            raise ValueError(f"loader: epoch must be a non-negative integer, got {epoch!r}")
         order = self._order(self._epoch if epoch is None else int(epoch))
         return self._space.sample_ids(order.blocks, order.local)
 
@@ -353,7 +358,7 @@ class Loader:
 
     def set_epoch(self, epoch: int) -> None:
         """Start over at the beginning of ``epoch`` (closes a running iteration)."""
-        if not isinstance(epoch, int | np.integer) or epoch < 0:
+        if not _is_count(epoch) or epoch < 0:
             raise ValueError(f"loader: epoch must be a non-negative integer, got {epoch!r}")
         self._reposition(int(epoch), 0)
 
@@ -400,10 +405,12 @@ class Loader:
         if diff:
             details = ", ".join(f"{k}: state {theirs.get(k)!r} vs loader {mine.get(k)!r}" for k in diff)
             raise ValueError(f"loader: state_dict is from a differently configured loader ({details})")
-        try:
-            epoch, position = int(state["epoch"]), int(state["batches_yielded"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"loader: state_dict needs integer 'epoch' and 'batches_yielded': {exc!r}") from None
+        epoch, position = state.get("epoch"), state.get("batches_yielded")
+        if not (_is_count(epoch) and _is_count(position)):
+            raise ValueError(
+                f"loader: state_dict needs integer 'epoch' and 'batches_yielded', got {epoch!r} and {position!r}"
+            )
+        epoch, position = int(epoch), int(position)
         if epoch < 0 or not 0 <= position <= len(self):
             raise ValueError(f"loader: bad position in state_dict: epoch {epoch}, batch {position}")
         self._reposition(epoch, position)
@@ -522,7 +529,8 @@ def _assemble(
     if not schedule.loads:
         return
     block = space.max_block_samples
-    lookahead = max(read_threads, -(-batch_size // block)) if read_threads else 0
+    # (Never more blocks than there are: a batch_size far beyond the data must not size the pool.)
+    lookahead = min(max(read_threads, -(-batch_size // block)), space.num_blocks) if read_threads else 0
     capacity = schedule.capacity + lookahead
     pool_size, pools = pool_cache.take(capacity * block, lambda n: {
         name: backend.empty_pool((n, *r.pool_sample_shape), r.dtype) for name, r in space.readers.items()

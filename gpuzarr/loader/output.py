@@ -82,10 +82,16 @@ class HostBackend(BatchBackend):
 
     def check_dtype(self, dtype: np.dtype) -> None:
         """Raise early (at construction, not mid-epoch) for a dtype the output type cannot hold."""
+        if dtype.kind == "O" or isinstance(dtype, np.dtypes.StringDType):
+            # Batches are gathered into fixed-size pools: variable-length items have no slot size.
+            raise TypeError(
+                f"batches cannot hold the variable-length dtype {dtype} (strings or objects); "
+                "store fixed-size items (e.g. '<U16' or 'S16') to load them"
+            )
         if self._torch is not None:
             try:
                 self._torch.from_numpy(np.empty(0, dtype=dtype))
-            except TypeError as e:
+            except (TypeError, ValueError) as e:  # (ValueError: a byte order other than the native one)
                 raise TypeError(f"output='torch' cannot hold dtype {dtype}: {e}") from None
 
     def empty_pool(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

@@ -67,6 +67,11 @@ def _aligned_extent(patch: int, unit: int) -> int:
     return patch * max(1, round(unit / patch))
 
 
+
+def _is_positive_int(value: Any) -> bool:
+    """A positive integer (NumPy's too), not a bool (True is no extent)."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 1
+
 class ArrayReader:
     """Reads blocks of one array into pool slots laid out as ``(samples, *sample_shape)``."""
 
@@ -194,12 +199,17 @@ class SampleSpace:
                     raise ValueError(f"loader: array {name!r} has {len(a.shape)} dimensions, expected {ndim}")
             full = (1,) * (ndim - len(patch_shape)) + patch_shape
             dims = [d for d in range(ndim) if full[d] is not None]
+            if not dims:
+                raise ValueError(
+                    f"loader: patch_shape {patch_shape} tiles no dimension (every entry is None); give a patch "
+                    "extent for at least one, or leave patch_shape out to sample along axis"
+                )
             for d in dims:
                 extents = {name: int(a.shape[d]) for name, a in arrays.items()}
                 if len(set(extents.values())) != 1:
                     raise ValueError(f"loader: arrays differ in extent on tiled dimension {d}: {extents}")
                 p = full[d]
-                if not isinstance(p, int | np.integer) or p < 1:
+                if not _is_positive_int(p):
                     raise ValueError(f"loader: patch_shape entries must be positive integers or None, got {p!r}")
             patch = tuple(int(full[d]) for d in dims)  # type: ignore[arg-type]
             grid = tuple(int(first.shape[d]) // p for d, p in zip(dims, patch, strict=True))
@@ -238,6 +248,8 @@ class SampleSpace:
     @staticmethod
     def _sample_axis(name: str, array: Any, axis: int) -> int:
         ndim = len(array.shape)
+        if not isinstance(axis, int | np.integer) or isinstance(axis, bool):
+            raise TypeError(f"loader: axis must be an integer, got {axis!r}")
         if not -ndim <= axis < ndim:
             raise ValueError(f"loader: axis {axis} is out of range for array {name!r} with {ndim} dimensions")
         return axis % ndim
@@ -246,7 +258,7 @@ class SampleSpace:
     def _requested_blocks_samples(block_shape: int | Sequence[int | None] | None) -> list[int | None]:
         if block_shape is None:
             return [None]
-        if not isinstance(block_shape, int | np.integer) or block_shape < 1:
+        if not _is_positive_int(block_shape):
             raise ValueError(f"loader: block_shape must be a positive number of samples, got {block_shape!r}")
         return [int(block_shape)]
 
@@ -263,7 +275,7 @@ class SampleSpace:
         for d in dims:
             e, p = block_shape[d], full[d]
             assert p is not None
-            if e is not None and (e < 1 or e % p):
+            if e is not None and (not _is_positive_int(e) or e % p):
                 raise ValueError(f"loader: block_shape[{d}] = {e} is not a positive multiple of the patch extent {p}")
             out.append(None if e is None else int(e) // p)
         return out
