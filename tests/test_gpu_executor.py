@@ -540,6 +540,53 @@ def test_direct_file_reads(tmp_path: Path, codec: str, sharded: bool) -> None:
     assert (backend.file_reads > 0) == direct
 
 
+class _ReplacingBackend(HostBackend):
+    """The host backend, whose first ``times`` direct reads find the shard replaced by
+    another version (another writer renaming a new file over it) just before reading."""
+
+    def __init__(self, path: Path, versions: list[bytes], times: int) -> None:
+        super().__init__()
+        self.path, self.versions, self.times = path, versions, times
+        self.file_reads = 0
+
+    def read_files(self, reads: list[tuple[str, int, int]], dst: Any, offsets: np.ndarray) -> None:
+        if self.file_reads < self.times:
+            replacement = self.path.with_name("replacement")
+            replacement.write_bytes(self.versions[self.file_reads % len(self.versions)])
+            replacement.replace(self.path)  # (a new inode, as a write's rename)
+        self.file_reads += 1
+        super().read_files(reads, dst, offsets)
+
+
+@pytest.mark.parametrize("times", [1, 10], ids=["once", "every-try"])
+def test_direct_reads_of_a_shard_replaced_after_its_index_was_read(tmp_path: Path, times: int) -> None:
+    """A shard replaced between the read of its index and the direct read of its ranges
+    is read again (and, when it keeps changing, through the store, which pins one
+    version): never the old index's ranges of the new shard."""
+    shape = (8, 8)
+
+    def quads(values: list[int]) -> np.ndarray:
+        x = np.empty(shape, np.int32)
+        x[:4, :4], x[:4, 4:], x[4:, :4], x[4:, 4:] = values
+        return x
+
+    a = gpuzarr.create_array(
+        tmp_path / "s", shape=shape, chunks=(4, 4), shards=shape, dtype="int32", fill_value=0, compressors=None
+    )
+    shard = tmp_path / "s" / "c" / "0" / "0"
+    a[...] = quads([0, 5, 6, 7])  # inner chunk (0, 0) not stored: the others sit elsewhere
+    version_a = shard.read_bytes()
+    a[...] = quads([1, 2, 3, 4])
+    version_b = shard.read_bytes()
+    shard.write_bytes(version_a)
+    shard_index_cache.clear()
+    backend = _ReplacingBackend(shard, [version_b, version_a], times)
+    with gpuzarr.config.set(gpu_io="kvikio"):
+        got = _read(gpuzarr.open_array(tmp_path / "s"), backend)
+    assert backend.file_reads == min(times + 1, 3)
+    np.testing.assert_array_equal(got, quads([1, 2, 3, 4]))  # (the version last renamed in)
+
+
 def test_locate_matches_fetch(tmp_path: Path) -> None:
     data = _data("float32")
     data[:8] = 0

@@ -36,7 +36,7 @@ host backend, which emulates the device with NumPy and the CPU libraries.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -344,24 +344,54 @@ def _reads_files_directly(layout: ChunkLayout, plan: DeviceChain) -> bool:
     )
 
 
+#: Tries of a direct read whose objects are replaced while it runs, before the wave is
+#: read through the store instead (which pins one version of each object).
+_DIRECT_READ_TRIES = 3
+
+
+def _replaced(store: Any, versions: dict[str, Hashable]) -> bool:
+    """Whether any object changed version since ``versions`` were taken."""
+    return any(store.object_token(key) != token for key, token in versions.items())
+
+
 def _read_wave_direct(
     layout: ChunkLayout, plan: DeviceChain, wave: list[tuple[_Destination, ChunkProjection]], backend: Backend
 ) -> None:
-    """A wave read file range by file range straight into device memory, then decoded."""
-    located = layout.locate([p for _, p in wave])
+    """A wave read file range by file range straight into device memory, then decoded.
+
+    The files are read by path, after their ranges were located (a shard's from its
+    index): a shard replaced in between (a write renames a new file over it) would be
+    read at its old ranges. So the objects' versions are compared after the read, and
+    the wave is read again when one changed.
+    """
+    projections = [p for _, p in wave]
+    file_path = layout.store.file_path  # type: ignore[attr-defined]
+    for _ in range(_DIRECT_READ_TRIES):
+        versions: dict[str, Hashable] = {}
+        try:
+            located = layout.locate(projections, versions)
+        except CorruptChunkError:
+            if _replaced(layout.store, versions):  # (an index applied to a newer shard)
+                continue
+            raise
+        stored = [i for i, where in enumerate(located) if where is not None]
+        reads = [located[i] for i in stored]
+        if reads:
+            sizes = np.array([n for _, _, n in reads], dtype=np.int64)  # type: ignore[misc]
+            offsets = _slot_offsets(sizes)
+            device_input = backend.empty(int(offsets[-1] + sizes[-1]))
+            backend.read_files([(file_path(key), off, n) for key, off, n in reads], device_input, offsets)  # type: ignore[misc]
+        if not _replaced(layout.store, versions):
+            break
+    else:
+        _read_wave(layout, plan, wave, layout.fetch(projections, inline=layout.store.cheap_reads), backend)
+        return
     missing = [wave[i] for i, where in enumerate(located) if where is None]
     if missing:
         _fill(layout, missing, backend)
-    stored = [i for i, where in enumerate(located) if where is not None]
     if not stored:
         return
     units = [wave[i] for i in stored]
-    reads = [located[i] for i in stored]
-    sizes = np.array([n for _, _, n in reads], dtype=np.int64)  # type: ignore[misc]
-    offsets = _slot_offsets(sizes)
-    device_input = backend.empty(int(offsets[-1] + sizes[-1]))
-    file_path = layout.store.file_path  # type: ignore[attr-defined]
-    backend.read_files([(file_path(key), off, n) for key, off, n in reads], device_input, offsets)  # type: ignore[misc]
     coords = [p.chunk_coords for _, p in units]
     slot = _align(layout.unit_spec.nbytes)
 

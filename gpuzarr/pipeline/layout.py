@@ -139,11 +139,18 @@ class ChunkLayout:
         min_units = max(1, min_group_bytes // (self.unit_spec.nbytes or 1))
         return [UnitGroup(self, part) for part in tapering_parts(projections, 4 * threads, threads, min_units)]
 
-    def locate(self, projections: Sequence[ChunkProjection]) -> list[tuple[str, int, int] | None]:
+    def locate(
+        self, projections: Sequence[ChunkProjection], versions: dict[str, Hashable] | None = None
+    ) -> list[tuple[str, int, int] | None]:
         """Where each projection's unit is stored, without reading it: ``(key, offset,
         nbytes)``, or None for a unit not stored (readers that fetch into device memory
-        themselves use this)."""
+        themselves use this). ``versions`` receives each object's version token
+        (:meth:`Store.object_token`) as it was when located: a caller that reads the
+        ranges some other way compares them afterwards, for an object replaced in between
+        may not be where these ranges say."""
         keys = [self.key(p.chunk_coords) for p in projections]
+        if versions is not None:  # (before the sizes: a replace in between changes the token)
+            versions.update((k, t) for k in keys if (t := self.store.object_token(k)) is not None)
         sizes = [self.store.size(k) for k in keys]
         return [(k, 0, n) if n is not None else None for k, n in zip(keys, sizes, strict=True)]
 
@@ -576,9 +583,19 @@ class ShardedLayout(ChunkLayout):
             )
         return requests
 
-    def locate(self, projections: Sequence[ChunkProjection]) -> list[tuple[str, int, int] | None]:
+    def locate(
+        self, projections: Sequence[ChunkProjection], versions: dict[str, Hashable] | None = None
+    ) -> list[tuple[str, int, int] | None]:
         located: list[tuple[str, int, int] | None] = [None] * len(projections)
-        requests = self._plan(projections, inline=True)
+        if not projections:
+            return located
+        shards, position, inner = self._locate(projections)
+        keys = [self.key(s) for s in shards]
+        with self._open_readers(keys) as readers:  # (each index with its shard's version)
+            indexes = self._indexes_via(keys, readers)
+            if versions is not None:
+                versions.update((k, r.token) for k, r in zip(keys, readers, strict=True) if r is not None)
+        requests = self._requests(projections, keys, indexes, position, inner)
         for request in requests:
             # Nothing reads these ranges before the caller sizes its buffers from them:
             # a corrupt index must fail here, as the fetched ranges fail in ``cut``.
