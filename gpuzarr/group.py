@@ -18,7 +18,7 @@ from gpuzarr.errors import (
     ReadOnlyError,
 )
 from gpuzarr.indexing import array_module
-from gpuzarr.metadata import ArrayMetadata, GroupMetadata
+from gpuzarr.metadata import V2_CONSOLIDATED_KEY, V3_KEY, ArrayMetadata, GroupMetadata
 from gpuzarr.metadata.dtypes import data_type_from_user
 from gpuzarr.nodes import (
     Node,
@@ -171,6 +171,7 @@ class Group(Node):
         read_only: bool = False,
         device: Device | str = "cpu",
         consolidated_view: dict[str, dict[str, Any]] | None = None,
+        consolidated_source: tuple[str, str] | None = None,
     ) -> None:
         super().__init__(store, path, read_only=read_only, device=device)
         self._metadata = metadata
@@ -179,6 +180,10 @@ class Group(Node):
         # below it, so navigating a consolidated hierarchy never reads member metadata.
         # Kept apart from `metadata` so that writing attributes never stores it.
         self._view = consolidated_view if consolidated_view is not None else metadata.consolidated
+        # Where that snapshot is stored, and this group's path within it (how errors in
+        # a member's entry name the document that holds it).
+        own_key = prefix_of(path) + (V3_KEY if metadata.zarr_format == 3 else V2_CONSOLIDATED_KEY)
+        self._view_source = consolidated_source if consolidated_source is not None else (own_key, "")
         self._consolidated_stale = False  # set once this object adds a member
 
     # -- description ------------------------------------------------------------------
@@ -220,7 +225,8 @@ class Group(Node):
     def _child_metadata(self, relative: str) -> NodeMetadata | None:
         if self._use_consolidated():
             view = GroupMetadata(self._metadata.zarr_format, {}, self._view)
-            found = metadata_from_consolidated(view, relative)
+            document, below = self._view_source
+            found = metadata_from_consolidated(view, relative, (document, below + relative))
             if found is not None:
                 return found
         return load_metadata(self._store, join_path(self._path, relative))
@@ -231,8 +237,15 @@ class Group(Node):
             assert self._view is not None
             below = relative + "/"
             view = {k[len(below) :]: v for k, v in self._view.items() if k.startswith(below)}
+            document, above = self._view_source
             return Group(
-                self._store, path, metadata, read_only=self._read_only, device=self._device, consolidated_view=view
+                self._store,
+                path,
+                metadata,
+                read_only=self._read_only,
+                device=self._device,
+                consolidated_view=view,
+                consolidated_source=(document, above + below),
             )
         return node_from_metadata(self._store, path, metadata, read_only=self._read_only, device=self._device)
 

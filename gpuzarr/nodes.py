@@ -109,21 +109,27 @@ def _v2_consolidated(doc: Mapping[str, Any], key: str = V2_CONSOLIDATED_KEY) -> 
 
 
 def metadata_from_consolidated(
-    group: GroupMetadata, relative_path: str
+    group: GroupMetadata, relative_path: str, source: tuple[str, str]
 ) -> NodeMetadata | None:
-    """The metadata of a descendant recorded in ``group``'s consolidated metadata."""
+    """The metadata of a descendant recorded in ``group``'s consolidated metadata.
+
+    ``source``: the key of the document holding the consolidated metadata and the
+    descendant's path in it, for errors to name the entry where it is stored.
+    """
     assert group.consolidated is not None
+    document, entry = source
     if group.zarr_format == 3:
         doc = group.consolidated.get(relative_path)
         if doc is None:
             return None
-        return _from_v3_document(doc, f"consolidated_metadata[{relative_path!r}]")
+        return _from_v3_document(doc, f"{document}: consolidated_metadata[{entry!r}]")
     docs = group.consolidated.get(relative_path)
     if not docs:
         return None
     attrs = docs.get(V2_ATTRS_KEY, {})
     if V2_ARRAY_KEY in docs:
-        return ArrayMetadataV2.from_json(docs[V2_ARRAY_KEY], attrs, f"{relative_path}/{V2_ARRAY_KEY}")
+        where = f"{entry}/{V2_ARRAY_KEY}"
+        return ArrayMetadataV2.from_json(docs[V2_ARRAY_KEY], attrs, f"{document}: metadata[{where!r}]")
     if V2_GROUP_KEY in docs:
         return GroupMetadata(2, dict(attrs))
     return None

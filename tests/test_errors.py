@@ -864,3 +864,26 @@ def test_batched_zstd_decode_falls_back_for_multi_frame_chunks() -> None:
     half = len(chunk) // 2
     store[key] = numcodecs.Zstd(1).encode(chunk[:half]) + numcodecs.Zstd(1).encode(chunk[half:])
     np.testing.assert_array_equal(a[:32, :32], DATA[:32, :32])
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_errors_in_consolidated_entries_name_where_they_are_stored(tmp_path: pathlib.Path, zarr_format: int) -> None:
+    """A bad member entry in consolidated metadata is named where it is stored (the
+    root's .zmetadata or zarr.json), not as the member's own document, which is fine."""
+    root = gpuzarr.open_group(tmp_path / "g", mode="w", zarr_format=zarr_format)
+    root.create_group("a").create_array("x", shape=(4,), chunks=(2,), dtype="i4")
+    gpuzarr.consolidate_metadata(tmp_path / "g")
+    if zarr_format == 2:
+        document, expected = tmp_path / "g" / ".zmetadata", r"\.zmetadata: metadata\['a/x/\.zarray'\]: order"
+        doc = json.loads(document.read_text())
+        doc["metadata"]["a/x/.zarray"]["order"] = 0
+    else:
+        document, expected = tmp_path / "g" / "zarr.json", r"zarr\.json: consolidated_metadata\['a/x'\]: shape"
+        doc = json.loads(document.read_text())
+        doc["consolidated_metadata"]["metadata"]["a/x"]["shape"] = "x"
+    document.write_text(json.dumps(doc))
+    with pytest.raises(MetadataError, match=expected):
+        gpuzarr.open_group(tmp_path / "g", mode="r")["a"]["x"]
+    with pytest.raises(MetadataError, match=expected):
+        gpuzarr.open_consolidated(tmp_path / "g", mode="r")["a/x"]
+    assert gpuzarr.open_array(tmp_path / "g" / "a" / "x").shape == (4,)  # (its own document is fine)
