@@ -413,6 +413,32 @@ def test_vlen_matches_numcodecs() -> None:
         VLenUTF8Codec().cpu_decode(numcodecs.VLenUTF8().encode(values[:3]), spec)
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("dtype", ["str", "bytes"])
+def test_vlen_item_counts_are_checked_before_decoding(zarr_format: int, dtype: str) -> None:
+    """A vlen chunk whose item count is off (a flipped bit can ask numcodecs for
+    gigabytes) raises before numcodecs decodes it, as does one too short for it."""
+    import gpuzarr
+
+    store: dict[str, bytes] = {}
+    values = ["a", "bb", "ccc"] if dtype == "str" else [b"a", b"bb", b"ccc"]
+    a = gpuzarr.create_array(store, shape=(3,), chunks=(3,), dtype=dtype, compressors=None, zarr_format=zarr_format)
+    a[...] = np.array(values, dtype=object)
+    key = "0" if zarr_format == 2 else "c/0"
+    good = store[key]
+    assert int.from_bytes(good[:4], "little") == 3
+    for bad, message in [
+        ((385_000_000).to_bytes(4, "little") + good[4:], "holds 385000000 items, expected 3"),
+        (good[:2], "no item count"),
+        (good[:4] + good[4:8], "too short"),
+    ]:
+        store[key] = bad
+        with pytest.raises(CorruptChunkError, match=message):
+            gpuzarr.open_array(store)[...]
+    store[key] = good
+    assert gpuzarr.open_array(store)[...].tolist() == values
+
+
 def test_deflate_fallbacks_agree_with_zlib(monkeypatch: pytest.MonkeyPatch) -> None:
     """libdeflate (when installed) and the zlib fallback decode the same streams."""
     import gpuzarr.codecs._deflate as deflate_module
