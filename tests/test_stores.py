@@ -1243,45 +1243,87 @@ def test_readers_see_the_version_they_opened(store: Store, flushed: bool) -> Non
         assert bytes(reader.get_suffix(3)) == b"nts"
 
 
-def test_zip_flush_waits_for_open_member_readers(tmp_path: pathlib.Path) -> None:
-    """A flush swaps the archive only once no reader of the old one is open, and the
-    thread holding one may open more meanwhile (no deadlock)."""
+def test_zip_readers_keep_their_archive_through_flushes(tmp_path: pathlib.Path) -> None:
+    """A flush never waits for open readers: it installs the new archive at once, and a
+    reader opened before keeps reading the member as it was (the replaced file stays
+    open until the last such reader closes). The thread holding a reader may itself
+    write, flush and close."""
     store = ZipStore(tmp_path / "z.zip", "w")
     store.set("a", b"A1")
     store.set("b", b"B1")
     store.flush()
     reader = store.open_reader("a")
     assert reader is not None
+    old_archive = reader._archive  # type: ignore[attr-defined]
     store.set("a", b"A2")
-    flushing = threading.Thread(target=store.flush)
-    flushing.start()
-    flushing.join(0.2)
-    assert flushing.is_alive()  # waiting for the reader
+    store.flush()  # (on this very thread, with the reader open)
+    assert store.get("a") == b"A2"
+    assert bytes(reader.get_suffix(2)) == b"A1"
     with store.open_reader("b") as other:  # type: ignore[union-attr]
         assert bytes(other.get_suffix(2)) == b"B1"
-    assert bytes(reader.get_suffix(2)) == b"A1"
+    assert not old_archive.file.closed  # (still read by `reader`)
     reader.close()
-    flushing.join(10)
-    assert not flushing.is_alive()
-    assert store.get("a") == b"A2"
-    forgotten = store.open_reader("a")  # a reader never closed is released when collected
-    assert forgotten is not None
-    del forgotten
-    gc.collect()
-    store.close()
+    assert old_archive.file.closed
     with zipfile.ZipFile(tmp_path / "z.zip") as zf:
         assert zf.read("a") == b"A2"
+    forgotten = store.open_reader("a")  # a reader never closed is released when collected
+    assert forgotten is not None
+    store.close()  # (does not wait for it)
+    archive = forgotten._archive  # type: ignore[attr-defined]
+    assert not archive.file.closed
+    del forgotten
+    gc.collect()
+    assert archive.file.closed
 
 
-@pytest.mark.parametrize("kind", KINDS)
+def test_zip_reader_release_inside_the_store_lock_does_not_deadlock(tmp_path: pathlib.Path) -> None:
+    """A collection may run a forgotten reader's finalizer on a thread that holds the
+    store's lock (inside any allocation there); and a store collected together with
+    its reader may be closed first. Neither hangs."""
+    store = ZipStore(tmp_path / "z.zip", "w")
+    store.set("a", b"A1")
+    store.flush()
+    reader = store.open_reader("a")
+    assert reader is not None
+    done = threading.Event()
+
+    def release_under_the_lock() -> None:
+        with store._state.cond:  # type: ignore[attr-defined]
+            reader.close()
+        done.set()
+
+    threading.Thread(target=release_under_the_lock, daemon=True).start()
+    assert done.wait(10)
+
+    class Holder:
+        pass
+
+    holder = Holder()
+    holder.self = holder  # type: ignore[attr-defined]
+    holder.store = ZipStore(tmp_path / "z.zip", "r")  # type: ignore[attr-defined]
+    holder.reader = holder.store.open_reader("a")  # type: ignore[attr-defined]
+    del holder
+    collected = threading.Event()
+
+    def collect() -> None:
+        gc.collect()
+        collected.set()
+
+    threading.Thread(target=collect, daemon=True).start()
+    assert collected.wait(10)
+    store.close()
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "zip-flushed"])
 def test_sharded_reads_see_one_version_of_a_shard(
     tmp_path: pathlib.Path, kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A shard replaced between the read of its index and of its inner chunks does not
-    mix the two versions (the index of one applied to the bytes of the other)."""
+    mix the two versions (the index of one applied to the bytes of the other); on a
+    zip store both for an unflushed shard and for one in the archive."""
     import gpuzarr
 
-    store = _opener(kind, tmp_path)()
+    store = _opener(kind.removesuffix("-flushed"), tmp_path)()
     a = gpuzarr.create_array(
         store, shape=(10, 10), chunks=(5, 5), shards=(10, 10), dtype="int32", fill_value=0, compressors=None
     )
@@ -1296,6 +1338,8 @@ def test_sharded_reads_see_one_version_of_a_shard(
     a[...] = quads([1, 2, 3, 4])
     version_b = store.get("c/0/0")
     store.set("c/0/0", version_a)  # (through the store: a's cached index is no longer valid)
+    if kind.endswith("-flushed"):
+        store.flush()
     with store.open_reader("c/0/0") as probe:  # type: ignore[union-attr]
         reader_type = type(probe)
     replaced = []

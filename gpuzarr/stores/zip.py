@@ -74,6 +74,11 @@ class _Archive:
         self.lock = threading.Lock()
         #: Distinguishes this opening of the file from every other (see _token).
         self.serial = next(_archive_serials)
+        #: Reads and readers using this opening (guarded by the store state's ``cond``):
+        #: a flush replaces the file at once, and this one is closed after its last.
+        self.readers = 0
+        self.retired = False
+        self._closed = False
         # Every member (later duplicates win, as in zipfile), in archive order, and
         # the subset whose names are valid store keys (directory entries etc. are
         # kept on rewrite but are not keys).
@@ -87,6 +92,9 @@ class _Archive:
         self._data_offsets: dict[str, int] = {}
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.zf.close()
         finally:
@@ -134,6 +142,11 @@ class _Archive:
         except (NotImplementedError, RuntimeError, zlib.error, EOFError) as exc:
             raise StoreError(f"cannot read zip member {key!r}: {exc}") from exc
 
+    def read_suffix(self, key: str, info: zipfile.ZipInfo, length: int, verify_crc: bool) -> bytes:
+        """The last ``length`` bytes of member ``key`` (all of it, if shorter)."""
+        start = max(0, info.file_size - length)
+        return self.read_ranges(key, info, [(start, info.file_size - start)], verify_crc)[0]
+
     def read_ranges(
         self, key: str, info: zipfile.ZipInfo, ranges: list[ByteRange], verify_crc: bool
     ) -> list[bytes]:
@@ -157,25 +170,23 @@ class _ZipState:
     the store alive), so that a store dropped without ``close()`` still flushes its
     pending writes when collected or at interpreter exit.
 
-    Concurrency: ``cond`` guards every field. Readers look a key up under it and,
-    if it lives in the on-disk archive, register in ``readers`` and read without the
-    lock. A flush sets ``flushing`` (which holds back new readers and writers),
-    builds the new archive, waits until no reader uses the old one, then swaps.
-    An open member reader (:class:`_MemberReader`) stays registered until closed, so
-    its reads all see the archive it opened; a thread holding one is not held back
-    by a flush (the flush waits for it to close its readers, and it may open more
-    first: a shard read opens all its shards' readers before closing any).
+    Concurrency: ``cond`` guards every field and every archive's reader count.
+    Readers look a key up under it and, if it lives in the on-disk archive, register
+    with that archive and read without the lock; nothing that reads ever waits. A
+    flush sets ``flushing`` (which holds back writers, so the content it writes stays
+    put), builds the new archive, renames it over the file and installs it at once;
+    the old archive stays open for the readers still registered with it (POSIX keeps
+    a replaced file readable) and is closed after the last. An open member reader
+    (:class:`_MemberReader`) stays registered until closed, so all its reads see one
+    version of the member. ``cond``'s lock is reentrant: a reader's finalizer (which
+    releases it) may run on a thread that holds it, inside a garbage collection.
     """
 
     def __init__(self, path: str, mode: str, verify_crc: bool) -> None:
         self.path = path
         self.mode = mode
         self.verify_crc = verify_crc
-        self.cond = threading.Condition(threading.Lock())
-        self.readers = 0
-        #: Open member readers per thread (by thread id): those threads skip the wait
-        #: for a flush, which itself waits for their readers.
-        self.holders: dict[int, int] = {}
+        self.cond = threading.Condition(threading.RLock())
         self.flushing = False
         self.closed = False
         self.pending: dict[str, bytes] = {}  # writes not yet on disk
@@ -202,56 +213,37 @@ class _ZipState:
 
     def lookup(self, key: str) -> tuple[bytes | None, _Archive | None, zipfile.ZipInfo | None]:
         """Resolve ``key``: ``(pending_value, None, None)``, ``(None, archive, info)``
-        with a reader registered (call :meth:`release`), or all ``None`` if missing."""
+        with a reader registered with ``archive`` (call :meth:`release` with it), or all
+        ``None`` if missing. Never waits."""
         with self.cond:
-            return self._lookup(key)
+            value = self.pending.get(key)
+            if value is not None:
+                return value, None, None
+            archive = self.archive
+            if archive is None or key in self.deleted:
+                return None, None, None
+            info = archive.keys.get(key)
+            if info is None:
+                return None, None, None
+            archive.readers += 1
+            return None, archive, info
 
-    def _lookup(self, key: str) -> tuple[bytes | None, _Archive | None, zipfile.ZipInfo | None]:
-        """:meth:`lookup`, with ``cond`` held."""
-        if not self.holders.get(threading.get_ident()):
-            self._wait_idle()
-        value = self.pending.get(key)
-        if value is not None:
-            return value, None, None
-        if self.archive is None or key in self.deleted:
-            return None, None, None
-        info = self.archive.keys.get(key)
-        if info is None:
-            return None, None, None
-        self.readers += 1
-        return None, self.archive, info
-
-    def open_member_reader(
-        self, key: str
-    ) -> tuple[bytes | None, _Archive | None, zipfile.ZipInfo | None, int | None]:
-        """:meth:`lookup` for a reader that stays registered until
-        :meth:`release_member_reader` (with the returned thread id), when the key is an
-        archive member."""
+    def release(self, archive: _Archive) -> None:
+        """End a registration with ``archive`` (:meth:`lookup`); a replaced archive is
+        closed after its last."""
         with self.cond:
-            value, archive, info = self._lookup(key)
-            if archive is None:
-                return value, None, None, None
-            holder = threading.get_ident()
-            self.holders[holder] = self.holders.get(holder, 0) + 1
-            return None, archive, info, holder
+            archive.readers -= 1
+            if archive.readers == 0:
+                if archive.retired:
+                    archive.close()
+                self.cond.notify_all()
 
-    def release(self) -> None:
-        with self.cond:
-            self._release()
-
-    def _release(self) -> None:
-        self.readers -= 1
-        if self.readers == 0:
-            self.cond.notify_all()
-
-    def release_member_reader(self, holder: int) -> None:
-        with self.cond:
-            left = self.holders[holder] - 1
-            if left:
-                self.holders[holder] = left
-            else:
-                del self.holders[holder]
-            self._release()
+    def _retire(self, archive: _Archive) -> None:
+        """With ``cond`` held: ``archive`` is no longer the store's; close it now, or
+        after its last registered reader."""
+        archive.retired = True
+        if archive.readers == 0:
+            archive.close()
 
     # ------------------------------------------------------------------- writes
 
@@ -296,8 +288,7 @@ class _ZipState:
         return keys
 
     def list_keys(self, start: str) -> list[str]:
-        with self.cond:
-            self._wait_idle()
+        with self.cond:  # (a flush changes nothing listed until its swap, made under cond)
             return self._keys_snapshot(start)
 
     # -------------------------------------------------------------------- flush
@@ -361,20 +352,22 @@ class _ZipState:
 
     def _swap(self, tmp: str) -> None:
         with self.cond:
-            # Readers registered before the flush may still be reading the old file.
-            self.cond.wait_for(lambda: self.readers == 0)
             old = self.archive
-            if old is not None:
-                # Windows cannot replace a file that is open; POSIX does not care.
+            if old is not None and os.name == "nt":
+                # Windows cannot replace a file that is open: wait for the old one's
+                # readers (POSIX keeps reading a replaced file, so no one waits there).
+                self.cond.wait_for(lambda: old.readers == 0)
                 old.close()
                 self.archive = None
             try:
                 os.replace(tmp, self.path)
             except BaseException:
-                if old is not None:
+                if old is not None and self.archive is None:
                     self.archive = self._open_archive()
                 raise
             self.archive = self._open_archive()
+            if old is not None:
+                self._retire(old)
             self.pending.clear()
             self.deleted.clear()
             self.dirty = False
@@ -386,9 +379,10 @@ class _ZipState:
         if self.mode != "r":
             self.flush()
         with self.cond:
-            self.cond.wait_for(lambda: self.readers == 0)
+            # (Readers still open keep the archive until they close: closing waits for
+            # nothing, so it may run in a finalizer, or on a thread that holds a reader.)
             if self.archive is not None:
-                self.archive.close()
+                self._retire(self.archive)
                 self.archive = None
             self.closed = True
 
@@ -403,19 +397,17 @@ def _token(value: bytes | None, archive: _Archive | None) -> Hashable | None:
 
 
 class _MemberReader(ObjectReader):
-    """A reader of one archive member: registered with the store's state until closed,
-    so a flush cannot swap the archive (and the member's version) between its reads."""
+    """A reader of one archive member: registered with its archive until closed, so
+    all its reads see that archive's version of the member, even after a flush."""
 
-    def __init__(
-        self, store: ZipStore, key: str, token: Hashable, archive: _Archive, info: zipfile.ZipInfo, holder: int
-    ) -> None:
+    def __init__(self, store: ZipStore, key: str, token: Hashable, archive: _Archive, info: zipfile.ZipInfo) -> None:
         super().__init__(store, key, token)
         self._state = store._state
         self._archive = archive
         self._info = info
-        # Registered until closed, or until collected if never closed (a forgotten
-        # reader must not hold back every later flush and the store's close).
-        self._release = weakref.finalize(self, store._state.release_member_reader, holder)
+        # Registered until closed, or until collected if never closed (the archive of
+        # a forgotten reader would stay open).
+        self._release = weakref.finalize(self, store._state.release, archive)
 
     def _live_archive(self) -> _Archive:
         if not self._release.alive:
@@ -428,9 +420,7 @@ class _MemberReader(ObjectReader):
 
     def get_suffix(self, length: int) -> bytes:
         length = _check_suffix_length(self.key, length)
-        start = max(0, self._info.file_size - length)
-        ranges = [(start, self._info.file_size - start)]
-        return self._live_archive().read_ranges(self.key, self._info, ranges, self._state.verify_crc)[0]
+        return self._live_archive().read_suffix(self.key, self._info, length, self._state.verify_crc)
 
     def close(self) -> None:
         self._release()  # (once: a finalizer runs at most once)
@@ -529,7 +519,7 @@ class ZipStore(Store):
         try:
             return archive.read(key, info, state.verify_crc)
         finally:
-            state.release()
+            state.release(archive)
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
         return parallel_map(self._get, keys, self.threads)
@@ -537,11 +527,15 @@ class ZipStore(Store):
     def _open_reader(self, key: str) -> ObjectReader | None:
         # One version for all the reader's reads: an unflushed write's bytes (replaced,
         # never edited, by a later write), or the member of the archive as opened.
-        value, archive, info, holder = self._state.open_member_reader(key)
+        value, archive, info = self._state.lookup(key)
         token = _token(value, archive)  # (of the version found, not of a later one)
-        if archive is None or info is None or holder is None:
+        if archive is None or info is None:
             return None if value is None else SnapshotReader(self, key, token, value)
-        return _MemberReader(self, key, token, archive, info, holder)
+        try:
+            return _MemberReader(self, key, token, archive, info)
+        except BaseException:  # (not registered for release: release here)
+            self._state.release(archive)
+            raise
 
     def _get_ranges(self, key: str, ranges: list[ByteRange]) -> list[bytes] | None:
         state = self._state
@@ -554,7 +548,7 @@ class ZipStore(Store):
         try:
             return archive.read_ranges(key, info, ranges, state.verify_crc)
         finally:
-            state.release()
+            state.release(archive)
 
     def _get_suffix(self, key: str, length: int) -> bytes | None:
         state = self._state
@@ -564,11 +558,9 @@ class ZipStore(Store):
                 return None
             return value[max(0, len(value) - length) :]
         try:
-            start = max(0, info.file_size - length)
-            ranges = [(start, info.file_size - start)]
-            return archive.read_ranges(key, info, ranges, state.verify_crc)[0]
+            return archive.read_suffix(key, info, length, state.verify_crc)
         finally:
-            state.release()
+            state.release(archive)
 
     def _get_many_ranges(
         self, requests: list[tuple[str, list[ByteRange]]]
@@ -578,7 +570,7 @@ class ZipStore(Store):
     def _object_token(self, key: str) -> Hashable | None:
         value, archive, _info = self._state.lookup(key)
         if archive is not None:
-            self._state.release()
+            self._state.release(archive)
         return _token(value, archive)
 
     def _size(self, key: str) -> int | None:
@@ -586,7 +578,7 @@ class ZipStore(Store):
         value, archive, info = state.lookup(key)
         if archive is None or info is None:
             return None if value is None else len(value)
-        state.release()
+        state.release(archive)
         return info.file_size
 
     # ----------------------------------------------------------------- writes
