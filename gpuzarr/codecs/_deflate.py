@@ -36,15 +36,16 @@ def gzip_decompress(data: Buffer, expected: int | None = None) -> bytes:
     view = as_memoryview(data)
     if _libdeflate is not None and expected is not None and _ends_with_size(view, expected):
         # libdeflate decodes the first member only, into a buffer sized by the stream's
-        # last 4 bytes. So it is asked only when those bytes give the expected size: a
-        # single-member stream, as written. A truncated stream (whose last bytes would
-        # ask for up to 4 GiB) or one followed by junk goes to zlib, which names the
-        # problem; so does a valid stream of several members.
+        # last 4 bytes. So it is asked only when those bytes give the expected size, and
+        # its result kept only when the stream's last 8 bytes are that member's trailer
+        # (CRC-32 and size): a single-member stream, as written. A truncated stream
+        # (whose last bytes would ask for up to 4 GiB), one followed by junk, and a valid
+        # stream of several members go to zlib, which decodes or names the problem.
         try:
             out = _libdeflate.gzip_decompress(view)
         except (*_LIBDEFLATE_ERRORS, MemoryError):
             out = None  # let zlib name the problem
-        if out is not None and len(out) == expected:
+        if out is not None and len(out) == expected and _libdeflate.crc32(out) == int.from_bytes(view[-8:-4], "little"):
             return out
     parts = []
     while True:
