@@ -62,10 +62,10 @@ def _chain_naming_key(metadata: ArrayMetadata, path: str) -> CodecChain:
         raise type(exc)(f"{key}: {message}") from None
 
 
-#: Serialises attribute edits (read, change, write the whole document): threads that
-#: edit one handle's attributes must not lose each other's keys. Edits are rare and
-#: quick, so one lock for the process is enough.
-_ATTRIBUTE_EDITS = threading.RLock()
+#: Serialises a handle's metadata edits (attributes, resize), each a read, change and
+#: write of the whole document: threads editing through one handle must not lose each
+#: other's changes. Edits are rare and quick, so one lock for the process is enough.
+METADATA_EDITS = threading.RLock()
 
 
 class Attributes(MutableMapping[str, Any]):
@@ -79,13 +79,13 @@ class Attributes(MutableMapping[str, Any]):
         return self._read()[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        with _ATTRIBUTE_EDITS:
+        with METADATA_EDITS:
             attrs = dict(self._read())
             attrs[key] = value
             self._write(attrs)
 
     def __delitem__(self, key: str) -> None:
-        with _ATTRIBUTE_EDITS:
+        with METADATA_EDITS:
             attrs = dict(self._read())
             del attrs[key]
             self._write(attrs)
@@ -98,14 +98,15 @@ class Attributes(MutableMapping[str, Any]):
 
     def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         """Update several attributes with one metadata write."""
-        with _ATTRIBUTE_EDITS:
+        with METADATA_EDITS:
             attrs = dict(self._read())
             attrs.update(*args, **kwargs)
             self._write(attrs)
 
     def put(self, attributes: dict[str, Any]) -> None:
         """Replace all attributes."""
-        self._write(dict(attributes))
+        with METADATA_EDITS:
+            self._write(dict(attributes))
 
     def asdict(self) -> dict[str, Any]:
         """A plain copy of the attributes."""
@@ -700,16 +701,17 @@ class Array(Node):
         if len(new_shape) != self.ndim or any(s < 0 for s in new_shape):
             raise ValueError(f"resize: new shape {new_shape} must have {self.ndim} non-negative dimensions")
         old_keys = set(self.chunk_keys())
-        metadata = self._metadata.with_shape(new_shape)
-        new_layout = make_layout(self._store, prefix_of(self._path), metadata, self._chain)
+        with METADATA_EDITS:  # (an attribute edit on this handle keeps the new shape)
+            metadata = self._metadata.with_shape(new_shape)
+            new_layout = make_layout(self._store, prefix_of(self._path), metadata, self._chain)
+            save_metadata(self._store, self._path, metadata)
+            self._metadata = metadata
+            self._layout = new_layout
         new_keys = {
             new_layout.key(c)
             for c in itertools.product(*(range(n) for n in metadata.chunk_grid_shape))
         }
-        save_metadata(self._store, self._path, metadata)
         self._store.delete_many(sorted(old_keys - new_keys))
-        self._metadata = metadata
-        self._layout = new_layout
 
 
 def summary_text(rows: Sequence[tuple[str, Any]], width: int | None = None) -> str:

@@ -1752,3 +1752,31 @@ def test_attribute_edits_from_threads_through_one_handle_are_all_kept(tmp_path: 
     expected = {f"t{t}_{k}": k for t in range(6) for k in range(1, 30)} | {f"u{t}": t for t in range(6)}
     assert a.attrs.asdict() == expected
     assert gpuzarr.open_array(tmp_path / "a").attrs.asdict() == expected
+
+
+def test_resize_and_attribute_edits_through_one_handle_keep_both(tmp_path: pathlib.Path) -> None:
+    """A resize and an attribute edit each rewrite the whole metadata document from the
+    handle's copy: on one handle from two threads neither loses the other's change."""
+    import threading
+
+    a = gpuzarr.create_array(tmp_path / "a", shape=(4,), chunks=(2,), dtype="i4")
+    start = threading.Barrier(2)
+
+    def grow() -> None:
+        start.wait()
+        for n in range(5, 205):
+            a.resize((n,))
+
+    def annotate() -> None:
+        start.wait()
+        for k in range(200):
+            a.attrs[f"k{k}"] = k
+
+    threads = [threading.Thread(target=grow), threading.Thread(target=annotate)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stored = gpuzarr.open_array(tmp_path / "a")
+    assert stored.shape == a.shape == (204,)
+    assert stored.attrs.asdict() == a.attrs.asdict() == {f"k{k}": k for k in range(200)}
