@@ -28,7 +28,9 @@ __all__ = ["HAVE_LIBDEFLATE", "gzip_compress", "gzip_decompress", "zlib_compress
 HAVE_LIBDEFLATE = _libdeflate is not None
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 #: The smallest gzip member: a 10-byte header, an empty deflate block, the 8-byte trailer.
-_GZIP_MIN_MEMBER_NBYTES = 20
+GZIP_MIN_MEMBER_NBYTES = 20
+#: A gzip member's trailer: CRC-32 of the decoded bytes, then their size mod 2**32 (both little-endian).
+GZIP_TRAILER_NBYTES = 8
 
 
 def gzip_decompress(data: Buffer, expected: int | None = None) -> bytes:
@@ -63,7 +65,7 @@ def gzip_decompress(data: Buffer, expected: int | None = None) -> bytes:
 def _ends_with_size(view: memoryview, expected: int) -> bool:
     """Whether a gzip stream's last 4 bytes (a member's ISIZE: the decoded size modulo
     2**32) state ``expected`` bytes, after at least a minimal member's other bytes."""
-    return view.nbytes >= _GZIP_MIN_MEMBER_NBYTES and int.from_bytes(view[-4:], "little") == expected % 2**32
+    return view.nbytes >= GZIP_MIN_MEMBER_NBYTES and int.from_bytes(view[-4:], "little") == expected % 2**32
 
 
 def gzip_compress(data: Buffer, level: int) -> bytes:

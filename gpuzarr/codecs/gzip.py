@@ -9,11 +9,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from gpuzarr.codecs._compressor import decode_with, decoded_size_hint
-from gpuzarr.codecs._deflate import gzip_compress, gzip_decompress
+from gpuzarr.codecs._deflate import GZIP_MIN_MEMBER_NBYTES, GZIP_TRAILER_NBYTES, gzip_compress, gzip_decompress
 from gpuzarr.codecs.base import Buffer, BytesBytesCodec, ChunkSpec
 from gpuzarr.errors import MetadataError
 
-__all__ = ["GzipCodec"]
+__all__ = ["GZIP_MIN_MEMBER_NBYTES", "GZIP_TRAILER_NBYTES", "GzipCodec"]
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ import numpy as np
 from gpuzarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, TransposeCodec, ZlibCodec, ZstdCodec
 from gpuzarr.codecs.base import Buffer, as_memoryview, check_decoded_size
 from gpuzarr.codecs.chain import CodecChain
+from gpuzarr.codecs.gzip import GZIP_MIN_MEMBER_NBYTES, GZIP_TRAILER_NBYTES
 from gpuzarr.codecs.numcodecs_codecs import NumcodecsBytesCodec
 from gpuzarr.codecs.v2 import V2ArrayBytesCodec
 from gpuzarr.codecs.zstd import ZSTD_CHECKSUM_FLAG, ZSTD_DESCRIPTOR_OFFSET, ZSTD_MAGIC
@@ -525,10 +526,6 @@ def _decompress_device_input(
     return decoded
 
 
-#: A gzip member's trailer: CRC-32 of the decoded bytes, then their size mod 2**32 (both little-endian).
-_GZIP_TRAILER_NBYTES = 8
-#: The smallest gzip member: a 10-byte header, an empty deflate block, the trailer.
-_GZIP_MIN_NBYTES = 20
 
 #: A gzip member header's ID bytes and compression method (deflate), RFC 1952 2.3.1.
 _GZIP_MAGIC_AND_METHOD = (0x1F, 0x8B, 0x08)
@@ -579,11 +576,11 @@ def _checksum_mismatches(
     n = len(sizes)
     counts = np.full(n, nbytes, np.int64)
     if compressor == "gzip":
-        head = _GZIP_MIN_NBYTES - _GZIP_TRAILER_NBYTES
-        heads, tails = stream_ends(device_input, offsets, sizes, head, _GZIP_TRAILER_NBYTES, backend)
+        head = GZIP_MIN_MEMBER_NBYTES - GZIP_TRAILER_NBYTES
+        heads, tails = stream_ends(device_input, offsets, sizes, head, GZIP_TRAILER_NBYTES, backend)
         trailers = np.ascontiguousarray(tails).view("<u4").reshape(n, 2)
         computed = np.asarray(backend.to_host(backend.kernels.crc32(decoded, decoded_offsets, counts)))
-        short = sizes < _GZIP_MIN_NBYTES
+        short = sizes < GZIP_MIN_MEMBER_NBYTES
         odd_header = (heads[:, :3] != np.array(_GZIP_MAGIC_AND_METHOD, np.uint8)).any(axis=1) | (
             heads[:, 3] & _GZIP_RESERVED_FLAGS != 0
         )

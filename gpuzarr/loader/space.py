@@ -68,9 +68,13 @@ def _aligned_extent(patch: int, unit: int) -> int:
 
 
 
-def _is_positive_int(value: Any) -> bool:
-    """A positive integer (NumPy's too), not a bool (True is no extent)."""
-    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 1
+def is_count(value: Any) -> bool:
+    """Whether ``value`` is an integer (NumPy's too), not a bool (True is no size)."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _is_positive_count(value: Any) -> bool:
+    return is_count(value) and value >= 1
 
 class ArrayReader:
     """Reads blocks of one array into pool slots laid out as ``(samples, *sample_shape)``."""
@@ -209,7 +213,7 @@ class SampleSpace:
                 if len(set(extents.values())) != 1:
                     raise ValueError(f"loader: arrays differ in extent on tiled dimension {d}: {extents}")
                 p = full[d]
-                if not _is_positive_int(p):
+                if not _is_positive_count(p):
                     raise ValueError(f"loader: patch_shape entries must be positive integers or None, got {p!r}")
             patch = tuple(int(full[d]) for d in dims)  # type: ignore[arg-type]
             grid = tuple(int(first.shape[d]) // p for d, p in zip(dims, patch, strict=True))
@@ -258,7 +262,7 @@ class SampleSpace:
     def _requested_blocks_samples(block_shape: int | Sequence[int | None] | None) -> list[int | None]:
         if block_shape is None:
             return [None]
-        if not _is_positive_int(block_shape):
+        if not _is_positive_count(block_shape):
             raise ValueError(f"loader: block_shape must be a positive number of samples, got {block_shape!r}")
         return [int(block_shape)]
 
@@ -275,7 +279,7 @@ class SampleSpace:
         for d in dims:
             e, p = block_shape[d], full[d]
             assert p is not None
-            if e is not None and (not _is_positive_int(e) or e % p):
+            if e is not None and (not _is_positive_count(e) or e % p):
                 raise ValueError(f"loader: block_shape[{d}] = {e} is not a positive multiple of the patch extent {p}")
             out.append(None if e is None else int(e) // p)
         return out
