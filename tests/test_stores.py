@@ -1241,6 +1241,8 @@ def test_readers_see_the_version_they_opened(store: Store, flushed: bool) -> Non
         assert bytes(reader.get_suffix(8)) == b"contents"
         store.delete("k")
         assert bytes(reader.get_suffix(3)) == b"nts"
+    with pytest.raises(StoreError, match="closed"):
+        reader.get_suffix(1)
 
 
 def test_zip_readers_keep_their_archive_through_flushes(tmp_path: pathlib.Path) -> None:
