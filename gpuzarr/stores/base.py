@@ -228,16 +228,25 @@ class SnapshotReader(ObjectReader):
 
     def __init__(self, store: Store, key: str, token: Hashable, data: bytes) -> None:
         super().__init__(store, key, token)
-        self._data = memoryview(data)
+        self._data: memoryview | None = memoryview(data)
+
+    def _live_data(self) -> memoryview:
+        if self._data is None:
+            raise StoreError(f"reader of key {self.key!r} in {self.store!r} is closed")
+        return self._data
 
     def get_ranges(self, ranges: Sequence[ByteRange], *, arena: ReadArena | None = None) -> list[Any]:
         # Views, not copies: the bytes are immutable and the views keep them alive.
-        view = self._data
+        view = self._live_data()
         return [view[offset : offset + length] for offset, length in _check_ranges(self.key, ranges)]
 
     def get_suffix(self, length: int) -> bytes:
         length = _check_suffix_length(self.key, length)
-        return bytes(self._data[max(0, len(self._data) - length) :])
+        view = self._live_data()
+        return bytes(view[max(0, len(view) - length) :])
+
+    def close(self) -> None:
+        self._data = None
 
 
 def _check_ranges(key: str, ranges: Iterable[ByteRange]) -> list[ByteRange]:
