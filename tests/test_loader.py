@@ -766,3 +766,34 @@ def test_big_endian_sources_for_torch_are_refused_naming_the_dtype() -> None:
     pytest.importorskip("torch")
     with pytest.raises(TypeError, match="output='torch' cannot hold dtype >i4"):
         Loader(np.arange(8, dtype=">i4"), 2, output="torch")
+
+
+def test_closing_from_another_thread_ends_iteration_cleanly() -> None:
+    """set_epoch / close / a new iter() on another thread end a running iteration with
+    StopIteration (never the prefetch thread's "ended without a result"), and closing
+    an iterator whose thread is being started does not try to join it unstarted."""
+    a = gpuzarr.create_array({}, shape=(4000, 8), chunks=(50, 8), shards=(200, 8), dtype="f4")
+    a[:] = 1
+    loader = Loader(a, batch_size=32, prefetch=2, read_threads=2)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def reposition() -> None:
+        try:
+            while not stop.is_set():
+                loader.set_epoch(0)
+                time.sleep(0.002)
+        except BaseException as exc:  # pragma: no cover - the failure this test is about
+            failures.append(exc)
+
+    other = threading.Thread(target=reposition)
+    other.start()
+    try:
+        for _ in range(100):
+            for _batch in iter(loader):
+                pass
+    finally:
+        stop.set()
+        other.join()
+    assert not failures
+    assert _loader_threads_end()

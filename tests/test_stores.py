@@ -1372,3 +1372,29 @@ def test_get_into_reads_whole_objects_into_a_buffer(store: Store) -> None:
     assert store.get_into("k", memoryview(short)) == 10  # the size says it did not fit
     assert bytes(short) == b"0123"
     assert store.get_into("missing", memoryview(short)) is None
+
+
+def test_memory_values_edited_in_place_are_not_cached_by_version() -> None:
+    """A bytearray put into a memory store's dict by the user may change in place: its
+    version token equals no other, so a shard index read from it is not reused."""
+    import gpuzarr
+
+    data: dict[str, Any] = {}
+    a = gpuzarr.create_array(
+        MemoryStore(data), shape=(8,), chunks=(4,), shards=(8,), dtype="i4", compressors=None, fill_value=0
+    )
+    a[:4] = 2
+    version_a = data["c/0"]
+    a[:] = 0
+    a[4:] = 3
+    version_b = data["c/0"]
+    assert len(version_a) == len(version_b)
+    edited = bytearray(version_a)
+    data["c/0"] = edited
+    assert gpuzarr.open_array(MemoryStore(data))[...].tolist() == [2, 2, 2, 2, 0, 0, 0, 0]
+    edited[:] = version_b
+    assert gpuzarr.open_array(MemoryStore(data))[...].tolist() == [0, 0, 0, 0, 3, 3, 3, 3]
+    store = MemoryStore(data)
+    assert store.object_token("c/0") != store.object_token("c/0")
+    data["c/0"] = bytes(version_b)
+    assert store.object_token("c/0") == store.object_token("c/0")

@@ -621,26 +621,38 @@ class _Worker:
         self.stop = threading.Event()
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=prefetch)
         self.thread: threading.Thread | None = None
+        # Guards starting the thread against close() on another thread (which must see
+        # either no thread or a started one).
+        self._starting = threading.Lock()
         self.pid = os.getpid()
 
     def get(self) -> tuple[str, Any]:
-        if self.thread is None:
-            # Started on first use, never at construction: a loader made before fork()
-            # has no thread to lose.
-            self.thread = threading.Thread(
-                target=_run_worker, args=(self.produce, self.queue, self.stop), name="gpuzarr-loader", daemon=True
-            )
-            self.thread.start()
+        """The next item: ``("batch", b)``, ``("end", None)``, ``("error", e)``, or
+        ``("closed", None)`` once the iteration was closed (from any thread)."""
+        with self._starting:
+            if self.thread is None:
+                if self.stop.is_set():
+                    return ("closed", None)
+                # Started on first use, never at construction: a loader made before
+                # fork() has no thread to lose.
+                thread = threading.Thread(
+                    target=_run_worker, args=(self.produce, self.queue, self.stop), name="gpuzarr-loader", daemon=True
+                )
+                thread.start()
+                self.thread = thread
         while True:
             try:
                 return self.queue.get(timeout=0.1)
             except queue.Empty:
+                if self.stop.is_set():
+                    return ("closed", None)  # (stopped without a result: closed meanwhile)
                 if not self.thread.is_alive() and self.queue.empty():
                     return ("error", RuntimeError("gpuzarr loader: the prefetch thread ended without a result"))
 
     def close(self) -> None:
         self.stop.set()
-        thread = self.thread
+        with self._starting:
+            thread = self.thread
         if os.getpid() != self.pid:
             return  # a forked copy: the thread exists only in the parent
         if thread is not None and thread is not threading.current_thread():
@@ -693,6 +705,9 @@ class LoaderIterator(Iterator[Any]):
         else:
             assert self._worker is not None
             kind, value = self._worker.get()
+            if kind == "closed":  # by another thread, meanwhile
+                self._done = True
+                raise StopIteration
             if kind == "end":
                 self._end()
                 raise StopIteration

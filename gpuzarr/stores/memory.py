@@ -33,6 +33,16 @@ class _Identity:
         return id(self.value)
 
 
+def _token_of(value: object) -> Hashable | None:
+    """The version token of a stored value (None: missing). Values written through the
+    store are immutable bytes, replaced on every write: their identity is the version.
+    A mutable value put into the dict by the user (a bytearray) may change in place, so
+    its token equals no other: nothing derived from it is cached."""
+    if value is None:
+        return None
+    return _Identity(value) if type(value) is bytes else object()
+
+
 class MemoryStore(Store):
     """Store objects in a ``dict`` mapping keys to ``bytes``.
 
@@ -85,14 +95,12 @@ class MemoryStore(Store):
 
 
     def _object_token(self, key: str) -> Hashable | None:
-        value = self.data.get(key)
-        # Values are immutable bytes replaced on every write: identity is the version.
-        return None if value is None else _Identity(value)
+        return _token_of(self.data.get(key))
 
     def _open_reader(self, key: str) -> ObjectReader | None:
         # Every write puts a new value, so holding the one read now pins that version.
         value = self.data.get(key)
-        return None if value is None else SnapshotReader(self, key, _Identity(value), _as_bytes(value))
+        return None if value is None else SnapshotReader(self, key, _token_of(value), _as_bytes(value))
 
     def _get(self, key: str) -> bytes | None:
         value = self.data.get(key)
