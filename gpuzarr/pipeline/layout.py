@@ -444,16 +444,21 @@ class ShardedLayout(ChunkLayout):
 
     # -- indexes ------------------------------------------------------------------------
 
-    def read_indexes(self, shard_keys: Sequence[str], *, inline: bool = False) -> list[ShardIndex | None]:
+    def read_indexes(
+        self, shard_keys: Sequence[str], *, inline: bool = False, versions: dict[str, Hashable] | None = None
+    ) -> list[ShardIndex | None]:
         """The index of each shard (None for a missing shard), from the cache or the store.
 
         Each shard's version token is checked first (a ``stat`` on local files): a missing
         shard costs no read at all, and a cached index is used only for the very object
         it was read from. ``inline``: read on this thread (a worker's own group), each
         shard opened once for its token and its index (:meth:`Store.open_reader`).
+        ``versions`` (inline only) receives the token of the version each index is of.
         """
         if inline:
             with self._open_readers(shard_keys) as readers:
+                if versions is not None:
+                    versions.update((k, r.token) for k, r in zip(shard_keys, readers, strict=True) if r is not None)
                 return self._indexes_via(shard_keys, readers)
         store = self.store
         tokens = [store.object_token(k) for k in shard_keys]
@@ -543,7 +548,13 @@ class ShardedLayout(ChunkLayout):
 
     # -- fetching inner chunks -------------------------------------------------------
 
-    def _plan(self, projections: Sequence[ChunkProjection], *, inline: bool = False) -> list[_ShardRequest]:
+    def _plan(
+        self,
+        projections: Sequence[ChunkProjection],
+        *,
+        inline: bool = False,
+        versions: dict[str, Hashable] | None = None,
+    ) -> list[_ShardRequest]:
         """The store requests for the stored units of ``projections`` (indexes read or
         cached); units not stored are in no request (they read as the fill value).
 
@@ -555,7 +566,7 @@ class ShardedLayout(ChunkLayout):
             return []
         shards, position, inner = self._locate(projections)
         keys = [self.key(s) for s in shards]
-        indexes = self.read_indexes(keys, inline=inline)
+        indexes = self.read_indexes(keys, inline=inline, versions=versions)
         return self._requests(projections, keys, indexes, position, inner)
 
     def _requests(
@@ -587,16 +598,7 @@ class ShardedLayout(ChunkLayout):
         self, projections: Sequence[ChunkProjection], versions: dict[str, Hashable] | None = None
     ) -> list[tuple[str, int, int] | None]:
         located: list[tuple[str, int, int] | None] = [None] * len(projections)
-        if not projections:
-            return located
-        shards, position, inner = self._locate(projections)
-        keys = [self.key(s) for s in shards]
-        with self._open_readers(keys) as readers:  # (each index with its shard's version)
-            indexes = self._indexes_via(keys, readers)
-            if versions is not None:
-                versions.update((k, r.token) for k, r in zip(keys, readers, strict=True) if r is not None)
-        requests = self._requests(projections, keys, indexes, position, inner)
-        for request in requests:
+        for request in self._plan(projections, inline=True, versions=versions):
             # Nothing reads these ranges before the caller sizes its buffers from them:
             # a corrupt index must fail here, as the fetched ranges fail in ``cut``.
             shard_nbytes = self.store.size(request.key)
