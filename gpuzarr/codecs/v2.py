@@ -156,7 +156,7 @@ def v2_compressor(config: Mapping[str, Any] | None) -> BytesBytesCodec | None:
     shuffle = cfg.get("shuffle", 1)
     if codec_id == "blosc" and not isinstance(shuffle, int):  # (numcodecs would take it, and fail per chunk)
         raise MetadataError(f"{where}: shuffle must be an integer (-1 auto, 0 none, 1 byte, 2 bit), got {shuffle!r}")
-    if codec_id == "blosc" and isinstance(shuffle, int) and shuffle in shuffle_names and set(cfg) <= {
+    if codec_id == "blosc" and shuffle in shuffle_names and set(cfg) <= {
         "cname",
         "clevel",
         "shuffle",

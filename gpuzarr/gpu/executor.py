@@ -526,7 +526,6 @@ def _decompress_device_input(
     return decoded
 
 
-
 #: A gzip member header's ID bytes and compression method (deflate), RFC 1952 2.3.1.
 _GZIP_MAGIC_AND_METHOD = (0x1F, 0x8B, 0x08)
 #: The reserved bits of a gzip member's header flags: zlib and libdeflate refuse a
