@@ -314,6 +314,8 @@ class TargetRow:
     ratio_min: float | None
     others: dict[str, float | None]
     note: str | None = None
+    #: Rounds in which gpuzarr was at least as fast as the rival, and rounds compared.
+    rounds_won: tuple[int, int] | None = None
 
     @property
     def in_target(self) -> bool:
@@ -375,6 +377,9 @@ def target_rows(records: Sequence[dict[str, Any]]) -> list[TargetRow]:
         rival, rec = min(candidates, key=lambda item: item[1]["median_total_s"])
         fastest_min = min(c[1]["min_total_s"] for c in candidates)
         assert base is not None
+        ours, theirs = base.get("total_s") or [], rec.get("total_s") or []
+        # (Repetition i of each subject ran in round i; lists of unequal length do not pair.)
+        paired = list(zip(ours, theirs, strict=True)) if len(ours) == len(theirs) else []
         rows.append(
             TargetRow(
                 dataset,
@@ -386,6 +391,7 @@ def target_rows(records: Sequence[dict[str, Any]]) -> list[TargetRow]:
                 base["min_total_s"] / fastest_min,
                 others,
                 note,
+                (sum(mine <= rivals for mine, rivals in paired), len(paired)) if paired else None,
             )
         )
     return rows
@@ -545,7 +551,9 @@ def markdown_report(
         "### Details",
         "",
         "Median open+run per subject; *ratio (min)* uses each subject's fastest repetition instead, which other "
-        "load can only slow down: a verdict that holds in both columns is robust to noise.",
+        "load can only slow down: a verdict that holds in both columns is robust to noise. *Rounds won*: in how "
+        "many rounds gpuzarr was at least as fast as the rival (each round times every subject once, back to "
+        "back): near half of them means the two are within this machine's noise of each other.",
         "",
     ]
     names = ["gpuzarr", "tensorstore", "zarrs", "zarr-python"]
@@ -560,14 +568,15 @@ def markdown_report(
                 r.rival or _DASH,
                 _DASH if r.ratio is None else f"{r.ratio:.2f}",
                 _DASH if r.ratio_min is None else f"{r.ratio_min:.2f}",
+                _DASH if r.rounds_won is None else f"{r.rounds_won[0]}/{r.rounds_won[1]}",
                 ("✓" if r.met else "✗") if r.in_target and r.met is not None else "",
                 r.note or "",
             ]
         )
     lines += _md_table(
-        ["dataset", "pattern", *names, "rival", "ratio", "ratio (min)", "target", "notes"],
+        ["dataset", "pattern", *names, "rival", "ratio", "ratio (min)", "rounds won", "target", "notes"],
         detail_rows,
-        "ll" + "r" * 4 + "lrrcl",
+        "ll" + "r" * 4 + "lrrrcl",
     )
     lines += _ceiling_section(records)
     lines += _memory_section(records)

@@ -212,3 +212,32 @@ def test_nvcomp_ceiling_staging_without_a_gpu(data_dir: Path, dataset: str) -> N
             raw = numcodecs.Zstd().decode(blob)
         want = source[i * ch : (i + 1) * ch, j * cw : (j + 1) * cw]
         assert np.array_equal(np.frombuffer(raw, dtype=ds.dtype).reshape(want.shape), want)
+
+
+def test_target_rows_count_rounds_won_against_the_rival() -> None:
+    """Repetition i of every subject is round i: gpuzarr's wins are counted round by
+    round against the rival the median picked (here zarrs, faster than tensorstore)."""
+
+    def record(subject: str, times: list[float]) -> dict[str, Any]:
+        ordered = sorted(times)
+        return {
+            "pattern": "windows",
+            "dataset": {"id": "f32-zstd-64k-v3"},
+            "subject": subject,
+            "status": "ok",
+            "total_s": times,
+            "median_total_s": ordered[len(ordered) // 2],
+            "min_total_s": ordered[0],
+        }
+
+    records = [
+        record("gpuzarr", [1.0, 3.0, 2.0, 5.0, 1.0]),
+        record("zarrs", [2.0, 2.0, 2.0, 2.0, 2.0]),
+        record("tensorstore", [9.0, 9.0, 9.0, 9.0, 9.0]),
+    ]
+    (row,) = target_rows(records)
+    assert row.rival == "zarrs"
+    assert row.rounds_won == (3, 5)  # rounds 0, 2 (a tie counts) and 4
+    assert "| 3/5 |" in markdown_report(
+        [{**r, "env": {}, "params": {}, "suite": "cpu", "run_id": "x"} for r in records]
+    )
