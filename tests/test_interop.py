@@ -869,6 +869,23 @@ def test_v2_null_fill_value_zarr(tmp_path: Path, key: str) -> None:
     check_gpuzarr_reads(path, np.asarray(z[...]))
 
 
+def test_v2_default_fill_value_is_stored_not_null(tmp_path: Path) -> None:
+    """gpuzarr's v2 ``fill_value=None`` stores the type's default, not zarr-python 3's
+    ``null`` (which zarr-python 2 reads as "no fill value", leaving unwritten chunks
+    uninitialised): every reader then fills unwritten chunks alike; a ``null`` written by
+    zarr-python survives gpuzarr's rewrites of the document."""
+    a = gpuzarr.create_array(str(tmp_path / "g.zarr"), shape=(4,), chunks=(2,), dtype="f4", zarr_format=2)
+    assert json.loads((tmp_path / "g.zarr" / ".zarray").read_text())["fill_value"] == 0.0
+    a[:2] = 1
+    assert zarr.open_array(str(tmp_path / "g.zarr"), mode="r").fill_value == 0
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "g.zarr"), mode="r")[:], [1, 1, 0, 0])
+    zarr.create_array(str(tmp_path / "z.zarr"), shape=(4,), chunks=(2,), dtype="f4", fill_value=None, zarr_format=2)
+    b = gpuzarr.open_array(str(tmp_path / "z.zarr"), mode="r+")
+    b.attrs["edited"] = True
+    b.resize((6,))
+    assert json.loads((tmp_path / "z.zarr" / ".zarray").read_text())["fill_value"] is None
+
+
 # --------------------------------------------------------------------------------------
 # chunk key encodings
 
