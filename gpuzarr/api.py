@@ -15,7 +15,14 @@ from gpuzarr.errors import (
     NodeNotFoundError,
     ReadOnlyError,
 )
-from gpuzarr.group import Group, _ensure_parents, create_node_array, create_node_group, node_from_metadata
+from gpuzarr.group import (
+    Group,
+    _ensure_parents,
+    create_node_array,
+    create_node_group,
+    node_from_metadata,
+    same_format_members,
+)
 from gpuzarr.metadata import V2_CONSOLIDATED_KEY, ArrayMetadata, GroupMetadata, json_dumps
 from gpuzarr.nodes import (
     join_path,
@@ -52,6 +59,31 @@ def _refuse_existing(existing: ArrayMetadata | GroupMetadata, node_path: str) ->
     if isinstance(existing, ArrayMetadata):
         raise ContainsArrayError(f"an array already exists at {'/' + node_path!r} (mode 'w-')")
     raise ContainsGroupError(f"a group already exists at {'/' + node_path!r} (mode 'w-')")
+
+
+def _refuse_other_format(
+    existing: ArrayMetadata | GroupMetadata,
+    zarr_format: int,
+    node_path: str,
+    st: Store,
+    mode: str,
+    wanted: Literal["group", "node"],
+) -> None:
+    """Raise for a node of another format than the ``zarr_format`` asked for: not found
+    in the modes that only open, else the Contains* error (creating a node of the other
+    format beside it would leave two documents at one path)."""
+    kind = "array" if isinstance(existing, ArrayMetadata) else "group"
+    there = f"a zarr_format {existing.zarr_format} {kind}"
+    if mode in ("r", "r+"):
+        missing = GroupNotFoundError if wanted == "group" else NodeNotFoundError
+        raise missing(
+            f"no zarr_format {zarr_format} {wanted} found at {'/' + node_path!r} in {st!r} ({there} is there)"
+        )
+    contains = ContainsArrayError if kind == "array" else ContainsGroupError
+    raise contains(
+        f"{'/' + node_path!r} in {st!r} holds {there}, not zarr_format {zarr_format}: open it without "
+        "zarr_format, or replace it with mode='w'"
+    )
 
 
 def open_array(
@@ -171,6 +203,8 @@ def open_group(
     if existing is not None:
         if mode == "w-":
             _refuse_existing(existing, node_path)
+        if zarr_format is not None and existing.zarr_format != zarr_format:
+            _refuse_other_format(existing, zarr_format, node_path, st, mode, "group")
         if not isinstance(existing, GroupMetadata):
             raise ContainsArrayError(f"{'/' + node_path!r} is an array, not a group")
         if use_consolidated is False and existing.consolidated is not None:
@@ -210,6 +244,9 @@ def open(  # mirrors zarr.open (shadowing the builtin on purpose)
     existing = None if mode == "w" else load_metadata(st, node_path)
     if mode == "w-" and existing is not None:
         _refuse_existing(existing, node_path)
+    wanted_format = kwargs.get("zarr_format")
+    if existing is not None and wanted_format is not None and existing.zarr_format != wanted_format:
+        _refuse_other_format(existing, wanted_format, node_path, st, mode, "node")
     if "shape" in kwargs and existing is None and mode not in ("r", "r+"):
         return create_node_array(st, node_path, overwrite=mode == "w", device=dev, **kwargs)
     if "shape" in kwargs and isinstance(existing, GroupMetadata):
@@ -238,7 +275,7 @@ def consolidate_metadata(store: Any, path: str | None = None, zarr_format: Liter
         raise GroupNotFoundError(f"no {found}group found at {'/' + node_path!r} in {st!r}")
     fmt = root.zarr_format
     plain_root = Group(st, node_path, GroupMetadata(root.zarr_format, root.attributes, None))
-    members = plain_root.members(max_depth=None)
+    members = same_format_members(plain_root.members(max_depth=None), fmt)
     if fmt == 3:
         consolidated: dict[str, Any] = {}
         for name, node in members:

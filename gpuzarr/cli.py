@@ -16,7 +16,7 @@ from gpuzarr.api import open_group
 from gpuzarr.array import Array
 from gpuzarr.codecs import Codec, ShardingCodec
 from gpuzarr.config import config
-from gpuzarr.group import Group
+from gpuzarr.group import Group, same_format_members
 
 __all__ = ["main"]
 
@@ -88,7 +88,17 @@ def _same_members(first: Sequence[tuple[str, Array | Group]], second: Sequence[t
     """Whether two listings name the same members with the same metadata."""
 
     def described(members: Sequence[tuple[str, Array | Group]]) -> dict[str, object]:
-        return {name: member.metadata.to_json() for name, member in members}
+        # A group's own consolidated metadata is no part of what a listing says of it (a
+        # consolidated entry for a subgroup may carry an empty one its zarr.json lacks);
+        # attributes are (v2 keeps them out of the array document).
+        return {
+            name: (
+                member.zarr_format,
+                {"node_type": "group"} if isinstance(member, Group) else member.metadata.to_json(),
+                member.metadata.attributes,
+            )
+            for name, member in members
+        }
 
     return described(first) == described(second)
 
@@ -101,11 +111,13 @@ def info(path: str) -> str:
     assert isinstance(node, Group)
     note = ""
     members = node.members(max_depth=None)
-    if node.metadata.consolidated:
+    if node.metadata.consolidated is not None:
         # List what the store holds: consolidated metadata is a snapshot that later
-        # changes leave behind. Say whether it still agrees.
+        # changes leave behind. Say whether it still agrees (on the members it can hold:
+        # those of the group's format).
         members_stored = open_group(path, mode="r", use_consolidated=False).members(max_depth=None)
-        note = "  (consolidated)" if _same_members(members, members_stored) else (
+        consolidable = same_format_members(list(members_stored), node.zarr_format)
+        note = "  (consolidated)" if _same_members(members, consolidable) else (
             "  (consolidated metadata is stale: it differs from the store, which is listed here)"
         )
         members = members_stored

@@ -31,7 +31,7 @@ from gpuzarr.nodes import (
 )
 from gpuzarr.stores import Store
 
-__all__ = ["Group", "create_node_array", "create_node_group", "node_from_metadata"]
+__all__ = ["Group", "create_node_array", "create_node_group", "node_from_metadata", "same_format_members"]
 
 
 def node_from_metadata(
@@ -507,3 +507,22 @@ class Group(Node):
         # from now on this object lists the store itself, so the new member shows up.
         # (The stored consolidated metadata is left alone; consolidate again to update it.)
         self._consolidated_stale = True
+
+
+def same_format_members(members: list[tuple[str, Array | Group]], zarr_format: int) -> list[tuple[str, Array | Group]]:
+    """The members (of a ``members(max_depth=None)`` listing) of ``zarr_format``,
+    reached through groups of that format only: what a group's consolidated metadata holds.
+
+    Consolidated metadata holds documents of its group's format (a v3 group's entries are
+    ``zarr.json`` documents, a v2 ``.zmetadata`` holds ``.zarray``/``.zgroup`` ones); a
+    node of the other format, and everything below it, is left out, as zarr-python's
+    listing of the group leaves it out.
+    """
+    kept: list[tuple[str, Array | Group]] = []
+    left_out: list[str] = []  # paths ("a/b/") below which nothing is kept
+    for name, node in members:  # (parents are listed before their members)
+        if node.zarr_format != zarr_format or any(name.startswith(prefix) for prefix in left_out):
+            left_out.append(name + "/")
+            continue
+        kept.append((name, node))
+    return kept

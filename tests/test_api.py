@@ -889,6 +889,48 @@ def test_consolidate_v2_below_root() -> None:
     np.testing.assert_array_equal(sub["arr"][...], [4, 5])
 
 
+@pytest.mark.parametrize("root_format", [2, 3])
+def test_consolidate_leaves_out_members_of_the_other_format(tmp_path: pathlib.Path, root_format: int) -> None:
+    """A node of the other format (and what lies below it) has no place in a group's
+    consolidated metadata: it is left out, so that both gpuzarr and zarr-python still
+    read the consolidated group; the node itself stays readable by its path."""
+    path = str(tmp_path / "mixed.zarr")
+    root = gpuzarr.open_group(path, mode="w", zarr_format=root_format)
+    root.create_array("same", shape=(2,), dtype="i4")[:] = [1, 2]
+    other = gpuzarr.open_group(path, mode="w", path="other", zarr_format=5 - root_format)
+    other.create_array("arr", shape=(3,), dtype="i4")[:] = [7, 8, 9]
+    assert [name for name, _ in gpuzarr.open_group(path, mode="r").members(max_depth=None)] == [
+        "other",
+        "other/arr",
+        "same",
+    ]
+    gpuzarr.consolidate_metadata(path)
+    consolidated = gpuzarr.open_group(path, mode="r")
+    assert consolidated.metadata.consolidated is not None
+    assert [name for name, _ in consolidated.members(max_depth=None)] == ["same"]
+    np.testing.assert_array_equal(consolidated["same"][:], [1, 2])
+    np.testing.assert_array_equal(gpuzarr.open_array(path, path="other/arr")[:], [7, 8, 9])
+    zarr = pytest.importorskip("zarr")
+    np.testing.assert_array_equal(zarr.open_consolidated(path, zarr_format=root_format)["same"][:], [1, 2])
+
+
+def test_open_with_zarr_format_of_another_node_is_refused(tmp_path: pathlib.Path) -> None:
+    """zarr_format names the format to open: a node of the other format is not found in
+    the modes that only open, and is not shadowed by a second node in the modes that create."""
+    path = str(tmp_path / "v3.zarr")
+    gpuzarr.open_group(path, mode="w", zarr_format=3).create_array("a", shape=(2,), dtype="i4")
+    with pytest.raises(GroupNotFoundError, match="zarr_format 3 group"):
+        gpuzarr.open_group(path, mode="r", zarr_format=2)
+    with pytest.raises(NodeNotFoundError, match="zarr_format 3 array"):
+        gpuzarr.open(path, mode="r", path="a", zarr_format=2)
+    with pytest.raises(ContainsGroupError, match="holds a zarr_format 3 group"):
+        gpuzarr.open_group(path, mode="a", zarr_format=2)
+    with pytest.raises(ContainsArrayError, match="holds a zarr_format 3 array"):
+        gpuzarr.open(path, mode="a", path="a", zarr_format=2)
+    assert gpuzarr.open_group(path, mode="r", zarr_format=3).zarr_format == 3
+    assert gpuzarr.open_group(path, mode="w", zarr_format=2).zarr_format == 2  # "w" replaces
+
+
 def test_consolidate_errors(tmp_path: pathlib.Path) -> None:
     store: dict[str, bytes] = {}
     with pytest.raises(GroupNotFoundError):

@@ -114,6 +114,41 @@ def test_info_lists_the_store_when_consolidated_metadata_is_stale(
     assert "/added" in out and "/x/y/arr" in out
 
 
+def test_info_consolidated_by_zarr_python_is_not_called_stale(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """zarr-python's consolidated entry for a v3 subgroup carries an empty consolidated
+    metadata object its own zarr.json lacks; a v2 subgroup consolidated on its own has a
+    .zmetadata of its own: neither makes the root's consolidated metadata stale."""
+    zarr = pytest.importorskip("zarr")
+    v3 = str(tmp_path / "v3.zarr")
+    zarr.open_group(v3, mode="w", zarr_format=3).create_group("sub").create_array("a", shape=(2,), dtype="i4")
+    zarr.consolidate_metadata(v3)
+    v2 = str(tmp_path / "v2.zarr")
+    zarr.open_group(v2, mode="w", zarr_format=2).create_group("s").create_array("a", shape=(2,), dtype="i4")
+    zarr.consolidate_metadata(v2, path="s")
+    zarr.consolidate_metadata(v2)
+    for path in (v3, v2):
+        code, out, err = run_main(capsys, "info", path)
+        assert code == 0, err
+        assert out.splitlines()[0].endswith("(consolidated)"), out
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_info_notices_changed_attributes(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], zarr_format: int
+) -> None:
+    """An attribute edit after consolidating makes the consolidated metadata stale (v2
+    keeps attributes out of the .zarray document it compared before)."""
+    path = str(tmp_path / "c.zarr")
+    _hierarchy(path, zarr_format)
+    gpuzarr.consolidate_metadata(path)
+    gpuzarr.open_array(path, mode="r+", path="x/y/arr").attrs["units"] = "m"
+    code, out, err = run_main(capsys, "info", path)
+    assert code == 0, err
+    assert "consolidated metadata is stale" in out.splitlines()[0]
+
+
 def test_info_zip(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = str(tmp_path / "h.zip")
     _hierarchy(path)
