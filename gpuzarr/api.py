@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from gpuzarr.array import Array
 from gpuzarr.device import resolve_device
@@ -68,7 +68,7 @@ def _refuse_other_format(
     st: Store,
     mode: str,
     wanted: Literal["group", "node"],
-) -> None:
+) -> NoReturn:
     """Raise for a node of another format than the ``zarr_format`` asked for: not found
     in the modes that only open, else the Contains* error (creating a node of the other
     format beside it would leave two documents at one path)."""
