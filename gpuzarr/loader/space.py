@@ -67,7 +67,6 @@ def _aligned_extent(patch: int, unit: int) -> int:
     return patch * max(1, round(unit / patch))
 
 
-
 def is_count(value: Any) -> bool:
     """Whether ``value`` is an integer (NumPy's too), not a bool (True is no size)."""
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
@@ -75,6 +74,7 @@ def is_count(value: Any) -> bool:
 
 def _is_positive_count(value: Any) -> bool:
     return is_count(value) and value >= 1
+
 
 class ArrayReader:
     """Reads blocks of one array into pool slots laid out as ``(samples, *sample_shape)``."""
@@ -252,7 +252,7 @@ class SampleSpace:
     @staticmethod
     def _sample_axis(name: str, array: Any, axis: int) -> int:
         ndim = len(array.shape)
-        if not isinstance(axis, int | np.integer) or isinstance(axis, bool):
+        if not is_count(axis):
             raise TypeError(f"loader: axis must be an integer, got {axis!r}")
         if not -ndim <= axis < ndim:
             raise ValueError(f"loader: axis {axis} is out of range for array {name!r} with {ndim} dimensions")
