@@ -17,6 +17,7 @@ from gpuzarr.array import Array
 from gpuzarr.codecs import Codec, ShardingCodec
 from gpuzarr.config import config
 from gpuzarr.group import Group, same_format_members
+from gpuzarr.metadata.dtypes import is_ml_dtype
 
 __all__ = ["main"]
 
@@ -52,8 +53,9 @@ def _codec_names(array: Array) -> str:
 
 def _plain(value: object) -> object:
     """A NumPy scalar as the Python value it holds (``0.0``, not ``np.float32(0.0)``)."""
-    # datetimes and raw bytes keep their NumPy repr, which says what they are
-    if isinstance(value, np.generic) and value.dtype.kind not in "MmV":
+    # datetimes and raw bytes keep their NumPy repr, which says what they are (ml_dtypes'
+    # types are NumPy kind "V" too, but their items are numbers)
+    if isinstance(value, np.generic) and (value.dtype.kind not in "MmV" or is_ml_dtype(value.dtype)):
         return value.item()
     return value
 

@@ -24,8 +24,10 @@ from gpuzarr.codecs import (
     codec_from_user,
     v2_compressor,
 )
-from gpuzarr.errors import UnsupportedCodecError
+from gpuzarr.errors import UnsupportedCodecError, UnsupportedDataTypeError
 from gpuzarr.metadata import (
+    ML_DATA_TYPES,
+    ML_V2_DATA_TYPES,
     ArrayMetadata,
     ArrayMetadataV2,
     ArrayMetadataV3,
@@ -262,6 +264,12 @@ def _v2_metadata(
     if data_type.kind in ("string", "bytes"):
         stored_dtype = "|O"
         v2_filters.append({"id": "vlen-utf8" if data_type.kind == "string" else "vlen-bytes"})
+    elif data_type.name in ML_DATA_TYPES:
+        if data_type.name not in ML_V2_DATA_TYPES:
+            raise UnsupportedDataTypeError(
+                f"dtype: data type {data_type.name!r} has no Zarr v2 form; use zarr_format=3"
+            )
+        stored_dtype = data_type.name  # (tensorstore's v2 form: a bare name, little-endian)
     elif data_type.dtype.itemsize > 1:
         stored_dtype = data_type.dtype.newbyteorder(byte_order).str  # "|S5" etc. stay "|"
     else:

@@ -10,13 +10,15 @@ import numpy as np
 
 from gpuzarr.codecs.base import ArrayBytesCodec, Buffer, ChunkSpec
 from gpuzarr.errors import CorruptChunkError, MetadataError
+from gpuzarr.metadata.dtypes import has_byte_order, with_byte_order
 
 __all__ = ["BytesCodec"]
 
 
-def _has_byte_order(dtype: np.dtype) -> bool:
-    """Whether the element's bytes depend on endianness (no for bool, int8, S, V...)."""
-    return not (dtype.kind in "SV" or dtype.itemsize == 1)
+def _holds_bits(stored: np.dtype, dtype: np.dtype) -> bool:
+    """Whether ``stored`` is the unsigned integer that holds the bits of an ml_dtypes
+    element in the other byte order (see ``with_byte_order``), not the element type."""
+    return stored.kind != dtype.kind
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class BytesCodec(ArrayBytesCodec):
 
     def evolve(self, spec: ChunkSpec) -> BytesCodec:
         # zarr-python drops endian for byte-order-free types; keep what the user said otherwise.
-        if not spec.data_type.is_variable_length and not _has_byte_order(spec.dtype):
+        if not spec.data_type.is_variable_length and not has_byte_order(spec.dtype):
             return BytesCodec(None)
         return self
 
@@ -60,20 +62,24 @@ class BytesCodec(ArrayBytesCodec):
                 f"codec 'bytes' cannot serialise variable-length data type "
                 f"{spec.data_type.name!r}; use vlen-utf8 or vlen-bytes"
             )
-        if self.endian is None and _has_byte_order(spec.dtype):
+        if self.endian is None and has_byte_order(spec.dtype):
             raise MetadataError(
                 f"codec 'bytes': endian is required for data type {spec.data_type.name!r}"
             )
         return spec
 
     def stored_dtype(self, dtype: np.dtype) -> np.dtype:
-        """The dtype of the stored elements (byte order made explicit)."""
-        if not _has_byte_order(dtype):
-            return dtype
-        return dtype.newbyteorder("<" if self.endian == "little" else ">")
+        """The dtype of the stored elements (byte order made explicit): for an ml_dtypes
+        type in the other byte order, the unsigned integer of its bits in that order
+        (see :func:`~gpuzarr.metadata.dtypes.with_byte_order`)."""
+        return with_byte_order(dtype, "<" if self.endian == "little" else ">")
 
     def plain_stored_dtype(self, spec: ChunkSpec) -> np.dtype | None:
-        return None if spec.data_type.is_variable_length else self.stored_dtype(spec.dtype)
+        if spec.data_type.is_variable_length:
+            return None
+        stored = self.stored_dtype(spec.dtype)
+        # (Bits held as an integer convert by view, not astype: not a plain element.)
+        return None if _holds_bits(stored, spec.dtype) else stored
 
     def encoded_size(self, decoded_size: int, spec: ChunkSpec) -> int:
         return spec.nbytes
@@ -90,15 +96,20 @@ class BytesCodec(ArrayBytesCodec):
             arr = data.reshape(-1).view(np.uint8).view(stored).reshape(spec.shape)
         else:
             arr = np.frombuffer(data, dtype=stored).reshape(spec.shape)
-        if stored.isnative:
+        if stored.isnative and not _holds_bits(stored, spec.dtype):
             return arr
+        # Swap into the element type, or into its bits (an ml_dtypes type in the other
+        # byte order is stored as the bits of an unsigned integer).
+        target = stored.newbyteorder("=") if _holds_bits(stored, spec.dtype) else spec.dtype
         if out is not None:  # swap straight into the destination, no temporary
-            np.copyto(out, arr)
+            np.copyto(out.view(target), arr)
             return out
-        return arr.astype(spec.dtype)
+        return arr.astype(target).view(spec.dtype)
 
     def cpu_encode(self, data: np.ndarray, spec: ChunkSpec) -> np.ndarray:
         stored = self.stored_dtype(spec.dtype)
+        if _holds_bits(stored, spec.dtype):
+            return np.ascontiguousarray(data, dtype=spec.dtype).view(stored.newbyteorder("=")).astype(stored)
         if data.dtype != stored:
             return np.ascontiguousarray(data, dtype=stored)
         return np.ascontiguousarray(data)

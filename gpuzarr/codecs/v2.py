@@ -27,6 +27,7 @@ from gpuzarr.codecs.vlen import VLEN_IDS, check_vlen_header
 from gpuzarr.codecs.zlib import ZlibCodec
 from gpuzarr.codecs.zstd import ZstdCodec
 from gpuzarr.errors import CorruptChunkError, MetadataError
+from gpuzarr.metadata.dtypes import v2_stored_dtype
 
 __all__ = ["OBJECT_FILTER_IDS", "V2ArrayBytesCodec", "v2_compressor"]
 
@@ -46,7 +47,7 @@ class V2ArrayBytesCodec(ArrayBytesCodec):
     def __post_init__(self) -> None:
         self._filters  # noqa: B018 - fail early on unknown filters
         objects = [dict(f).get("id") for f in self.filters if dict(f).get("id") in OBJECT_FILTER_IDS]
-        if objects and np.dtype(self.stored_dtype).kind != "O":
+        if objects and self._dtype.kind != "O":
             raise MetadataError(
                 f"filters: {objects[0]!r} encodes Python objects, but dtype {self.stored_dtype!r} "
                 "is not the object dtype '|O'"
@@ -74,7 +75,7 @@ class V2ArrayBytesCodec(ArrayBytesCodec):
 
     @property
     def _dtype(self) -> np.dtype:
-        return np.dtype(self.stored_dtype)
+        return v2_stored_dtype(self.stored_dtype)
 
     def plain_stored_dtype(self, spec: ChunkSpec) -> np.dtype | None:
         # Without filters, a C-order chunk (or any chunk of one dimension) is stored as

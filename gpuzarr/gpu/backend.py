@@ -28,6 +28,7 @@ import numpy as np
 from gpuzarr.errors import DeviceUnavailableError
 from gpuzarr.gpu import reference
 from gpuzarr.gpu.plan import CompressBatch, StreamBatch, aligned_slots, host_compress, host_decompress
+from gpuzarr.metadata.dtypes import is_ml_dtype
 
 __all__ = ["Backend", "CudaBackend", "HostBackend", "NVCOMP_ALGORITHMS", "cuda_backend"]
 
@@ -224,8 +225,9 @@ class CudaBackend(Backend):
         self._pinned: Any = None
 
     def holds(self, dtype: np.dtype) -> bool:
-        # CuPy arrays: booleans and numbers only (no datetimes, strings, raw or structured).
-        return dtype.kind in "biufc"
+        # CuPy arrays: NumPy's booleans and numbers only (no datetimes, strings, raw or
+        # structured, nor ml_dtypes' bfloat16 and float8 types, one of which is kind "f").
+        return dtype.kind in "biufc" and not is_ml_dtype(dtype)
 
     def _codec(self, codec: str) -> Any:
         found = self._codecs.get(codec)

@@ -24,11 +24,30 @@ import numpy as np
 from gpuzarr.device import Device
 from gpuzarr.errors import DeviceUnavailableError
 from gpuzarr.memory import aligned_empty
+from gpuzarr.metadata.dtypes import is_ml_dtype
 
 __all__ = ["OUTPUTS", "BatchBackend", "HostBackend", "aligned_empty", "make_backend"]
 
 Output = Literal["numpy", "torch", "jax", "cupy"]
 OUTPUTS: tuple[str, ...] = ("numpy", "torch", "jax", "cupy")
+
+#: ml_dtypes types that torch holds under the same name, element for element. (torch's
+#: int4 has no operations, and its float4 packs two values a byte: neither is taken.)
+_TORCH_ML_DTYPES = frozenset(
+    {"bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu"}
+)
+
+
+def _torch_ml_dtype(torch: Any, dtype: np.dtype) -> Any:
+    """torch's dtype for an ml_dtypes ``dtype`` (TypeError where torch has none alike).
+
+    ``torch.from_numpy`` takes no ml_dtypes array: batches pass to torch as their bits,
+    in an integer tensor of the element's size viewed as torch's type."""
+    found = getattr(torch, dtype.name, None) if dtype.name in _TORCH_ML_DTYPES else None
+    if found is None:
+        raise TypeError(f"torch {torch.__version__} has no dtype that holds {dtype.name} elements")
+    return found
+
 
 class BatchBackend:
     """Memory and output type of a loader (see the module docstring)."""
@@ -90,9 +109,16 @@ class HostBackend(BatchBackend):
             )
         if self._torch is not None:
             try:
-                self._torch.from_numpy(np.empty(0, dtype=dtype))
+                self._tensor(np.empty(0, dtype=dtype))
             except (TypeError, ValueError) as e:  # (ValueError: a byte order other than the native one)
                 raise TypeError(f"output='torch' cannot hold dtype {dtype}: {e}") from None
+
+    def _tensor(self, array: np.ndarray) -> Any:
+        """A torch tensor sharing ``array``'s memory."""
+        if is_ml_dtype(array.dtype):
+            torch_dtype = _torch_ml_dtype(self._torch, array.dtype)
+            return self._torch.from_numpy(array.view(f"i{array.dtype.itemsize}")).view(torch_dtype)
+        return self._torch.from_numpy(array)
 
     def empty_pool(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return aligned_empty(shape, dtype)
@@ -100,8 +126,11 @@ class HostBackend(BatchBackend):
     def empty_batch(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, Any]:
         if self.pin_memory:
             # Gather straight into pinned memory: no extra copy before the host-to-device one.
-            tensor = self._torch.from_numpy(np.empty(0, dtype=dtype))
-            tensor = self._torch.empty(shape, dtype=tensor.dtype, pin_memory=True)
+            torch_dtype = self._tensor(np.empty(0, dtype=dtype)).dtype
+            tensor = self._torch.empty(shape, dtype=torch_dtype, pin_memory=True)
+            if is_ml_dtype(dtype):  # (tensor.numpy() refuses torch's bfloat16 and float8)
+                bits = getattr(self._torch, f"int{8 * dtype.itemsize}")
+                return tensor.view(bits).numpy().view(dtype), tensor
             return tensor.numpy(), tensor
         buf = aligned_empty(shape, dtype)
         return buf, buf
@@ -115,7 +144,11 @@ class HostBackend(BatchBackend):
         if self.output == "numpy":
             return handle
         if self.output == "torch":
-            return handle if self.pin_memory else self._torch.from_numpy(handle)
+            return handle if self.pin_memory else self._tensor(handle)
+        if is_ml_dtype(handle.dtype):
+            # (NumPy exports no ml_dtypes array through DLPack; JAX holds these types
+            # natively, at the cost of one copy.)
+            return self._jnp.asarray(handle)
         return self._jnp.from_dlpack(handle)
 
 

@@ -1,6 +1,8 @@
 """Zarr v2 and v3 metadata: data types, fill values, array and group documents."""
 
 from gpuzarr.metadata.dtypes import (
+    ML_DATA_TYPES,
+    ML_V2_DATA_TYPES,
     DataType,
     data_type_from_numpy,
     data_type_from_user,
@@ -30,6 +32,8 @@ __all__ = [
     "V2_CONSOLIDATED_KEY",
     "V2_GROUP_KEY",
     "V3_KEY",
+    "ML_DATA_TYPES",
+    "ML_V2_DATA_TYPES",
     "ArrayMetadata",
     "ArrayMetadataV2",
     "ArrayMetadataV3",

@@ -8,6 +8,13 @@ dtype string, and the codecs convert on the way in and out.
 Fill values are parsed from and encoded to every JSON encoding the specs allow:
 numbers, ``"NaN"``, ``"Infinity"``, ``"-Infinity"``, hex bit patterns (``"0x7fc00000"``),
 ``[re, im]`` pairs for complex types, base64 for byte strings and plain strings for text.
+
+The machine-learning types of the Zarr extension registry (``bfloat16``, the
+``float8``/``float6``/``float4`` formats, ``int2``/``int4``/``uint2``/``uint4``), which
+tensorstore writes, are held in the NumPy dtypes of the ``ml_dtypes`` package, imported
+only when an array of one is met. NumPy cannot change their byte order
+(``newbyteorder`` turns them into plain void types), so byte order goes through
+:func:`with_byte_order`, which the codecs use for every type.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import base64
 import math
 import re
 import struct
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,11 +33,17 @@ import numpy as np
 from gpuzarr.errors import MetadataError, UnsupportedDataTypeError
 
 __all__ = [
+    "ML_DATA_TYPES",
+    "ML_V2_DATA_TYPES",
     "DataType",
     "data_type_from_user",
     "data_type_from_v2",
     "data_type_from_v3",
     "default_fill_value",
+    "has_byte_order",
+    "is_ml_dtype",
+    "v2_stored_dtype",
+    "with_byte_order",
 ]
 
 # Fixed-size numeric types: v3 name -> NumPy dtype (native byte order).
@@ -53,6 +67,36 @@ _NUMERIC_V3: dict[str, np.dtype] = {
     )
 }
 _NUMERIC_BY_DTYPE: dict[np.dtype, str] = {dt: name for name, dt in _NUMERIC_V3.items()}
+
+#: Machine-learning types of the Zarr extension registry (one name in v3 and in v2, as
+#: tensorstore writes them), each held in the ml_dtypes type of that name: name -> kind.
+#: Each is one byte per element but bfloat16 (two); the narrow ones keep their bits in
+#: the low bits of the byte.
+ML_DATA_TYPES: dict[str, str] = {
+    "bfloat16": "float",
+    "float8_e3m4": "float",
+    "float8_e4m3": "float",
+    "float8_e4m3b11fnuz": "float",
+    "float8_e4m3fn": "float",
+    "float8_e4m3fnuz": "float",
+    "float8_e5m2": "float",
+    "float8_e5m2fnuz": "float",
+    "float8_e8m0fnu": "float",
+    "float6_e2m3fn": "float",
+    "float6_e3m2fn": "float",
+    "float4_e2m1fn": "float",
+    "int2": "int",
+    "int4": "int",
+    "uint2": "uint",
+    "uint4": "uint",
+}
+
+#: Those of them with a Zarr v2 form: tensorstore's, the one v2 writer of these types,
+#: less float8_e8m0fnu (tensorstore's v2 fill values of it are not its values: it writes
+#: 1.0 as 2**64) and the types tensorstore lacks. In v2, float4_e2m1fn fill values are
+#: base64 of the element's byte, as tensorstore writes them; the others are numbers.
+ML_V2_DATA_TYPES = frozenset(ML_DATA_TYPES) - {"float8_e8m0fnu", "float8_e4m3", "float6_e2m3fn", "float6_e3m2fn",
+                                               "uint2", "uint4"}
 
 _STRING_DTYPE = np.dtypes.StringDType()
 _OBJECT_DTYPE = np.dtype(object)
@@ -153,6 +197,8 @@ class DataType:
             ) from None
         if self.kind in ("int", "uint") and not _int_in_range(value, self.dtype):
             raise ValueError(f"fill_value {value!r} is out of range for data type {self.name!r}")
+        if self.kind == "float" and is_ml_dtype(self.dtype) and _lost_to_range(value, scalar):
+            raise ValueError(f"fill_value {value!r} is out of the range of data type {self.name!r}")
         return scalar
 
 
@@ -160,9 +206,39 @@ def _int_in_range(value: Any, dtype: np.dtype) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return True
     if isinstance(value, (int, np.integer)):
-        info = np.iinfo(dtype)
-        return info.min <= int(value) <= info.max
+        low, high = _int_limits(dtype)
+        return low <= int(value) <= high
     return True
+
+
+def _lost_to_range(value: Any, scalar: Any) -> bool:
+    """Whether a finite number is out of the range of an ml_dtypes float type: it became
+    NaN or an infinity, or the type's largest value (types without infinities saturate)."""
+    try:
+        given = float(value)
+    except OverflowError:  # (an integer past every float)
+        return True
+    except (TypeError, ValueError):
+        return False
+    if not math.isfinite(given):
+        return False
+    result = float(scalar)
+    if not math.isfinite(result):
+        return True
+    import ml_dtypes
+
+    return abs(given) > float(ml_dtypes.finfo(np.asarray(scalar).dtype).max) and result != given
+
+
+def _int_limits(dtype: np.dtype) -> tuple[int, int]:
+    """The least and greatest value of an integer type (NumPy's or ml_dtypes')."""
+    if is_ml_dtype(dtype):
+        import ml_dtypes
+
+        info = ml_dtypes.iinfo(dtype)
+    else:
+        info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
 
 
 def default_fill_value(dt: DataType) -> Any:
@@ -194,6 +270,64 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _ml_data_type(name: str, where: str) -> DataType:
+    """The DataType of a machine-learning type, importing ml_dtypes for it."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise UnsupportedDataTypeError(
+            f"{where}: data type {name!r} needs the ml_dtypes package (pip install ml_dtypes)"
+        ) from None
+    scalar_type = getattr(ml_dtypes, name, None)
+    if scalar_type is None:
+        raise UnsupportedDataTypeError(
+            f"{where}: data type {name!r} needs a newer ml_dtypes than {ml_dtypes.__version__}"
+        )
+    return DataType(name, np.dtype(scalar_type), ML_DATA_TYPES[name])
+
+
+def is_ml_dtype(dtype: np.dtype) -> bool:
+    """Whether ``dtype`` is one of the ml_dtypes types of :data:`ML_DATA_TYPES`."""
+    # (By the scalar type's module: no import of ml_dtypes, and fast enough to ask per
+    # chunk, where NumPy's ``dtype.name`` takes microseconds.)
+    return dtype.type.__module__ == "ml_dtypes" and dtype.name in ML_DATA_TYPES
+
+
+_NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"
+
+
+def has_byte_order(dtype: np.dtype) -> bool:
+    """Whether an element's stored bytes depend on the byte order: numbers of more than
+    one byte (not bool, int8, fixed-size bytes or strings of bytes, raw types)."""
+    if dtype.itemsize <= 1:
+        return False
+    return is_ml_dtype(dtype) or dtype.kind not in "SV"
+
+
+def with_byte_order(dtype: np.dtype, order: str) -> np.dtype:
+    """The dtype that reads and writes elements of ``dtype`` stored in byte ``order``
+    (``"<"`` or ``">"``), converting to ``dtype`` with ``astype``.
+
+    For NumPy's types that is ``dtype.newbyteorder(order)``. An ml_dtypes type in the
+    native order is itself; in the other order it has no NumPy form, and this returns the
+    unsigned integer of its size in that order, whose values are the element's bits:
+    convert by ``astype`` to the native unsigned integer, then ``view`` as ``dtype``.
+    """
+    if dtype.itemsize <= 1:
+        return dtype
+    if not is_ml_dtype(dtype):
+        return dtype if dtype.kind in "SV" else dtype.newbyteorder(order)
+    return dtype if order in (_NATIVE_ORDER, "=") else np.dtype(f"{order}u{dtype.itemsize}")
+
+
+def v2_stored_dtype(value: str) -> np.dtype:
+    """The NumPy dtype of a v2 ``dtype`` string as stored (its byte order included):
+    a typestr such as ``'>f8'``, or a machine-learning type's name (little-endian)."""
+    if value in ML_DATA_TYPES:
+        return with_byte_order(_ml_data_type(value, "dtype").dtype, "<")
+    return np.dtype(value)
+
+
 def data_type_from_v3(value: Any, where: str = "data_type") -> DataType:
     """Resolve a v3 ``data_type`` JSON value; unknown types raise UnsupportedDataTypeError."""
     if isinstance(value, str):
@@ -211,6 +345,8 @@ def data_type_from_v3(value: Any, where: str = "data_type") -> DataType:
     if name in _NUMERIC_V3 and not config:
         dtype = _NUMERIC_V3[name]
         return DataType(name, dtype, _numeric_kind(dtype))
+    if name in ML_DATA_TYPES and not config:
+        return _ml_data_type(name, where)
     if name == "string" and not config:
         return DataType("string", _STRING_DTYPE, "string")
     if name in ("bytes", "variable_length_bytes") and not config:
@@ -255,6 +391,10 @@ def data_type_from_v2(value: Any, where: str = "dtype", object_codec: str | None
     """
     if not isinstance(value, str):
         raise UnsupportedDataTypeError(f"{where}: unsupported v2 dtype {value!r} (structured dtypes are not supported)")
+    if value in ML_DATA_TYPES:  # (a bare name, little-endian: tensorstore's v2 form)
+        if value not in ML_V2_DATA_TYPES:
+            raise UnsupportedDataTypeError(f"{where}: data type {value!r} has no Zarr v2 form; use Zarr v3")
+        return _ml_data_type(value, where)
     if not _V2_DTYPE.fullmatch(value):
         # (NumPy also reads shorthands such as '<f' or 'int', whose size depends on
         # the platform; the v2 spec and zarr-python take only typestr with a size.)
@@ -281,6 +421,8 @@ def data_type_from_v2(value: Any, where: str = "dtype", object_codec: str | None
 
 def data_type_from_numpy(dtype: np.dtype, where: str = "dtype") -> DataType:
     """Map a NumPy dtype (any byte order) to its Zarr data type."""
+    if is_ml_dtype(dtype):  # (before the raw types: most of these are NumPy kind "V")
+        return _ml_data_type(dtype.name, where)
     native = dtype.newbyteorder("=") if dtype.byteorder in "<>" else dtype
     if native in _NUMERIC_BY_DTYPE:
         return DataType(_NUMERIC_BY_DTYPE[native], native, _numeric_kind(native))
@@ -322,7 +464,9 @@ def data_type_from_user(value: Any) -> DataType:
         return DataType("bytes", _OBJECT_DTYPE, "bytes")
     if isinstance(value, Mapping):
         return data_type_from_v3(value, "dtype")
-    if isinstance(value, str) and (value in _NUMERIC_V3 or value.startswith("numpy.") or _is_raw_bits_name(value)):
+    if isinstance(value, str) and (
+        value in _NUMERIC_V3 or value in ML_DATA_TYPES or value.startswith("numpy.") or _is_raw_bits_name(value)
+    ):
         return data_type_from_v3(value, "dtype")
     try:
         dtype = np.dtype(value)
@@ -352,7 +496,29 @@ def _from_hex_bits(value: str, dt: np.dtype) -> Any:
     if len(value) != 2 + 2 * dt.itemsize:
         raise ValueError(f"a {dt.itemsize}-byte bit pattern needs {2 * dt.itemsize} hex digits")
     raw = int(value, 16).to_bytes(dt.itemsize, "big")
-    return np.frombuffer(raw, dtype=dt.newbyteorder(">"))[0].astype(dt)
+    # (Through the unsigned integer of the type's size: ml_dtypes types have no
+    # big-endian NumPy form.)
+    bits = np.frombuffer(raw, dtype=f">u{dt.itemsize}").astype(f"=u{dt.itemsize}")
+    return bits.view(dt)[0]
+
+
+def _bits_hex(value: Any) -> str:
+    """A scalar's bit pattern as ``"0x..."``, big-endian (the inverse of _from_hex_bits)."""
+    arr = np.asarray(value).reshape(1)
+    bits = arr.view(f"=u{arr.dtype.itemsize}").astype(f">u{arr.dtype.itemsize}")
+    return "0x" + bits.tobytes().hex()
+
+
+#: Float types whose v2 fill values tensorstore writes as base64 of the element's bytes.
+_V2_BASE64_FILLS = frozenset({"float4_e2m1fn"})
+
+
+def _from_base64_bits(value: str, dt: np.dtype) -> Any:
+    """A base64 string of exactly one element's bytes as a scalar of ``dt``."""
+    raw = base64.standard_b64decode(value.encode("ascii"))
+    if len(raw) != dt.itemsize:
+        raise ValueError(f"{len(raw)} bytes for a {dt.itemsize}-byte type")
+    return np.frombuffer(raw, dtype=dt)[0]
 
 
 def _parse_float(dt: np.dtype, value: Any) -> Any:
@@ -360,10 +526,20 @@ def _parse_float(dt: np.dtype, value: Any) -> Any:
     if isinstance(value, bool):
         raise TypeError("booleans are not floats")
     if isinstance(value, (int, float)):
-        return dt.type(value)
+        result = dt.type(value)
+        if is_ml_dtype(dt) and _lost_to_range(value, result):
+            # (ml_dtypes turns what its type cannot hold into NaN, or -0.0 for the
+            # formats without NaN: a fill value that reads back as another number.)
+            raise OverflowError(f"{value!r} is out of the range of {dt.name}")
+        return result
     if isinstance(value, str):
         if value in _SPECIAL_FLOATS:
-            return dt.type(_SPECIAL_FLOATS[value])
+            special = _SPECIAL_FLOATS[value]
+            result = dt.type(special)
+            as_float = float(result)
+            if not (math.isnan(as_float) if math.isnan(special) else as_float == special):
+                raise ValueError(f"data type {dt.name} has no {value!r}")
+            return result
         if value.startswith("0x"):
             return _from_hex_bits(value, dt)
     raise TypeError(f"expected a number, 'NaN', 'Infinity', '-Infinity' or '0x...', got {value!r}")
@@ -377,7 +553,7 @@ def _encode_float(value: Any, *, v2: bool = False) -> Any:
         arr = np.asarray(value)
         canonical = np.asarray(np.nan, dtype=arr.dtype)
         if not v2 and arr.tobytes() != canonical.tobytes():
-            return "0x" + arr.astype(arr.dtype.newbyteorder(">")).tobytes().hex()
+            return _bits_hex(arr)
         return "NaN"
     if math.isinf(f):
         return "Infinity" if f > 0 else "-Infinity"
@@ -401,11 +577,13 @@ def _parse_fill(dt: DataType, value: Any, *, v2: bool) -> Any:
             if not value.is_integer():
                 raise ValueError("not an integer")
             value = int(value)
-        info = np.iinfo(dt.dtype)
-        if not info.min <= value <= info.max:
-            raise OverflowError(f"out of range [{info.min}, {info.max}]")
+        low, high = _int_limits(dt.dtype)
+        if not low <= value <= high:
+            raise OverflowError(f"out of range [{low}, {high}]")
         return dt.dtype.type(value)
     if kind == "float":
+        if v2 and dt.name in _V2_BASE64_FILLS and isinstance(value, str) and value not in _SPECIAL_FLOATS:
+            return _from_base64_bits(value, dt.dtype)
         return _parse_float(dt.dtype, value)
     if kind == "complex":
         part = np.dtype(f"f{dt.dtype.itemsize // 2}")
@@ -463,6 +641,8 @@ def _encode_fill(dt: DataType, value: Any, *, v2: bool) -> Any:
         return bool(value)
     if kind in ("int", "uint"):
         return int(value)
+    if kind == "float" and v2 and dt.name in _V2_BASE64_FILLS:
+        return base64.standard_b64encode(np.asarray(value, dtype=dt.dtype).tobytes()).decode("ascii")
     if kind == "float":
         return _encode_float(np.asarray(value, dtype=dt.dtype)[()], v2=v2)
     if kind == "complex":
