@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
+from gpuzarr._checks import is_int
+
 __all__ = ["Config", "config", "get_config", "usable_cores"]
 
 
@@ -55,17 +57,17 @@ class Config:
     shard_index_cache_entries: int = 16384
 
     def __post_init__(self) -> None:
-        # bool is an int subclass: reject it explicitly, threads=True is a mistake.
-        if not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 1:
+        # (threads=True is a mistake, not one thread: see is_int.)
+        if not is_int(self.threads) or self.threads < 1:
             raise ValueError(f"config: threads must be a positive integer, got {self.threads!r}")
         if not isinstance(self.write_empty_chunks, bool):
             # A truthy string such as "no" would otherwise silently mean True.
             raise ValueError(f"config: write_empty_chunks must be True or False, got {self.write_empty_chunks!r}")
-        if not isinstance(self.wave_bytes, int) or isinstance(self.wave_bytes, bool) or self.wave_bytes < 1:
+        if not is_int(self.wave_bytes) or self.wave_bytes < 1:
             raise ValueError(f"config: wave_bytes must be a positive integer, got {self.wave_bytes!r}")
         for name in ("coalesce_gap_bytes", "shard_index_cache_entries"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            if not is_int(value) or value < 0:
                 raise ValueError(f"config: {name} must be a non-negative integer, got {value!r}")
         if self.gpu_fallback not in ("warn", "error"):
             raise ValueError(f"config: gpu_fallback must be 'warn' or 'error', got {self.gpu_fallback!r}")

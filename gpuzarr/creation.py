@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from gpuzarr._checks import is_integer
 from gpuzarr.codecs import (
     ArrayArrayCodec,
     ArrayBytesCodec,
@@ -92,7 +93,7 @@ def _chunk_tuple(chunks: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
     One integer applies to every dimension; ``None`` or ``-1`` for a dimension means
     "the whole dimension" (at least 1, so an empty dimension still has a chunk size).
     """
-    if isinstance(chunks, (int, np.integer)) and not isinstance(chunks, bool):
+    if is_integer(chunks):
         return (int(chunks),) * len(shape)
     if isinstance(chunks, (list, tuple)) and len(chunks) == len(shape):
         chunks = [max(1, s) if c is None or (isinstance(c, (int, np.integer)) and c == -1) else c

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from gpuzarr._checks import is_int
 from gpuzarr.codecs.base import ArrayBytesCodec, Buffer, ChunkSpec, Codec, as_memoryview
 from gpuzarr.codecs.bytes import BytesCodec
 from gpuzarr.codecs.chain import CodecChain
@@ -90,7 +91,7 @@ class ShardingCodec(ArrayBytesCodec):
             raise MetadataError(f"{where}: unknown configuration fields {sorted(extra)}")
         shape = config.get("chunk_shape")
         if not isinstance(shape, (list, tuple)) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape
+            is_int(s) and s >= 1 for s in shape
         ):
             raise MetadataError(f"{where}: chunk_shape must be a list of positive integers, got {shape!r}")
         location = config.get("index_location", "end")

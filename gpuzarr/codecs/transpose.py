@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from gpuzarr._checks import is_int
 from gpuzarr.codecs.base import ArrayArrayCodec, ChunkSpec
 from gpuzarr.errors import MetadataError
 
@@ -36,7 +37,7 @@ class TransposeCodec(ArrayArrayCodec):
         if isinstance(order, str) and order in ("C", "F"):
             return cls(order)
         if not isinstance(order, (list, tuple)) or not all(
-            isinstance(i, int) and not isinstance(i, bool) for i in order
+            is_int(i) for i in order
         ):
             raise MetadataError(f"codec 'transpose': order must be a list of integers, got {order!r}")
         if sorted(order) != list(range(len(order))):

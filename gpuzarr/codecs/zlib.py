@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from gpuzarr._checks import is_int
 from gpuzarr.codecs._compressor import decode_with, decoded_size_hint
 from gpuzarr.codecs._deflate import zlib_compress, zlib_decompress
 from gpuzarr.codecs.base import Buffer, BytesBytesCodec, ChunkSpec
@@ -31,7 +32,7 @@ class ZlibCodec(BytesBytesCodec):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ZlibCodec:
         level = config.get("level", 1)
-        if set(config) - {"level"} or not isinstance(level, int) or isinstance(level, bool) or not -1 <= level <= 9:
+        if set(config) - {"level"} or not is_int(level) or not -1 <= level <= 9:
             raise MetadataError(f"codec 'numcodecs.zlib': level must be an integer -1..9, got {dict(config)!r}")
         return cls(level)
 

@@ -15,6 +15,7 @@ import numpy as np
 from numcodecs.zstd import decompress as _zstd_decompress
 
 from gpuzarr import _native
+from gpuzarr._checks import is_int
 from gpuzarr.codecs._compressor import buffer_address, decode_with, typed_decode_error
 from gpuzarr.codecs.base import Buffer, BytesBytesCodec, ChunkSpec, DecodeTargets, Spread, as_memoryview
 from gpuzarr.errors import MetadataError
@@ -431,8 +432,7 @@ class ZstdCodec(BytesBytesCodec):
         checksum = config.get("checksum", False)
         if (
             set(config) - {"level", "checksum"}
-            or not isinstance(level, int)
-            or isinstance(level, bool)
+            or not is_int(level)
             or not -131072 <= level <= 22
             or not isinstance(checksum, bool)
         ):

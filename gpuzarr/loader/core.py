@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gpuzarr._checks import is_integer
 from gpuzarr.config import config
 from gpuzarr.device import Device, resolve_device
 from gpuzarr.loader.order import Balance, EpochOrder, epoch_order, make_schedule, samples_per_rank
 from gpuzarr.loader.output import OUTPUTS, BatchBackend, HostBackend, make_backend
-from gpuzarr.loader.space import MIN_BLOCKS, SampleSpace, is_count
+from gpuzarr.loader.space import MIN_BLOCKS, SampleSpace
 
 if TYPE_CHECKING:
     from gpuzarr.loader.torch_dataset import TorchIterableDataset
@@ -143,12 +144,12 @@ class Loader:
         device: str | Device = "cpu",
         pin_memory: bool = False,
     ) -> None:
-        if not is_count(batch_size) or batch_size < 1:
+        if not is_integer(batch_size) or batch_size < 1:
             raise ValueError(f"loader: batch_size must be a positive integer, got {batch_size!r}")
-        if not is_count(seed) or seed < 0:
+        if not is_integer(seed) or seed < 0:
             raise ValueError(f"loader: seed must be a non-negative integer, got {seed!r}")
         for name, value in (("prefetch", prefetch), ("read_threads", read_threads)):
-            if value is not None and (not is_count(value) or value < 0):
+            if value is not None and (not is_integer(value) or value < 0):
                 raise ValueError(f"loader: {name} must be a non-negative integer, got {value!r}")
         if shuffle_buffer is not None and shuffle_buffer_samples is not None:
             raise ValueError("loader: give shuffle_buffer (blocks) or shuffle_buffer_samples, not both")
@@ -164,7 +165,7 @@ class Loader:
         if rank is None or world_size is None:
             rank, world_size = _distributed_rank() or (0, 1)
         for name, value in (("rank", rank), ("world_size", world_size)):
-            if not is_count(value):
+            if not is_integer(value):
                 raise ValueError(f"loader: {name} must be an integer, got {value!r}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"loader: need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
@@ -198,11 +199,11 @@ class Loader:
 
         block = self._space.max_block_samples
         if shuffle_buffer_samples is not None:
-            if not is_count(shuffle_buffer_samples) or shuffle_buffer_samples < 1:
+            if not is_integer(shuffle_buffer_samples) or shuffle_buffer_samples < 1:
                 raise ValueError(f"loader: shuffle_buffer_samples must be positive, got {shuffle_buffer_samples}")
             buffer_blocks = -(-int(shuffle_buffer_samples) // block)
         elif shuffle_buffer is not None:
-            if not is_count(shuffle_buffer) or shuffle_buffer < 1:
+            if not is_integer(shuffle_buffer) or shuffle_buffer < 1:
                 raise ValueError(f"loader: shuffle_buffer must be at least 1 block, got {shuffle_buffer}")
             buffer_blocks = int(shuffle_buffer)
         else:
@@ -338,7 +339,7 @@ class Loader:
         patches (``np.unravel_index(ids, loader.grid_shape)`` times the patch shape gives
         patch origins). Computed without reading any data.
         """
-        if epoch is not None and (not is_count(epoch) or epoch < 0):
+        if epoch is not None and (not is_integer(epoch) or epoch < 0):
             raise ValueError(f"loader: epoch must be a non-negative integer, got {epoch!r}")
         order = self._order(self._epoch if epoch is None else int(epoch))
         return self._space.sample_ids(order.blocks, order.local)
@@ -353,7 +354,7 @@ class Loader:
 
     def set_epoch(self, epoch: int) -> None:
         """Start over at the beginning of ``epoch`` (closes a running iteration)."""
-        if not is_count(epoch) or epoch < 0:
+        if not is_integer(epoch) or epoch < 0:
             raise ValueError(f"loader: epoch must be a non-negative integer, got {epoch!r}")
         self._reposition(int(epoch), 0)
 
@@ -401,7 +402,7 @@ class Loader:
             details = ", ".join(f"{k}: state {theirs.get(k)!r} vs loader {mine.get(k)!r}" for k in diff)
             raise ValueError(f"loader: state_dict is from a differently configured loader ({details})")
         epoch, position = state.get("epoch"), state.get("batches_yielded")
-        if not (is_count(epoch) and is_count(position)):
+        if not (is_integer(epoch) and is_integer(position)):
             raise ValueError(
                 f"loader: state_dict needs integer 'epoch' and 'batches_yielded', got {epoch!r} and {position!r}"
             )

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from gpuzarr._checks import is_integer
 from gpuzarr.array import Array
 
 __all__ = ["MIN_BLOCKS", "MIN_BLOCK_BYTES", "ArrayReader", "SampleSpace"]
@@ -67,13 +68,8 @@ def _aligned_extent(patch: int, unit: int) -> int:
     return patch * max(1, round(unit / patch))
 
 
-def is_count(value: Any) -> bool:
-    """Whether ``value`` is an integer (NumPy's too), not a bool (True is no size)."""
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
 def _is_positive_count(value: Any) -> bool:
-    return is_count(value) and value >= 1
+    return is_integer(value) and value >= 1
 
 
 class ArrayReader:
@@ -252,7 +248,7 @@ class SampleSpace:
     @staticmethod
     def _sample_axis(name: str, array: Any, axis: int) -> int:
         ndim = len(array.shape)
-        if not is_count(axis):
+        if not is_integer(axis):
             raise TypeError(f"loader: axis must be an integer, got {axis!r}")
         if not -ndim <= axis < ndim:
             raise ValueError(f"loader: axis {axis} is out of range for array {name!r} with {ndim} dimensions")

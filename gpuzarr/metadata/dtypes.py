@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from gpuzarr._checks import is_int
 from gpuzarr.errors import MetadataError, UnsupportedDataTypeError
 
 __all__ = [
@@ -265,11 +266,6 @@ _V2_DTYPE = re.compile(r"[<>|=]?(?:[biufcSUV][0-9]+|[mM]8(?:\[[0-9]*[A-Za-zμ]+\
 _MAX_ITEM_NBYTES = 2**31 - 1
 
 
-def _is_int(value: Any) -> bool:
-    """An integer, not a bool (JSON true is no length)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _ml_data_type(name: str, where: str) -> DataType:
     """The DataType of a machine-learning type, importing ml_dtypes for it."""
     try:
@@ -358,7 +354,7 @@ def data_type_from_v3(value: Any, where: str = "data_type") -> DataType:
         return DataType(name, np.dtype(f"V{bits // 8}"), "raw")
     if name in ("null_terminated_bytes", "fixed_length_utf32", "raw_bytes"):
         length = config.get("length_bytes")
-        if not _is_int(length) or not 1 <= length <= _MAX_ITEM_NBYTES:
+        if not is_int(length) or not 1 <= length <= _MAX_ITEM_NBYTES:
             raise MetadataError(
                 f"{where}: {name!r} needs a positive 'length_bytes' of at most {_MAX_ITEM_NBYTES}, got {length!r}"
             )
@@ -371,7 +367,7 @@ def data_type_from_v3(value: Any, where: str = "data_type") -> DataType:
         return DataType(name, dtype, kind, config)
     if name in ("numpy.datetime64", "numpy.timedelta64"):
         unit, scale = config.get("unit"), config.get("scale_factor")
-        if not isinstance(unit, str) or unit not in _TIME_UNITS or not _is_int(scale) or not 1 <= scale < 2**31:
+        if not isinstance(unit, str) or unit not in _TIME_UNITS or not is_int(scale) or not 1 <= scale < 2**31:
             raise MetadataError(
                 f"{where}: bad {name} configuration {config!r} (unit one of {sorted(_TIME_UNITS)}, "
                 "scale_factor an integer from 1 to 2**31 - 1)"
@@ -629,7 +625,7 @@ def _parse_fill(dt: DataType, value: Any, *, v2: bool) -> Any:
     if kind in ("datetime", "timedelta"):
         if value == "NaT":
             return np.array("NaT", dtype=dt.dtype)[()]
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_int(value):
             raise TypeError("expected an integer")
         return np.array(value, dtype=np.int64).view(dt.dtype)[()]
     raise TypeError(f"no fill value rule for kind {kind!r}")

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from gpuzarr._checks import is_int
 from gpuzarr.errors import MetadataError, UnknownMetadataFieldError, UnsupportedCodecError
 from gpuzarr.metadata.dtypes import (
     DataType,
@@ -143,7 +144,7 @@ class ChunkKeyEncoding:
 
 def _shape(value: Any, where: str, *, allow_zero: bool) -> tuple[int, ...]:
     if not isinstance(value, (list, tuple)) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
+        is_int(v) for v in value
     ):
         raise MetadataError(f"{where}: expected a list of integers, got {value!r}")
     low = 0 if allow_zero else 1
