@@ -411,34 +411,53 @@ class Array(Node):
         # shards can be read partially, whole stored objects otherwise.
         return make_indexer(selection, self.shape, self._layout.unit_shape, mode)
 
-    def _check_out(self, out: Any, indexer: Indexer, xp: Any = np) -> None:
-        """Refuse an ``out`` that is not an array of ``xp`` (NumPy, or CuPy on a GPU) with
-        the selection's shape and the array's dtype, before anything is read."""
+    def _out_array(self, out: Any, indexer: Indexer, xp: Any = np) -> Any:
+        """``out`` as an array of ``xp`` (NumPy, or CuPy on a GPU) over the caller's
+        memory, refused before anything is read unless it has the selection's shape and
+        the array's dtype and is writable.
+
+        Any tensor that exports DLPack (a torch tensor, pinned or not, in this device's
+        memory) is taken through ``xp.from_dlpack``: the read decodes into its memory.
+        """
+        if not isinstance(out, xp.ndarray) and hasattr(out, "__dlpack__") and not isinstance(out, np.generic):
+            try:
+                out = xp.from_dlpack(out)
+            except (BufferError, RuntimeError, TypeError, ValueError) as exc:
+                # (another device's memory, a dtype DLPack or NumPy lacks, a tensor
+                # that requires grad)
+                raise TypeError(f"out: cannot read into this {type(out).__name__} through DLPack: {exc}") from None
         if not isinstance(out, xp.ndarray):  # a NumPy scalar has a shape but is no buffer
-            raise TypeError(f"out must be a {xp.__name__}.ndarray, got {type(out).__name__}")
+            raise TypeError(
+                f"out must be a {xp.__name__}.ndarray or a tensor that exports DLPack, got {type(out).__name__}"
+            )
         if tuple(out.shape) != indexer.out_shape:
             raise ValueError(f"out has shape {out.shape}, the selection has shape {indexer.out_shape}")
         if out.dtype != self.dtype:
             raise ValueError(f"out has dtype {out.dtype}, the array has dtype {self.dtype}")
         if not getattr(out.flags, "writeable", True):  # (CuPy arrays are always writable)
             raise ValueError("out is read-only")
+        return out
 
     @staticmethod
     def _results(
-        indexers: Sequence[Indexer], outs: Sequence[Any], buffers: Sequence[Any], direct: Sequence[bool]
+        indexers: Sequence[Indexer],
+        outs: Sequence[Any],
+        targets: Sequence[Any],
+        buffers: Sequence[Any],
+        direct: Sequence[bool],
     ) -> list[Any]:
-        """Each selection's result: its ``out`` where it was read into in place, else its
-        finished buffer (copied into ``out`` when one was given)."""
+        """Each selection's result: the caller's ``out`` where one was given (read into
+        in place, or the finished buffer copied into its array ``target``), else the
+        finished buffer."""
         results = []
-        for indexer, out, buffer, into_out in zip(indexers, outs, buffers, direct, strict=True):
-            if into_out:
-                results.append(out)  # read straight into the caller's array
-                continue
-            result = indexer.finalize(buffer)
-            if out is not None:
-                out[...] = result
-                result = out
-            results.append(result)
+        for indexer, out, target, buffer, into_out in zip(indexers, outs, targets, buffers, direct, strict=True):
+            if not into_out:
+                result = indexer.finalize(buffer)
+                if target is None:
+                    results.append(result)
+                    continue
+                target[...] = result
+            results.append(out)  # (the caller's own object: a tensor read into stays one)
         return results
 
     def _read_requests(self, indexers: Sequence[Indexer], outs: Sequence[np.ndarray | None]) -> list[Any]:
@@ -447,19 +466,15 @@ class Array(Node):
             from gpuzarr.gpu.backend import cuda_backend
 
             return self._read_on_backend(indexers, outs, cuda_backend(self._device.index))
-        views: list[np.ndarray | None] = []  # the caller's `out`, where the selection can be read into it
-        for indexer, out in zip(indexers, outs, strict=True):
-            view = None
-            if out is not None:
-                self._check_out(out, indexer)
-                view = indexer.buffer_view(out)
-            views.append(view)
+        targets = [None if o is None else self._out_array(o, ix) for ix, o in zip(indexers, outs, strict=True)]
+        # The caller's `out`, where the selection can be read into it.
+        views = [None if t is None else indexer.buffer_view(t) for indexer, t in zip(indexers, targets, strict=True)]
         direct = [view is not None for view in views]
         unfilled = [indexer.buffer_shape for indexer, view in zip(indexers, views, strict=True) if view is None]
         fresh = iter(_result_buffers(unfilled, self.dtype))
         buffers = [view if view is not None else next(fresh) for view in views]
         read_many_into(self._layout, list(zip(indexers, buffers, strict=True)))
-        return self._results(indexers, outs, buffers, direct)
+        return self._results(indexers, outs, targets, buffers, direct)
 
     def _read_on_backend(self, indexers: Sequence[Indexer], outs: Sequence[Any], backend: Any) -> list[Any]:
         """The device read path (:mod:`gpuzarr.gpu.executor`) on ``backend``: results are
@@ -474,17 +489,18 @@ class Array(Node):
             )
         buffers: list[Any] = []
         direct: list[bool] = []
-        for indexer, out in zip(indexers, outs, strict=True):
-            if out is not None:
-                self._check_out(out, indexer, xp)
+        targets = [
+            None if o is None else self._out_array(o, indexer, xp) for indexer, o in zip(indexers, outs, strict=True)
+        ]
+        for indexer, target in zip(indexers, targets, strict=True):
             # A C-contiguous ``out`` laid out like the selection's buffer is filled in place.
-            in_place = out is not None and out.shape == indexer.buffer_shape and out.flags.c_contiguous
+            in_place = target is not None and target.shape == indexer.buffer_shape and target.flags.c_contiguous
             direct.append(in_place)
-            buffers.append(out if in_place else xp.empty(indexer.buffer_shape, dtype=self.dtype))
+            buffers.append(target if in_place else xp.empty(indexer.buffer_shape, dtype=self.dtype))
         read_into_device(self._layout, list(zip(indexers, buffers, strict=True)), backend)
-        return self._results(indexers, outs, buffers, direct)
+        return self._results(indexers, outs, targets, buffers, direct)
 
-    def _get(self, selection: Any, mode: SelectionMode, out: np.ndarray | None = None) -> Any:
+    def _get(self, selection: Any, mode: SelectionMode, out: Any = None) -> Any:
         return self._read_requests([self._indexer(selection, mode)], [out])[0]
 
     def read_batch(
@@ -492,7 +508,7 @@ class Array(Node):
         selections: Sequence[Any],
         *,
         mode: SelectionMode = "basic",
-        out: Sequence[np.ndarray] | None = None,
+        out: Sequence[Any] | None = None,
     ) -> list[Any]:
         """Read several selections as one batched read: a list of arrays, one per selection.
 
@@ -514,8 +530,12 @@ class Array(Node):
         result = self._get(selection, "basic")
         return result[()] if result.ndim == 0 else result
 
-    def read(self, selection: Any = Ellipsis, *, out: np.ndarray | None = None, mode: SelectionMode = "basic") -> Any:
+    def read(self, selection: Any = Ellipsis, *, out: Any = None, mode: SelectionMode = "basic") -> Any:
         """Read ``selection`` (NumPy semantics by default), optionally into ``out``.
+
+        ``out`` is an array (NumPy; CuPy on a GPU) or any tensor that exports DLPack in
+        the same memory (a torch tensor, pinned ones included): the read decodes into it
+        and returns it, the caller's own object.
 
         Without ``out``, a result of 1 MiB or more is a cache-line-aligned view of a
         slightly larger buffer (``flags.owndata`` is False), so chunks stored as is are
@@ -533,19 +553,19 @@ class Array(Node):
         """Vectorized (coordinate) indexing: integer arrays broadcast together, or a mask."""
         return _SelectionView(self, "vectorized")
 
-    def get_basic_selection(self, selection: Any = Ellipsis, *, out: np.ndarray | None = None) -> Any:
+    def get_basic_selection(self, selection: Any = Ellipsis, *, out: Any = None) -> Any:
         """zarr-python spelling of ``a[selection]`` / ``read``."""
         return self._get(selection, "basic", out)
 
-    def get_orthogonal_selection(self, selection: Any, *, out: np.ndarray | None = None) -> Any:
+    def get_orthogonal_selection(self, selection: Any, *, out: Any = None) -> Any:
         """zarr-python spelling of ``a.oindex[selection]``."""
         return self._get(selection, "orthogonal", out)
 
-    def get_coordinate_selection(self, selection: Any, *, out: np.ndarray | None = None) -> Any:
+    def get_coordinate_selection(self, selection: Any, *, out: Any = None) -> Any:
         """zarr-python spelling of ``a.vindex[selection]``."""
         return self._get(selection, "vectorized", out)
 
-    def get_mask_selection(self, mask: Any, *, out: np.ndarray | None = None) -> Any:
+    def get_mask_selection(self, mask: Any, *, out: Any = None) -> Any:
         """zarr-python spelling of ``a.vindex[mask]``."""
         return self._get(mask, "vectorized", out)
 
@@ -559,7 +579,7 @@ class Array(Node):
         # sharded array, as in zarr-python (whose ``chunks`` also names inner chunks).
         return block_selection_to_slices(selection, self.shape, self._metadata.chunks)
 
-    def get_block_selection(self, selection: Any, *, out: np.ndarray | None = None) -> Any:
+    def get_block_selection(self, selection: Any, *, out: Any = None) -> Any:
         """Read whole blocks by block number: ``selection`` takes, per dimension, an
         integer (negative counts from the end) or a slice with step 1; an integer keeps
         its dimension. Blocks are the stored chunks (shards when sharded, as in zarr-python)."""

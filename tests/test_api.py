@@ -985,6 +985,28 @@ def test_read_into_out(compressors: Any) -> None:
     np.testing.assert_array_equal(vout, data[[1, 7, 11], [0, 4, 9]])
 
 
+def test_read_into_a_dlpack_tensor() -> None:
+    """A torch tensor as ``out``: decoded into through DLPack, and handed back as itself."""
+    torch = pytest.importorskip("torch")
+    data = _data((12, 10), "float32")
+    a = gpuzarr.create_array({}, shape=data.shape, chunks=(4, 10), dtype="f4")
+    a[...] = data
+    whole = torch.empty(12, 10)
+    assert a.read(out=whole) is whole
+    np.testing.assert_array_equal(whole.numpy(), data)
+    strided = torch.full((6, 20), -1.0)[:, ::2]  # a view: filled through a copy
+    assert a.read(np.s_[::2], out=strided) is strided
+    np.testing.assert_array_equal(strided.numpy(), data[::2])
+    windows = [torch.empty(4, 10), torch.empty(4, 10)]
+    got = a.read_batch([np.s_[8:12], np.s_[0:4]], out=windows)
+    assert got[0] is windows[0] and got[1] is windows[1]
+    np.testing.assert_array_equal(torch.cat(windows).numpy(), np.concatenate([data[8:12], data[0:4]]))
+    with pytest.raises(TypeError, match="cannot read into this Tensor through DLPack"):
+        a.read(out=torch.empty(12, 10, requires_grad=True))
+    with pytest.raises(ValueError, match="dtype"):
+        a.read(out=torch.empty(12, 10, dtype=torch.float64))
+
+
 def test_read_out_errors() -> None:
     a = gpuzarr.create_array({}, shape=(4, 4), dtype="i4")
     with pytest.raises(ValueError, match="shape"):
@@ -994,9 +1016,9 @@ def test_read_out_errors() -> None:
     with pytest.raises(ValueError, match="dtype"):
         a.read(out=np.empty((4, 4), dtype="i8"))
     with pytest.raises(TypeError, match="ndarray"):
-        a.read((0, 0), out=np.int32(0))  # type: ignore[arg-type]
+        a.read((0, 0), out=np.int32(0))
     with pytest.raises(TypeError, match="ndarray"):
-        a.read(out=[[0] * 4] * 4)  # type: ignore[arg-type]
+        a.read(out=[[0] * 4] * 4)
     a[...] = np.arange(16, dtype="i4").reshape(4, 4)  # a stored zstd chunk to decode
     frozen = bytes(64)
     with pytest.raises(ValueError, match="out is read-only"):  # not a misleading decode error
