@@ -8,11 +8,12 @@ from __future__ import annotations
 import os
 
 from .base import Store
+from .fsspec_store import FsspecStore
 from .local import LocalStore
 from .memory import MemoryStore
 from .zip import ZipStore
 
-__all__ = ["LocalStore", "MemoryStore", "Store", "ZipStore", "make_store"]
+__all__ = ["FsspecStore", "LocalStore", "MemoryStore", "Store", "ZipStore", "make_store"]
 
 _MODES = ("r", "r+", "a", "w", "w-")
 
@@ -21,6 +22,11 @@ def make_store(obj: object, mode: str = "r") -> Store:
     """Turn ``obj`` into a :class:`Store` for access ``mode``.
 
     * a :class:`Store` is returned as is (its own ``read_only`` stands);
+    * a URL (``"s3://bucket/data.zarr"``, ``"gs://..."``, ``"https://..."``,
+      ``"memory://..."``: anything fsspec knows, its protocol's package installed) gives
+      an :class:`FsspecStore`; ``"file://..."`` is a local path;
+    * an fsspec mapper (``fsspec.get_mapper(url)``, as zarr-python 2 took) gives an
+      :class:`FsspecStore` over its filesystem and root;
     * a ``str`` or :class:`os.PathLike` path ending in ``.zip`` (and not an existing
       directory) gives a :class:`ZipStore` opened ``"r"`` for mode ``"r"``, ``"w"``
       for ``"w"`` and ``"a"`` otherwise; any other path gives a :class:`LocalStore`;
@@ -44,6 +50,13 @@ def make_store(obj: object, mode: str = "r") -> Store:
         return MemoryStore(read_only=read_only)
     if isinstance(obj, dict):
         return MemoryStore(obj, read_only=read_only)
+    if isinstance(obj, str) and "://" in obj:
+        protocol, _, rest = obj.partition("://")
+        if protocol != "file":
+            return FsspecStore.from_url(obj, read_only=read_only)
+        obj = rest
+    if _is_fsspec_mapper(obj):
+        return FsspecStore(obj.fs, obj.root, read_only=read_only)  # type: ignore[attr-defined]
     if isinstance(obj, (str, os.PathLike)):
         path = os.fspath(obj)
         if isinstance(path, str):
@@ -57,5 +70,10 @@ def make_store(obj: object, mode: str = "r") -> Store:
             return LocalStore(path, read_only=read_only)
     raise TypeError(
         f"cannot make a store from {type(obj).__name__}: expected a Store, a str or "
-        "os.PathLike path, a dict or None"
+        "os.PathLike path, a URL, an fsspec mapper, a dict or None"
     )
+
+
+def _is_fsspec_mapper(obj: object) -> bool:
+    """Whether ``obj`` is an fsspec ``FSMap`` (without importing fsspec for the test)."""
+    return any(c.__name__ == "FSMap" and c.__module__.startswith("fsspec") for c in type(obj).__mro__)

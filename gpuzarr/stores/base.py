@@ -444,7 +444,8 @@ class Store(ABC):
 
     def open_reader(self, key: str) -> ObjectReader | None:
         """An :class:`ObjectReader` for several reads of ``key``'s object, or ``None``
-        if there is none. On the built-in stores all its reads see one version."""
+        if there is none. On the local, zip and memory stores all its reads see one version
+        (an object store read through fsspec has none to pin)."""
         self._check_open()
         return self._open_reader(validate_key(key))
 

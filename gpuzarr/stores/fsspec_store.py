@@ -1,0 +1,209 @@
+"""A store over an fsspec filesystem: object stores (``s3://``, ``gs://``, ``az://``),
+HTTP, and every other filesystem fsspec reaches.
+
+Each store request is one or a few filesystem calls, batched where fsspec batches
+(``cat``, ``cat_ranges`` and ``pipe`` run their requests concurrently on the async
+filesystems of object stores), so a read of many chunks or inner-chunk ranges is a few
+round trips' worth of latency, not one per chunk.
+
+Object stores have no cheap version token (a HEAD request per shard would double the
+round trips of a read), so this store reports none: shard indexes are cached per handle
+(:attr:`caches_per_handle`) and trusted until it closes or writes the shard itself.
+Open a new handle to see shards another writer has replaced meanwhile. For the same
+reason its readers (:meth:`Store.open_reader`) cannot pin one version of an object, as
+the local, zip and memory stores' do: a shard replaced by another writer between the
+read of its index and of its inner chunks can mix the two versions. Write a dataset
+before reading it, as object stores are used for training data.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Hashable, Iterator, Mapping
+from typing import Any
+
+from gpuzarr.errors import StoreError
+
+from .base import UNVERSIONED, ByteRange, Store, under_prefix
+
+__all__ = ["FsspecStore"]
+
+#: What an fsspec filesystem raises for a path that holds no object.
+_MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
+_handles = itertools.count()
+
+
+class FsspecStore(Store):
+    """Keys as objects below ``root`` on the fsspec filesystem ``fs``
+    (``a/c/0`` -> ``{root}/a/c/0``).
+
+    Missing objects (and pseudo-directories) read as None; any other failure of the
+    filesystem raises :class:`~gpuzarr.errors.StoreError` naming the key, so a network
+    or permission error never reads as a missing chunk (which would read as the fill
+    value). Each write is one ``pipe`` of the whole object, which object stores make
+    atomic.
+    """
+
+    caches_per_handle = True
+
+    def __init__(self, fs: Any, root: str, *, read_only: bool = False) -> None:
+        super().__init__(read_only=read_only)
+        if not hasattr(fs, "cat_file") or not hasattr(fs, "pipe_file"):
+            raise TypeError(f"FsspecStore needs an fsspec filesystem, got {type(fs).__name__}")
+        self.fs = fs
+        #: The path of the store's root on ``fs`` (no protocol, no trailing slash).
+        self.root = fs._strip_protocol(root).rstrip("/") if root else ""
+        self._handle = next(_handles)
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, read_only: bool = False, storage_options: Mapping[str, Any] | None = None
+    ) -> FsspecStore:
+        """The store at ``url`` (``"s3://bucket/data.zarr"``, ``"memory://x"``, ...),
+        its filesystem made by fsspec with ``storage_options`` (credentials, endpoint...)."""
+        try:
+            import fsspec
+        except ImportError:
+            raise ImportError(
+                f"the store {url!r} needs fsspec: pip install fsspec (and s3fs, gcsfs... for its protocol)"
+            ) from None
+        fs, path = fsspec.url_to_fs(url, **dict(storage_options or {}))
+        return cls(fs, path, read_only=read_only)
+
+    def __repr__(self) -> str:
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        return f"FsspecStore('{protocol}://{self.root}', read_only={self.read_only})"
+
+    @property
+    def cache_namespace(self) -> tuple[object, ...]:
+        return ("fsspec", self._handle)
+
+    def _path(self, key: str) -> str:
+        return f"{self.root}/{key}" if self.root else key
+
+    def _error(self, key: str, what: str, exc: BaseException) -> StoreError:
+        return StoreError(f"cannot {what} key {key!r} in {self!r}: {type(exc).__name__}: {exc}")
+
+    # ------------------------------------------------------------------ reads
+
+    def _object_token(self, key: str) -> Hashable | None:
+        return UNVERSIONED
+
+    def _get(self, key: str) -> bytes | None:
+        try:
+            return bytes(self.fs.cat_file(self._path(key)))
+        except _MISSING:
+            return None
+        except Exception as exc:
+            raise self._error(key, "read", exc) from exc
+
+    def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        paths = [self._path(k) for k in keys]
+        try:
+            found = self.fs.cat(list(dict.fromkeys(paths)), on_error="return") if paths else {}
+        except Exception as exc:
+            raise self._error(keys[0], "read", exc) from exc
+        if not isinstance(found, dict):  # (one path: some filesystems answer with its bytes)
+            found = {paths[0]: found}
+        return [self._result(key, found.get(path)) for key, path in zip(keys, paths, strict=True)]
+
+    def _result(self, key: str, value: Any) -> bytes | None:
+        """A batched call's answer for ``key``: bytes, None where missing, else raise."""
+        if value is None or isinstance(value, _MISSING):
+            return None
+        if isinstance(value, BaseException):
+            raise self._error(key, "read", value) from value
+        return bytes(value)
+
+    def _get_ranges(self, key: str, ranges: list[ByteRange]) -> list[bytes] | None:
+        return self._get_many_ranges([(key, ranges)])[0]
+
+    def _get_many_ranges(self, requests: list[tuple[str, list[ByteRange]]]) -> list[list[bytes] | None]:
+        paths: list[str] = []
+        starts: list[int] = []
+        ends: list[int] = []
+        for key, ranges in requests:
+            for offset, length in ranges:
+                paths.append(self._path(key))
+                starts.append(offset)
+                ends.append(offset + length)
+        answers: list[Any] = []
+        if paths:
+            try:
+                answers = self.fs.cat_ranges(paths, starts, ends, on_error="return")
+            except Exception as exc:
+                raise self._error(requests[0][0], "read", exc) from exc
+        results: list[list[bytes] | None] = []
+        position = 0
+        for key, ranges in requests:
+            parts = [self._result(key, a) for a in answers[position : position + len(ranges)]]
+            position += len(ranges)
+            if not ranges:  # (nothing asked: still say whether the object is there)
+                results.append(None if self._size(key) is None else [])
+            elif any(part is None for part in parts):
+                results.append(None)
+            else:
+                results.append(parts)  # type: ignore[arg-type]
+        return results
+
+    def _get_suffix(self, key: str, length: int) -> bytes | None:
+        if length == 0:  # (a start of -0 would read the whole object)
+            return None if self._size(key) is None else b""
+        try:
+            return bytes(self.fs.cat_file(self._path(key), start=-length))
+        except _MISSING:
+            return None
+        except Exception as exc:
+            raise self._error(key, "read", exc) from exc
+
+    def _size(self, key: str) -> int | None:
+        try:
+            info = self.fs.info(self._path(key))
+        except _MISSING:
+            return None
+        except Exception as exc:
+            raise self._error(key, "stat", exc) from exc
+        return int(info["size"]) if info.get("type", "file") == "file" else None
+
+    def _list_prefix(self, prefix: str) -> Iterator[str]:
+        base = self._path(prefix) if prefix else self.root
+        try:
+            paths = self.fs.find(base) if base else self.fs.find("")
+        except _MISSING:
+            return iter(())
+        except Exception as exc:
+            raise self._error(prefix, "list", exc) from exc
+        head = under_prefix(self.root)
+        inside = under_prefix(base)  # (a key has nothing under it: find lists it itself)
+        stripped = (self.fs._strip_protocol(p) for p in paths)
+        return iter([p[len(head) :] for p in stripped if p.startswith(inside)])
+
+    # ----------------------------------------------------------------- writes
+
+    def _set(self, key: str, value: memoryview) -> None:
+        self._set_many([(key, value)])
+
+    def _set_many(self, items: list[tuple[str, memoryview]]) -> None:
+        if not items:
+            return
+        objects = {self._path(k): bytes(v) for k, v in items}
+        try:
+            try:
+                self.fs.pipe(objects)
+            except FileNotFoundError:
+                # A filesystem with directories (local, SFTP...) wants the parents made
+                # first; object stores have none to make and never get here.
+                for parent in {self.fs._parent(path) for path in objects}:
+                    self.fs.makedirs(parent, exist_ok=True)
+                self.fs.pipe(objects)
+        except Exception as exc:
+            raise self._error(items[0][0], "write", exc) from exc
+
+    def _delete(self, key: str) -> None:
+        try:
+            self.fs.rm_file(self._path(key))
+        except _MISSING:
+            return
+        except Exception as exc:
+            raise self._error(key, "delete", exc) from exc
