@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
@@ -26,7 +27,15 @@ from gpuzarr.device import Device
 from gpuzarr.errors import MetadataError, UnsupportedCodecError, UnsupportedDataTypeError
 from gpuzarr.indexing import Indexer, SelectionMode, array_module, block_selection_to_slices, make_indexer
 from gpuzarr.memory import CACHE_LINE, aligned_empty
-from gpuzarr.metadata import V2_ARRAY_KEY, V3_KEY, ArrayMetadata, ArrayMetadataV2, ArrayMetadataV3
+from gpuzarr.metadata import (
+    V2_ARRAY_KEY,
+    V3_KEY,
+    ArrayMetadata,
+    ArrayMetadataV2,
+    ArrayMetadataV3,
+    data_type_from_user,
+)
+from gpuzarr.metadata.dtypes import TORCH_ML_DATA_TYPES, v2_stored_dtype
 from gpuzarr.nodes import Node, prefix_of, save_metadata
 from gpuzarr.pipeline import make_layout, parallel_map, read_many_into, write_from
 from gpuzarr.stores import Store
@@ -602,6 +611,7 @@ class Array(Node):
         # (unsafely); a scalar goes through NumPy's own assignment (300 into uint8 or NaN
         # into int32 raises); sequences are built in the array's type, not through a type
         # NumPy infers first (2**63 + 1 in a list would pass through float64).
+        value = _torch_ml_as_numpy(value)
         if isinstance(value, np.ndarray):
             return value if value.dtype == self.dtype else value.astype(self.dtype)
         if value is None or isinstance(value, int | float | complex | str | bytes | np.generic):
@@ -745,6 +755,20 @@ def summary_text(rows: Sequence[tuple[str, Any]], width: int | None = None) -> s
 _IMPLIED_V2_FILTERS = ("vlen-utf8", "vlen-bytes")
 
 
+def _torch_ml_as_numpy(value: Any) -> Any:
+    """A torch tensor of bfloat16 or a float8 type as the NumPy array (ml_dtypes) of its
+    values, which ``np.asarray`` cannot make; anything else as it is."""
+    if not type(value).__module__.startswith("torch"):
+        return value
+    name = str(getattr(value, "dtype", "")).removeprefix("torch.")
+    if name not in TORCH_ML_DATA_TYPES:
+        return value
+    dtype = data_type_from_user(name).dtype
+    torch = sys.modules["torch"]
+    bits = value.detach().cpu().contiguous().view(getattr(torch, f"int{8 * dtype.itemsize}"))
+    return bits.numpy().view(dtype)
+
+
 def like_arguments(source: Any) -> dict[str, Any]:
     """:func:`gpuzarr.create_array` arguments that give a new array ``source``'s shape,
     data type, chunking, encoding and fill value, but not its data or attributes: what
@@ -764,14 +788,14 @@ def like_arguments(source: Any) -> dict[str, Any]:
         dtype = source.dtype
         if not isinstance(dtype, np.dtype):  # PyTorch and others: NumPy's name for their type
             name = str(dtype).removeprefix("torch.")
-            try:
-                dtype = np.dtype(name)
-            except TypeError:
+            try:  # (through gpuzarr's resolution: "bfloat16" needs ml_dtypes imported)
+                dtype = data_type_from_user(name).dtype
+            except (TypeError, ValueError):
                 raise TypeError(f"data type {dtype} has no NumPy equivalent: pass dtype= explicitly") from None
         return {"shape": tuple(int(n) for n in source.shape), "dtype": dtype}
     meta = source.metadata
     if isinstance(meta, ArrayMetadataV2):
-        stored = np.dtype(meta.stored_dtype)
+        stored = v2_stored_dtype(meta.stored_dtype)
         return {
             "shape": source.shape,
             # (the stored dtype keeps a big-endian array big-endian)

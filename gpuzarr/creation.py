@@ -295,7 +295,10 @@ def _v2_metadata(
     if chunk_key_encoding is not None:
         encoding = ChunkKeyEncoding.from_json(chunk_key_encoding, "chunk_key_encoding")
         separator = encoding.separator
-    fill_v2 = fill
+    # The fill value as the document holds it: v2 has no bit patterns, so a NaN with a
+    # payload is stored as "NaN". Using the stored one from the start keeps the chunks
+    # skipped as fill (compared bit for bit) reading back as they were written.
+    fill_v2 = fill if fill is None else data_type.parse_fill_value_v2(data_type.encode_fill_value_v2(fill))
     metadata = ArrayMetadataV2(
         shape, data_type, chunks, stored_dtype, fill_v2, order, tuple(v2_filters), compressor, separator, attrs  # type: ignore[arg-type]
     )

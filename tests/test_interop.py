@@ -382,6 +382,13 @@ def test_v2_nan_fill_with_a_payload_is_written_as_nan(tmp_path: Path, fill: Any)
     np.testing.assert_array_equal(zarr.open_array(str(path), mode="r")[...], expected)
     opened = ts.open({"driver": "zarr", "kvstore": {"driver": "file", "path": str(path)}}).result()
     np.testing.assert_array_equal(opened.read().result(), expected)
+    # The handle's fill is the stored one from the start: a chunk written full of the
+    # payload NaN is stored (it is not the fill), so it reads back with its bits.
+    payload = np.full(2, fill, dtype="<f4") if not isinstance(fill, str) else np.full(2, np.nan, dtype="<f4")
+    a[2:] = payload
+    assert a.fill_value.tobytes() == np.float32("nan").tobytes()
+    reread = gpuzarr.open_array(str(path), mode="r")[2:]
+    assert reread.tobytes() == payload.tobytes()
 
 
 @pytest.mark.parametrize("key", [">i4", ">f8", ">c16"])

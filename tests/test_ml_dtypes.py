@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gpuzarr
-from gpuzarr.errors import MetadataError, UnsupportedDataTypeError
+from gpuzarr.errors import MetadataError, UnsupportedCodecError, UnsupportedDataTypeError
 from gpuzarr.metadata.dtypes import (
     ML_DATA_TYPES,
     ML_V2_DATA_TYPES,
@@ -214,10 +214,13 @@ def test_v3_fill_values_parse(name: str, json_value: Any, bits: int) -> None:
         ("float4_e2m1fn", "NaN", "has no 'NaN'"),
         ("float8_e4m3fn", "Infinity", "has no 'Infinity'"),
         ("float8_e8m0fnu", "-Infinity", "has no '-Infinity'"),
-        ("float8_e4m3fn", 1000, "out of the range"),  # (ml_dtypes would make it NaN)
-        ("float4_e2m1fn", 7, "out of the range"),  # (ml_dtypes would saturate at 6)
-        ("float8_e8m0fnu", -1, "out of the range"),  # (unsigned: no negative values)
-        ("bfloat16", 1e39, "out of the range"),
+        ("float8_e4m3fn", 1000, "is not a value"),  # (ml_dtypes would make it NaN)
+        ("float4_e2m1fn", 7, "is not a value"),  # (ml_dtypes would saturate at 6)
+        ("float8_e8m0fnu", -1, "is not a value"),  # (unsigned: no negative values)
+        ("bfloat16", 1e39, "is not a value"),
+        ("float4_e2m1fn", float("nan"), "is not a value"),  # (a bare NaN token, as Python's json reads it)
+        ("float6_e2m3fn", float("inf"), "is not a value"),  # (1e400 in a document: json reads inf)
+        ("float8_e4m3fn", float("-inf"), "is not a value"),
         ("bfloat16", "0x7f", "4 hex digits"),
         ("int4", 8, r"out of range \[-8, 7\]"),
         ("uint4", -1, r"out of range \[0, 15\]"),
@@ -229,10 +232,32 @@ def test_v3_fill_values_the_type_cannot_hold_are_refused(name: str, json_value: 
         data_type_from_v3(name).parse_fill_value_v3(json_value)
 
 
-@pytest.mark.parametrize(("name", "value"), [("float8_e4m3fn", 1000.0), ("int4", 9), ("float8_e8m0fnu", 0.0)])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("float8_e4m3fn", 1000.0),
+        ("int4", 9),
+        ("float8_e8m0fnu", 0.0),
+        ("float4_e2m1fn", float("nan")),
+        ("float6_e3m2fn", float("inf")),
+        ("float8_e4m3fnuz", float("-inf")),
+    ],
+)
 def test_user_fill_values_the_type_cannot_hold_are_refused(tmp_path: Path, name: str, value: Any) -> None:
     with pytest.raises(ValueError, match="fill_value"):
         gpuzarr.create_array(str(tmp_path), shape=(4,), dtype=name, fill_value=value)
+
+
+def test_tensorstore_default_e8m0fnu_arrays_open(tmp_path: Path) -> None:
+    """tensorstore writes the default fill of float8_e8m0fnu (all bits zero, 2**-127) as
+    0.0, which the type cannot hold: it is read as those bits."""
+    peer = ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": str(tmp_path)}}, create=True,
+                   dtype=ts.float8_e8m0fnu, shape=[4]).result()
+    assert json.loads((tmp_path / "zarr.json").read_text())["fill_value"] == 0.0
+    peer[:2] = np.array([2.0, 4.0], dtype=ml_dtypes.float8_e8m0fnu)
+    array = gpuzarr.open_array(str(tmp_path), mode="r")
+    assert _bits(array.fill_value) == 0
+    np.testing.assert_array_equal(_bits(array[...]), [128, 129, 0, 0])
 
 
 def test_v2_float4_fill_is_base64_as_tensorstore_writes_it(tmp_path: Path) -> None:
@@ -312,6 +337,79 @@ def test_loader_refuses_types_torch_has_not_at_construction() -> None:
     with pytest.raises(TypeError, match="output='torch' cannot hold dtype int4"):
         Loader(array, 4, output="torch")
     assert len(list(Loader(array, 4))) == 2  # (NumPy batches hold it)
+
+
+def test_loader_refuses_types_jax_has_not_at_construction() -> None:
+    pytest.importorskip("jax")
+    from gpuzarr.loader import Loader
+
+    values = np.arange(8, dtype=np.float32).reshape(4, 2)
+    array = gpuzarr.create_array({}, shape=values.shape, chunks=(2, 2), dtype="float6_e2m3fn")
+    with pytest.raises(TypeError, match="output='jax' cannot hold dtype float6_e2m3fn"):
+        Loader(array, 2, output="jax")
+    bfloat = gpuzarr.create_array({}, shape=values.shape, chunks=(2, 2), dtype="bfloat16")
+    bfloat[...] = values
+    batches = list(Loader(bfloat, 2, shuffle=False, output="jax"))
+    np.testing.assert_array_equal(np.concatenate([np.asarray(b, dtype=np.float32) for b in batches]), values)
+
+
+# -- torch tensors in, filters, names NumPy learns late -------------------------------------
+
+
+def test_torch_tensors_of_the_types_write_and_describe_arrays() -> None:
+    torch = pytest.importorskip("torch")
+    tensor = torch.arange(12, dtype=torch.float32).reshape(3, 4).to(torch.bfloat16)
+    array = gpuzarr.zeros_like(tensor, chunks=(2, 2))
+    assert array.dtype == np.dtype(ml_dtypes.bfloat16)
+    array[...] = tensor
+    np.testing.assert_array_equal(array[...].astype(np.float32), tensor.float().numpy())
+    from_tensor = gpuzarr.from_array({}, data=tensor.to(torch.float8_e4m3fn))
+    assert from_tensor.dtype == np.dtype(ml_dtypes.float8_e4m3fn)
+    np.testing.assert_array_equal(from_tensor[...].astype(np.float32), tensor.float().numpy())
+
+
+@pytest.mark.parametrize("codec_id", ["delta", "fixedscaleoffset", "quantize", "bitround"])
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_arithmetic_filters_are_refused_for_the_types(codec_id: str, fmt: int) -> None:
+    """Differences of float8_e8m0fnu values are NaN (it has no zero), scaled float4 values
+    saturate: these filters would return other numbers than were written."""
+    import numcodecs
+
+    config = {"delta": {"dtype": "float32"}, "fixedscaleoffset": {"offset": 0, "scale": 4, "dtype": "float32"},
+              "quantize": {"digits": 2, "dtype": "float32"}, "bitround": {"keepbits": 2}}[codec_id]
+    codec = numcodecs.get_codec({"id": codec_id, **config})
+    with pytest.raises(UnsupportedCodecError, match=f"{codec_id}.*computes in the element type"):
+        dtype = "float8_e8m0fnu" if fmt == 3 else "float4_e2m1fn"  # (e8m0fnu has no v2 form)
+        gpuzarr.create_array({}, shape=(4,), dtype=dtype, filters=[codec], zarr_format=fmt)
+
+
+def test_v2_packbits_takes_bools_only() -> None:
+    """(It packs any other type's bytes as bools: reads were garbage.)"""
+    import numcodecs
+
+    with pytest.raises(MetadataError, match="packbits' needs a bool array"):
+        gpuzarr.create_array({}, shape=(4,), dtype="f4", filters=[numcodecs.PackBits()], zarr_format=2)
+    gpuzarr.create_array({}, shape=(4,), dtype="bool", filters=[numcodecs.PackBits()], zarr_format=2)
+
+
+def test_astype_to_bfloat16_opens_before_ml_dtypes_is_imported(tmp_path: Path) -> None:
+    """NumPy knows the name "bfloat16" only once ml_dtypes is imported: a float32 array
+    stored through an astype filter to bfloat16 must open in a fresh process."""
+    import subprocess
+
+    import numcodecs
+
+    array = gpuzarr.create_array(str(tmp_path), shape=(4,), dtype="f4", zarr_format=2,
+                                 filters=[numcodecs.AsType(encode_dtype="bfloat16", decode_dtype="float32")])
+    array[...] = [1.0, 2.5, -3.0, 4.0]
+    code = (
+        "import sys, gpuzarr; assert 'ml_dtypes' not in sys.modules; "
+        f"print(gpuzarr.open_array({str(tmp_path)!r}, mode='r')[...].tolist())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": str(Path(gpuzarr.__file__).parents[1])})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[1.0, 2.5, -3.0, 4.0]"
 
 
 # -- property: any bits round-trip through every codec path ------------------------------

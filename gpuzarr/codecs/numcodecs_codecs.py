@@ -25,19 +25,38 @@ from gpuzarr.codecs.base import (
     as_memoryview,
 )
 from gpuzarr.errors import CorruptChunkError, MetadataError, UnsupportedCodecError
-from gpuzarr.metadata.dtypes import data_type_from_numpy
+from gpuzarr.metadata.dtypes import data_type_from_numpy, data_type_from_user, is_ml_dtype, load_ml_dtypes_named
 
 __all__ = [
+    "ARITHMETIC_FILTER_IDS",
     "ARRAY_FILTER_IDS",
     "BYTES_CODEC_IDS",
     "NumcodecsArrayCodec",
     "NumcodecsBytesCodec",
+    "check_filter_for",
     "make_numcodecs",
     "numcodecs_codec_from_v3",
 ]
 
 #: numcodecs ids that transform arrays (their encoded dtype/shape may change).
 ARRAY_FILTER_IDS = frozenset({"delta", "fixedscaleoffset", "quantize", "bitround", "astype", "packbits"})
+#: Filters that compute in the element type (differences, scaling, rounding of bits):
+#: wrong in an ml_dtypes type (float8 differences of zero are NaN where the type has no
+#: zero, scaled values saturate) and unknown to bitround.
+ARITHMETIC_FILTER_IDS = frozenset({"delta", "fixedscaleoffset", "quantize", "bitround"})
+
+
+def check_filter_for(codec_id: str, dtype: np.dtype, where: str) -> None:
+    """Refuse a numcodecs array filter that cannot encode elements of ``dtype``:
+    ``packbits`` takes bools only (it would pack other types' bytes as bools), and the
+    arithmetic filters take no ml_dtypes type."""
+    if codec_id == "packbits" and dtype != np.bool_:
+        raise MetadataError(f"{where}: codec 'packbits' needs a bool array, not {dtype}")
+    if codec_id in ARITHMETIC_FILTER_IDS and is_ml_dtype(dtype):
+        raise UnsupportedCodecError(
+            f"{where}: codec {codec_id!r} computes in the element type, which {dtype} cannot do exactly; "
+            "convert with an 'astype' filter first, or store another type"
+        )
 #: numcodecs ids that transform bytes.
 BYTES_CODEC_IDS = frozenset(
     {
@@ -67,6 +86,7 @@ def make_numcodecs(config: Mapping[str, Any], where: str) -> numcodecs.abc.Codec
     codec_id = config.get("id")
     if codec_id not in numcodecs.registry.codec_registry:
         raise UnsupportedCodecError(f"{where}: unknown numcodecs codec {codec_id!r}")
+    load_ml_dtypes_named(config.values(), where)  # (astype to "bfloat16" and the like)
     try:
         return numcodecs.get_codec(dict(config))
     except (TypeError, ValueError, KeyError) as exc:
@@ -132,9 +152,8 @@ class NumcodecsArrayCodec(_NumcodecsWrapper, ArrayArrayCodec):
 
     def resolve(self, spec: ChunkSpec) -> ChunkSpec:
         cfg = self.configuration
+        check_filter_for(self.codec_id, spec.dtype, f"codec 'numcodecs.{self.codec_id}'")
         if self.codec_id == "packbits":
-            if spec.dtype != np.bool_:
-                raise MetadataError("codec 'numcodecs.packbits' needs a bool array")
             n = spec.size
             return ChunkSpec((1 + -(-n // 8),), data_type_from_numpy(np.dtype(np.uint8)), 0)
         encoded = {
@@ -145,7 +164,7 @@ class NumcodecsArrayCodec(_NumcodecsWrapper, ArrayArrayCodec):
         }.get(self.codec_id)
         if encoded is None:
             return spec
-        data_type = data_type_from_numpy(np.dtype(encoded))
+        data_type = data_type_from_user(encoded)
         fill = np.asarray(spec.fill_value).astype(data_type.dtype)[()] if spec.fill_value is not None else None
         return ChunkSpec(spec.shape, data_type, fill)
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numcodecs.abc
+import numpy as np
 
 from gpuzarr.codecs.base import Codec
 from gpuzarr.codecs.blosc import SHUFFLE_IDS, BloscCodec
@@ -25,6 +26,7 @@ from gpuzarr.codecs.vlen import VLenBytesCodec, VLenUTF8Codec
 from gpuzarr.codecs.zlib import ZlibCodec
 from gpuzarr.codecs.zstd import ZstdCodec
 from gpuzarr.errors import MetadataError, UnsupportedCodecError
+from gpuzarr.metadata.dtypes import is_ml_dtype
 
 __all__ = ["CODECS", "codec_from_json", "codec_from_user", "register_codec"]
 
@@ -86,7 +88,13 @@ def codec_from_user(value: Any, where: str) -> Codec:
     if isinstance(value, Codec):
         return value
     if isinstance(value, numcodecs.abc.Codec):
-        config = value.get_config()
+        # numcodecs writes a dtype setting as ``dtype.str``, which is "<V2" for ml_dtypes'
+        # types (bfloat16...): a type no reader can recover. Their names are kept instead.
+        config = {
+            k: attribute.name if isinstance(attribute := getattr(value, k, None), np.dtype) and is_ml_dtype(attribute)
+            else v
+            for k, v in value.get_config().items()
+        }
         if config["id"] == "blosc" and config.get("shuffle") in SHUFFLE_IDS.values():
             pass  # handled by the v2 mapping below
         return codec_from_json(config, where)

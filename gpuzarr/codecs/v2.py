@@ -22,12 +22,17 @@ from gpuzarr.codecs.base import ArrayBytesCodec, Buffer, BytesBytesCodec, ChunkS
 from gpuzarr.codecs.blosc import SHUFFLE_IDS, BloscCodec
 from gpuzarr.codecs.crc32c import Crc32cCodec
 from gpuzarr.codecs.gzip import GzipCodec
-from gpuzarr.codecs.numcodecs_codecs import NumcodecsBytesCodec, make_numcodecs
+from gpuzarr.codecs.numcodecs_codecs import (
+    ARRAY_FILTER_IDS,
+    NumcodecsBytesCodec,
+    check_filter_for,
+    make_numcodecs,
+)
 from gpuzarr.codecs.vlen import VLEN_IDS, check_vlen_header
 from gpuzarr.codecs.zlib import ZlibCodec
 from gpuzarr.codecs.zstd import ZstdCodec
 from gpuzarr.errors import CorruptChunkError, MetadataError
-from gpuzarr.metadata.dtypes import v2_stored_dtype
+from gpuzarr.metadata.dtypes import data_type_from_user, v2_stored_dtype
 
 __all__ = ["OBJECT_FILTER_IDS", "V2ArrayBytesCodec", "v2_compressor"]
 
@@ -52,6 +57,22 @@ class V2ArrayBytesCodec(ArrayBytesCodec):
                 f"filters: {objects[0]!r} encodes Python objects, but dtype {self.stored_dtype!r} "
                 "is not the object dtype '|O'"
             )
+
+    def resolve(self, spec: ChunkSpec) -> ChunkSpec:
+        # Each filter sees the type the ones before it encode to (numcodecs' own
+        # settings: ``astype``'s ``encode_dtype``, the others' ``astype``).
+        current = spec.dtype
+        for items in self.filters:
+            config = dict(items)  # type: ignore[arg-type]
+            codec_id = config.get("id")
+            if codec_id in ARRAY_FILTER_IDS:
+                check_filter_for(codec_id, current, f"filters: {codec_id!r}")
+                encoded = config.get("encode_dtype" if codec_id == "astype" else "astype")
+                if codec_id == "packbits":
+                    current = np.dtype(np.uint8)
+                elif isinstance(encoded, str):
+                    current = data_type_from_user(encoded).dtype
+        return spec
 
     @classmethod
     def create(cls, stored_dtype: str, order: str, filters: list[Mapping[str, Any]]) -> V2ArrayBytesCodec:

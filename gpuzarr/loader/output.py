@@ -24,26 +24,19 @@ import numpy as np
 from gpuzarr.device import Device
 from gpuzarr.errors import DeviceUnavailableError
 from gpuzarr.memory import aligned_empty
-from gpuzarr.metadata.dtypes import is_ml_dtype
+from gpuzarr.metadata.dtypes import TORCH_ML_DATA_TYPES, is_ml_dtype
 
 __all__ = ["OUTPUTS", "BatchBackend", "HostBackend", "aligned_empty", "make_backend"]
 
 Output = Literal["numpy", "torch", "jax", "cupy"]
 OUTPUTS: tuple[str, ...] = ("numpy", "torch", "jax", "cupy")
 
-#: ml_dtypes types that torch holds under the same name, element for element. (torch's
-#: int4 has no operations, and its float4 packs two values a byte: neither is taken.)
-_TORCH_ML_DTYPES = frozenset(
-    {"bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu"}
-)
-
-
 def _torch_ml_dtype(torch: Any, dtype: np.dtype) -> Any:
     """torch's dtype for an ml_dtypes ``dtype`` (TypeError where torch has none alike).
 
     ``torch.from_numpy`` takes no ml_dtypes array: batches pass to torch as their bits,
     in an integer tensor of the element's size viewed as torch's type."""
-    found = getattr(torch, dtype.name, None) if dtype.name in _TORCH_ML_DTYPES else None
+    found = getattr(torch, dtype.name, None) if dtype.name in TORCH_ML_DATA_TYPES else None
     if found is None:
         raise TypeError(f"torch {torch.__version__} has no dtype that holds {dtype.name} elements")
     return found
@@ -112,6 +105,13 @@ class HostBackend(BatchBackend):
                 self._tensor(np.empty(0, dtype=dtype))
             except (TypeError, ValueError) as e:  # (ValueError: a byte order other than the native one)
                 raise TypeError(f"output='torch' cannot hold dtype {dtype}: {e}") from None
+        if self._jnp is not None and is_ml_dtype(dtype):
+            # JAX takes ml_dtypes' types, but its XLA runtime lacks some (the float6
+            # formats): try one element now rather than fail on the first batch.
+            try:
+                self._jnp.asarray(np.zeros(1, dtype=dtype)).block_until_ready()
+            except Exception as e:  # (jax.errors.JaxRuntimeError and others of the runtime)
+                raise TypeError(f"output='jax' cannot hold dtype {dtype}: {e}") from None
 
     def _tensor(self, array: np.ndarray) -> Any:
         """A torch tensor sharing ``array``'s memory."""

@@ -24,7 +24,7 @@ import math
 import re
 import struct
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ from gpuzarr.errors import MetadataError, UnsupportedDataTypeError
 __all__ = [
     "ML_DATA_TYPES",
     "ML_V2_DATA_TYPES",
+    "TORCH_ML_DATA_TYPES",
     "DataType",
     "data_type_from_user",
     "data_type_from_v2",
@@ -43,6 +44,7 @@ __all__ = [
     "default_fill_value",
     "has_byte_order",
     "is_ml_dtype",
+    "load_ml_dtypes_named",
     "v2_stored_dtype",
     "with_byte_order",
 ]
@@ -91,6 +93,12 @@ ML_DATA_TYPES: dict[str, str] = {
     "uint2": "uint",
     "uint4": "uint",
 }
+
+#: Those of them torch holds under the same name, element for element (its int4 has no
+#: operations, and its float4 packs two values a byte: neither is taken for these).
+TORCH_ML_DATA_TYPES = frozenset(
+    {"bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu"}
+)
 
 #: Those of them with a Zarr v2 form: tensorstore's, the one v2 writer of these types,
 #: less float8_e8m0fnu (tensorstore's v2 fill values of it are not its values: it writes
@@ -198,8 +206,8 @@ class DataType:
             ) from None
         if self.kind in ("int", "uint") and not _int_in_range(value, self.dtype):
             raise ValueError(f"fill_value {value!r} is out of range for data type {self.name!r}")
-        if self.kind == "float" and is_ml_dtype(self.dtype) and _lost_to_range(value, scalar):
-            raise ValueError(f"fill_value {value!r} is out of the range of data type {self.name!r}")
+        if self.kind == "float" and is_ml_dtype(self.dtype) and _not_held(value, scalar):
+            raise ValueError(f"fill_value {value!r} is not a value data type {self.name!r} holds")
         return scalar
 
 
@@ -212,18 +220,22 @@ def _int_in_range(value: Any, dtype: np.dtype) -> bool:
     return True
 
 
-def _lost_to_range(value: Any, scalar: Any) -> bool:
-    """Whether a finite number is out of the range of an ml_dtypes float type: it became
-    NaN or an infinity, or the type's largest value (types without infinities saturate)."""
+def _not_held(value: Any, scalar: Any) -> bool:
+    """Whether an ml_dtypes float type could not hold the number ``value`` it was cast to
+    as ``scalar``: a NaN or infinity the type lacks (ml_dtypes makes them -0.0, its
+    largest value or NaN), or a finite number past its range (made NaN or an infinity,
+    or its largest value where it saturates)."""
     try:
         given = float(value)
     except OverflowError:  # (an integer past every float)
         return True
     except (TypeError, ValueError):
         return False
-    if not math.isfinite(given):
-        return False
     result = float(scalar)
+    if math.isnan(given):
+        return not math.isnan(result)
+    if math.isinf(given):
+        return result != given
     if not math.isfinite(result):
         return True
     import ml_dtypes
@@ -280,6 +292,15 @@ def _ml_data_type(name: str, where: str) -> DataType:
             f"{where}: data type {name!r} needs a newer ml_dtypes than {ml_dtypes.__version__}"
         )
     return DataType(name, np.dtype(scalar_type), ML_DATA_TYPES[name])
+
+
+def load_ml_dtypes_named(values: Iterable[Any], where: str) -> None:
+    """Import ml_dtypes if one of ``values`` names one of its types. NumPy resolves the
+    names (``np.dtype("bfloat16")``) only once ml_dtypes is imported, and third-party
+    code (numcodecs' ``astype``, ``delta``...) hands configured names to NumPy."""
+    name = next((v for v in values if isinstance(v, str) and v in ML_DATA_TYPES), None)
+    if name is not None:
+        _ml_data_type(name, where)
 
 
 def is_ml_dtype(dtype: np.dtype) -> bool:
@@ -522,11 +543,15 @@ def _parse_float(dt: np.dtype, value: Any) -> Any:
     if isinstance(value, bool):
         raise TypeError("booleans are not floats")
     if isinstance(value, (int, float)):
+        if value == 0 and dt.name == "float8_e8m0fnu":
+            # The type has no zero. tensorstore writes this for its default fill, the
+            # all-zero bits (2**-127): read it as that, or its arrays would not open.
+            return np.zeros((), dtype=dt)[()]
         result = dt.type(value)
-        if is_ml_dtype(dt) and _lost_to_range(value, result):
-            # (ml_dtypes turns what its type cannot hold into NaN, or -0.0 for the
-            # formats without NaN: a fill value that reads back as another number.)
-            raise OverflowError(f"{value!r} is out of the range of {dt.name}")
+        if is_ml_dtype(dt) and _not_held(value, result):
+            # (ml_dtypes turns what its type cannot hold into NaN, -0.0 or its largest
+            # value: a fill value that reads back as another number.)
+            raise ValueError(f"{value!r} is not a value {dt.name} holds")
         return result
     if isinstance(value, str):
         if value in _SPECIAL_FLOATS:
