@@ -93,10 +93,12 @@ def open_array(
     path: str | None = None,
     device: str = "cpu",
     zarr_format: Literal[2, 3] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Array:
     """Open an existing array (format 2 or 3, detected from its metadata).
 
-    ``store`` is a directory path, a ``.zip`` path, a dict, or a :class:`gpuzarr.stores.Store`.
+    ``store`` is a directory path, a ``.zip`` path, a URL fsspec reaches (with
+    ``storage_options`` for its filesystem), a dict, or a :class:`gpuzarr.stores.Store`.
     ``mode`` ``"r"`` opens read-only; ``"r+"`` and ``"a"`` allow writes.
     """
     _check_mode(mode)
@@ -104,7 +106,7 @@ def open_array(
         raise ValueError(f"open_array cannot create arrays (mode {mode!r}); use create_array")
     dev = resolve_device(device)
     node_path = normalize_path(path)
-    st = make_store(store, mode)
+    st = make_store(store, mode, storage_options)
     metadata = load_metadata(st, node_path)
     if metadata is None or (zarr_format is not None and metadata.zarr_format != zarr_format):
         raise ArrayNotFoundError(f"no array found at {'/' + node_path!r} in {st!r}")
@@ -133,6 +135,7 @@ def create_array(
     name: str | None = None,
     data: Any = None,
     device: str = "cpu",
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Array:
     """Create an array and return it, as zarr-python's ``create_array`` does.
 
@@ -149,7 +152,7 @@ def create_array(
     if data is None and (shape is None or dtype is None):
         raise TypeError("create_array needs shape and dtype (or data)")
     node_path = normalize_path(name)
-    st = make_store(store, _store_mode("w" if overwrite else "a", node_path))
+    st = make_store(store, _store_mode("w" if overwrite else "a", node_path), storage_options)
     return create_node_array(
         st,
         node_path,
@@ -181,6 +184,7 @@ def open_group(
     attributes: Mapping[str, Any] | None = None,
     use_consolidated: bool | None = None,
     device: str = "cpu",
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Group:
     """Open (or, in modes ``"a"``, ``"w"``, ``"w-"``, create) a group.
 
@@ -190,7 +194,7 @@ def open_group(
     _check_mode(mode)
     dev = resolve_device(device)
     node_path = normalize_path(path)
-    st = make_store(store, _store_mode(mode, node_path))
+    st = make_store(store, _store_mode(mode, node_path), storage_options)
     if mode == "w":
         if st.read_only:
             raise ReadOnlyError(f"cannot create a group in read-only {st!r}")
@@ -228,6 +232,7 @@ def open(  # mirrors zarr.open (shadowing the builtin on purpose)
     *,
     path: str | None = None,
     device: str = "cpu",
+    storage_options: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> Array | Group:
     """Open the array or group at ``path``, with file-like modes as zarr-python's ``open``.
@@ -240,7 +245,7 @@ def open(  # mirrors zarr.open (shadowing the builtin on purpose)
     _check_mode(mode)
     dev = resolve_device(device)
     node_path = normalize_path(path)
-    st = make_store(store, _store_mode(mode, node_path))
+    st = make_store(store, _store_mode(mode, node_path), storage_options)
     existing = None if mode == "w" else load_metadata(st, node_path)
     if mode == "w-" and existing is not None:
         _refuse_existing(existing, node_path)
@@ -258,7 +263,13 @@ def open(  # mirrors zarr.open (shadowing the builtin on purpose)
     return open_group(st, mode, path=node_path, device=device, **kwargs)
 
 
-def consolidate_metadata(store: Any, path: str | None = None, zarr_format: Literal[2, 3] | None = None) -> Group:
+def consolidate_metadata(
+    store: Any,
+    path: str | None = None,
+    zarr_format: Literal[2, 3] | None = None,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Group:
     """Gather the metadata of every node below a group into that group.
 
     v3: the group's ``zarr.json`` gets an inline ``consolidated_metadata`` object, as
@@ -266,7 +277,7 @@ def consolidate_metadata(store: Any, path: str | None = None, zarr_format: Liter
     opened with the consolidated metadata in use.
     """
     node_path = normalize_path(path)
-    st = make_store(store, "r+")
+    st = make_store(store, "r+", storage_options)
     if st.read_only:
         raise ReadOnlyError(f"cannot consolidate metadata in read-only {st!r}")
     root = load_metadata(st, node_path)

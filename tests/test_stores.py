@@ -1066,6 +1066,28 @@ class TestFsspecStore:
         np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "a.zarr"), mode="r")[...],
                                       np.arange(100, dtype="u2").reshape(10, 10))
 
+    def test_storage_options_reach_the_filesystem(self, tmp_path: pathlib.Path) -> None:
+        import fsspec
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        import gpuzarr
+
+        class WithOptions(MemoryFileSystem):
+            protocol = "gpuzarr-options"
+            cachable = False
+
+        fsspec.register_implementation("gpuzarr-options", WithOptions, clobber=True)
+        url = f"gpuzarr-options://{tmp_path}/a.zarr"
+        a = gpuzarr.create_array(url, shape=(4,), dtype="i1", storage_options={"token": "secret"})
+        assert a.store.fs.storage_options == {"token": "secret"}  # type: ignore[attr-defined]
+        a[...] = [1, 2, 3, 4]
+        b = gpuzarr.open_array(url, storage_options={"token": "other"})
+        assert b.store.fs.storage_options == {"token": "other"}  # type: ignore[attr-defined]
+        assert b[...].tolist() == [1, 2, 3, 4]
+        assert gpuzarr.open(url, mode="r", storage_options={"anon": True})[...].tolist() == [1, 2, 3, 4]
+        with pytest.raises(ValueError, match="storage_options apply to URLs"):
+            gpuzarr.open_array(str(tmp_path), storage_options={"anon": True})
+
     def test_make_store(self, tmp_path: pathlib.Path) -> None:
         import fsspec
 

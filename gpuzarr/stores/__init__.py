@@ -6,6 +6,8 @@ This package imports nothing from gpuzarr except :mod:`gpuzarr.errors`.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from .base import Store
 from .fsspec_store import FsspecStore
@@ -18,7 +20,7 @@ __all__ = ["FsspecStore", "LocalStore", "MemoryStore", "Store", "ZipStore", "mak
 _MODES = ("r", "r+", "a", "w", "w-")
 
 
-def make_store(obj: object, mode: str = "r") -> Store:
+def make_store(obj: object, mode: str = "r", storage_options: Mapping[str, Any] | None = None) -> Store:
     """Turn ``obj`` into a :class:`Store` for access ``mode``.
 
     * a :class:`Store` is returned as is (its own ``read_only`` stands);
@@ -38,11 +40,16 @@ def make_store(obj: object, mode: str = "r") -> Store:
     exists), ``"w-"`` create, failing if something exists (checked by the caller).
     Stores made here are read-only exactly when ``mode == "r"``.
 
+    ``storage_options`` (credentials, endpoints...) go to fsspec's filesystem for a URL,
+    as zarr-python takes them; they apply to nothing else.
+
     Raises :class:`ValueError` for an unknown mode and :class:`TypeError` naming
     the type for anything that is not one of the above.
     """
     if mode not in _MODES:
         raise ValueError(f"invalid mode {mode!r}: expected one of {', '.join(_MODES)}")
+    if storage_options and not (isinstance(obj, str) and "://" in obj and not obj.startswith("file://")):
+        raise ValueError(f"storage_options apply to URLs of fsspec filesystems only, not to {obj!r}")
     if isinstance(obj, Store):
         return obj
     read_only = mode == "r"
@@ -53,7 +60,7 @@ def make_store(obj: object, mode: str = "r") -> Store:
     if isinstance(obj, str) and "://" in obj:
         protocol, _, rest = obj.partition("://")
         if protocol != "file":
-            return FsspecStore.from_url(obj, read_only=read_only)
+            return FsspecStore.from_url(obj, read_only=read_only, storage_options=storage_options)
         obj = rest
     if _is_fsspec_mapper(obj):
         return FsspecStore(obj.fs, obj.root, read_only=read_only)  # type: ignore[attr-defined]
