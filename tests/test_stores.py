@@ -957,12 +957,15 @@ class TestZipStore:
 # ------------------------------------------------------------------- FsspecStore
 
 
-def _counting_memory_fs(calls: list[tuple[str, int]]) -> Any:
-    """fsspec's memory filesystem, recording each call: (method, paths it asked for)."""
+def _counting_memory_fs(calls: list[tuple[str, int]], batches: bool = False) -> Any:
+    """fsspec's memory filesystem, recording each call: (method, paths it asked for).
+    ``batches``: it says it is async, as object stores' filesystems are, so the store
+    hands it whole batches (``cat``, ``cat_ranges``) instead of a thread pool's calls."""
     from fsspec.implementations.memory import MemoryFileSystem
 
     class Counting(MemoryFileSystem):
         cachable = False  # (a fresh instance, not fsspec's shared one)
+        async_impl = batches
         depth = 0  # (the batched calls of this sync filesystem call cat_file: not counted)
 
         def _count(self, name: str, n: int, call: Callable[[], Any]) -> Any:
@@ -1010,25 +1013,68 @@ class TestFsspecStore:
         gpuzarr.consolidate_metadata(f"{url}/g")
         assert list(gpuzarr.open_group(f"{url}/g", mode="r")["x"][...]) == [1, 2, 3]
 
-    def test_partial_shard_reads_are_one_batched_call(self) -> None:
+    @pytest.mark.parametrize("batches", [False, True], ids=["sync", "async"])
+    def test_partial_shard_reads_are_two_requests(self, batches: bool) -> None:
         import gpuzarr
 
         calls: list[tuple[str, int]] = []
-        store = FsspecStore(_counting_memory_fs(calls), "/count")
+        root = f"/count-{batches}"  # (fsspec's memory filesystems share one dict of objects)
+        store = FsspecStore(_counting_memory_fs(calls), root)
         a = gpuzarr.create_array(store, shape=(64, 8), chunks=(4, 8), shards=(64, 8), dtype="i4", compressors=None)
         a[...] = np.arange(64 * 8, dtype="i4").reshape(64, 8)
         store.close()
-        reader = FsspecStore(_counting_memory_fs(calls), "/count", read_only=True)
-        reader.fs.store = store.fs.store  # (the same objects, a new handle: nothing cached)
+        reader = FsspecStore(_counting_memory_fs(calls, batches), root, read_only=True)  # (nothing cached)
         b = gpuzarr.open_array(reader, mode="r")
         calls.clear()
         np.testing.assert_array_equal(b[8:24], np.arange(64 * 8, dtype="i4").reshape(64, 8)[8:24])
         # The shard index as one suffix read, then the four adjacent inner chunks
-        # coalesced into one range of one batched call.
-        assert calls == [("cat_file", 1), ("cat_ranges", 1)]
+        # coalesced into one range (of one batched call on an async filesystem).
+        ranges = ("cat_ranges", 1) if batches else ("cat_file", 1)
+        assert calls == [("cat_file", 1), ranges]
         calls.clear()
         b[40:44]
-        assert calls == [("cat_ranges", 1)]  # (the index is cached for this handle)
+        assert calls == [ranges]  # (the index is cached for this handle)
+
+    def test_batches_run_concurrently_on_a_synchronous_filesystem(self) -> None:
+        """fsspec's batched calls are loops on synchronous filesystems: the store runs a
+        batch's reads and writes on its thread pool instead, so their latencies overlap."""
+        import time
+
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        state = {"now": 0, "most": 0}
+        lock = threading.Lock()
+
+        class Slow(MemoryFileSystem):
+            cachable = False
+
+            def _slowly(self, call: Callable[[], Any]) -> Any:
+                with lock:
+                    state["now"] += 1
+                    state["most"] = max(state["most"], state["now"])
+                try:
+                    time.sleep(0.02)  # (a round trip)
+                    return call()
+                finally:
+                    with lock:
+                        state["now"] -= 1
+
+            def cat_file(self, path: str, *args: Any, **kwargs: Any) -> Any:
+                return self._slowly(lambda: super(Slow, self).cat_file(path, *args, **kwargs))
+
+            def pipe_file(self, path: str, *args: Any, **kwargs: Any) -> Any:
+                return self._slowly(lambda: super(Slow, self).pipe_file(path, *args, **kwargs))
+
+        store = FsspecStore(Slow(), "/slow-batches", threads=8)
+        store.set_many([(f"k{i}", bytes([i]) * 10) for i in range(16)])
+        assert state["most"] > 1
+        state["most"] = 0
+        assert store.get_many([f"k{i}" for i in range(16)]) == [bytes([i]) * 10 for i in range(16)]
+        assert state["most"] > 1
+        state["most"] = 0
+        assert store.get_many_ranges([(f"k{i}", [(1, 2)]) for i in range(16)]) == [[bytes([i]) * 2]
+                                                                                 for i in range(16)]
+        assert state["most"] > 1
 
     def test_failures_are_errors_not_missing_chunks(self) -> None:
         """A filesystem error other than "not found" must never read as a missing chunk

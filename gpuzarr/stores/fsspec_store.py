@@ -1,10 +1,11 @@
 """A store over an fsspec filesystem: object stores (``s3://``, ``gs://``, ``az://``),
 HTTP, and every other filesystem fsspec reaches.
 
-Each store request is one or a few filesystem calls, batched where fsspec batches
-(``cat``, ``cat_ranges`` and ``pipe`` run their requests concurrently on the async
-filesystems of object stores), so a read of many chunks or inner-chunk ranges is a few
-round trips' worth of latency, not one per chunk.
+A batch of reads (many chunks, or the coalesced ranges of many inner chunks) runs
+concurrently: through fsspec's batched calls (``cat``, ``cat_ranges``, ``pipe``) on the
+async filesystems of object stores and HTTP, which run their requests concurrently, and
+on a thread pool for synchronous filesystems (SFTP, HDFS...), whose batched calls are
+loops. A read costs a few round trips' worth of latency, not one per chunk.
 
 Object stores have no cheap version token (a HEAD request per shard would double the
 round trips of a read), so this store reports none: shard indexes are cached per handle
@@ -24,6 +25,7 @@ from typing import Any
 
 from gpuzarr.errors import StoreError
 
+from ._threads import default_threads, parallel_map
 from .base import UNVERSIONED, ByteRange, Store, under_prefix
 
 __all__ = ["FsspecStore"]
@@ -47,13 +49,18 @@ class FsspecStore(Store):
 
     caches_per_handle = True
 
-    def __init__(self, fs: Any, root: str, *, read_only: bool = False) -> None:
+    def __init__(self, fs: Any, root: str, *, read_only: bool = False, threads: int | None = None) -> None:
         super().__init__(read_only=read_only)
         if not hasattr(fs, "cat_file") or not hasattr(fs, "pipe_file"):
             raise TypeError(f"FsspecStore needs an fsspec filesystem, got {type(fs).__name__}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
         self.fs = fs
         #: The path of the store's root on ``fs`` (no protocol, no trailing slash).
         self.root = fs._strip_protocol(root).rstrip("/") if root else ""
+        #: Threads for the batches of a synchronous filesystem (an async one runs its own).
+        self.threads = default_threads() if threads is None else threads
+        self._concurrent = bool(getattr(fs, "async_impl", False))
         self._handle = next(_handles)
 
     @classmethod
@@ -100,13 +107,27 @@ class FsspecStore(Store):
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
         paths = [self._path(k) for k in keys]
-        try:
-            found = self.fs.cat(list(dict.fromkeys(paths)), on_error="return") if paths else {}
-        except Exception as exc:
-            raise self._error(keys[0], "read", exc) from exc
-        if not isinstance(found, dict):  # (one path: some filesystems answer with its bytes)
-            found = {paths[0]: found}
+        distinct = list(dict.fromkeys(paths))
+        if not self._concurrent:
+            answers = parallel_map(self._cat_file_or_error, [(p, None, None) for p in distinct], self.threads)
+            found: Any = dict(zip(distinct, answers, strict=True))
+        else:
+            try:
+                found = self.fs.cat(distinct, on_error="return") if paths else {}
+            except Exception as exc:
+                raise self._error(keys[0], "read", exc) from exc
+            if not isinstance(found, dict):  # (one path: some filesystems answer with its bytes)
+                found = {paths[0]: found}
         return [self._result(key, found.get(path)) for key, path in zip(keys, paths, strict=True)]
+
+    def _cat_file_or_error(self, request: tuple[str, int | None, int | None]) -> Any:
+        """One read of a batch on a synchronous filesystem: its bytes, or the exception
+        (as fsspec's batched calls answer with ``on_error="return"``)."""
+        path, start, end = request
+        try:
+            return self.fs.cat_file(path, start=start, end=end)
+        except Exception as exc:
+            return exc
 
     def _result(self, key: str, value: Any) -> bytes | None:
         """A batched call's answer for ``key``: bytes, None where missing, else raise."""
@@ -129,7 +150,9 @@ class FsspecStore(Store):
                 starts.append(offset)
                 ends.append(offset + length)
         answers: list[Any] = []
-        if paths:
+        if paths and not self._concurrent:
+            answers = parallel_map(self._cat_file_or_error, list(zip(paths, starts, ends, strict=True)), self.threads)
+        elif paths:
             try:
                 answers = self.fs.cat_ranges(paths, starts, ends, on_error="return")
             except Exception as exc:
@@ -187,18 +210,39 @@ class FsspecStore(Store):
     def _set_many(self, items: list[tuple[str, memoryview]]) -> None:
         if not items:
             return
-        objects = {self._path(k): bytes(v) for k, v in items}
+        objects = {self._path(k): (k, bytes(v)) for k, v in items}
         try:
             try:
-                self.fs.pipe(objects)
+                self._pipe(objects)
             except FileNotFoundError:
                 # A filesystem with directories (local, SFTP...) wants the parents made
                 # first; object stores have none to make and never get here.
                 for parent in {self.fs._parent(path) for path in objects}:
                     self.fs.makedirs(parent, exist_ok=True)
-                self.fs.pipe(objects)
+                self._pipe(objects)
+        except StoreError:
+            raise
         except Exception as exc:
             raise self._error(items[0][0], "write", exc) from exc
+
+    def _pipe(self, objects: dict[str, tuple[str, bytes]]) -> None:
+        """Write each object (path -> (key, bytes)): one batched call on an async
+        filesystem, the thread pool on a synchronous one, where a failure other than a
+        missing parent (FileNotFoundError, for the caller) raises naming its key."""
+        if self._concurrent or len(objects) == 1:
+            self.fs.pipe({path: data for path, (_, data) in objects.items()})
+            return
+
+        def write(item: tuple[str, tuple[str, bytes]]) -> None:
+            path, (key, data) = item
+            try:
+                self.fs.pipe_file(path, data)
+            except FileNotFoundError:
+                raise
+            except Exception as exc:
+                raise self._error(key, "write", exc) from exc
+
+        parallel_map(write, list(objects.items()), self.threads)
 
     def _delete(self, key: str) -> None:
         try:
