@@ -31,6 +31,7 @@ from gpuzarr.nodes import (
     prefix_of,
     save_metadata,
 )
+from gpuzarr.pipeline import delete_node
 from gpuzarr.stores import Store, make_store
 
 __all__ = ["consolidate_metadata", "create_array", "create_group", "open", "open_array", "open_group"]
@@ -200,7 +201,7 @@ def open_group(
             raise ReadOnlyError(f"cannot create a group in read-only {st!r}")
         # Refuse a group below an array before deleting anything.
         _ensure_parents(st, node_path, zarr_format or 3)
-        st.delete_prefix(node_path)
+        delete_node(st, node_path)
         existing = None
     else:
         existing = load_metadata(st, node_path)

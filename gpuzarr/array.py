@@ -37,7 +37,7 @@ from gpuzarr.metadata import (
 )
 from gpuzarr.metadata.dtypes import TORCH_ML_DATA_TYPES, v2_stored_dtype
 from gpuzarr.nodes import Node, prefix_of, save_metadata
-from gpuzarr.pipeline import make_layout, parallel_map, read_many_into, write_from
+from gpuzarr.pipeline import delete_objects, make_layout, parallel_map, read_many_into, write_from
 from gpuzarr.stores import Store
 
 __all__ = ["Array", "Attributes", "build_codec_chain", "like_arguments", "summary_text"]
@@ -429,6 +429,10 @@ class Array(Node):
         memory) is taken through ``xp.from_dlpack``: the read decodes into its memory.
         """
         if not isinstance(out, xp.ndarray) and hasattr(out, "__dlpack__") and not isinstance(out, np.generic):
+            for lazy in ("is_neg", "is_conj"):  # (torch views whose writes are negated or conjugated)
+                flag = getattr(out, lazy, None)
+                if callable(flag) and flag():
+                    raise TypeError(f"out: a {type(out).__name__} view with {lazy}() set; resolve it first")
             try:
                 out = xp.from_dlpack(out)
             except (BufferError, RuntimeError, TypeError, ValueError) as exc:
@@ -445,6 +449,8 @@ class Array(Node):
             raise ValueError(f"out has dtype {out.dtype}, the array has dtype {self.dtype}")
         if not getattr(out.flags, "writeable", True):  # (CuPy arrays are always writable)
             raise ValueError("out is read-only")
+        if _overlaps(out):
+            raise ValueError("out has elements that share memory (a broadcast or overlapping view)")
         return out
 
     @staticmethod
@@ -741,7 +747,7 @@ class Array(Node):
             new_layout.key(c)
             for c in itertools.product(*(range(n) for n in metadata.chunk_grid_shape))
         }
-        self._store.delete_many(sorted(old_keys - new_keys))
+        delete_objects(self._store, sorted(old_keys - new_keys))
 
 
 def summary_text(rows: Sequence[tuple[str, Any]], width: int | None = None) -> str:
@@ -753,6 +759,18 @@ def summary_text(rows: Sequence[tuple[str, Any]], width: int | None = None) -> s
 
 #: v2 filters that gpuzarr's creation adds itself for variable-length data types.
 _IMPLIED_V2_FILTERS = ("vlen-utf8", "vlen-bytes")
+
+
+def _overlaps(array: Any) -> bool:
+    """Whether some elements of ``array`` are one memory location (a stride of 0, as of a
+    broadcast or expanded view, or a view whose elements cannot fit the memory they
+    span). Reading into it would leave one value in all of them."""
+    if array.size <= 1:
+        return False
+    if any(stride == 0 and n > 1 for n, stride in zip(array.shape, array.strides, strict=True)):
+        return True
+    span = sum((n - 1) * abs(stride) for n, stride in zip(array.shape, array.strides, strict=True))
+    return span + array.itemsize < array.size * array.itemsize
 
 
 def _torch_ml_as_numpy(value: Any) -> Any:

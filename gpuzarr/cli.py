@@ -201,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout at devnull so the interpreter's final flush does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, OSError, ImportError) as exc:
+        # (ImportError: a URL whose filesystem package is missing, "s3://" without s3fs)
         print(f"gpuzarr: error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -29,6 +29,7 @@ from gpuzarr.nodes import (
     prefix_of,
     save_metadata,
 )
+from gpuzarr.pipeline import delete_node
 from gpuzarr.stores import Store
 
 __all__ = ["Group", "create_node_array", "create_node_group", "node_from_metadata", "same_format_members"]
@@ -77,7 +78,7 @@ def _clear_or_refuse(store: Store, path: str, overwrite: bool) -> None:
         cls = ContainsArrayError if isinstance(existing, ArrayMetadata) else ContainsGroupError
         kind = "an array" if isinstance(existing, ArrayMetadata) else "a group"
         raise cls(f"{kind} already exists at {'/' + path!r} (pass overwrite=True to replace it)")
-    store.delete_prefix(path)
+    delete_node(store, path)
 
 
 #: zarr-python's data type for arrays of one value (zeros, full...) made without one.
@@ -394,7 +395,7 @@ class Group(Node):
         above it still lists it until consolidated again."""
         self._check_writable()
         node = self[name]  # (NodeNotFoundError for a missing member)
-        self._store.delete_prefix(node._path)
+        delete_node(self._store, node._path)
         self._forget_consolidated()
 
     # -- zarr-python's conveniences ----------------------------------------------------

@@ -1003,6 +1003,13 @@ def test_read_into_a_dlpack_tensor() -> None:
     np.testing.assert_array_equal(torch.cat(windows).numpy(), np.concatenate([data[8:12], data[0:4]]))
     with pytest.raises(TypeError, match="cannot read into this Tensor through DLPack"):
         a.read(out=torch.empty(12, 10, requires_grad=True))
+    # Views whose writes would not land as written: negated, or elements sharing memory.
+    with pytest.raises(TypeError, match="is_neg"):
+        a.read(np.s_[0], out=torch.zeros(10, dtype=torch.complex64).conj().imag)
+    with pytest.raises(ValueError, match="share memory"):
+        a.read(np.s_[0], out=torch.zeros(1).expand(10))
+    with pytest.raises(ValueError, match="share memory"):
+        a.read(np.s_[0], out=torch.zeros(5).as_strided((10,), (0,)))
     with pytest.raises(ValueError, match="dtype"):
         a.read(out=torch.empty(12, 10, dtype=torch.float64))
 

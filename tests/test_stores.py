@@ -1134,6 +1134,86 @@ class TestFsspecStore:
         with pytest.raises(ValueError, match="storage_options apply to URLs"):
             gpuzarr.open_array(str(tmp_path), storage_options={"anon": True})
 
+    def test_keys_with_glob_characters_are_not_patterns(self) -> None:
+        """fsspec's ``cat`` expands "[", "*" and "?" as globs (legal in keys): "x[0]/c/0"
+        would match "x0/c/0" and read the other array's chunk, or nothing."""
+        import gpuzarr
+
+        calls: list[tuple[str, int]] = []
+        for batches in (False, True):
+            store = FsspecStore(_counting_memory_fs(calls, batches), f"/glob-{batches}")
+            group = gpuzarr.open_group(store, mode="w")
+            group.create_array("x0", shape=(4,), chunks=(2,), dtype="i4")[...] = [9, 9, 9, 9]
+            group.create_array("x[0]", shape=(4,), chunks=(2,), dtype="i4")[...] = [1, 2, 3, 4]
+            assert gpuzarr.open_array(store, path="x[0]", mode="r")[...].tolist() == [1, 2, 3, 4]
+            assert store.get_many(["x[0]/c/0", "x?/c/0", "x*/c/0"])[1:] == [None, None]
+
+    def test_the_root_of_a_filesystem(self) -> None:
+        """At the root of the memory filesystem paths begin with its root marker "/"."""
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        import gpuzarr
+
+        class Fresh(MemoryFileSystem):
+            cachable = False
+            store: dict[str, Any] = {}  # noqa: RUF012 - (its own objects: the root is empty)
+            pseudo_dirs = [""]  # noqa: RUF012
+
+        store = FsspecStore(Fresh(), "")
+        group = gpuzarr.open_group(store, mode="w")
+        group.create_array("a", shape=(4,), chunks=(2,), dtype="i4")[...] = [1, 2, 3, 4]
+        assert sorted(store.list_prefix("")) == ["a/c/0", "a/c/1", "a/zarr.json", "zarr.json"]
+        assert list(store.list_dir("")) == ["a", "zarr.json"]
+        gpuzarr.consolidate_metadata(store)
+        assert [name for name, _ in gpuzarr.open_group(store, mode="r").members()] == ["a"]
+
+    def test_keys_are_percent_encoded_in_urls(self) -> None:
+        """On HTTP a key's "%", "#", "?" or space would name another object, a fragment
+        or a query: keys are quoted into paths, and listed paths unquoted."""
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        class UrlLike(MemoryFileSystem):
+            protocol = ("http", "https")
+            cachable = False
+
+        store = FsspecStore(UrlLike(), "/quoted")
+        values = {"pct%41": b"one", "pctA": b"two", "sp ace/x#1": b"three", "q?a=1": b"four"}
+        store.set_many(list(values.items()))
+        assert {k: store.get(k) for k in values} == values
+        assert sorted(store.list_prefix("")) == sorted(values)
+        assert "/quoted/pct%2541" in store.fs.store and "/quoted/sp%20ace/x%231" in store.fs.store
+
+    def test_a_server_ignoring_ranges_is_an_error_not_other_bytes(self) -> None:
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        class NoRanges(MemoryFileSystem):
+            cachable = False
+
+            def cat_file(self, path: str, start: Any = None, end: Any = None, **kwargs: Any) -> Any:
+                return super().cat_file(path)  # (the whole body, whatever was asked)
+
+        store = FsspecStore(NoRanges(), "/no-ranges")
+        store.set("k", bytes(range(100)))
+        with pytest.raises(StoreError, match="100 bytes came back for a range of 4"):
+            store.get_ranges("k", [(8, 4)])
+        with pytest.raises(StoreError, match="does not honour range requests"):
+            store.get_suffix("k", 10)
+
+    def test_a_resized_sharded_array_forgets_the_indexes_of_its_deleted_shards(self) -> None:
+        """No version tokens: the handle's cached index of a deleted shard must not serve
+        the shard written there later (it raised "deleted while being read")."""
+        import gpuzarr
+
+        store = FsspecStore.from_url("memory://resize-index/a.zarr")
+        a = gpuzarr.create_array(store, shape=(8,), chunks=(2,), shards=(4,), dtype="i4", fill_value=-1)
+        a[...] = np.arange(8)
+        assert a[4:].tolist() == [4, 5, 6, 7]  # (shard 1's index cached)
+        a.resize((4,))
+        a.resize((8,))
+        assert a[...].tolist() == [0, 1, 2, 3, -1, -1, -1, -1]
+        a[6:] = [60, 70]
+        assert a[4:].tolist() == [-1, -1, 60, 70]
+
     def test_make_store(self, tmp_path: pathlib.Path) -> None:
         import fsspec
 

@@ -5,7 +5,15 @@
 """
 
 from gpuzarr.codecs.fill import is_fill_chunk
-from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, coalesce_ranges, make_layout, shard_index_cache
+from gpuzarr.pipeline.layout import (
+    ChunkLayout,
+    ShardedLayout,
+    coalesce_ranges,
+    delete_node,
+    delete_objects,
+    make_layout,
+    shard_index_cache,
+)
 from gpuzarr.pipeline.pool import parallel_map
 from gpuzarr.pipeline.read import read_many_into
 from gpuzarr.pipeline.write import write_from
@@ -14,6 +22,8 @@ __all__ = [
     "ChunkLayout",
     "ShardedLayout",
     "coalesce_ranges",
+    "delete_node",
+    "delete_objects",
     "is_fill_chunk",
     "make_layout",
     "parallel_map",

@@ -248,6 +248,17 @@ class _IndexCache:
         with self._lock:
             self._entries.pop((store.cache_namespace, key), None)
 
+    def discard_under(self, store: Store, prefix: str) -> None:
+        """Forget the indexes cached for ``store``'s shards at or below ``prefix``
+        (``""``: all of them)."""
+        namespace = store.cache_namespace
+        inside = prefix + "/" if prefix else ""
+        with self._lock:
+            for entry in [
+                k for k in self._entries if k[0] == namespace and (k[1] == prefix or k[1].startswith(inside))
+            ]:
+                del self._entries[entry]
+
     def discard_namespace(self, namespace: tuple[object, ...]) -> None:
         """Forget every index cached for ``namespace`` (a closed per-handle store's)."""
         with self._lock:
@@ -266,6 +277,21 @@ class _IndexCache:
 #: The process-wide shard index cache.
 shard_index_cache = _IndexCache()
 on_closed_namespace(shard_index_cache.discard_namespace)  # (a closed zip handle's entries)
+
+
+def delete_objects(store: Store, keys: Sequence[str]) -> None:
+    """Delete stored objects (chunks, shards), forgetting their cached shard indexes
+    first: on a store without version tokens (fsspec's) a shard written there later
+    would otherwise be read through the deleted one's index."""
+    for key in keys:
+        shard_index_cache.discard(store, key)
+    store.delete_many(keys)
+
+
+def delete_node(store: Store, prefix: str) -> None:
+    """Delete everything at and below ``prefix`` (a node), as :func:`delete_objects`."""
+    shard_index_cache.discard_under(store, prefix)
+    store.delete_prefix(prefix)
 
 
 def _coalesce_sorted(offsets: np.ndarray, ends: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]:

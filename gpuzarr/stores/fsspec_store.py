@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Hashable, Iterator, Mapping
 from typing import Any
+from urllib.parse import quote, unquote
 
 from gpuzarr.errors import StoreError
 
@@ -44,7 +45,9 @@ class FsspecStore(Store):
     filesystem raises :class:`~gpuzarr.errors.StoreError` naming the key, so a network
     or permission error never reads as a missing chunk (which would read as the fill
     value). Each write is one ``pipe`` of the whole object, which object stores make
-    atomic.
+    atomic; filesystems of files (fsspec's local one, SFTP) write it in place, where a
+    reader can meet a partial object: for local files use :class:`LocalStore` (which
+    :func:`make_store` gives for paths and ``file://`` URLs).
     """
 
     caches_per_handle = True
@@ -58,6 +61,13 @@ class FsspecStore(Store):
         self.fs = fs
         #: The path of the store's root on ``fs`` (no protocol, no trailing slash).
         self.root = fs._strip_protocol(root).rstrip("/") if root else ""
+        # What every object's path starts with: "root/", or at the filesystem's root its
+        # root marker ("/" for memory and local paths, "" for buckets).
+        self._head = self.root + "/" if self.root else getattr(fs, "root_marker", "")
+        # URLs (HTTP) need keys percent-encoded: "%", "#", "?" and spaces are legal in
+        # keys and would otherwise name another object, a fragment or a query.
+        protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+        self._urls = any(p in ("http", "https") for p in protocols)
         #: Threads for the batches of a synchronous filesystem (an async one runs its own).
         self.threads = default_threads() if threads is None else threads
         self._concurrent = bool(getattr(fs, "async_impl", False))
@@ -80,14 +90,23 @@ class FsspecStore(Store):
 
     def __repr__(self) -> str:
         protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        return f"FsspecStore('{protocol}://{self.root}', read_only={self.read_only})"
+        where = self.root if "://" in self.root else f"{protocol}://{self.root}"  # (HTTP roots are URLs)
+        return f"FsspecStore({where!r}, read_only={self.read_only})"
 
     @property
     def cache_namespace(self) -> tuple[object, ...]:
         return ("fsspec", self._handle)
 
     def _path(self, key: str) -> str:
-        return f"{self.root}/{key}" if self.root else key
+        return self._head + (quote(key, safe="/") if self._urls else key)
+
+    def _key_of(self, path: str) -> str | None:
+        """The key of a path the filesystem listed (None: not below the root)."""
+        path = self.fs._strip_protocol(path) if "://" not in self._head else path
+        if not path.startswith(self._head):
+            return None
+        key = path[len(self._head) :]
+        return unquote(key) if self._urls else key
 
     def _error(self, key: str, what: str, exc: BaseException) -> StoreError:
         return StoreError(f"cannot {what} key {key!r} in {self!r}: {type(exc).__name__}: {exc}")
@@ -106,19 +125,28 @@ class FsspecStore(Store):
             raise self._error(key, "read", exc) from exc
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        if not keys:
+            return []
         paths = [self._path(k) for k in keys]
         distinct = list(dict.fromkeys(paths))
+        answers = self._read_batch(keys[0], [(p, None, None) for p in distinct])
+        found = dict(zip(distinct, answers, strict=True))
+        return [self._result(key, found[path]) for key, path in zip(keys, paths, strict=True)]
+
+    def _read_batch(self, first_key: str, requests: list[tuple[str, int | None, int | None]]) -> list[Any]:
+        """Each request's (path, start, end) bytes, or the exception it raised: one
+        ``cat_ranges`` on an async filesystem (it runs them concurrently), the thread
+        pool on a synchronous one. (Not ``cat``: it expands "[", "*" and "?" in paths as
+        globs, which are legal in keys, and answers for the paths they match.)"""
+        if not requests:
+            return []
         if not self._concurrent:
-            answers = parallel_map(self._cat_file_or_error, [(p, None, None) for p in distinct], self.threads)
-            found: Any = dict(zip(distinct, answers, strict=True))
-        else:
-            try:
-                found = self.fs.cat(distinct, on_error="return") if paths else {}
-            except Exception as exc:
-                raise self._error(keys[0], "read", exc) from exc
-            if not isinstance(found, dict):  # (one path: some filesystems answer with its bytes)
-                found = {paths[0]: found}
-        return [self._result(key, found.get(path)) for key, path in zip(keys, paths, strict=True)]
+            return parallel_map(self._cat_file_or_error, requests, self.threads)
+        paths, starts, ends = (list(column) for column in zip(*requests, strict=True))
+        try:
+            return list(self.fs.cat_ranges(paths, starts, ends, on_error="return"))
+        except Exception as exc:
+            raise self._error(first_key, "read", exc) from exc
 
     def _cat_file_or_error(self, request: tuple[str, int | None, int | None]) -> Any:
         """One read of a batch on a synchronous filesystem: its bytes, or the exception
@@ -141,44 +169,47 @@ class FsspecStore(Store):
         return self._get_many_ranges([(key, ranges)])[0]
 
     def _get_many_ranges(self, requests: list[tuple[str, list[ByteRange]]]) -> list[list[bytes] | None]:
-        paths: list[str] = []
-        starts: list[int] = []
-        ends: list[int] = []
-        for key, ranges in requests:
-            for offset, length in ranges:
-                paths.append(self._path(key))
-                starts.append(offset)
-                ends.append(offset + length)
-        answers: list[Any] = []
-        if paths and not self._concurrent:
-            answers = parallel_map(self._cat_file_or_error, list(zip(paths, starts, ends, strict=True)), self.threads)
-        elif paths:
-            try:
-                answers = self.fs.cat_ranges(paths, starts, ends, on_error="return")
-            except Exception as exc:
-                raise self._error(requests[0][0], "read", exc) from exc
+        batch = [(self._path(key), offset, offset + length) for key, ranges in requests for offset, length in ranges]
+        answers = self._read_batch(requests[0][0], batch) if batch else []
         results: list[list[bytes] | None] = []
         position = 0
         for key, ranges in requests:
             parts = [self._result(key, a) for a in answers[position : position + len(ranges)]]
             position += len(ranges)
-            if not ranges:  # (nothing asked: still say whether the object is there)
-                results.append(None if self._size(key) is None else [])
-            elif any(part is None for part in parts):
+            if all(length == 0 for _, length in ranges):
+                # (Nothing to read, and filesystems may answer an empty range without a
+                # request: still say whether the object is there.)
+                results.append(None if self._size(key) is None else [b""] * len(ranges))
+                continue
+            if any(part is None for part in parts):
                 results.append(None)
-            else:
-                results.append(parts)  # type: ignore[arg-type]
+                continue
+            for part, (_, length) in zip(parts, ranges, strict=True):
+                if len(part) > length:  # type: ignore[arg-type]
+                    raise self._overlong(key, len(part), length)  # type: ignore[arg-type]
+            results.append(parts)  # type: ignore[arg-type]
         return results
+
+    def _overlong(self, key: str, got: int, asked: int) -> StoreError:
+        # (A server that ignores Range headers answers with the whole object: its bytes
+        # taken for the range asked would be other data.)
+        return StoreError(
+            f"cannot read key {key!r} in {self!r}: {got} bytes came back for a range of {asked}; "
+            "the server does not honour range requests"
+        )
 
     def _get_suffix(self, key: str, length: int) -> bytes | None:
         if length == 0:  # (a start of -0 would read the whole object)
             return None if self._size(key) is None else b""
         try:
-            return bytes(self.fs.cat_file(self._path(key), start=-length))
+            data = bytes(self.fs.cat_file(self._path(key), start=-length))
         except _MISSING:
             return None
         except Exception as exc:
             raise self._error(key, "read", exc) from exc
+        if len(data) > length:
+            raise self._overlong(key, len(data), length)
+        return data
 
     def _size(self, key: str) -> int | None:
         try:
@@ -190,17 +221,16 @@ class FsspecStore(Store):
         return int(info["size"]) if info.get("type", "file") == "file" else None
 
     def _list_prefix(self, prefix: str) -> Iterator[str]:
-        base = self._path(prefix) if prefix else self.root
+        base = self._path(prefix) if prefix else self._head.rstrip("/") or self._head
         try:
-            paths = self.fs.find(base) if base else self.fs.find("")
+            paths = self.fs.find(base)
         except _MISSING:
             return iter(())
         except Exception as exc:
             raise self._error(prefix, "list", exc) from exc
-        head = under_prefix(self.root)
-        inside = under_prefix(base)  # (a key has nothing under it: find lists it itself)
-        stripped = (self.fs._strip_protocol(p) for p in paths)
-        return iter([p[len(head) :] for p in stripped if p.startswith(inside)])
+        inside = under_prefix(prefix)  # (a key has nothing under it: find lists it itself)
+        keys = (self._key_of(p) for p in paths)
+        return iter([k for k in keys if k is not None and k.startswith(inside) and k])
 
     # ----------------------------------------------------------------- writes
 
