@@ -35,7 +35,7 @@ from gpuzarr.metadata import (
     ArrayMetadataV3,
     data_type_from_user,
 )
-from gpuzarr.metadata.dtypes import TORCH_ML_DATA_TYPES, v2_stored_dtype
+from gpuzarr.metadata.dtypes import TORCH_ML_DATA_TYPES, int_limits, is_ml_dtype, v2_stored_dtype
 from gpuzarr.nodes import Node, prefix_of, save_metadata
 from gpuzarr.pipeline import delete_objects, make_layout, parallel_map, read_many_into, write_from
 from gpuzarr.stores import Store
@@ -434,7 +434,7 @@ class Array(Node):
                 if callable(flag) and flag():
                     raise TypeError(f"out: a {type(out).__name__} view with {lazy}() set; resolve it first")
             try:
-                out = xp.from_dlpack(out)
+                out = _from_dlpack(xp, out)
             except (BufferError, RuntimeError, TypeError, ValueError) as exc:
                 # (another device's memory, a dtype DLPack or NumPy lacks, a tensor
                 # that requires grad)
@@ -449,8 +449,8 @@ class Array(Node):
             raise ValueError(f"out has dtype {out.dtype}, the array has dtype {self.dtype}")
         if not getattr(out.flags, "writeable", True):  # (CuPy arrays are always writable)
             raise ValueError("out is read-only")
-        if _overlaps(out):
-            raise ValueError("out has elements that share memory (a broadcast or overlapping view)")
+        if _may_overlap(out):
+            raise ValueError("out has elements that may share memory (a broadcast or overlapping view)")
         return out
 
     @staticmethod
@@ -489,6 +489,7 @@ class Array(Node):
         fresh = iter(_result_buffers(unfilled, self.dtype))
         buffers = [view if view is not None else next(fresh) for view in views]
         read_many_into(self._layout, list(zip(indexers, buffers, strict=True)))
+        _mark_tensors_written(outs)
         return self._results(indexers, outs, targets, buffers, direct)
 
     def _read_on_backend(self, indexers: Sequence[Indexer], outs: Sequence[Any], backend: Any) -> list[Any]:
@@ -507,12 +508,19 @@ class Array(Node):
         targets = [
             None if o is None else self._out_array(o, indexer, xp) for indexer, o in zip(indexers, outs, strict=True)
         ]
+        device = getattr(backend, "device", None)
+        for target in targets:
+            # (A tensor on another GPU imports as an array there: the kernels, launched on
+            # this array's device, must not write into it.)
+            if target is not None and device is not None and getattr(target, "device", device).id != device.id:
+                raise TypeError(f"out is on device {target.device.id}, this array reads on device {device.id}")
         for indexer, target in zip(indexers, targets, strict=True):
             # A C-contiguous ``out`` laid out like the selection's buffer is filled in place.
             in_place = target is not None and target.shape == indexer.buffer_shape and target.flags.c_contiguous
             direct.append(in_place)
             buffers.append(target if in_place else xp.empty(indexer.buffer_shape, dtype=self.dtype))
         read_into_device(self._layout, list(zip(indexers, buffers, strict=True)), backend)
+        _mark_tensors_written(outs)
         return self._results(indexers, outs, targets, buffers, direct)
 
     def _get(self, selection: Any, mode: SelectionMode, out: Any = None) -> Any:
@@ -618,6 +626,8 @@ class Array(Node):
         # into int32 raises); sequences are built in the array's type, not through a type
         # NumPy infers first (2**63 + 1 in a list would pass through float64).
         value = _torch_ml_as_numpy(value)
+        if self._metadata.data_type.kind in ("int", "uint") and is_ml_dtype(self.dtype):
+            _check_narrow_int_range(value, self.dtype)
         if isinstance(value, np.ndarray):
             return value if value.dtype == self.dtype else value.astype(self.dtype)
         if value is None or isinstance(value, int | float | complex | str | bytes | np.generic):
@@ -761,16 +771,64 @@ def summary_text(rows: Sequence[tuple[str, Any]], width: int | None = None) -> s
 _IMPLIED_V2_FILTERS = ("vlen-utf8", "vlen-bytes")
 
 
-def _overlaps(array: Any) -> bool:
-    """Whether some elements of ``array`` are one memory location (a stride of 0, as of a
-    broadcast or expanded view, or a view whose elements cannot fit the memory they
-    span). Reading into it would leave one value in all of them."""
+def _check_narrow_int_range(value: Any, dtype: np.dtype) -> None:
+    """Raise OverflowError for integers an ml_dtypes integer type cannot hold: its
+    assignment wraps them (9 into int4 is -7), where NumPy's own types raise."""
+    values = np.asarray(value) if not isinstance(value, np.ndarray) else value
+    if values.dtype.kind not in "iu" or not values.size:
+        return
+    low, high = int_limits(dtype)
+    if int(values.min()) < low or int(values.max()) > high:
+        raise OverflowError(f"values out of the range [{low}, {high}] of {dtype.name}")
+
+
+def _may_overlap(array: Any) -> bool:
+    """Whether elements of ``array`` may share memory (a broadcast or expanded view, or
+    strides that interleave): reading into it would leave one value in several of them.
+
+    Exact for every view made by slicing and transposing: with the axes ordered by
+    stride, each stride must step over everything the smaller ones span (the layout of
+    any view of a plain array). Views that break the rule may still be disjoint, but
+    telling needs an integer search: they are refused as well.
+    """
     if array.size <= 1:
         return False
-    if any(stride == 0 and n > 1 for n, stride in zip(array.shape, array.strides, strict=True)):
-        return True
-    span = sum((n - 1) * abs(stride) for n, stride in zip(array.shape, array.strides, strict=True))
-    return span + array.itemsize < array.size * array.itemsize
+    reach = array.itemsize
+    for n, stride in sorted(
+        ((n, abs(stride)) for n, stride in zip(array.shape, array.strides, strict=True) if n > 1),
+        key=lambda axis: axis[1],
+    ):
+        if stride < reach:
+            return True
+        reach = stride * (n - 1) + reach
+    return False
+
+
+def _mark_tensors_written(outs: Sequence[Any]) -> None:
+    """Tell torch that its tensors among ``outs`` were written in place (through DLPack it
+    cannot see it): autograd then refuses a backward pass through their old values."""
+    for out in outs:
+        if out is not None and type(out).__module__.startswith("torch"):
+            increment = getattr(sys.modules["torch"].autograd.graph, "increment_version", None)
+            if increment is not None:
+                increment(out)
+
+
+def _from_dlpack(xp: Any, tensor: Any) -> Any:
+    """``xp``'s array over ``tensor``'s memory, never a copy (a copy would be filled and
+    dropped). torch's bfloat16 and float8 tensors go as the integers of their bits (DLPack
+    has no float8, NumPy no bfloat16), viewed as ml_dtypes' type of the same name."""
+    as_ml = None
+    if type(tensor).__module__.startswith("torch"):
+        name = str(tensor.dtype).removeprefix("torch.")
+        if name in TORCH_ML_DATA_TYPES:
+            as_ml = data_type_from_user(name).dtype
+            tensor = tensor.view(getattr(sys.modules["torch"], f"int{8 * as_ml.itemsize}"))
+    try:
+        array = xp.from_dlpack(tensor, copy=False)
+    except TypeError:  # (an array module without the copy keyword: it never copies)
+        array = xp.from_dlpack(tensor)
+    return array if as_ml is None else array.view(as_ml)
 
 
 def _torch_ml_as_numpy(value: Any) -> Any:

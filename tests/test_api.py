@@ -1010,6 +1010,13 @@ def test_read_into_a_dlpack_tensor() -> None:
         a.read(np.s_[0], out=torch.zeros(1).expand(10))
     with pytest.raises(ValueError, match="share memory"):
         a.read(np.s_[0], out=torch.zeros(5).as_strided((10,), (0,)))
+    with pytest.raises(ValueError, match="share memory"):  # (interleaved: no stride is 0)
+        a.read(np.s_[:2, :5], out=torch.zeros(40).as_strided((2, 5), (3, 2)))
+    # A tensor written in place through DLPack is marked so: autograd sees the change.
+    seen = torch.empty(12, 10)
+    version = seen._version
+    a.read(out=seen)
+    assert seen._version > version
     with pytest.raises(ValueError, match="dtype"):
         a.read(out=torch.empty(12, 10, dtype=torch.float64))
 

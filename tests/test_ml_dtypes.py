@@ -412,6 +412,45 @@ def test_astype_to_bfloat16_opens_before_ml_dtypes_is_imported(tmp_path: Path) -
     assert done.stdout.strip() == "[1.0, 2.5, -3.0, 4.0]"
 
 
+@pytest.mark.parametrize("name", ["int4", "uint2", "int2"])
+def test_integers_out_of_range_are_refused_not_wrapped(name: str) -> None:
+    """ml_dtypes' assignment wraps (9 into int4 is -7); NumPy's own types raise, and so
+    do these arrays, as their fill values do."""
+    array = gpuzarr.create_array({}, shape=(3,), chunks=(3,), dtype=name)
+    low, high = (int(v) for v in (ml_dtypes.iinfo(array.dtype).min, ml_dtypes.iinfo(array.dtype).max))
+    for bad in ([high + 1, 0, 0], high + 1, np.array([low - 1, 0, 0])):
+        with pytest.raises(OverflowError, match=f"range \\[{low}, {high}\\]"):
+            array[...] = bad
+    array[...] = [low, high, 0]
+    assert array[...].astype(int).tolist() == [low, high, 0]
+
+
+def test_reads_into_torch_bfloat16_tensors() -> None:
+    """(DLPack has no bfloat16 for NumPy: the tensor goes as its bits.)"""
+    torch = pytest.importorskip("torch")
+    values = np.arange(8, dtype=np.float32).reshape(2, 4) / 8
+    array = gpuzarr.create_array({}, shape=values.shape, chunks=(1, 4), dtype="bfloat16")
+    array[...] = values
+    out = torch.zeros(2, 4, dtype=torch.bfloat16)
+    assert array.read(out=out) is out
+    np.testing.assert_array_equal(out.float().numpy(), values)
+
+
+def test_emulated_device_reads_match_bit_for_bit() -> None:
+    """The device read path on the host backend (NumPy in CuPy's place): ML types in
+    both byte orders, sharded. (A real GPU refuses them: CuPy has none.)"""
+    from gpuzarr.gpu.backend import HostBackend
+
+    for name, endian in (("bfloat16", "little"), ("bfloat16", "big"), ("float8_e5m2", "little"), ("int4", "little")):
+        source = _sample(name)
+        array = gpuzarr.create_array({}, shape=SHAPE, chunks=CHUNKS, shards=(8, 6), dtype=name,
+                                     serializer={"name": "bytes", "configuration": {"endian": endian}})
+        array[...] = source
+        indexer = array._indexer((slice(1, 9), slice(None, None, -2)), "basic")
+        got = array._read_on_backend([indexer], [None], HostBackend())[0]
+        np.testing.assert_array_equal(_bits(got), _bits(source[1:9, ::-2]))
+
+
 # -- property: any bits round-trip through every codec path ------------------------------
 
 

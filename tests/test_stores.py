@@ -1183,6 +1183,28 @@ class TestFsspecStore:
         assert sorted(store.list_prefix("")) == sorted(values)
         assert "/quoted/pct%2541" in store.fs.store and "/quoted/sp%20ace/x%231" in store.fs.store
 
+    def test_a_missing_bucket_is_not_created(self) -> None:
+        """An object store's "not found" on a write is its bucket (s3fs's makedirs would
+        create the bucket a typo named): the write fails, naming the key."""
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        made: list[str] = []
+
+        class NoBucket(MemoryFileSystem):
+            cachable = False
+            async_impl = True  # (as object stores' filesystems are)
+
+            def pipe_file(self, path: str, *args: Any, **kwargs: Any) -> None:
+                raise FileNotFoundError(f"NoSuchBucket: {path}")
+
+            def makedirs(self, path: str, exist_ok: bool = False) -> None:
+                made.append(path)
+
+        store = FsspecStore(NoBucket(), "/tpyo-bucket/data.zarr")
+        with pytest.raises(StoreError, match=r"cannot write key 'zarr\.json'.*NoSuchBucket"):
+            store.set("zarr.json", b"{}")
+        assert made == []
+
     def test_a_server_ignoring_ranges_is_an_error_not_other_bytes(self) -> None:
         from fsspec.implementations.memory import MemoryFileSystem
 
@@ -1222,8 +1244,11 @@ class TestFsspecStore:
         assert not make_store(f"memory://{tmp_path}/m", "a").read_only
         mapped = make_store(fsspec.get_mapper(f"memory://{tmp_path}/n"), "w")
         assert isinstance(mapped, FsspecStore) and mapped.root == f"{tmp_path}/n"
-        local = make_store(f"file://{tmp_path}/d", "a")  # a local path: the local store
-        assert isinstance(local, LocalStore)
+        for local_url in (f"file://{tmp_path}/d", f"local://{tmp_path}/d", fsspec.get_mapper(f"{tmp_path}/d")):
+            local = make_store(local_url, "a")  # local files: the local store (atomic writes)
+            assert isinstance(local, LocalStore) and pathlib.Path(local.root) == tmp_path / "d", local_url
+        with pytest.raises(ValueError, match="threads must be an integer"):
+            FsspecStore(fsspec.filesystem("memory"), "x", threads=True)
         with pytest.raises(TypeError, match="needs an fsspec filesystem"):
             FsspecStore(object(), "x")
 

@@ -43,6 +43,7 @@ __all__ = [
     "data_type_from_v3",
     "default_fill_value",
     "has_byte_order",
+    "int_limits",
     "is_ml_dtype",
     "load_ml_dtypes_named",
     "v2_stored_dtype",
@@ -215,7 +216,7 @@ def _int_in_range(value: Any, dtype: np.dtype) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return True
     if isinstance(value, (int, np.integer)):
-        low, high = _int_limits(dtype)
+        low, high = int_limits(dtype)
         return low <= int(value) <= high
     return True
 
@@ -243,7 +244,7 @@ def _not_held(value: Any, scalar: Any) -> bool:
     return abs(given) > float(ml_dtypes.finfo(np.asarray(scalar).dtype).max) and result != given
 
 
-def _int_limits(dtype: np.dtype) -> tuple[int, int]:
+def int_limits(dtype: np.dtype) -> tuple[int, int]:
     """The least and greatest value of an integer type (NumPy's or ml_dtypes')."""
     if is_ml_dtype(dtype):
         import ml_dtypes
@@ -598,7 +599,7 @@ def _parse_fill(dt: DataType, value: Any, *, v2: bool) -> Any:
             if not value.is_integer():
                 raise ValueError("not an integer")
             value = int(value)
-        low, high = _int_limits(dt.dtype)
+        low, high = int_limits(dt.dtype)
         if not low <= value <= high:
             raise OverflowError(f"out of range [{low}, {high}]")
         return dt.dtype.type(value)

@@ -18,6 +18,9 @@ from .zip import ZipStore
 __all__ = ["FsspecStore", "LocalStore", "MemoryStore", "Store", "ZipStore", "make_store"]
 
 _MODES = ("r", "r+", "a", "w", "w-")
+#: fsspec's names of local files, which go to LocalStore: its writes are atomic (a
+#: temporary file renamed), where fsspec's local filesystem writes files in place.
+_LOCAL_PROTOCOLS = ("file", "local")
 
 
 def make_store(obj: object, mode: str = "r", storage_options: Mapping[str, Any] | None = None) -> Store:
@@ -26,9 +29,10 @@ def make_store(obj: object, mode: str = "r", storage_options: Mapping[str, Any] 
     * a :class:`Store` is returned as is (its own ``read_only`` stands);
     * a URL (``"s3://bucket/data.zarr"``, ``"gs://..."``, ``"https://..."``,
       ``"memory://..."``: anything fsspec knows, its protocol's package installed) gives
-      an :class:`FsspecStore`; ``"file://..."`` is a local path;
+      an :class:`FsspecStore`; ``"file://..."`` and ``"local://..."`` are local paths;
     * an fsspec mapper (``fsspec.get_mapper(url)``, as zarr-python 2 took) gives an
-      :class:`FsspecStore` over its filesystem and root;
+      :class:`FsspecStore` over its filesystem and root (a :class:`LocalStore` for a
+      mapper of local files);
     * a ``str`` or :class:`os.PathLike` path ending in ``.zip`` (and not an existing
       directory) gives a :class:`ZipStore` opened ``"r"`` for mode ``"r"``, ``"w"``
       for ``"w"`` and ``"a"`` otherwise; any other path gives a :class:`LocalStore`;
@@ -48,7 +52,8 @@ def make_store(obj: object, mode: str = "r", storage_options: Mapping[str, Any] 
     """
     if mode not in _MODES:
         raise ValueError(f"invalid mode {mode!r}: expected one of {', '.join(_MODES)}")
-    if storage_options and not (isinstance(obj, str) and "://" in obj and not obj.startswith("file://")):
+    remote_url = isinstance(obj, str) and "://" in obj and obj.partition("://")[0] not in _LOCAL_PROTOCOLS
+    if storage_options and not remote_url:
         raise ValueError(f"storage_options apply to URLs of fsspec filesystems only, not to {obj!r}")
     if isinstance(obj, Store):
         return obj
@@ -59,11 +64,14 @@ def make_store(obj: object, mode: str = "r", storage_options: Mapping[str, Any] 
         return MemoryStore(obj, read_only=read_only)
     if isinstance(obj, str) and "://" in obj:
         protocol, _, rest = obj.partition("://")
-        if protocol != "file":
+        if protocol not in _LOCAL_PROTOCOLS:
             return FsspecStore.from_url(obj, read_only=read_only, storage_options=storage_options)
         obj = rest
     if _is_fsspec_mapper(obj):
-        return FsspecStore(obj.fs, obj.root, read_only=read_only)  # type: ignore[attr-defined]
+        protocols = (obj.fs.protocol,) if isinstance(obj.fs.protocol, str) else obj.fs.protocol  # type: ignore[attr-defined]
+        if not set(protocols) & set(_LOCAL_PROTOCOLS):
+            return FsspecStore(obj.fs, obj.root, read_only=read_only)  # type: ignore[attr-defined]
+        obj = obj.root  # type: ignore[attr-defined]
     if isinstance(obj, (str, os.PathLike)):
         path = os.fspath(obj)
         if isinstance(path, str):

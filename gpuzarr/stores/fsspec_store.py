@@ -24,6 +24,7 @@ from collections.abc import Hashable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, unquote
 
+from gpuzarr._checks import is_integer
 from gpuzarr.errors import StoreError
 
 from ._threads import default_threads, parallel_map
@@ -56,8 +57,8 @@ class FsspecStore(Store):
         super().__init__(read_only=read_only)
         if not hasattr(fs, "cat_file") or not hasattr(fs, "pipe_file"):
             raise TypeError(f"FsspecStore needs an fsspec filesystem, got {type(fs).__name__}")
-        if threads is not None and threads < 1:
-            raise ValueError(f"threads must be at least 1, got {threads}")
+        if threads is not None and (not is_integer(threads) or threads < 1):
+            raise ValueError(f"threads must be an integer of at least 1, got {threads!r}")
         self.fs = fs
         #: The path of the store's root on ``fs`` (no protocol, no trailing slash).
         self.root = fs._strip_protocol(root).rstrip("/") if root else ""
@@ -245,8 +246,11 @@ class FsspecStore(Store):
             try:
                 self._pipe(objects)
             except FileNotFoundError:
-                # A filesystem with directories (local, SFTP...) wants the parents made
-                # first; object stores have none to make and never get here.
+                if self._concurrent:
+                    # An object store's "not found" on a write is its bucket: making the
+                    # parents would create a bucket a typo named (s3fs does).
+                    raise
+                # A filesystem with directories (SFTP, HDFS...) wants the parents made first.
                 for parent in {self.fs._parent(path) for path in objects}:
                     self.fs.makedirs(parent, exist_ok=True)
                 self._pipe(objects)
@@ -273,6 +277,11 @@ class FsspecStore(Store):
                 raise self._error(key, "write", exc) from exc
 
         parallel_map(write, list(objects.items()), self.threads)
+
+    def _delete_many(self, keys: list[str]) -> None:
+        # (One request per object, on the pool: a resize or overwrite on an object store
+        # deletes many chunks. fsspec's batched rm expands globs in paths, as cat does.)
+        parallel_map(self._delete, keys, self.threads)
 
     def _delete(self, key: str) -> None:
         try:
