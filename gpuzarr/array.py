@@ -37,7 +37,14 @@ from gpuzarr.metadata import (
 )
 from gpuzarr.metadata.dtypes import TORCH_ML_DATA_TYPES, int_limits, is_ml_dtype, v2_stored_dtype
 from gpuzarr.nodes import Node, prefix_of, save_metadata
-from gpuzarr.pipeline import delete_objects, make_layout, parallel_map, read_many_into, write_from
+from gpuzarr.pipeline import (
+    delete_objects,
+    forget_shard_indexes,
+    make_layout,
+    parallel_map,
+    read_many_into,
+    write_from,
+)
 from gpuzarr.stores import Store
 
 __all__ = ["Array", "Attributes", "build_codec_chain", "like_arguments", "summary_text"]
@@ -224,6 +231,11 @@ class Array(Node):
         self._metadata = metadata
         self._chain = _chain_naming_key(metadata, path)
         self._layout = make_layout(store, prefix_of(path), metadata, self._chain)
+        if not store.tells_versions:
+            # Nothing tells a shard index cached through this store from one of a shard
+            # another handle has replaced since: opening an array is the point at which
+            # such changes are picked up (as a new handle would).
+            forget_shard_indexes(store, path)
 
     # -- description ----------------------------------------------------------------
 
@@ -708,8 +720,9 @@ class Array(Node):
         """Grow the array along ``axis`` by ``data``'s extent there and write ``data``
         into the new part; returns the new shape (as zarr-python's ``append``).
 
-        ``data`` must match the array's shape on every other axis. The array is resized
-        first, so a failed write leaves it grown, the new part reading as the fill value.
+        ``data`` must match the array's shape on every other axis, and convert to the
+        array's type. The array is resized first, so a write that fails later (a store
+        error) leaves it grown, the new part reading as the fill value.
         """
         self._check_writable()
         if not -self.ndim <= axis < self.ndim:
@@ -721,8 +734,9 @@ class Array(Node):
             raise ValueError(f"append: data of shape {data_shape} does not fit shape {self.shape} along axis {axis}")
         old = self.shape[axis]
         new_shape = tuple(s + data_shape[axis] if d == axis else s for d, s in enumerate(self.shape))
+        value = self._coerce(data)  # (values the type cannot hold fail before anything grows)
         self.resize(new_shape)
-        self[tuple(slice(old, None) if d == axis else slice(None) for d in range(self.ndim))] = data
+        self[tuple(slice(old, None) if d == axis else slice(None) for d in range(self.ndim))] = value
         return new_shape
 
     def _write_attributes(self, attributes: dict[str, Any]) -> None:
@@ -775,7 +789,10 @@ def _check_narrow_int_range(value: Any, dtype: np.dtype) -> None:
     """Raise OverflowError for integers an ml_dtypes integer type cannot hold: its
     assignment wraps them (9 into int4 is -7), where NumPy's own types raise."""
     values = np.asarray(value) if not isinstance(value, np.ndarray) else value
-    if values.dtype.kind not in "iu" or not values.size:
+    if values.dtype.kind == "O":  # (Python ints held as objects: NumPy checks those too)
+        ints = [v for v in values.ravel().tolist() if isinstance(v, int) and not isinstance(v, bool)]
+        values = np.asarray(ints if ints else [0], dtype=object)
+    elif values.dtype.kind not in "iu" or not values.size:
         return
     low, high = int_limits(dtype)
     if int(values.min()) < low or int(values.max()) > high:
@@ -822,6 +839,8 @@ def _from_dlpack(xp: Any, tensor: Any) -> Any:
     if type(tensor).__module__.startswith("torch"):
         name = str(tensor.dtype).removeprefix("torch.")
         if name in TORCH_ML_DATA_TYPES:
+            if tensor.requires_grad:  # (the integer view below would export where torch refuses)
+                raise BufferError("Can't export tensors that require gradient, use tensor.detach()")
             as_ml = data_type_from_user(name).dtype
             tensor = tensor.view(getattr(sys.modules["torch"], f"int{8 * as_ml.itemsize}"))
     try:

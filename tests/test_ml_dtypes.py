@@ -423,6 +423,12 @@ def test_integers_out_of_range_are_refused_not_wrapped(name: str) -> None:
             array[...] = bad
     array[...] = [low, high, 0]
     assert array[...].astype(int).tolist() == [low, high, 0]
+    with pytest.raises(OverflowError):  # (Python ints held as objects, as NumPy checks them)
+        array[...] = np.array([1, 2, high + 1], dtype=object)
+    grown = gpuzarr.create_array({}, shape=(0,), chunks=(3,), dtype=name)
+    with pytest.raises(OverflowError):
+        grown.append([0, 0, high + 1])
+    assert grown.shape == (0,)  # (checked before the array grows)
 
 
 def test_reads_into_torch_bfloat16_tensors() -> None:
@@ -434,6 +440,8 @@ def test_reads_into_torch_bfloat16_tensors() -> None:
     out = torch.zeros(2, 4, dtype=torch.bfloat16)
     assert array.read(out=out) is out
     np.testing.assert_array_equal(out.float().numpy(), values)
+    with pytest.raises(TypeError, match="require gradient"):  # (as torch refuses for float32)
+        array.read(out=torch.zeros(2, 4, dtype=torch.bfloat16, requires_grad=True))
 
 
 def test_emulated_device_reads_match_bit_for_bit() -> None:

@@ -1236,6 +1236,22 @@ class TestFsspecStore:
         a[6:] = [60, 70]
         assert a[4:].tolist() == [-1, -1, 60, 70]
 
+    def test_opening_an_array_again_drops_its_cached_shard_indexes(self) -> None:
+        """Without version tokens, another handle's rewrite of a shard is seen once the
+        array is opened again (here through the same group handle): its cached index
+        pointed inner chunk 3 at the bytes of the new shard's chunk 0."""
+        import gpuzarr
+
+        writer = gpuzarr.open_group("memory://reopen-index", mode="w")
+        a = writer.create_array("a", shape=(8,), chunks=(2,), shards=(8,), dtype="i4", compressors=None)
+        a[6:] = [7, 7]
+        reader = gpuzarr.open_group("memory://reopen-index", mode="r")
+        assert reader["a"][...].tolist() == [0, 0, 0, 0, 0, 0, 7, 7]
+        del writer["a"]
+        again = writer.create_array("a", shape=(8,), chunks=(2,), shards=(8,), dtype="i4", compressors=None)
+        again[:2] = [7, 7]
+        assert reader["a"][...].tolist() == [7, 7, 0, 0, 0, 0, 0, 0]
+
     def test_make_store(self, tmp_path: pathlib.Path) -> None:
         import fsspec
 

@@ -11,6 +11,7 @@ from gpuzarr.pipeline.layout import (
     coalesce_ranges,
     delete_node,
     delete_objects,
+    forget_shard_indexes,
     make_layout,
     shard_index_cache,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "coalesce_ranges",
     "delete_node",
     "delete_objects",
+    "forget_shard_indexes",
     "is_fill_chunk",
     "make_layout",
     "parallel_map",

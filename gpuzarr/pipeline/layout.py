@@ -288,6 +288,11 @@ def delete_objects(store: Store, keys: Sequence[str]) -> None:
     store.delete_many(keys)
 
 
+def forget_shard_indexes(store: Store, prefix: str) -> None:
+    """Drop the shard indexes cached for ``store`` at and below ``prefix`` (an array)."""
+    shard_index_cache.discard_under(store, prefix)
+
+
 def delete_node(store: Store, prefix: str) -> None:
     """Delete everything at and below ``prefix`` (a node), as :func:`delete_objects`."""
     shard_index_cache.discard_under(store, prefix)

@@ -8,9 +8,10 @@ on a thread pool for synchronous filesystems (SFTP, HDFS...), whose batched call
 loops. A read costs a few round trips' worth of latency, not one per chunk.
 
 Object stores have no cheap version token (a HEAD request per shard would double the
-round trips of a read), so this store reports none: shard indexes are cached per handle
-(:attr:`caches_per_handle`) and trusted until it closes or writes the shard itself.
-Open a new handle to see shards another writer has replaced meanwhile. For the same
+round trips of a read), so this store reports none (:attr:`tells_versions` is False):
+shard indexes are cached per handle (:attr:`caches_per_handle`), trusted until gpuzarr
+rewrites or deletes the shard through it, and dropped when an array is opened again.
+Open the array again to see shards another writer has replaced meanwhile. For the same
 reason its readers (:meth:`Store.open_reader`) cannot pin one version of an object, as
 the local, zip and memory stores' do: a shard replaced by another writer between the
 read of its index and of its inner chunks can mix the two versions. Write a dataset

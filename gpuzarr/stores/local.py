@@ -236,6 +236,7 @@ class LocalStore(Store):
     """
 
     cheap_reads = True
+    tells_versions = True
     # Reads go into caller memory (with preadv), unless a subclass overrides the read
     # hooks: those must then see every read (set per subclass, below).
     fills_arenas = _HAVE_PREADV

@@ -53,6 +53,7 @@ class MemoryStore(Store):
     """
 
     cheap_reads = True
+    tells_versions = True
 
     def __init__(self, data: dict[str, bytes] | None = None, *, read_only: bool = False) -> None:
         super().__init__(read_only=read_only)
@@ -92,7 +93,6 @@ class MemoryStore(Store):
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ reads
-
 
     def _object_token(self, key: str) -> Hashable | None:
         return _token_of(self.data.get(key))

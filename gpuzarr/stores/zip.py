@@ -452,6 +452,7 @@ class ZipStore(Store):
     """
 
     cheap_reads = True
+    tells_versions = True
     caches_per_handle = True  # (see cache_namespace)
 
     def __init__(
