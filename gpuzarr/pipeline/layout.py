@@ -498,7 +498,11 @@ class ShardedLayout(ChunkLayout):
             return found
         n = self.index_nbytes
         keys = [shard_keys[i] for i in missing]
-        if self.index_location == "end":
+        if self.index_location == "end" and not store.cheap_reads:
+            # (One batch: a store with round trips (object stores) runs them at once, where
+            # the worker pool would run as many as it has threads.)
+            raws = store.get_many_suffixes(keys, n)
+        elif self.index_location == "end":
             raws = parallel_map(lambda k: store.get_suffix(k, n), keys)
         else:
             ranges = store.get_many_ranges([(k, [(0, n)]) for k in keys])

@@ -435,6 +435,15 @@ class Store(ABC):
         key = validate_key(key)
         return self._get_suffix(key, _check_suffix_length(key, length))
 
+    def get_many_suffixes(self, keys: Sequence[str], length: int) -> list[bytes | None]:
+        """Batched :meth:`get_suffix`: the last ``length`` bytes of each key's object (the
+        shard indexes at their ends), ``None`` for a missing one. Stores with costly round
+        trips make them one batch of requests."""
+        self._check_open()
+        checked = [validate_key(key) for key in keys]
+        length = _check_suffix_length(checked[0] if checked else "", length)
+        return self._get_many_suffixes(checked, length)
+
     def get_many_ranges(
         self, requests: Sequence[tuple[str, Sequence[ByteRange]]]
     ) -> list[list[bytes] | None]:
@@ -670,6 +679,9 @@ class Store(ABC):
         self, requests: list[tuple[str, list[ByteRange]]]
     ) -> list[list[bytes] | None]:
         return [self._get_ranges(k, r) for k, r in requests]
+
+    def _get_many_suffixes(self, keys: list[str], length: int) -> list[bytes | None]:
+        return [self._get_suffix(k, length) for k in keys]
 
     def _set_many(self, items: list[tuple[str, memoryview]]) -> None:
         for key, value in items:

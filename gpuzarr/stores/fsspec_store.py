@@ -213,6 +213,16 @@ class FsspecStore(Store):
             raise self._overlong(key, len(data), length)
         return data
 
+    def _get_many_suffixes(self, keys: list[str], length: int) -> list[bytes | None]:
+        if not keys or length == 0:
+            return [self._get_suffix(k, length) for k in keys]
+        answers = self._read_batch(keys[0], [(self._path(k), -length, None) for k in keys])
+        results = [self._result(key, answer) for key, answer in zip(keys, answers, strict=True)]
+        for key, data in zip(keys, results, strict=True):
+            if data is not None and len(data) > length:
+                raise self._overlong(key, len(data), length)
+        return results
+
     def _size(self, key: str) -> int | None:
         try:
             info = self.fs.info(self._path(key))
