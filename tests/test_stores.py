@@ -1215,6 +1215,28 @@ class TestFsspecStore:
             store.set("zarr.json", b"{}")
         assert made == []
 
+    def test_http_failures_are_not_missing_keys(self) -> None:
+        """fsspec's HTTP info turns a 500 or 403 into FileNotFoundError: exists and size
+        ask for a byte before calling a key missing."""
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        class Failing(MemoryFileSystem):
+            protocol = ("http", "https")
+            cachable = False
+
+            def info(self, path: str, **kwargs: Any) -> Any:
+                raise FileNotFoundError(path)
+
+            def cat_file(self, path: str, *args: Any, **kwargs: Any) -> Any:
+                if path.endswith("broken"):
+                    raise PermissionError("403 Forbidden")
+                return super().cat_file(path, *args, **kwargs)
+
+        store = FsspecStore(Failing(), "/http-failures")
+        with pytest.raises(StoreError, match=r"cannot stat key 'broken'.*403 Forbidden"):
+            store.exists("broken")
+        assert not store.exists("absent")
+
     def test_a_server_ignoring_ranges_is_an_error_not_other_bytes(self) -> None:
         from fsspec.implementations.memory import MemoryFileSystem
 

@@ -227,10 +227,22 @@ class FsspecStore(Store):
         try:
             info = self.fs.info(self._path(key))
         except _MISSING:
+            if self._urls:
+                self._confirm_missing(key)
             return None
         except Exception as exc:
             raise self._error(key, "stat", exc) from exc
         return int(info["size"]) if info.get("type", "file") == "file" else None
+
+    def _confirm_missing(self, key: str) -> None:
+        """fsspec's HTTP ``info`` answers FileNotFoundError for any failure (a 500, a 403):
+        ask for one byte, whose failure says which, and raise unless it is a 404."""
+        try:
+            self.fs.cat_file(self._path(key), start=0, end=1)
+        except _MISSING:
+            return
+        except Exception as exc:
+            raise self._error(key, "stat", exc) from exc
 
     def _list_prefix(self, prefix: str) -> Iterator[str]:
         base = self._path(prefix) if prefix else self._head.rstrip("/") or self._head
