@@ -1072,3 +1072,40 @@ def test_sharding_without_inner_codecs_uses_little_endian_bytes() -> None:
     )
     a[:] = np.arange(4)
     np.testing.assert_array_equal(a[:], np.arange(4, dtype="f4"))
+
+
+def test_stores_without_a_batched_suffix_read_keep_their_get_suffix() -> None:
+    """A store that does not batch suffixes (a user's subclass) has its indexes read
+    through its public get_suffix, on the worker pool, as before the batched call."""
+    from gpuzarr.stores import MemoryStore
+
+    seen: list[str] = []
+
+    class Remote(MemoryStore):
+        cheap_reads = False
+
+        def get_suffix(self, key: str, length: int) -> bytes | None:
+            seen.append(key)
+            return super().get_suffix(key, length)
+
+    store = Remote()
+    a = gpuzarr.create_array(store, shape=(64,), chunks=(4,), shards=(16,), dtype="i4")
+    a[...] = np.arange(64)
+    assert gpuzarr.open_array(store, mode="r")[...].tolist() == list(range(64))
+    assert sorted(seen) == ["c/0", "c/1", "c/2", "c/3"]
+
+
+def test_an_index_read_while_entries_are_dropped_is_not_cached() -> None:
+    """On stores whose tokens tell no versions apart, an index read before a drop (a
+    write, a delete, an array opened again) may be of the replaced shard: not cached."""
+    from gpuzarr.pipeline.layout import shard_index_cache
+    from gpuzarr.stores import MemoryStore
+
+    store = MemoryStore()
+    index = object()
+    since = shard_index_cache.generation(store)
+    shard_index_cache.discard_under(store, "")  # (meanwhile: an array opened again)
+    shard_index_cache.put(store, "c/0", "token", index, since)  # type: ignore[arg-type]
+    assert shard_index_cache.get(store, "c/0", "token") is None
+    shard_index_cache.put(store, "c/0", "token", index, shard_index_cache.generation(store))  # type: ignore[arg-type]
+    assert shard_index_cache.get(store, "c/0", "token") is index

@@ -226,6 +226,18 @@ class _IndexCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[Any, str], tuple[Hashable, ShardIndex]] = OrderedDict()
+        # Per namespace, how many times entries were dropped: an index read while a drop
+        # happened may be of the object the drop was for (on stores whose tokens cannot
+        # tell), so it is not cached (see ``put``'s ``since``).
+        self._drops: dict[Any, int] = {}
+
+    def generation(self, store: Store) -> int:
+        """The drop count of ``store``'s namespace now: take it before reading indexes."""
+        with self._lock:
+            return self._drops.get(store.cache_namespace, 0)
+
+    def _dropped(self, namespace: Any) -> None:
+        self._drops[namespace] = self._drops.get(namespace, 0) + 1
 
     def get(self, store: Store, key: str, token: Hashable) -> ShardIndex | None:
         """The cached index of ``key`` if it was read from the object ``token`` names."""
@@ -236,9 +248,14 @@ class _IndexCache:
             self._entries.move_to_end((store.cache_namespace, key))
             return entry[1]
 
-    def put(self, store: Store, key: str, token: Hashable, index: ShardIndex) -> None:
+    def put(self, store: Store, key: str, token: Hashable, index: ShardIndex, since: int | None = None) -> None:
+        """Cache ``key``'s index, read from the object ``token`` names. ``since``: the
+        :meth:`generation` taken before it was read; if entries of the namespace were
+        dropped meanwhile (a write, a delete, an array opened again) it is not cached."""
         limit = get_config().shard_index_cache_entries
         with self._lock:
+            if since is not None and self._drops.get(store.cache_namespace, 0) != since:
+                return
             self._entries[(store.cache_namespace, key)] = (token, index)
             self._entries.move_to_end((store.cache_namespace, key))
             while len(self._entries) > limit:
@@ -247,6 +264,7 @@ class _IndexCache:
     def discard(self, store: Store, key: str) -> None:
         with self._lock:
             self._entries.pop((store.cache_namespace, key), None)
+            self._dropped(store.cache_namespace)
 
     def discard_under(self, store: Store, prefix: str) -> None:
         """Forget the indexes cached for ``store``'s shards at or below ``prefix``
@@ -258,17 +276,21 @@ class _IndexCache:
                 k for k in self._entries if k[0] == namespace and (k[1] == prefix or k[1].startswith(inside))
             ]:
                 del self._entries[entry]
+            self._dropped(namespace)
 
     def discard_namespace(self, namespace: tuple[object, ...]) -> None:
         """Forget every index cached for ``namespace`` (a closed per-handle store's)."""
         with self._lock:
             for entry in [k for k in self._entries if k[0] == namespace]:
                 del self._entries[entry]
+            self._drops.pop(namespace, None)  # (a closed handle's: nothing reads through it again)
 
     def clear(self) -> None:
         """Forget every cached index."""
         with self._lock:
             self._entries.clear()
+            for namespace in self._drops:
+                self._drops[namespace] += 1
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -492,22 +514,24 @@ class ShardedLayout(ChunkLayout):
                     versions.update((k, r.token) for k, r in zip(shard_keys, readers, strict=True) if r is not None)
                 return self._indexes_via(shard_keys, readers)
         store = self.store
+        since = shard_index_cache.generation(store)
         tokens = [store.object_token(k) for k in shard_keys]
         found, missing = self._cached_indexes(shard_keys, tokens)
         if not missing:
             return found
         n = self.index_nbytes
         keys = [shard_keys[i] for i in missing]
-        if self.index_location == "end" and not store.cheap_reads:
-            # (One batch: a store with round trips (object stores) runs them at once, where
-            # the worker pool would run as many as it has threads.)
+        if self.index_location == "end" and type(store)._get_many_suffixes is not Store._get_many_suffixes:
+            # (One batch, where the store batches them: one with round trips (object
+            # stores) runs them at once, where the worker pool would run as many as it
+            # has threads.)
             raws = store.get_many_suffixes(keys, n)
         elif self.index_location == "end":
             raws = parallel_map(lambda k: store.get_suffix(k, n), keys)
         else:
             ranges = store.get_many_ranges([(k, [(0, n)]) for k in keys])
             raws = [r[0] if r is not None else None for r in ranges]
-        self._decode_indexes(found, missing, keys, tokens, raws)
+        self._decode_indexes(found, missing, keys, tokens, raws, since)
         return found
 
     def _cached_indexes(
@@ -524,6 +548,7 @@ class ShardedLayout(ChunkLayout):
 
     def _indexes_via(self, keys: Sequence[str], readers: Sequence[ObjectReader | None]) -> list[ShardIndex | None]:
         """The index of each shard, cached or read through its open reader (None: missing)."""
+        since = shard_index_cache.generation(self.store)
         tokens = [r.token if r is not None else None for r in readers]
         found, missing = self._cached_indexes(keys, tokens)
         if not missing:
@@ -538,7 +563,7 @@ class ShardedLayout(ChunkLayout):
             else:
                 got = reader.get_ranges([(0, n)])
                 raws.append(None if got is None else got[0])
-        self._decode_indexes(found, missing, [keys[i] for i in missing], tokens, raws)
+        self._decode_indexes(found, missing, [keys[i] for i in missing], tokens, raws, since)
         return found
 
     @contextmanager
@@ -561,11 +586,13 @@ class ShardedLayout(ChunkLayout):
         keys: list[str],
         tokens: Sequence[Hashable | None],
         raws: list[Any],
+        since: int,
     ) -> None:
         """Decode the raw indexes read for the shards ``missing`` (positions in ``found``,
         keys ``keys``), cache them under their tokens and fill them into ``found``.
 
         A raw index of None is a shard deleted since its token was read: it stays missing.
+        ``since``: the cache's generation before the raw indexes were read.
         """
         n = self.index_nbytes
         read = [(i, key, raw) for i, key, raw in zip(missing, keys, raws, strict=True) if raw is not None]
@@ -578,7 +605,7 @@ class ShardedLayout(ChunkLayout):
             return
         decoded = self.codec.decode_indexes([raw for *_, raw in read], self.shard_spec, [key for _, key, _ in read])
         for (i, key, _), index in zip(read, decoded, strict=True):
-            shard_index_cache.put(self.store, key, tokens[i], index)
+            shard_index_cache.put(self.store, key, tokens[i], index, since)
             found[i] = index
 
     # -- fetching inner chunks -------------------------------------------------------
