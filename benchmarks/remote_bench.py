@@ -3,10 +3,10 @@ zarr-python 3's ``FsspecStore`` on the same simulated store.
 
 The store is an fsspec *async* filesystem over bytes held in memory, which waits
 ``--latency-ms`` before answering each request (as s3fs, gcsfs and HTTP do, requests run
-concurrently, without limit). So the time of a read is mostly how many round trips it
-makes one after another, which is what a library's request planning decides: sharded
-data makes small windows cost an index read and a range read per shard, and a library
-that batches them pays two round trips where one that reads shard by shard pays many.
+concurrently, without limit). The time of a read is then its round trips one after
+another (how deep its requests are chained: metadata, shard indexes, ranges) plus the
+work around them; ``--latency-ms 0`` leaves the work alone. The request counts show what
+each asks of the store, which object stores bill and throttle by.
 
 zarr-python runs at its defaults (``async.concurrency`` 10: at most 10 requests in
 flight) and, as ``zarr-python-c1024``, with that limit raised past any request count here.
