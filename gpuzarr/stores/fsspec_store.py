@@ -14,8 +14,10 @@ rewrites or deletes the shard through it, and dropped when an array is opened ag
 Open the array again to see shards another writer has replaced meanwhile. For the same
 reason its readers (:meth:`Store.open_reader`) cannot pin one version of an object, as
 the local, zip and memory stores' do: a shard replaced by another writer between the
-read of its index and of its inner chunks can mix the two versions. Write a dataset
-before reading it, as object stores are used for training data.
+read of its index and of its inner chunks can mix the two versions, which fails to
+decode, or, for inner chunks neither compressed nor checksummed, reads other values (a
+``crc32c`` codec turns that into a ChecksumError). Write a dataset before reading it, as
+object stores are used for training data.
 """
 
 from __future__ import annotations
