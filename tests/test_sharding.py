@@ -1091,8 +1091,9 @@ def test_stores_without_a_batched_suffix_read_keep_their_get_suffix() -> None:
     store = Remote()
     a = gpuzarr.create_array(store, shape=(64,), chunks=(4,), shards=(16,), dtype="i4")
     a[...] = np.arange(64)
-    assert gpuzarr.open_array(store, mode="r")[...].tolist() == list(range(64))
-    assert sorted(seen) == ["c/0", "c/1", "c/2", "c/3"]
+    # (Some inner chunks of two shards: a read covering whole shards gets them whole.)
+    assert gpuzarr.open_array(store, mode="r")[5:20].tolist() == list(range(5, 20))
+    assert sorted(seen) == ["c/0", "c/1"]
 
 
 def test_an_index_read_while_entries_are_dropped_is_not_cached() -> None:
@@ -1109,3 +1110,67 @@ def test_an_index_read_while_entries_are_dropped_is_not_cached() -> None:
     assert shard_index_cache.get(store, "c/0", "token") is None
     shard_index_cache.put(store, "c/0", "token", index, shard_index_cache.generation(store))  # type: ignore[arg-type]
     assert shard_index_cache.get(store, "c/0", "token") is index
+
+
+class _RoundTrips(MemoryStore):
+    """A memory store that says its reads are round trips (as object stores' are), and
+    counts the whole-object gets and ranged reads it serves."""
+
+    cheap_reads = False
+
+    def __init__(self, data: dict[str, bytes] | None = None) -> None:
+        super().__init__(data)
+        self.gets = 0
+        self.ranged = 0
+
+    def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        self.gets += len(keys)
+        return super()._get_many(keys)
+
+    def _get_many_ranges(self, requests: Any) -> Any:
+        self.ranged += len(requests)
+        return super()._get_many_ranges(requests)
+
+
+@pytest.mark.parametrize("index_location", ["end", "start"])
+@pytest.mark.parametrize("shape", [(64, 8), (61, 7), (5, 3)])
+def test_reads_covering_whole_shards_get_each_shard_once(shape: tuple[int, int], index_location: str) -> None:
+    """On stores with round trips a read that covers whole shards (edge shards too) gets
+    each shard in one request, its index and inner chunks together, instead of the index
+    and then the ranges: the same values, missing shards and inner chunks as fill."""
+    data: dict[str, bytes] = {}
+    a = gpuzarr.create_array(data, shape=shape, chunks=(4, 4), dtype="i4", fill_value=-1,
+                             shards={"shape": (16, 8), "index_location": index_location})
+    values = np.arange(int(np.prod(shape)), dtype="i4").reshape(shape)
+    a[...] = values
+    a[:4, :4] = -1  # an inner chunk of fill: not stored
+    values[:4, :4] = -1
+    if shape[0] > 16:
+        a[16:32] = -1  # a whole shard of fill: not stored
+        values[16:32] = -1
+    store = _RoundTrips(data)
+    b = gpuzarr.open_array(store, mode="r")
+    store.gets = store.ranged = 0
+    np.testing.assert_array_equal(b[...], values)
+    shards = [k for k in data if k.startswith("c/")]
+    assert store.gets == -(-shape[0] // 16) * -(-shape[1] // 8) and store.ranged == 0
+    assert len(shards) <= store.gets
+    np.testing.assert_array_equal(b[2:9, 1:6], values[2:9, 1:6])
+    if shape[0] > 16:  # (part of a shard: its index, then ranges)
+        assert store.ranged > 0
+
+
+def test_a_truncated_shard_read_whole_is_a_corrupt_chunk() -> None:
+    data: dict[str, bytes] = {}
+    a = gpuzarr.create_array(data, shape=(16,), chunks=(4,), shards=(16,), dtype="i4", compressors=None)
+    a[...] = np.arange(16)
+    data["c/0"] = data["c/0"][:30]  # (shorter than its index)
+    with pytest.raises(CorruptChunkError, match="truncated"):
+        gpuzarr.open_array(_RoundTrips(data), mode="r")[...]
+    first: dict[str, bytes] = {}  # (the index first: cut after it, its entries reach past the end)
+    b = gpuzarr.create_array(first, shape=(16,), chunks=(4,), shards={"shape": (16,), "index_location": "start"},
+                             dtype="i4", compressors=None)
+    b[...] = np.arange(16)
+    first["c/0"] = first["c/0"][:100]
+    with pytest.raises(CorruptChunkError, match="past the end of the shard"):
+        gpuzarr.open_array(_RoundTrips(first), mode="r")[...]

@@ -683,6 +683,11 @@ class ShardedLayout(ChunkLayout):
         if inline:
             self._fetch_open(projections, results, arena, None)
             return results
+        if not self.store.cheap_reads and projections:
+            located = self._locate(projections)
+            if self._covers_whole_shards(projections, located):
+                self._fetch_whole_shards(projections, located, results)
+                return results
         requests = self._plan(projections)
         if not requests:
             return results
@@ -691,6 +696,50 @@ class ShardedLayout(ChunkLayout):
             for unit, piece in request.cut(blobs):
                 results[unit] = piece
         return results
+
+    def _covers_whole_shards(self, projections: Sequence[ChunkProjection], located: _Located) -> bool:
+        """Whether the projections read every inner chunk of every shard they touch."""
+        shards, position, inner = located
+        grid = np.asarray(self.inner_grid, dtype=np.int64)
+        units = -(-np.asarray(self.metadata.shape, dtype=np.int64) // np.asarray(self.unit_shape, dtype=np.int64))
+        inner_linear = np.ravel_multi_index(tuple(inner.T), tuple(self.inner_grid)) if inner.shape[1] else position * 0
+        distinct = np.unique(position * int(np.prod(grid)) + inner_linear) // max(1, int(np.prod(grid)))
+        read = np.bincount(distinct, minlength=len(shards))
+        for j, shard in enumerate(shards):
+            start = np.asarray(shard, dtype=np.int64) * grid
+            if read[j] != int(np.prod(np.minimum(grid, units - start))):
+                return False
+        return True
+
+    def _fetch_whole_shards(
+        self, projections: Sequence[ChunkProjection], located: _Located, results: list[Any]
+    ) -> None:
+        """Fetch shards a read covers whole, one request each in one batch, on stores
+        whose requests are round trips: the index and the inner chunks come from the
+        same object, where reading the index first, then the ranges, costs two. (The
+        indexes are not cached: nothing needs them again for these shards' reads.)"""
+        shards, position, inner = located
+        keys = [self.key(s) for s in shards]
+        blobs = self.store.get_many(keys)
+        n = self.index_nbytes
+        indexes: list[ShardIndex | None] = [None] * len(keys)
+        present = [j for j, blob in enumerate(blobs) if blob is not None]
+        for j in present:
+            if len(blobs[j]) < n:  # type: ignore[arg-type]
+                raise CorruptChunkError(
+                    f"shard {keys[j]!r}: truncated, {len(blobs[j])} bytes is too short for its {n}-byte index"  # type: ignore[arg-type]
+                )
+        views = [memoryview(blobs[j]) for j in present]  # type: ignore[arg-type]
+        raws = [view[len(view) - n :] if self.index_location == "end" else view[:n] for view in views]
+        if present:
+            decoded = self.codec.decode_indexes(raws, self.shard_spec, [keys[j] for j in present])
+            for j, index in zip(present, decoded, strict=True):
+                indexes[j] = index
+        view_of = {keys[j]: view for j, view in zip(present, views, strict=True)}
+        for request in self._requests(projections, keys, indexes, position, inner):
+            view = view_of[request.key]
+            for unit, piece in request.cut([view[start : start + length] for start, length in request.ranges]):
+                results[unit] = piece
 
     def fetch_group(self, group: UnitGroup, arena: ReadArena | None) -> list[Any]:
         results: list[Any] = [None] * len(group.projections)
