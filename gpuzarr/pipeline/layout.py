@@ -317,7 +317,7 @@ def forget_shard_indexes(store: Store, prefix: str) -> None:
 
 def delete_node(store: Store, prefix: str) -> None:
     """Delete everything at and below ``prefix`` (a node), as :func:`delete_objects`."""
-    shard_index_cache.discard_under(store, prefix)
+    forget_shard_indexes(store, prefix)
     store.delete_prefix(prefix)
 
 
@@ -594,19 +594,22 @@ class ShardedLayout(ChunkLayout):
         A raw index of None is a shard deleted since its token was read: it stays missing.
         ``since``: the cache's generation before the raw indexes were read.
         """
-        n = self.index_nbytes
         read = [(i, key, raw) for i, key, raw in zip(missing, keys, raws, strict=True) if raw is not None]
-        for _, key, raw in read:
+        decoded = self._decoded([key for _, key, _ in read], [raw for *_, raw in read])
+        for (i, key, _), index in zip(read, decoded, strict=True):
+            shard_index_cache.put(self.store, key, tokens[i], index, since)
+            found[i] = index
+
+    def _decoded(self, keys: list[str], raws: list[Any]) -> list[ShardIndex]:
+        """The indexes of the shards ``keys`` from their raw bytes (a raw index shorter
+        than an index is a truncated shard)."""
+        n = self.index_nbytes
+        for key, raw in zip(keys, raws, strict=True):
             if len(raw) < n:
                 raise CorruptChunkError(
                     f"shard {key!r}: truncated, {len(raw)} bytes is too short for its {n}-byte index"
                 )
-        if not read:
-            return
-        decoded = self.codec.decode_indexes([raw for *_, raw in read], self.shard_spec, [key for _, key, _ in read])
-        for (i, key, _), index in zip(read, decoded, strict=True):
-            shard_index_cache.put(self.store, key, tokens[i], index, since)
-            found[i] = index
+        return self.codec.decode_indexes(raws, self.shard_spec, keys) if raws else []
 
     # -- fetching inner chunks -------------------------------------------------------
 
@@ -724,17 +727,11 @@ class ShardedLayout(ChunkLayout):
         n = self.index_nbytes
         indexes: list[ShardIndex | None] = [None] * len(keys)
         present = [j for j, blob in enumerate(blobs) if blob is not None]
-        for j in present:
-            if len(blobs[j]) < n:  # type: ignore[arg-type]
-                raise CorruptChunkError(
-                    f"shard {keys[j]!r}: truncated, {len(blobs[j])} bytes is too short for its {n}-byte index"  # type: ignore[arg-type]
-                )
         views = [memoryview(blobs[j]) for j in present]  # type: ignore[arg-type]
-        raws = [view[len(view) - n :] if self.index_location == "end" else view[:n] for view in views]
-        if present:
-            decoded = self.codec.decode_indexes(raws, self.shard_spec, [keys[j] for j in present])
-            for j, index in zip(present, decoded, strict=True):
-                indexes[j] = index
+        # (A shard shorter than its index gives a short raw index: ``_decoded`` says so.)
+        raws = [view[max(0, len(view) - n) :] if self.index_location == "end" else view[:n] for view in views]
+        for j, index in zip(present, self._decoded([keys[j] for j in present], raws), strict=True):
+            indexes[j] = index
         view_of = {keys[j]: view for j, view in zip(present, views, strict=True)}
         for request in self._requests(projections, keys, indexes, position, inner):
             view = view_of[request.key]
