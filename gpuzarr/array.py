@@ -831,18 +831,29 @@ def _mark_tensors_written(outs: Sequence[Any]) -> None:
                 increment(out)
 
 
+def _torch_ml_dtype(value: Any) -> np.dtype | None:
+    """ml_dtypes' dtype of a torch tensor of bfloat16 or a float8 type (None for anything
+    else). Neither NumPy nor DLPack takes these tensors: they pass as the integers of
+    their bits (:func:`_torch_bits`), viewed as this dtype."""
+    if not type(value).__module__.startswith("torch"):
+        return None
+    name = str(getattr(value, "dtype", "")).removeprefix("torch.")
+    return data_type_from_user(name).dtype if name in TORCH_ML_DATA_TYPES else None
+
+
+def _torch_bits(tensor: Any, dtype: np.dtype) -> Any:
+    """``tensor`` viewed as torch's signed integers of ``dtype``'s size (its bits)."""
+    return tensor.view(getattr(sys.modules["torch"], f"int{8 * dtype.itemsize}"))
+
+
 def _from_dlpack(xp: Any, tensor: Any) -> Any:
     """``xp``'s array over ``tensor``'s memory, never a copy (a copy would be filled and
-    dropped). torch's bfloat16 and float8 tensors go as the integers of their bits (DLPack
-    has no float8, NumPy no bfloat16), viewed as ml_dtypes' type of the same name."""
-    as_ml = None
-    if type(tensor).__module__.startswith("torch"):
-        name = str(tensor.dtype).removeprefix("torch.")
-        if name in TORCH_ML_DATA_TYPES:
-            if tensor.requires_grad:  # (the integer view below would export where torch refuses)
-                raise BufferError("Can't export tensors that require gradient, use tensor.detach()")
-            as_ml = data_type_from_user(name).dtype
-            tensor = tensor.view(getattr(sys.modules["torch"], f"int{8 * as_ml.itemsize}"))
+    dropped). torch's bfloat16 and float8 tensors go as their bits (see _torch_ml_dtype)."""
+    as_ml = _torch_ml_dtype(tensor)
+    if as_ml is not None:
+        if tensor.requires_grad:  # (the integer view below would export where torch refuses)
+            raise BufferError("Can't export tensors that require gradient, use tensor.detach()")
+        tensor = _torch_bits(tensor, as_ml)
     try:
         array = xp.from_dlpack(tensor, copy=False)
     except TypeError:  # (an array module without the copy keyword: it never copies)
@@ -853,15 +864,10 @@ def _from_dlpack(xp: Any, tensor: Any) -> Any:
 def _torch_ml_as_numpy(value: Any) -> Any:
     """A torch tensor of bfloat16 or a float8 type as the NumPy array (ml_dtypes) of its
     values, which ``np.asarray`` cannot make; anything else as it is."""
-    if not type(value).__module__.startswith("torch"):
+    dtype = _torch_ml_dtype(value)
+    if dtype is None:
         return value
-    name = str(getattr(value, "dtype", "")).removeprefix("torch.")
-    if name not in TORCH_ML_DATA_TYPES:
-        return value
-    dtype = data_type_from_user(name).dtype
-    torch = sys.modules["torch"]
-    bits = value.detach().cpu().contiguous().view(getattr(torch, f"int{8 * dtype.itemsize}"))
-    return bits.numpy().view(dtype)
+    return _torch_bits(value.detach().cpu().contiguous(), dtype).numpy().view(dtype)
 
 
 def like_arguments(source: Any) -> dict[str, Any]:

@@ -45,18 +45,6 @@ ARRAY_FILTER_IDS = frozenset({"delta", "fixedscaleoffset", "quantize", "bitround
 #: zero, scaled values saturate) and unknown to bitround.
 ARITHMETIC_FILTER_IDS = frozenset({"delta", "fixedscaleoffset", "quantize", "bitround"})
 
-
-def check_filter_for(codec_id: str, dtype: np.dtype, where: str) -> None:
-    """Refuse a numcodecs array filter that cannot encode elements of ``dtype``:
-    ``packbits`` takes bools only (it would pack other types' bytes as bools), and the
-    arithmetic filters take no ml_dtypes type."""
-    if codec_id == "packbits" and dtype != np.bool_:
-        raise MetadataError(f"{where}: codec 'packbits' needs a bool array, not {dtype}")
-    if codec_id in ARITHMETIC_FILTER_IDS and is_ml_dtype(dtype):
-        raise UnsupportedCodecError(
-            f"{where}: codec {codec_id!r} computes in the element type, which {dtype} cannot do exactly; "
-            "convert with an 'astype' filter first, or store another type"
-        )
 #: numcodecs ids that transform bytes.
 BYTES_CODEC_IDS = frozenset(
     {
@@ -75,6 +63,19 @@ BYTES_CODEC_IDS = frozenset(
         "zstd",
     }
 )
+
+
+def check_filter_for(codec_id: str, dtype: np.dtype, where: str) -> None:
+    """Refuse a numcodecs array filter that cannot encode elements of ``dtype``:
+    ``packbits`` takes bools only (it would pack other types' bytes as bools), and the
+    arithmetic filters take no ml_dtypes type."""
+    if codec_id == "packbits" and dtype != np.bool_:
+        raise MetadataError(f"{where}: codec 'packbits' needs a bool array, not {dtype}")
+    if codec_id in ARITHMETIC_FILTER_IDS and is_ml_dtype(dtype):
+        raise UnsupportedCodecError(
+            f"{where}: codec {codec_id!r} computes in the element type, which {dtype} cannot do exactly; "
+            "convert with an 'astype' filter first, or store another type"
+        )
 
 
 def make_numcodecs(config: Mapping[str, Any], where: str) -> numcodecs.abc.Codec:

@@ -9,7 +9,7 @@ import numcodecs.abc
 import numpy as np
 
 from gpuzarr.codecs.base import Codec
-from gpuzarr.codecs.blosc import SHUFFLE_IDS, BloscCodec
+from gpuzarr.codecs.blosc import BloscCodec
 from gpuzarr.codecs.bytes import BytesCodec
 from gpuzarr.codecs.crc32c import Crc32cCodec
 from gpuzarr.codecs.gzip import GzipCodec
@@ -95,9 +95,7 @@ def codec_from_user(value: Any, where: str) -> Codec:
             else v
             for k, v in value.get_config().items()
         }
-        if config["id"] == "blosc" and config.get("shuffle") in SHUFFLE_IDS.values():
-            pass  # handled by the v2 mapping below
-        return codec_from_json(config, where)
+        return codec_from_json(config, where)  # (v2 blosc shuffle ids map to names there)
     if isinstance(value, (Mapping, str)):
         return codec_from_json(value, where)
     raise UnsupportedCodecError(f"{where}: not a codec: {value!r}")

@@ -31,6 +31,7 @@ __all__ = ["OUTPUTS", "BatchBackend", "HostBackend", "aligned_empty", "make_back
 Output = Literal["numpy", "torch", "jax", "cupy"]
 OUTPUTS: tuple[str, ...] = ("numpy", "torch", "jax", "cupy")
 
+
 def _torch_ml_dtype(torch: Any, dtype: np.dtype) -> Any:
     """torch's dtype for an ml_dtypes ``dtype`` (TypeError where torch has none alike).
 

@@ -531,6 +531,11 @@ def _bits_hex(value: Any) -> str:
 _V2_BASE64_FILLS = frozenset({"float4_e2m1fn"})
 
 
+def _base64_of(value: Any, dt: np.dtype) -> str:
+    """The bytes of one element of ``dt`` as base64 text (a v2 fill value's form)."""
+    return base64.standard_b64encode(np.asarray(value, dtype=dt).tobytes()).decode("ascii")
+
+
 def _from_base64_bits(value: str, dt: np.dtype) -> Any:
     """A base64 string of exactly one element's bytes as a scalar of ``dt``."""
     raw = base64.standard_b64decode(value.encode("ascii"))
@@ -664,7 +669,7 @@ def _encode_fill(dt: DataType, value: Any, *, v2: bool) -> Any:
     if kind in ("int", "uint"):
         return int(value)
     if kind == "float" and v2 and dt.name in _V2_BASE64_FILLS:
-        return base64.standard_b64encode(np.asarray(value, dtype=dt.dtype).tobytes()).decode("ascii")
+        return _base64_of(value, dt.dtype)
     if kind == "float":
         return _encode_float(np.asarray(value, dtype=dt.dtype)[()], v2=v2)
     if kind == "complex":
@@ -675,7 +680,7 @@ def _encode_fill(dt: DataType, value: Any, *, v2: bool) -> Any:
     if kind == "bytes":
         return base64.standard_b64encode(bytes(value)).decode("ascii")
     if kind == "fixed_bytes":
-        return base64.standard_b64encode(np.asarray(value, dtype=dt.dtype).tobytes()).decode("ascii")
+        return _base64_of(value, dt.dtype)
     if kind == "raw":
         raw = np.asarray(value, dtype=dt.dtype).tobytes()
         if v2 or dt.configuration:
