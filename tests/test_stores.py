@@ -1675,9 +1675,12 @@ def test_sharded_reads_see_one_version_of_a_shard(
 ) -> None:
     """A shard replaced between the read of its index and of its inner chunks does not
     mix the two versions (the index of one applied to the bytes of the other); on a
-    zip store both for an unflushed shard and for one in the archive."""
+    zip store both for an unflushed shard and for one in the archive. (Through the
+    stores' readers: local files read natively are covered in test_native_shard_reads.)"""
     import gpuzarr
+    from gpuzarr import _native
 
+    monkeypatch.setattr(_native, "shard_reads", None)
     store = _opener(kind.removesuffix("-flushed"), tmp_path)()
     a = gpuzarr.create_array(
         store, shape=(10, 10), chunks=(5, 5), shards=(10, 10), dtype="int32", fill_value=0, compressors=None

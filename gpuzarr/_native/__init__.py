@@ -13,7 +13,7 @@ import os
 
 from gpuzarr._native._name import LIBRARY_NAME
 
-__all__ = ["LIBRARY_NAME", "call_shared"]
+__all__ = ["LIBRARY_NAME", "UNIT_STATES", "ShardFile", "ShardRange", "ShardUnit", "call_shared", "shard_reads"]
 
 
 def _load() -> ctypes.CDLL | None:
@@ -40,3 +40,74 @@ _library = _load()
 #: take them from one counter (see ``call_each.c``), or None where the helper is not
 #: built.
 call_shared = _library.gpuzarr_call_shared if _library is not None else None
+
+
+class ShardFile(ctypes.Structure):
+    """``gpuzarr_shard``: one shard file of a batched read (see ``call_each.c``)."""
+
+    _fields_ = (
+        ("path", ctypes.c_size_t),  # (a ``const char *``: its address, as NumPy records hold no pointers)
+        ("first_unit", ctypes.c_size_t),
+        ("n_units", ctypes.c_size_t),
+        ("fd", ctypes.c_longlong),
+        ("size", ctypes.c_ulonglong),
+        ("error", ctypes.c_int),
+        ("truncated", ctypes.c_int),
+    )
+
+
+class ShardUnit(ctypes.Structure):
+    """``gpuzarr_unit``: one inner chunk of a batched read."""
+
+    _fields_ = (
+        ("inner", ctypes.c_ulonglong),
+        ("offset", ctypes.c_ulonglong),
+        ("nbytes", ctypes.c_ulonglong),
+        ("range", ctypes.c_ulonglong),
+        ("state", ctypes.c_int),
+    )
+
+
+class ShardRange(ctypes.Structure):
+    """``gpuzarr_range``: one coalesced read of a batched read."""
+
+    _fields_ = (
+        ("shard", ctypes.c_ulonglong),
+        ("offset", ctypes.c_ulonglong),
+        ("nbytes", ctypes.c_ulonglong),
+        ("at", ctypes.c_ulonglong),
+    )
+
+
+#: ``ShardUnit.state`` values: stored, not stored, past the shard's end, half empty
+#: entry, entry past any possible end (2**63).
+UNIT_STATES = ("stored", "empty", "past_end", "half_empty", "huge")
+
+
+class _ShardReads:
+    """The helper's batched read of inner chunks from local shard files: open, plan
+    (``gpuzarr_open_shards``), read and close (``gpuzarr_read_shards``), or close
+    (``gpuzarr_close_shards``)."""
+
+    def __init__(self, library: ctypes.CDLL) -> None:
+        pointer, size, u64 = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_ulonglong
+        self.open = library.gpuzarr_open_shards
+        self.open.argtypes = (pointer, size, pointer, pointer, pointer, size, ctypes.c_int, u64, u64, pointer, pointer)
+        self.open.restype = size
+        self.read = library.gpuzarr_read_shards
+        self.read.argtypes = (pointer, size, pointer, size, pointer, size, pointer)
+        self.read.restype = None
+        self.close = library.gpuzarr_close_shards
+        self.close.argtypes = (pointer, size)
+        self.close.restype = None
+
+
+def _load_shard_reads() -> _ShardReads | None:
+    try:
+        return _ShardReads(_library) if _library is not None else None
+    except AttributeError:  # built without them (Windows), or from an older call_each.c
+        return None
+
+
+#: The batched shard reads of local files, or None where the helper lacks them.
+shard_reads = _load_shard_reads()

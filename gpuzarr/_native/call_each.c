@@ -11,7 +11,15 @@
  * ZSTD_decompressDCtx shape, taken from the library already loaded. Built with the
  * package where a C compiler is found (hatch_build.py); without it gpuzarr loops in
  * Python.
+ *
+ * Outside Windows it also reads inner chunks of local shard files in a batch (open,
+ * index, planned ranges, close: gpuzarr_open_shards and gpuzarr_read_shards), so a read
+ * touching many shards runs no Python per shard between its file reads.
  */
+#if !defined(_WIN32)
+/* (Before any header: 64-bit file offsets on 32-bit platforms too.) */
+#define _FILE_OFFSET_BITS 64
+#endif
 #include <stddef.h>
 
 #if defined(_MSC_VER)
@@ -81,3 +89,238 @@ GPUZARR_EXPORT size_t gpuzarr_call_shared(gpuzarr_decode_fn fn, void *context, s
         }
     }
 }
+
+#if !defined(_WIN32)
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* One shard file of a batched shard read (gpuzarr_open_shards, gpuzarr_read_shards). */
+typedef struct {
+    const char *path;        /* in: the file */
+    size_t first_unit;       /* in: this shard's units are units[first_unit .. first_unit + n_units) */
+    size_t n_units;          /* in */
+    long long fd;            /* the open file, or -1 */
+    unsigned long long size; /* out: the file's size */
+    int error;               /* out: 0, or the errno of a failed open, fstat or read (ENOENT: missing) */
+    int truncated;           /* out: 1 when the file is shorter than its index */
+} gpuzarr_shard;
+
+/* One inner chunk to read. */
+typedef struct {
+    unsigned long long inner;  /* in: its position among the shard's index entries (C order) */
+    unsigned long long offset; /* out: where its bytes start in the shard, then (after
+                                * gpuzarr_read_shards) in the arena */
+    unsigned long long nbytes; /* out */
+    unsigned long long range;  /* out: the coalesced range it is read with */
+    int state;                 /* out: one of the GPUZARR_UNIT_* below */
+} gpuzarr_unit;
+
+/* One coalesced read. */
+typedef struct {
+    unsigned long long shard;  /* which shard */
+    unsigned long long offset; /* where in the shard */
+    unsigned long long nbytes;
+    unsigned long long at;     /* where in the arena */
+} gpuzarr_range;
+
+enum {
+    GPUZARR_UNIT_STORED = 0,
+    GPUZARR_UNIT_EMPTY = 1,      /* not stored (the empty entry, or the shard is missing) */
+    GPUZARR_UNIT_PAST_END = 2,   /* the entry reaches past the end of the shard */
+    GPUZARR_UNIT_HALF_EMPTY = 3, /* one of offset and length is the empty marker, not both */
+    GPUZARR_UNIT_HUGE = 4,       /* offset + length at or past 2**63 */
+};
+
+/* Read exactly n bytes at offset (retrying short reads and interrupts): 0, an errno, or
+ * -1 when the file ends first. */
+static int read_fully(int fd, unsigned char *into, size_t n, unsigned long long offset) {
+    while (n) {
+        ssize_t got = pread(fd, into, n, (off_t)offset);
+        if (got < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return errno;
+        }
+        if (got == 0) {
+            return -1;
+        }
+        into += got;
+        n -= (size_t)got;
+        offset += (unsigned long long)got;
+    }
+    return 0;
+}
+
+static unsigned long long little_u64(const unsigned char *p) {
+    unsigned long long value = 0;
+    for (int k = 7; k >= 0; k--) {
+        value = (value << 8) | p[k];
+    }
+    return value;
+}
+
+/* The units by_offset compares (qsort takes no context; one per thread, as threads
+ * plan their own reads at once). */
+static __thread const gpuzarr_unit *sort_units_base;
+
+static int by_offset(const void *a, const void *b) {
+    unsigned long long x = sort_units_base[*(const size_t *)a].offset;
+    unsigned long long y = sort_units_base[*(const size_t *)b].offset;
+    return (x > y) - (x < y);
+}
+
+/* Close every shard file still open. */
+GPUZARR_EXPORT void gpuzarr_close_shards(gpuzarr_shard *shards, size_t n_shards) {
+    for (size_t s = 0; s < n_shards; s++) {
+        if (shards[s].fd >= 0) {
+            close((int)shards[s].fd);
+            shards[s].fd = -1;
+        }
+    }
+}
+
+/* The first step of a batched read of inner chunks from local shard files: open each
+ * shard, read its index (index_nbytes bytes at its start, or at its end with
+ * index_at_end) into indexes + s * index_nbytes, find each unit's entry there, and plan
+ * the coalesced reads (units of a shard less than max_gap bytes apart are read
+ * together) into ranges, laid out in an arena (each range at an address congruent to
+ * its file offset modulo align: the kernel copies aligned memory fastest). Returns the
+ * number of ranges, and the arena bytes they need in *arena_nbytes; order (n_units
+ * entries) is scratch space.
+ *
+ * Index entries are read as they are: a shard whose index carries a checksum must be
+ * checked by the caller before gpuzarr_read_shards reads anything with it. Files stay
+ * open for gpuzarr_read_shards (or gpuzarr_close_shards); a shard that could not be
+ * opened or read says why in its error, and its units read as empty. All of this runs
+ * without the GIL, and without any Python between the files. */
+GPUZARR_EXPORT size_t gpuzarr_open_shards(gpuzarr_shard *shards, size_t n_shards, gpuzarr_unit *units,
+                                          size_t *order, unsigned char *indexes, size_t index_nbytes,
+                                          int index_at_end, unsigned long long max_gap, unsigned long long align,
+                                          gpuzarr_range *ranges, unsigned long long *arena_nbytes) {
+    const unsigned long long empty = ~0ull, huge = 1ull << 63;
+    size_t n_ranges = 0;
+    unsigned long long used = 0;
+    for (size_t s = 0; s < n_shards; s++) {
+        gpuzarr_shard *shard = &shards[s];
+        gpuzarr_unit *own = units + shard->first_unit;
+        shard->fd = -1;
+        shard->size = 0;
+        shard->error = 0;
+        shard->truncated = 0;
+        for (size_t u = 0; u < shard->n_units; u++) {
+            own[u].state = GPUZARR_UNIT_EMPTY;
+        }
+        int fd = open(shard->path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            shard->error = errno;
+            continue;
+        }
+        shard->fd = fd;
+        struct stat st;
+        if (fstat(fd, &st) != 0) {
+            shard->error = errno;
+            continue;
+        }
+        if (!S_ISREG(st.st_mode)) { /* (a directory, which Linux opens: no object) */
+            shard->error = ENOENT;
+            continue;
+        }
+        shard->size = (unsigned long long)st.st_size;
+        if (shard->size < index_nbytes) {
+            shard->truncated = 1;
+            continue;
+        }
+        unsigned char *index = indexes + s * index_nbytes;
+        int failed = read_fully(fd, index, index_nbytes, index_at_end ? shard->size - index_nbytes : 0);
+        if (failed) {
+            if (failed < 0) {
+                shard->truncated = 1; /* (shortened since the fstat) */
+            } else {
+                shard->error = failed;
+            }
+            continue;
+        }
+        size_t n_stored = 0;
+        for (size_t u = 0; u < shard->n_units; u++) {
+            const unsigned char *entry = index + 16 * own[u].inner;
+            unsigned long long offset = little_u64(entry), nbytes = little_u64(entry + 8);
+            own[u].offset = offset;
+            own[u].nbytes = nbytes;
+            if (offset == empty || nbytes == empty) {
+                own[u].state = offset == nbytes ? GPUZARR_UNIT_EMPTY : GPUZARR_UNIT_HALF_EMPTY;
+            } else if (offset >= huge || nbytes >= huge - offset) {
+                own[u].state = GPUZARR_UNIT_HUGE;
+            } else if (offset + nbytes > shard->size) {
+                own[u].state = GPUZARR_UNIT_PAST_END;
+            } else {
+                own[u].state = GPUZARR_UNIT_STORED;
+                order[n_stored++] = shard->first_unit + u;
+            }
+        }
+        sort_units_base = units;
+        qsort(order, n_stored, sizeof(size_t), by_offset);
+        unsigned long long end = 0;
+        for (size_t k = 0; k < n_stored; k++) {
+            gpuzarr_unit *unit = &units[order[k]];
+            if (k == 0 || unit->offset > end + max_gap) {
+                gpuzarr_range *range = &ranges[n_ranges++];
+                range->shard = s;
+                range->offset = unit->offset;
+                range->nbytes = 0;
+                end = unit->offset;
+            }
+            gpuzarr_range *range = &ranges[n_ranges - 1];
+            if (unit->offset + unit->nbytes > end) {
+                end = unit->offset + unit->nbytes;
+            }
+            range->nbytes = end - range->offset;
+            unit->range = n_ranges - 1;
+        }
+    }
+    for (size_t r = 0; r < n_ranges; r++) {
+        unsigned long long skew = align ? ranges[r].offset % align : 0;
+        unsigned long long at = align ? used + (skew + align - used % align) % align : used;
+        ranges[r].at = at;
+        used = at + ranges[r].nbytes;
+    }
+    *arena_nbytes = used;
+    return n_ranges;
+}
+
+/* The second step (after gpuzarr_open_shards, and after the caller has checked the
+ * indexes): read the planned ranges into arena, point each stored unit's offset into
+ * the arena, and close every file. A range the file no longer holds (cut short since
+ * its size was taken) marks its units past the end; a failed read sets its shard's
+ * error. Runs without the GIL. */
+GPUZARR_EXPORT void gpuzarr_read_shards(gpuzarr_shard *shards, size_t n_shards, gpuzarr_unit *units,
+                                        size_t n_units, const gpuzarr_range *ranges, size_t n_ranges,
+                                        unsigned char *arena) {
+    for (size_t r = 0; r < n_ranges; r++) {
+        gpuzarr_shard *shard = &shards[ranges[r].shard];
+        if (shard->error) {
+            continue;
+        }
+        int failed = read_fully((int)shard->fd, arena + ranges[r].at, (size_t)ranges[r].nbytes, ranges[r].offset);
+        if (failed > 0) {
+            shard->error = failed;
+        } else if (failed < 0) {
+            for (size_t u = 0; u < n_units; u++) {
+                if (units[u].state == GPUZARR_UNIT_STORED && units[u].range == r) {
+                    units[u].state = GPUZARR_UNIT_PAST_END;
+                }
+            }
+        }
+    }
+    for (size_t u = 0; u < n_units; u++) {
+        if (units[u].state == GPUZARR_UNIT_STORED) {
+            const gpuzarr_range *range = &ranges[units[u].range];
+            units[u].offset = range->at + (units[u].offset - range->offset);
+        }
+    }
+    gpuzarr_close_shards(shards, n_shards);
+}
+#endif

@@ -42,6 +42,30 @@ _UINT64 = data_type_from_numpy(np.dtype(np.uint64))
 _MAX_ENTRY = np.uint64(2**63)
 
 
+def check_index_checksum(index: Buffer, key: str) -> None:
+    """Raise ChecksumError unless the encoded index ``index`` (little-endian entries, then
+    their crc32c) holds its entries' checksum."""
+    view = as_memoryview(index)
+    stored, actual = int.from_bytes(view[-4:], "little"), crc32c_checksum(view[:-4])
+    if stored != actual:
+        raise ChecksumError(
+            f"shard {key!r}: index codec 'crc32c': checksum mismatch (stored {stored:#010x}, computed {actual:#010x})"
+        )
+
+
+def half_empty_entry_error(key: str, coords: tuple[int, ...]) -> CorruptChunkError:
+    """The error for an index entry with only one of its offset and length empty."""
+    return CorruptChunkError(f"shard {key!r}: index entry of inner chunk {coords} is half empty")
+
+
+def huge_entry_error(key: str, coords: tuple[int, ...], offset: int, nbytes: int) -> CorruptChunkError:
+    """The error for an index entry reaching past 2**63 bytes (no object is that large)."""
+    return CorruptChunkError(
+        f"shard {key!r}: index entry of inner chunk {coords} "
+        f"(offset {offset}, {nbytes} bytes) lies past any possible end of the shard"
+    )
+
+
 @dataclass(frozen=True)
 class ShardIndex:
     """The decoded index of one shard: ``entries[*inner_coords] == (offset, nbytes)``."""
@@ -229,7 +253,7 @@ class ShardingCodec(ArrayBytesCodec):
         return self.index_location, self.index_nbytes(spec)
 
     @cached_property
-    def _plain_index(self) -> bool | None:
+    def plain_index(self) -> bool | None:
         """For the common index codecs (little-endian bytes, optionally crc32c): whether a
         crc32c is present; None for any other index codecs (decoded generically)."""
         codecs = self.index_codecs
@@ -258,37 +282,29 @@ class ShardingCodec(ArrayBytesCodec):
             if len(view) != expected:
                 raise CorruptChunkError(f"shard {key!r}: index holds {len(view)} bytes, expected {expected}")
         grid = self.inner_grid(spec.shape)
-        with_crc = self._plain_index
+        with_crc = self.plain_index
         if with_crc is None:
             decoded = [self._decode_index_generic(raw, spec, key) for raw, key in zip(raws, keys, strict=True)]
             entries = np.stack(decoded)
         else:
             payloads = [view[:-4] for view in views] if with_crc else views
             if with_crc:
-                for view, payload, key in zip(views, payloads, keys, strict=True):
-                    stored, actual = int.from_bytes(view[-4:], "little"), crc32c_checksum(payload)
-                    if stored != actual:
-                        raise ChecksumError(
-                            f"shard {key!r}: index codec 'crc32c': checksum mismatch "
-                            f"(stored {stored:#010x}, computed {actual:#010x})"
-                        )
+                for view, key in zip(views, keys, strict=True):
+                    check_index_checksum(view, key)
             joined = payloads[0] if len(payloads) == 1 else b"".join(payloads)
             entries = np.frombuffer(joined, dtype="<u8").reshape(len(payloads), *grid, 2)
         empty = entries == EMPTY
         half_empty = empty[..., 0] != empty[..., 1]
         if half_empty.any():
             shard, *coords = (int(i) for i in np.argwhere(half_empty)[0])
-            raise CorruptChunkError(f"shard {keys[shard]!r}: index entry of inner chunk {tuple(coords)} is half empty")
+            raise half_empty_entry_error(keys[shard], tuple(coords))
         # No object holds 2**63 bytes: such an entry is corrupt (and would turn negative
         # in the int64 arithmetic that plans the reads).
         huge = ~empty[..., 0] & ((entries[..., 0] >= _MAX_ENTRY) | (entries[..., 1] >= _MAX_ENTRY - entries[..., 0]))
         if huge.any():
             shard, *coords = (int(i) for i in np.argwhere(huge)[0])
             offset, nbytes = (int(v) for v in entries[(shard, *coords)])
-            raise CorruptChunkError(
-                f"shard {keys[shard]!r}: index entry of inner chunk {tuple(coords)} "
-                f"(offset {offset}, {nbytes} bytes) lies past any possible end of the shard"
-            )
+            raise huge_entry_error(keys[shard], tuple(coords), offset, nbytes)
         return [ShardIndex(e) for e in entries]
 
     def _decode_index_generic(self, raw: Buffer, spec: ChunkSpec, key: str) -> np.ndarray:

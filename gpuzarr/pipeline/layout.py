@@ -11,7 +11,9 @@ sharded one. A layout maps unit grid coordinates to stored bytes:
 
 from __future__ import annotations
 
+import ctypes
 import itertools
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Sequence
@@ -20,16 +22,26 @@ from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 
+from gpuzarr import _native
 from gpuzarr.codecs import CodecChain
 from gpuzarr.codecs.base import ChunkSpec, Spread
-from gpuzarr.codecs.sharding import EMPTY, ShardIndex, ShardingCodec
+from gpuzarr.codecs.sharding import (
+    EMPTY,
+    ShardIndex,
+    ShardingCodec,
+    check_index_checksum,
+    half_empty_entry_error,
+    huge_entry_error,
+)
 from gpuzarr.config import get_config
 from gpuzarr.errors import ChecksumError, CorruptChunkError
 from gpuzarr.indexing import ChunkProjection, whole_chunk_start
+from gpuzarr.memory import aligned_empty
 from gpuzarr.metadata import ArrayMetadata
 from gpuzarr.pipeline.pool import parallel_map, tapering_cuts, tapering_parts
 from gpuzarr.stores import Store
-from gpuzarr.stores.base import ObjectReader, ReadArena, on_closed_namespace
+from gpuzarr.stores.base import ARENA_ALIGN, ObjectReader, ReadArena, on_closed_namespace
+from gpuzarr.stores.local import MISSING_ERRNOS, LocalStore, read_error
 
 __all__ = [
     "ChunkLayout",
@@ -46,6 +58,14 @@ T = TypeVar("T")
 #: Where units' shards are (see :meth:`ShardedLayout._locate`): the distinct shards'
 #: coordinates, each unit's position among them, and each unit's inner coordinates.
 _Located = tuple[list[tuple[int, ...]], np.ndarray, np.ndarray]
+
+# The native shard read's C structures as NumPy records (filled and read a column at a
+# time, with no Python per shard or per unit).
+_SHARD_FILE = np.dtype(_native.ShardFile)
+_SHARD_UNIT = np.dtype(_native.ShardUnit)
+_SHARD_RANGE = np.dtype(_native.ShardRange)
+_UNIT_STORED = _native.UNIT_STATES.index("stored")
+_UNIT_EMPTY = _native.UNIT_STATES.index("empty")  # (every later state is an error)
 
 
 def waves(items: list[T], unit_nbytes: int) -> Iterator[list[T]]:
@@ -603,13 +623,23 @@ class ShardedLayout(ChunkLayout):
     def _decoded(self, keys: list[str], raws: list[Any]) -> list[ShardIndex]:
         """The indexes of the shards ``keys`` from their raw bytes (a raw index shorter
         than an index is a truncated shard)."""
-        n = self.index_nbytes
         for key, raw in zip(keys, raws, strict=True):
-            if len(raw) < n:
-                raise CorruptChunkError(
-                    f"shard {key!r}: truncated, {len(raw)} bytes is too short for its {n}-byte index"
-                )
+            if len(raw) < self.index_nbytes:
+                raise self._truncated_error(key, len(raw))
         return self.codec.decode_indexes(raws, self.shard_spec, keys) if raws else []
+
+    def _truncated_error(self, key: str, nbytes: int) -> CorruptChunkError:
+        """The error for a shard of ``nbytes`` bytes, too short to hold its index."""
+        return CorruptChunkError(
+            f"shard {key!r}: truncated, {nbytes} bytes is too short for its {self.index_nbytes}-byte index"
+        )
+
+    def past_end_error(self, coords: tuple[int, ...], offset: int, nbytes: int) -> CorruptChunkError:
+        """The error for an inner chunk whose index entry reaches past the shard's end."""
+        return CorruptChunkError(
+            f"{self.describe(coords)} at bytes [{offset}, {offset + nbytes}) "
+            "lies past the end of the shard (truncated shard or corrupt index)"
+        )
 
     # -- fetching inner chunks -------------------------------------------------------
 
@@ -770,6 +800,9 @@ class ShardedLayout(ChunkLayout):
                     results[i] = piece
             return
         keys = [self.key(s) for s in shards]
+        if self._reads_natively():
+            self._fetch_native(projections, results, arena, keys, position, inner)
+            return
         with self._open_readers(keys) as readers:
             found = self._indexes_via(keys, readers)
             reader_of = dict(zip(keys, readers, strict=True))
@@ -778,6 +811,121 @@ class ShardedLayout(ChunkLayout):
                 blobs = None if reader is None else reader.get_ranges(request.ranges, arena=arena)
                 for unit, piece in request.cut(blobs):
                     results[unit] = piece
+
+
+    def _reads_natively(self) -> bool:
+        """Whether inline fetches go through gpuzarr's native shard reads: local files
+        (a plain :class:`LocalStore`, not a subclass that may hook its reads), indexes of
+        the common codecs, and the helper built with them."""
+        return (
+            _native.shard_reads is not None
+            and type(self.store) is LocalStore
+            and self.store.fills_arenas
+            and self.codec.plain_index is not None
+        )
+
+    def _fetch_native(
+        self,
+        projections: Sequence[ChunkProjection],
+        results: list[Any],
+        arena: ReadArena | None,
+        keys: list[str],
+        position: np.ndarray,
+        inner: np.ndarray,
+    ) -> None:
+        """:meth:`_fetch_open` in gpuzarr's native helper: every shard opened, its index
+        read, its inner chunks' ranges planned, read and the file closed in two GIL-free
+        calls, with no Python per shard or per range in between (on local files that
+        Python, run on caches the decoding evicts, costs more than the reads).
+
+        Indexes are not cached: reading one costs a read of a few KiB from the open file,
+        about what looking it up costs, and each read sees the shard as it is. Errors are
+        those of the Python path: a missing shard reads as the fill value, a checksum
+        mismatch, a truncated shard or a bad entry of a unit read raises, naming it.
+        """
+        reads = _native.shard_reads
+        assert reads is not None and isinstance(self.store, LocalStore)
+        n_shards, n_units, index_nbytes = len(keys), len(projections), self.index_nbytes
+        order = np.argsort(position, kind="stable")
+        counts = np.bincount(position, minlength=n_shards)
+        paths = self.store.encoded_file_paths(keys)
+        path_ends = np.flatnonzero(np.frombuffer(paths, dtype=np.uint8) == 0)
+        files = np.zeros(n_shards, dtype=_SHARD_FILE)
+        path_starts = np.concatenate(([0], path_ends[:-1] + 1))
+        files["path"] = ctypes.cast(ctypes.c_char_p(paths), ctypes.c_void_p).value + path_starts
+        files["first_unit"] = np.cumsum(counts) - counts
+        files["n_units"] = counts
+        files["fd"] = -1
+        units = np.zeros(n_units, dtype=_SHARD_UNIT)
+        grid = tuple(self.inner_grid)
+        units["inner"] = np.ravel_multi_index(tuple(inner[order].T), grid) if inner.shape[1] else 0
+        indexes = np.empty((n_shards, index_nbytes), dtype=np.uint8)
+        ranges = np.empty(n_units, dtype=_SHARD_RANGE)
+        scratch = np.empty(n_units, dtype=np.uintp)  # (held here: the call writes into it)
+        arena_nbytes = ctypes.c_ulonglong()
+        try:
+            n_ranges = reads.open(
+                files.ctypes.data, n_shards, units.ctypes.data, scratch.ctypes.data,
+                indexes.ctypes.data, index_nbytes, self.index_location == "end",
+                get_config().coalesce_gap_bytes, ARENA_ALIGN, ranges.ctypes.data, ctypes.byref(arena_nbytes),
+            )  # fmt: skip
+            self._check_native_shards(files, keys, indexes)
+            located = (position, inner)
+            self._check_native_units(units, order, projections, keys, located)
+            size = arena_nbytes.value
+            buffer = arena.take(size) if arena is not None else memoryview(aligned_empty(size, align=ARENA_ALIGN))
+            address = ctypes.addressof(ctypes.c_char.from_buffer(buffer)) if size else 0
+            reads.read(files.ctypes.data, n_shards, units.ctypes.data, n_units, ranges.ctypes.data, n_ranges, address)
+        finally:
+            reads.close(files.ctypes.data, n_shards)  # (a no-op once read closed them)
+        del paths  # (the C side kept pointers into them until here)
+        self._check_native_shards(files, keys, None)
+        self._check_native_units(units, order, projections, keys, (position, inner))
+        states, offsets, lengths = units["state"].tolist(), units["offset"].tolist(), units["nbytes"].tolist()
+        for k, unit in enumerate(order.tolist()):
+            if states[k] == _UNIT_STORED:
+                results[unit] = buffer[offsets[k] : offsets[k] + lengths[k]]
+
+    def _check_native_shards(self, files: np.ndarray, keys: list[str], indexes: np.ndarray | None) -> None:
+        """Raise for a shard the native read could not read (a StoreError), that is too
+        short for its index, or (given its ``indexes``) whose index fails its checksum."""
+        errors = files["error"]
+        for s in np.flatnonzero(errors | files["truncated"]).tolist():
+            error = int(errors[s])
+            if error and error not in MISSING_ERRNOS:
+                raise read_error(keys[s], self.store, OSError(error, os.strerror(error)))
+            if files["truncated"][s]:
+                raise self._truncated_error(keys[s], int(files["size"][s]))
+        if indexes is not None and self.codec.plain_index:
+            # (Slices of one bytes object: far cheaper than a memoryview of each row.)
+            joined, n = indexes.tobytes(), indexes.shape[1]
+            for s in np.flatnonzero(errors == 0).tolist():
+                check_index_checksum(joined[s * n : (s + 1) * n], keys[s])
+
+    def _check_native_units(
+        self,
+        units: np.ndarray,
+        order: np.ndarray,
+        projections: Sequence[ChunkProjection],
+        keys: list[str],
+        located: tuple[np.ndarray, np.ndarray],
+    ) -> None:
+        """Raise for the first unit (in shard order) in a state other than stored or
+        empty (past the end, a half empty entry, an entry past 2**63)."""
+        flagged = np.flatnonzero(units["state"] > _UNIT_EMPTY)
+        if not len(flagged):
+            return
+        k = int(flagged[0])
+        unit = int(order[k])
+        state = _native.UNIT_STATES[int(units["state"][k])]
+        position, inner = located
+        key, coords = keys[int(position[unit])], tuple(int(c) for c in inner[unit])
+        offset, nbytes = int(units["offset"][k]), int(units["nbytes"][k])
+        if state == "half_empty":
+            raise half_empty_entry_error(key, coords)
+        if state == "huge":
+            raise huge_entry_error(key, coords, offset, nbytes)
+        raise self.past_end_error(tuple(projections[unit].chunk_coords), offset, nbytes)
 
 
 class _ShardRequest:
@@ -808,10 +956,7 @@ class _ShardRequest:
 
     def past_end(self, coords: tuple[int, ...], offset: int, nbytes: int) -> CorruptChunkError:
         """The error for an inner chunk whose index entry reaches past the shard's end."""
-        return CorruptChunkError(
-            f"{self.layout.describe(coords)} at bytes [{offset}, {offset + nbytes}) "
-            "lies past the end of the shard (truncated shard or corrupt index)"
-        )
+        return self.layout.past_end_error(coords, offset, nbytes)
 
     def cut(self, blobs: list[bytes] | None) -> Iterator[tuple[int, memoryview]]:
         """``(unit, bytes)`` of every inner chunk served, as views of the fetched ranges."""

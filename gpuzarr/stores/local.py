@@ -42,7 +42,8 @@ _MAKEDIRS_RETRIES = 32
 # Per-call cap of os.read/os.pread (Linux transfers at most ~2 GiB per call).
 _MAX_IO = 1 << 30
 # Errors meaning "there is no file at this key".
-_MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
+#: Errors of opening a key's file that mean it holds no object.
+MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # A range length that reaches past the end of any file.
@@ -189,7 +190,7 @@ class _OpenFile(ObjectReader):
         try:
             return read(fd, self._size)
         except OSError as exc:
-            raise _read_error(self.key, self.store, exc) from exc
+            raise read_error(self.key, self.store, exc) from exc
 
     def get_ranges(self, ranges: Sequence[ByteRange], *, arena: ReadArena | None = None) -> list[Any] | None:
         checked = _check_ranges(self.key, ranges)
@@ -205,7 +206,8 @@ class _OpenFile(ObjectReader):
             self._fd = None
 
 
-def _read_error(key: str, store: Store, exc: OSError) -> StoreError:
+def read_error(key: str, store: Store, exc: OSError) -> StoreError:
+    """The StoreError for a failed read of ``key``'s file."""
     return StoreError(f"cannot read key {key!r} in {store!r}: {exc}")
 
 
@@ -294,6 +296,13 @@ class LocalStore(Store):
         self._check_open()
         return self._path(validate_key(key))
 
+    def encoded_file_paths(self, keys: Sequence[str]) -> bytes:
+        """The files holding ``keys``' objects (as :meth:`file_path` names them), encoded
+        for the operating system, each followed by a NUL byte: for native code that opens
+        many files at once."""
+        self._check_open()
+        return b"".join(os.fsencode(self._path(validate_key(key))) + b"\0" for key in keys)
+
     def _path(self, key: str) -> str:
         # Keys are validated (no '..', no '\\', no leading '/'), so this stays
         # inside the root.
@@ -309,7 +318,7 @@ class LocalStore(Store):
         try:
             fd = os.open(self._path(key), os.O_RDONLY | _O_BINARY | _O_CLOEXEC)
         except OSError as exc:
-            if exc.errno in _MISSING_ERRNOS:
+            if exc.errno in MISSING_ERRNOS:
                 return None
             raise StoreError(f"cannot open key {key!r} in {self!r}: {exc}") from exc
         try:
@@ -340,7 +349,7 @@ class LocalStore(Store):
             try:
                 results.append(read(fd, st.st_size))
             except OSError as exc:
-                raise _read_error(key, self, exc) from exc
+                raise read_error(key, self, exc) from exc
             finally:
                 os.close(fd)
         return results
@@ -388,7 +397,7 @@ class LocalStore(Store):
         try:
             st = os.stat(self._path(key))
         except OSError as exc:
-            if exc.errno in _MISSING_ERRNOS:
+            if exc.errno in MISSING_ERRNOS:
                 return None
             raise StoreError(f"cannot stat key {key!r} in {self!r}: {exc}") from exc
         if not stat.S_ISREG(st.st_mode):
@@ -419,7 +428,7 @@ class LocalStore(Store):
         try:
             st = os.stat(self._path(key))
         except OSError as exc:
-            if exc.errno in _MISSING_ERRNOS:
+            if exc.errno in MISSING_ERRNOS:
                 return None
             raise StoreError(f"cannot stat key {key!r} in {self!r}: {exc}") from exc
         return st.st_size if stat.S_ISREG(st.st_mode) else None
@@ -523,7 +532,7 @@ class LocalStore(Store):
         try:
             os.unlink(path)
         except OSError as exc:
-            if exc.errno in _MISSING_ERRNOS or (exc.errno == errno.EPERM and os.path.isdir(path)):
+            if exc.errno in MISSING_ERRNOS or (exc.errno == errno.EPERM and os.path.isdir(path)):
                 return  # missing, or a directory (EISDIR on Linux, EPERM on macOS)
             raise StoreError(f"cannot delete key {key!r} in {self!r}: {exc}") from exc
         self._prune_dirs(os.path.dirname(path))
@@ -576,7 +585,7 @@ class LocalStore(Store):
                 with os.scandir(dirpath) as it:
                     entries = list(it)
             except OSError as exc:
-                if exc.errno in _MISSING_ERRNOS:
+                if exc.errno in MISSING_ERRNOS:
                     continue  # missing prefix, a file, or removed concurrently
                 raise StoreError(f"cannot list prefix {prefix!r} in {self!r}: {exc}") from exc
             ident = (st.st_dev, st.st_ino)
@@ -598,7 +607,7 @@ class LocalStore(Store):
             with os.scandir(self._dir_path(prefix)) as it:
                 names = [e.name for e in it if not _is_temp_name(e.name)]
         except OSError as exc:
-            if exc.errno in _MISSING_ERRNOS:
+            if exc.errno in MISSING_ERRNOS:
                 return iter(())
             raise StoreError(f"cannot list prefix {prefix!r} in {self!r}: {exc}") from exc
         return iter(sorted(names))

@@ -1,0 +1,232 @@
+"""gpuzarr's native batched reads of local shard files (``gpuzarr_open_shards`` /
+``gpuzarr_read_shards``): the same bytes, the same errors as the Python path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gpuzarr
+from gpuzarr import _native
+from gpuzarr.errors import ChecksumError, CorruptChunkError, StoreError
+from gpuzarr.pipeline import layout as layout_module
+from gpuzarr.pipeline import shard_index_cache
+
+pytestmark = pytest.mark.skipif(_native.shard_reads is None, reason="gpuzarr's native helper is not built")
+
+BYTES_LE = {"name": "bytes", "configuration": {"endian": "little"}}
+CRC = {"name": "crc32c"}
+
+
+def _create(path: Path, data: np.ndarray, *, index_location: str = "end", crc: bool = True, **kw: Any) -> Any:
+    """A sharded array of ``data``: inner chunks (2, 3) in shards (4, 6), zstd."""
+    a = gpuzarr.create_array(
+        path,
+        shape=data.shape,
+        dtype=data.dtype,
+        chunks=(4, 6),
+        serializer={
+            "name": "sharding_indexed",
+            "configuration": {
+                "chunk_shape": [2, 3],
+                "codecs": [BYTES_LE, {"name": "zstd", "configuration": {"level": 1}}],
+                "index_codecs": [BYTES_LE, CRC] if crc else [BYTES_LE],
+                "index_location": index_location,
+            },
+        },
+        compressors=None,
+        **kw,
+    )
+    a[...] = data
+    return a
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the native reads (one entry per batch: its number of shards)."""
+    seen: list[int] = []
+    original = layout_module.ShardedLayout._fetch_native
+
+    def counting(self: Any, projections: Any, results: Any, arena: Any, keys: list[str], *rest: Any) -> None:
+        seen.append(len(keys))
+        original(self, projections, results, arena, keys, *rest)
+
+    monkeypatch.setattr(layout_module.ShardedLayout, "_fetch_native", counting)
+    return seen
+
+
+def _python_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_native, "shard_reads", None)
+
+
+@pytest.mark.parametrize("index_location", ["start", "end"])
+@pytest.mark.parametrize("crc", [True, False])
+def test_reads_match_the_python_path(
+    tmp_path: Path, calls: list[int], monkeypatch: pytest.MonkeyPatch, index_location: str, crc: bool
+) -> None:
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 1000, size=(18, 25)).astype("int32")  # edge shards on both axes
+    data[8:12, :] = 0  # a row of shards holding only the fill value: not stored
+    data[0:2, 0:3] = 0  # an inner chunk at the empty entry
+    a = _create(tmp_path / "a", data, index_location=index_location, crc=crc)
+    selections = [(slice(None), slice(None)), (slice(1, 17), slice(2, 23)), (slice(5, 6), slice(7, 8))]
+    windows = [(slice(r, r + 2), slice(c, c + 3)) for r, c in [(0, 0), (2, 3), (14, 21), (16, 24), (8, 6)]]
+    got = [a[sel] for sel in selections] + a.read_batch(windows)
+    assert calls, "the native reads did not run"
+    _python_path(monkeypatch)
+    calls.clear()
+    want = [a[sel] for sel in selections] + a.read_batch(windows)
+    assert not calls
+    for g, w, sel in zip(got, want, selections + windows, strict=True):
+        np.testing.assert_array_equal(g, w)
+        np.testing.assert_array_equal(g, data[sel])
+
+
+def test_many_shards_are_read_in_slices(tmp_path: Path, calls: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(layout_module, "MAX_OPEN_SHARDS", 5)
+    data = np.arange(40 * 30, dtype="float32").reshape(40, 30)
+    a = _create(tmp_path / "a", data)
+    windows = [(slice(r, r + 2), slice(c, c + 3)) for r in range(0, 40, 4) for c in range(0, 30, 6)]
+    for got, sel in zip(a.read_batch(windows), windows, strict=True):
+        np.testing.assert_array_equal(got, data[sel])
+    assert calls and max(calls) <= 5 and sum(calls) == 50
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(1, 20),
+    cols=st.integers(1, 20),
+    starts=st.tuples(st.integers(0, 19), st.integers(0, 19)),
+    sizes=st.tuples(st.integers(1, 20), st.integers(1, 20)),
+    gap=st.sampled_from([0, 16, 2**20]),
+)
+def test_any_selection_reads_as_numpy(
+    tmp_path_factory: pytest.TempPathFactory, rows: int, cols: int, starts: tuple[int, int], sizes: tuple[int, int],
+    gap: int,
+) -> None:  # fmt: skip
+    data = (np.arange(rows * cols, dtype="int16").reshape(rows, cols) % 7).astype("int16")  # zeros are fill
+    a = _create(tmp_path_factory.mktemp("p") / "a", data)
+    sel = tuple(slice(s, s + n) for s, n in zip(starts, sizes, strict=True))
+    with gpuzarr.config.set(coalesce_gap_bytes=gap):
+        np.testing.assert_array_equal(a[sel], data[sel])
+
+
+# -- errors: those of the Python path ---------------------------------------------------
+
+
+@pytest.fixture
+def stored(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    data = np.arange(8 * 12, dtype="int32").reshape(8, 12) + 1
+    _create(tmp_path / "s", data)
+    shard_index_cache.clear()
+    return tmp_path / "s", data
+
+
+def _open(path: Path) -> Any:
+    return gpuzarr.open_array(path, mode="r")
+
+
+def test_missing_shard_reads_as_fill(stored: tuple[Path, np.ndarray], calls: list[int]) -> None:
+    path, data = stored
+    (path / "c" / "1" / "1").unlink()
+    expected = data.copy()
+    expected[4:8, 6:12] = 0
+    np.testing.assert_array_equal(_open(path)[:], expected)
+    assert calls
+
+
+def test_directory_in_place_of_a_shard_reads_as_fill(stored: tuple[Path, np.ndarray], calls: list[int]) -> None:
+    path, _ = stored
+    shard = path / "c" / "0" / "1"
+    shard.unlink()
+    shard.mkdir()
+    np.testing.assert_array_equal(_open(path)[0:4, 6:12], np.zeros((4, 6), "int32"))
+    assert calls
+
+
+def test_unreadable_shard_is_a_store_error(stored: tuple[Path, np.ndarray], calls: list[int]) -> None:
+    path, _ = stored
+    shard = path / "c" / "1" / "0"
+    shard.unlink()
+    os.symlink(shard.name, shard)  # a link to itself: opening it fails with ELOOP, not "missing"
+    with pytest.raises(StoreError, match="c/1/0"):
+        _open(path)[4:6, 0:3]
+    assert calls
+
+
+def test_checksum_mismatch(stored: tuple[Path, np.ndarray], calls: list[int]) -> None:
+    path, _ = stored
+    shard = path / "c" / "0" / "1"
+    raw = bytearray(shard.read_bytes())
+    raw[-10] ^= 0x01
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(ChecksumError, match=r"c/0/1.*crc32c"):
+        _open(path)[0:2, 6:9]
+    assert calls
+
+
+def test_truncated_shard(stored: tuple[Path, np.ndarray], calls: list[int]) -> None:
+    path, _ = stored
+    shard = path / "c" / "1" / "1"
+    shard.write_bytes(shard.read_bytes()[:20])
+    with pytest.raises(CorruptChunkError, match=r"c/1/1.*truncated, 20 bytes"):
+        _open(path)[6:8, 9:12]
+    assert calls
+
+
+def _forge_entry(shard: Path, inner: int, offset: int, nbytes: int) -> None:
+    """Rewrite one entry of an index without checksum (4 entries of 16 bytes at the end)."""
+    raw = shard.read_bytes()
+    index = np.frombuffer(raw[-4 * 16 :], "<u8").copy()
+    index[2 * inner : 2 * inner + 2] = offset, nbytes
+    shard.write_bytes(raw[: -4 * 16] + index.tobytes())
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ((10**6, 8), r"shard 'c/1/0' inner chunk \(0, 1\) at bytes \[1000000, 1000008\) lies past the end"),
+        ((2**64 - 1, 8), r"shard 'c/1/0': index entry of inner chunk \(0, 1\) is half empty"),
+        ((2**63 - 4, 8), r"shard 'c/1/0': index entry of inner chunk \(0, 1\) .* past any possible end"),
+    ],
+)
+def test_bad_index_entry(tmp_path: Path, calls: list[int], entry: tuple[int, int], message: str) -> None:
+    data = np.arange(8 * 12, dtype="int32").reshape(8, 12) + 1
+    _create(tmp_path / "s", data, crc=False)
+    _forge_entry(tmp_path / "s" / "c" / "1" / "0", 1, *entry)
+    with pytest.raises(CorruptChunkError, match=message):
+        _open(tmp_path / "s")[4:6, 3:6]
+    assert calls
+
+
+def test_a_shard_replaced_mid_read_is_read_whole_from_one_version(
+    tmp_path: Path, calls: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Index and inner chunks come from the file opened first, even when a writer
+    replaces the shard between the two steps (as LocalStore's writes do, by rename)."""
+    path = tmp_path / "s"
+    old = np.arange(8 * 12, dtype="int32").reshape(8, 12) + 1
+    _create(path, old)
+    shard = path / "c" / "0" / "0"
+    new = old * 3
+    other = tmp_path / "t"
+    _create(other, new)
+    replaced: list[bool] = []
+    check = layout_module.ShardedLayout._check_native_shards
+
+    def replace_between_steps(self: Any, files: Any, keys: list[str], indexes: Any) -> None:
+        check(self, files, keys, indexes)
+        if indexes is not None and not replaced:
+            replaced.append(True)
+            os.replace(other / "c" / "0" / "0", shard)  # (the inner chunks are laid out differently)
+
+    monkeypatch.setattr(layout_module.ShardedLayout, "_check_native_shards", replace_between_steps)
+    np.testing.assert_array_equal(_open(path)[0:4, 0:6], old[0:4, 0:6])
+    assert replaced and calls
+    np.testing.assert_array_equal(_open(path)[0:4, 0:6], new[0:4, 0:6])
