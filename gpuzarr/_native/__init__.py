@@ -2,8 +2,9 @@
 
 Built with the package where a C compiler is found (``hatch_build.py``); where it is
 missing (no compiler, or a source checkout used without installing), :data:`call_shared`
-is None and callers loop in Python (threads sharing a batch then take parts of it), as
-they do with ``GPUZARR_NO_NATIVE=1`` set. Nothing here touches a GPU.
+and :data:`shard_reads` are None and callers loop in Python (threads sharing a batch
+then take parts of it; shards are read through the store), as they do with
+``GPUZARR_NO_NATIVE=1`` set. Nothing here touches a GPU.
 """
 
 from __future__ import annotations
