@@ -246,6 +246,10 @@ GPUZARR_EXPORT size_t gpuzarr_open_shards(gpuzarr_shard *shards, size_t n_shards
         }
         size_t n_stored = 0;
         for (size_t u = 0; u < shard->n_units; u++) {
+            if (own[u].inner >= index_nbytes / 16) { /* (no such entry: a caller's bug, never read past) */
+                own[u].state = GPUZARR_UNIT_HUGE;
+                continue;
+            }
             const unsigned char *entry = index + 16 * own[u].inner;
             unsigned long long offset = little_u64(entry), nbytes = little_u64(entry + 8);
             own[u].offset = offset;

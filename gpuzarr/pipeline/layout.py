@@ -456,13 +456,14 @@ class ShardedLayout(ChunkLayout):
             # 1 MiB inner chunks in 16 MiB shards, full read 215 against 224 ms, 32
             # windows 50 against 52 ms; 64 KiB inner chunks in 4 MiB shards, full read
             # 196 against 203 ms.) Cut shards' indexes are read here first, once each,
-            # rather than once per run.
+            # rather than once per run (except where shards are read natively, which
+            # reads each run's index from the file it opens anyway).
             min_units = max(1, min_group_bytes // unit_nbytes)
             cuts = tapering_cuts(len(projections), 1, threads, min_units, ends.tolist())
             cut_at = np.asarray(cuts)
             cuts_inside = np.searchsorted(cut_at, ends, "left") - np.searchsorted(cut_at, ends - counts, "right")
             cut_shards = [shards[i] for i in np.flatnonzero(cuts_inside).tolist()]
-            if cut_shards:
+            if cut_shards and not self._reads_natively():  # (native reads use no cached index)
                 self.read_indexes([self.key(s) for s in cut_shards], inline=True)
         groups = []
         for a, b in itertools.pairwise(cuts):
@@ -863,11 +864,12 @@ class ShardedLayout(ChunkLayout):
         ranges = np.empty(n_units, dtype=_SHARD_RANGE)
         scratch = np.empty(n_units, dtype=np.uintp)  # (held here: the call writes into it)
         arena_nbytes = ctypes.c_ulonglong()
+        max_gap = min(get_config().coalesce_gap_bytes, 2**62)  # (any larger gap joins every range anyway)
         try:
             n_ranges = reads.open(
                 files.ctypes.data, n_shards, units.ctypes.data, scratch.ctypes.data,
                 indexes.ctypes.data, index_nbytes, self.index_location == "end",
-                get_config().coalesce_gap_bytes, ARENA_ALIGN, ranges.ctypes.data, ctypes.byref(arena_nbytes),
+                max_gap, ARENA_ALIGN, ranges.ctypes.data, ctypes.byref(arena_nbytes),
             )  # fmt: skip
             self._check_native_shards(files, keys, indexes)
             located = (position, inner)
