@@ -230,3 +230,52 @@ def test_a_shard_replaced_mid_read_is_read_whole_from_one_version(
     np.testing.assert_array_equal(_open(path)[0:4, 0:6], old[0:4, 0:6])
     assert replaced and calls
     np.testing.assert_array_equal(_open(path)[0:4, 0:6], new[0:4, 0:6])
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_bad_entry_of_a_chunk_not_read_is_an_error_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    """As decoding a whole index finds it: the index is corrupt, whichever chunk is read."""
+    if not native:
+        _python_path(monkeypatch)
+    data = np.arange(8 * 12, dtype="int32").reshape(8, 12) + 1
+    _create(tmp_path / "s", data, crc=False)
+    _forge_entry(tmp_path / "s" / "c" / "1" / "0", 3, 2**64 - 1, 8)  # inner chunk (1, 1)
+    with pytest.raises(CorruptChunkError, match=r"c/1/0.*inner chunk \(1, 1\) is half empty"):
+        _open(tmp_path / "s")[4:6, 0:3]  # inner chunk (0, 0) alone
+
+
+@pytest.mark.parametrize("step", ["stat", "read"])
+def test_only_a_failed_open_finds_a_shard_missing(stored: tuple[Path, np.ndarray], step: str) -> None:
+    """A file that opened but then failed to stat or read, even with ENOENT (a FUSE file
+    system whose object vanished), is a StoreError: never the fill value."""
+    import errno
+
+    path, _ = stored
+    layout = _open(path)._layout  # type: ignore[attr-defined]
+    files = np.zeros(2, dtype=np.dtype(_native.ShardFile))
+    files["error"][1] = errno.ENOENT
+    files["failed_step"][1] = _native.STEPS.index(step)
+    with pytest.raises(StoreError, match=rf"cannot {step} key 'c/0/1'.*No such file"):
+        layout._check_native_shards(files, ["c/0/0", "c/0/1"], None)
+    files["failed_step"][1] = _native.STEPS.index("open")
+    layout._check_native_shards(files, ["c/0/0", "c/0/1"], None)  # (missing: no error)
+
+
+def test_the_helper_builds_under_a_strict_c_standard(tmp_path: Path) -> None:
+    """``hatch_build.py`` passes CFLAGS through: ``-std=c99`` must still declare pread
+    and O_CLOEXEC (a failed build silently drops every native path)."""
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        pytest.skip("no C compiler")
+    source = Path(_native.__file__).with_name("call_each.c")
+    result = subprocess.run(
+        [compiler, "-std=c99", "-Werror=implicit-function-declaration", "-O1", "-shared", "-fPIC",
+         "-o", str(tmp_path / "helper.so"), str(source)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr

@@ -14,7 +14,7 @@ import os
 
 from gpuzarr._native._name import LIBRARY_NAME
 
-__all__ = ["LIBRARY_NAME", "UNIT_STATES", "ShardFile", "ShardRange", "ShardUnit", "call_shared", "shard_reads"]
+__all__ = ["LIBRARY_NAME", "STEPS", "UNIT_STATES", "ShardFile", "ShardRange", "ShardUnit", "call_shared", "shard_reads"]
 
 
 def _load() -> ctypes.CDLL | None:
@@ -53,7 +53,10 @@ class ShardFile(ctypes.Structure):
         ("fd", ctypes.c_longlong),
         ("size", ctypes.c_ulonglong),
         ("error", ctypes.c_int),
+        ("failed_step", ctypes.c_int),
         ("truncated", ctypes.c_int),
+        ("bad_entry_kind", ctypes.c_int),
+        ("bad_entry", ctypes.c_ulonglong),
     )
 
 
@@ -80,9 +83,12 @@ class ShardRange(ctypes.Structure):
     )
 
 
-#: ``ShardUnit.state`` values: stored, not stored, past the shard's end, half empty
-#: entry, entry past any possible end (2**63).
+#: ``ShardUnit.state`` values (and ``ShardFile.bad_entry_kind``'s): stored, not stored,
+#: past the shard's end, half empty entry, entry past any possible end (2**63).
 UNIT_STATES = ("stored", "empty", "past_end", "half_empty", "huge")
+
+#: ``ShardFile.failed_step`` values: what failed with ``ShardFile.error``.
+STEPS = (None, "open", "stat", "read")
 
 
 class _ShardReads:

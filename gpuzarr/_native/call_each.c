@@ -17,8 +17,10 @@
  * touching many shards runs no Python per shard between its file reads.
  */
 #if !defined(_WIN32)
-/* (Before any header: 64-bit file offsets on 32-bit platforms too.) */
+/* (Before any header: 64-bit file offsets on 32-bit platforms too, and POSIX's pread
+ * and O_CLOEXEC declared under a strict -std= in CFLAGS.) */
 #define _FILE_OFFSET_BITS 64
+#define _POSIX_C_SOURCE 200809L
 #endif
 #include <stddef.h>
 
@@ -104,9 +106,14 @@ typedef struct {
     size_t n_units;          /* in */
     long long fd;            /* the open file, or -1 */
     unsigned long long size; /* out: the file's size */
-    int error;               /* out: 0, or the errno of a failed open, fstat or read (ENOENT: missing) */
+    int error;               /* out: 0, or the errno of the step that failed */
+    int failed_step;         /* out: that step, a GPUZARR_STEP_* (only an open can find a shard missing) */
     int truncated;           /* out: 1 when the file is shorter than its index */
+    int bad_entry_kind;      /* out: 0, or the GPUZARR_UNIT_* state of the index's first bad entry */
+    unsigned long long bad_entry; /* out: that entry's position in the index */
 } gpuzarr_shard;
+
+enum { GPUZARR_STEP_NONE = 0, GPUZARR_STEP_OPEN = 1, GPUZARR_STEP_STAT = 2, GPUZARR_STEP_READ = 3 };
 
 /* One inner chunk to read. */
 typedef struct {
@@ -134,11 +141,13 @@ enum {
     GPUZARR_UNIT_HUGE = 4,       /* offset + length at or past 2**63 */
 };
 
-/* Read exactly n bytes at offset (retrying short reads and interrupts): 0, an errno, or
- * -1 when the file ends first. */
+/* Read exactly n bytes at offset (retrying short reads and interrupts, at most 1 GiB a
+ * call: macOS refuses reads over INT_MAX bytes): 0, an errno, or -1 when the file ends
+ * first. */
 static int read_fully(int fd, unsigned char *into, size_t n, unsigned long long offset) {
     while (n) {
-        ssize_t got = pread(fd, into, n, (off_t)offset);
+        size_t step = n < ((size_t)1 << 30) ? n : ((size_t)1 << 30);
+        ssize_t got = pread(fd, into, step, (off_t)offset);
         if (got < 0) {
             if (errno == EINTR) {
                 continue;
@@ -210,23 +219,36 @@ GPUZARR_EXPORT size_t gpuzarr_open_shards(gpuzarr_shard *shards, size_t n_shards
         shard->fd = -1;
         shard->size = 0;
         shard->error = 0;
+        shard->failed_step = GPUZARR_STEP_NONE;
         shard->truncated = 0;
+        shard->bad_entry_kind = 0;
+        shard->bad_entry = 0;
         for (size_t u = 0; u < shard->n_units; u++) {
             own[u].state = GPUZARR_UNIT_EMPTY;
         }
-        int fd = open(shard->path, O_RDONLY | O_CLOEXEC);
+        int fd;
+        do {
+            fd = open(shard->path, O_RDONLY | O_CLOEXEC);
+        } while (fd < 0 && errno == EINTR);
         if (fd < 0) {
             shard->error = errno;
+            shard->failed_step = GPUZARR_STEP_OPEN;
             continue;
         }
         shard->fd = fd;
         struct stat st;
-        if (fstat(fd, &st) != 0) {
+        int stat_result;
+        do {
+            stat_result = fstat(fd, &st);
+        } while (stat_result != 0 && errno == EINTR);
+        if (stat_result != 0) {
             shard->error = errno;
+            shard->failed_step = GPUZARR_STEP_STAT;
             continue;
         }
         if (!S_ISREG(st.st_mode)) { /* (a directory, which Linux opens: no object) */
             shard->error = ENOENT;
+            shard->failed_step = GPUZARR_STEP_OPEN;
             continue;
         }
         shard->size = (unsigned long long)st.st_size;
@@ -241,8 +263,23 @@ GPUZARR_EXPORT size_t gpuzarr_open_shards(gpuzarr_shard *shards, size_t n_shards
                 shard->truncated = 1; /* (shortened since the fstat) */
             } else {
                 shard->error = failed;
+                shard->failed_step = GPUZARR_STEP_READ;
             }
             continue;
+        }
+        /* Every entry is checked, not only those read: a corrupt index is an error
+         * whichever of its chunks a read asks for. */
+        for (size_t e = 0; e < index_nbytes / 16; e++) {
+            unsigned long long offset = little_u64(index + 16 * e), nbytes = little_u64(index + 16 * e + 8);
+            if ((offset == empty) != (nbytes == empty)) {
+                shard->bad_entry_kind = GPUZARR_UNIT_HALF_EMPTY;
+            } else if (offset != empty && (offset >= huge || nbytes >= huge - offset)) {
+                shard->bad_entry_kind = GPUZARR_UNIT_HUGE;
+            } else {
+                continue;
+            }
+            shard->bad_entry = e;
+            break;
         }
         size_t n_stored = 0;
         for (size_t u = 0; u < shard->n_units; u++) {
@@ -311,6 +348,7 @@ GPUZARR_EXPORT void gpuzarr_read_shards(gpuzarr_shard *shards, size_t n_shards, 
         int failed = read_fully((int)shard->fd, arena + ranges[r].at, (size_t)ranges[r].nbytes, ranges[r].offset);
         if (failed > 0) {
             shard->error = failed;
+            shard->failed_step = GPUZARR_STEP_READ;
         } else if (failed < 0) {
             for (size_t u = 0; u < n_units; u++) {
                 if (units[u].state == GPUZARR_UNIT_STORED && units[u].range == r) {

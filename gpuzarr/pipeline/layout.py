@@ -41,7 +41,7 @@ from gpuzarr.metadata import ArrayMetadata
 from gpuzarr.pipeline.pool import parallel_map, tapering_cuts, tapering_parts
 from gpuzarr.stores import Store
 from gpuzarr.stores.base import ARENA_ALIGN, ObjectReader, ReadArena, on_closed_namespace
-from gpuzarr.stores.local import MISSING_ERRNOS, LocalStore, read_error
+from gpuzarr.stores.local import MISSING_ERRNOS, LocalStore, file_error
 
 __all__ = [
     "ChunkLayout",
@@ -66,6 +66,8 @@ _SHARD_UNIT = np.dtype(_native.ShardUnit)
 _SHARD_RANGE = np.dtype(_native.ShardRange)
 _UNIT_STORED = _native.UNIT_STATES.index("stored")
 _UNIT_EMPTY = _native.UNIT_STATES.index("empty")  # (every later state is an error)
+_UNIT_HALF_EMPTY = _native.UNIT_STATES.index("half_empty")
+_UNIT_HUGE = _native.UNIT_STATES.index("huge")
 
 
 def waves(items: list[T], unit_nbytes: int) -> Iterator[list[T]]:
@@ -893,16 +895,33 @@ class ShardedLayout(ChunkLayout):
         short for its index, or (given its ``indexes``) whose index fails its checksum."""
         errors = files["error"]
         for s in np.flatnonzero(errors | files["truncated"]).tolist():
-            error = int(errors[s])
-            if error and error not in MISSING_ERRNOS:
-                raise read_error(keys[s], self.store, OSError(error, os.strerror(error)))
+            error, step = int(errors[s]), _native.STEPS[int(files["failed_step"][s])]
+            if error and not (step == "open" and error in MISSING_ERRNOS):  # (else a missing shard)
+                path = self.store.file_path(keys[s])
+                raise file_error(step or "read", keys[s], self.store, OSError(error, os.strerror(error), path))
             if files["truncated"][s]:
                 raise self._truncated_error(keys[s], int(files["size"][s]))
-        if indexes is not None and self.codec.plain_index:
+        if indexes is None:
+            return
+        read = np.flatnonzero(errors == 0)
+        if self.codec.plain_index:
             # (Slices of one bytes object: far cheaper than a memoryview of each row.)
             joined, n = indexes.tobytes(), indexes.shape[1]
-            for s in np.flatnonzero(errors == 0).tolist():
+            for s in read.tolist():
                 check_index_checksum(joined[s * n : (s + 1) * n], keys[s])
+        # A bad entry anywhere in an index, as decoding the whole index finds it: half
+        # empty ones first, then those past 2**63.
+        kinds = files["bad_entry_kind"][read]
+        for kind in (_UNIT_HALF_EMPTY, _UNIT_HUGE):
+            found = np.flatnonzero(kinds == kind)
+            if len(found):
+                s = int(read[found[0]])
+                entry = int(files["bad_entry"][s])
+                coords = tuple(int(c) for c in np.unravel_index(entry, tuple(self.inner_grid)))
+                if kind == _UNIT_HALF_EMPTY:
+                    raise half_empty_entry_error(keys[s], coords)
+                offset, nbytes = (int(v) for v in np.frombuffer(indexes[s, 16 * entry : 16 * entry + 16], "<u8"))
+                raise huge_entry_error(keys[s], coords, offset, nbytes)
 
     def _check_native_units(
         self,

@@ -206,9 +206,14 @@ class _OpenFile(ObjectReader):
             self._fd = None
 
 
+def file_error(action: str, key: str, store: Store, exc: OSError) -> StoreError:
+    """The StoreError for a failed ``action`` (open, stat, read) on ``key``'s file."""
+    return StoreError(f"cannot {action} key {key!r} in {store!r}: {exc}")
+
+
 def read_error(key: str, store: Store, exc: OSError) -> StoreError:
     """The StoreError for a failed read of ``key``'s file."""
-    return StoreError(f"cannot read key {key!r} in {store!r}: {exc}")
+    return file_error("read", key, store, exc)
 
 
 def _token(st: os.stat_result) -> Hashable:
@@ -320,12 +325,12 @@ class LocalStore(Store):
         except OSError as exc:
             if exc.errno in MISSING_ERRNOS:
                 return None
-            raise StoreError(f"cannot open key {key!r} in {self!r}: {exc}") from exc
+            raise file_error("open", key, self, exc) from exc
         try:
             st = os.fstat(fd)
         except OSError as exc:
             os.close(fd)
-            raise StoreError(f"cannot stat key {key!r} in {self!r}: {exc}") from exc
+            raise file_error("stat", key, self, exc) from exc
         if not stat.S_ISREG(st.st_mode):  # a directory (Linux lets us open it)
             os.close(fd)
             return None
@@ -399,7 +404,7 @@ class LocalStore(Store):
         except OSError as exc:
             if exc.errno in MISSING_ERRNOS:
                 return None
-            raise StoreError(f"cannot stat key {key!r} in {self!r}: {exc}") from exc
+            raise file_error("stat", key, self, exc) from exc
         if not stat.S_ISREG(st.st_mode):
             return None
         return _token(st)
@@ -430,7 +435,7 @@ class LocalStore(Store):
         except OSError as exc:
             if exc.errno in MISSING_ERRNOS:
                 return None
-            raise StoreError(f"cannot stat key {key!r} in {self!r}: {exc}") from exc
+            raise file_error("stat", key, self, exc) from exc
         return st.st_size if stat.S_ISREG(st.st_mode) else None
 
     # ----------------------------------------------------------------- writes
