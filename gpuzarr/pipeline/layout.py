@@ -843,8 +843,11 @@ class ShardedLayout(ChunkLayout):
 
         Indexes are not cached: reading one costs a read of a few KiB from the open file,
         about what looking it up costs, and each read sees the shard as it is. Errors are
-        those of the Python path: a missing shard reads as the fill value, a checksum
-        mismatch, a truncated shard or a bad entry of a unit read raises, naming it.
+        those of the Python path: a shard whose file cannot be opened because it is not
+        there reads as the fill value; any other failure of its file is a StoreError; a
+        checksum mismatch, a truncated shard, a bad index entry (of any unit) or a unit
+        past the shard's end raises, naming it. (Where several shards are bad, the one
+        named can differ: these are checked shard by shard, in storage order.)
         """
         reads = _native.shard_reads
         assert reads is not None and isinstance(self.store, LocalStore)
