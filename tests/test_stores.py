@@ -1455,9 +1455,13 @@ def test_local_get_each_goes_through_a_subclass_read_hook(tmp_path: pathlib.Path
 @pytest.mark.skipif(not hasattr(os, "preadv"), reason="LocalStore reads into arenas with preadv")
 def test_local_get_each_names_the_key_that_fails(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An I/O error reading one file of a batch is a StoreError naming its key, and
-    no file is left open."""
+    no file is left open. (The Python loop: the native one is covered in
+    test_native_reads.)"""
     import gpuzarr.stores.local as local_module
+    from gpuzarr import _native
     from gpuzarr.stores.base import ReadArena
+
+    monkeypatch.setattr(_native, "file_reads", None)
 
     store = LocalStore(tmp_path)
     for k in ("c/0", "c/1"):
@@ -1676,7 +1680,7 @@ def test_sharded_reads_see_one_version_of_a_shard(
     """A shard replaced between the read of its index and of its inner chunks does not
     mix the two versions (the index of one applied to the bytes of the other); on a
     zip store both for an unflushed shard and for one in the archive. (Through the
-    stores' readers: local files read natively are covered in test_native_shard_reads.)"""
+    stores' readers: local files read natively are covered in test_native_reads.)"""
     import gpuzarr
     from gpuzarr import _native
 

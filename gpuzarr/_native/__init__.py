@@ -14,7 +14,17 @@ import os
 
 from gpuzarr._native._name import LIBRARY_NAME
 
-__all__ = ["LIBRARY_NAME", "STEPS", "UNIT_STATES", "ShardFile", "ShardRange", "ShardUnit", "call_shared", "shard_reads"]
+__all__ = [
+    "LIBRARY_NAME",
+    "STEPS",
+    "UNIT_STATES",
+    "ShardFile",
+    "ShardRange",
+    "ShardUnit",
+    "call_shared",
+    "file_reads",
+    "shard_reads",
+]
 
 
 def _load() -> ctypes.CDLL | None:
@@ -109,6 +119,31 @@ class _ShardReads:
         self.close.restype = None
 
 
+class _FileReads:
+    """The helper's batched read of whole local files into an arena: open and size
+    (``gpuzarr_open_files``), read and close (``gpuzarr_read_files``), or close
+    (``gpuzarr_close_shards``)."""
+
+    def __init__(self, library: ctypes.CDLL) -> None:
+        pointer, size, u64 = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_ulonglong
+        self.open = library.gpuzarr_open_files
+        self.open.argtypes = (pointer, size, u64, pointer)
+        self.open.restype = u64
+        self.read = library.gpuzarr_read_files
+        self.read.argtypes = (pointer, size, pointer, pointer)
+        self.read.restype = None
+        self.close = library.gpuzarr_close_shards
+        self.close.argtypes = (pointer, size)
+        self.close.restype = None
+
+
+def _load_file_reads() -> _FileReads | None:
+    try:
+        return _FileReads(_library) if _library is not None else None
+    except AttributeError:  # built without them (Windows), or from an older call_each.c
+        return None
+
+
 def _load_shard_reads() -> _ShardReads | None:
     try:
         return _ShardReads(_library) if _library is not None else None
@@ -118,3 +153,7 @@ def _load_shard_reads() -> _ShardReads | None:
 
 #: The batched shard reads of local files, or None where the helper lacks them.
 shard_reads = _load_shard_reads()
+
+#: The batched reads of whole local files (``ShardFile`` records, one per file), or None
+#: where the helper lacks them.
+file_reads = _load_file_reads()

@@ -182,6 +182,40 @@ static int by_offset(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* Open file->path and take its size (retrying interrupts): the descriptor (also kept in
+ * file->fd), or -1 with file->error and file->failed_step set. A path that is not a
+ * regular file (a directory, which Linux opens) fails its open with ENOENT: no object. */
+static int open_file(gpuzarr_shard *file) {
+    file->fd = -1;
+    file->size = 0;
+    file->error = 0;
+    file->failed_step = GPUZARR_STEP_NONE;
+    int fd;
+    do {
+        fd = open(file->path, O_RDONLY | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        file->error = errno;
+        file->failed_step = GPUZARR_STEP_OPEN;
+        return -1;
+    }
+    file->fd = fd;
+    struct stat st;
+    int stat_result;
+    do {
+        stat_result = fstat(fd, &st);
+    } while (stat_result != 0 && errno == EINTR);
+    if (stat_result != 0 || !S_ISREG(st.st_mode)) {
+        file->error = stat_result != 0 ? errno : ENOENT;
+        file->failed_step = stat_result != 0 ? GPUZARR_STEP_STAT : GPUZARR_STEP_OPEN;
+        close(fd);
+        file->fd = -1;
+        return -1;
+    }
+    file->size = (unsigned long long)st.st_size;
+    return fd;
+}
+
 /* Close every shard file still open. */
 GPUZARR_EXPORT void gpuzarr_close_shards(gpuzarr_shard *shards, size_t n_shards) {
     for (size_t s = 0; s < n_shards; s++) {
@@ -216,42 +250,16 @@ GPUZARR_EXPORT size_t gpuzarr_open_shards(gpuzarr_shard *shards, size_t n_shards
     for (size_t s = 0; s < n_shards; s++) {
         gpuzarr_shard *shard = &shards[s];
         gpuzarr_unit *own = units + shard->first_unit;
-        shard->fd = -1;
-        shard->size = 0;
-        shard->error = 0;
-        shard->failed_step = GPUZARR_STEP_NONE;
         shard->truncated = 0;
         shard->bad_entry_kind = 0;
         shard->bad_entry = 0;
         for (size_t u = 0; u < shard->n_units; u++) {
             own[u].state = GPUZARR_UNIT_EMPTY;
         }
-        int fd;
-        do {
-            fd = open(shard->path, O_RDONLY | O_CLOEXEC);
-        } while (fd < 0 && errno == EINTR);
+        int fd = open_file(shard);
         if (fd < 0) {
-            shard->error = errno;
-            shard->failed_step = GPUZARR_STEP_OPEN;
             continue;
         }
-        shard->fd = fd;
-        struct stat st;
-        int stat_result;
-        do {
-            stat_result = fstat(fd, &st);
-        } while (stat_result != 0 && errno == EINTR);
-        if (stat_result != 0) {
-            shard->error = errno;
-            shard->failed_step = GPUZARR_STEP_STAT;
-            continue;
-        }
-        if (!S_ISREG(st.st_mode)) { /* (a directory, which Linux opens: no object) */
-            shard->error = ENOENT;
-            shard->failed_step = GPUZARR_STEP_OPEN;
-            continue;
-        }
-        shard->size = (unsigned long long)st.st_size;
         if (shard->size < index_nbytes) {
             shard->truncated = 1;
             continue;
@@ -364,5 +372,57 @@ GPUZARR_EXPORT void gpuzarr_read_shards(gpuzarr_shard *shards, size_t n_shards, 
         }
     }
     gpuzarr_close_shards(shards, n_shards);
+}
+/* The first step of reading whole files into an arena: open each of n files and take
+ * its size, and lay them out in an arena (at[f], each at a multiple of align: the kernel
+ * copies into aligned memory fastest). Returns the arena bytes they need. Files stay
+ * open for gpuzarr_read_files (or gpuzarr_close_shards); one that could not be opened
+ * says why in its error and failed_step. Runs without the GIL. */
+GPUZARR_EXPORT unsigned long long gpuzarr_open_files(gpuzarr_shard *files, size_t n, unsigned long long align,
+                                                     unsigned long long *at) {
+    unsigned long long used = 0;
+    for (size_t f = 0; f < n; f++) {
+        if (open_file(&files[f]) < 0) {
+            at[f] = used;
+            continue;
+        }
+        if (align && used % align) {
+            used += align - used % align;
+        }
+        at[f] = used;
+        used += files[f].size;
+    }
+    return used;
+}
+
+/* The second step: read each open file whole into arena + at[f] (its size becomes the
+ * bytes read: fewer where the file was cut short since), then close every file. A failed
+ * read sets the file's error. Runs without the GIL. */
+GPUZARR_EXPORT void gpuzarr_read_files(gpuzarr_shard *files, size_t n, const unsigned long long *at,
+                                       unsigned char *arena) {
+    for (size_t f = 0; f < n; f++) {
+        if (files[f].fd < 0) {
+            continue;
+        }
+        unsigned long long got = 0, size = files[f].size;
+        while (got < size) {
+            size_t step = size - got < ((unsigned long long)1 << 30) ? (size_t)(size - got) : ((size_t)1 << 30);
+            ssize_t n_read = pread((int)files[f].fd, arena + at[f] + got, step, (off_t)got);
+            if (n_read < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                files[f].error = errno;
+                files[f].failed_step = GPUZARR_STEP_READ;
+                break;
+            }
+            if (n_read == 0) {
+                break;
+            }
+            got += (unsigned long long)n_read;
+        }
+        files[f].size = got;
+    }
+    gpuzarr_close_shards(files, n);
 }
 #endif

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import itertools
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Sequence
@@ -41,7 +40,7 @@ from gpuzarr.metadata import ArrayMetadata
 from gpuzarr.pipeline.pool import parallel_map, tapering_cuts, tapering_parts
 from gpuzarr.stores import Store
 from gpuzarr.stores.base import ARENA_ALIGN, ObjectReader, ReadArena, on_closed_namespace
-from gpuzarr.stores.local import MISSING_ERRNOS, LocalStore, file_error
+from gpuzarr.stores.local import LocalStore
 
 __all__ = [
     "ChunkLayout",
@@ -61,7 +60,6 @@ _Located = tuple[list[tuple[int, ...]], np.ndarray, np.ndarray]
 
 # The native shard read's C structures as NumPy records (filled and read a column at a
 # time, with no Python per shard or per unit).
-_SHARD_FILE = np.dtype(_native.ShardFile)
 _SHARD_UNIT = np.dtype(_native.ShardUnit)
 _SHARD_RANGE = np.dtype(_native.ShardRange)
 _UNIT_STORED = _native.UNIT_STATES.index("stored")
@@ -854,14 +852,9 @@ class ShardedLayout(ChunkLayout):
         n_shards, n_units, index_nbytes = len(keys), len(projections), self.index_nbytes
         order = np.argsort(position, kind="stable")
         counts = np.bincount(position, minlength=n_shards)
-        paths = self.store.encoded_file_paths(keys)
-        path_ends = np.flatnonzero(np.frombuffer(paths, dtype=np.uint8) == 0)
-        files = np.zeros(n_shards, dtype=_SHARD_FILE)
-        path_starts = np.concatenate(([0], path_ends[:-1] + 1))
-        files["path"] = ctypes.cast(ctypes.c_char_p(paths), ctypes.c_void_p).value + path_starts
+        files, paths = self.store.native_file_records(keys)
         files["first_unit"] = np.cumsum(counts) - counts
         files["n_units"] = counts
-        files["fd"] = -1
         units = np.zeros(n_units, dtype=_SHARD_UNIT)
         grid = tuple(self.inner_grid)
         units["inner"] = np.ravel_multi_index(tuple(inner[order].T), grid) if inner.shape[1] else 0
@@ -896,14 +889,11 @@ class ShardedLayout(ChunkLayout):
     def _check_native_shards(self, files: np.ndarray, keys: list[str], indexes: np.ndarray | None) -> None:
         """Raise for a shard the native read could not read (a StoreError), that is too
         short for its index, or (given its ``indexes``) whose index fails its checksum."""
+        assert isinstance(self.store, LocalStore)
         errors = files["error"]
-        for s in np.flatnonzero(errors | files["truncated"]).tolist():
-            error, step = int(errors[s]), _native.STEPS[int(files["failed_step"][s])]
-            if error and not (step == "open" and error in MISSING_ERRNOS):  # (else a missing shard)
-                path = self.store.file_path(keys[s])
-                raise file_error(step or "read", keys[s], self.store, OSError(error, os.strerror(error), path))
-            if files["truncated"][s]:
-                raise self._truncated_error(keys[s], int(files["size"][s]))
+        self.store.raise_for_native_failures(files, keys)  # (a missing shard's units read as fill)
+        for s in np.flatnonzero(files["truncated"]).tolist():
+            raise self._truncated_error(keys[s], int(files["size"][s]))
         if indexes is None:
             return
         read = np.flatnonzero(errors == 0)

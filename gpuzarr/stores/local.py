@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import random
@@ -12,10 +13,14 @@ import stat
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
+
+from gpuzarr import _native
 from gpuzarr.errors import StoreError
 
 from ._threads import default_threads, parallel_map
 from .base import (
+    ARENA_ALIGN,
     ByteRange,
     ObjectReader,
     ReadArena,
@@ -42,6 +47,9 @@ _MAKEDIRS_RETRIES = 32
 # Per-call cap of os.read/os.pread (Linux transfers at most ~2 GiB per call).
 _MAX_IO = 1 << 30
 # Errors meaning "there is no file at this key".
+#: The records gpuzarr's native helper reads files through (``gpuzarr_shard``).
+_FILE_RECORD = np.dtype(_native.ShardFile)
+
 #: Errors of opening a key's file that mean it holds no object.
 MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
@@ -301,12 +309,52 @@ class LocalStore(Store):
         self._check_open()
         return self._path(validate_key(key))
 
-    def encoded_file_paths(self, keys: Sequence[str]) -> bytes:
-        """The files holding ``keys``' objects (as :meth:`file_path` names them), encoded
-        for the operating system, each followed by a NUL byte: for native code that opens
-        many files at once."""
+    def native_file_records(self, keys: Sequence[str]) -> tuple[np.ndarray, bytes]:
+        """Records of the files holding ``keys``' objects for gpuzarr's native helper
+        (``ShardFile``: path set, not yet open), and the bytes their paths point into:
+        keep those alive while the records are in use."""
         self._check_open()
-        return b"".join(os.fsencode(self._path(validate_key(key))) + b"\0" for key in keys)
+        paths = b"".join(os.fsencode(self._path(validate_key(key))) + b"\0" for key in keys)
+        ends = np.flatnonzero(np.frombuffer(paths, dtype=np.uint8) == 0)
+        records = np.zeros(len(keys), dtype=_FILE_RECORD)
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        records["path"] = ctypes.cast(ctypes.c_char_p(paths), ctypes.c_void_p).value + starts
+        records["fd"] = -1
+        return records, paths
+
+    def raise_for_native_failures(self, records: np.ndarray, keys: Sequence[str]) -> None:
+        """Raise the StoreError for the first file (of ``records``, native reads of
+        ``keys``) that could not be opened, stat'ed or read; a file that is not there
+        (its open failed with a missing errno) is no failure."""
+        for f in np.flatnonzero(records["error"]).tolist():
+            error, step = int(records["error"][f]), _native.STEPS[int(records["failed_step"][f])]
+            if step == "open" and error in MISSING_ERRNOS:
+                continue
+            exc = OSError(error, os.strerror(error), self._path(keys[f]))
+            raise file_error(step or "read", keys[f], self, exc)
+
+    def _read_files_natively(self, keys: list[str], arena: ReadArena) -> list[bytes | memoryview | None]:
+        """``_get_each`` in gpuzarr's native helper: every file opened and sized, then
+        read into ``arena`` and closed, in two GIL-free calls with no Python per file."""
+        reads = _native.file_reads
+        assert reads is not None
+        records, paths = self.native_file_records(keys)
+        at = np.zeros(len(keys), dtype=np.uint64)
+        try:
+            total = reads.open(records.ctypes.data, len(keys), ARENA_ALIGN, at.ctypes.data)
+            self.raise_for_native_failures(records, keys)
+            buffer = arena.take(total)
+            address = ctypes.addressof(ctypes.c_char.from_buffer(buffer)) if total else 0
+            reads.read(records.ctypes.data, len(keys), at.ctypes.data, address)
+        finally:
+            reads.close(records.ctypes.data, len(keys))  # (a no-op once read closed them)
+        del paths  # (the helper held pointers into them until here)
+        self.raise_for_native_failures(records, keys)
+        missing = (records["error"] != 0).tolist()  # (every failure left is a file not there)
+        return [
+            None if gone else buffer[start : start + size]
+            for gone, start, size in zip(missing, at.tolist(), records["size"].tolist(), strict=True)
+        ]
 
     def _path(self, key: str) -> str:
         # Keys are validated (no '..', no '\\', no leading '/'), so this stays
@@ -382,6 +430,8 @@ class LocalStore(Store):
     def _get_each(self, keys: list[str], arena: ReadArena | None) -> list[bytes | memoryview | None]:
         if arena is None or not self.fills_arenas or type(self)._get_into is not LocalStore._get_into:
             return super()._get_each(keys, arena)  # (a subclass's own _get_into sees every read)
+        if _native.file_reads is not None and len(keys) > 1:
+            return self._read_files_natively(keys, arena)
         take = arena.take
         return self._read_files(keys, lambda fd, size: _pread_into(fd, take(size), 0))  # type: ignore[return-value]
 

@@ -1,5 +1,7 @@
-"""gpuzarr's native batched reads of local shard files (``gpuzarr_open_shards`` /
-``gpuzarr_read_shards``): the same bytes, the same errors as the Python path."""
+"""gpuzarr's native batched reads of local files: inner chunks of shards
+(``gpuzarr_open_shards`` / ``gpuzarr_read_shards``) and whole chunk files
+(``gpuzarr_open_files`` / ``gpuzarr_read_files``): the same bytes, the same errors as
+the Python path."""
 
 from __future__ import annotations
 
@@ -279,3 +281,80 @@ def test_the_helper_builds_under_a_strict_c_standard(tmp_path: Path) -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+
+# -- whole chunk files (unsharded arrays) -------------------------------------------------
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
+
+
+@pytest.fixture
+def file_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the native whole-file reads (one entry per batch: its number of files)."""
+    from gpuzarr.stores import LocalStore
+
+    if _native.file_reads is None:
+        pytest.skip("gpuzarr's native helper is built without file reads")
+    seen: list[int] = []
+    original = LocalStore._read_files_natively
+
+    def counting(self: Any, keys: list[str], arena: Any) -> Any:
+        seen.append(len(keys))
+        return original(self, keys, arena)
+
+    monkeypatch.setattr(LocalStore, "_read_files_natively", counting)
+    return seen
+
+
+def test_chunk_files_read_as_the_python_path(
+    tmp_path: Path, file_calls: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(5)
+    data = rng.integers(0, 50, size=(30, 41)).astype("int16")
+    data[0:4, 0:5] = 0  # a chunk of fill value only: not stored
+    a = gpuzarr.create_array(tmp_path / "a", shape=data.shape, dtype="int16", chunks=(4, 5), fill_value=0)
+    a[...] = data
+    (tmp_path / "a" / "c" / "0" / "0").mkdir(parents=True)  # (a directory where the unstored chunk would be)
+    windows = [(slice(r, r + 4), slice(c, c + 5)) for r in range(0, 28, 4) for c in range(0, 40, 5)]
+    got = [a[:, :], a[3:27, 2:39], *a.read_batch(windows)]
+    assert file_calls, "the native file reads did not run"
+    monkeypatch.setattr(_native, "file_reads", None)
+    want = [a[:, :], a[3:27, 2:39], *a.read_batch(windows)]
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    np.testing.assert_array_equal(got[0], data)
+
+
+def test_store_get_each_reads_files_natively(tmp_path: Path, file_calls: list[int]) -> None:
+    from gpuzarr.stores import LocalStore
+    from gpuzarr.stores.base import ReadArena
+
+    store = LocalStore(tmp_path)
+    values = {"a": b"", "b": b"x" * 100, "c/d": os.urandom(70_000)}
+    for key, value in values.items():
+        store.set(key, value)
+    (tmp_path / "dir").mkdir()
+    arena = ReadArena(2**20)
+    keys = ["a", "missing", "b", "dir", "c/d", "c/d"]
+    got = store.get_each(keys, arena=arena)
+    assert file_calls == [len(keys)]
+    assert [None if g is None else bytes(g) for g in got] == [values.get(k) for k in keys]
+    for g in got:
+        if g is not None and len(g):
+            assert np.frombuffer(g, np.uint8).ctypes.data % 64 == 0, "files start aligned in the arena"
+
+
+def test_a_file_that_cannot_be_opened_names_its_key(tmp_path: Path, file_calls: list[int]) -> None:
+    from gpuzarr.stores import LocalStore
+    from gpuzarr.stores.base import ReadArena
+
+    store = LocalStore(tmp_path)
+    store.set("good", b"data")
+    os.symlink("loop", tmp_path / "loop")  # (a link to itself: ELOOP, not "missing")
+    before = _open_fds()
+    with pytest.raises(StoreError, match="cannot open key 'loop'"):
+        store.get_each(["good", "loop"], arena=ReadArena(2**20))
+    assert file_calls and _open_fds() == before, "no file left open"
