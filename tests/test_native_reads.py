@@ -358,3 +358,36 @@ def test_a_file_that_cannot_be_opened_names_its_key(tmp_path: Path, file_calls: 
     with pytest.raises(StoreError, match="cannot open key 'loop'"):
         store.get_each(["good", "loop"], arena=ReadArena(2**20))
     assert file_calls and _open_fds() == before, "no file left open"
+
+
+def test_a_batch_of_more_files_than_may_be_open_is_read_in_slices(
+    tmp_path: Path, file_calls: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a low open-file limit a worker's batch of many chunk files still reads (the
+    helper opens at most a slice of them at once)."""
+    import resource
+
+    import gpuzarr.stores.local as local_module
+
+    opened_at_once: list[int] = []
+    reads = _native.file_reads
+    assert reads is not None
+    original_open = reads.open
+
+    def counting_open(records: Any, n: int, *rest: Any) -> Any:
+        opened_at_once.append(n)
+        return original_open(records, n, *rest)
+
+    monkeypatch.setattr(reads, "open", counting_open)
+    data = np.arange(200 * 3, dtype="float32").reshape(200, 3)
+    a = gpuzarr.create_array(tmp_path / "a", shape=data.shape, dtype="float32", chunks=(1, 3))
+    a[...] = data
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+    try:
+        assert local_module.native_files_at_once() == 4
+        with gpuzarr.config.set(threads=1):
+            np.testing.assert_array_equal(a[...], data)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert file_calls and max(opened_at_once) <= 4

@@ -50,6 +50,26 @@ _MAX_IO = 1 << 30
 #: The records gpuzarr's native helper reads files through (``gpuzarr_shard``).
 _FILE_RECORD = np.dtype(_native.ShardFile)
 
+#: Files one native read holds open at once, at most (more are read in slices, since
+#: every worker thread may hold its own at the same time).
+NATIVE_FILES_AT_ONCE = 32
+
+
+def native_files_at_once() -> int:
+    """Files one native read may hold open: at most :data:`NATIVE_FILES_AT_ONCE`, and
+    a 64th of the process's open-file limit (its workers, and whatever else the process
+    has open, share the rest)."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # no resource module (Windows)
+        return 8
+    if soft == resource.RLIM_INFINITY:
+        return NATIVE_FILES_AT_ONCE
+    return max(1, min(NATIVE_FILES_AT_ONCE, soft // 64))
+
+
 #: Errors of opening a key's file that mean it holds no object.
 MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
@@ -334,8 +354,19 @@ class LocalStore(Store):
             raise file_error(step or "read", keys[f], self, exc)
 
     def _read_files_natively(self, keys: list[str], arena: ReadArena) -> list[bytes | memoryview | None]:
-        """``_get_each`` in gpuzarr's native helper: every file opened and sized, then
-        read into ``arena`` and closed, in two GIL-free calls with no Python per file."""
+        """``_get_each`` in gpuzarr's native helper: files opened and sized, then read into
+        ``arena`` and closed, two GIL-free calls per slice of at most
+        :func:`native_files_at_once` files, with no Python per file."""
+        step = native_files_at_once()
+        if len(keys) <= step:
+            return self._read_slice_natively(keys, arena)
+        results: list[bytes | memoryview | None] = []
+        for start in range(0, len(keys), step):
+            results += self._read_slice_natively(keys[start : start + step], arena)
+        return results
+
+    def _read_slice_natively(self, keys: list[str], arena: ReadArena) -> list[bytes | memoryview | None]:
+        """:meth:`_read_files_natively` of files all held open at once."""
         reads = _native.file_reads
         assert reads is not None
         records, paths = self.native_file_records(keys)
