@@ -888,7 +888,8 @@ class ShardedLayout(ChunkLayout):
 
     def _check_native_shards(self, files: np.ndarray, keys: list[str], indexes: np.ndarray | None) -> None:
         """Raise for a shard the native read could not read (a StoreError), that is too
-        short for its index, or (given its ``indexes``) whose index fails its checksum."""
+        short for its index, or (given its ``indexes``) whose index fails its checksum or
+        holds a bad entry."""
         assert isinstance(self.store, LocalStore)
         errors = files["error"]
         self.store.raise_for_native_failures(files, keys)  # (a missing shard's units read as fill)
