@@ -2,7 +2,7 @@
 
 Built with the package where a C compiler is found (``hatch_build.py``); where it is
 missing (no compiler, or a source checkout used without installing), :data:`call_shared`
-and :data:`shard_reads` are None and callers loop in Python (threads sharing a batch
+:data:`shard_reads` and :data:`file_reads` are None and callers loop in Python (threads sharing a batch
 then take parts of it; shards are read through the store), as they do with
 ``GPUZARR_NO_NATIVE=1`` set. Nothing here touches a GPU.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from typing import Any
 
 from gpuzarr._native._name import LIBRARY_NAME
 
@@ -51,6 +52,18 @@ _library = _load()
 #: take them from one counter (see ``call_each.c``), or None where the helper is not
 #: built.
 call_shared = _library.gpuzarr_call_shared if _library is not None else None
+
+_pointer, _size, _u64 = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_ulonglong
+
+
+def _function(name: str, argtypes: tuple[Any, ...], restype: Any) -> Any:
+    """The helper's function ``name`` with its signature set, or None (no helper, or one
+    built without it: on Windows, or from an older ``call_each.c``)."""
+    function = getattr(_library, name, None) if _library is not None else None
+    if function is not None:
+        function.argtypes = argtypes
+        function.restype = restype
+    return function
 
 
 class ShardFile(ctypes.Structure):
@@ -101,59 +114,38 @@ UNIT_STATES = ("stored", "empty", "past_end", "half_empty", "huge")
 STEPS = (None, "open", "stat", "read")
 
 
-class _ShardReads:
-    """The helper's batched read of inner chunks from local shard files: open, plan
-    (``gpuzarr_open_shards``), read and close (``gpuzarr_read_shards``), or close
-    (``gpuzarr_close_shards``)."""
+class _BatchedReads:
+    """One of the helper's two-step batched reads: ``open`` (open the files, plan),
+    ``read`` (read, close them all) and ``close`` (close any still open, after a
+    failure between the two), with their signatures set."""
 
-    def __init__(self, library: ctypes.CDLL) -> None:
-        pointer, size, u64 = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_ulonglong
-        self.open = library.gpuzarr_open_shards
-        self.open.argtypes = (pointer, size, pointer, pointer, pointer, size, ctypes.c_int, u64, u64, pointer, pointer)
-        self.open.restype = size
-        self.read = library.gpuzarr_read_shards
-        self.read.argtypes = (pointer, size, pointer, size, pointer, size, pointer)
-        self.read.restype = None
-        self.close = library.gpuzarr_close_shards
-        self.close.argtypes = (pointer, size)
-        self.close.restype = None
+    def __init__(self, open_: Any, read: Any, close: Any) -> None:
+        self.open, self.read, self.close = open_, read, close
 
 
-class _FileReads:
-    """The helper's batched read of whole local files into an arena: open and size
-    (``gpuzarr_open_files``), read and close (``gpuzarr_read_files``), or close
-    (``gpuzarr_close_shards``)."""
-
-    def __init__(self, library: ctypes.CDLL) -> None:
-        pointer, size, u64 = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_ulonglong
-        self.open = library.gpuzarr_open_files
-        self.open.argtypes = (pointer, size, u64, pointer)
-        self.open.restype = u64
-        self.read = library.gpuzarr_read_files
-        self.read.argtypes = (pointer, size, pointer, pointer)
-        self.read.restype = None
-        self.close = library.gpuzarr_close_shards
-        self.close.argtypes = (pointer, size)
-        self.close.restype = None
+def _batched_reads(prefix: str, open_args: tuple[Any, ...], open_result: Any, read_args: tuple[Any, ...]) -> Any:
+    """``gpuzarr_open_{prefix}`` and ``gpuzarr_read_{prefix}`` (with the shared
+    ``gpuzarr_close_shards``) as a :class:`_BatchedReads`, or None where the helper lacks
+    them (Windows, or a build from an older ``call_each.c``)."""
+    functions = (
+        _function(f"gpuzarr_open_{prefix}", open_args, open_result),
+        _function(f"gpuzarr_read_{prefix}", read_args, None),
+        _function("gpuzarr_close_shards", (_pointer, _size), None),
+    )
+    return None if None in functions else _BatchedReads(*functions)
 
 
-def _load_file_reads() -> _FileReads | None:
-    try:
-        return _FileReads(_library) if _library is not None else None
-    except AttributeError:  # built without them (Windows), or from an older call_each.c
-        return None
-
-
-def _load_shard_reads() -> _ShardReads | None:
-    try:
-        return _ShardReads(_library) if _library is not None else None
-    except AttributeError:  # built without them (Windows), or from an older call_each.c
-        return None
-
-
-#: The batched shard reads of local files, or None where the helper lacks them.
-shard_reads = _load_shard_reads()
-
-#: The batched reads of whole local files (``ShardFile`` records, one per file), or None
+#: The batched reads of inner chunks of local shard files (``gpuzarr_open_shards``:
+#: open, read each index, plan the ranges; ``gpuzarr_read_shards``: read, close), or None
 #: where the helper lacks them.
-file_reads = _load_file_reads()
+shard_reads = _batched_reads(
+    "shards",
+    (_pointer, _size, _pointer, _pointer, _pointer, _size, ctypes.c_int, _u64, _u64, _pointer, _pointer),
+    _size,
+    (_pointer, _size, _pointer, _size, _pointer, _size, _pointer),
+)
+
+#: The batched reads of whole local files (``ShardFile`` records, one per file:
+#: ``gpuzarr_open_files`` opens and sizes them, ``gpuzarr_read_files`` reads and closes
+#: them), or None where the helper lacks them.
+file_reads = _batched_reads("files", (_pointer, _size, _u64, _pointer), _u64, (_pointer, _size, _pointer, _pointer))
