@@ -141,13 +141,15 @@ enum {
     GPUZARR_UNIT_HUGE = 4,       /* offset + length at or past 2**63 */
 };
 
-/* Read exactly n bytes at offset (retrying short reads and interrupts, at most 1 GiB a
- * call: macOS refuses reads over INT_MAX bytes): 0, an errno, or -1 when the file ends
- * first. */
-static int read_fully(int fd, unsigned char *into, size_t n, unsigned long long offset) {
-    while (n) {
-        size_t step = n < ((size_t)1 << 30) ? n : ((size_t)1 << 30);
-        ssize_t got = pread(fd, into, step, (off_t)offset);
+/* Read n bytes at offset (retrying short reads and interrupts, at most 1 GiB a call:
+ * macOS refuses reads over INT_MAX bytes), counting the bytes read in *done: 0, an
+ * errno, or -1 when the file ends first. */
+static int read_counted(int fd, unsigned char *into, size_t n, unsigned long long offset, size_t *done) {
+    *done = 0;
+    while (*done < n) {
+        size_t left = n - *done;
+        size_t step = left < ((size_t)1 << 30) ? left : ((size_t)1 << 30);
+        ssize_t got = pread(fd, into + *done, step, (off_t)(offset + *done));
         if (got < 0) {
             if (errno == EINTR) {
                 continue;
@@ -157,11 +159,22 @@ static int read_fully(int fd, unsigned char *into, size_t n, unsigned long long 
         if (got == 0) {
             return -1;
         }
-        into += got;
-        n -= (size_t)got;
-        offset += (unsigned long long)got;
+        *done += (size_t)got;
     }
     return 0;
+}
+
+/* read_counted for callers that need all n bytes or nothing. */
+static int read_fully(int fd, unsigned char *into, size_t n, unsigned long long offset) {
+    size_t done;
+    return read_counted(fd, into, n, offset, &done);
+}
+
+/* Where the next block of an arena whose first used bytes go at position used starts,
+ * so that it is congruent to skew modulo align (the kernel copies into memory aligned
+ * like the file fastest). */
+static unsigned long long aligned_at(unsigned long long used, unsigned long long skew, unsigned long long align) {
+    return align ? used + (skew % align + align - used % align) % align : used;
 }
 
 static unsigned long long little_u64(const unsigned char *p) {
@@ -170,6 +183,16 @@ static unsigned long long little_u64(const unsigned char *p) {
         value = (value << 8) | p[k];
     }
     return value;
+}
+
+/* What an index entry says by itself (the shard's size aside): empty, half empty, past
+ * any possible end (2**63), or stored. */
+static int entry_state(unsigned long long offset, unsigned long long nbytes) {
+    const unsigned long long empty = ~0ull, huge = 1ull << 63;
+    if (offset == empty || nbytes == empty) {
+        return offset == nbytes ? GPUZARR_UNIT_EMPTY : GPUZARR_UNIT_HALF_EMPTY;
+    }
+    return offset >= huge || nbytes >= huge - offset ? GPUZARR_UNIT_HUGE : GPUZARR_UNIT_STORED;
 }
 
 /* The units by_offset compares (qsort takes no context; one per thread, as threads
@@ -244,7 +267,6 @@ GPUZARR_EXPORT size_t gpuzarr_open_shards(gpuzarr_shard *shards, size_t n_shards
                                           size_t *order, unsigned char *indexes, size_t index_nbytes,
                                           int index_at_end, unsigned long long max_gap, unsigned long long align,
                                           gpuzarr_range *ranges, unsigned long long *arena_nbytes) {
-    const unsigned long long empty = ~0ull, huge = 1ull << 63;
     size_t n_ranges = 0;
     unsigned long long used = 0;
     for (size_t s = 0; s < n_shards; s++) {
@@ -278,16 +300,12 @@ GPUZARR_EXPORT size_t gpuzarr_open_shards(gpuzarr_shard *shards, size_t n_shards
         /* Every entry is checked, not only those read: a corrupt index is an error
          * whichever of its chunks a read asks for. */
         for (size_t e = 0; e < index_nbytes / 16; e++) {
-            unsigned long long offset = little_u64(index + 16 * e), nbytes = little_u64(index + 16 * e + 8);
-            if ((offset == empty) != (nbytes == empty)) {
-                shard->bad_entry_kind = GPUZARR_UNIT_HALF_EMPTY;
-            } else if (offset != empty && (offset >= huge || nbytes >= huge - offset)) {
-                shard->bad_entry_kind = GPUZARR_UNIT_HUGE;
-            } else {
-                continue;
+            int state = entry_state(little_u64(index + 16 * e), little_u64(index + 16 * e + 8));
+            if (state == GPUZARR_UNIT_HALF_EMPTY || state == GPUZARR_UNIT_HUGE) {
+                shard->bad_entry_kind = state;
+                shard->bad_entry = e;
+                break;
             }
-            shard->bad_entry = e;
-            break;
         }
         size_t n_stored = 0;
         for (size_t u = 0; u < shard->n_units; u++) {
@@ -299,14 +317,10 @@ GPUZARR_EXPORT size_t gpuzarr_open_shards(gpuzarr_shard *shards, size_t n_shards
             unsigned long long offset = little_u64(entry), nbytes = little_u64(entry + 8);
             own[u].offset = offset;
             own[u].nbytes = nbytes;
-            if (offset == empty || nbytes == empty) {
-                own[u].state = offset == nbytes ? GPUZARR_UNIT_EMPTY : GPUZARR_UNIT_HALF_EMPTY;
-            } else if (offset >= huge || nbytes >= huge - offset) {
-                own[u].state = GPUZARR_UNIT_HUGE;
-            } else if (offset + nbytes > shard->size) {
+            own[u].state = entry_state(offset, nbytes);
+            if (own[u].state == GPUZARR_UNIT_STORED && offset + nbytes > shard->size) {
                 own[u].state = GPUZARR_UNIT_PAST_END;
-            } else {
-                own[u].state = GPUZARR_UNIT_STORED;
+            } else if (own[u].state == GPUZARR_UNIT_STORED) {
                 order[n_stored++] = shard->first_unit + u;
             }
         }
@@ -331,10 +345,8 @@ GPUZARR_EXPORT size_t gpuzarr_open_shards(gpuzarr_shard *shards, size_t n_shards
         }
     }
     for (size_t r = 0; r < n_ranges; r++) {
-        unsigned long long skew = align ? ranges[r].offset % align : 0;
-        unsigned long long at = align ? used + (skew + align - used % align) % align : used;
-        ranges[r].at = at;
-        used = at + ranges[r].nbytes;
+        ranges[r].at = aligned_at(used, ranges[r].offset, align);
+        used = ranges[r].at + ranges[r].nbytes;
     }
     *arena_nbytes = used;
     return n_ranges;
@@ -373,6 +385,7 @@ GPUZARR_EXPORT void gpuzarr_read_shards(gpuzarr_shard *shards, size_t n_shards, 
     }
     gpuzarr_close_shards(shards, n_shards);
 }
+
 /* The first step of reading whole files into an arena: open each of n files and take
  * its size, and lay them out in an arena (at[f], each at a multiple of align: the kernel
  * copies into aligned memory fastest). Returns the arena bytes they need. Files stay
@@ -386,11 +399,8 @@ GPUZARR_EXPORT unsigned long long gpuzarr_open_files(gpuzarr_shard *files, size_
             at[f] = used;
             continue;
         }
-        if (align && used % align) {
-            used += align - used % align;
-        }
-        at[f] = used;
-        used += files[f].size;
+        at[f] = aligned_at(used, 0, align);
+        used = at[f] + files[f].size;
     }
     return used;
 }
@@ -404,22 +414,11 @@ GPUZARR_EXPORT void gpuzarr_read_files(gpuzarr_shard *files, size_t n, const uns
         if (files[f].fd < 0) {
             continue;
         }
-        unsigned long long got = 0, size = files[f].size;
-        while (got < size) {
-            size_t step = size - got < ((unsigned long long)1 << 30) ? (size_t)(size - got) : ((size_t)1 << 30);
-            ssize_t n_read = pread((int)files[f].fd, arena + at[f] + got, step, (off_t)got);
-            if (n_read < 0) {
-                if (errno == EINTR) {
-                    continue;
-                }
-                files[f].error = errno;
-                files[f].failed_step = GPUZARR_STEP_READ;
-                break;
-            }
-            if (n_read == 0) {
-                break;
-            }
-            got += (unsigned long long)n_read;
+        size_t got;
+        int failed = read_counted((int)files[f].fd, arena + at[f], (size_t)files[f].size, 0, &got);
+        if (failed > 0) {
+            files[f].error = failed;
+            files[f].failed_step = GPUZARR_STEP_READ;
         }
         files[f].size = got;
     }
