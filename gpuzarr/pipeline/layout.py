@@ -40,7 +40,7 @@ from gpuzarr.metadata import ArrayMetadata
 from gpuzarr.pipeline.pool import parallel_map, tapering_cuts, tapering_parts
 from gpuzarr.stores import Store
 from gpuzarr.stores.base import ARENA_ALIGN, ObjectReader, ReadArena, on_closed_namespace
-from gpuzarr.stores.local import LocalStore
+from gpuzarr.stores.local import LocalStore, open_files_budget
 
 __all__ = [
     "ChunkLayout",
@@ -382,15 +382,7 @@ MAX_OPEN_SHARDS = 32
 def _max_open_shards() -> int:
     """Shards one fetch may hold open: every worker thread (and the caller) may be
     fetching at once, so they share a quarter of the process's open-file limit."""
-    try:
-        import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    except (ImportError, OSError, ValueError):  # no resource module (Windows)
-        return min(MAX_OPEN_SHARDS, 8)
-    if soft == resource.RLIM_INFINITY:
-        return MAX_OPEN_SHARDS
-    return max(1, min(MAX_OPEN_SHARDS, soft // (4 * (get_config().threads + 1))))
+    return open_files_budget(MAX_OPEN_SHARDS, 4 * (get_config().threads + 1))
 
 
 class ShardedLayout(ChunkLayout):

@@ -55,23 +55,29 @@ _FILE_RECORD = np.dtype(_native.ShardFile)
 NATIVE_FILES_AT_ONCE = 32
 
 
-def native_files_at_once() -> int:
-    """Files one native read may hold open: at most :data:`NATIVE_FILES_AT_ONCE`, and
-    a 64th of the process's open-file limit (its workers, and whatever else the process
-    has open, share the rest)."""
+def open_files_budget(most: int, share: int) -> int:
+    """Files one read may hold open at once: at most ``most``, and a ``share``-th of the
+    process's open-file limit (at least 1; 8 where the limit cannot be read)."""
     try:
         import resource
 
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     except (ImportError, OSError, ValueError):  # no resource module (Windows)
-        return 8
+        return min(most, 8)
     if soft == resource.RLIM_INFINITY:
-        return NATIVE_FILES_AT_ONCE
-    return max(1, min(NATIVE_FILES_AT_ONCE, soft // 64))
+        return most
+    return max(1, min(most, soft // share))
+
+
+def native_files_at_once() -> int:
+    """Files one native read may hold open: at most :data:`NATIVE_FILES_AT_ONCE`, and
+    a 64th of the process's open-file limit (its workers, and whatever else the process
+    has open, share the rest)."""
+    return open_files_budget(NATIVE_FILES_AT_ONCE, 64)
 
 
 #: Errors of opening a key's file that mean it holds no object.
-MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
+_MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # A range length that reaches past the end of any file.
@@ -218,7 +224,7 @@ class _OpenFile(ObjectReader):
         try:
             return read(fd, self._size)
         except OSError as exc:
-            raise read_error(self.key, self.store, exc) from exc
+            raise _read_error(self.key, self.store, exc) from exc
 
     def get_ranges(self, ranges: Sequence[ByteRange], *, arena: ReadArena | None = None) -> list[Any] | None:
         checked = _check_ranges(self.key, ranges)
@@ -234,14 +240,14 @@ class _OpenFile(ObjectReader):
             self._fd = None
 
 
-def file_error(action: str, key: str, store: Store, exc: OSError) -> StoreError:
+def _file_error(action: str, key: str, store: Store, exc: OSError) -> StoreError:
     """The StoreError for a failed ``action`` (open, stat, read) on ``key``'s file."""
     return StoreError(f"cannot {action} key {key!r} in {store!r}: {exc}")
 
 
-def read_error(key: str, store: Store, exc: OSError) -> StoreError:
+def _read_error(key: str, store: Store, exc: OSError) -> StoreError:
     """The StoreError for a failed read of ``key``'s file."""
-    return file_error("read", key, store, exc)
+    return _file_error("read", key, store, exc)
 
 
 def _token(st: os.stat_result) -> Hashable:
@@ -348,10 +354,10 @@ class LocalStore(Store):
         (its open failed with a missing errno) is no failure."""
         for f in np.flatnonzero(records["error"]).tolist():
             error, step = int(records["error"][f]), _native.STEPS[int(records["failed_step"][f])]
-            if step == "open" and error in MISSING_ERRNOS:
+            if step == "open" and error in _MISSING_ERRNOS:
                 continue
             exc = OSError(error, os.strerror(error), self._path(keys[f]))
-            raise file_error(step or "read", keys[f], self, exc)
+            raise _file_error(step or "read", keys[f], self, exc)
 
     def _read_files_natively(self, keys: list[str], arena: ReadArena) -> list[bytes | memoryview | None]:
         """``_get_each`` in gpuzarr's native helper: files opened and sized, then read into
@@ -402,14 +408,14 @@ class LocalStore(Store):
         try:
             fd = os.open(self._path(key), os.O_RDONLY | _O_BINARY | _O_CLOEXEC)
         except OSError as exc:
-            if exc.errno in MISSING_ERRNOS:
+            if exc.errno in _MISSING_ERRNOS:
                 return None
-            raise file_error("open", key, self, exc) from exc
+            raise _file_error("open", key, self, exc) from exc
         try:
             st = os.fstat(fd)
         except OSError as exc:
             os.close(fd)
-            raise file_error("stat", key, self, exc) from exc
+            raise _file_error("stat", key, self, exc) from exc
         if not stat.S_ISREG(st.st_mode):  # a directory (Linux lets us open it)
             os.close(fd)
             return None
@@ -433,7 +439,7 @@ class LocalStore(Store):
             try:
                 results.append(read(fd, st.st_size))
             except OSError as exc:
-                raise read_error(key, self, exc) from exc
+                raise _read_error(key, self, exc) from exc
             finally:
                 os.close(fd)
         return results
@@ -483,9 +489,9 @@ class LocalStore(Store):
         try:
             st = os.stat(self._path(key))
         except OSError as exc:
-            if exc.errno in MISSING_ERRNOS:
+            if exc.errno in _MISSING_ERRNOS:
                 return None
-            raise file_error("stat", key, self, exc) from exc
+            raise _file_error("stat", key, self, exc) from exc
         if not stat.S_ISREG(st.st_mode):
             return None
         return _token(st)
@@ -514,9 +520,9 @@ class LocalStore(Store):
         try:
             st = os.stat(self._path(key))
         except OSError as exc:
-            if exc.errno in MISSING_ERRNOS:
+            if exc.errno in _MISSING_ERRNOS:
                 return None
-            raise file_error("stat", key, self, exc) from exc
+            raise _file_error("stat", key, self, exc) from exc
         return st.st_size if stat.S_ISREG(st.st_mode) else None
 
     # ----------------------------------------------------------------- writes
@@ -618,7 +624,7 @@ class LocalStore(Store):
         try:
             os.unlink(path)
         except OSError as exc:
-            if exc.errno in MISSING_ERRNOS or (exc.errno == errno.EPERM and os.path.isdir(path)):
+            if exc.errno in _MISSING_ERRNOS or (exc.errno == errno.EPERM and os.path.isdir(path)):
                 return  # missing, or a directory (EISDIR on Linux, EPERM on macOS)
             raise StoreError(f"cannot delete key {key!r} in {self!r}: {exc}") from exc
         self._prune_dirs(os.path.dirname(path))
@@ -671,7 +677,7 @@ class LocalStore(Store):
                 with os.scandir(dirpath) as it:
                     entries = list(it)
             except OSError as exc:
-                if exc.errno in MISSING_ERRNOS:
+                if exc.errno in _MISSING_ERRNOS:
                     continue  # missing prefix, a file, or removed concurrently
                 raise StoreError(f"cannot list prefix {prefix!r} in {self!r}: {exc}") from exc
             ident = (st.st_dev, st.st_ino)
@@ -693,7 +699,7 @@ class LocalStore(Store):
             with os.scandir(self._dir_path(prefix)) as it:
                 names = [e.name for e in it if not _is_temp_name(e.name)]
         except OSError as exc:
-            if exc.errno in MISSING_ERRNOS:
+            if exc.errno in _MISSING_ERRNOS:
                 return iter(())
             raise StoreError(f"cannot list prefix {prefix!r} in {self!r}: {exc}") from exc
         return iter(sorted(names))
