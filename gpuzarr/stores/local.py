@@ -364,8 +364,6 @@ class LocalStore(Store):
         ``arena`` and closed, two GIL-free calls per slice of at most
         :func:`native_files_at_once` files, with no Python per file."""
         step = native_files_at_once()
-        if len(keys) <= step:
-            return self._read_slice_natively(keys, arena)
         results: list[bytes | memoryview | None] = []
         for start in range(0, len(keys), step):
             results += self._read_slice_natively(keys[start : start + step], arena)
