@@ -23,10 +23,11 @@ from gpuzarr.codecs import (
     codec_from_json,
     v2_compressor,
 )
+from gpuzarr.config import get_config
 from gpuzarr.device import Device
 from gpuzarr.errors import MetadataError, UnsupportedCodecError, UnsupportedDataTypeError
 from gpuzarr.indexing import Indexer, SelectionMode, array_module, block_selection_to_slices, make_indexer
-from gpuzarr.memory import CACHE_LINE, aligned_empty
+from gpuzarr.memory import CACHE_LINE, result_pool
 from gpuzarr.metadata import (
     V2_ARRAY_KEY,
     V3_KEY,
@@ -169,12 +170,14 @@ def _result_buffer(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     Large ones start on a cache line, like the file offsets chunks are read from:
     NumPy puts large arrays 16 bytes past one, where the kernel copies page-cache
     bytes about 3.5x slower, so chunks stored as is could not be read straight into
-    them. (Such a result is a view of a slightly larger buffer.)
+    them. (Such a result is a view of a slightly larger buffer.) They come from the
+    pool of freed results' memory (:data:`gpuzarr.memory.result_pool`), which spares
+    a read in a loop the kernel's zeroing of fresh pages.
     """
     # (math.prod, not np.prod: this runs once per selection, a data loader's many windows.)
     if math.prod(shape) * dtype.itemsize < _ALIGNED_RESULT_MIN_BYTES or dtype.hasobject or dtype.kind == "T":
         return np.empty(shape, dtype=dtype)
-    return aligned_empty(shape, dtype)
+    return result_pool.empty(shape, dtype, get_config().result_pool_bytes)
 
 
 #: A batch of selections whose results together reach this size gets one buffer that
@@ -191,13 +194,14 @@ def _result_buffers(shapes: Sequence[tuple[int, ...]], dtype: np.dtype) -> list[
     then fault in 512 times less often. (Measured, 32 results of 1 MiB: 8161 page
     faults and 24.6 ms to fill them one array each, 528 faults and 5.2 ms in one
     buffer; a batch of 1 MiB windows spent its extra CPU time against tensorstore in
-    those faults.) The buffer is freed once the last of its results is.
+    those faults.) The buffer comes from the pool of freed results' memory, and goes
+    back to it once the last of its results is freed.
     """
     sizes = [math.prod(shape) * dtype.itemsize for shape in shapes]
     if len(shapes) < 2 or sum(sizes) < _SHARED_RESULTS_MIN_BYTES or dtype.hasobject or dtype.kind == "T":
         return [_result_buffer(shape, dtype) for shape in shapes]
     starts = [0, *itertools.accumulate(-(-n // CACHE_LINE) * CACHE_LINE for n in sizes)]
-    block = aligned_empty(starts[-1])
+    block = result_pool.empty(starts[-1], np.uint8, get_config().result_pool_bytes)
     return [
         block[start : start + n].view(dtype).reshape(shape)
         for start, n, shape in zip(starts[:-1], sizes, shapes, strict=True)

@@ -9,6 +9,13 @@
 ``coalesce_gap_bytes`` byte ranges of one shard closer than this are read as one
                        request (default 64 KiB).
 ``shard_index_cache_entries`` shard indexes kept in the process-wide LRU (default 16384).
+``result_pool_bytes``  host memory of freed read results (of 1 MiB and more) kept to back
+                       new results, counting the memory results still use (default
+                       256 MiB; 0: every result is fresh memory). Fresh memory is zeroed by
+                       the kernel page by page as the read first writes it, which costs a
+                       read in a loop about as much CPU time as decoding; see
+                       ``gpuzarr.memory.ResultPool`` (``result_pool.free_all_blocks()``
+                       releases the free blocks).
 ``gpu_fallback``       what a GPU read or write does with a codec that has no GPU
                        implementation (or a chunk the device cannot take): ``"warn"``
                        (decode or encode on the CPU, with a ``GpuFallbackWarning``, shown
@@ -55,6 +62,7 @@ class Config:
     gpu_io: Literal["staging", "kvikio"] = "staging"
     coalesce_gap_bytes: int = 64 * 2**10
     shard_index_cache_entries: int = 16384
+    result_pool_bytes: int = 256 * 2**20
 
     def __post_init__(self) -> None:
         # (threads=True is a mistake, not one thread: see is_int.)
@@ -65,7 +73,7 @@ class Config:
             raise ValueError(f"config: write_empty_chunks must be True or False, got {self.write_empty_chunks!r}")
         if not is_int(self.wave_bytes) or self.wave_bytes < 1:
             raise ValueError(f"config: wave_bytes must be a positive integer, got {self.wave_bytes!r}")
-        for name in ("coalesce_gap_bytes", "shard_index_cache_entries"):
+        for name in ("coalesce_gap_bytes", "shard_index_cache_entries", "result_pool_bytes"):
             value = getattr(self, name)
             if not is_int(value) or value < 0:
                 raise ValueError(f"config: {name} must be a non-negative integer, got {value!r}")
