@@ -23,6 +23,7 @@ __all__ = ["COLORS", "plot_run"]
 #: One colour per subject, the same in every figure.
 COLORS = {
     "gpuzarr": "#d62728",
+    "gpuzarr-fresh": "#e377c2",
     "gpuzarr-prealloc": "#ff9896",
     "zarr-python": "#1f77b4",
     "zarrs": "#ff7f0e",

@@ -230,7 +230,8 @@ class GpuzarrReader(Reader):
     name = "gpuzarr"
     description = (
         "gpuzarr.open_array(path, device='cpu'); a[sel] (full: a[:, :], a result gpuzarr allocates each time, "
-        "as the peers allocate theirs); windows with a.read_batch(selections) (one batched read)"
+        "as the peers allocate theirs, from the memory of results freed earlier: config.result_pool_bytes, "
+        "default 256 MiB; gpuzarr-fresh turns that off); windows with a.read_batch(selections) (one batched read)"
     )
     batch_mode = "Array.read_batch: all selections planned, fetched and decoded as one read"
 
@@ -251,6 +252,7 @@ class GpuzarrReader(Reader):
             "threads": cfg.threads,
             "wave_bytes": cfg.wave_bytes,
             "coalesce_gap_bytes": cfg.coalesce_gap_bytes,
+            "result_pool_bytes": cfg.result_pool_bytes,
             "device": "cpu",
             "batch": self.batch_mode,
             "shard_index_cache": "cleared before every measurement (each measurement starts cold, as for the peers)",
@@ -287,6 +289,25 @@ def clear_gpuzarr_caches() -> None:
     except ImportError:  # a gpuzarr without the cache
         return
     shard_index_cache.clear()
+
+
+class GpuzarrFreshReader(GpuzarrReader):
+    """gpuzarr with its pool of freed results' memory turned off: every result is fresh."""
+
+    name = "gpuzarr-fresh"
+    description = (
+        "as gpuzarr, with config.result_pool_bytes=0: every result is fresh memory that the kernel zeroes as the "
+        "read first writes it, as the peers' results are (gpuzarr by default backs results of 1 MiB and more "
+        "with the memory of results freed earlier)"
+    )
+
+    def session(self) -> contextlib.AbstractContextManager[Any]:
+        import gpuzarr
+
+        changes: dict[str, Any] = {"result_pool_bytes": 0}
+        if self.threads:
+            changes["threads"] = self.threads
+        return gpuzarr.config.set(**changes)
 
 
 class GpuzarrPreallocReader(GpuzarrReader):
@@ -572,6 +593,7 @@ READERS: dict[str, type[Reader]] = {
     cls.name: cls
     for cls in (
         GpuzarrReader,
+        GpuzarrFreshReader,
         GpuzarrPreallocReader,
         ZarrPythonReader,
         ZarrsReader,
@@ -583,7 +605,7 @@ READERS: dict[str, type[Reader]] = {
 CEILINGS: dict[str, type[Reader]] = {cls.name: cls for cls in (FileBytesCeiling, FileBytesOutputCeiling)}
 
 #: The peers run when ``--peers`` is not given.
-DEFAULT_PEERS = ("gpuzarr", "zarr-python", "zarrs", "tensorstore")
+DEFAULT_PEERS = ("gpuzarr", "gpuzarr-fresh", "zarr-python", "zarrs", "tensorstore")
 
 
 def make_readers(
