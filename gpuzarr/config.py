@@ -11,11 +11,11 @@
 ``shard_index_cache_entries`` shard indexes kept in the process-wide LRU (default 16384).
 ``result_pool_bytes``  host memory of freed read results (of 1 MiB and more) kept to back
                        new results, counting the memory results still use (default
-                       256 MiB; 0: every result is fresh memory). Fresh memory is zeroed by
-                       the kernel page by page as the read first writes it, which costs a
-                       read in a loop about as much CPU time as decoding; see
-                       ``gpuzarr.memory.ResultPool`` (``result_pool.free_all_blocks()``
-                       releases the free blocks).
+                       256 MiB; 0: every result is fresh memory, and
+                       ``gpuzarr.memory.result_pool.free_all_blocks()`` releases what the
+                       pool holds). Fresh memory is zeroed by the kernel page by page as the
+                       read first writes it, which costs a read in a loop about as much CPU
+                       time as decoding; see ``gpuzarr.memory.ResultPool``.
 ``gpu_fallback``       what a GPU read or write does with a codec that has no GPU
                        implementation (or a chunk the device cannot take): ``"warn"``
                        (decode or encode on the CPU, with a ``GpuFallbackWarning``, shown

@@ -115,15 +115,12 @@ class ResultPool:
         """An uninitialised C-contiguous array starting on a cache line, as
         :func:`aligned_empty` gives, in pooled memory where it is at least
         :data:`POOL_MIN_BYTES` and its block fits within ``limit`` bytes of blocks
-        (0: no pooling; the free blocks are then released)."""
+        (0: fresh memory, not pooled; the blocks the pool holds stay until
+        :meth:`free_all_blocks`)."""
         array_shape = (operator.index(shape),) if not isinstance(shape, tuple) else shape
         dtype = np.dtype(dtype)
         nbytes = math.prod(array_shape) * dtype.itemsize
-        if limit <= 0:
-            if self._free:
-                self.free_all_blocks()
-            return aligned_empty(array_shape, dtype)
-        if nbytes < POOL_MIN_BYTES or dtype.hasobject:
+        if limit <= 0 or nbytes < POOL_MIN_BYTES or dtype.hasobject:
             return aligned_empty(array_shape, dtype)
         size = _size_class(nbytes + CACHE_LINE)
         with self._lock:
