@@ -184,3 +184,26 @@ def test_pool_works_in_a_forked_child() -> None:
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
+
+
+@pytest.mark.parametrize("output", ["numpy", "torch"])
+def test_loader_batches_come_from_the_pool_and_kept_ones_stay_intact(output: str) -> None:
+    if output == "torch":
+        pytest.importorskip("torch")
+    data = np.arange(64 * 128 * 128, dtype="f4").reshape(64, 128, 128)  # 4 MiB; batches of 1 MiB
+    a = gpuzarr.create_array({}, shape=data.shape, chunks=(1, 128, 128), shards=(8, 128, 128), dtype="f4")
+    a[...] = data
+    with gpuzarr.config.set(result_pool_bytes=LIMIT):
+        for epoch in range(3):
+            loader = gpuzarr.Loader(a, batch_size=16, shuffle=True, seed=epoch, output=output)
+            kept = []
+            for i, batch in enumerate(loader):
+                values = np.asarray(batch)
+                assert all(np.array_equal(v, data[int(v[0, 0]) // (128 * 128)]) for v in values)
+                if i % 2:
+                    kept.append(batch)  # the others are dropped and their memory reused
+            assert _disjoint([np.asarray(b) for b in kept])
+            for batch in kept:  # untouched by the batches read after them
+                values = np.asarray(batch)
+                assert all(np.array_equal(v, data[int(v[0, 0]) // (128 * 128)]) for v in values)
+        assert result_pool.held_bytes > 0

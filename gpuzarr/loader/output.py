@@ -21,9 +21,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from gpuzarr.config import get_config
 from gpuzarr.device import Device
 from gpuzarr.errors import DeviceUnavailableError
-from gpuzarr.memory import aligned_empty
+from gpuzarr.memory import aligned_empty, result_pool
 from gpuzarr.metadata.dtypes import TORCH_ML_DATA_TYPES, is_ml_dtype
 
 __all__ = ["OUTPUTS", "BatchBackend", "HostBackend", "aligned_empty", "make_backend"]
@@ -133,7 +134,11 @@ class HostBackend(BatchBackend):
                 bits = getattr(self._torch, f"int{8 * dtype.itemsize}")
                 return tensor.view(bits).numpy().view(dtype), tensor
             return tensor.numpy(), tensor
-        buf = aligned_empty(shape, dtype)
+        # From the pool of freed results' memory: a training loop drops each batch before
+        # long, and fresh memory would be zeroed by the kernel as the gather first writes
+        # it (measured, an epoch of 16 batches of 16 MiB: 389-460 ms fresh, 332-354 ms
+        # pooled).
+        buf = result_pool.empty(shape, dtype, get_config().result_pool_bytes)
         return buf, buf
 
     def gather(self, pool: np.ndarray, addresses: np.ndarray, out: np.ndarray) -> None:
