@@ -27,7 +27,7 @@ from gpuzarr.config import get_config
 from gpuzarr.device import Device
 from gpuzarr.errors import MetadataError, UnsupportedCodecError, UnsupportedDataTypeError
 from gpuzarr.indexing import Indexer, SelectionMode, array_module, block_selection_to_slices, make_indexer
-from gpuzarr.memory import CACHE_LINE, result_pool
+from gpuzarr.memory import CACHE_LINE, POOL_MIN_BYTES, result_pool
 from gpuzarr.metadata import (
     V2_ARRAY_KEY,
     V3_KEY,
@@ -160,10 +160,6 @@ class _BlockView:
         self._array.set_block_selection(selection, value)
 
 
-#: Results at least this large are allocated aligned (see :func:`_result_buffer`).
-_ALIGNED_RESULT_MIN_BYTES = 2**20
-
-
 def _result_buffer(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A new array for a read's result.
 
@@ -175,7 +171,7 @@ def _result_buffer(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     a read in a loop the kernel's zeroing of fresh pages.
     """
     # (math.prod, not np.prod: this runs once per selection, a data loader's many windows.)
-    if math.prod(shape) * dtype.itemsize < _ALIGNED_RESULT_MIN_BYTES or dtype.hasobject or dtype.kind == "T":
+    if math.prod(shape) * dtype.itemsize < POOL_MIN_BYTES or dtype.hasobject or dtype.kind == "T":
         return np.empty(shape, dtype=dtype)
     return result_pool.empty(shape, dtype, get_config().result_pool_bytes)
 
