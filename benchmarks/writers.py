@@ -266,7 +266,8 @@ class TensorstoreWriter(Writer):
     name = "tensorstore"
     description = (
         "ts.open({driver, kvstore: file, metadata}, create=True) or ts.open(..., open=True, write=True); "
-        "h[sel].write(value).result()"
+        "h[sel].write(value).result(); the reader's context plus file_io_sync=false (tensorstore fsyncs every "
+        "file and its directory by default; no writer here syncs)"
     )
 
     def unavailable(self) -> str | None:
@@ -275,8 +276,14 @@ class TensorstoreWriter(Writer):
     def version(self) -> str | None:
         return package_version("tensorstore")
 
+    def context_spec(self) -> dict[str, Any]:
+        """The reader's context, and no fsync: tensorstore's file kvstore syncs every
+        file it writes, and its directory, by default (``file_io_sync``), where no other
+        writer here syncs anything."""
+        return {**TensorstoreReader(self.threads).context_spec(), "file_io_sync": False}
+
     def settings(self) -> dict[str, Any]:
-        return {"context": TensorstoreReader(self.threads).context_spec()}
+        return {"context": self.context_spec()}
 
     def _spec(self, ds: Dataset, dest: Path, *, metadata: bool) -> dict[str, Any]:
         spec: dict[str, Any] = {
@@ -290,13 +297,13 @@ class TensorstoreWriter(Writer):
     def create(self, ds: Dataset, dest: Path) -> Any:
         import tensorstore as ts
 
-        context = ts.Context(TensorstoreReader(self.threads).context_spec())
+        context = ts.Context(self.context_spec())
         return ts.open(self._spec(ds, dest, metadata=True), create=True, context=context).result()
 
     def open_existing(self, ds: Dataset, dest: Path) -> Any:
         import tensorstore as ts
 
-        context = ts.Context(TensorstoreReader(self.threads).context_spec())
+        context = ts.Context(self.context_spec())
         return ts.open(self._spec(ds, dest, metadata=False), open=True, read=True, write=True, context=context).result()
 
     def write(self, handle: Any, task: Task, value: np.ndarray) -> None:
