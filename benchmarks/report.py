@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.datasets import Dataset
-from benchmarks.patterns import Task
+from benchmarks.patterns import PATTERNS, Task
 from benchmarks.readers import Subject
 from benchmarks.timing import Outcome
 
@@ -276,7 +276,7 @@ def select_run(
     """The records of one run: ``run_id``, else the latest run of ``suite`` (by start date).
 
     With ``complete``, the latest run of the default matrix (not ``--quick``, no
-    ``--datasets`` filter) is preferred; if there is none, the latest run of any kind.
+    ``--datasets`` filter, every pattern) is preferred; if there is none, the latest run of any kind.
     Returns the records and a note saying which was chosen and why.
     """
     mine = [r for r in records if r.get("suite") == suite]
@@ -287,7 +287,10 @@ def select_run(
     full: set[str] = set()
     for r in mine:
         runs[r["run_id"]] = max(runs.get(r["run_id"], ""), r["env"].get("date_utc", ""))
-        if r["params"].get("matrix") == "default" and not r["params"].get("quick"):
+        params = r["params"]
+        # (Runs before the suite marked a subset of the patterns "custom" say "default".)
+        every_pattern = set(params.get("patterns") or PATTERNS) >= set(PATTERNS)
+        if params.get("matrix") == "default" and not params.get("quick") and every_pattern:
             full.add(r["run_id"])
     if not runs:
         return [], f"no {suite} results"
