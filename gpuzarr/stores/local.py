@@ -46,7 +46,6 @@ _TEMP_BASENAME_MAX = 64
 _MAKEDIRS_RETRIES = 32
 # Per-call cap of os.read/os.pread (Linux transfers at most ~2 GiB per call).
 _MAX_IO = 1 << 30
-# Errors meaning "there is no file at this key".
 #: The records gpuzarr's native helper reads files through (``gpuzarr_shard``).
 _FILE_RECORD = np.dtype(_native.ShardFile)
 
