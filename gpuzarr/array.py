@@ -26,7 +26,13 @@ from gpuzarr.codecs import (
 from gpuzarr.config import get_config
 from gpuzarr.device import Device
 from gpuzarr.errors import MetadataError, UnsupportedCodecError, UnsupportedDataTypeError
-from gpuzarr.indexing import Indexer, SelectionMode, array_module, block_selection_to_slices, make_indexer
+from gpuzarr.indexing import (
+    Indexer,
+    SelectionMode,
+    array_module,
+    block_selection_to_slices,
+    indexer_for_geometry,
+)
 from gpuzarr.memory import CACHE_LINE, POOL_MIN_BYTES, result_pool
 from gpuzarr.metadata import (
     V2_ARRAY_KEY,
@@ -430,7 +436,7 @@ class Array(Node):
     def _indexer(self, selection: Any, mode: SelectionMode) -> Indexer:
         # Selections are planned over the decode units of the layout: inner chunks when
         # shards can be read partially, whole stored objects otherwise.
-        return make_indexer(selection, self.shape, self._layout.unit_shape, mode)
+        return indexer_for_geometry(selection, self.shape, self._layout.unit_shape, mode)
 
     def _out_array(self, out: Any, indexer: Indexer, xp: Any = np) -> Any:
         """``out`` as an array of ``xp`` (NumPy, or CuPy on a GPU) over the caller's

@@ -46,6 +46,7 @@ __all__ = [
     "block_selection_to_slices",
     "is_basic",
     "fill_projection",
+    "indexer_for_geometry",
     "make_indexer",
     "ortho_get",
     "ortho_set",
@@ -299,6 +300,17 @@ def whole_chunk_start(csel: slice | np.ndarray, osel: slice | np.ndarray, chunk:
     return start
 
 
+def _single_projection(dims: list[list[_DimProj]]) -> ChunkProjection | None:
+    """The projection of a selection that touches one chunk (one per dimension), else None."""
+    if not dims:  # 0-d array: the single chunk, wholly selected
+        return ChunkProjection((), (), (), True)
+    for dim in dims:
+        if len(dim) != 1:
+            return None
+    coords, csels, osels, covers = zip(*[dim[0] for dim in dims], strict=True)
+    return ChunkProjection(coords, csels, osels, False not in covers)
+
+
 def _int_dim(i: int, n: int, chunk: int) -> list[_DimProj]:
     c = i // chunk
     local = i - c * chunk
@@ -346,7 +358,13 @@ def _slice_dim(start: int, step: int, length: int, n: int, chunk: int) -> list[_
     else:
         lo, st = start, step
     hi = lo + (length - 1) * st
-    if st < chunk and hi // chunk - lo // chunk < _FEW_CHUNKS:
+    c = lo // chunk
+    if st == 1 and hi // chunk == c:  # a run inside one chunk: most small reads
+        c0 = c * chunk
+        covers = lo == c0 and hi == c0 + min(chunk, n - c0) - 1
+        osel = slice(length - 1, None, -1) if reverse else slice(0, length, 1)
+        return [(c, slice(lo - c0, hi - c0 + 1, 1), osel, covers)]
+    if st < chunk and hi // chunk - c < _FEW_CHUNKS:
         return _slice_dim_few(lo, st, length, n, chunk, reverse)
     if st >= chunk:
         # Elements at least a chunk apart never share a chunk: one chunk per element.
@@ -586,7 +604,7 @@ class OrthogonalIndexer(Indexer):
     the advanced axes to the front.
     """
 
-    __slots__ = ("_dims", "_inter_shape", "_move")
+    __slots__ = ("_dims", "_inter_shape", "_move", "_single")
 
     def __init__(
         self,
@@ -626,6 +644,7 @@ class OrthogonalIndexer(Indexer):
                 projs.append(_array_dim(val, n, ch))
         self._dims = projs
         self.buffer_shape = tuple(buffer_shape)
+        self._single = _single_projection(projs)
         if move:
             rest = [ax for ax in range(len(inter_shape)) if ax not in move]
             self.out_shape = tuple(inter_shape[ax] for ax in (*move, *rest))
@@ -634,16 +653,14 @@ class OrthogonalIndexer(Indexer):
 
     def chunk_projections(self) -> Iterator[ChunkProjection]:
         """Yield one projection per touched chunk, in C order of the chunk coordinates."""
-        if not self._dims:  # 0-d array: the single chunk, wholly selected
-            yield ChunkProjection((), (), (), True)
-            return
+        if self._single is not None:  # one chunk (most small reads; a 0-d array's)
+            return iter((self._single,))
+        return self._many_projections()
+
+    def _many_projections(self) -> Iterator[ChunkProjection]:
         # One itertools.product per field over ready-made per-dim entries, zipped into
         # projections by map(): no Python frame per chunk.
         if not all(self._dims):  # an empty selection along some dim touches no chunk
-            return
-        if all(len(dim) == 1 for dim in self._dims):  # one chunk (most small reads)
-            coords, csels, osels, covers = zip(*(dim[0] for dim in self._dims), strict=True)
-            yield ChunkProjection(coords, csels, osels, False not in covers)
             return
         fields = [list(zip(*dim, strict=True)) for dim in self._dims]  # per dim: coords, csels, osels, covers
         coords, csels, osels, covers = (itertools.product(*(f[k] for f in fields)) for k in range(4))
@@ -991,6 +1008,11 @@ def _plain_box(selection: Any, shape: tuple[int, ...]) -> tuple[list[tuple[str, 
         if type(item) is not slice:
             return None
         start, stop, step = item.start, item.stop, item.step
+        if step is None and type(start) is int and type(stop) is int and 0 <= start <= stop <= n:
+            # (In bounds, step 1: what slice.indices would give back, without the call.)
+            dims.append((_SLICE, (start, 1, stop - start)))
+            inter.append(stop - start)
+            continue
         if not (
             (start is None or type(start) is int)
             and (stop is None or type(stop) is int)
@@ -1059,6 +1081,17 @@ def block_selection_to_slices(
     return tuple(slices)
 
 
+def _check_geometry(shape: Sequence[int], chunk_shape: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``shape`` and ``chunk_shape`` as tuples of ints, checked against each other."""
+    shape_t = tuple(operator.index(s) for s in shape)
+    chunks_t = tuple(operator.index(c) for c in chunk_shape)
+    if len(shape_t) != len(chunks_t):
+        raise ValueError(f"chunk_shape {chunks_t} does not match the array shape {shape_t}")
+    if any(c < 1 for c in chunks_t) or any(s < 0 for s in shape_t):
+        raise ValueError(f"invalid shape {shape_t} / chunk_shape {chunks_t}")
+    return shape_t, chunks_t
+
+
 def make_indexer(
     selection: Any,
     shape: Sequence[int],
@@ -1084,21 +1117,24 @@ def make_indexer(
         ValueError: A zero slice step.
         TypeError: Non-integer slice bounds.
     """
-    shape_t = tuple(operator.index(s) for s in shape)
-    chunks_t = tuple(operator.index(c) for c in chunk_shape)
-    if len(shape_t) != len(chunks_t):
-        raise ValueError(f"chunk_shape {chunks_t} does not match the array shape {shape_t}")
-    if any(c < 1 for c in chunks_t) or any(s < 0 for s in shape_t):
-        raise ValueError(f"invalid shape {shape_t} / chunk_shape {chunks_t}")
+    shape_t, chunks_t = _check_geometry(shape, chunk_shape)
+    return indexer_for_geometry(selection, shape_t, chunks_t, mode)
+
+
+def indexer_for_geometry(
+    selection: Any, shape: tuple[int, ...], chunk_shape: tuple[int, ...], mode: SelectionMode = "basic"
+) -> Indexer:
+    """:func:`make_indexer` for a ``shape`` and ``chunk_shape`` known to be valid tuples
+    of ints (an array's own): small reads skip checking them on every call."""
     if mode == "vectorized":
-        return _vectorized(selection, shape_t, chunks_t)
+        return _vectorized(selection, shape, chunk_shape)
     if mode in ("basic", "orthogonal"):
-        boxed = _plain_box(selection, shape_t)
+        boxed = _plain_box(selection, shape)
         if boxed is not None:
             dims, inter = boxed
-            return OrthogonalIndexer(shape_t, chunks_t, dims, inter)
+            return OrthogonalIndexer(shape, chunk_shape, dims, inter)
     if mode == "basic":
-        return _orthogonal(selection, shape_t, chunks_t, basic=True)
+        return _orthogonal(selection, shape, chunk_shape, basic=True)
     if mode == "orthogonal":
-        return _orthogonal(selection, shape_t, chunks_t, basic=False)
+        return _orthogonal(selection, shape, chunk_shape, basic=False)
     raise ValueError(f"unknown selection mode {mode!r}")

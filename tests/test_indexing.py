@@ -876,3 +876,45 @@ def test_plain_slice_fast_path_matches_the_parser(data: st.DataObject) -> None:
         parsed = _orthogonal(sel, shape, chunks, basic=basic)
         assert (fast.buffer_shape, fast.out_shape) == (parsed.buffer_shape, parsed.out_shape)
         assert list(fast.chunk_projections()) == list(parsed.chunk_projections())
+
+
+def _slice_dim_reference(start: int, step: int, length: int, n: int, chunk: int) -> list[tuple]:
+    """Per-dimension projections of a normalised slice, element by element."""
+    if length == 0:
+        return []
+    reverse = step < 0
+    lo, st = (start + (length - 1) * step, -step) if reverse else (start, step)
+    by_chunk: dict[int, list[int]] = {}
+    for j in range(length):  # (j: position in the ascending walk)
+        by_chunk.setdefault((lo + j * st) // chunk, []).append(j)
+    out = []
+    for c, js in sorted(by_chunk.items()):
+        j0, jl = js[0], js[-1]
+        p0, pl, c0 = lo + j0 * st, lo + jl * st, c * chunk
+        covers = p0 == c0 and pl == c0 + min(chunk, n - c0) - 1 and (st == 1 or p0 == pl)
+        if reverse:
+            stop = length - 2 - jl
+            osel = slice(length - 1 - j0, stop if stop >= 0 else None, -1)
+        else:
+            osel = slice(j0, jl + 1, 1)
+        out.append((c, slice(p0 - c0, pl - c0 + 1, st), osel, covers))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_slice_dim_matches_an_element_by_element_reference(data: st.DataObject) -> None:
+    """Every branch of the per-dimension slice projection (one chunk, few chunks, many
+    chunks, steps longer than a chunk, reversed) agrees with grouping the elements."""
+    from gpuzarr.indexing import _slice_dim, slice_indices
+
+    n = data.draw(st.integers(1, 300))
+    chunk = data.draw(st.integers(1, 40))
+    item = slice(
+        data.draw(st.none() | st.integers(-n, n)),
+        data.draw(st.none() | st.integers(-n, n)),
+        data.draw(st.none() | st.integers(-60, 60).filter(bool)),
+    )
+    start, stop, step = slice_indices(item, n)
+    length = len(range(start, stop, step))
+    assert _slice_dim(start, step, length, n, chunk) == _slice_dim_reference(start, step, length, n, chunk)
