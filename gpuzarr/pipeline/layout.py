@@ -28,7 +28,7 @@ from gpuzarr.codecs.sharding import (
     EMPTY,
     ShardIndex,
     ShardingCodec,
-    check_index_checksum,
+    check_index_checksums,
     half_empty_entry_error,
     huge_entry_error,
 )
@@ -893,8 +893,8 @@ class ShardedLayout(ChunkLayout):
         if self.codec.plain_index:
             # (Slices of one bytes object: far cheaper than a memoryview of each row.)
             joined, n = indexes.tobytes(), indexes.shape[1]
-            for s in read.tolist():
-                check_index_checksum(joined[s * n : (s + 1) * n], keys[s])
+            rows = read.tolist()
+            check_index_checksums([joined[s * n : (s + 1) * n] for s in rows], [keys[s] for s in rows])
         # A bad entry anywhere in an index, as decoding the whole index finds it: half
         # empty ones first, then those past 2**63.
         kinds = files["bad_entry_kind"][read]
