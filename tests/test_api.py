@@ -1148,6 +1148,23 @@ def test_write_empty_chunks_negative_zero_is_stored() -> None:
     assert np.signbit(a[...]).all()
 
 
+@pytest.mark.parametrize("shards", [None, (4,)])
+def test_write_empty_chunks_tells_equal_fills_apart_by_their_bits(shards: tuple[int, ...] | None) -> None:
+    """Arrays whose fill values are equal but differ in bits (0.0 and -0.0), written one
+    after the other: each skips exactly the chunks holding its own fill's bits."""
+    written = []
+    for fill in (0.0, -0.0, 0.0, -0.0):
+        store: dict[str, bytes] = {}
+        a = gpuzarr.create_array(store, shape=(8,), chunks=(2,), shards=shards, dtype="f4", fill_value=fill)
+        a[...] = np.array([0.0, 0.0, -0.0, -0.0, 1, 1, 0.0, -0.0], dtype="f4")
+        written.append((fill, a, store))
+    for fill, a, store in written:
+        got = a[...]
+        np.testing.assert_array_equal(np.signbit(got), [0, 0, 1, 1, 0, 0, 0, 1])
+        if shards is None:  # chunk 0 holds +0.0s, chunk 1 -0.0s: the fill's twin is stored
+            assert _chunk_keys(store) == (["c/1", "c/2", "c/3"] if not np.signbit(fill) else ["c/0", "c/2", "c/3"])
+
+
 def test_write_empty_chunks_true_stores_fill_chunks() -> None:
     store: dict[str, bytes] = {}
     a = gpuzarr.create_array(store, shape=(6,), chunks=(2,), dtype="i2")

@@ -250,6 +250,11 @@ class BytesBytesCodec(Codec):
         """
         raise NotImplementedError(f"codec {self.name!r} has no batched decoder")
 
+    def cpu_encode_many(self, datas: Sequence[Buffer], spec: ChunkSpec) -> list[Any]:
+        """Encode several chunks (each as :meth:`cpu_encode` would). Codecs with a
+        per-thread context override it to set that up once per batch."""
+        return [self.cpu_encode(data, spec) for data in datas]
+
 
 def check_decoded_size(data: Buffer, expected: int, codec: str) -> None:
     """Raise CorruptChunkError when a decoder produced the wrong number of bytes."""

@@ -18,14 +18,36 @@ def is_fill_chunk(chunk: np.ndarray, fill: Any) -> bool:
     """
     if chunk.dtype.kind in "OT":  # variable-length strings and bytes
         return bool(np.all(chunk == fill))
-    fill_bits = np.asarray(fill, dtype=chunk.dtype).reshape(1)
     itemsize = chunk.dtype.itemsize
     if itemsize in (1, 2, 4, 8):
-        word = np.dtype(f"u{itemsize}")
-        fill_word = fill_bits.view(word)[0]
+        word, fill_word = _fill_word(chunk.dtype, fill)
+        words = (chunk if chunk.flags.c_contiguous else np.ascontiguousarray(chunk)).reshape(-1).view(word)
         # Most chunks hold data: the first element usually settles it without a full pass.
-        if chunk.size and np.asarray(chunk[(0,) * chunk.ndim], dtype=chunk.dtype).reshape(1).view(word)[0] != fill_word:
+        if words.size and words[0] != fill_word:
             return False
-        return bool(np.all(np.ascontiguousarray(chunk).view(word) == fill_word))
+        return bool((words == fill_word).all())
+    fill_bits = np.asarray(fill, dtype=chunk.dtype).reshape(1)
     raw = np.ascontiguousarray(chunk).reshape(-1).view(np.uint8).reshape(-1, itemsize)
     return bool(np.all(raw == fill_bits.view(np.uint8)))
+
+
+def _fill_word(dtype: np.dtype, fill: Any) -> tuple[np.dtype, Any]:
+    """The unsigned integer type of ``dtype``'s size and the fill value's bits in it.
+
+    (Asked once per chunk on the write paths, with an array's one fill object: looked
+    up by that object's identity, never by value, for equal fills such as ``0.0`` and
+    ``-0.0`` differ in their bits.)
+    """
+    key = (dtype, id(fill))
+    found = _fill_words.get(key)
+    if found is not None and found[0] is fill:
+        return found[1], found[2]
+    word = np.dtype(f"u{dtype.itemsize}")
+    fill_word = np.asarray(fill, dtype=dtype).reshape(1).view(word)[0]
+    if len(_fill_words) >= 64:
+        _fill_words.clear()
+    _fill_words[key] = (fill, word, fill_word)  # (holding `fill` keeps its id unique)
+    return word, fill_word
+
+
+_fill_words: dict[tuple[np.dtype, int], tuple[Any, np.dtype, Any]] = {}

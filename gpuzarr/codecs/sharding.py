@@ -372,9 +372,19 @@ class ShardingCodec(ArrayBytesCodec):
 
     def encode_inner(self, chunk: np.ndarray, spec: ChunkSpec) -> bytes | None:
         """Encode one inner chunk, or None when it is all fill value (and may be skipped)."""
-        if not get_config().write_empty_chunks and is_fill_chunk(chunk, spec.fill_value):
-            return None
-        return self.inner_chain(spec).encode(chunk)
+        return self.encode_inners([chunk], spec)[0]
+
+    def encode_inners(self, chunks: Sequence[np.ndarray], spec: ChunkSpec) -> list[Buffer | None]:
+        """:meth:`encode_inner` of several inner chunks of a shard of ``spec``, as one
+        batch for the codecs (see :meth:`CodecChain.encode_many`)."""
+        keep = range(len(chunks))
+        if not get_config().write_empty_chunks:
+            fill = spec.fill_value
+            keep = [i for i, chunk in enumerate(chunks) if not is_fill_chunk(chunk, fill)]
+        encoded: list[Buffer | None] = [None] * len(chunks)
+        for i, data in zip(keep, self.inner_chain(spec).encode_many([chunks[i] for i in keep]), strict=True):
+            encoded[i] = data
+        return encoded
 
     def assemble(self, encoded: Mapping[tuple[int, ...], Buffer], spec: ChunkSpec) -> bytes | None:
         """Lay out encoded inner chunks (C order) and the index; None if nothing is stored."""
@@ -394,7 +404,7 @@ class ShardingCodec(ArrayBytesCodec):
         parts: list[Buffer] = []
         for coords in sorted(encoded):
             data = encoded[coords]
-            size = len(as_memoryview(data))
+            size = len(data) if type(data) is bytes else len(as_memoryview(data))  # (bytes: a compressor's)
             index.entries[coords] = (offset, size)
             parts.append(data)
             offset += size

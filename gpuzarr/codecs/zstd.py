@@ -500,3 +500,11 @@ class ZstdCodec(BytesBytesCodec):
         if _zstandard is not None and len(view) <= _REUSED_CONTEXT_MAX_BYTES:
             return _thread_compressor(self.level, self.checksum).compress(view)
         return self._impl.encode(view)
+
+    def cpu_encode_many(self, datas: Sequence[Buffer], spec: ChunkSpec) -> list[Any]:
+        # (The thread's compressor is looked up once for the batch.)
+        views = [as_memoryview(data) for data in datas]
+        if _zstandard is None or any(len(view) > _REUSED_CONTEXT_MAX_BYTES for view in views):
+            return [self.cpu_encode(view, spec) for view in views]
+        compress = _thread_compressor(self.level, self.checksum).compress
+        return [compress(view) for view in views]

@@ -86,6 +86,10 @@ def write_from(layout: ChunkLayout, indexer: Indexer, value: np.ndarray) -> None
             _write_sharded(layout, by_shard, source)
 
 
+#: Most bytes of inner chunks a sharded write encodes as one batch.
+ENCODE_BATCH_MAX_BYTES = 4 * 2**20
+
+
 #: A write's projections by shard coords, then by inner chunk coords within the shard.
 ShardProjections = dict[tuple[int, ...], dict[tuple[int, ...], ChunkProjection]]
 
@@ -204,6 +208,7 @@ def stored_inner_ranges(
 def _write_sharded(layout: ShardedLayout, by_shard: ShardProjections, source: ValueSource) -> None:
     codec, shard_spec = layout.codec, layout.shard_spec
     unit_shape = layout.unit_shape
+    batch_units = max(1, ENCODE_BATCH_MAX_BYTES // (layout.unit_spec.nbytes or 1))
 
     def stored_inner(shard: tuple[int, ...], old: Any) -> dict[tuple[int, ...], Any]:
         """The encoded bytes of every inner chunk stored in the old shard."""
@@ -212,25 +217,30 @@ def _write_sharded(layout: ShardedLayout, by_shard: ShardProjections, source: Va
         view, ranges = stored_inner_ranges(layout, layout.key(shard), old)
         return {inner: view[off : off + size] for inner, (off, size) in ranges.items()}
 
-    def encode_unit(projection: ChunkProjection, previous: Any) -> Any:
-        """The new encoded bytes of one touched inner chunk (None: all fill value)."""
+    def new_unit(projection: ChunkProjection, previous: Any) -> np.ndarray:
+        """The new contents of one touched inner chunk."""
         # An inner chunk the selection covers with plain slices is encoded straight
         # from the caller's array (no unit buffer, no copy).
         unit = source.whole_unit(projection, unit_shape) if projection.covers_chunk else None
         if unit is None or not unit.flags.c_contiguous:
             unit = _new_unit(layout, projection.chunk_coords, None if projection.covers_chunk else previous)
             source.apply(unit, projection)
-        return codec.encode_inner(unit, shard_spec)
+        return unit
 
     def encode_shard(item: tuple[tuple[int, ...], Any], assemble: Any = codec.assemble_parts) -> tuple[str, Any]:
         """The shard's key and the new shard from ``assemble`` (its parts in storage
         order by default, or ``codec.assemble``'s one object; None: nothing stored)."""
         shard, old = item
         encoded = stored_inner(shard, old)
-        for inner, projection in by_shard[shard].items():
-            new = encode_unit(projection, encoded.pop(inner, None))
-            if new is not None:
-                encoded[inner] = new
+        touched = list(by_shard[shard].items())
+        # (Encoded in batches: the inner chunks' Python is a share of their encoding.
+        # Bounded, for units that need a buffer of their own.)
+        for start in range(0, len(touched), batch_units):
+            batch = touched[start : start + batch_units]
+            units = [new_unit(projection, encoded.pop(inner, None)) for inner, projection in batch]
+            for (inner, _), new in zip(batch, codec.encode_inners(units, shard_spec), strict=True):
+                if new is not None:
+                    encoded[inner] = new
         return layout.key(shard), assemble(encoded, shard_spec)
 
     def store_shard(key: str, parts: list[Any] | None) -> None:
