@@ -544,7 +544,7 @@ def test_tiny_shard_groups_are_merged_per_thread(tmp_path: Path) -> None:
     # Each group carries where its units' shards are, as the worker would work it out.
     for group in [*groups, *split, *one_thread, *layout.worker_groups(projections[:1], 3)]:
         shards, position, inner = group.located
-        want_shards, want_position, want_inner = layout._locate(group.projections)
+        want_shards, want_position, want_inner = layout.locate_shards(group.projections)
         assert shards == want_shards
         np.testing.assert_array_equal(position, want_position)
         np.testing.assert_array_equal(inner, want_inner)

@@ -54,7 +54,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: Where units' shards are (see :meth:`ShardedLayout._locate`): the distinct shards'
+#: Where units' shards are (see :meth:`ShardedLayout.locate_shards`): the distinct shards'
 #: coordinates, each unit's position among them, and each unit's inner coordinates.
 _Located = tuple[list[tuple[int, ...]], np.ndarray, np.ndarray]
 
@@ -112,7 +112,7 @@ class UnitGroup:
     ) -> None:
         self.layout = layout
         self.projections = projections
-        # The projections' shards as ShardedLayout._locate gives them, where the layout
+        # The projections' shards as ShardedLayout.locate_shards gives them, where the layout
         # worked them out when it made the group (the worker then need not again).
         self.located = located
 
@@ -422,7 +422,7 @@ class ShardedLayout(ChunkLayout):
         """
         if not self.store.cheap_reads:
             return None
-        shards, position, inner = self._locate(projections)
+        shards, position, inner = self.locate_shards(projections)
         if len(shards) <= 1:
             return [UnitGroup(self, projections, (shards, position, inner))]
         order = np.argsort(position, kind="stable")
@@ -484,7 +484,7 @@ class ShardedLayout(ChunkLayout):
         shard, inner = self.split_coords(coords)
         return f"shard {self.key(shard)!r} inner chunk {inner}"
 
-    def _locate(self, projections: Sequence[ChunkProjection]) -> _Located:
+    def locate_shards(self, projections: Sequence[ChunkProjection]) -> _Located:
         """Each projection's shard: (distinct shard coords, shard position per projection,
         inner coords per projection). Shards are listed in storage order.
 
@@ -652,7 +652,7 @@ class ShardedLayout(ChunkLayout):
         """
         if not projections:
             return []
-        shards, position, inner = self._locate(projections)
+        shards, position, inner = self.locate_shards(projections)
         keys = [self.key(s) for s in shards]
         indexes = self.read_indexes(keys, inline=inline, versions=versions)
         return self._requests(projections, keys, indexes, position, inner)
@@ -710,7 +710,7 @@ class ShardedLayout(ChunkLayout):
             self._fetch_open(projections, results, arena, None)
             return results
         if not self.store.cheap_reads and projections:
-            located = self._locate(projections)
+            located = self.locate_shards(projections)
             if self._covers_whole_shards(projections, located):
                 self._fetch_whole_shards(projections, located, results)
                 return results
@@ -776,10 +776,10 @@ class ShardedLayout(ChunkLayout):
         """Fetch on this thread, each shard opened once for its index and its inner
         chunks (:meth:`Store.open_reader`): both come from the same version of the
         shard, and a local file costs one open instead of a stat and two opens.
-        ``located``: the projections' :meth:`_locate`, if known."""
+        ``located``: the projections' :meth:`locate_shards`, if known."""
         if not projections:
             return
-        shards, position, inner = located if located is not None else self._locate(projections)
+        shards, position, inner = located if located is not None else self.locate_shards(projections)
         limit = _max_open_shards()
         if len(shards) > limit:  # bound the files open at once
             order = np.argsort(position, kind="stable")

@@ -103,10 +103,11 @@ def locked_write(layout: ChunkLayout, projections: list[ChunkProjection]) -> Ite
         with write_locks(layout.store, [layout.key(p.chunk_coords) for p in projections]):
             yield None
         return
-    by_shard: ShardProjections = {}
-    for p in projections:
-        shard, inner = layout.split_coords(p.chunk_coords)
-        by_shard.setdefault(shard, {})[inner] = p
+    # (Grouped with NumPy: a full write groups every inner chunk before any is encoded.)
+    shards, position, inner = layout.locate_shards(projections)
+    by_shard: ShardProjections = {shard: {} for shard in shards}
+    for at, coords, p in zip(position.tolist(), map(tuple, inner.tolist()), projections, strict=True):
+        by_shard[shards[at]][coords] = p
     with write_locks(layout.store, [layout.key(shard) for shard in by_shard]):
         yield by_shard
 
