@@ -1189,3 +1189,92 @@ def test_a_truncated_shard_read_whole_is_a_corrupt_chunk() -> None:
     first["c/0"] = first["c/0"][:100]
     with pytest.raises(CorruptChunkError, match="past the end of the shard"):
         gpuzarr.open_array(_RoundTrips(first), mode="r")[...]
+
+
+class _CountingPuts(MemoryStore):
+    """A memory store (cheap reads) counting the puts of each key, shard parts joined."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.puts: Counter[str] = Counter()
+
+    def set_parts(self, key: str, parts: Sequence[Any]) -> None:
+        self.puts[key] += 1
+        super().set_parts(key, parts)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_shards_encoded_in_runs_are_each_stored_once(threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On stores with cheap reads, the inner chunks of shards a write covers are encoded
+    in runs by any threads; each shard is still stored whole, once, and reads back."""
+    from gpuzarr.pipeline import write as write_module
+
+    monkeypatch.setattr(write_module, "ENCODE_RUN_MIN_BYTES", 1)  # (runs of a few inner chunks)
+    data = _data((48, 40)).astype("f4")
+    store = _CountingPuts()
+    with gpuzarr.config.set(threads=threads):
+        a = gpuzarr.create_array(store, shape=data.shape, dtype="f4", chunks=(4, 5), shards=(16, 20))
+        a[...] = data
+        shards = sorted(k for k in store.puts if k.startswith("c/"))
+        assert shards == [f"c/{i}/{j}" for i in range(3) for j in range(2)]
+        assert all(store.puts[k] == 1 for k in shards)
+        np.testing.assert_array_equal(a[...], data)
+        # A partial write: shards it covers go in runs, the others are rewritten whole.
+        a[:32, 3:] = -data[:32, 3:]
+        expected = data.copy()
+        expected[:32, 3:] *= -1
+        np.testing.assert_array_equal(a[...], expected)
+        assert all(store.puts[k] == 2 for k in ("c/0/0", "c/0/1", "c/1/0", "c/1/1"))
+        assert store.puts["c/2/0"] == store.puts["c/2/1"] == 1
+        # Runs whose inner chunks are all fill value: the shard is deleted.
+        a[16:32, 20:] = 0
+        assert "c/1/1" not in set(store.list_prefix("c/"))
+    np.testing.assert_array_equal(gpuzarr.open_array(store, mode="r")[16:32, 20:], 0)
+
+
+def test_a_failed_run_stores_nothing_of_its_shard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that fails leaves its shard as it was: the shard's other runs are never
+    stored without it (a shard is one atomic put of all its inner chunks); the other
+    shards are written."""
+    from gpuzarr.pipeline import write as write_module
+
+    monkeypatch.setattr(write_module, "ENCODE_RUN_MIN_BYTES", 1)
+    store = _CountingPuts()
+    a = gpuzarr.create_array(store, shape=(64,), dtype="i4", chunks=(4,), shards=(32,))
+    a[...] = np.arange(64)
+    real = ShardingCodec.encode_inners
+    runs: list[int] = []
+
+    def failing(self: ShardingCodec, chunks: Any, spec: Any) -> Any:
+        runs.append(len(chunks))
+        if any(chunk.reshape(-1)[0] == 108 for chunk in chunks):  # (a run in the middle of shard c/0)
+            raise RuntimeError("encoder failed")
+        return real(self, chunks, spec)
+
+    monkeypatch.setattr(ShardingCodec, "encode_inners", failing)
+    with gpuzarr.config.set(threads=3), pytest.raises(RuntimeError, match="encoder failed"):
+        a[...] = np.arange(64) + 100
+    assert len(runs) > 2  # (the shards were cut into runs)
+    assert store.puts["c/0"] == 1 and store.puts["c/1"] == 2
+    values = gpuzarr.open_array(store, mode="r")[...]
+    np.testing.assert_array_equal(values, np.concatenate([np.arange(32), np.arange(32, 64) + 100]))
+
+
+def test_shard_runs_cover_each_shard_once() -> None:
+    from gpuzarr.pipeline.pool import tapering_cuts
+    from gpuzarr.pipeline.write import _ShardRuns
+
+    shards = [(0,), (1,), (2,)]
+    ends = [5, 12, 13]
+    runs = _ShardRuns(shards, ends, tapering_cuts(13, 4, 2, 1, ends))
+    covered: dict[tuple[int, ...], list[int]] = {s: [] for s in shards}
+    for shard, start, stop in runs.runs:
+        assert 0 <= start < stop
+        covered[shard].extend(range(start, stop))
+    assert covered == {(0,): list(range(5)), (1,): list(range(7)), (2,): [0]}
+    per_shard = Counter(shard for shard, _, _ in runs.runs)
+    for shard in shards:
+        for k in range(per_shard[shard]):
+            gathered = runs.finish(shard, {(k,): b"x"})
+            assert (gathered is None) == (k < per_shard[shard] - 1)
+        assert gathered == {(k,): b"x" for k in range(per_shard[shard])}
