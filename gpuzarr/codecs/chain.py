@@ -22,6 +22,7 @@ from gpuzarr.codecs.base import (
     Spread,
     as_memoryview,
 )
+from gpuzarr.codecs.fill import is_fill_chunk
 from gpuzarr.errors import MetadataError
 
 __all__ = ["CodecChain"]
@@ -164,18 +165,30 @@ class CodecChain:
             np.copyto(out, arr)
         return out
 
-    def encode_many(self, arrs: Sequence[np.ndarray]) -> list[bytes | memoryview]:
-        """:meth:`encode` of several chunks. Where the array→bytes codec stores the
-        elements as they are (``bytes`` in native byte order, no array→array codec),
-        the compressors see every chunk's bytes at once (one context set up per batch
-        instead of per chunk: small chunks' Python is a share of their encoding)."""
+    def encode_many(self, arrs: Sequence[np.ndarray], *, skip_fill: bool = False) -> list[bytes | memoryview | None]:
+        """:meth:`encode` of several chunks; with ``skip_fill``, None (and no encoding)
+        for each chunk that holds nothing but the fill value, bit for bit.
+
+        Where the array→bytes codec stores the elements as they are (``bytes`` in
+        native byte order, no array→array codec), the compressors see every chunk's
+        bytes at once (one context set up per batch instead of per chunk: small chunks'
+        Python is a share of their encoding)."""
+        keep: Sequence[int] = range(len(arrs))
+        if skip_fill:
+            fill = self.spec.fill_value
+            keep = [i for i, arr in enumerate(arrs) if not is_fill_chunk(arr, fill)]
+        encoded: list[bytes | memoryview | None] = [None] * len(arrs)
         if not self._stores_native_elements:
-            return [self.encode(arr) for arr in arrs]
+            for i in keep:
+                encoded[i] = self.encode(arrs[i])
+            return encoded
         dtype = self.array_spec.dtype
-        datas: list[Any] = [as_memoryview(arr if arr.dtype == dtype else arr.astype(dtype)) for arr in arrs]
+        datas: list[Any] = [as_memoryview(arrs[i] if arrs[i].dtype == dtype else arrs[i].astype(dtype)) for i in keep]
         for codec in self.bytes_bytes:
             datas = codec.cpu_encode_many(datas, self.array_spec)
-        return [data if isinstance(data, bytes) else as_memoryview(data) for data in datas]
+        for i, data in zip(keep, datas, strict=True):
+            encoded[i] = data if isinstance(data, bytes) else as_memoryview(data)
+        return encoded
 
     def encode(self, arr: np.ndarray) -> bytes | memoryview:
         """Encode one chunk (``spec.shape``) into the bytes to store.

@@ -25,7 +25,6 @@ from gpuzarr.codecs.base import ArrayBytesCodec, Buffer, ChunkSpec, Codec, as_me
 from gpuzarr.codecs.bytes import BytesCodec
 from gpuzarr.codecs.chain import CodecChain
 from gpuzarr.codecs.crc32c import Crc32cCodec, crc32c_checksum
-from gpuzarr.codecs.fill import is_fill_chunk
 from gpuzarr.codecs.registry import codec_from_json, codec_from_user, register_codec
 from gpuzarr.config import get_config
 from gpuzarr.errors import ChecksumError, CorruptChunkError, MetadataError
@@ -377,14 +376,7 @@ class ShardingCodec(ArrayBytesCodec):
     def encode_inners(self, chunks: Sequence[np.ndarray], spec: ChunkSpec) -> list[Buffer | None]:
         """:meth:`encode_inner` of several inner chunks of a shard of ``spec``, as one
         batch for the codecs (see :meth:`CodecChain.encode_many`)."""
-        keep = range(len(chunks))
-        if not get_config().write_empty_chunks:
-            fill = spec.fill_value
-            keep = [i for i, chunk in enumerate(chunks) if not is_fill_chunk(chunk, fill)]
-        encoded: list[Buffer | None] = [None] * len(chunks)
-        for i, data in zip(keep, self.inner_chain(spec).encode_many([chunks[i] for i in keep]), strict=True):
-            encoded[i] = data
-        return encoded
+        return self.inner_chain(spec).encode_many(chunks, skip_fill=not get_config().write_empty_chunks)
 
     def assemble(self, encoded: Mapping[tuple[int, ...], Buffer], spec: ChunkSpec) -> bytes | None:
         """Lay out encoded inner chunks (C order) and the index; None if nothing is stored."""

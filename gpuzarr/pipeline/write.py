@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from gpuzarr.codecs.fill import is_fill_chunk
 from gpuzarr.config import get_config
 from gpuzarr.indexing import ChunkProjection, Indexer, ortho_get, ortho_set
 from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache, waves, whole_unit_view
@@ -156,33 +155,45 @@ def locked_write(layout: ChunkLayout, projections: list[ChunkProjection]) -> Ite
 
 
 def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], source: ValueSource) -> None:
-    fill = layout.metadata.fill_value
-    write_empty = get_config().write_empty_chunks
-
+    skip_fill = not get_config().write_empty_chunks
     unit_shape = layout.unit_shape
 
-    def encode_one(item: tuple[ChunkProjection, Any]) -> tuple[str, Any]:
-        projection, old = item
+    def new_contents(projection: ChunkProjection, old: Any) -> np.ndarray:
+        """The unit's new contents: the value's own view where it covers the unit, else
+        the old contents (or the fill value) with the new values written in."""
         unit = source.whole_unit(projection, unit_shape) if projection.covers_chunk else None
         if unit is None:
             unit = _new_unit(layout, projection.chunk_coords, old)
             source.apply(unit, projection)
-        key = layout.key(projection.chunk_coords)
-        if not write_empty and is_fill_chunk(unit, fill):
-            return key, None
-        return key, layout.chain.encode(unit)
+        return unit
+
+    def encode_one(item: tuple[ChunkProjection, Any]) -> tuple[str, Any]:
+        projection, old = item
+        encoded = layout.chain.encode_many([new_contents(projection, old)], skip_fill=skip_fill)[0]
+        return layout.key(projection.chunk_coords), encoded
 
     store = layout.store
     if store.cheap_reads:
         # Each worker reads the old contents it needs, encodes and stores its own units:
         # no barrier per wave between encoding and storing, and no encoded wave held in
-        # memory (each object is still written atomically).
+        # memory (each object is still written atomically). Units are encoded in
+        # batches (bounded, for units that need a buffer of their own).
+        batch_units = max(1, ENCODE_BATCH_MAX_BYTES // (layout.unit_spec.nbytes or 1))
+
         def write_group(group: Sequence[ChunkProjection]) -> None:
-            for projection in group:
-                key = layout.key(projection.chunk_coords)
-                with thread_arena(store) as arena:  # (the old bytes are decoded before it resets)
-                    old = None if projection.covers_chunk else store.get(key, **arena_keyword(arena))
-                    _store_one(store, *encode_one((projection, old)))
+            for start in range(0, len(group), batch_units):
+                batch = group[start : start + batch_units]
+                units = []
+                for projection in batch:
+                    if projection.covers_chunk:
+                        units.append(new_contents(projection, None))
+                        continue
+                    with thread_arena(store) as arena:  # (the old bytes are decoded before it resets)
+                        old = store.get(layout.key(projection.chunk_coords), **arena_keyword(arena))
+                        units.append(new_contents(projection, old))
+                encoded = layout.chain.encode_many(units, skip_fill=skip_fill)
+                for projection, data in zip(batch, encoded, strict=True):
+                    _store_one(store, layout.key(projection.chunk_coords), data)
 
         threads = get_config().threads
         parallel_map(write_group, tapering_parts(projections, 4 * threads, threads))

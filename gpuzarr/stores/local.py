@@ -97,6 +97,19 @@ def _temp_name(basename: str) -> str:
     return f".{basename[:_TEMP_BASENAME_MAX]}.{random.getrandbits(64):016x}.tmp"
 
 
+def _make_parent(path: str) -> None:
+    """Make directory ``path`` and any missing parents (as ``os.makedirs(path,
+    exist_ok=True)``). Its parent usually exists (a chunk's row directory under ``c/``,
+    say): one ``mkdir`` then, where makedirs first stats, splits and joins in Python."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+
+
 def _write_all(fd: int, data: memoryview) -> None:
     """Write all of ``data`` to ``fd`` (``os.write`` may write less than asked)."""
     pos, total = 0, len(data)
@@ -539,7 +552,7 @@ class LocalStore(Store):
             except FileNotFoundError:
                 pass
             try:
-                os.makedirs(parent, exist_ok=True)
+                _make_parent(parent)
             except FileNotFoundError:
                 # A concurrent delete pruned a directory makedirs had just created (it is
                 # empty until our file lands): transient, so try again.
