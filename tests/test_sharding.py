@@ -1205,27 +1205,27 @@ class _CountingPuts(MemoryStore):
 
 @pytest.mark.parametrize("threads", [1, 3])
 def test_shards_encoded_in_runs_are_each_stored_once(threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On stores with cheap reads, the inner chunks of shards a write covers are encoded
-    in runs by any threads; each shard is still stored whole, once, and reads back."""
+    """On stores with cheap reads, the inner chunks of shards are encoded in runs by any
+    threads (with 3 threads, also those of the few shards a partial write must merge
+    with their old bytes); each shard is still stored whole, once, and reads back."""
     from gpuzarr.pipeline import write as write_module
 
     monkeypatch.setattr(write_module, "ENCODE_RUN_MIN_BYTES", 1)  # (runs of a few inner chunks)
-    data = _data((48, 40)).astype("f4")
+    data = _data((32, 40)).astype("f4")
     store = _CountingPuts()
     with gpuzarr.config.set(threads=threads):
         a = gpuzarr.create_array(store, shape=data.shape, dtype="f4", chunks=(4, 5), shards=(16, 20))
         a[...] = data
         shards = sorted(k for k in store.puts if k.startswith("c/"))
-        assert shards == [f"c/{i}/{j}" for i in range(3) for j in range(2)]
+        assert shards == ["c/0/0", "c/0/1", "c/1/0", "c/1/1"]
         assert all(store.puts[k] == 1 for k in shards)
         np.testing.assert_array_equal(a[...], data)
-        # A partial write: shards it covers go in runs, the others are rewritten whole.
-        a[:32, 3:] = -data[:32, 3:]
+        # A partial write: shard c/0/0 is merged with its old bytes, c/0/1 covered.
+        a[1:16, 3:] = -data[1:16, 3:]
         expected = data.copy()
-        expected[:32, 3:] *= -1
+        expected[1:16, 3:] *= -1
         np.testing.assert_array_equal(a[...], expected)
-        assert all(store.puts[k] == 2 for k in ("c/0/0", "c/0/1", "c/1/0", "c/1/1"))
-        assert store.puts["c/2/0"] == store.puts["c/2/1"] == 1
+        assert store.puts == Counter({"c/0/0": 2, "c/0/1": 2, "c/1/0": 1, "c/1/1": 1})
         # Runs whose inner chunks are all fill value: the shard is deleted.
         a[16:32, 20:] = 0
         assert "c/1/1" not in set(store.list_prefix("c/"))
@@ -1266,15 +1266,28 @@ def test_shard_runs_cover_each_shard_once() -> None:
 
     shards = [(0,), (1,), (2,)]
     ends = [5, 12, 13]
-    runs = _ShardRuns(shards, ends, tapering_cuts(13, 4, 2, 1, ends))
+    reads: list[tuple[int, ...]] = []
+
+    def read_old(shard: tuple[int, ...]) -> dict[tuple[int, ...], Any]:
+        reads.append(shard)
+        return {(0,): b"old", (99,): b"kept"} if shard == (1,) else {}
+
+    runs = _ShardRuns(shards, ends, tapering_cuts(13, 4, 2, 1, ends), read_old)
     covered: dict[tuple[int, ...], list[int]] = {s: [] for s in shards}
     for shard, start, stop in runs.runs:
         assert 0 <= start < stop
         covered[shard].extend(range(start, stop))
     assert covered == {(0,): list(range(5)), (1,): list(range(7)), (2,): [0]}
     per_shard = Counter(shard for shard, _, _ in runs.runs)
+    assert all(runs.count(shard) == per_shard[shard] for shard in shards) and per_shard[(1,)] > 1
     for shard in shards:
+        touched = [(k,) for k in range(per_shard[shard])]
         for k in range(per_shard[shard]):
+            old = runs.old(shard, touched)  # (read once, whichever run asks first)
+            assert old == ({(0,): b"old", (99,): b"kept"} if shard == (1,) else {})
             gathered = runs.finish(shard, {(k,): b"x"})
             assert (gathered is None) == (k < per_shard[shard] - 1)
-        assert gathered == {(k,): b"x" for k in range(per_shard[shard])}
+        # The new inner chunks, and the old ones no run rewrote.
+        kept = {(99,): b"kept"} if shard == (1,) else {}
+        assert gathered == {**kept, **{(k,): b"x" for k in range(per_shard[shard])}}
+    assert reads == shards

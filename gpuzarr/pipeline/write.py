@@ -99,15 +99,27 @@ ENCODE_RUN_MIN_BYTES = 2**20
 
 class _ShardRuns:
     """A write's shards encoded in runs of their inner chunks, by any threads: the runs,
+    each shard's old inner chunks (read once, by the first of its runs to need them),
     and the encoded inner chunks gathered per shard until its last run is done."""
 
-    def __init__(self, shards: Sequence[tuple[int, ...]], ends: Sequence[int], cuts: Sequence[int]) -> None:
+    def __init__(
+        self,
+        shards: Sequence[tuple[int, ...]],
+        ends: Sequence[int],
+        cuts: Sequence[int],
+        read_old: Callable[[tuple[int, ...]], dict[tuple[int, ...], Any]],
+    ) -> None:
         """``ends``: where each shard's inner chunks end in the write's (cumulative
-        counts); ``cuts``: where the runs start and stop, every shard's end among them."""
+        counts); ``cuts``: where the runs start and stop, every shard's end among them;
+        ``read_old``: a shard's stored inner chunks by inner coords (its encoded bytes),
+        for the shards whose runs ask (:meth:`old`)."""
         #: ``(shard, first, stop)``: a run of the shard's touched inner chunks.
         self.runs: list[tuple[tuple[int, ...], int, int]] = []
+        self._read_old = read_old
         self._left: dict[tuple[int, ...], int] = dict.fromkeys(shards, 0)
         self._gathered: dict[tuple[int, ...], dict[tuple[int, ...], Any]] = {shard: {} for shard in shards}
+        self._old: dict[tuple[int, ...], dict[tuple[int, ...], Any]] = {}
+        self._old_locks = {shard: threading.Lock() for shard in shards}
         self._lock = threading.Lock()
         at = 0
         for start, stop in itertools.pairwise(cuts):
@@ -116,6 +128,24 @@ class _ShardRuns:
             base = ends[at - 1] if at else 0
             self.runs.append((shards[at], start - base, stop - base))
             self._left[shards[at]] += 1
+
+    def count(self, shard: tuple[int, ...]) -> int:
+        """How many runs ``shard`` is cut into."""
+        return self._left[shard]
+
+    def old(self, shard: tuple[int, ...], touched: Sequence[tuple[int, ...]]) -> dict[tuple[int, ...], Any]:
+        """The shard's old inner chunks, read by the first run to ask (the others wait
+        for it). Those not ``touched`` (all the shard's touched inner coords) go into
+        the new shard as they are."""
+        with self._old_locks[shard]:
+            found = self._old.get(shard)
+            if found is None:
+                found = self._old[shard] = self._read_old(shard)
+                rewritten = set(touched)
+                kept = {inner: data for inner, data in found.items() if inner not in rewritten}
+                with self._lock:
+                    self._gathered[shard].update(kept)
+            return found
 
     def finish(
         self, shard: tuple[int, ...], encoded: Mapping[tuple[int, ...], Any]
@@ -129,6 +159,7 @@ class _ShardRuns:
             if self._left[shard]:
                 return None
             del self._gathered[shard]
+            self._old.pop(shard, None)
             return gathered
 
 
@@ -324,31 +355,43 @@ def _write_sharded(layout: ShardedLayout, by_shard: ShardProjections, source: Va
                 old = store.get(layout.key(shard), **arena_keyword(arena))
                 store_shard(*encode_shard((shard, old)))
 
-        # The inner chunks of the other shards are cut into runs that shorten towards the end of the write, whichever
-        # thread is free encoding the next, and the thread that finishes a shard's last
-        # run stores the shard: a task per shard left one thread encoding the last shard
-        # alone while the others idled (measured on 8 shards of 16 zstd inner chunks of
-        # 1 MiB, 2 cores: 50-90 ms of a 550 ms write).
+        # The touched inner chunks are cut into runs that shorten towards the end of the
+        # write, whichever thread is free encoding the next, and the thread that finishes
+        # a shard's last run stores the shard: a task per shard left one thread encoding
+        # the last shard alone while the others idled (measured on 8 shards of 16 zstd
+        # inner chunks of 1 MiB, 2 cores: 50-90 ms of a 550 ms write), and a partial
+        # write of a few shards as slow as its largest.
         needs_old = {shard: shard_needs_old(layout, shard, by_shard[shard]) for shard in shards}
-        whole = [shard for shard in shards if needs_old[shard]]
-        in_runs = [shard for shard in shards if not needs_old[shard]]
-        touched = {shard: list(by_shard[shard].items()) for shard in in_runs}
-        ends = list(itertools.accumulate(len(touched[shard]) for shard in in_runs))
+        touched = {shard: list(by_shard[shard].items()) for shard in shards}
+        ends = list(itertools.accumulate(len(touched[shard]) for shard in shards))
         threads = get_config().threads
         min_run = max(1, ENCODE_RUN_MIN_BYTES // (layout.unit_spec.nbytes or 1))
         cuts = tapering_cuts(ends[-1] if ends else 0, 4 * threads, threads, min_run, ends)
-        runs = _ShardRuns(in_runs, ends, cuts)
+
+        def read_old(shard: tuple[int, ...]) -> dict[tuple[int, ...], Any]:
+            # (Fresh bytes, not the arena: the shard's runs on other threads use them.)
+            return stored_inner(shard, store.get(layout.key(shard))) if needs_old[shard] else {}
+
+        runs = _ShardRuns(shards, ends, cuts, read_old)
 
         def write_run(run: tuple[tuple[int, ...], int, int]) -> None:
             shard, start, stop = run
-            encoded: dict[tuple[int, ...], Any] = {}
-            encode_touched(touched[shard][start:stop], encoded)
+            mine = touched[shard][start:stop]
+            old = runs.old(shard, [inner for inner, _ in touched[shard]])
+            encoded = {inner: old[inner] for inner, _ in mine if inner in old}
+            encode_touched(mine, encoded)
             gathered = runs.finish(shard, encoded)
             if gathered is not None:  # (the shard's last run)
                 store_shard(layout.key(shard), codec.assemble_parts(gathered, shard_spec))
 
-        tasks: list[tuple[Callable[[Any], None], Any]] = [(write_shard, shard) for shard in whole]
-        tasks += [(write_run, run) for run in runs.runs]
+        # Shards that need their old bytes are read into a thread's arena and written
+        # by one task each, unless there are too few shards to keep the threads busy:
+        # their runs then share fresh memory (page-faulted in every time: measured on 9
+        # such shards of 2 MiB, runs took 1.07x the CPU time of a task per shard).
+        few = len(shards) < 2 * threads
+        whole = {shard for shard in shards if needs_old[shard] and (runs.count(shard) == 1 or not few)}
+        tasks: list[tuple[Callable[[Any], None], Any]] = [(write_shard, shard) for shard in shards if shard in whole]
+        tasks += [(write_run, run) for run in runs.runs if run[0] not in whole]
         parallel_map(lambda task: task[0](task[1]), tasks)
         return
     shard_nbytes = shard_spec.nbytes or 1024
