@@ -10,6 +10,7 @@ import random
 import re
 import shutil
 import stat
+import sys
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -347,12 +348,22 @@ class LocalStore(Store):
         self._check_open()
         return self._path(validate_key(key))
 
-    def native_file_records(self, keys: Sequence[str]) -> tuple[np.ndarray, bytes]:
+    def native_file_records(self, keys: Sequence[str], *, validated: bool = False) -> tuple[np.ndarray, bytes]:
         """Records of the files holding ``keys``' objects for gpuzarr's native helper
         (``ShardFile``: path set, not yet open), and the bytes their paths point into:
-        keep those alive while the records are in use."""
+        keep those alive while the records are in use. ``validated``: the keys were
+        checked already (by :meth:`get_each`)."""
         self._check_open()
-        paths = b"".join(os.fsencode(self._path(validate_key(key))) + b"\0" for key in keys)
+        if not validated:
+            for key in keys:
+                validate_key(key)
+        if os.sep == "/":
+            # (os.fsencode of each path, the root encoded once.)
+            root = os.fsencode(self._root + "/")
+            encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+            paths = b"".join(root + key.encode(encoding, errors) + b"\0" for key in keys)
+        else:
+            paths = b"".join(os.fsencode(self._path(key)) + b"\0" for key in keys)
         ends = np.flatnonzero(np.frombuffer(paths, dtype=np.uint8) == 0)
         records = np.zeros(len(keys), dtype=_FILE_RECORD)
         starts = np.concatenate(([0], ends[:-1] + 1))
@@ -385,7 +396,7 @@ class LocalStore(Store):
         """:meth:`_read_files_natively` of files all held open at once."""
         reads = _native.file_reads
         assert reads is not None
-        records, paths = self.native_file_records(keys)
+        records, paths = self.native_file_records(keys, validated=True)  # (by get_each)
         at = np.zeros(len(keys), dtype=np.uint64)
         try:
             total = reads.open(records.ctypes.data, len(keys), ARENA_ALIGN, at.ctypes.data)
