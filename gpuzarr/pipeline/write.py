@@ -12,9 +12,9 @@ Sharded arrays are written shard by shard: a shard the selection covers complete
 encoded from the value alone; otherwise its old bytes are fetched, untouched inner
 chunks keep their encoded bytes unchanged (no decode, no re-encode), touched ones are
 re-encoded, and the new shard replaces the old in one put (or is deleted when no inner
-chunk remains). The shard index cache is updated with the new index. On local storage
-the inner chunks of shards covered completely are encoded in runs any thread may take,
-the shard stored by whichever finishes its last run.
+chunk remains). The shard index cache is updated with the new index. On stores whose
+reads are cheap (local files, memory) the touched inner chunks are encoded in runs any
+thread may take, a shard stored by whichever thread finishes its last run.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def write_from(layout: ChunkLayout, indexer: Indexer, value: np.ndarray) -> None
             _write_sharded(layout, by_shard, source)
 
 
-#: Most bytes of inner chunks a sharded write encodes as one batch.
+#: Most bytes of units (chunks, or inner chunks) a write encodes as one batch.
 ENCODE_BATCH_MAX_BYTES = 4 * 2**20
 
 
