@@ -8,7 +8,7 @@ benchmarks/README.md. The pieces are reusable:
 * :mod:`benchmarks.readers`   the Subject/Reader interface, the CPU readers and the read ceilings,
 * :mod:`benchmarks.writers`   the writers, the write ceiling and read-back verification,
 * :mod:`benchmarks.gpu`       the GPU readers and ceilings (CuPy, kvikio, nvCOMP imported lazily),
-* :mod:`benchmarks.timing`    warm-up, verification, rotated round-robin timing, contention metering,
+* :mod:`benchmarks.timing`    warm-up, verification, interleaved (balanced-order) timing, contention metering,
 * :mod:`benchmarks.memory`    peak memory of a full read, in a subprocess per reader,
 * :mod:`benchmarks.report`    console tables, JSON-lines records, the target table, markdown,
 * :mod:`benchmarks.plots`     PNG plots,

@@ -530,7 +530,7 @@ def markdown_report(
         f"gpuzarr source sha256 `{env.get('gpuzarr_source_sha256_16')}`",
         f"* **software**: python {env.get('python')}; {versions}",
         f"* **method**: {params.get('repeats')} timed repetitions (writes: {params.get('write_repeats')}) after "
-        "one verified warm-up, subjects rotated round-robin, medians of open+run; hot page cache; "
+        f"one verified warm-up, subjects {_order_text(params)}, medians of open+run; hot page cache; "
         f"load average at start {env.get('loadavg_start')}",
     ]
     if note:
@@ -720,3 +720,11 @@ def _problems_section(records: Sequence[dict[str, Any]]) -> list[str]:
         "lllll",
     )
     return lines
+
+
+def _order_text(params: dict[str, Any]) -> str:
+    """How a run ordered its subjects in each round (runs before the balanced design
+    rotated a fixed cyclic order)."""
+    if str(params.get("order", "")).startswith("interleaved"):
+        return "interleaved in a Williams design (each in every position, after every other, equally often)"
+    return "rotated round-robin"

@@ -55,7 +55,7 @@ from benchmarks.report import (
     summary_tables,
     target_table_text,
 )
-from benchmarks.timing import Outcome, Quiet, run_round_robin
+from benchmarks.timing import ORDER_TEXT, Outcome, Quiet, run_round_robin
 from benchmarks.writers import DEFAULT_WRITERS, WRITE_CEILINGS, WRITERS, Writer
 
 __all__ = ["CPU", "CPU_MATRIX", "GPU", "GPU_MATRIX", "QUICK_MATRIX", "SuiteConfig", "add_arguments", "main"]
@@ -328,7 +328,7 @@ def _header(
         f"gpuzarr code: git {str(git['commit'])[:12]}{' (dirty tree)' if git['dirty'] else ''}, "
         f"source sha256 {env['gpuzarr_source_sha256_16']}; load average at start {env['loadavg_start']}",
         f"parameters: {params['size_mib']} MiB per array; {params['repeats']} timed repetitions "
-        f"({params['write_repeats']} for writes) after 1 verified warm-up, subjects rotated round-robin; "
+        f"({params['write_repeats']} for writes) after 1 verified warm-up, subjects interleaved in a Williams design; "
         f"threads={params['threads'] or 'library defaults'}; matrix {params['matrix']}",
         f"patterns: {', '.join(params['patterns'])}",
         f"quiet: before each measurement wait up to {params['quiet_wait_s']:g} s for other processes to use "
@@ -427,7 +427,7 @@ def main(args: argparse.Namespace, config: SuiteConfig | None = None) -> int:
         "quiet_wait_s": args.quiet_wait,
         "retakes": args.retakes,
         "quiet_budget_s": args.quiet_budget,
-        "order": "round-robin, rotated each repetition",
+        "order": ORDER_TEXT,
         "timed": "open (fresh handle or create) and run (read or write) separately; open+run is what users wait for",
         "argv": [Path(sys.executable).name, "-m", "benchmarks", *sys.argv[1:]],
     }

@@ -1,4 +1,5 @@
-"""Warm-up, verification and round-robin timing of several subjects on one dataset and pattern.
+"""Warm-up, verification and round-robin timing of several subjects on one dataset and pattern
+(subjects interleaved in a balanced order).
 
 Method, per dataset and pattern (a :class:`~benchmarks.patterns.Task`):
 
@@ -6,10 +7,15 @@ Method, per dataset and pattern (a :class:`~benchmarks.patterns.Task`):
    chunk files into the page cache and imports/initialises the library); its result is
    checked against the source values, and a subject whose result differs, or that
    raises, is not timed;
-2. ``repeats`` rounds follow; in each round every subject does one open + run, in a
-   rotated order (round ``i`` starts with subject ``i mod n``), so slow drifts of the
-   machine (other load, thermal, page-cache state) spread evenly over the subjects
-   instead of landing on whichever ran last;
+2. ``repeats`` rounds follow; in each round every subject does one open + run, in the
+   order of one row of a Williams design (:func:`round_orders`): over ``n`` rounds (2n
+   for an odd number of subjects) every subject runs once in every position and
+   directly after every other subject equally often. Slow drifts of the machine (other
+   load, thermal, page-cache state) spread evenly over the subjects, and so does what a
+   subject leaves behind for the next (evicted caches, idle or still spinning worker
+   threads): with a fixed cyclic order each subject always followed the same one, and
+   two identical gpuzarr subjects differed by up to 15% on a 4 ms read (the one after
+   the other gpuzarr ran warm, the other always came after tensorstore);
 3. each measurement starts with the subject's untimed :meth:`prepare` (drop caches,
    remove or copy output), then the garbage collector runs (untimed), then ``open`` and
    ``run`` are timed separately with :func:`time.perf_counter`.
@@ -39,12 +45,14 @@ from benchmarks.patterns import Task
 from benchmarks.readers import Subject
 
 __all__ = [
+    "ORDER_TEXT",
     "Outcome",
     "Quiet",
     "Sample",
     "machine_busy_s",
     "measure_once",
     "measure_quietly",
+    "round_orders",
     "run_round_robin",
     "wait_for_quiet",
 ]
@@ -267,6 +275,33 @@ def _fail(outcome: Outcome, subject: Subject, exc: BaseException) -> None:
         outcome.status, outcome.note, outcome.traceback = "error", _short_error(exc), traceback.format_exc()
 
 
+#: How runs record the order of :func:`round_orders` (``params["order"]``).
+ORDER_TEXT = (
+    "interleaved: each round one row of a Williams design (every subject in every position, "
+    "and directly after every other subject, equally often)"
+)
+
+
+def round_orders(n: int, rounds: int) -> list[list[int]]:
+    """The order of ``n`` subjects (by index) in each of ``rounds`` rounds: the rows of a
+    Williams design, cycled. Over each full cycle of rows (``n`` of them, ``2n`` for odd
+    ``n``) every subject takes every position equally often and directly follows every
+    other subject equally often (a balanced crossover design)."""
+    if n <= 0:
+        return []
+    base, low, high = [0], 1, n - 1
+    while len(base) < n:  # 0, 1, n-1, 2, n-2, ...
+        base.append(low)
+        low += 1
+        if len(base) < n:
+            base.append(high)
+            high -= 1
+    rows = [[(b + shift) % n for b in base] for shift in range(n)]
+    if n % 2:  # (odd n: the reversed rows balance the predecessors)
+        rows += [row[::-1] for row in rows]
+    return [rows[r % len(rows)] for r in range(rounds)]
+
+
 def run_round_robin(
     subjects: Sequence[Subject],
     ds: Dataset,
@@ -277,7 +312,8 @@ def run_round_robin(
     quiet: Quiet | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Outcome]:
-    """Warm up and verify every subject on ``task``, then time ``repeats`` rotated rounds.
+    """Warm up and verify every subject on ``task``, then time ``repeats`` rounds (in the
+    orders of :func:`round_orders`).
 
     ``source`` (the dataset's values in memory) is loaded from disk when not given.
     Writers get the values to write through ``set_value`` before their warm-up.
@@ -315,11 +351,8 @@ def run_round_robin(
         active.append(subject)
     del expected
 
-    for rep in range(repeats):
-        if not active:
-            break
-        start = rep % len(active)
-        for subject in active[start:] + active[:start]:
+    for rep, order in enumerate(round_orders(len(active), repeats)):
+        for subject in (active[i] for i in order):
             outcome = outcomes[subject.name]
             if outcome.status != "ok":
                 continue

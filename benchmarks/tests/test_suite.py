@@ -253,3 +253,23 @@ def test_remote_bench_checks_reads_and_counts_requests() -> None:
     assert len(records) == 2 * 2 * 3
     assert by[("sharded", "windows", "gpuzarr")]["requests"] < by[("sharded", "windows", "zarr-python")]["requests"]
     assert all(r["median_s"] > 0 for r in records)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7])
+def test_round_orders_balance_positions_and_predecessors(n: int) -> None:
+    import itertools
+    from collections import Counter
+
+    from benchmarks.timing import round_orders
+
+    cycle = n if n % 2 == 0 else 2 * n
+    orders = round_orders(n, 3 * cycle + 1)
+    assert len(orders) == 3 * cycle + 1 and all(sorted(order) == list(range(n)) for order in orders)
+    full = orders[:cycle]
+    for position in range(n):  # every subject in every position equally often
+        assert Counter(order[position] for order in full) == Counter({s: cycle // n for s in range(n)})
+    pairs = Counter((a, b) for order in full for a, b in itertools.pairwise(order))
+    if n > 1:  # every subject directly after every other equally often
+        assert set(pairs) == {(a, b) for a in range(n) for b in range(n) if a != b}
+        assert len(set(pairs.values())) == 1
+    assert round_orders(0, 5) == []
