@@ -1268,9 +1268,9 @@ def test_shard_runs_cover_each_shard_once() -> None:
     ends = [5, 12, 13]
     reads: list[tuple[int, ...]] = []
 
-    def read_old(shard: tuple[int, ...]) -> dict[tuple[int, ...], Any]:
+    def read_old(shard: tuple[int, ...]) -> tuple[dict[tuple[int, ...], Any], dict[tuple[int, ...], Any]]:
         reads.append(shard)
-        return {(0,): b"old", (99,): b"kept"} if shard == (1,) else {}
+        return ({(0,): b"old", (99,): b"kept"}, {(99,): b"kept"}) if shard == (1,) else ({}, {})
 
     runs = _ShardRuns(shards, ends, tapering_cuts(13, 4, 2, 1, ends), read_old)
     covered: dict[tuple[int, ...], list[int]] = {s: [] for s in shards}
@@ -1281,9 +1281,8 @@ def test_shard_runs_cover_each_shard_once() -> None:
     per_shard = Counter(shard for shard, _, _ in runs.runs)
     assert all(runs.count(shard) == per_shard[shard] for shard in shards) and per_shard[(1,)] > 1
     for shard in shards:
-        touched = [(k,) for k in range(per_shard[shard])]
         for k in range(per_shard[shard]):
-            old = runs.old(shard, touched)  # (read once, whichever run asks first)
+            old = runs.old(shard)  # (read once, whichever run asks first)
             assert old == ({(0,): b"old", (99,): b"kept"} if shard == (1,) else {})
             gathered = runs.finish(shard, {(k,): b"x"})
             assert (gathered is None) == (k < per_shard[shard] - 1)

@@ -107,12 +107,13 @@ class _ShardRuns:
         shards: Sequence[tuple[int, ...]],
         ends: Sequence[int],
         cuts: Sequence[int],
-        read_old: Callable[[tuple[int, ...]], dict[tuple[int, ...], Any]],
+        read_old: Callable[[tuple[int, ...]], tuple[dict[tuple[int, ...], Any], dict[tuple[int, ...], Any]]],
     ) -> None:
         """``ends``: where each shard's inner chunks end in the write's (cumulative
         counts); ``cuts``: where the runs start and stop, every shard's end among them;
-        ``read_old``: a shard's stored inner chunks by inner coords (its encoded bytes),
-        for the shards whose runs ask (:meth:`old`)."""
+        ``read_old``: a shard's stored inner chunks by inner coords (their encoded
+        bytes), and of those the ones the write keeps as they are (it touches none of
+        them), for the shards whose runs ask (:meth:`old`)."""
         #: ``(shard, first, stop)``: a run of the shard's touched inner chunks.
         self.runs: list[tuple[tuple[int, ...], int, int]] = []
         self._read_old = read_old
@@ -133,16 +134,14 @@ class _ShardRuns:
         """How many runs ``shard`` is cut into."""
         return self._left[shard]
 
-    def old(self, shard: tuple[int, ...], touched: Sequence[tuple[int, ...]]) -> dict[tuple[int, ...], Any]:
+    def old(self, shard: tuple[int, ...]) -> dict[tuple[int, ...], Any]:
         """The shard's old inner chunks, read by the first run to ask (the others wait
-        for it). Those not ``touched`` (all the shard's touched inner coords) go into
-        the new shard as they are."""
+        for it); those the write keeps go into the new shard as they are."""
         with self._old_locks[shard]:
             found = self._old.get(shard)
             if found is None:
-                found = self._old[shard] = self._read_old(shard)
-                rewritten = set(touched)
-                kept = {inner: data for inner, data in found.items() if inner not in rewritten}
+                found, kept = self._read_old(shard)
+                self._old[shard] = found
                 with self._lock:
                     self._gathered[shard].update(kept)
             return found
@@ -347,9 +346,8 @@ def _write_sharded(layout: ShardedLayout, by_shard: ShardProjections, source: Va
     if store.cheap_reads:
         # Workers encode and store shards with no barrier per wave between encoding and
         # storing (measured on 32 shards of 64 zstd inner chunks: the last shards of each
-        # wave left threads idle). A shard that needs its old bytes is one task: the
-        # worker reads it, merges, encodes and stores it. (Spreading the inner chunks of
-        # a few such shards over the workers measured no better for partial writes.)
+        # wave left threads idle). write_shard: a shard that needs its old bytes as one
+        # task, the worker reading, merging, encoding and storing it.
         def write_shard(shard: tuple[int, ...]) -> None:
             with thread_arena(store) as arena:  # (the new shard, with the kept inner chunks, is stored first)
                 old = store.get(layout.key(shard), **arena_keyword(arena))
@@ -368,16 +366,20 @@ def _write_sharded(layout: ShardedLayout, by_shard: ShardProjections, source: Va
         min_run = max(1, ENCODE_RUN_MIN_BYTES // (layout.unit_spec.nbytes or 1))
         cuts = tapering_cuts(ends[-1] if ends else 0, 4 * threads, threads, min_run, ends)
 
-        def read_old(shard: tuple[int, ...]) -> dict[tuple[int, ...], Any]:
+        def read_old(shard: tuple[int, ...]) -> tuple[dict[tuple[int, ...], Any], dict[tuple[int, ...], Any]]:
+            if not needs_old[shard]:
+                return {}, {}
             # (Fresh bytes, not the arena: the shard's runs on other threads use them.)
-            return stored_inner(shard, store.get(layout.key(shard))) if needs_old[shard] else {}
+            old = stored_inner(shard, store.get(layout.key(shard)))
+            rewritten = by_shard[shard]
+            return old, {inner: data for inner, data in old.items() if inner not in rewritten}
 
         runs = _ShardRuns(shards, ends, cuts, read_old)
 
         def write_run(run: tuple[tuple[int, ...], int, int]) -> None:
             shard, start, stop = run
             mine = touched[shard][start:stop]
-            old = runs.old(shard, [inner for inner, _ in touched[shard]])
+            old = runs.old(shard)
             encoded = {inner: old[inner] for inner, _ in mine if inner in old}
             encode_touched(mine, encoded)
             gathered = runs.finish(shard, encoded)
