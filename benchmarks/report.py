@@ -25,7 +25,7 @@ from typing import Any
 from benchmarks.datasets import Dataset
 from benchmarks.patterns import PATTERNS, Task
 from benchmarks.readers import Subject
-from benchmarks.timing import Outcome
+from benchmarks.timing import ORDER_TEXT, Outcome
 
 __all__ = [
     "BASELINE",
@@ -725,6 +725,6 @@ def _problems_section(records: Sequence[dict[str, Any]]) -> list[str]:
 def _order_text(params: dict[str, Any]) -> str:
     """How a run ordered its subjects in each round (runs before the balanced design
     rotated a fixed cyclic order)."""
-    if str(params.get("order", "")).startswith("interleaved"):
+    if params.get("order") == ORDER_TEXT:
         return "interleaved in a Williams design (each in every position, after every other, equally often)"
     return "rotated round-robin"
