@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from typing import Any
 
 import pytest
 
 import gpuzarr
-from gpuzarr.pipeline.pool import _executor, run_together
+from gpuzarr.pipeline import pool as pool_module
+from gpuzarr.pipeline.pool import run_together
 
 
 def test_run_together_runs_work_on_the_caller_and_workers_at_once() -> None:
@@ -42,24 +45,99 @@ def test_run_together_runs_work_on_the_caller_and_workers_at_once() -> None:
         assert ran_on == [caller]
 
 
-def test_run_together_does_not_wait_for_workers_that_start_after_the_work_is_done() -> None:
-    """A worker that only gets to run once the caller's call has returned finds the
+def test_run_together_does_not_wait_for_workers_that_start_after_the_work_is_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A helper that only gets to run once the caller's call has returned finds the
     work done: the caller does not wait for it, and it never calls ``work``."""
+    posted: list[tuple[Any, Any]] = []
+    monkeypatch.setattr(pool_module._Helper, "post", lambda helper, job: posted.append((helper, job)))
     with gpuzarr.config.set(threads=2):
-        blocker = threading.Event()
-        busy = [_executor().submit(blocker.wait, 10) for _ in range(2)]  # every worker is taken
         calls: list[int] = []
         run_together(lambda: calls.append(threading.get_ident()), 2)  # returns at once
+        assert calls == [threading.get_ident()] and len(posted) == 1
+        helper, late_join = posted[0]
+        late_join()  # (as the helper thread would, once it got to run)
+        pool_module._team.give_back(helper)
         assert calls == [threading.get_ident()]
-        blocker.set()
-        for task in busy:
-            task.result()
-        # Two tasks that can only finish once both run at once: both workers are free,
-        # so the queued worker (ahead of them in the queue) has run to its end.
-        both_free = threading.Barrier(2, timeout=10)
-        for task in [_executor().submit(both_free.wait) for _ in range(2)]:
-            task.result()
-        assert calls == [threading.get_ident()]
+
+
+def test_run_together_runs_with_fewer_helpers_while_the_others_are_busy() -> None:
+    """Helpers still at work for another caller are not waited for: the call runs with
+    those that are free (here none, the team being full), the caller doing the rest."""
+    with gpuzarr.config.set(threads=2):
+        release = threading.Event()
+        helper_busy = threading.Event()
+
+        def hold_the_helper() -> None:
+            if threading.current_thread().name.startswith("gpuzarr-helper"):
+                helper_busy.set()
+                assert release.wait(10)
+            else:
+                assert helper_busy.wait(10)
+
+        holder = threading.Thread(target=run_together, args=(hold_the_helper, 2))
+        holder.start()
+        try:
+            assert helper_busy.wait(10)
+            calls: list[str] = []
+            run_together(lambda: calls.append(threading.current_thread().name), 2)
+            assert calls == [threading.current_thread().name]
+        finally:
+            release.set()
+            holder.join(10)
+
+
+@pytest.mark.skipif(
+    pool_module._current_cpu is None or len(os.sched_getaffinity(0)) < 2, reason="needs sched_setaffinity and 2 CPUs"
+)
+def test_run_together_keeps_helpers_off_the_callers_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    allowed = os.sched_getaffinity(0)
+
+    def helper_masks_with_caller_on(caller_cpu: int) -> list[set[int]]:
+        monkeypatch.setattr(pool_module, "_current_cpu", lambda: caller_cpu)
+        masks: list[set[int]] = []
+        joined = threading.Event()
+
+        def work() -> None:
+            if threading.current_thread().name.startswith("gpuzarr-helper"):
+                masks.append(os.sched_getaffinity(0))
+                joined.set()
+            else:
+                assert joined.wait(10)
+
+        with gpuzarr.config.set(threads=2):
+            run_together(work, 2)
+        return masks
+
+    for caller_cpu in sorted(allowed)[:2]:  # (the second moves the helper again)
+        assert helper_masks_with_caller_on(caller_cpu) == [allowed - {caller_cpu}]
+
+
+def test_run_together_runs_unsteered_where_affinity_cannot_be_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any) -> None:
+        raise PermissionError("not here")
+
+    monkeypatch.setattr(pool_module, "_team", pool_module._Team())
+    monkeypatch.setattr(pool_module, "_current_cpu", lambda: 0)
+    monkeypatch.setattr(pool_module._team, "_steer", True)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "sched_setaffinity", refuse, raising=False)
+    ran_on: set[str] = set()
+    joined = threading.Event()
+
+    def work() -> None:
+        ran_on.add(threading.current_thread().name)
+        if threading.current_thread().name.startswith("gpuzarr-helper"):
+            joined.set()
+        else:
+            assert joined.wait(10)
+
+    with gpuzarr.config.set(threads=2):
+        run_together(work, 2)
+        assert not pool_module._team._steer
+        run_together(work, 2)
+    assert len(ran_on) == 2
 
 
 def test_run_together_raises_after_every_call_returned() -> None:
@@ -91,16 +169,17 @@ def test_run_together_raises_after_every_call_returned() -> None:
             run_together(worker_fails, 2)
 
 
-def test_run_together_closes_the_call_when_a_worker_cannot_be_started(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A pool that refuses work (shut down) raises, and nothing runs ``work`` later."""
-    from concurrent.futures import ThreadPoolExecutor
+def test_run_together_closes_the_call_when_a_helper_cannot_be_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A helper thread that cannot be started raises, nothing runs ``work`` later, and
+    the team can make that helper again."""
 
-    from gpuzarr.pipeline import pool as pool_module
+    def cannot_start(self: Any, *args: Any) -> None:
+        raise RuntimeError("can't start new thread")
 
-    closed_pool = ThreadPoolExecutor(1)
-    closed_pool.shutdown()
-    monkeypatch.setattr(pool_module, "_executor", lambda: closed_pool)
+    team = pool_module._Team()
+    monkeypatch.setattr(pool_module, "_team", team)
+    monkeypatch.setattr(pool_module._Helper, "__init__", cannot_start)
     calls: list[int] = []
     with gpuzarr.config.set(threads=3), pytest.raises(RuntimeError):
         run_together(lambda: calls.append(1), 3)
-    assert calls == []
+    assert calls == [] and team._made == 0
