@@ -1,7 +1,8 @@
 """gpuzarr's native batched reads of local files: inner chunks of shards
-(``gpuzarr_open_shards`` / ``gpuzarr_read_shards``) and whole chunk files
-(``gpuzarr_open_files`` / ``gpuzarr_read_files``): the same bytes, the same errors as
-the Python path."""
+(``gpuzarr_open_shards`` / ``gpuzarr_read_shards``), whole chunk files
+(``gpuzarr_open_files`` / ``gpuzarr_read_files``), and whole chunk files read and
+decoded together (``gpuzarr_read_call_shared``): the same bytes, the same errors as the
+Python path."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ pytestmark = pytest.mark.skipif(_native.shard_reads is None, reason="gpuzarr's n
 
 BYTES_LE = {"name": "bytes", "configuration": {"endian": "little"}}
 CRC = {"name": "crc32c"}
+GZIP = {"name": "gzip", "configuration": {"level": 1}}
+ZSTD = {"name": "zstd", "configuration": {"level": 1}}
 
 
 def _create(path: Path, data: np.ndarray, *, index_location: str = "end", crc: bool = True, **kw: Any) -> Any:
@@ -315,7 +318,11 @@ def test_chunk_files_read_as_the_python_path(
     rng = np.random.default_rng(5)
     data = rng.integers(0, 50, size=(30, 41)).astype("int16")
     data[0:4, 0:5] = 0  # a chunk of fill value only: not stored
-    a = gpuzarr.create_array(tmp_path / "a", shape=data.shape, dtype="int16", chunks=(4, 5), fill_value=0)
+    # (gzip: a codec without a C decoder for the helper, so chunk files are read natively
+    # and decoded in Python; zstd's are read and decoded together, tested below.)
+    a = gpuzarr.create_array(
+        tmp_path / "a", shape=data.shape, dtype="int16", chunks=(4, 5), fill_value=0, compressors=[GZIP]
+    )
     a[...] = data
     (tmp_path / "a" / "c" / "0" / "0").mkdir(parents=True)  # (a directory where the unstored chunk would be)
     windows = [(slice(r, r + 4), slice(c, c + 5)) for r in range(0, 28, 4) for c in range(0, 40, 5)]
@@ -380,7 +387,7 @@ def test_a_batch_of_more_files_than_may_be_open_is_read_in_slices(
 
     monkeypatch.setattr(reads, "open", counting_open)
     data = np.arange(200 * 3, dtype="float32").reshape(200, 3)
-    a = gpuzarr.create_array(tmp_path / "a", shape=data.shape, dtype="float32", chunks=(1, 3))
+    a = gpuzarr.create_array(tmp_path / "a", shape=data.shape, dtype="float32", chunks=(1, 3), compressors=[GZIP])
     a[...] = data
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
@@ -391,3 +398,145 @@ def test_a_batch_of_more_files_than_may_be_open_is_read_in_slices(
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert file_calls and max(opened_at_once) <= 4
+
+
+# -- chunk files read and decoded together (gpuzarr_read_call_shared) ---------------------
+
+
+@pytest.fixture
+def decode_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the calls of the helper's read-and-decode loop (one entry per thread's
+    call: the batch's number of files)."""
+    original = _native.read_call_shared
+    if original is None:
+        pytest.skip("gpuzarr's native helper is built without the read-and-decode loop")
+    seen: list[int] = []
+
+    def counting(*args: Any) -> Any:
+        seen.append(args[2])
+        return original(*args)
+
+    monkeypatch.setattr(_native, "read_call_shared", counting)
+    return seen
+
+
+def _zstd_array(path: Path, data: np.ndarray, chunks: tuple[int, ...]) -> Any:
+    a = gpuzarr.create_array(path, shape=data.shape, dtype=data.dtype, chunks=chunks, fill_value=0, compressors=[ZSTD])
+    a[...] = data
+    return a
+
+
+def _python_path_reads(monkeypatch: pytest.MonkeyPatch, read: Any) -> Any:
+    """``read()`` with the helper's read-and-decode loop (and its whole-file reads) off."""
+    with monkeypatch.context() as patch:
+        patch.setattr(_native, "read_call_shared", None)
+        patch.setattr(_native, "file_reads", None)
+        return read()
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_chunk_files_read_and_decoded_as_the_python_path(
+    tmp_path: Path, decode_calls: list[int], monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    rng = np.random.default_rng(7)
+    data = rng.normal(size=(256, 320)).astype("float32")
+    data[0:16, 0:64] = 0  # a chunk of fill value only: not stored
+    a = _zstd_array(tmp_path / "a", data, (16, 64))
+    (tmp_path / "a" / "c" / "1" / "1").unlink()
+    (tmp_path / "a" / "c" / "1" / "1").mkdir()  # (a directory where a chunk would be: not stored)
+    data[16:32, 64:128] = 0
+    # Windows of one chunk each (decoded straight into their results), of several, and
+    # ones that cut chunks (decoded into scratch, then placed): more than 128 KiB in all,
+    # so one batch the threads share.
+    windows = [(slice(r, r + 16), slice(c, c + 64)) for r in range(0, 256, 16) for c in range(0, 320, 64)]
+    windows += [(slice(8, 40), slice(0, 128)), (slice(3, 61), slice(5, 150)), (slice(0, 256), slice(63, 65))]
+
+    def read() -> list[np.ndarray]:
+        with gpuzarr.config.set(threads=threads):
+            return [*a.read_batch(windows), a[...]]
+
+    got = read()
+    assert decode_calls and max(decode_calls) > len(windows), "the read-and-decode loop ran on the whole batch"
+    want = _python_path_reads(monkeypatch, read)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    np.testing.assert_array_equal(got[-1], data)
+    for window, g in zip(windows, got, strict=False):
+        np.testing.assert_array_equal(g, data[window])
+
+
+def test_threads_share_a_batch_read_and_decoded_natively(tmp_path: Path) -> None:
+    """Two threads in the loop at once (as run_together runs it) take each file once:
+    every unit decoded, the missing one found missing."""
+    import threading
+
+    if _native.read_call_shared is None:
+        pytest.skip("gpuzarr's native helper is built without the read-and-decode loop")
+    data = np.random.default_rng(3).normal(size=(64 * 16, 64)).astype("float32")
+    data[5 * 16 : 6 * 16] = 0  # (not stored)
+    a = _zstd_array(tmp_path / "a", data, (16, 64))
+    layout = a._layout
+    rows = [(slice(16 * r, 16 * r + 16), slice(0, 64)) for r in range(64)]
+    projections = [p for row in rows for p in a._indexer(row, "basic").chunk_projections()]
+    out = np.zeros((64, 16, 64), dtype="float32")
+    addresses = (out.ctypes.data + out[0].nbytes * np.arange(64)).astype(np.uintp)
+    start = threading.Barrier(2, timeout=10)
+
+    def two_threads(work: Any) -> None:
+        def run() -> None:
+            start.wait()
+            work()
+
+        other = threading.Thread(target=run)
+        other.start()
+        run()
+        other.join()
+
+    outcome = layout.read_decode_natively(projections, addresses, two_threads)
+    done, missing = layout_module.NATIVE_DONE, layout_module.NATIVE_MISSING
+    assert outcome.tolist() == [missing if r == 5 else done for r in range(64)]
+    out[5] = 0
+    np.testing.assert_array_equal(out.reshape(data.shape), data)
+
+
+def test_a_corrupt_chunk_file_names_its_chunk_as_the_python_path(
+    tmp_path: Path, decode_calls: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = np.arange(64 * 64, dtype="float32").reshape(64, 64)
+    a = _zstd_array(tmp_path / "a", data, (8, 64))
+    (tmp_path / "a" / "c" / "5" / "0").write_bytes(b"not a zstd frame")
+    windows = [(slice(r, r + 8), slice(0, 64)) for r in range(0, 64, 8)]
+    with pytest.raises(CorruptChunkError) as native:
+        a.read_batch(windows)
+    assert decode_calls
+    with pytest.raises(CorruptChunkError) as python:
+        _python_path_reads(monkeypatch, lambda: a.read_batch(windows))
+    assert str(native.value) == str(python.value) and "'c/5/0'" in str(native.value)
+
+
+def test_a_chunk_file_that_cannot_be_opened_names_its_key(
+    tmp_path: Path, decode_calls: list[int]
+) -> None:
+    data = np.arange(64 * 64, dtype="float32").reshape(64, 64)
+    a = _zstd_array(tmp_path / "a", data, (8, 64))
+    (tmp_path / "a" / "c" / "3" / "0").unlink()
+    os.symlink("0", tmp_path / "a" / "c" / "3" / "0")  # (a link to itself: ELOOP, not "missing")
+    before = _open_fds()
+    with pytest.raises(StoreError, match="cannot open key 'c/3/0'"):
+        a.read_batch([(slice(r, r + 8), slice(0, 64)) for r in range(0, 64, 8)])
+    assert decode_calls and _open_fds() == before, "no file left open"
+
+
+def test_a_chunk_file_larger_than_the_read_buffer_is_read_in_python(
+    tmp_path: Path, decode_calls: list[int]
+) -> None:
+    """A chunk file may hold more than a frame of its bytes (a skippable frame after it,
+    here): the loop leaves one larger than its buffer to the general path, which reads it."""
+    data = np.arange(64 * 64, dtype="float32").reshape(64, 64)
+    a = _zstd_array(tmp_path / "a", data, (8, 64))
+    path = tmp_path / "a" / "c" / "2" / "0"
+    skippable = (0x184D2A50).to_bytes(4, "little") + (300_000).to_bytes(4, "little") + bytes(300_000)
+    path.write_bytes(path.read_bytes() + skippable)
+    got = a.read_batch([(slice(r, r + 8), slice(0, 64)) for r in range(0, 64, 8)])
+    assert decode_calls
+    np.testing.assert_array_equal(np.concatenate(got), data)

@@ -1,10 +1,11 @@
 """gpuzarr's optional native helper (``call_each.c``), loaded with ctypes.
 
 Built with the package where a C compiler is found (``hatch_build.py``); where it is
-missing (no compiler, or a source checkout used without installing), :data:`call_shared`
-:data:`shard_reads` and :data:`file_reads` are None and callers loop in Python (threads sharing a batch
-then take parts of it; shards are read through the store), as they do with
-``GPUZARR_NO_NATIVE=1`` set. Nothing here touches a GPU.
+missing (no compiler, or a source checkout used without installing), :data:`call_shared`,
+:data:`shard_reads`, :data:`file_reads` and :data:`read_call_shared` are None and
+callers loop in Python (threads sharing a batch then take parts of it; shards and files
+are read through the store), as they do with ``GPUZARR_NO_NATIVE=1`` set. Nothing here
+touches a GPU.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "ShardUnit",
     "call_shared",
     "file_reads",
+    "read_call_shared",
     "shard_reads",
 ]
 
@@ -149,3 +151,14 @@ shard_reads = _batched_reads(
 #: ``gpuzarr_open_files`` opens and sizes them, ``gpuzarr_read_files`` reads and closes
 #: them), or None where the helper lacks them.
 file_reads = _batched_reads("files", (_pointer, _size, _u64, _pointer), _u64, (_pointer, _size, _pointer, _pointer))
+
+#: ``gpuzarr_read_call_shared(fn, context, n, files, dst, dst_nbytes, buffer,
+#: buffer_nbytes, next, results)``: whole local files (``ShardFile`` records) each read
+#: into this thread's ``buffer`` and decoded by ``fn`` straight into its target, threads
+#: sharing the batch through ``next`` (see ``call_each.c``), or None where the helper
+#: lacks it.
+read_call_shared = _function(
+    "gpuzarr_read_call_shared",
+    (_pointer, _pointer, _size, _pointer, _pointer, _pointer, _pointer, _size, _pointer, _pointer),
+    None,
+)

@@ -14,7 +14,9 @@
  *
  * Outside Windows it also reads inner chunks of local shard files in a batch (open,
  * index, planned ranges, close: gpuzarr_open_shards and gpuzarr_read_shards), so a read
- * touching many shards runs no Python per shard between its file reads.
+ * touching many shards runs no Python per shard between its file reads, and reads whole
+ * local files and decodes each at once, threads sharing the batch
+ * (gpuzarr_read_call_shared).
  */
 #if !defined(_WIN32)
 /* (Before any header: 64-bit file offsets on 32-bit platforms too, and POSIX's pread
@@ -384,6 +386,51 @@ GPUZARR_EXPORT void gpuzarr_read_shards(gpuzarr_shard *shards, size_t n_shards, 
         }
     }
     gpuzarr_close_shards(shards, n_shards);
+}
+
+/* Read whole files and decode each straight into its target, threads sharing the
+ * batch: for each file taken from *next (as gpuzarr_call_shared takes its calls), open
+ * it, take its size, read it whole into buffer (this thread's own, buffer_nbytes long),
+ * close it, and call fn(context, dst[f], dst_nbytes[f], buffer, size), its result in
+ * results[f]. Each thread reads a file and decodes it at once, while its bytes are hot in
+ * cache, and no thread waits for a fetch before decoding starts: a thread that joins
+ * late finds less work left, not a wait.
+ *
+ * Nothing stops the batch: a file that cannot be opened, sized or read says so in its
+ * record's error and failed_step (results[f] untouched), one larger than buffer is left
+ * unread with truncated set, and a decode that does not fill its target leaves its
+ * result in results[f] (the caller compares with dst_nbytes, and redoes any unit that
+ * is not done through its general path, which names what is wrong). Runs without the
+ * GIL. */
+GPUZARR_EXPORT void gpuzarr_read_call_shared(gpuzarr_decode_fn fn, void *context, size_t n, gpuzarr_shard *files,
+                                             void *const *dst, const size_t *dst_nbytes, unsigned char *buffer,
+                                             size_t buffer_nbytes, size_t *next, size_t *results) {
+    for (;;) {
+        size_t f = take_next(next);
+        if (f >= n) {
+            return;
+        }
+        gpuzarr_shard *file = &files[f];
+        int fd = open_file(file);
+        if (fd < 0) {
+            continue;
+        }
+        if (file->size > buffer_nbytes) {
+            file->truncated = 1;
+        } else {
+            size_t got;
+            int failed = read_counted(fd, buffer, (size_t)file->size, 0, &got);
+            if (failed > 0) {
+                file->error = failed;
+                file->failed_step = GPUZARR_STEP_READ;
+            } else {
+                file->size = got; /* (fewer where the file was cut short since its fstat) */
+                results[f] = fn(context, dst[f], dst_nbytes[f], buffer, got);
+            }
+        }
+        close(fd);
+        file->fd = -1;
+    }
 }
 
 /* The first step of reading whole files into an arena: open each of n files and take

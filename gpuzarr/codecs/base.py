@@ -25,7 +25,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, overload
+from typing import Any, ClassVar, Literal, Protocol, overload
 
 import numpy as np
 
@@ -41,6 +41,7 @@ __all__ = [
     "CodecKind",
     "Buffer",
     "DecodeTargets",
+    "NativeDecoder",
     "Spread",
     "as_memoryview",
 ]
@@ -254,6 +255,27 @@ class BytesBytesCodec(Codec):
         """Encode several chunks (each as :meth:`cpu_encode` would). Codecs with a
         per-thread context override it to set that up once per batch."""
         return [self.cpu_encode(data, spec) for data in datas]
+
+    def native_decoder(self) -> NativeDecoder | None:
+        """A C function gpuzarr's native helper can call to decode one chunk of this codec
+        straight into a caller's buffer (where it reads and decodes files itself), or None
+        (the default: the codec decodes through Python)."""
+        return None
+
+
+class NativeDecoder(Protocol):
+    """A decoder gpuzarr's native helper calls without Python: a C function of the shape
+    ``size_t decode(void *context, void *dst, size_t dst_nbytes, const void *src, size_t
+    src_nbytes)`` (libzstd's ``ZSTD_decompressDCtx``) that returns ``dst_nbytes`` when the
+    chunk filled ``dst`` exactly, and anything else when it did not."""
+
+    @property
+    def decode_address(self) -> int:
+        """The function's address."""
+
+    def thread_context_pointer(self) -> int:
+        """This thread's context for the function (not shareable between threads; it
+        lives as long as the thread)."""
 
 
 def check_decoded_size(data: Buffer, expected: int, codec: str) -> None:

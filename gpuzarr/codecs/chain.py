@@ -19,6 +19,7 @@ from gpuzarr.codecs.base import (
     BytesBytesCodec,
     ChunkSpec,
     Codec,
+    NativeDecoder,
     Spread,
     as_memoryview,
 )
@@ -117,6 +118,14 @@ class CodecChain:
     def shares_batches(self) -> bool:
         """Whether :meth:`decode_many` spreads a batch over the threads its ``spread`` runs."""
         return self._batch_compressor is not None and self._batch_compressor.shares_batches
+
+    @property
+    def native_decoder(self) -> NativeDecoder | None:
+        """A C decoder that turns a stored chunk into its decoded bytes in one call,
+        straight into a C-contiguous buffer of ``spec`` (the compressor's own, where it has
+        one and the chain is nothing else but native-order ``bytes``), for gpuzarr's
+        native helper to call; else None."""
+        return self._batch_compressor.native_decoder() if self._batch_compressor is not None else None
 
     def decode_many(self, datas: Sequence[Any], outs: Sequence[np.ndarray], spread: Spread | None = None) -> None:
         """Decode several stored chunks at once (requires :attr:`decodes_batches`), each

@@ -17,7 +17,15 @@ from numcodecs.zstd import decompress as _zstd_decompress
 from gpuzarr import _native
 from gpuzarr._checks import is_int
 from gpuzarr.codecs._compressor import buffer_address, decode_with, typed_decode_error
-from gpuzarr.codecs.base import Buffer, BytesBytesCodec, ChunkSpec, DecodeTargets, Spread, as_memoryview
+from gpuzarr.codecs.base import (
+    Buffer,
+    BytesBytesCodec,
+    ChunkSpec,
+    DecodeTargets,
+    NativeDecoder,
+    Spread,
+    as_memoryview,
+)
 from gpuzarr.errors import MetadataError
 
 try:  # python-zstandard: reusable contexts, and decoding into a caller's buffer
@@ -113,9 +121,13 @@ class _Libzstd:
         self.free_context.restype = ctypes.c_size_t
 
     @cached_property
-    def decompress_address(self) -> int:
-        """``ZSTD_decompressDCtx`` by address, for gpuzarr's native loop to call."""
+    def decode_address(self) -> int:
+        """``ZSTD_decompressDCtx`` by address, for gpuzarr's native loops to call."""
         return ctypes.cast(self.decompress, ctypes.c_void_p).value  # type: ignore[return-value]
+
+    def thread_context_pointer(self) -> int:
+        """This thread's ``ZSTD_DCtx`` (see :meth:`thread_context`), by address."""
+        return self.thread_context().pointer
 
     def thread_context(self) -> _NativeContext:
         """This thread's decompression context (a ``ZSTD_DCtx``, not shareable between
@@ -196,7 +208,7 @@ class _Libzstd:
         assert call_shared is not None
         failed_result = ctypes.c_size_t()
         bad = call_shared(
-            self.decompress_address,
+            self.decode_address,
             context.pointer,
             *batch.arguments,
             ctypes.addressof(next_call),
@@ -465,6 +477,10 @@ class ZstdCodec(BytesBytesCodec):
         """Whether :meth:`cpu_decode_many` can share a batch between threads: it needs
         libzstd called directly and gpuzarr's native helper (``call_shared``)."""
         return _libzstd() is not None and _native.call_shared is not None
+
+    def native_decoder(self) -> NativeDecoder | None:
+        # (Only where a batch can be shared: the helper's loops and libzstd both loaded.)
+        return _libzstd() if self.shares_batches else None
 
     def decoded_size(self, data: Buffer) -> int | None:
         """Content size from the frame header, or None if the frame does not record it."""

@@ -122,6 +122,28 @@ class UnitGroup:
         return self.layout.fetch_group(self, arena)
 
 
+#: Outcomes of :meth:`ChunkLayout.read_decode_natively`, per unit: decoded, not stored
+#: (the fill value), or to redo through the general path.
+NATIVE_DONE, NATIVE_MISSING, NATIVE_REDO = 0, 1, 2
+
+#: A file :meth:`ChunkLayout.read_decode_natively` reads may hold up to this many times
+#: a unit's decoded bytes, plus :data:`_NATIVE_READ_EXTRA` (zstd stores incompressible
+#: data with a few bytes per 128 KiB block; a larger file is redone in Python).
+_NATIVE_READ_SLACK = 2
+_NATIVE_READ_EXTRA = 64 * 2**10
+
+_native_read = threading.local()
+
+
+def _native_read_buffer(nbytes: int) -> np.ndarray:
+    """This thread's buffer for files read natively, reused read after read (fresh pages
+    fault): at least ``nbytes`` long."""
+    buffer: np.ndarray | None = getattr(_native_read, "buffer", None)
+    if buffer is None or buffer.nbytes < nbytes:
+        buffer = _native_read.buffer = np.empty(nbytes, dtype=np.uint8)
+    return buffer
+
+
 class ChunkLayout:
     """An ordinary array: each chunk is one object in the store."""
 
@@ -200,6 +222,73 @@ class ChunkLayout:
     def fetch_group(self, group: UnitGroup, arena: ReadArena | None) -> list[Any]:
         """:meth:`fetch` of a worker's group, on this thread (see :class:`UnitGroup`)."""
         return self.fetch(group.projections, inline=True, arena=arena)
+
+    @property
+    def reads_and_decodes_natively(self) -> bool:
+        """Whether :meth:`read_decode_natively` can run: each unit is a whole local file
+        (not sharded; a plain :class:`LocalStore`, not a subclass that may hook its reads), its chain
+        has a C decoder (:attr:`CodecChain.native_decoder`), and the helper is built with
+        the loop."""
+        return (
+            _native.read_call_shared is not None
+            and not self.sharded
+            and type(self.store) is LocalStore
+            and self.store.fills_arenas
+            and self.chain.native_decoder is not None
+        )
+
+    def read_decode_natively(
+        self, projections: Sequence[ChunkProjection], addresses: np.ndarray, spread: Spread | None = None
+    ) -> np.ndarray:
+        """Read each unit's file and decode it straight to its address in gpuzarr's native
+        helper (requires :attr:`reads_and_decodes_natively`), on the threads ``spread``
+        runs (this one alone without): a thread reads a file and decodes it at once, while
+        its bytes are hot in cache, and takes the next, with no Python in between.
+
+        ``addresses`` (``uintp``): where each unit decodes, ``unit_spec.nbytes`` writable,
+        C-contiguous bytes that the caller keeps alive. Returns each unit's outcome:
+        :data:`NATIVE_DONE`, :data:`NATIVE_MISSING` (no file: the fill value), or
+        :data:`NATIVE_REDO`: anything else (a file that could not be read, one larger
+        than the read buffer, or a chunk that does not decode to exactly its unit), for
+        the caller to redo through :meth:`fetch` and :meth:`decode`, which raise the
+        error that names what is wrong (or read what only they read).
+        """
+        decoder = self.chain.native_decoder
+        read_call_shared = _native.read_call_shared
+        assert decoder is not None and read_call_shared is not None and isinstance(self.store, LocalStore)
+        n = len(projections)
+        # (The keys are this layout's own, built from a node prefix checked when opened.)
+        records, paths = self.store.native_file_records([self.key(p.chunk_coords) for p in projections], validated=True)
+        nbytes = self.unit_spec.nbytes
+        sizes = np.full(n, nbytes, dtype=np.uintp)
+        results = np.zeros(n, dtype=np.uintp)
+        next_file = ctypes.c_size_t(0)
+        buffer_nbytes = _NATIVE_READ_SLACK * nbytes + _NATIVE_READ_EXTRA
+
+        def work() -> None:
+            buffer = _native_read_buffer(buffer_nbytes)
+            read_call_shared(
+                decoder.decode_address,
+                decoder.thread_context_pointer(),
+                n,
+                records.ctypes.data,
+                addresses.ctypes.data,
+                sizes.ctypes.data,
+                buffer.ctypes.data,
+                buffer_nbytes,
+                ctypes.addressof(next_file),
+                results.ctypes.data,
+            )
+
+        if spread is None:
+            work()
+        else:
+            spread(work)
+        del paths  # (the helper held pointers into them until here)
+        outcome = np.full(n, NATIVE_REDO, dtype=np.int8)
+        outcome[results == sizes] = NATIVE_DONE
+        outcome[self.store.native_files_missing(records)] = NATIVE_MISSING
+        return outcome
 
     def decode_many(
         self,

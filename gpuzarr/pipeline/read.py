@@ -37,7 +37,14 @@ from gpuzarr.codecs.base import DecodeTargets, Spread
 from gpuzarr.config import get_config, usable_cores
 from gpuzarr.errors import CorruptChunkError
 from gpuzarr.indexing import ChunkProjection, Indexer, fill_projection, place_projection
-from gpuzarr.pipeline.layout import ChunkLayout, UnitGroup, waves, whole_unit_view
+from gpuzarr.pipeline.layout import (
+    NATIVE_DONE,
+    NATIVE_MISSING,
+    ChunkLayout,
+    UnitGroup,
+    waves,
+    whole_unit_view,
+)
 from gpuzarr.pipeline.pool import ARENA_KEEP_BYTES, parallel_map, run_together, tapering_cuts, thread_arena
 from gpuzarr.stores.base import ARENA_ALIGN
 
@@ -205,11 +212,21 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
                 return
         place(projection, layout.decode(coords, raw, out=_scratch_buffer(unit_shape, dtype) if use_scratch else None))
 
-    def unit_addresses(stored: list[tuple[ChunkProjection, Any]]) -> np.ndarray:
+    def unit_addresses(units: list[ChunkProjection]) -> np.ndarray:
         """Where each unit decodes: the address of its place in the output where it
         lands there whole and contiguous, else 0 (the unit is staged in scratch and
         then placed)."""
-        return np.array([address_of.get(id(projection), 0) for projection, _ in stored], dtype=np.uintp)
+        return np.fromiter((address_of.get(id(projection), 0) for projection in units), np.uintp, len(units))
+
+    def stage(addresses: np.ndarray) -> tuple[list[int], np.ndarray | None]:
+        """Give each unit of a batch that does not land whole in the output (address 0)
+        a slot in this thread's scratch, its address there written into ``addresses``:
+        their positions in the batch, in slot order, and the scratch."""
+        staged = np.flatnonzero(addresses == 0).tolist()
+        scratch = _scratch_buffer((len(staged), *unit_shape), dtype) if staged else None
+        if scratch is not None:
+            addresses[staged] = scratch.ctypes.data + spec.nbytes * np.arange(len(staged), dtype=np.uintp)
+        return staged, scratch
 
     def decode_batch(
         stored: list[tuple[ChunkProjection, Any]], spread: Spread | None = None, addresses: np.ndarray | None = None
@@ -219,11 +236,8 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
         contiguous, else into this thread's scratch and then placed. ``addresses``: the
         batch's :func:`unit_addresses`, if known (an array this call may write to)."""
         if addresses is None:
-            addresses = unit_addresses(stored)
-        staged = np.flatnonzero(addresses == 0).tolist()
-        scratch = _scratch_buffer((len(staged), *unit_shape), dtype) if staged else None
-        if scratch is not None:
-            addresses[staged] = scratch.ctypes.data + spec.nbytes * np.arange(len(staged), dtype=np.uintp)
+            addresses = unit_addresses([projection for projection, _ in stored])
+        staged, scratch = stage(addresses)
         slot_of = dict(zip(staged, range(len(staged)), strict=True))
 
         def view_of(position: int) -> np.ndarray:
@@ -241,6 +255,32 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
         for slot, position in enumerate(staged):
             place(stored[position][0], scratch[slot, ...])  # type: ignore[index]
 
+    def staging_cuts(addresses: np.ndarray) -> Iterator[tuple[int, int]]:
+        """A wave cut into batches of at most DECODE_BATCH_MAX_BYTES of units staged in
+        scratch (the bound on a thread's scratch): (start, stop) of each."""
+        per_batch = max(1, DECODE_BATCH_MAX_BYTES // (spec.nbytes or 1))
+        return itertools.pairwise([0, *np.flatnonzero(addresses == 0)[per_batch::per_batch].tolist(), len(addresses)])
+
+    def read_natively(units: list[ChunkProjection], threads: int) -> None:
+        """Read and decode ``units`` in gpuzarr's native helper on ``threads`` threads
+        (:meth:`ChunkLayout.read_decode_natively`: each thread reads a file and decodes it
+        at once), then place those staged in scratch, fill those not stored, and redo any
+        other through the general path, which names what is wrong."""
+        spread = functools.partial(run_together, threads=threads) if threads > 1 else None
+        addresses = unit_addresses(units)
+        for start, stop in staging_cuts(addresses):
+            batch, batch_addresses = units[start:stop], addresses[start:stop]
+            staged, scratch = stage(batch_addresses)
+            outcome = layout.read_decode_natively(batch, batch_addresses, spread)
+            for slot, position in enumerate(staged):
+                if outcome[position] == NATIVE_DONE:
+                    place(batch[position], scratch[slot, ...])  # type: ignore[index]
+            # (After the placing: read_one may stage in this thread's scratch too.)
+            for position in np.flatnonzero(outcome != NATIVE_DONE).tolist():
+                projection = batch[position]
+                missing = outcome[position] == NATIVE_MISSING
+                read_one(projection, None if missing else layout.fetch([projection], inline=True)[0])
+
     def read_wave(items: list[tuple[ChunkProjection, Any]], threads: int) -> None:
         """Fill the units not stored, then decode the others on ``threads`` threads (the
         caller and pool workers)."""
@@ -256,17 +296,14 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
             for start in range(0, len(stored), step):
                 decode_batch(stored[start : start + step])
             return
-        addresses = unit_addresses(stored)  # (worked out once, for the whole wave)
+        addresses = unit_addresses([projection for projection, _ in stored])  # (once, for the whole wave)
         if layout.chain.shares_batches:
             # One batch the threads share, each taking the next unit: units landing
             # whole in the output decode there, the others into this thread's scratch,
             # placed from there by this thread once the batch is done (a copy of what
-            # the selection takes of them, far quicker than their decoding). Batches of
-            # at most DECODE_BATCH_MAX_BYTES of staged units bound the scratch.
+            # the selection takes of them, far quicker than their decoding).
             spread = functools.partial(run_together, threads=threads)
-            per_batch = max(1, DECODE_BATCH_MAX_BYTES // (spec.nbytes or 1))
-            cuts = [0, *np.flatnonzero(addresses == 0)[per_batch::per_batch].tolist(), len(stored)]
-            for start, stop in itertools.pairwise(cuts):
+            for start, stop in staging_cuts(addresses):
                 decode_batch(stored[start:stop], spread, addresses[start:stop])
             return
         # A codec that shares no batch: a few batches per thread, whichever thread is
@@ -305,6 +342,9 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
         # for uncompressed chunks, where the copy is the whole cost).
         if as_is:
             group = UnitGroup(layout, [p for p in group.projections if not read_stored_into(p)])
+        if native:
+            read_natively(group.projections, 1)
+            return
         with thread_arena(layout.store) as arena:  # (every unit is placed before it resets)
             if batch_units:
                 read_wave(list(zip(group.projections, group.fetch(arena), strict=True)), 1)
@@ -323,6 +363,13 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
     # around each unit's one-by-one decode (and the GIL handoffs between workers) would
     # otherwise cost about as much as decoding a 64 KiB unit.
     batch_units = layout.chain.decodes_batches and spec.nbytes <= BATCH_UNIT_MAX_BYTES
+    # Whole local files of such units are read and decoded in gpuzarr's native helper:
+    # each thread reads a file and decodes it at once, with no fetch before decoding
+    # starts and no Python per unit.
+    native = batch_units and layout.reads_and_decodes_natively
+    if not small and native and len(projections) * spec.nbytes <= get_config().wave_bytes:
+        read_natively(projections, min(threads, usable_cores()))
+        return
     if not small and batch_units and len(projections) * spec.nbytes <= get_config().wave_bytes:
         # A read of at most one wave: fetched here, then decoded in batches by this
         # thread and the workers. Measured on 32 one-chunk windows of 64 KiB: 1.1-1.6x

@@ -371,14 +371,23 @@ class LocalStore(Store):
         records["fd"] = -1
         return records, paths
 
+    @staticmethod
+    def native_files_missing(records: np.ndarray) -> np.ndarray:
+        """Which of ``records`` (after a native read) are files that are not there: their
+        open failed with an errno that means no object, or found no regular file."""
+        failed = records["error"]
+        return (records["failed_step"] == _native.STEPS.index("open")) & np.isin(failed, _MISSING_ERRNOS)
+
     def raise_for_native_failures(self, records: np.ndarray, keys: Sequence[str]) -> None:
         """Raise the StoreError for the first file (of ``records``, native reads of
         ``keys``) that could not be opened, stat'ed or read; a file that is not there
         (its open failed with a missing errno) is no failure."""
-        for f in np.flatnonzero(records["error"]).tolist():
+        if not records["error"].any():
+            return
+        failed = np.flatnonzero((records["error"] != 0) & ~self.native_files_missing(records))
+        if len(failed):
+            f = int(failed[0])
             error, step = int(records["error"][f]), _native.STEPS[int(records["failed_step"][f])]
-            if step == "open" and error in _MISSING_ERRNOS:
-                continue
             exc = OSError(error, os.strerror(error), self._path(keys[f]))
             raise _file_error(step or "read", keys[f], self, exc)
 
