@@ -285,9 +285,10 @@ class ChunkLayout:
         else:
             spread(work)
         del paths  # (the helper held pointers into them until here)
-        outcome = np.full(n, NATIVE_REDO, dtype=np.int8)
-        outcome[results == sizes] = NATIVE_DONE
-        outcome[self.store.native_files_missing(records)] = NATIVE_MISSING
+        done = results == sizes
+        outcome = np.where(done, NATIVE_DONE, NATIVE_REDO).astype(np.int8)
+        if not done.all():  # (the common case, all done, skips the errno tests)
+            outcome[self.store.native_files_missing(records)] = NATIVE_MISSING
         return outcome
 
     def decode_many(

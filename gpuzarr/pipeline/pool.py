@@ -55,11 +55,12 @@ def parallel_map(
 ) -> list[R]:
     """``[fn(x) for x in items]`` on the worker pool (inline for one item or one thread).
 
-    ``use_caller``: the calling thread works through the items too, alongside
-    ``threads - 1`` workers, each taking the next item not yet taken. The caller starts
-    at once instead of waiting idle for a worker to wake up (on a VM a parked thread can
-    take longer to wake than a small item takes to run), and items go to whichever
-    thread is free, so cut the work into a few items per thread. ``max_threads`` caps
+    ``use_caller``: the calling thread works through the items too, alongside up to
+    ``threads - 1`` helper threads (:func:`run_together`'s, not the pool's workers), each
+    taking the next item not yet taken. The caller starts at once instead of waiting
+    idle for a helper to wake up (on a VM a parked thread can take longer to wake than a
+    small item takes to run), and items go to whichever thread is free, so cut the work
+    into a few items per thread. ``max_threads`` caps
     the threads at work, the caller included (pure CPU work gains nothing from more
     threads than cores).
 
@@ -158,9 +159,9 @@ class _Helper:
         if self.kept_off == cpu:
             return
         others = os.sched_getaffinity(0) - {cpu}
-        if others and self.native_id is not None:
+        if others and self.native_id is not None:  # (a caller on one CPU: nothing to keep off)
             os.sched_setaffinity(self.native_id, others)
-            self.kept_off = cpu
+        self.kept_off = cpu
 
     def post(self, job: Callable[[], Any]) -> None:
         """Run ``job`` on this thread (which is idle: taken from the team)."""
