@@ -226,9 +226,9 @@ class ChunkLayout:
     @property
     def reads_and_decodes_natively(self) -> bool:
         """Whether :meth:`read_decode_natively` can run: each unit is a whole local file
-        (not sharded; a plain :class:`LocalStore`, not a subclass that may hook its reads), its chain
-        has a C decoder (:attr:`CodecChain.native_decoder`), and the helper is built with
-        the loop."""
+        (an unsharded array in a plain :class:`LocalStore`, not a subclass that may hook
+        its reads), its chain has a C decoder (:attr:`CodecChain.native_decoder`), and the
+        helper is built with the loop."""
         return (
             _native.read_call_shared is not None
             and not self.sharded

@@ -17,7 +17,9 @@ reused per-thread scratch buffer, which avoids page-faulting fresh memory for ev
 unit. Small units whose codec decodes batches (zstd up to 256 KiB) decode a group per
 call with one reused context, which keeps the Python per unit small; a fetched wave of
 such units is one batch the threads share, where the codec can share one (zstd, with
-gpuzarr's native helper).
+gpuzarr's native helper). Where such units are whole local files, the helper reads and
+decodes them together: each thread reads a file and decodes it at once, so decoding
+starts with the first file instead of after the last fetch.
 """
 
 from __future__ import annotations
