@@ -154,12 +154,10 @@ class _Helper:
                 del job
                 _team.give_back(self)
 
-    def keep_off(self, cpu: int) -> None:
-        """Let this thread run on any CPU its caller may run on but ``cpu``."""
-        if self.kept_off == cpu:
-            return
-        others = os.sched_getaffinity(0) - {cpu}
-        if others and self.native_id is not None:  # (a caller on one CPU: nothing to keep off)
+    def keep_off(self, cpu: int, others: set[int]) -> None:
+        """Let this thread run on ``others``, the CPUs its caller may run on but ``cpu``
+        (none: a caller on one CPU, nothing to keep off)."""
+        if others and self.native_id is not None:
             os.sched_setaffinity(self.native_id, others)
         self.kept_off = cpu
 
@@ -204,9 +202,13 @@ class _Team:
     def _keep_off_caller(self, helpers: list[_Helper]) -> None:
         assert _current_cpu is not None
         cpu = _current_cpu()
+        others: set[int] | None = None  # (asked once, and only where a helper moves)
         try:
             for helper in helpers:
-                helper.keep_off(cpu)
+                if helper.kept_off != cpu:
+                    if others is None:
+                        others = os.sched_getaffinity(0) - {cpu}
+                    helper.keep_off(cpu, others)
         except OSError:  # (a sandbox that refuses affinity changes: run unsteered)
             self._steer = False
 

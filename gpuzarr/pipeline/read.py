@@ -369,10 +369,10 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
     # each thread reads a file and decodes it at once, with no fetch before decoding
     # starts and no Python per unit.
     native = batch_units and layout.reads_and_decodes_natively
-    if not small and native and len(projections) * spec.nbytes <= get_config().wave_bytes:
-        read_natively(projections, min(threads, usable_cores()))
-        return
     if not small and batch_units and len(projections) * spec.nbytes <= get_config().wave_bytes:
+        if native:
+            read_natively(projections, min(threads, usable_cores()))
+            return
         # A read of at most one wave: fetched here, then decoded in batches by this
         # thread and the workers. Measured on 32 one-chunk windows of 64 KiB: 1.1-1.6x
         # tensorstore's time, against 1.8-2.1x decoding unit by unit on the workers.
