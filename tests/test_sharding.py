@@ -1244,6 +1244,47 @@ def test_shards_encoded_in_runs_are_each_stored_once(threads: int, monkeypatch: 
     np.testing.assert_array_equal(gpuzarr.open_array(store, mode="r")[16:32, 20:], 0)
 
 
+@pytest.mark.parametrize(
+    ("codecs", "capped"),
+    [
+        ({"compressors": "zstd"}, True),
+        ({"compressors": [{"name": "gzip", "configuration": {"level": 1}}, {"name": "crc32c"}]}, True),
+        ({"compressors": None}, False),
+        ({"compressors": [{"name": "crc32c"}]}, False),
+    ],
+)
+@pytest.mark.parametrize("shards", [None, (16, 20)])
+def test_compressing_writes_keep_no_more_threads_at_work_than_cores(
+    codecs: dict[str, Any], capped: bool, shards: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write whose chunks go through a compressor keeps at most one thread per usable
+    core encoding (more only take turns on the cores); without one (no compressor, or a
+    checksum alone) it keeps ``config.threads``, which also overlap file writes."""
+    from gpuzarr.pipeline import write as write_module
+
+    monkeypatch.setattr(write_module, "usable_cores", lambda: 2)
+    real = write_module.parallel_map
+    caps: list[int | None] = []
+
+    def recording(fn: Any, items: Any, **options: Any) -> Any:
+        caps.append(options.get("max_threads"))
+        return real(fn, items, **options)
+
+    monkeypatch.setattr(write_module, "parallel_map", recording)
+    data = _data((32, 40)).astype("f4")
+    with gpuzarr.config.set(threads=5):
+        a = gpuzarr.create_array(tmp_path / "a", shape=data.shape, dtype="f4", chunks=(4, 5), shards=shards, **codecs)
+        assert write_module.encode_threads(a._layout) == (2 if capped else 5)  # type: ignore[attr-defined]
+        a[...] = data
+        a[1:15, 3:33] = -data[1:15, 3:33]  # (partial: old chunks or shards merged)
+    assert caps and set(caps) == {2 if capped else 5}
+    expected = data.copy()
+    expected[1:15, 3:33] *= -1
+    np.testing.assert_array_equal(gpuzarr.open_array(tmp_path / "a", mode="r")[...], expected)
+    with gpuzarr.config.set(threads=1):
+        assert write_module.encode_threads(a._layout) == 1  # type: ignore[attr-defined]
+
+
 def test_a_failed_run_stores_nothing_of_its_shard(monkeypatch: pytest.MonkeyPatch) -> None:
     """A run that fails leaves its shard as it was: the shard's other runs are never
     stored without it (a shard is one atomic put of all its inner chunks); the other

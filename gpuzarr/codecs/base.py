@@ -229,6 +229,10 @@ class BytesBytesCodec(Codec):
 
     kind: ClassVar[CodecKind] = "bytes_bytes"
 
+    #: Whether encoding costs far more CPU than moving the bytes (compressors; not
+    #: checksums): threads encoding such chunks gain nothing beyond one per core.
+    compute_bound: ClassVar[bool] = True
+
     #: Whether :meth:`cpu_decode_many` decodes a batch with little Python per chunk.
     decodes_batches: ClassVar[bool] = False
 

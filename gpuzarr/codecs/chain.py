@@ -99,6 +99,11 @@ class CodecChain:
         return [c.to_json() for c in self.codecs]
 
     @property
+    def encodes_compute_bound(self) -> bool:
+        """Whether encoding a chunk is compute-bound work (a compressor in the chain)."""
+        return any(codec.compute_bound for codec in self.bytes_bytes)
+
+    @property
     def can_decode_into(self) -> bool:
         """Whether :meth:`decode` can write a whole chunk straight into ``out``."""
         return self._direct

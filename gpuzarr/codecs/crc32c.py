@@ -26,6 +26,7 @@ class Crc32cCodec(BytesBytesCodec):
 
     name: ClassVar[str] = "crc32c"
     fixed_size: ClassVar[bool] = True
+    compute_bound: ClassVar[bool] = False
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Crc32cCodec:

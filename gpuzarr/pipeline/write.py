@@ -27,14 +27,18 @@ from typing import Any
 
 import numpy as np
 
-from gpuzarr.config import get_config
+from gpuzarr.config import get_config, usable_cores
 from gpuzarr.indexing import ChunkProjection, Indexer, ortho_get, ortho_set
 from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache, waves, whole_unit_view
 from gpuzarr.pipeline.locks import write_locks
 from gpuzarr.pipeline.pool import parallel_map, tapering_cuts, tapering_parts, thread_arena
 from gpuzarr.stores.base import arena_keyword
 
-__all__ = ["ShardProjections", "ValueSource", "locked_write", "shard_needs_old", "stored_inner_ranges", "write_from"]
+__all__ = [
+    "ShardProjections",
+    "ValueSource",
+    "encode_threads",
+    "locked_write", "shard_needs_old", "stored_inner_ranges", "write_from"]
 
 
 class ValueSource:
@@ -86,6 +90,16 @@ def write_from(layout: ChunkLayout, indexer: Indexer, value: np.ndarray) -> None
             _write_chunks(layout, projections, source)
         else:
             _write_sharded(layout, by_shard, source)
+
+
+def encode_threads(layout: ChunkLayout) -> int:
+    """The threads a write of ``layout``'s units keeps at work: ``config.threads``, but
+    no more than the usable cores where encoding is compute-bound (a compressor): a
+    thread beyond them only takes turns with the others, each evicting the others'
+    compressor tables from the core's caches (measured, zstd level 3 on 2 cores, 128
+    chunks of 1 MiB: 3 threads 1.03x, 4 threads 1.14x the time of 2)."""
+    threads = get_config().threads
+    return min(threads, usable_cores()) if layout.chain.encodes_compute_bound else threads
 
 
 #: Most bytes of units (chunks, or inner chunks) a write encodes as one batch.
@@ -225,8 +239,8 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
                 for projection, data in zip(batch, encoded, strict=True):
                     _store_one(store, layout.key(projection.chunk_coords), data)
 
-        threads = get_config().threads
-        parallel_map(write_group, tapering_parts(projections, 4 * threads, threads))
+        threads = encode_threads(layout)
+        parallel_map(write_group, tapering_parts(projections, 4 * threads, threads), max_threads=threads)
         return
     for wave in waves(projections, layout.unit_spec.nbytes or 1024):
         # Only units the selection covers partly need their old contents.
@@ -235,7 +249,9 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
         if partial:
             olds = layout.fetch(partial)
             old_by_coords = {p.chunk_coords: b for p, b in zip(partial, olds, strict=True)}
-        results = parallel_map(encode_one, [(p, old_by_coords.get(p.chunk_coords)) for p in wave])
+        results = parallel_map(
+            encode_one, [(p, old_by_coords.get(p.chunk_coords)) for p in wave], max_threads=encode_threads(layout)
+        )
         _store_results(layout, results)
 
 
@@ -362,7 +378,7 @@ def _write_sharded(layout: ShardedLayout, by_shard: ShardProjections, source: Va
         needs_old = {shard: shard_needs_old(layout, shard, by_shard[shard]) for shard in shards}
         touched = {shard: list(by_shard[shard].items()) for shard in shards}
         ends = list(itertools.accumulate(len(touched[shard]) for shard in shards))
-        threads = get_config().threads
+        threads = encode_threads(layout)
         min_run = max(1, ENCODE_RUN_MIN_BYTES // (layout.unit_spec.nbytes or 1))
         cuts = tapering_cuts(ends[-1] if ends else 0, 4 * threads, threads, min_run, ends)
 
@@ -394,7 +410,7 @@ def _write_sharded(layout: ShardedLayout, by_shard: ShardProjections, source: Va
         whole = {shard for shard in shards if needs_old[shard] and (runs.count(shard) == 1 or not few)}
         tasks: list[tuple[Callable[[Any], None], Any]] = [(write_shard, shard) for shard in shards if shard in whole]
         tasks += [(write_run, run) for run in runs.runs if run[0] not in whole]
-        parallel_map(lambda task: task[0](task[1]), tasks)
+        parallel_map(lambda task: task[0](task[1]), tasks, max_threads=threads)
         return
     shard_nbytes = shard_spec.nbytes or 1024
     for wave in waves(shards, shard_nbytes):
@@ -405,7 +421,9 @@ def _write_sharded(layout: ShardedLayout, by_shard: ShardProjections, source: Va
             old_by_shard = dict(zip(needing, olds, strict=True))
         items = [(s, old_by_shard.get(s)) for s in wave]
         # (Whole objects: a wave is stored with one batched put.)
-        results = parallel_map(lambda item: encode_shard(item, codec.assemble), items)
+        results = parallel_map(
+            lambda item: encode_shard(item, codec.assemble), items, max_threads=encode_threads(layout)
+        )
         # Drop cached indexes first: a reader must never pair a new shard with an old index.
         for key, _ in results:
             shard_index_cache.discard(store, key)
