@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from benchmarks import suite
-from benchmarks.datasets import DatasetSpec, ensure_dataset, select_datasets, universe
+from benchmarks.datasets import DatasetSpec, ensure_dataset, ensure_source, select_datasets, universe
 from benchmarks.patterns import PATTERNS, make_task
 from benchmarks.readers import FileBytesCeiling, FileBytesOutputCeiling, Reader, ZarrPythonReader
 from benchmarks.report import load_records, markdown_report, target_rows
@@ -135,7 +135,25 @@ def test_writers_verified_by_another_library(data_dir: Path, dataset: str) -> No
             assert outcomes[name].status == "ok", outcomes[name].note
             assert outcomes[name].extra["stored_bytes"] > 0
         assert outcomes["wrong-writer"].status == "mismatch"
-    assert not any(scratch.glob("*.zarr"))  # cleaned up
+    assert not any(scratch.iterdir())  # cleaned up: outputs and the ones moved aside
+
+
+def test_earlier_write_outputs_wait_aside_until_cleanup(data_dir: Path) -> None:
+    """A writer's earlier output is moved aside before the next write, not deleted
+    (deleting thousands of files slows the next file creations on ext4), and deleted
+    with the rest at cleanup."""
+    ds = ensure_dataset(DatasetSpec.parse("f32-zstd-64k-v2", size_mib=2), data_dir, log=lambda _m: None)
+    task = make_task("write-full", ds.spec)
+    writer = GpuzarrWriter(None, data_dir / "aside")
+    writer.set_value(ds, task, task.value(np.load(ensure_source(ds.spec, data_dir, log=lambda _m: None))))
+    for _ in range(2):
+        writer.prepare(ds, task)
+        writer.run(writer.open(ds, task), ds, task)
+    (aside,) = writer.retired.iterdir()  # (the first write's output, moved by the second's prepare)
+    assert (aside / "zarr.json").exists() or (aside / ".zarray").exists()
+    assert writer.dest(ds, task).exists()
+    writer.cleanup(ds, task)
+    assert not writer.retired.exists() and not writer.dest(ds, task).exists()
 
 
 def _args(**kw: Any) -> argparse.Namespace:
