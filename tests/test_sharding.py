@@ -1245,24 +1245,32 @@ def test_shards_encoded_in_runs_are_each_stored_once(threads: int, monkeypatch: 
 
 
 @pytest.mark.parametrize(
-    ("codecs", "capped"),
+    ("codecs", "object_bytes", "capped"),
     [
-        ({"compressors": "zstd"}, True),
-        ({"compressors": [{"name": "gzip", "configuration": {"level": 1}}, {"name": "crc32c"}]}, True),
-        ({"compressors": None}, False),
-        ({"compressors": [{"name": "crc32c"}]}, False),
+        ({"compressors": "zstd"}, 80, True),
+        ({"compressors": [{"name": "gzip", "configuration": {"level": 1}}, {"name": "crc32c"}]}, 80, True),
+        ({"compressors": "zstd"}, 80 * 16 + 1, False),  # (objects too small: shards too)
+        ({"compressors": None}, 80, False),
+        ({"compressors": [{"name": "crc32c"}]}, 80, False),
     ],
 )
 @pytest.mark.parametrize("shards", [None, (16, 20)])
 def test_compressing_writes_keep_no_more_threads_at_work_than_cores(
-    codecs: dict[str, Any], capped: bool, shards: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    codecs: dict[str, Any],
+    object_bytes: int,
+    capped: bool,
+    shards: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A write whose chunks go through a compressor keeps at most one thread per usable
-    core encoding (more only take turns on the cores); without one (no compressor, or a
-    checksum alone) it keeps ``config.threads``, which also overlap file writes."""
+    """A write whose chunks go through a compressor, in objects (chunks, or shards) of
+    at least ``COMPUTE_BOUND_OBJECT_BYTES``, keeps at most one thread per usable core
+    encoding (more only take turns on the cores); otherwise (no compressor, a checksum
+    alone, smaller objects) it keeps ``config.threads``, which overlap file writes."""
     from gpuzarr.pipeline import write as write_module
 
     monkeypatch.setattr(write_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(write_module, "COMPUTE_BOUND_OBJECT_BYTES", object_bytes)
     real = write_module.parallel_map
     caps: list[int | None] = []
 
