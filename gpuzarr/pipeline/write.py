@@ -39,7 +39,11 @@ __all__ = [
     "ShardProjections",
     "ValueSource",
     "encode_threads",
-    "locked_write", "shard_needs_old", "stored_inner_ranges", "write_from"]
+    "locked_write",
+    "shard_needs_old",
+    "stored_inner_ranges",
+    "write_from",
+]
 
 
 class ValueSource:
