@@ -183,3 +183,39 @@ def test_run_together_closes_the_call_when_a_helper_cannot_be_started(monkeypatc
     with gpuzarr.config.set(threads=3), pytest.raises(RuntimeError):
         run_together(lambda: calls.append(1), 3)
     assert calls == [] and team._made == 0
+
+
+@pytest.mark.parametrize("use_caller", [False, True])
+def test_parallel_map_keeps_no_more_threads_at_work_than_max_threads(use_caller: bool) -> None:
+    """``max_threads`` caps how many items run at once, on the pool's workers as with
+    the caller taking part; results keep their order, and a failure is raised only once
+    every item has run."""
+    lock = threading.Lock()
+    running = peak = 0
+    ran: list[int] = []
+
+    def work(i: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+            ran.append(i)
+        if i == 3:
+            raise ValueError("item 3")
+        return i * i
+
+    with gpuzarr.config.set(threads=4):
+        assert pool_module.parallel_map(lambda i: i * i, list(range(12)), use_caller=use_caller, max_threads=2) == [
+            i * i for i in range(12)
+        ]
+        with pytest.raises(ValueError, match="item 3"):
+            pool_module.parallel_map(work, list(range(12)), use_caller=use_caller, max_threads=2)
+        assert sorted(ran) == list(range(12)) and peak <= 2
+        ran.clear()
+        peak = 0
+        with pytest.raises(ValueError, match="item 3"):
+            pool_module.parallel_map(work, list(range(12)), use_caller=use_caller)
+        assert sorted(ran) == list(range(12)) and peak > 2  # (uncapped: up to config.threads)

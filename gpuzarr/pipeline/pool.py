@@ -60,9 +60,9 @@ def parallel_map(
     taking the next item not yet taken. The caller starts at once instead of waiting
     idle for a helper to wake up (on a VM a parked thread can take longer to wake than a
     small item takes to run), and items go to whichever thread is free, so cut the work
-    into a few items per thread. ``max_threads`` caps
-    the threads at work, the caller included (pure CPU work gains nothing from more
-    threads than cores).
+    into a few items per thread. ``max_threads`` caps the threads at work, the caller
+    included (pure CPU work gains nothing from more threads than cores), with or without
+    ``use_caller``.
 
     Without ``use_caller``, must not be called from inside a pool task (the pool could
     deadlock waiting on itself); the pipeline only calls it from the caller's thread.
@@ -73,6 +73,11 @@ def parallel_map(
     if use_caller:
         return _shared_map(fn, items, min(threads - 1, len(items) - 1))
     pool = _executor()
+    if threads < get_config().threads and len(items) > threads:
+        # Capped: that many of the pool's workers, each taking the next item not yet taken.
+        drain, finish = _drainer(fn, items)
+        wait([pool.submit(drain) for _ in range(threads)])
+        return finish()
     futures = [pool.submit(fn, x) for x in items]
     # Every task finishes before anything is raised: no work (a chunk write, say) may
     # outlive the call that failed, or the caller would see a store still changing.
@@ -80,8 +85,10 @@ def parallel_map(
     return [f.result() for f in futures]  # re-raises the first failure, in order
 
 
-def _shared_map(fn: Callable[[T], R], items: Sequence[T], helpers: int) -> list[R]:
-    """``parallel_map`` with the caller and ``helpers`` workers taking items in turn."""
+def _drainer(fn: Callable[[T], R], items: Sequence[T]) -> tuple[Callable[[], None], Callable[[], list[R]]]:
+    """``drain``, which threads call together to run ``fn`` on ``items``, each taking the
+    next item not yet taken, and ``finish``, called once they all returned: the results
+    in order, or the first failed item's exception (every item has run by then)."""
     results: list[Any] = [None] * len(items)
     errors: dict[int, BaseException] = {}
     taken = itertools.count()  # next() on a count is atomic under the GIL
@@ -90,13 +97,22 @@ def _shared_map(fn: Callable[[T], R], items: Sequence[T], helpers: int) -> list[
         while (i := next(taken)) < len(items):
             try:
                 results[i] = fn(items[i])
-            except BaseException as exc:  # re-raised below, once every item has run
+            except BaseException as exc:  # re-raised by finish, once every item has run
                 errors[i] = exc
 
+    def finish() -> list[R]:
+        if errors:
+            raise errors[min(errors)]
+        return results
+
+    return drain, finish
+
+
+def _shared_map(fn: Callable[[T], R], items: Sequence[T], helpers: int) -> list[R]:
+    """``parallel_map`` with the caller and ``helpers`` workers taking items in turn."""
+    drain, finish = _drainer(fn, items)
     run_together(drain, helpers + 1)
-    if errors:
-        raise errors[min(errors)]
-    return results
+    return finish()
 
 
 def _current_cpu_function() -> Callable[[], int] | None:
