@@ -1252,6 +1252,10 @@ def test_shards_encoded_in_runs_are_each_stored_once(threads: int, monkeypatch: 
         ({"compressors": "zstd"}, 80 * 16 + 1, False),  # (objects too small: shards too)
         ({"compressors": None}, 80, False),
         ({"compressors": [{"name": "crc32c"}]}, 80, False),
+        ({"compressors": {"name": "blosc", "configuration": {"cname": "zstd"}}}, 80, True),
+        ({"compressors": {"name": "blosc", "configuration": {"cname": "lz4"}}}, 80, False),  # (fast)
+        ({"compressors": {"name": "numcodecs.bz2", "configuration": {"level": 1}}}, 80, True),
+        ({"compressors": {"name": "numcodecs.lz4", "configuration": {}}}, 80, False),
     ],
 )
 @pytest.mark.parametrize("shards", [None, (16, 20)])

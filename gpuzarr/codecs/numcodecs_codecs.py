@@ -98,6 +98,10 @@ def _make_impl(codec_id: str, config: Mapping[str, Any], where: str) -> numcodec
     return make_numcodecs({"id": codec_id, **config}, where)
 
 
+#: numcodecs bytes codecs whose encoding is not compute-bound: checksums, and lz4.
+_LIGHT_CODEC_IDS = frozenset({"adler32", "crc32", "crc32c", "fletcher32", "jenkins_lookup3", "lz4"})
+
+
 @dataclass(frozen=True)
 class _NumcodecsWrapper:
     """What the ``numcodecs.*`` wrappers share: the numcodecs id and config, checked early.
@@ -134,6 +138,11 @@ class _NumcodecsWrapper:
 @dataclass(frozen=True)
 class NumcodecsBytesCodec(_NumcodecsWrapper, BytesBytesCodec):
     """A numcodecs bytes→bytes codec (compressor or checksum) under ``numcodecs.<id>``."""
+
+    @property
+    def compute_bound(self) -> bool:  # type: ignore[override]
+        """Whether the codec is a compressor slower than lz4 (checksums and lz4 are not)."""
+        return self.codec_id not in _LIGHT_CODEC_IDS
 
     def cpu_decode(self, data: Buffer, spec: ChunkSpec, out: np.ndarray | None = None) -> Buffer:
         def run(buf: Buffer, dest: np.ndarray | None) -> Buffer:

@@ -105,14 +105,16 @@ COMPUTE_BOUND_OBJECT_BYTES = 2**20
 
 def encode_threads(layout: ChunkLayout) -> int:
     """The threads a write of ``layout``'s units keeps at work: ``config.threads``, but
-    no more than the usable cores where the write is compute-bound (a compressor, and
-    objects of at least ``COMPUTE_BOUND_OBJECT_BYTES``). There a thread beyond the cores
-    only takes turns with the others, each evicting the others' compressor tables from
-    the core's caches (measured on 2 cores, zstd level 3: 128 chunks of 1 MiB compressed
-    on 3 threads took 1.03x, on 4 threads 1.14x the time of 2; whole 128 MiB writes
-    capped took 0.90x the uncapped time in 1 MiB chunks, 0.98x in 4 MiB shards). Smaller
-    objects keep the extra thread, which overlaps one thread's file creation with the
-    others' compression (in 2048 chunks of 64 KiB, uncapped took 0.95x the capped time)."""
+    no more than the usable cores where the write is compute-bound (a compute-bound
+    compressor, and objects of at least ``COMPUTE_BOUND_OBJECT_BYTES``). There a thread
+    beyond the cores only takes turns with the others, each evicting the others'
+    compressor tables from the core's caches (measured on 2 cores, zstd level 3: 128
+    chunks of 1 MiB compressed on 3 threads took 1.03x, on 4 threads 1.14x the time of 2;
+    whole 128 MiB writes capped took 0.93x the uncapped time in 1 MiB float32 chunks and
+    0.90x in 1 MiB int16 chunks in 16 MiB shards, 1.00x in 4 MiB shards of 64 KiB chunks;
+    a partial write of the int16 array 0.97x). Smaller objects keep the extra thread,
+    which overlaps one thread's file work with the others' compression (2048 chunks of
+    64 KiB: full writes 1.00x, partial writes 1.03x capped)."""
     threads = get_config().threads
     if not layout.chain.encodes_compute_bound:
         return threads
