@@ -67,13 +67,14 @@ def parallel_map(
     Without ``use_caller``, must not be called from inside a pool task (the pool could
     deadlock waiting on itself); the pipeline only calls it from the caller's thread.
     """
-    threads = get_config().threads if max_threads is None else min(max_threads, get_config().threads)
+    configured = get_config().threads
+    threads = configured if max_threads is None else min(max_threads, configured)
     if len(items) <= 1 or threads <= 1:
         return [fn(x) for x in items]
     if use_caller:
         return _shared_map(fn, items, min(threads - 1, len(items) - 1))
     pool = _executor()
-    if threads < get_config().threads and len(items) > threads:
+    if threads < configured and len(items) > threads:
         # Capped: that many of the pool's workers, each taking the next item not yet taken.
         drain, finish = _drainer(fn, items)
         wait([pool.submit(drain) for _ in range(threads)])

@@ -262,6 +262,7 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
         threads = encode_threads(layout)
         parallel_map(write_group, tapering_parts(projections, 4 * threads, threads), max_threads=threads)
         return
+    threads = encode_threads(layout)
     for wave in waves(projections, layout.unit_spec.nbytes or 1024):
         # Only units the selection covers partly need their old contents.
         partial = [p for p in wave if not p.covers_chunk]
@@ -269,9 +270,7 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
         if partial:
             olds = layout.fetch(partial)
             old_by_coords = {p.chunk_coords: b for p, b in zip(partial, olds, strict=True)}
-        results = parallel_map(
-            encode_one, [(p, old_by_coords.get(p.chunk_coords)) for p in wave], max_threads=encode_threads(layout)
-        )
+        results = parallel_map(encode_one, [(p, old_by_coords.get(p.chunk_coords)) for p in wave], max_threads=threads)
         _store_results(layout, results)
 
 
@@ -433,6 +432,7 @@ def _write_sharded(layout: ShardedLayout, by_shard: ShardProjections, source: Va
         parallel_map(lambda task: task[0](task[1]), tasks, max_threads=threads)
         return
     shard_nbytes = shard_spec.nbytes or 1024
+    threads = encode_threads(layout)
     for wave in waves(shards, shard_nbytes):
         needing = [s for s in wave if shard_needs_old(layout, s, by_shard[s])]
         old_by_shard: dict[tuple[int, ...], Any] = {}
@@ -441,9 +441,7 @@ def _write_sharded(layout: ShardedLayout, by_shard: ShardProjections, source: Va
             old_by_shard = dict(zip(needing, olds, strict=True))
         items = [(s, old_by_shard.get(s)) for s in wave]
         # (Whole objects: a wave is stored with one batched put.)
-        results = parallel_map(
-            lambda item: encode_shard(item, codec.assemble), items, max_threads=encode_threads(layout)
-        )
+        results = parallel_map(lambda item: encode_shard(item, codec.assemble), items, max_threads=threads)
         # Drop cached indexes first: a reader must never pair a new shard with an old index.
         for key, _ in results:
             shard_index_cache.discard(store, key)
