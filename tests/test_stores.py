@@ -258,6 +258,19 @@ class TestCommon:
         store.set_many([])
         store.delete_many([])
 
+    def test_set_each(self, store: Store) -> None:
+        """``set_each`` stores like ``set``, object by object: new folders, replaced
+        objects, empty ones; an invalid key fails the batch before anything is written."""
+        store.set("e/old", b"old")
+        items = [("e/old", b"new"), ("e/empty", b""), ("e/0/0", bytes(range(256)) * 300), ("e/0/1", b"x")]
+        store.set_each(items)
+        assert {k: store.get(k) for k, _ in items} == dict(items)
+        assert sorted(store.list_prefix("e")) == sorted(k for k, _ in items)
+        with pytest.raises(StoreError, match="invalid store key"):
+            store.set_each([("e/fine", b"1"), ("../escape", b"2")])
+        assert store.get("e/fine") is None
+        store.set_each([])
+
     def test_set_parts(self, store: Store) -> None:
         parts = [b"head", bytearray(b""), memoryview(b"-middle-"), np.arange(3, dtype="<u2"), b"tail"]
         store.set_parts("p/k", parts)
@@ -319,6 +332,7 @@ class TestCommon:
                 (lambda: ro.delete("a/k"), "'a/k'"),
                 (lambda: ro.delete("missing"), "'missing'"),
                 (lambda: ro.set_many([("x", b"1")]), "'x'"),
+                (lambda: ro.set_each([("y", b"1"), ("z", b"2")]), "'y'"),
                 (lambda: ro.delete_many(["a/k"]), "'a/k'"),
                 (lambda: ro.delete_prefix("a"), "'a'"),
             ]
@@ -342,6 +356,8 @@ class TestCommon:
             lambda: store.list_prefix(""),
             lambda: store.list_dir(""),
             lambda: store.get_many(["k"]),
+            lambda: store.set_each([("k", b"w")]),
+            lambda: store.set_each([]),
             lambda: store.get_ranges("k", [(0, 1)]),
             lambda: store.exists("k"),
             store.flush,
@@ -1417,6 +1433,21 @@ def test_get_each_goes_through_a_subclass_get() -> None:
     store.set("k", b"v")
     assert store.get_each(["k", "missing"], arena=ReadArena(64)) == [b"v", None]
     assert seen == ["k", "missing"]
+
+
+def test_set_each_goes_through_a_subclass_set() -> None:
+    """A store overriding the public ``set`` sees every write ``set_each`` makes."""
+    seen: list[str] = []
+
+    class Recording(MemoryStore):
+        def set(self, key: str, value: Any) -> None:
+            seen.append(key)
+            super().set(key, value)
+
+    store = Recording()
+    store.set_each([("a", b"1"), ("b", b"2")])
+    assert seen == ["a", "b"]
+    assert store.get("b") == b"2"
 
 
 def test_get_each_on_a_closed_store_raises(store: Store) -> None:

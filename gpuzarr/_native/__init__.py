@@ -2,10 +2,10 @@
 
 Built with the package where a C compiler is found (``hatch_build.py``); where it is
 missing (no compiler, or a source checkout used without installing), :data:`call_shared`,
-:data:`shard_reads`, :data:`file_reads` and :data:`read_call_shared` are None and
-callers loop in Python (threads sharing a batch then take parts of it; shards and files
-are read through the store), as they do with ``GPUZARR_NO_NATIVE=1`` set. Nothing here
-touches a GPU.
+:data:`shard_reads`, :data:`file_reads`, :data:`read_call_shared` and :data:`file_writes`
+are None and callers loop in Python (threads sharing a batch then take parts of it;
+shards and files are read and written through the store), as they do with
+``GPUZARR_NO_NATIVE=1`` set. Nothing here touches a GPU.
 """
 
 from __future__ import annotations
@@ -18,13 +18,16 @@ from gpuzarr._native._name import LIBRARY_NAME
 
 __all__ = [
     "LIBRARY_NAME",
+    "PUT_STEPS",
     "STEPS",
     "UNIT_STATES",
+    "PutRecord",
     "ShardFile",
     "ShardRange",
     "ShardUnit",
     "call_shared",
     "file_reads",
+    "file_writes",
     "read_call_shared",
     "shard_reads",
 ]
@@ -162,3 +165,25 @@ read_call_shared = _function(
     (_pointer, _pointer, _size, _pointer, _pointer, _pointer, _pointer, _size, _pointer, _pointer),
     None,
 )
+
+
+class PutRecord(ctypes.Structure):
+    """``gpuzarr_put``: one object of a batched write (see ``call_each.c``)."""
+
+    _fields_ = (
+        ("path", ctypes.c_size_t),  # (``const char *`` addresses, as in ``ShardFile``)
+        ("temp", ctypes.c_size_t),
+        ("first_part", ctypes.c_size_t),
+        ("n_parts", ctypes.c_size_t),
+        ("error", ctypes.c_int),
+        ("failed_step", ctypes.c_int),
+    )
+
+
+#: ``PutRecord.failed_step`` values: what failed with ``PutRecord.error``.
+PUT_STEPS = (None, "create", "write", "fsync", "close", "rename")
+
+#: ``gpuzarr_write_files(puts, n, parts, part_nbytes, sync)``: objects (``PutRecord``
+#: records) each written to its temp file (fsynced if ``sync``) and renamed over its
+#: path, one after another without the GIL, or None where the helper lacks it.
+file_writes = _function("gpuzarr_write_files", (_pointer, _size, _pointer, _pointer, ctypes.c_int), None)

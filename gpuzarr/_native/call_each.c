@@ -16,7 +16,9 @@
  * index, planned ranges, close: gpuzarr_open_shards and gpuzarr_read_shards), so a read
  * touching many shards runs no Python per shard between its file reads, and reads whole
  * local files and decodes each at once, threads sharing the batch
- * (gpuzarr_read_call_shared).
+ * (gpuzarr_read_call_shared). And it writes a batch of local files, each to a temp file
+ * renamed over the object's (gpuzarr_write_files): a worker storing its chunks takes
+ * the GIL back once for the batch, not after each of four system calls per file.
  */
 #if !defined(_WIN32)
 /* (Before any header: 64-bit file offsets on 32-bit platforms too, and POSIX's pread
@@ -97,6 +99,7 @@ GPUZARR_EXPORT size_t gpuzarr_call_shared(gpuzarr_decode_fn fn, void *context, s
 #if !defined(_WIN32)
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -470,5 +473,94 @@ GPUZARR_EXPORT void gpuzarr_read_files(gpuzarr_shard *files, size_t n, const uns
         files[f].size = got;
     }
     gpuzarr_close_shards(files, n);
+}
+
+/* One object of a batched write (gpuzarr_write_files). */
+typedef struct {
+    const char *path;   /* in: the object's file */
+    const char *temp;   /* in: a fresh name beside it, written first, then renamed to path */
+    size_t first_part;  /* in: the object is parts[first_part .. first_part + n_parts) */
+    size_t n_parts;     /* in */
+    int error;          /* out: 0, or the errno of the step that failed */
+    int failed_step;    /* out: that step, a GPUZARR_PUT_* */
+} gpuzarr_put;
+
+enum {
+    GPUZARR_PUT_NONE = 0,
+    GPUZARR_PUT_CREATE = 1, /* creating the temp file (ENOENT: its directory is missing) */
+    GPUZARR_PUT_WRITE = 2,
+    GPUZARR_PUT_SYNC = 3,
+    GPUZARR_PUT_CLOSE = 4,
+    GPUZARR_PUT_RENAME = 5,
+};
+
+/* Write n bytes (retrying short writes and interrupts, at most 1 GiB a call): 0 or an
+ * errno. */
+static int write_fully(int fd, const unsigned char *from, size_t n) {
+    size_t done = 0;
+    while (done < n) {
+        size_t left = n - done;
+        size_t step = left < ((size_t)1 << 30) ? left : ((size_t)1 << 30);
+        ssize_t put = write(fd, from + done, step);
+        if (put < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return errno;
+        }
+        done += (size_t)put;
+    }
+    return 0;
+}
+
+/* Write one object: create its temp file (mode 0666 less the umask, like any file),
+ * write its parts, fsync it if sync, close it and rename it over the object's path (a
+ * reader sees the old object or the whole new one). A failure leaves no temp file and
+ * says which step failed. */
+static void write_one(gpuzarr_put *put, const unsigned char *const *parts, const size_t *part_nbytes, int sync) {
+    put->error = 0;
+    put->failed_step = GPUZARR_PUT_NONE;
+    int fd;
+    do {
+        fd = open(put->temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        put->error = errno;
+        put->failed_step = GPUZARR_PUT_CREATE;
+        return;
+    }
+    int failed = 0, step = GPUZARR_PUT_NONE;
+    for (size_t p = put->first_part; p < put->first_part + put->n_parts && !failed; p++) {
+        failed = write_fully(fd, parts[p], part_nbytes[p]);
+        step = GPUZARR_PUT_WRITE;
+    }
+    if (!failed && sync && fsync(fd) != 0) {
+        failed = errno;
+        step = GPUZARR_PUT_SYNC;
+    }
+    /* (No retry of an interrupted close: on Linux the descriptor is gone either way.) */
+    if (close(fd) != 0 && !failed && errno != EINTR) {
+        failed = errno;
+        step = GPUZARR_PUT_CLOSE;
+    }
+    if (!failed && rename(put->temp, put->path) != 0) {
+        failed = errno;
+        step = GPUZARR_PUT_RENAME;
+    }
+    if (failed) {
+        unlink(put->temp);
+        put->error = failed;
+        put->failed_step = step;
+    }
+}
+
+/* Write n objects one after another (write_one), each whatever became of the others:
+ * the caller redoes or reports the ones that failed. parts[i] holds part_nbytes[i]
+ * bytes. Runs without the GIL. */
+GPUZARR_EXPORT void gpuzarr_write_files(gpuzarr_put *puts, size_t n, const unsigned char *const *parts,
+                                        const size_t *part_nbytes, int sync) {
+    for (size_t i = 0; i < n; i++) {
+        write_one(&puts[i], parts, part_nbytes, sync);
+    }
 }
 #endif

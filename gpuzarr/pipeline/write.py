@@ -247,17 +247,19 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
         def write_group(group: Sequence[ChunkProjection]) -> None:
             for start in range(0, len(group), batch_units):
                 batch = group[start : start + batch_units]
-                units = []
-                for projection in batch:
-                    if projection.covers_chunk:
-                        units.append(new_contents(projection, None))
-                        continue
-                    with thread_arena(store) as arena:  # (the old bytes are decoded before it resets)
-                        old = store.get(layout.key(projection.chunk_coords), **arena_keyword(arena))
-                        units.append(new_contents(projection, old))
+                keys = [layout.key(projection.chunk_coords) for projection in batch]
+                # The batch's old objects are read, and the new ones stored, one batched
+                # call each (local files: GIL-free native calls, where a call per file
+                # took the GIL back after each system call; measured on 2 cores, 64 KiB
+                # zstd chunks: 513 rewritten in 0.95x the time, 2048 new ones 0.92x).
+                partial = [key for key, p in zip(keys, batch, strict=True) if not p.covers_chunk]
+                with thread_arena(store) as arena:  # (the old bytes are decoded before it resets)
+                    olds = iter(store.get_each(partial, arena=arena))
+                    units = [new_contents(p, None if p.covers_chunk else next(olds)) for p in batch]
                 encoded = layout.chain.encode_many(units, skip_fill=skip_fill)
-                for projection, data in zip(batch, encoded, strict=True):
-                    _store_one(store, layout.key(projection.chunk_coords), data)
+                store.set_each([(key, data) for key, data in zip(keys, encoded, strict=True) if data is not None])
+                for key in (key for key, data in zip(keys, encoded, strict=True) if data is None):
+                    store.delete(key)
 
         threads = encode_threads(layout)
         parallel_map(write_group, tapering_parts(projections, 4 * threads, threads), max_threads=threads)
@@ -272,14 +274,6 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
             old_by_coords = {p.chunk_coords: b for p, b in zip(partial, olds, strict=True)}
         results = parallel_map(encode_one, [(p, old_by_coords.get(p.chunk_coords)) for p in wave], max_threads=threads)
         _store_results(layout, results)
-
-
-def _store_one(store: Any, key: str, value: Any) -> None:
-    """Store one encoded object, or delete it when it holds nothing but fill value."""
-    if value is None:
-        store.delete(key)
-    else:
-        store.set(key, value)
 
 
 def _store_results(layout: ChunkLayout, results: list[tuple[str, Any]]) -> None:

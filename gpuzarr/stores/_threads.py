@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TypeVar
 
-__all__ = ["default_threads", "parallel_map"]
+__all__ = ["default_threads", "parallel_batches", "parallel_map"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -70,13 +70,19 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list
     comparable to a small cached file read. The first exception raised by ``fn``
     propagates (after all batches have finished, so no work outlives the call).
     """
+    return parallel_batches(functools.partial(_run_batch, fn), items, threads)
+
+
+def parallel_batches(fn: Callable[[Sequence[T]], list[R]], items: Sequence[T], threads: int) -> list[R]:
+    """:func:`parallel_map` for a ``fn`` that takes a whole batch of items and returns
+    their results (a store's batched call: one per batch, not one per item)."""
     n = len(items)
     if n <= 1 or threads <= 1:
-        return [fn(item) for item in items]
+        return fn(items) if n else []
     pool = _get_pool(threads)
     n_batches = min(n, threads * 4)
     step = -(-n // n_batches)
-    futures = [pool.submit(_run_batch, fn, items[i : i + step]) for i in range(0, n, step)]
+    futures = [pool.submit(fn, items[i : i + step]) for i in range(0, n, step)]
     # Let every batch finish before raising, so no work outlives the call.
     wait(futures)
     results: list[R] = []

@@ -263,6 +263,9 @@ class FsspecStore(Store):
     def _set(self, key: str, value: memoryview) -> None:
         self._set_many([(key, value)])
 
+    def _set_each(self, items: list[tuple[str, memoryview]]) -> None:
+        self._set_many(items)  # (one batched put: fsspec sends it as it likes)
+
     def _set_many(self, items: list[tuple[str, memoryview]]) -> None:
         if not items:
             return

@@ -19,7 +19,7 @@ import numpy as np
 from gpuzarr import _native
 from gpuzarr.errors import StoreError
 
-from ._threads import default_threads, parallel_map
+from ._threads import default_threads, parallel_batches, parallel_map
 from .base import (
     ARENA_ALIGN,
     ByteRange,
@@ -49,6 +49,8 @@ _MAKEDIRS_RETRIES = 32
 _MAX_IO = 1 << 30
 #: The records gpuzarr's native helper reads files through (``gpuzarr_shard``).
 _FILE_RECORD = np.dtype(_native.ShardFile)
+#: The records it writes files through (``gpuzarr_put``).
+_PUT_RECORD = np.dtype(_native.PutRecord)
 
 #: Files one native read holds open at once, at most (more are read in slices, since
 #: every worker thread may hold its own at the same time).
@@ -109,6 +111,16 @@ def _make_parent(path: str) -> None:
             raise
     except FileNotFoundError:
         os.makedirs(path, exist_ok=True)
+
+
+def _c_strings(encoded: Iterable[bytes]) -> tuple[bytes, np.ndarray]:
+    """NUL-terminated copies of ``encoded`` (which hold no NUL: keys cannot) in one
+    block, and each one's address in it, for gpuzarr's native helper: keep the block
+    alive while the addresses are in use."""
+    block = b"".join(each + b"\0" for each in encoded)
+    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 0)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    return block, ctypes.cast(ctypes.c_char_p(block), ctypes.c_void_p).value + starts
 
 
 def _write_all(fd: int, data: memoryview) -> None:
@@ -361,13 +373,11 @@ class LocalStore(Store):
             # (os.fsencode of each path, the root encoded once.)
             root = os.fsencode(self._root + "/")
             encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
-            paths = b"".join(root + key.encode(encoding, errors) + b"\0" for key in keys)
+            paths, addresses = _c_strings(root + key.encode(encoding, errors) for key in keys)
         else:
-            paths = b"".join(os.fsencode(self._path(key)) + b"\0" for key in keys)
-        ends = np.flatnonzero(np.frombuffer(paths, dtype=np.uint8) == 0)
+            paths, addresses = _c_strings(os.fsencode(self._path(key)) for key in keys)
         records = np.zeros(len(keys), dtype=_FILE_RECORD)
-        starts = np.concatenate(([0], ends[:-1] + 1))
-        records["path"] = ctypes.cast(ctypes.c_char_p(paths), ctypes.c_void_p).value + starts
+        records["path"] = addresses
         records["fd"] = -1
         return records, paths
 
@@ -622,6 +632,70 @@ class LocalStore(Store):
         if self.fsync:
             self._fsync_dir(os.path.dirname(path))
 
+    def _set_each(self, items: list[tuple[str, memoryview]]) -> None:
+        if (
+            _native.file_writes is None
+            or len(items) < 2
+            or type(self)._set is not LocalStore._set
+            or type(self)._write_object is not LocalStore._write_object
+        ):
+            super()._set_each(items)  # (a subclass's own write hooks see every write)
+            return
+        self._write_files_natively(items)
+
+    def _write_files_natively(self, items: list[tuple[str, memoryview]]) -> None:
+        """``_set_each`` in gpuzarr's native helper: every object written to a temp file
+        and renamed over its own in one GIL-free call, with no Python per file. Objects
+        whose directory did not exist are written again in a second call once the
+        directories are made (a fresh array's chunks mostly each start one); any left
+        (a temp name drawn twice, a directory pruned meanwhile) go through
+        :meth:`_write_object`. Any other failure raises, naming its key."""
+        left = range(len(items))
+        for last in (False, True):
+            left = self._write_some_natively(items, left)
+            if not left:
+                break
+            if last:
+                for at in left:
+                    self._write_object(items[at][0], [items[at][1]])
+            else:
+                for directory in dict.fromkeys(os.path.dirname(self._path(items[at][0])) for at in left):
+                    with contextlib.suppress(OSError):  # (_write_object reports what stays wrong)
+                        _make_parent(directory)
+        if self.fsync:
+            for directory in dict.fromkeys(os.path.dirname(self._path(key)) for key, _ in items):
+                self._fsync_dir(directory)
+
+    def _write_some_natively(self, items: list[tuple[str, memoryview]], which: Sequence[int]) -> list[int]:
+        """One native call writing ``items[at]`` for each ``at`` in ``which``: the ones
+        whose temp file could not be created for want of its directory (or with its
+        name taken). Any other failure raises a StoreError naming the key."""
+        writes = _native.file_writes
+        assert writes is not None
+        n = len(which)
+        paths = [self._path(items[at][0]) for at in which]
+        temps = [f"{parent}/{_temp_name(name)}" for parent, _, name in (path.rpartition("/") for path in paths)]
+        names, addresses = _c_strings(map(os.fsencode, paths + temps))
+        records = np.zeros(n, dtype=_PUT_RECORD)
+        records["path"] = addresses[:n]
+        records["temp"] = addresses[n:]
+        records["first_part"] = np.arange(n)
+        records["n_parts"] = 1
+        views = [np.frombuffer(items[at][1], dtype=np.uint8) for at in which]
+        starts = np.array([view.ctypes.data for view in views], dtype=np.uintp)
+        sizes = np.array([view.nbytes for view in views], dtype=np.uintp)
+        writes(records.ctypes.data, n, starts.ctypes.data, sizes.ctypes.data, int(self.fsync))
+        del names, views  # (the helper held pointers into them until here)
+        redo = []
+        for f in np.flatnonzero(records["error"]).tolist():
+            error, step = int(records["error"][f]), _native.PUT_STEPS[records["failed_step"][f]]
+            if step == "create" and error in (errno.ENOENT, errno.EEXIST):
+                redo.append(which[f])
+                continue
+            exc = OSError(error, os.strerror(error), paths[f] if step == "rename" else temps[f])
+            raise StoreError(f"cannot write key {items[which[f]][0]!r} in {self!r}: {exc}") from exc
+        return redo
+
     @staticmethod
     def _fsync_dir(path: str) -> None:
         # Makes the rename itself durable (POSIX); directories cannot be opened on
@@ -637,7 +711,8 @@ class LocalStore(Store):
             os.close(fd)
 
     def _set_many(self, items: list[tuple[str, memoryview]]) -> None:
-        parallel_map(lambda item: self._set(*item), items, self.threads)
+        # (Each thread's batch with _set_each: one native call for it where possible.)
+        parallel_batches(lambda batch: self._set_each(list(batch)) or [], items, self.threads)
 
     def _prune_dirs(self, directory: str) -> None:
         """Remove ``directory`` and its ancestors while empty, stopping at the root."""
