@@ -138,10 +138,18 @@ def test_a_subclass_write_hook_sees_every_write(tmp_path: Path, write_calls: lis
             seen.append(key)
             super()._set(key, value)
 
-    store = Recording(tmp_path)
-    store.set_each([("a", b"1"), ("b/c", b"2")])
-    store.set_many([("d", b"3"), ("e", b"4")])
-    assert sorted(seen) == ["a", "b/c", "d", "e"]
+    class OwnTemps(LocalStore):
+        def _create_temp(self, key: str, path: str) -> tuple[int, str]:
+            seen.append(key)
+            return super()._create_temp(key, path)
+
+    for cls in (Recording, OwnTemps):
+        seen.clear()
+        store = cls(tmp_path / cls.__name__)
+        store.set_each([("a", b"1"), ("b/c", b"2")])
+        store.set_many([("d", b"3"), ("e", b"4")])
+        assert sorted(seen) == ["a", "b/c", "d", "e"]
+        assert store.get("b/c") == b"2"
     assert write_calls == []
 
 

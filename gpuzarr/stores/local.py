@@ -638,6 +638,7 @@ class LocalStore(Store):
             or len(items) < 2
             or type(self)._set is not LocalStore._set
             or type(self)._write_object is not LocalStore._write_object
+            or type(self)._create_temp is not LocalStore._create_temp
         ):
             super()._set_each(items)  # (a subclass's own write hooks see every write)
             return
