@@ -255,6 +255,14 @@ class BytesBytesCodec(Codec):
         """
         raise NotImplementedError(f"codec {self.name!r} has no batched decoder")
 
+    def cpu_decode_prefix(self, data: Buffer, out: memoryview) -> bool:
+        """Decode only the first ``len(out)`` bytes of a chunk into ``out`` (writable
+        bytes), where the codec decodes a stream it can stop early: True once done (a
+        chunk too short for them raises CorruptChunkError), False where it cannot (the
+        default: the caller decodes the whole chunk). A read that needs only the start
+        of a chunk's C-order elements (a box at the top of it) decodes no more."""
+        return False
+
     def cpu_encode_many(self, datas: Sequence[Buffer], spec: ChunkSpec) -> list[Any]:
         """Encode several chunks (each as :meth:`cpu_encode` would). Codecs with a
         per-thread context override it to set that up once per batch."""

@@ -173,6 +173,19 @@ class CodecChain:
             return self._assign(arr, out)
         return arr
 
+    def decode_prefix(self, data: Any, out: np.ndarray, nbytes: int) -> bool:
+        """Decode only the first ``nbytes`` of a chunk's C-order bytes into ``out``
+        (C-contiguous, ``spec.shape``, native dtype; its other bytes are left as they
+        were), where the chain allows it: elements stored as they are in native order
+        under one compressor that decodes a stream it can stop early
+        (:meth:`BytesBytesCodec.cpu_decode_prefix`), whose header records the chunk's
+        full size. True once done; False where not (decode the chunk whole)."""
+        compressor = self._direct_compressor
+        if compressor is None or self._swap or compressor.decoded_size(data) != self._nbytes:
+            return False
+        # (A uint8 view first: NumPy exports no buffer of datetime or timedelta arrays.)
+        return compressor.cpu_decode_prefix(data, memoryview(out.reshape(-1).view(np.uint8))[:nbytes])
+
     @staticmethod
     def _assign(arr: np.ndarray, out: np.ndarray) -> np.ndarray:
         if arr is not out:

@@ -26,7 +26,7 @@ from gpuzarr.codecs.base import (
     Spread,
     as_memoryview,
 )
-from gpuzarr.errors import MetadataError
+from gpuzarr.errors import CorruptChunkError, MetadataError
 
 try:  # python-zstandard: reusable contexts, and decoding into a caller's buffer
     import zstandard as _zstandard
@@ -490,6 +490,24 @@ class ZstdCodec(BytesBytesCodec):
         # numcodecs' module-level decompress skips Zstd.decode's per-call buffer
         # validation, which is a large share of the time for small (e.g. 64 KiB) chunks.
         return decode_with("zstd", _decompress, data, out)
+
+    def cpu_decode_prefix(self, data: Buffer, out: memoryview) -> bool:
+        view = as_memoryview(data)
+        # A frame whose checksum covers it is decoded whole, so the checksum is verified.
+        if _zstandard is None or len(view) <= ZSTD_DESCRIPTOR_OFFSET or view[ZSTD_DESCRIPTOR_OFFSET] & 4:
+            return False
+        done = 0
+        try:
+            # (The stream reader decodes block by block and stops once ``out`` is full.)
+            reader = _thread_decompressor().stream_reader(view, read_across_frames=True)
+            while done < len(out) and (got := reader.readinto(out[done:])):
+                done += got
+        except _zstandard.ZstdError as exc:
+            raise typed_decode_error("zstd", ValueError(str(exc))) from None
+        if done != len(out):
+            message = f"decoded {done} bytes, expected at least {len(out)}"
+            raise CorruptChunkError(f"codec 'zstd': cannot decode chunk: {message}")
+        return True
 
     def cpu_decode_many(
         self, datas: Sequence[Buffer], outs: Sequence[np.ndarray], spread: Spread | None = None

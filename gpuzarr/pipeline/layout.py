@@ -318,6 +318,13 @@ class ChunkLayout:
         except CorruptChunkError as exc:
             raise CorruptChunkError(f"{self.describe(coords)}: {exc}") from None
 
+    def decode_prefix(self, coords: Sequence[int], raw: Any, out: np.ndarray, nbytes: int) -> bool:
+        """:meth:`CodecChain.decode_prefix` of one unit, naming it in any decoding error."""
+        try:
+            return self.chain.decode_prefix(raw, out, nbytes)
+        except CorruptChunkError as exc:
+            raise CorruptChunkError(f"{self.describe(coords)}: {exc}") from None
+
 
 # --------------------------------------------------------------------------------------
 # shard index cache

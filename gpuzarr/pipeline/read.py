@@ -89,6 +89,30 @@ def _scratch_buffer(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
+#: A unit whose selected elements all lie in the first this share of its C-order bytes
+#: is decoded no further than them, where its codecs can stop early (a region at the
+#: top of 1 MiB zstd chunks: 0.22 ms to decode the first tenth, 1.7 ms the whole).
+PREFIX_MAX_SHARE = 0.75
+
+
+def _prefix_nbytes(selection: tuple[slice | np.ndarray, ...], unit_shape: tuple[int, ...], itemsize: int) -> int:
+    """Bytes of a unit's C-order elements up to the last one an orthogonal
+    ``selection`` (chunk-local: slices with step >= 1, or index arrays) takes."""
+    last = 0
+    stride = 1
+    for sel, n in zip(reversed(selection), reversed(unit_shape), strict=True):
+        if isinstance(sel, slice):
+            start, stop, step = sel.indices(n)
+            top = start + (len(range(start, stop, step)) - 1) * step
+        else:
+            top = int(sel.max()) if len(sel) else -1
+        if top < 0:
+            return 0
+        last += top * stride
+        stride *= n
+    return (last + 1) * itemsize
+
+
 def _direct_target(buffer: np.ndarray, projection: ChunkProjection, unit_shape: tuple[int, ...]) -> np.ndarray | None:
     """The view of ``buffer`` a whole unit can be decoded into, if it is contiguous."""
     view = whole_unit_view(buffer, projection, unit_shape)
@@ -212,7 +236,13 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
             if target is not None:
                 layout.decode(coords, raw, out=target)
                 return
-        place(projection, layout.decode(coords, raw, out=_scratch_buffer(unit_shape, dtype) if use_scratch else None))
+        scratch = _scratch_buffer(unit_shape, dtype) if use_scratch else None
+        if scratch is not None and not projection.covers_chunk and not dest.vectorized:
+            needed = _prefix_nbytes(projection.chunk_selection, unit_shape, dtype.itemsize)
+            if needed <= PREFIX_MAX_SHARE * scratch.nbytes and layout.decode_prefix(coords, raw, scratch, needed):
+                place(projection, scratch)  # (it reads no element past the decoded ones)
+                return
+        place(projection, layout.decode(coords, raw, out=scratch))
 
     def unit_addresses(units: list[ChunkProjection]) -> np.ndarray:
         """Where each unit decodes: the address of its place in the output where it
