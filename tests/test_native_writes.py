@@ -63,6 +63,15 @@ def test_a_batch_is_written_in_one_call_once_its_folders_exist(tmp_path: Path, w
     assert store.get("c/1/0") == b"and again"
 
 
+def test_keys_outside_ascii_are_written_natively(tmp_path: Path, write_calls: list[int]) -> None:
+    store = LocalStore(tmp_path)
+    items = {"dé/ü ñ": b"1", "日本/語": b"22", "a b/c%d": b"333"}
+    store.set_each(list(items.items()))
+    assert write_calls == [3, 3]
+    assert {key: store.get(key) for key in items} == items
+    assert _files(tmp_path) == {os.path.join(*key.split("/")): value for key, value in items.items()}
+
+
 def test_a_taken_temp_name_is_drawn_again(
     tmp_path: Path, write_calls: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
