@@ -258,8 +258,9 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
                     units = [new_contents(p, None if p.covers_chunk else next(olds)) for p in batch]
                 encoded = layout.chain.encode_many(units, skip_fill=skip_fill)
                 store.set_each([(key, data) for key, data in zip(keys, encoded, strict=True) if data is not None])
-                for key in (key for key, data in zip(keys, encoded, strict=True) if data is None):
-                    store.delete(key)
+                for key, data in zip(keys, encoded, strict=True):
+                    if data is None:  # (nothing but the fill value: the stale object goes)
+                        store.delete(key)
 
         threads = encode_threads(layout)
         parallel_map(write_group, tapering_parts(projections, 4 * threads, threads), max_threads=threads)

@@ -704,8 +704,7 @@ class Store(ABC):
         return [self._get_suffix(k, length) for k in keys]
 
     def _set_many(self, items: list[tuple[str, memoryview]]) -> None:
-        for key, value in items:
-            self._set(key, value)
+        self._set_each(items)
 
     def _set_each(self, items: list[tuple[str, memoryview]]) -> None:
         for key, value in items:

@@ -266,7 +266,7 @@ class _OpenFile(ObjectReader):
 
 
 def _file_error(action: str, key: str, store: Store, exc: OSError) -> StoreError:
-    """The StoreError for a failed ``action`` (open, stat, read) on ``key``'s file."""
+    """The StoreError for a failed ``action`` (open, stat, read, write) on ``key``'s file."""
     return StoreError(f"cannot {action} key {key!r} in {store!r}: {exc}")
 
 
@@ -612,7 +612,7 @@ class LocalStore(Store):
         except StoreError:
             raise
         except OSError as exc:
-            raise StoreError(f"cannot write key {key!r} in {self!r}: {exc}") from exc
+            raise _file_error("write", key, self, exc) from exc
         try:
             try:
                 _write_parts(fd, parts)
@@ -627,7 +627,7 @@ class LocalStore(Store):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             if isinstance(exc, OSError) and not isinstance(exc, StoreError):
-                raise StoreError(f"cannot write key {key!r} in {self!r}: {exc}") from exc
+                raise _file_error("write", key, self, exc) from exc
             raise
         if self.fsync:
             self._fsync_dir(os.path.dirname(path))
@@ -694,7 +694,7 @@ class LocalStore(Store):
                 redo.append(which[f])
                 continue
             exc = OSError(error, os.strerror(error), paths[f] if step == "rename" else temps[f])
-            raise StoreError(f"cannot write key {items[which[f]][0]!r} in {self!r}: {exc}") from exc
+            raise _file_error("write", items[which[f]][0], self, exc) from exc
         return redo
 
     @staticmethod
