@@ -1,8 +1,8 @@
 """Hatch build hook: compile gpuzarr's optional native helper.
 
-``gpuzarr/_native/call_each.c`` is a few dozen lines of plain C (no Python headers, no
-libraries) that gpuzarr loads with ctypes. Where no C compiler works the build goes on
-without it, and gpuzarr loops in Python instead (slower for small chunks, same results).
+``gpuzarr/_native/call_each.c`` and ``bitshuffle.c`` are plain C (no Python headers, no
+libraries) that gpuzarr loads with ctypes, as one library. Where no C compiler works the
+build goes on without it, and gpuzarr loops in Python instead (slower, same results).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-_SOURCE = "gpuzarr/_native/call_each.c"
+_SOURCES = ("gpuzarr/_native/call_each.c", "gpuzarr/_native/bitshuffle.c")
 # (The name gpuzarr loads it by, from the one module that spells it: the build cannot
 # import gpuzarr, whose dependencies need not be installed in the build environment.)
 _LIBRARY = "gpuzarr/_native/" + runpy.run_path(os.path.join(os.path.dirname(__file__), "gpuzarr/_native/_name.py"))[
@@ -34,7 +34,7 @@ def _compilers() -> list[list[str]]:
     return found + [[name] for name in ("cc", "gcc", "clang") if shutil.which(name)]
 
 
-def _compile(target: str, source: str) -> list[str]:
+def _compile(target: str, sources: list[str]) -> list[str]:
     """Build the helper at ``target``, trying each compiler in turn; the errors of the
     attempts that failed (all of them, when none worked and ``target`` is absent)."""
     flags = shlex.split(os.environ.get("CFLAGS", "")) + shlex.split(os.environ.get("LDFLAGS", ""))
@@ -42,7 +42,7 @@ def _compile(target: str, source: str) -> list[str]:
     errors = []
     for compiler in _compilers():
         partial = target + ".partial"  # (a failed link leaves no half-written library behind)
-        command = [*compiler, "-O2", "-shared", *position_independent, *flags, "-o", partial, source]
+        command = [*compiler, "-O2", "-shared", *position_independent, *flags, "-o", partial, *sources]
         try:
             subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.SubprocessError) as exc:
@@ -68,7 +68,7 @@ class NativeHelperHook(BuildHookInterface):
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
-        source = os.path.join(self.root, _SOURCE)
+        sources = [os.path.join(self.root, source) for source in _SOURCES]
         in_tree = os.path.join(self.root, _LIBRARY)
         if os.path.exists(in_tree):  # never leave an earlier build to be loaded instead
             os.remove(in_tree)
@@ -77,7 +77,7 @@ class NativeHelperHook(BuildHookInterface):
         else:
             self._build_dir = tempfile.mkdtemp(prefix="gpuzarr-native-")
             target = os.path.join(self._build_dir, os.path.basename(_LIBRARY))
-        errors = _compile(target, source)
+        errors = _compile(target, sources)
         if errors:
             self.app.display_warning(
                 f"gpuzarr: native helper not built ({'; '.join(errors)}); gpuzarr loops in Python instead"

@@ -908,6 +908,31 @@ def test_blosc_context_decode_matches_numcodecs(cname: str, shuffle: str) -> Non
     assert out.tobytes() == bytes(expected) == bytes(fresh)
 
 
+@pytest.mark.usefixtures("blosc_context")
+@pytest.mark.parametrize("helper", [True, False])
+def test_blosc_context_decode_with_and_without_the_helpers_unshuffle(
+    monkeypatch: pytest.MonkeyPatch, helper: bool
+) -> None:
+    # With gpuzarr's helper (AVX2 bit-unshuffle, where this CPU has it) and without it
+    # (c-blosc's own), bit-shuffled int16 chunks decode to the same elements.
+    from gpuzarr import _native
+
+    if not helper:
+        monkeypatch.setattr(_native, "blosc_decompress", None)
+    blosc_module._context_decompress.cache_clear()
+    try:
+        spec = spec_for((512, 1024), "int16")
+        codec = BloscCodec("zstd", 5, "bitshuffle").evolve(spec)
+        data = np.cumsum(np.random.default_rng(5).integers(-3, 4, (512, 1024)), axis=1).astype("<i2")
+        encoded = codec.cpu_encode(data.tobytes(), spec)
+        out = np.empty_like(data)
+        assert codec.cpu_decode(encoded, spec, out=out) is out
+        np.testing.assert_array_equal(out, data)
+    finally:
+        monkeypatch.undo()
+        blosc_module._context_decompress.cache_clear()
+
+
 def test_blosc_out_it_cannot_write_in_place_is_refused() -> None:
     # A strided `out` would be decoded into a temporary copy: it takes numcodecs' path,
     # which refuses it, instead of returning `out` untouched. A Fortran-order `out` gets

@@ -270,17 +270,18 @@ def test_only_a_failed_open_finds_a_shard_missing(stored: tuple[Path, np.ndarray
 
 def test_the_helper_builds_under_a_strict_c_standard(tmp_path: Path) -> None:
     """``hatch_build.py`` passes CFLAGS through: ``-std=c99`` must still declare pread
-    and O_CLOEXEC (a failed build silently drops every native path)."""
+    and O_CLOEXEC, and build the AVX2 code (a failed build silently drops every native
+    path)."""
     import shutil
     import subprocess
 
     compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if compiler is None:
         pytest.skip("no C compiler")
-    source = Path(_native.__file__).with_name("call_each.c")
+    sources = [str(Path(_native.__file__).with_name(name)) for name in ("call_each.c", "bitshuffle.c")]
     result = subprocess.run(
         [compiler, "-std=c99", "-Werror=implicit-function-declaration", "-O1", "-shared", "-fPIC",
-         "-o", str(tmp_path / "helper.so"), str(source)],
+         "-o", str(tmp_path / "helper.so"), *sources],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -1,12 +1,12 @@
-"""gpuzarr's optional native helper (``call_each.c``), loaded with ctypes.
+"""gpuzarr's optional native helper (``call_each.c`` and ``bitshuffle.c``), loaded with ctypes.
 
 Built with the package where a C compiler is found (``hatch_build.py``); where it is
 missing (no compiler, or a source checkout used without installing), :data:`call_shared`,
-:data:`shard_reads`, :data:`file_reads`, :data:`read_call_shared` and :data:`file_writes`
-are None and callers loop in Python (threads sharing a batch then take parts of it;
-shards and files are read and written through the store), as they do with
-``GPUZARR_NO_NATIVE=1`` set. Nothing here touches a GPU.
-"""
+:data:`shard_reads`, :data:`file_reads`, :data:`read_call_shared`, :data:`file_writes`
+and :data:`blosc_decompress` are None and callers loop in Python (threads sharing a
+batch then take parts of it; shards and files are read and written through the store;
+c-blosc undoes bitshuffles alone), as they do with ``GPUZARR_NO_NATIVE=1`` set. Nothing
+here touches a GPU."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ __all__ = [
     "ShardRange",
     "ShardUnit",
     "call_shared",
+    "bitunshuffle",
+    "blosc_decompress",
+    "blosc_unshuffles_here",
     "file_reads",
     "file_writes",
     "read_call_shared",
@@ -187,3 +190,28 @@ PUT_STEPS = (None, "create", "write", "fsync", "close", "rename")
 #: records) each written to its temp file (fsynced if ``sync``) and renamed over its
 #: path, one after another without the GIL, or None where the helper lacks it.
 file_writes = _function("gpuzarr_write_files", (_pointer, _size, _pointer, _pointer, ctypes.c_int), None)
+
+
+def _bitunshuffle_functions() -> tuple[Any, Any, Any]:
+    """``gpuzarr_blosc_decompress``, ``gpuzarr_blosc_unshuffles_here`` and
+    ``gpuzarr_bitunshuffle`` (``bitshuffle.c``), or Nones where the helper lacks them or
+    this CPU cannot run them (no AVX2, or a build without the vector code)."""
+    available = _function("gpuzarr_bitunshuffle_available", (), ctypes.c_int)
+    if available is None or not available():
+        return None, None, None
+    return (
+        _function("gpuzarr_blosc_decompress", (_pointer, _pointer, _size, _pointer, _size), ctypes.c_int),
+        _function("gpuzarr_blosc_unshuffles_here", (_pointer, _size, _size), ctypes.c_int),
+        _function("gpuzarr_bitunshuffle", (_pointer, _pointer, _size, _size, ctypes.c_int), ctypes.c_int),
+    )
+
+
+#: ``gpuzarr_blosc_decompress(blosc_decompress_ctx, src, srcsize, dest, destsize)``:
+#: c-blosc 1's ``blosc_decompress_ctx(src, dest, destsize, 1)`` (passed by address), its
+#: result too, with the bitshuffle of 2-, 4- and 8-byte elements undone by the helper's
+#: AVX2 code instead of c-blosc's SSE2 code (see ``bitshuffle.c``);
+#: ``gpuzarr_blosc_unshuffles_here(src, srcsize, destsize)``: whether it does so for a
+#: buffer; ``gpuzarr_bitunshuffle(in, out, n_elements, elem_size, scalar)``: the
+#: unshuffle alone (with ``scalar``, its bit-by-bit reference). None where the helper
+#: lacks them or the CPU has no AVX2.
+blosc_decompress, blosc_unshuffles_here, bitunshuffle = _bitunshuffle_functions()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -11,6 +12,7 @@ from typing import Any, ClassVar, Literal
 import numcodecs
 import numpy as np
 
+from gpuzarr import _native
 from gpuzarr.codecs._compressor import buffer_address, decode_with
 from gpuzarr.codecs.base import Buffer, BytesBytesCodec, ChunkSpec, as_memoryview
 from gpuzarr.errors import CorruptChunkError, MetadataError
@@ -35,7 +37,8 @@ _MIN_CBLOSC = (1, 21)
 
 @cache
 def _context_decompress() -> Callable[[int, int, int, int], int] | None:
-    """c-blosc's ``blosc_decompress_ctx`` from the library numcodecs ships, or None.
+    """``decompress(source, source_nbytes, target, target_nbytes)``: c-blosc's
+    ``blosc_decompress_ctx`` from the library numcodecs ships (its result too), or None.
 
     numcodecs decodes with c-blosc's global context, behind a process-wide lock and
     with c-blosc's own threads, whenever it is called from the main thread, and the
@@ -46,6 +49,10 @@ def _context_decompress() -> Callable[[int, int, int, int], int] | None:
     measured faster with one.) The call releases the GIL (ctypes does). It is
     c-blosc 1's public API, exported by the extension numcodecs builds; where a build
     does not export it, or holds another c-blosc, numcodecs decodes.
+
+    Where gpuzarr's helper is built and the CPU has AVX2, the helper makes the call and
+    undoes bitshuffles itself (``bitshuffle.c``; c-blosc's is SSE2 code): 1 MiB int16
+    zstd chunks decoded in 0.54 ms instead of 0.73.
     """
     try:
         library = ctypes.CDLL(numcodecs.blosc.__file__)
@@ -63,7 +70,19 @@ def _context_decompress() -> Callable[[int, int, int, int], int] | None:
         return None
     function.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
+    unshuffling = _native.blosc_decompress
+    try:
+        address = ctypes.cast(function, ctypes.c_void_p).value
+    except (TypeError, ctypes.ArgumentError):  # (not a C function: nothing to hand the helper)
+        address = None
+    if unshuffling is not None and address is not None:
+        # gpuzarr's helper calls it, and undoes bitshuffles with AVX2 itself (bitshuffle.c).
+        return functools.partial(unshuffling, address)  # type: ignore[no-any-return]
+
+    def decompress(source: int, source_nbytes: int, target: int, target_nbytes: int) -> int:
+        return function(source, target, target_nbytes, 1)  # type: ignore[no-any-return]
+
+    return decompress
 
 
 def _decode_in_context(
@@ -82,7 +101,7 @@ def _decode_in_context(
     # (The holders, locals until this returns, keep both buffers exported over the call.)
     source, _, _source_holder = buffer_address(view)
     target_address, target_nbytes, _target_holder = buffer_address(target, writable=True)
-    written = decompress(source, target_address, target_nbytes, 1)
+    written = decompress(source, len(view), target_address, target_nbytes)
     if written != nbytes:
         raise CorruptChunkError(f"codec 'blosc': cannot decode chunk (c-blosc returned {written})")
     return out
