@@ -1341,3 +1341,37 @@ def test_buffer_address() -> None:
     for read_only in (data, memoryview(data), frozen):
         with pytest.raises(ValueError, match="read-only"):
             buffer_address(read_only, writable=True)
+
+
+# -- fill-value chunks ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["<i2", ">i2", "<f4", ">f8", "u1", "c8", "V2", "M8[s]"])
+def test_is_fill_chunk_compares_bits_where_the_chunk_lies(dtype: str) -> None:
+    # A chunk cut from a larger array (strided, as a write's chunks are) is compared in
+    # place, bit for bit: the same verdicts as on a contiguous copy.
+    from gpuzarr.codecs.fill import is_fill_chunk
+
+    base = np.zeros((64, 96), dtype=dtype)
+    zero = base.flat[0]
+    for chunk in (base[8:40, 16:80], base[::3, 5::7], base.T[3:9], base[5, ::2], base[5, 7]):
+        assert chunk.flags.c_contiguous == (chunk.ndim == 0)
+        assert is_fill_chunk(chunk, zero)
+        assert is_fill_chunk(np.ascontiguousarray(chunk), zero)
+    changed = base.copy()
+    changed.view(np.uint8).reshape(64, -1)[39, -1] = 1  # one bit of one element, far from the first
+    assert not is_fill_chunk(changed[8:40, 16:], zero)
+    assert is_fill_chunk(changed[8:39, 16:], zero)
+    assert is_fill_chunk(base[4:4, :], zero)  # nothing in it
+
+
+def test_is_fill_chunk_tells_float_bit_patterns_apart() -> None:
+    from gpuzarr.codecs.fill import is_fill_chunk
+
+    zeros = np.zeros((40, 40), "f8")[::2, 1::3]
+    assert is_fill_chunk(zeros, 0.0) and not is_fill_chunk(zeros, -0.0)
+    nans = np.full((40, 40), np.nan, "f4")[::2, ::5]
+    assert is_fill_chunk(nans, np.float32(np.nan))
+    payload = nans.copy()
+    payload.view(np.uint32)[-1, -1] |= 1  # another NaN: not the fill value's bits
+    assert not is_fill_chunk(payload, np.float32(np.nan))

@@ -21,9 +21,11 @@ def is_fill_chunk(chunk: np.ndarray, fill: Any) -> bool:
     itemsize = chunk.dtype.itemsize
     if itemsize in (1, 2, 4, 8):
         word, fill_word = _fill_word(chunk.dtype, fill)
-        words = (chunk if chunk.flags.c_contiguous else np.ascontiguousarray(chunk)).reshape(-1).view(word)
+        # (A view of the same item size, strided as the chunk is: a chunk cut from a
+        # larger array is compared where it lies, not copied first.)
+        words = chunk.view(word)
         # Most chunks hold data: the first element usually settles it without a full pass.
-        if words.size and words[0] != fill_word:
+        if words.size and words[(0,) * words.ndim] != fill_word:
             return False
         return bool((words == fill_word).all())
     fill_bits = np.asarray(fill, dtype=chunk.dtype).reshape(1)
