@@ -6,7 +6,8 @@ missing (no compiler, or a source checkout used without installing), :data:`call
 and :data:`blosc_decompress` are None and callers loop in Python (threads sharing a
 batch then take parts of it; shards and files are read and written through the store;
 c-blosc undoes bitshuffles alone), as they do with ``GPUZARR_NO_NATIVE=1`` set. Nothing
-here touches a GPU."""
+here touches a GPU.
+"""
 
 from __future__ import annotations
 
@@ -25,10 +26,10 @@ __all__ = [
     "ShardFile",
     "ShardRange",
     "ShardUnit",
-    "call_shared",
     "bitunshuffle",
     "blosc_decompress",
     "blosc_unshuffles_here",
+    "call_shared",
     "file_reads",
     "file_writes",
     "read_call_shared",
@@ -209,7 +210,7 @@ def _bitunshuffle_functions() -> tuple[Any, Any, Any]:
 #: ``gpuzarr_blosc_decompress(blosc_decompress_ctx, src, srcsize, dest, destsize)``:
 #: c-blosc 1's ``blosc_decompress_ctx(src, dest, destsize, 1)`` (passed by address), its
 #: result too, with the bitshuffle of 2-, 4- and 8-byte elements undone by the helper's
-#: AVX2 code instead of c-blosc's SSE2 code (see ``bitshuffle.c``);
+#: AVX2 code instead of c-blosc's (see ``bitshuffle.c``);
 #: ``gpuzarr_blosc_unshuffles_here(src, srcsize, destsize)``: whether it does so for a
 #: buffer; ``gpuzarr_bitunshuffle(in, out, n_elements, elem_size, scalar)``: the
 #: unshuffle alone (with ``scalar``, its bit-by-bit reference). None where the helper

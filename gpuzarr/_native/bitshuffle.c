@@ -1,8 +1,8 @@
 /* gpuzarr's native helper, part two: blosc bit-unshuffle with AVX2.
  *
- * The c-blosc 1 that numcodecs ships (and the one tensorstore ships) undoes a bitshuffle
- * with SSE2 code, even on CPUs with AVX2: for 1 MiB int16 chunks of zstd it is a quarter
- * of the decode time. gpuzarr_blosc_decompress decodes a bit-shuffled blosc 1 buffer with
+ * The c-blosc 1 that numcodecs ships is built without AVX2: it undoes a bitshuffle with
+ * SSE2 code (tensorstore's does too for 2-byte elements), a quarter of the decode time
+ * of 1 MiB int16 chunks of zstd. gpuzarr_blosc_decompress decodes a bit-shuffled blosc 1 buffer with
  * c-blosc itself (its blosc_decompress_ctx, passed in by address), told not to unshuffle,
  * and then undoes the bitshuffle here. Every buffer this does not cover (other shuffles,
  * element sizes, block sizes; CPUs or compilers without AVX2) goes to c-blosc unchanged,
