@@ -24,11 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(_WIN32)
-#define GPUZARR_EXPORT __declspec(dllexport)
-#else
-#define GPUZARR_EXPORT
-#endif
+#include "gpuzarr_export.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define GPUZARR_HAVE_AVX2_CODE 1
@@ -118,37 +114,22 @@ AVX2_FUNCTION static void transpose_16x16_lanes(__m256i rows[16]) {
  * byte b of element 8c+i for each of the 32 columns c. */
 AVX2_FUNCTION static void transpose_bits(const uint8_t *first, size_t n_columns, size_t elem_size, size_t b,
                                          __m256i *tile) {
-    const __m256i low_nibbles = _mm256_set1_epi8(0x0F), low_pairs = _mm256_set1_epi8(0x33),
-                  low_bits = _mm256_set1_epi8(0x55);
-    __m256i x0 = _mm256_loadu_si256((const __m256i *)(first + 0 * n_columns));
-    __m256i x1 = _mm256_loadu_si256((const __m256i *)(first + 1 * n_columns));
-    __m256i x2 = _mm256_loadu_si256((const __m256i *)(first + 2 * n_columns));
-    __m256i x3 = _mm256_loadu_si256((const __m256i *)(first + 3 * n_columns));
-    __m256i x4 = _mm256_loadu_si256((const __m256i *)(first + 4 * n_columns));
-    __m256i x5 = _mm256_loadu_si256((const __m256i *)(first + 5 * n_columns));
-    __m256i x6 = _mm256_loadu_si256((const __m256i *)(first + 6 * n_columns));
-    __m256i x7 = _mm256_loadu_si256((const __m256i *)(first + 7 * n_columns));
-    /* x_k bit i is bit k of byte b of element 8c+i: after the transpose x_i bit k is. */
-    SWAP_BITS(x0, x4, 4, low_nibbles);
-    SWAP_BITS(x1, x5, 4, low_nibbles);
-    SWAP_BITS(x2, x6, 4, low_nibbles);
-    SWAP_BITS(x3, x7, 4, low_nibbles);
-    SWAP_BITS(x0, x2, 2, low_pairs);
-    SWAP_BITS(x1, x3, 2, low_pairs);
-    SWAP_BITS(x4, x6, 2, low_pairs);
-    SWAP_BITS(x5, x7, 2, low_pairs);
-    SWAP_BITS(x0, x1, 1, low_bits);
-    SWAP_BITS(x2, x3, 1, low_bits);
-    SWAP_BITS(x4, x5, 1, low_bits);
-    SWAP_BITS(x6, x7, 1, low_bits);
-    tile[0 * elem_size + b] = x0;
-    tile[1 * elem_size + b] = x1;
-    tile[2 * elem_size + b] = x2;
-    tile[3 * elem_size + b] = x3;
-    tile[4 * elem_size + b] = x4;
-    tile[5 * elem_size + b] = x5;
-    tile[6 * elem_size + b] = x6;
-    tile[7 * elem_size + b] = x7;
+    __m256i x[8];
+    UNROLL
+    for (int k = 0; k < 8; k++) x[k] = _mm256_loadu_si256((const __m256i *)(first + (size_t)k * n_columns));
+    /* x[k] bit i is bit k of byte b of element 8c+i: transposed, x[i] bit k is. Three
+     * rounds swap blocks of bits between rows 4, 2 and 1 apart: the 4x4 blocks off the
+     * diagonal, then the 2x2 blocks within them, then single bits. */
+    const __m256i masks[3] = {_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x33), _mm256_set1_epi8(0x55)};
+    UNROLL
+    for (int round = 0; round < 3; round++) {
+        const int distance = 4 >> round;
+        UNROLL
+        for (int k = 0; k < 8; k++)
+            if (!(k & distance)) SWAP_BITS(x[k], x[k + distance], distance, masks[round]);
+    }
+    UNROLL
+    for (int i = 0; i < 8; i++) tile[(size_t)i * elem_size + b] = x[i];
 }
 
 /* Write a tile's 8E rows of 32 columns out as 32 columns of 8E bytes, each column's

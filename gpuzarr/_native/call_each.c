@@ -32,11 +32,7 @@
 #include <intrin.h>
 #endif
 
-#if defined(_WIN32)
-#define GPUZARR_EXPORT __declspec(dllexport)
-#else
-#define GPUZARR_EXPORT
-#endif
+#include "gpuzarr_export.h"
 
 typedef size_t (*gpuzarr_decode_fn)(void *context, void *dst, size_t dst_nbytes, const void *src,
                                     size_t src_nbytes);
