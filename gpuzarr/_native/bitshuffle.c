@@ -2,9 +2,9 @@
  *
  * The c-blosc 1 that numcodecs ships is built without AVX2: it undoes a bitshuffle with
  * SSE2 code (tensorstore's does too for 2-byte elements), a quarter of the decode time
- * of 1 MiB int16 chunks of zstd. gpuzarr_blosc_decompress decodes a bit-shuffled blosc 1 buffer with
- * c-blosc itself (its blosc_decompress_ctx, passed in by address), told not to unshuffle,
- * and then undoes the bitshuffle here. Every buffer this does not cover (other shuffles,
+ * of 1 MiB int16 chunks of zstd. gpuzarr_blosc_decompress decodes a bit-shuffled blosc 1
+ * buffer with c-blosc itself (its blosc_decompress_ctx, passed in by address), told not
+ * to unshuffle, and then undoes the bitshuffle here. Every buffer this does not cover (other shuffles,
  * element sizes, block sizes; CPUs or compilers without AVX2) goes to c-blosc unchanged,
  * so the result is c-blosc's, byte for byte.
  *
@@ -12,9 +12,9 @@
  * r = 8 * b + k holds bit k of byte b of every element, element j at bit j % 8 of the
  * row's byte j / 8. Undoing it takes, for each group of 8 elements and each byte b, the
  * 8 bytes at one column of bit-rows 8b..8b+7 (an 8x8 bit matrix) and transposes it.
- * Here 32 columns at a time: eight 32-byte rows are transposed bitwise in registers
- * (three rounds of masked shifts), then the 8E rows of results are transposed bytewise
- * into the elements (16x16 byte transposes by unpacking).
+ * Here in tiles of 32 columns: eight 32-byte rows are transposed bitwise in registers
+ * (three rounds of masked shifts), then the tile's 8E rows of results are transposed
+ * bytewise into the elements (16x16 byte transposes by unpacking).
  */
 #if !defined(_WIN32)
 #define _POSIX_C_SOURCE 200809L
@@ -109,9 +109,9 @@ AVX2_FUNCTION static void transpose_16x16_lanes(__m256i rows[16]) {
     }
 }
 
-/* Transpose bitwise the 8x8 bit matrices of 32 columns of bit-rows 8b..8b+7 (rows
- * n_columns apart from in, first), and put the results in tile row i * elem_size + b:
- * byte b of element 8c+i for each of the 32 columns c. */
+/* Transpose bitwise the 8x8 bit matrices of 32 columns of bit-rows 8b..8b+7 (the first
+ * at first, each n_columns after the one before), and put the results in tile row
+ * i * elem_size + b: byte b of element 8c+i for each of the 32 columns c. */
 AVX2_FUNCTION static void transpose_bits(const uint8_t *first, size_t n_columns, size_t elem_size, size_t b,
                                          __m256i *tile) {
     __m256i x[8];
@@ -175,12 +175,14 @@ AVX2_FUNCTION static void untranspose_avx2(const uint8_t *in, uint8_t *out, size
 }
 
 static int cpu_has_avx2(void) {
-    static int known = -1; /* (a benign race: every thread finds the same answer) */
-    if (known < 0) {
+    static int known = -1; /* (threads that race here all find the same answer) */
+    int found = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (found < 0) {
         __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx2") ? 1 : 0;
+        found = __builtin_cpu_supports("avx2") ? 1 : 0;
+        __atomic_store_n(&known, found, __ATOMIC_RELAXED);
     }
-    return known;
+    return found;
 }
 
 #else
