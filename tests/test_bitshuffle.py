@@ -34,9 +34,7 @@ def numpy_bitshuffle(elements: np.ndarray, elem_size: int) -> np.ndarray:
 
 def unshuffle(shuffled: np.ndarray, elem_size: int, *, scalar: bool = False) -> tuple[int, np.ndarray]:
     out = np.full(shuffled.size, 0xAB, dtype=np.uint8)
-    result = _native.bitunshuffle(
-        _address(shuffled), _address(out), shuffled.size // elem_size if elem_size else 0, elem_size, int(scalar)
-    )
+    result = _native.bitunshuffle(_address(shuffled), _address(out), shuffled.size // elem_size, elem_size, int(scalar))
     return result, out
 
 

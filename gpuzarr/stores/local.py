@@ -712,8 +712,11 @@ class LocalStore(Store):
             os.close(fd)
 
     def _set_many(self, items: list[tuple[str, memoryview]]) -> None:
-        # (Each thread's batch with _set_each: one native call for it where possible.)
-        parallel_batches(lambda batch: self._set_each(list(batch)) or [], items, self.threads)
+        def store_batch(batch: Sequence[tuple[str, memoryview]]) -> list[None]:
+            self._set_each(list(batch))  # (one native call for the thread's batch where possible)
+            return []  # (no results to gather)
+
+        parallel_batches(store_batch, items, self.threads)
 
     def _prune_dirs(self, directory: str) -> None:
         """Remove ``directory`` and its ancestors while empty, stopping at the root."""
