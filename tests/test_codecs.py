@@ -1248,7 +1248,9 @@ def test_zstd_libzstd_needs_1_4(monkeypatch: pytest.MonkeyPatch) -> None:
     class FakeLibrary:
         def __init__(self, version: int) -> None:
             self.ZSTD_versionNumber = lambda: version
-            for name in ("decompressDCtx", "isError", "getErrorName", "createDCtx", "freeDCtx"):
+            names = ("decompressDCtx", "isError", "getErrorName", "createDCtx", "freeDCtx")
+            names += ("compress2", "compressBound", "createCCtx", "freeCCtx", "CCtx_setParameter")
+            for name in names:
                 setattr(self, f"ZSTD_{name}", lambda *args: 0)
 
     for version, usable in ((10507, True), (10400, True), (10311, False)):

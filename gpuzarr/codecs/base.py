@@ -42,6 +42,7 @@ __all__ = [
     "Buffer",
     "DecodeTargets",
     "NativeDecoder",
+    "OutputArena",
     "Spread",
     "as_memoryview",
 ]
@@ -263,9 +264,16 @@ class BytesBytesCodec(Codec):
         of a chunk's C-order elements (a box at the top of it) decodes no more."""
         return False
 
-    def cpu_encode_many(self, datas: Sequence[Buffer], spec: ChunkSpec) -> list[Any]:
+    def cpu_encode_many(
+        self, datas: Sequence[Buffer], spec: ChunkSpec, arena: OutputArena | None = None
+    ) -> list[Any]:
         """Encode several chunks (each as :meth:`cpu_encode` would). Codecs with a
-        per-thread context override it to set that up once per batch."""
+        per-thread context override it to set that up once per batch.
+
+        With ``arena``, a codec may write the encoded chunks into memory taken from it
+        (the results are then views, valid until the arena's owner resets it) instead
+        of a fresh ``bytes`` object each: fresh memory is page-faulted in, chunk after
+        chunk and write after write, where an arena's pages are touched once."""
         return [self.cpu_encode(data, spec) for data in datas]
 
     def native_decoder(self) -> NativeDecoder | None:
@@ -273,6 +281,15 @@ class BytesBytesCodec(Codec):
         straight into a caller's buffer (where it reads and decodes files itself), or None
         (the default: the codec decodes through Python)."""
         return None
+
+
+class OutputArena(Protocol):
+    """Reusable memory encoders may write into (a :class:`~gpuzarr.stores.base.ReadArena`):
+    its owner resets it once every view taken from it is dead."""
+
+    def take(self, nbytes: int, source_offset: int = 0) -> memoryview:
+        """A writable view of ``nbytes`` bytes, valid until the owner resets the arena
+        (``source_offset``: see :meth:`~gpuzarr.stores.base.ReadArena.take`)."""
 
 
 class NativeDecoder(Protocol):

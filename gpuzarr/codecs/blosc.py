@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property, partial
 from typing import Any, ClassVar, Literal
@@ -13,7 +13,7 @@ import numpy as np
 
 from gpuzarr import _native
 from gpuzarr.codecs._compressor import buffer_address, decode_with
-from gpuzarr.codecs.base import Buffer, BytesBytesCodec, ChunkSpec, as_memoryview
+from gpuzarr.codecs.base import Buffer, BytesBytesCodec, ChunkSpec, OutputArena, as_memoryview
 from gpuzarr.errors import CorruptChunkError, MetadataError
 
 __all__ = ["BloscCodec", "SHUFFLE_IDS"]
@@ -82,6 +82,38 @@ def _context_decompress() -> Callable[[int, int, int, int], int] | None:
         return function(source, target, target_nbytes, 1)  # type: ignore[no-any-return]
 
     return decompress
+
+
+@cache
+def _context_compress() -> Callable[..., int] | None:
+    """c-blosc's ``blosc_compress_ctx`` from the library numcodecs ships, or None (where
+    the build does not export it, or holds another c-blosc than the decoder accepts:
+    numcodecs then encodes). The call releases the GIL (ctypes does) and compresses on
+    the calling thread alone, as numcodecs does off the main thread (on it, numcodecs
+    takes c-blosc's global context, behind its lock)."""
+    if _context_decompress() is None:  # (the same library and version checks)
+        return None
+    function = ctypes.CDLL(numcodecs.blosc.__file__).blosc_compress_ctx
+    function.argtypes = (
+        ctypes.c_int,  # clevel
+        ctypes.c_int,  # doshuffle
+        ctypes.c_size_t,  # typesize
+        ctypes.c_size_t,  # nbytes
+        ctypes.c_void_p,  # src
+        ctypes.c_void_p,  # dest
+        ctypes.c_size_t,  # destsize
+        ctypes.c_char_p,  # compressor
+        ctypes.c_size_t,  # blocksize
+        ctypes.c_int,  # numinternalthreads
+    )
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
+
+
+@cache
+def _built_compressors() -> frozenset[str]:
+    """The compressors numcodecs' c-blosc was built with (snappy is often left out)."""
+    return frozenset(numcodecs.blosc.list_compressors())
 
 
 def _decode_in_context(
@@ -230,10 +262,46 @@ class BloscCodec(BytesBytesCodec):
 
         return decode_with("blosc", run, view, out)
 
+    def _typesize_for(self, nbytes: int) -> int:
+        """The element size c-blosc shuffles ``nbytes`` bytes by: ``typesize``, or 1
+        where it does not divide them (as numcodecs, which takes it from the buffer)."""
+        typesize = self.typesize or 1
+        return typesize if nbytes % typesize == 0 else 1
+
     def cpu_encode(self, data: Buffer, spec: ChunkSpec) -> bytes:
         # numcodecs takes blosc's typesize from the buffer's item size.
         flat = np.frombuffer(as_memoryview(data), dtype=np.uint8)
-        typesize = self.typesize or 1
-        if typesize > 1 and flat.size % typesize == 0:
+        typesize = self._typesize_for(flat.size)
+        if typesize > 1:
             flat = flat.view(f"V{typesize}") if typesize not in (2, 4, 8) else flat.view(f"u{typesize}")
         return self._impl.encode(flat)
+
+    def cpu_encode_many(
+        self, datas: Sequence[Buffer], spec: ChunkSpec, arena: OutputArena | None = None
+    ) -> list[Any]:
+        compress = _context_compress() if arena is not None else None
+        views = [as_memoryview(data) for data in datas]
+        if (
+            compress is None
+            or self.cname not in _built_compressors()
+            or any(view.nbytes > _MAX_BUFFER_BYTES for view in views)
+        ):  # (numcodecs then encodes, or says what it refuses)
+            return [self.cpu_encode(view, spec) for view in views]
+        assert arena is not None
+        # Into the arena, with the arguments numcodecs passes off the main thread: the
+        # same bytes, without a fresh output object per chunk.
+        cname, shuffle = self.cname.encode("ascii"), SHUFFLE_IDS[self.shuffle]
+        encoded = []
+        for view in views:
+            nbytes = view.nbytes
+            target = arena.take(nbytes + _HEADER_BYTES)  # (c-blosc's most: a copy and its header)
+            target_address, target_nbytes, _target_holder = buffer_address(target, writable=True)
+            source, _, _source_holder = buffer_address(view)
+            typesize = self._typesize_for(nbytes)
+            written = compress(
+                self.clevel, shuffle, typesize, nbytes, source, target_address, target_nbytes, cname, self.blocksize, 1
+            )
+            if written <= 0:
+                raise RuntimeError(f"codec 'blosc': c-blosc could not compress a chunk (it returned {written})")
+            encoded.append(target[:written])
+        return encoded

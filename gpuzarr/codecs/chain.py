@@ -20,6 +20,7 @@ from gpuzarr.codecs.base import (
     ChunkSpec,
     Codec,
     NativeDecoder,
+    OutputArena,
     Spread,
     as_memoryview,
 )
@@ -192,9 +193,14 @@ class CodecChain:
             np.copyto(out, arr)
         return out
 
-    def encode_many(self, arrs: Sequence[np.ndarray], *, skip_fill: bool = False) -> list[bytes | memoryview | None]:
+    def encode_many(
+        self, arrs: Sequence[np.ndarray], *, skip_fill: bool = False, arena: OutputArena | None = None
+    ) -> list[bytes | memoryview | None]:
         """:meth:`encode` of several chunks; with ``skip_fill``, None (and no encoding)
-        for each chunk that holds nothing but the fill value, bit for bit.
+        for each chunk that holds nothing but the fill value, bit for bit. With
+        ``arena``, compressors may write the encoded chunks into it
+        (:meth:`~gpuzarr.codecs.base.BytesBytesCodec.cpu_encode_many`): the results are
+        then valid until the caller resets the arena.
 
         Where the array→bytes codec stores the elements as they are (``bytes`` in
         native byte order, no array→array codec), the compressors see every chunk's
@@ -212,7 +218,7 @@ class CodecChain:
         dtype = self.array_spec.dtype
         datas: list[Any] = [as_memoryview(arrs[i] if arrs[i].dtype == dtype else arrs[i].astype(dtype)) for i in keep]
         for codec in self.bytes_bytes:
-            datas = codec.cpu_encode_many(datas, self.array_spec)
+            datas = codec.cpu_encode_many(datas, self.array_spec, arena)
         for i, data in zip(keep, datas, strict=True):
             encoded[i] = data if isinstance(data, bytes) else as_memoryview(data)
         return encoded

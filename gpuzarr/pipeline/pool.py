@@ -13,7 +13,15 @@ from typing import Any, TypeVar
 from gpuzarr.config import get_config
 from gpuzarr.stores.base import ReadArena, Store
 
-__all__ = ["ARENA_KEEP_BYTES", "parallel_map", "run_together", "tapering_cuts", "tapering_parts", "thread_arena"]
+__all__ = [
+    "ARENA_KEEP_BYTES",
+    "encode_arena",
+    "parallel_map",
+    "run_together",
+    "tapering_cuts",
+    "tapering_parts",
+    "thread_arena",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -350,6 +358,45 @@ def tapering_cuts(total: int, parts: int, threads: int, min_length: int = 1, bou
 
 
 @contextmanager
+def encode_arena(store: Store) -> Iterator[ReadArena | None]:
+    """This thread's arena for encoded chunks while the block runs, for a writer that
+    stores what it encoded before the block ends (None if ``store`` may keep views of
+    what it is given: :attr:`~gpuzarr.stores.base.Store.keeps_no_views`); reset when
+    the block ends. A nested block on the same thread gets None.
+
+    Encoded into a fresh ``bytes`` object each, every compressed chunk page-faults its
+    memory in, write after write (measured: 128 chunks of 1 MiB float32 at zstd level
+    3, 10,100 page faults and 28-60 ms of system time per pass on one thread; none into
+    an arena).
+    """
+    if not store.keeps_no_views:
+        yield None
+        return
+    with _arena_in("encode_arena") as arena:
+        yield arena
+
+
+@contextmanager
+def _arena_in(name: str) -> Iterator[ReadArena | None]:
+    """This thread's arena called ``name`` for the block (None when a block on this
+    thread already uses it); reset when the block ends."""
+    in_use = f"{name}_in_use"
+    if getattr(_local, in_use, False):
+        yield None
+        return
+    arena = getattr(_local, name, None)
+    if arena is None:
+        arena = ReadArena(ARENA_KEEP_BYTES)
+        setattr(_local, name, arena)
+    setattr(_local, in_use, True)
+    try:
+        yield arena
+    finally:
+        arena.reset()
+        setattr(_local, in_use, False)
+
+
+@contextmanager
 def thread_arena(store: Store) -> Iterator[ReadArena | None]:
     """This thread's arena for fetched bytes while the block runs (None if ``store``
     does not read into arenas); reset when the block ends, so every view taken from it
@@ -361,15 +408,8 @@ def thread_arena(store: Store) -> Iterator[ReadArena | None]:
     against 6.6 ms for 40 MiB in 128 files). A nested block on the same thread gets
     None (fresh bytes) rather than memory the outer block still uses.
     """
-    if not store.fills_arenas or getattr(_local, "arena_in_use", False):
+    if not store.fills_arenas:
         yield None
         return
-    arena = getattr(_local, "arena", None)
-    if arena is None:
-        arena = _local.arena = ReadArena(ARENA_KEEP_BYTES)
-    _local.arena_in_use = True
-    try:
+    with _arena_in("arena") as arena:
         yield arena
-    finally:
-        arena.reset()
-        _local.arena_in_use = False

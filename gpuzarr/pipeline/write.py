@@ -31,7 +31,7 @@ from gpuzarr.config import get_config, usable_cores
 from gpuzarr.indexing import ChunkProjection, Indexer, ortho_get, ortho_set
 from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache, waves, whole_unit_view
 from gpuzarr.pipeline.locks import write_locks
-from gpuzarr.pipeline.pool import parallel_map, tapering_cuts, tapering_parts, thread_arena
+from gpuzarr.pipeline.pool import encode_arena, parallel_map, tapering_cuts, tapering_parts, thread_arena
 from gpuzarr.stores.base import arena_keyword
 
 __all__ = [
@@ -256,8 +256,9 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
                 with thread_arena(store) as arena:  # (the old bytes are decoded before it resets)
                     olds = iter(store.get_each(partial, arena=arena))
                     units = [new_contents(p, None if p.covers_chunk else next(olds)) for p in batch]
-                encoded = layout.chain.encode_many(units, skip_fill=skip_fill)
-                store.set_each([(key, data) for key, data in zip(keys, encoded, strict=True) if data is not None])
+                with encode_arena(store) as out:  # (the batch is stored before it resets)
+                    encoded = layout.chain.encode_many(units, skip_fill=skip_fill, arena=out)
+                    store.set_each([(key, data) for key, data in zip(keys, encoded, strict=True) if data is not None])
                 for key, data in zip(keys, encoded, strict=True):
                     if data is None:  # (nothing but the fill value: the stale object goes)
                         store.delete(key)

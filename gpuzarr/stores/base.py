@@ -335,6 +335,10 @@ class Store(ABC):
     #: Whether :meth:`get` and :meth:`get_ranges` read into a :class:`ReadArena` they are
     #: given (instead of returning fresh ``bytes``): readers pass one only then.
     fills_arenas: bool = False
+    #: Whether writes are done with a value's memory once they return (written out or
+    #: copied, no view of it kept): writers may then hand them views of memory they
+    #: reuse for the next objects (:func:`~gpuzarr.pipeline.pool.encode_arena`).
+    keeps_no_views: bool = False
     #: Whether :meth:`object_token` tells versions of an object apart. Without, what is
     #: cached of an object (a shard index) is trusted until gpuzarr itself rewrites or
     #: deletes it, and dropped whenever an array on the store is opened again.

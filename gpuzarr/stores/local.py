@@ -306,11 +306,18 @@ class LocalStore(Store):
     # Reads go into caller memory (with preadv), unless a subclass overrides the read
     # hooks: those must then see every read (set per subclass, below).
     fills_arenas = _HAVE_PREADV
+    # Writes copy values into files before they return, unless a subclass overrides a
+    # write hook: that one may keep what it is given (set per subclass, below).
+    keeps_no_views = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.fills_arenas = cls.fills_arenas and all(
             getattr(cls, hook) is getattr(LocalStore, hook) for hook in ("_get", "_get_ranges", "_get_suffix")
+        )
+        cls.keeps_no_views = cls.keeps_no_views and all(
+            getattr(cls, hook) is getattr(LocalStore, hook)
+            for hook in ("set", "set_each", "set_many", "set_parts", "_set", "_set_each", "_set_many", "_set_parts")
         )
 
     def __init__(
