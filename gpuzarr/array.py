@@ -656,6 +656,14 @@ class Array(Node):
 
     def _set(self, selection: Any, value: Any, mode: SelectionMode) -> None:
         self._check_writable()
+        try:
+            self._write_selection(selection, value, mode)
+        finally:
+            # (Its time includes what the store finishes in the background: releasing
+            # the files it replaced.)
+            self._layout.store.finish_writes()
+
+    def _write_selection(self, selection: Any, value: Any, mode: SelectionMode) -> None:
         indexer = self._indexer(selection, mode)
         # On a GPU: arrays opened with device="cuda", and CuPy values whatever the
         # array's device (the data is on the GPU already: encode it there). Data types

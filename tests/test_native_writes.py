@@ -1,4 +1,4 @@
-"""gpuzarr's native batched writes of local files (``gpuzarr_write_files``): each object
+"""gpuzarr's native batched writes of local files (``gpuzarr_put_files``): each object
 written to a temp file and renamed over its own, a batch in one GIL-free call. The
 same files, the same atomicity and the same errors as the Python path."""
 

@@ -181,16 +181,19 @@ class PutRecord(ctypes.Structure):
         ("n_parts", ctypes.c_size_t),
         ("error", ctypes.c_int),
         ("failed_step", ctypes.c_int),
+        ("hold", ctypes.c_int),
+        ("held", ctypes.c_int),
     )
 
 
 #: ``PutRecord.failed_step`` values: what failed with ``PutRecord.error``.
 PUT_STEPS = (None, "create", "write", "fsync", "close", "rename")
 
-#: ``gpuzarr_write_files(puts, n, parts, part_nbytes, sync)``: objects (``PutRecord``
+#: ``gpuzarr_put_files(puts, n, parts, part_nbytes, sync)``: objects (``PutRecord``
 #: records) each written to its temp file (fsynced if ``sync``) and renamed over its
-#: path, one after another without the GIL, or None where the helper lacks it.
-file_writes = _function("gpuzarr_write_files", (_pointer, _size, _pointer, _pointer, ctypes.c_int), None)
+#: path, one after another without the GIL (the file each replaces handed back open
+#: where its record asks: ``hold``, ``held``), or None where the helper lacks it.
+file_writes = _function("gpuzarr_put_files", (_pointer, _size, _pointer, _pointer, ctypes.c_int), None)
 
 
 def _bitunshuffle_functions() -> tuple[Any, Any, Any]:

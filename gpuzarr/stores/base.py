@@ -597,6 +597,11 @@ class Store(ABC):
         """Make buffered writes durable. A no-op for stores that write through."""
         self._check_open()
 
+    def finish_writes(self) -> None:  # noqa: B027 - an optional hook, a no-op by default
+        """Return once what this store's writes left to finish in the background is done
+        (local files: releasing the files they replaced). A write through an array calls
+        it before it returns. A no-op by default."""
+
     def close(self) -> None:
         """Release resources (flush pending writes where a store buffers them).
 

@@ -11,6 +11,7 @@ import re
 import shutil
 import stat
 import sys
+import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -90,6 +91,94 @@ _HAVE_PREADV = hasattr(os, "preadv")
 _HAVE_WRITEV = hasattr(os, "writev")
 # Parts one writev may take (POSIX guarantees at least 16; Linux allows 1024).
 _IOV_MAX = max(16, os.sysconf("SC_IOV_MAX")) if hasattr(os, "sysconf") and "SC_IOV_MAX" in os.sysconf_names else 16
+
+
+#: An object of at least this many bytes replaces its file with the old file held open
+#: and closed on another thread (:class:`_ReplacedFiles`): freeing a smaller file's
+#: blocks costs little (a rename over a synced file, ext4 mounted with discard: 0.14 ms
+#: for 64 KiB, 0.43 ms for 1 MiB, 1.5 ms for 4 MiB). Not on Windows, where a file held
+#: open cannot be renamed over.
+HOLD_REPLACED_MIN_BYTES = 256 * 2**10 if os.name == "posix" else 1 << 62
+
+
+class _ReplacedFiles:
+    """Files that writes replaced, held open, and closed on a background thread.
+
+    A rename that drops the last link of a file frees its blocks before it returns; on
+    a file system mounted with ``discard`` (ext4, as on many cloud disks) it then waits
+    for the device to discard them, and a worker that is meant to encode the next
+    chunk sits idle meanwhile (measured: partial writes of 33 files of 1 MiB blocked
+    each worker 14 ms in all). Holding the old file open across the rename leaves that
+    to whoever closes it last: this thread, while the workers go on. A write through an
+    array waits for the files it replaced before it returns
+    (:meth:`LocalStore.finish_writes`), so its time still includes their release; no
+    more than :attr:`MAX_PENDING` wait at once (more are closed on the spot).
+    """
+
+    #: Most held files waiting to be closed (each is a file descriptor).
+    MAX_PENDING = 64
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._waiting: list[int] = []
+        self._closing = 0
+        self._thread: threading.Thread | None = None
+
+    def release(self, fds: Sequence[int]) -> None:
+        """Close ``fds`` on the background thread (those beyond the room left, here)."""
+        if not fds:
+            return
+        with self._changed:
+            room = max(0, self.MAX_PENDING - len(self._waiting) - self._closing)
+            self._waiting += fds[:room]
+            if self._thread is None and self._waiting:
+                self._thread = threading.Thread(target=self._close_forever, name="gpuzarr-release", daemon=True)
+                self._thread.start()
+            self._changed.notify_all()
+        _close_all(fds[room:])
+
+    def wait(self) -> None:
+        """Return once every file handed to :meth:`release` is closed."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._waiting and not self._closing)
+
+    def _close_forever(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._waiting))
+                fds, self._waiting = self._waiting, []
+                self._closing = len(fds)
+            _close_all(fds)
+            with self._changed:
+                self._closing = 0
+                self._changed.notify_all()
+
+    def after_fork_in_child(self) -> None:
+        """A forked child has copies of the files waiting, and no thread closing them:
+        close them here and start over."""
+        waiting = self._waiting
+        self.__init__()  # type: ignore[misc]
+        _close_all(waiting)
+
+
+def _close_all(fds: Iterable[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+_replaced_files = _ReplacedFiles()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_replaced_files.after_fork_in_child)
+
+
+def _open_replaced(path: str) -> int:
+    """The file at ``path`` opened read-only, to hold across a rename over it (-1 where
+    there is none; never waiting on a FIFO in its place)."""
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return -1
 
 
 def _is_temp_name(name: str) -> bool:
@@ -600,6 +689,11 @@ class LocalStore(Store):
                 ) from exc
         raise StoreError(f"cannot create a temporary file for key {key!r} in {self!r}")
 
+    def finish_writes(self) -> None:
+        """Return once the files this process's writes replaced are released (closed on
+        a background thread, see :class:`_ReplacedFiles`)."""
+        _replaced_files.wait()
+
     def _set(self, key: str, value: memoryview) -> None:
         self._write_object(key, [value])
 
@@ -620,6 +714,7 @@ class LocalStore(Store):
             raise
         except OSError as exc:
             raise _file_error("write", key, self, exc) from exc
+        held = -1
         try:
             try:
                 _write_parts(fd, parts)
@@ -627,8 +722,11 @@ class LocalStore(Store):
                     os.fsync(fd)
             finally:
                 os.close(fd)
+            if sum(part.nbytes for part in parts) >= HOLD_REPLACED_MIN_BYTES:
+                held = _open_replaced(path)
             os.replace(tmp, path)
         except BaseException as exc:
+            _close_all([held] if held >= 0 else [])
             # Whatever went wrong (including KeyboardInterrupt), the final name still
             # holds the old object; only the temp file must go.
             with contextlib.suppress(OSError):
@@ -636,6 +734,8 @@ class LocalStore(Store):
             if isinstance(exc, OSError) and not isinstance(exc, StoreError):
                 raise _file_error("write", key, self, exc) from exc
             raise
+        if held >= 0:
+            _replaced_files.release([held])
         if self.fsync:
             self._fsync_dir(os.path.dirname(path))
 
@@ -692,8 +792,12 @@ class LocalStore(Store):
         views = [np.frombuffer(items[at][1], dtype=np.uint8) for at in which]
         starts = np.array([view.ctypes.data for view in views], dtype=np.uintp)
         sizes = np.array([view.nbytes for view in views], dtype=np.uintp)
+        records["hold"] = sizes >= HOLD_REPLACED_MIN_BYTES
+        records["held"] = -1
         writes(records.ctypes.data, n, starts.ctypes.data, sizes.ctypes.data, int(self.fsync))
         del names, views  # (the helper held pointers into them until here)
+        held = records["held"]
+        _replaced_files.release(held[held >= 0].tolist())
         redo = []
         for f in np.flatnonzero(records["error"]).tolist():
             error, step = int(records["error"][f]), _native.PUT_STEPS[records["failed_step"][f]]
