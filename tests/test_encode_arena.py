@@ -229,3 +229,22 @@ def test_zstd_compress_contexts_are_per_thread_and_setting_and_freed_with_the_th
         assert {first, checked} <= set(freed)  # freed when their thread ended
     finally:
         library.free_compress_context = real_free
+
+
+@needs_blosc_context
+def test_blosc_without_a_context_compressor_encodes_through_numcodecs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A c-blosc build exporting no ``blosc_compress_ctx``: numcodecs encodes, into
+    fresh bytes, the same chunks."""
+    blosc_module._context_decompress()  # (cached: its own checks passed)
+    monkeypatch.setattr(blosc_module.ctypes, "CDLL", lambda path: object())
+    blosc_module._context_compress.cache_clear()
+    try:
+        assert blosc_module._context_compress() is None
+        codec = BloscCodec("zstd", 5, "shuffle", 4, 0)
+        datas = [_smooth_bytes(40_000, seed=s) for s in range(3)]
+        encoded = codec.cpu_encode_many(datas, None, ReadArena(1 << 20))  # type: ignore[arg-type]
+        assert [bytes(e) for e in encoded] == [bytes(codec.cpu_encode(d, None)) for d in datas]  # type: ignore[arg-type]
+        assert not any(isinstance(e, memoryview) for e in encoded)
+    finally:
+        monkeypatch.undo()
+        blosc_module._context_compress.cache_clear()

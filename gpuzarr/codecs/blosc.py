@@ -93,7 +93,10 @@ def _context_compress() -> Callable[..., int] | None:
     takes c-blosc's global context, behind its lock)."""
     if _context_decompress() is None:  # (the same library and version checks)
         return None
-    function = ctypes.CDLL(numcodecs.blosc.__file__).blosc_compress_ctx
+    try:
+        function = ctypes.CDLL(numcodecs.blosc.__file__).blosc_compress_ctx
+    except (OSError, AttributeError):
+        return None
     function.argtypes = (
         ctypes.c_int,  # clevel
         ctypes.c_int,  # doshuffle
