@@ -890,3 +890,43 @@ def test_errors_in_consolidated_entries_name_where_they_are_stored(tmp_path: pat
     with pytest.raises(MetadataError, match=expected):
         gpuzarr.open_consolidated(tmp_path / "g", mode="r")["a/x"]
     assert gpuzarr.open_array(tmp_path / "g" / "a" / "x").shape == (4,)  # (its own document is fine)
+
+
+@pytest.mark.parametrize("shards", [None, (64, 32)])
+def test_partial_writes_decode_old_units_as_a_batch_and_name_a_corrupt_one(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, shards: tuple[int, int] | None
+) -> None:
+    """The old contents of a batch's partly covered units are decoded in one call; a
+    corrupt one among them is then decoded alone, so the error names it."""
+    from gpuzarr.codecs.chain import CodecChain
+
+    batches: list[int] = []
+    original = CodecChain.decode_many
+
+    def counting(self: CodecChain, datas: Any, outs: Any, spread: Any = None) -> None:
+        batches.append(len(datas))
+        original(self, datas, outs, spread)
+
+    monkeypatch.setattr(CodecChain, "decode_many", counting)
+    data = np.arange(128 * 64, dtype="float32").reshape(128, 64)
+    path = str(tmp_path / "a")
+    a = gpuzarr.create_array(path, shape=data.shape, dtype="float32", chunks=(16, 16), shards=shards)
+    a[:] = data
+    with gpuzarr.config.set(threads=1):
+        a[3:125, 5:60] = -1.0  # (every edge unit partly covered)
+    data[3:125, 5:60] = -1.0
+    np.testing.assert_array_equal(gpuzarr.open_array(path)[:], data)
+    assert batches and max(batches) > 1
+    corrupt = "c/1/0" if shards is None else "c/0/0"
+    stored = (tmp_path / "a" / corrupt).read_bytes()
+    if shards is None:
+        (tmp_path / "a" / corrupt).write_bytes(stored[:8] + bytes(len(stored) - 8))
+        expected = "chunk 'c/1/0'"
+    else:  # the shard's first inner chunk, at offset 0 of the shard file
+        (tmp_path / "a" / corrupt).write_bytes(bytes(8) + stored[8:])
+        expected = "inner chunk (0, 0)"
+    from gpuzarr.pipeline.layout import shard_index_cache
+
+    shard_index_cache.clear()
+    with gpuzarr.config.set(threads=1), pytest.raises((CorruptChunkError, ChecksumError), match=re.escape(expected)):
+        gpuzarr.open_array(path, mode="r+")[3:40, 1:3] = 7.0  # (three units, one corrupt)

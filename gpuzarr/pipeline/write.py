@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from gpuzarr.config import get_config, usable_cores
+from gpuzarr.errors import ChecksumError, CorruptChunkError
 from gpuzarr.indexing import ChunkProjection, Indexer, ortho_get, ortho_set
 from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache, waves, whole_unit_view
 from gpuzarr.pipeline.locks import write_locks
@@ -82,6 +83,29 @@ def _new_unit(layout: ChunkLayout, coords: tuple[int, ...], old: Any) -> np.ndar
     # fixed-width "S" type, which drops trailing NUL bytes.
     unit.fill(spec.fill_value)
     return unit
+
+
+def _new_units(layout: ChunkLayout, coords: Sequence[tuple[int, ...]], olds: Sequence[Any]) -> list[np.ndarray]:
+    """:func:`_new_unit` of several units (``olds[i]``: unit ``coords[i]``'s stored
+    bytes, or None): the old contents decoded as one batch where the chain can (for
+    zstd, one GIL-free native call, where a decode per unit took the GIL back after
+    each while the other workers wanted it for theirs), else one by one. A corrupt unit
+    in the batch is decoded again alone, so its error names it."""
+    spec = layout.unit_spec
+    stored = [i for i, old in enumerate(olds) if old is not None]
+    chain = layout.chain
+    if len(stored) > 1 and chain.decodes_batches and chain.can_decode_into and spec.dtype.isnative:
+        units = [np.empty(layout.unit_shape, dtype=spec.dtype) for _ in olds]
+        try:
+            chain.decode_many([olds[i] for i in stored], [units[i] for i in stored])
+        except (CorruptChunkError, ChecksumError):
+            pass  # (one by one below: the error then names the unit)
+        else:
+            for i, old in enumerate(olds):
+                if old is None:
+                    units[i].fill(spec.fill_value)
+            return units
+    return [_new_unit(layout, unit_coords, old) for unit_coords, old in zip(coords, olds, strict=True)]
 
 
 def write_from(layout: ChunkLayout, indexer: Indexer, value: np.ndarray) -> None:
@@ -255,7 +279,20 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
                 partial = [key for key, p in zip(keys, batch, strict=True) if not p.covers_chunk]
                 with thread_arena(store) as arena:  # (the old bytes are decoded before it resets)
                     olds = iter(store.get_each(partial, arena=arena))
-                    units = [new_contents(p, None if p.covers_chunk else next(olds)) for p in batch]
+                    units = [
+                        None if not p.covers_chunk else source.whole_unit(p, unit_shape) for p in batch
+                    ]
+                    # (Units the value does not hold whole: their old contents, decoded
+                    # as one batch, with the new values written in.)
+                    rest = [at for at, unit in enumerate(units) if unit is None]
+                    made = _new_units(
+                        layout,
+                        [batch[at].chunk_coords for at in rest],
+                        [None if batch[at].covers_chunk else next(olds) for at in rest],
+                    )
+                    for at, unit in zip(rest, made, strict=True):
+                        source.apply(unit, batch[at])
+                        units[at] = unit
                 with encode_arena(store) as out:  # (the batch is stored before it resets)
                     encoded = layout.chain.encode_many(units, skip_fill=skip_fill, arena=out)
                     store.set_each([(key, data) for key, data in zip(keys, encoded, strict=True) if data is not None])
@@ -333,16 +370,6 @@ def _write_sharded(layout: ShardedLayout, by_shard: ShardProjections, source: Va
         view, ranges = stored_inner_ranges(layout, layout.key(shard), old)
         return {inner: view[off : off + size] for inner, (off, size) in ranges.items()}
 
-    def new_unit(projection: ChunkProjection, previous: Any) -> np.ndarray:
-        """The new contents of one touched inner chunk."""
-        # An inner chunk the selection covers with plain slices is encoded straight
-        # from the caller's array (no unit buffer, no copy).
-        unit = source.whole_unit(projection, unit_shape) if projection.covers_chunk else None
-        if unit is None or not unit.flags.c_contiguous:
-            unit = _new_unit(layout, projection.chunk_coords, None if projection.covers_chunk else previous)
-            source.apply(unit, projection)
-        return unit
-
     def encode_touched(touched: Sequence[tuple[tuple[int, ...], ChunkProjection]], encoded: dict[Any, Any]) -> None:
         """Encode the ``touched`` inner chunks (inner coords, projection) into
         ``encoded``, replacing (and merging into) what it held for them; an inner chunk
@@ -351,7 +378,24 @@ def _write_sharded(layout: ShardedLayout, by_shard: ShardProjections, source: Va
         # for units that need a buffer of their own.)
         for start in range(0, len(touched), batch_units):
             batch = touched[start : start + batch_units]
-            units = [new_unit(projection, encoded.pop(inner, None)) for inner, projection in batch]
+            previous = [encoded.pop(inner, None) for inner, _ in batch]
+            units: list[np.ndarray | None] = [
+                source.whole_unit(projection, unit_shape) if projection.covers_chunk else None
+                for _, projection in batch
+            ]
+            # (An inner chunk the selection covers with plain slices is encoded straight
+            # from the caller's array, where the view is contiguous: no unit buffer, no
+            # copy. The others: their old contents, decoded as one batch, with the new
+            # values written in.)
+            rest = [at for at, unit in enumerate(units) if unit is None or not unit.flags.c_contiguous]
+            made = _new_units(
+                layout,
+                [batch[at][1].chunk_coords for at in rest],
+                [None if batch[at][1].covers_chunk else previous[at] for at in rest],
+            )
+            for at, unit in zip(rest, made, strict=True):
+                source.apply(unit, batch[at][1])
+                units[at] = unit
             for (inner, _), new in zip(batch, codec.encode_inners(units, shard_spec), strict=True):
                 if new is not None:
                     encoded[inner] = new
