@@ -94,6 +94,15 @@ def _thread_decompressor() -> Any:
 _MIN_LIBZSTD = 10400
 
 
+def _bound(library: ctypes.CDLL, name: str, argtypes: tuple[Any, ...], restype: Any) -> Any:
+    """``library``'s function ``name`` with its signature set (AttributeError if the
+    library does not export it)."""
+    function = getattr(library, name)
+    function.argtypes = argtypes
+    function.restype = restype
+    return function
+
+
 class _Libzstd:
     """libzstd's one-shot decoder with a reused context, from the library numcodecs
     ships (its zstd extension links libzstd in and exports its public API).
@@ -108,36 +117,17 @@ class _Libzstd:
     """
 
     def __init__(self, library: ctypes.CDLL) -> None:
-        self.decompress = library.ZSTD_decompressDCtx
-        self.decompress.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t)
-        self.decompress.restype = ctypes.c_size_t
-        self.is_error = library.ZSTD_isError
-        self.is_error.argtypes = (ctypes.c_size_t,)
-        self.is_error.restype = ctypes.c_uint
-        self.error_name = library.ZSTD_getErrorName
-        self.error_name.argtypes = (ctypes.c_size_t,)
-        self.error_name.restype = ctypes.c_char_p
-        self.compress = library.ZSTD_compress2
-        self.compress.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t)
-        self.compress.restype = ctypes.c_size_t
-        self.compress_bound = library.ZSTD_compressBound
-        self.compress_bound.argtypes = (ctypes.c_size_t,)
-        self.compress_bound.restype = ctypes.c_size_t
-        self.create_compress_context = library.ZSTD_createCCtx
-        self.create_compress_context.argtypes = ()
-        self.create_compress_context.restype = ctypes.c_void_p
-        self.free_compress_context = library.ZSTD_freeCCtx
-        self.free_compress_context.argtypes = (ctypes.c_void_p,)
-        self.free_compress_context.restype = ctypes.c_size_t
-        self.set_parameter = library.ZSTD_CCtx_setParameter
-        self.set_parameter.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_int)
-        self.set_parameter.restype = ctypes.c_size_t
-        self.create_context = library.ZSTD_createDCtx
-        self.create_context.argtypes = ()
-        self.create_context.restype = ctypes.c_void_p
-        self.free_context = library.ZSTD_freeDCtx
-        self.free_context.argtypes = (ctypes.c_void_p,)
-        self.free_context.restype = ctypes.c_size_t
+        pointer, size = ctypes.c_void_p, ctypes.c_size_t
+        self.decompress = _bound(library, "ZSTD_decompressDCtx", (pointer, pointer, size, pointer, size), size)
+        self.is_error = _bound(library, "ZSTD_isError", (size,), ctypes.c_uint)
+        self.error_name = _bound(library, "ZSTD_getErrorName", (size,), ctypes.c_char_p)
+        self.compress = _bound(library, "ZSTD_compress2", (pointer, pointer, size, pointer, size), size)
+        self.compress_bound = _bound(library, "ZSTD_compressBound", (size,), size)
+        self.create_compress_context = _bound(library, "ZSTD_createCCtx", (), pointer)
+        self.free_compress_context = _bound(library, "ZSTD_freeCCtx", (pointer,), size)
+        self.set_parameter = _bound(library, "ZSTD_CCtx_setParameter", (pointer, ctypes.c_int, ctypes.c_int), size)
+        self.create_context = _bound(library, "ZSTD_createDCtx", (), pointer)
+        self.free_context = _bound(library, "ZSTD_freeDCtx", (pointer,), size)
 
     @cached_property
     def decode_address(self) -> int:
