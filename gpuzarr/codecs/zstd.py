@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 import numcodecs
 import numcodecs.zstd as _numcodecs_zstd
@@ -64,19 +64,32 @@ _REUSED_CONTEXT_MAX_BYTES = 256 * 2**10
 
 _local = threading.local()
 
+_T = TypeVar("_T")
+
+
+def _per_thread(kind: str, setting: tuple[int, bool], make: Callable[[], _T]) -> _T:
+    """This thread's object of ``kind`` for ``setting`` (a compressor's level and
+    checksum flag), made by ``make`` the first time this thread asks for it."""
+    made: dict[tuple[int, bool], Any] | None = getattr(_local, kind, None)
+    if made is None:
+        made = {}
+        setattr(_local, kind, made)
+    found = made.get(setting)
+    if found is None:
+        found = made[setting] = make()
+    return found  # type: ignore[no-any-return]
+
 
 def _thread_compressor(level: int, checksum: bool) -> Any:
     """This thread's reusable compressor for ``level`` and ``checksum``; zarr's level 0
     means libzstd's default level, as in numcodecs. Frames record their content size."""
-    cache: dict[tuple[int, bool], Any] | None = getattr(_local, "compressors", None)
-    if cache is None:
-        cache = _local.compressors = {}
-    found = cache.get((level, checksum))
-    if found is None:
-        found = cache[(level, checksum)] = _zstandard.ZstdCompressor(  # type: ignore[union-attr]
+    return _per_thread(
+        "compressors",
+        (level, checksum),
+        lambda: _zstandard.ZstdCompressor(  # type: ignore[union-attr]
             level=level or 3, write_checksum=checksum, write_content_size=True
-        )
-    return found
+        ),
+    )
 
 
 def _thread_decompressor() -> Any:
@@ -160,13 +173,7 @@ class _Libzstd:
     def thread_compress_context(self, level: int, checksum: bool) -> _CompressContext:
         """This thread's compression context for ``level`` and ``checksum`` (a
         ``ZSTD_CCtx``, not shareable between threads; freed when the thread ends)."""
-        contexts: dict[tuple[int, bool], _CompressContext] | None = getattr(_local, "compress_contexts", None)
-        if contexts is None:
-            contexts = _local.compress_contexts = {}
-        found = contexts.get((level, checksum))
-        if found is None:
-            found = contexts[(level, checksum)] = _CompressContext(self, level, checksum)
-        return found
+        return _per_thread("compress_contexts", (level, checksum), lambda: _CompressContext(self, level, checksum))
 
     def encode_into(
         self, context: _CompressContext, views: Sequence[memoryview], arena: OutputArena
