@@ -1018,23 +1018,28 @@ def test_a_chunk_cut_short_while_read_into_the_output_is_an_error(
             out = np.zeros((data.shape[0] + 16, data.shape[1]), dtype="float32")[16:]
 
 
-def test_thread_arena_is_lent_once_per_thread(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lend", ["thread_arena", "encode_arena"])
+def test_thread_arenas_are_lent_once_per_thread(tmp_path: Path, lend: str) -> None:
     """A nested borrow on the same thread gets no arena (fresh bytes), never memory the
-    outer block still uses; stores that do not fill arenas get none at all."""
-    from gpuzarr.pipeline.pool import thread_arena
+    outer block still uses; a memory store (which neither fills arenas nor writes out
+    what it is given) gets none at all. The read and the encode arena are separate."""
+    from gpuzarr.pipeline import pool
     from gpuzarr.stores import LocalStore
 
+    arena_for, other = getattr(pool, lend), pool.encode_arena if lend == "thread_arena" else pool.thread_arena
     store = LocalStore(tmp_path)
-    with thread_arena(store) as outer:
+    with arena_for(store) as outer:
         assert outer is not None
         view = outer.take(10)
         view[:] = b"0123456789"
-        with thread_arena(store) as inner:
+        with arena_for(store) as inner:
             assert inner is None
+        with other(store) as separate:
+            assert separate is not None and separate is not outer
         assert bytes(view) == b"0123456789"
-    with thread_arena(store) as again:
+    with arena_for(store) as again:
         assert again is outer  # lent again once returned
-    with thread_arena(MemoryStore()) as none:
+    with arena_for(MemoryStore()) as none:
         assert none is None
 
 
