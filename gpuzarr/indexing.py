@@ -51,6 +51,7 @@ __all__ = [
     "ortho_get",
     "ortho_set",
     "place_projection",
+    "selection_byte_ranges",
     "whole_chunk_start",
 ]
 
@@ -129,6 +130,84 @@ def ortho_get(arr: np.ndarray, sel: Sequence[Any]) -> np.ndarray:
         # NumPy's own indexing already is orthogonal here (and is the fastest gather).
         return arr[sel]
     return arr[_ix(sel, arr.shape)]
+
+
+def _selected_positions(item: Any, n: int) -> Sequence[int] | None:
+    """The sorted distinct positions along a dimension of ``n`` that one orthogonal
+    selection entry (a slice, an integer or a 1-d integer array) takes; None for
+    anything else."""
+    if isinstance(item, slice):
+        taken = range(*item.indices(n))
+        return taken if taken.step > 0 else taken[::-1]
+    if isinstance(item, (int, np.integer)):
+        return (int(item),)
+    if isinstance(item, np.ndarray) and item.ndim == 1 and item.dtype.kind in "iu":
+        return sorted(set(item.tolist()))
+    return None
+
+
+#: Most byte ranges :func:`selection_byte_ranges` plans for one object before leaving it
+#: to be read whole (past this, a read per range costs more than the bytes it skips).
+MAX_RANGES = 4096
+
+
+def selection_byte_ranges(
+    selection: Sequence[Any], shape: tuple[int, ...], itemsize: int, *, max_gap: int, max_share: float
+) -> list[tuple[int, int]] | None:
+    """The ``(offset, length)`` byte ranges of a C-order array of ``shape`` that hold
+    every element an orthogonal ``selection`` takes (a chunk-local selection: one slice,
+    integer or 1-d integer array per dimension), in order; ranges at most ``max_gap``
+    bytes apart are merged.
+
+    None where reading the whole array would do as well: the ranges, each counted
+    ``max_gap`` bytes longer (the cost of a read of its own), hold more than
+    ``max_share`` of its bytes, or number more than :data:`MAX_RANGES`, or the
+    selection has an entry of another kind. Elements outside the ranges are never part
+    of the selection, so a buffer filled only at these ranges serves it exactly.
+
+    (Plain Python, not NumPy: it runs once per unit of a read, where a few NumPy calls
+    on a handful of rows cost more than the reads they plan.)
+    """
+    if len(selection) != len(shape) or not shape or itemsize <= 0:
+        return None
+    positions = [_selected_positions(item, n) for item, n in zip(selection, shape, strict=True)]
+    if any(p is None for p in positions):
+        return None
+    if any(len(p) == 0 for p in positions):  # type: ignore[arg-type]
+        return []
+    last = positions[-1]
+    assert last is not None
+    # Runs along the last dimension: selected elements at most max_gap bytes apart share one.
+    runs: list[list[int]] = []
+    if isinstance(last, range) and (last.step - 1) * itemsize <= max_gap:
+        runs.append([last[0] * itemsize, (last[-1] + 1) * itemsize])
+    else:
+        for i in last:
+            at = i * itemsize
+            if runs and at - runs[-1][1] <= max_gap:
+                runs[-1][1] = at + itemsize
+            else:
+                runs.append([at, at + itemsize])
+    leading = positions[:-1]
+    if math.prod(len(p) for p in leading) * len(runs) > 64 * MAX_RANGES:  # type: ignore[arg-type]
+        return None  # (before building them: far too many to read apart)
+    strides = [itemsize * math.prod(shape[d + 1 :]) for d in range(len(leading))]
+    merged: list[list[int]] = []
+    for row in itertools.product(*leading):  # type: ignore[arg-type]
+        base = sum(i * stride for i, stride in zip(row, strides, strict=True))
+        for run_start, run_end in runs:
+            # Across rows too: a gap of at most max_gap bytes is read through.
+            if merged and base + run_start - merged[-1][1] <= max_gap:
+                merged[-1][1] = base + run_end
+            else:
+                if len(merged) == MAX_RANGES:
+                    return None
+                merged.append([base + run_start, base + run_end])
+    # (Each read counts as max_gap bytes more: the gap it saves reading through.)
+    cost = sum(end - start for start, end in merged) + len(merged) * max_gap
+    if cost > max_share * math.prod(shape) * itemsize:
+        return None
+    return [(start, end - start) for start, end in merged]
 
 
 def ortho_set(arr: np.ndarray, sel: Sequence[Any], values: Any) -> None:

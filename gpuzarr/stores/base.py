@@ -402,16 +402,24 @@ class Store(ABC):
             return [self.get(k, **keyword) for k in keys]
         return self._get_each([validate_key(k) for k in keys], arena)
 
-    def get_into(self, key: str, buffer: memoryview) -> int | None:
+    def get_into(self, key: str, buffer: memoryview, *, ranges: Sequence[ByteRange] | None = None) -> int | None:
         """Read ``key``'s whole object into ``buffer`` (writable bytes): its size, or
         ``None`` if there is none. Only ``min(size, len(buffer))`` bytes are written, so a
         size other than ``len(buffer)`` means the buffer does not hold the object.
 
         Local files are read straight into ``buffer``: for data stored as is, the read
         is the only copy.
+
+        ``ranges``: ``(offset, length)`` ranges of the object that are all the caller
+        needs, each read into the same range of ``buffer`` (stores that read ranges
+        cheaply, local files, read only those; others may fill more of ``buffer``). The
+        size returned is still the whole object's (less if a file shrank while read).
         """
         self._check_open()
-        return self._get_into_buffer(validate_key(key), buffer)
+        key = validate_key(key)
+        if ranges is None:
+            return self._get_into_buffer(key, buffer)
+        return self._get_ranges_into_buffer(key, _check_ranges(key, ranges), buffer)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return ``[get(k) for k in keys]``, possibly reading in parallel."""
@@ -680,6 +688,10 @@ class Store(ABC):
         n = min(len(data), len(buffer))
         buffer[:n] = memoryview(data)[:n]
         return len(data)
+
+    def _get_ranges_into_buffer(self, key: str, ranges: list[ByteRange], buffer: memoryview) -> int | None:
+        # (The whole object holds every range: stores without cheap range reads read it.)
+        return self._get_into_buffer(key, buffer)
 
     def _open_reader(self, key: str) -> ObjectReader | None:
         token = self._object_token(key)

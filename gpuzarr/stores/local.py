@@ -600,6 +600,20 @@ class LocalStore(Store):
 
         return self._read_file(key, read_into)
 
+    def _get_ranges_into_buffer(self, key: str, ranges: list[ByteRange], buffer: memoryview) -> int | None:
+        if not self.fills_arenas:
+            return super()._get_ranges_into_buffer(key, ranges, buffer)
+
+        def read_ranges_into(fd: int, size: int) -> int:
+            end = min(size, len(buffer))
+            for offset, length in ranges:
+                wanted = min(offset + length, end) - offset
+                if wanted > 0 and len(_pread_into(fd, buffer[offset : offset + wanted], offset)) < wanted:
+                    return offset  # (cut short since its fstat: report less than its size)
+            return size
+
+        return self._read_file(key, read_ranges_into)
+
     def _get_each(self, keys: list[str], arena: ReadArena | None) -> list[bytes | memoryview | None]:
         if arena is None or not self.fills_arenas or type(self)._get_into is not LocalStore._get_into:
             return super()._get_each(keys, arena)  # (a subclass's own _get_into sees every read)
