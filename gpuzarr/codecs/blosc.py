@@ -289,7 +289,7 @@ class BloscCodec(BytesBytesCodec):
             or self.cname not in _built_compressors()
             or any(view.nbytes > _MAX_BUFFER_BYTES for view in views)
         ):  # (numcodecs then encodes, or says what it refuses)
-            return [self.cpu_encode(view, spec) for view in views]
+            return super().cpu_encode_many(views, spec)
         assert arena is not None
         # Into the arena, with the arguments numcodecs passes off the main thread: the
         # same bytes, without a fresh output object per chunk.

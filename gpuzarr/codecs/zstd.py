@@ -632,4 +632,4 @@ class ZstdCodec(BytesBytesCodec):
         if native is not None:
             assert arena is not None
             return native.encode_into(native.thread_compress_context(self.level, self.checksum), views, arena)
-        return [self.cpu_encode(view, spec) for view in views]
+        return super().cpu_encode_many(views, spec)

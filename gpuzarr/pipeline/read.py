@@ -393,7 +393,9 @@ def read_many_into(layout: ChunkLayout, requests: list[tuple[Indexer, np.ndarray
             fill_projection(dest.buffer, projection, fill, dest.vectorized)
         return True
 
-    def read_stored_bytes(projection: ChunkProjection, target: np.ndarray, ranges: Any = None) -> bool:
+    def read_stored_bytes(
+        projection: ChunkProjection, target: np.ndarray, ranges: list[tuple[int, int]] | None = None
+    ) -> bool:
         """Read a unit stored as is into ``target`` (its shape; only ``ranges`` of it, if
         given): False if it is not stored; CorruptChunkError if its size is not the unit's."""
         coords = projection.chunk_coords
