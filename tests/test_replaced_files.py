@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +130,49 @@ def test_the_closer_closes_in_the_background_and_bounds_what_waits() -> None:
         for _, w in pipes:
             os.close(w)
     closer.wait()  # (nothing waiting: returns at once)
+
+
+def test_waiting_closes_what_the_closer_has_not_taken() -> None:
+    """A waiting write closes the files still queued itself, alongside the one the
+    background thread is closing, and returns once both are closed."""
+    closer = _ReplacedFiles()
+    pipes = [os.pipe() for _ in range(4)]
+    reads = [r for r, _ in pipes]
+    gate = threading.Event()
+    started = threading.Event()
+    original_close = os.close
+    closed_on: dict[int, str] = {}
+
+    def slow_close(fd: int) -> None:
+        closed_on[fd] = threading.current_thread().name
+        if threading.current_thread().name == "gpuzarr-release":
+            started.set()
+            gate.wait(5)
+        original_close(fd)
+
+    local_module.os.close = slow_close  # type: ignore[assignment]
+    try:
+        closer.release(reads[:1])
+        assert started.wait(5)  # (the background thread holds the first, closing it)
+        closer.release(reads[1:])
+        waiter = threading.Thread(target=closer.wait, name="waiter")
+        waiter.start()
+        for _ in range(500):  # the queued ones close on the waiting thread, ungated
+            if not any(_is_open(fd) for fd in reads[1:]):
+                break
+            time.sleep(0.01)
+        assert not any(_is_open(fd) for fd in reads[1:])
+        assert {closed_on[fd] for fd in reads[1:]} == {"waiter"}
+        assert waiter.is_alive() and _is_open(reads[0])  # (still waiting for the first)
+        gate.set()
+        waiter.join(5)
+        assert not waiter.is_alive() and not _is_open(reads[0])
+        assert closer._closing == 0 and closer._waiting == []
+    finally:
+        local_module.os.close = original_close  # type: ignore[assignment]
+        gate.set()
+        for _, w in pipes:
+            os.close(w)
 
 
 def test_a_forked_child_closes_its_copies_and_starts_over() -> None:

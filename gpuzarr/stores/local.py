@@ -138,7 +138,21 @@ class _ReplacedFiles:
         _close_all(fds[room:])
 
     def wait(self) -> None:
-        """Return once every file handed to :meth:`release` is closed."""
+        """Return once every file handed to :meth:`release` is closed. The files the
+        background thread has not taken yet are closed here, on the waiting thread,
+        alongside the ones it is closing: a write's last replaced files are released
+        after its workers are done, and one thread closing them in turn kept the write
+        waiting (measured on 4 shards of 16 MiB rewritten, 2 cores: 4-22 ms a file)."""
+        with self._changed:
+            mine, self._waiting = self._waiting, []
+            self._closing += len(mine)
+        if mine:
+            try:
+                _close_all(mine)
+            finally:
+                with self._changed:
+                    self._closing -= len(mine)
+                    self._changed.notify_all()
         with self._changed:
             self._changed.wait_for(lambda: not self._waiting and not self._closing)
 
@@ -147,10 +161,10 @@ class _ReplacedFiles:
             with self._changed:
                 self._changed.wait_for(lambda: bool(self._waiting))
                 fds, self._waiting = self._waiting, []
-                self._closing = len(fds)
+                self._closing += len(fds)
             _close_all(fds)
             with self._changed:
-                self._closing = 0
+                self._closing -= len(fds)
                 self._changed.notify_all()
 
     def after_fork_in_child(self) -> None:
