@@ -66,8 +66,17 @@ def load_metadata(store: Store, path: str) -> NodeMetadata | None:
     if raw is not None:
         doc = parse_json(raw, prefix + V3_KEY)
         return _from_v3_document(doc, prefix + V3_KEY)
-    keys = [prefix + k for k in (V2_ARRAY_KEY, V2_GROUP_KEY, V2_ATTRS_KEY, V2_CONSOLIDATED_KEY)]
-    zarray, zgroup, zattrs, zmeta = store.get_many(keys)
+    if store.cheap_reads:
+        # One small file after another on this thread, only those the node needs: four
+        # handed to pool threads cost more than they take to read (opening a v2 array
+        # after a pause, 2 cores: 0.9 ms, against 0.55 ms for a v3 one).
+        zarray = store.get(prefix + V2_ARRAY_KEY)
+        zgroup = None if zarray is not None else store.get(prefix + V2_GROUP_KEY)
+        zattrs = store.get(prefix + V2_ATTRS_KEY) if zarray is not None or zgroup is not None else None
+        zmeta = store.get(prefix + V2_CONSOLIDATED_KEY) if zgroup is not None else None
+    else:  # (a round trip each: all four at once)
+        keys = [prefix + k for k in (V2_ARRAY_KEY, V2_GROUP_KEY, V2_ATTRS_KEY, V2_CONSOLIDATED_KEY)]
+        zarray, zgroup, zattrs, zmeta = store.get_many(keys)
     attrs = parse_json(zattrs, prefix + V2_ATTRS_KEY) if zattrs is not None else {}
     if zarray is not None:
         return ArrayMetadataV2.from_json(parse_json(zarray, prefix + V2_ARRAY_KEY), attrs, prefix + V2_ARRAY_KEY)

@@ -1875,3 +1875,50 @@ def test_resize_and_attribute_edits_through_one_handle_keep_both(tmp_path: pathl
     stored = gpuzarr.open_array(tmp_path / "a")
     assert stored.shape == a.shape == (204,)
     assert stored.attrs.asdict() == a.attrs.asdict() == {f"k{k}": k for k in range(200)}
+
+
+@pytest.mark.parametrize("cheap", [True, False])
+def test_v2_open_reads_the_documents_it_needs(tmp_path: pathlib.Path, cheap: bool) -> None:
+    """A store with cheap reads is asked for v2 documents one at a time, only those the
+    node needs (an array: no ``.zgroup`` or ``.zmetadata``); other stores get the four
+    in one batch. Either way the node and its attributes come back."""
+    path = tmp_path / "v2.zarr"
+    root = gpuzarr.open_group(str(path), mode="w", zarr_format=2)
+    root.attrs["kind"] = "root"
+    arr = root.create_array("arr", shape=(3,), dtype="i2")
+    arr[...] = [1, 2, 3]
+    arr.attrs["unit"] = "m"
+    gpuzarr.consolidate_metadata(str(path))
+
+    class Recording(LocalStore):
+        cheap_reads = cheap
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.asked: list[str] = []
+            self.batches: list[list[str]] = []
+
+        def get(self, key: str, **kwargs: Any) -> Any:
+            self.asked.append(key)
+            return super().get(key, **kwargs)
+
+        def get_many(self, keys: Any) -> Any:
+            self.batches.append(list(keys))
+            return super().get_many(keys)
+
+    store = Recording(path, read_only=True)
+    opened = gpuzarr.open_array(store, path="arr", mode="r")
+    np.testing.assert_array_equal(opened[...], [1, 2, 3])
+    assert opened.attrs["unit"] == "m"
+    names = ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")
+    documents = [key for key in store.asked if key.rpartition("/")[2] in names]
+    if cheap:
+        assert documents == ["arr/zarr.json", "arr/.zarray", "arr/.zattrs"]
+    else:
+        assert store.batches[0] == ["arr/.zarray", "arr/.zgroup", "arr/.zattrs", "arr/.zmetadata"]
+
+    store = Recording(path, read_only=True)
+    group = gpuzarr.open_group(store, mode="r")
+    assert group.attrs["kind"] == "root" and group.metadata.consolidated is not None
+    if cheap:
+        assert store.asked[:5] == ["zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"]
