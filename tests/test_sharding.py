@@ -1302,6 +1302,59 @@ def test_compressing_writes_keep_no_more_threads_at_work_than_cores(
         assert write_module.encode_threads(a._layout) == 1  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(
+    ("codecs", "unit_bytes", "capped"),
+    [
+        ({"compressors": "zstd"}, 80, True),
+        ({"compressors": [{"name": "gzip", "configuration": {"level": 1}}, {"name": "crc32c"}]}, 80, True),
+        ({"compressors": "zstd"}, 81, False),  # (units too small)
+        ({"compressors": None}, 80, False),
+        ({"compressors": [{"name": "crc32c"}]}, 80, False),
+        ({"compressors": {"name": "blosc", "configuration": {"cname": "zstd"}}}, 80, True),
+        ({"compressors": {"name": "blosc", "configuration": {"cname": "lz4"}}}, 80, False),  # (fast)
+    ],
+)
+@pytest.mark.parametrize("shards", [None, (16, 20)])
+def test_reads_of_large_compressed_units_keep_no_more_threads_at_work_than_cores(
+    codecs: dict[str, Any],
+    unit_bytes: int,
+    capped: bool,
+    shards: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read of units (chunks, or inner chunks) of at least
+    ``COMPUTE_BOUND_UNIT_BYTES`` through a compressor decodes on at most one thread per
+    usable core; otherwise it keeps ``config.threads``. Either way it reads right."""
+    from gpuzarr.pipeline import read as read_module
+
+    monkeypatch.setattr(read_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(read_module, "COMPUTE_BOUND_UNIT_BYTES", unit_bytes)
+    # (Tiny units, read as if large: through the worker groups, not batches or inline.)
+    monkeypatch.setattr(read_module, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(read_module, "BATCH_UNIT_MAX_BYTES", 0)
+    monkeypatch.setattr(read_module, "GROUP_MIN_BYTES", 0)
+    real = read_module.parallel_map
+    caps: list[int | None] = []
+
+    def recording(fn: Any, items: Any, **options: Any) -> Any:
+        caps.append(options.get("max_threads"))
+        return real(fn, items, **options)
+
+    monkeypatch.setattr(read_module, "parallel_map", recording)
+    data = _data((32, 40)).astype("f4")
+    written = gpuzarr.create_array(tmp_path / "a", shape=data.shape, dtype="f4", chunks=(4, 5), shards=shards, **codecs)
+    written[...] = data
+    with gpuzarr.config.set(threads=5):
+        a = gpuzarr.open_array(tmp_path / "a", mode="r")
+        assert read_module.decode_threads(a._layout) == (2 if capped else 5)
+        np.testing.assert_array_equal(a[...], data)
+        np.testing.assert_array_equal(a[3:29, 7:38], data[3:29, 7:38])
+    assert caps and set(caps) == {2 if capped else 5}
+    with gpuzarr.config.set(threads=1):
+        assert read_module.decode_threads(a._layout) == 1
+
+
 def test_a_failed_run_stores_nothing_of_its_shard(monkeypatch: pytest.MonkeyPatch) -> None:
     """A run that fails leaves its shard as it was: the shard's other runs are never
     stored without it (a shard is one atomic put of all its inner chunks); the other
