@@ -1249,25 +1249,40 @@ def test_shards_encoded_in_runs_are_each_stored_once(threads: int, monkeypatch: 
     np.testing.assert_array_equal(gpuzarr.open_array(store, mode="r")[16:32, 20:], 0)
 
 
-@pytest.mark.parametrize(
-    ("codecs", "object_bytes", "capped"),
-    [
-        ({"compressors": "zstd"}, 80, True),
-        ({"compressors": [{"name": "gzip", "configuration": {"level": 1}}, {"name": "crc32c"}]}, 80, True),
-        ({"compressors": "zstd"}, 80 * 16 + 1, False),  # (objects too small: shards too)
-        ({"compressors": None}, 80, False),
-        ({"compressors": [{"name": "crc32c"}]}, 80, False),
-        ({"compressors": {"name": "blosc", "configuration": {"cname": "zstd"}}}, 80, True),
-        ({"compressors": {"name": "blosc", "configuration": {"cname": "lz4"}}}, 80, False),  # (fast)
-        ({"compressors": {"name": "numcodecs.bz2", "configuration": {"level": 1}}}, 80, True),
-        ({"compressors": {"name": "numcodecs.lz4", "configuration": {}}}, 80, False),
-    ],
-)
+def _record_thread_caps(monkeypatch: pytest.MonkeyPatch, module: Any) -> list[int | None]:
+    """The ``max_threads`` of every ``parallel_map`` call ``module`` makes from now on."""
+    real = module.parallel_map
+    caps: list[int | None] = []
+
+    def recording(fn: Any, items: Any, **options: Any) -> Any:
+        caps.append(options.get("max_threads"))
+        return real(fn, items, **options)
+
+    monkeypatch.setattr(module, "parallel_map", recording)
+    return caps
+
+
+#: Chains of each kind for the thread-cap tests: whether each is compute-bound (a
+#: compressor other than the memory-speed ones).
+_CHAINS_BY_COMPUTE = [
+    ({"compressors": "zstd"}, True),
+    ({"compressors": [{"name": "gzip", "configuration": {"level": 1}}, {"name": "crc32c"}]}, True),
+    ({"compressors": None}, False),
+    ({"compressors": [{"name": "crc32c"}]}, False),
+    ({"compressors": {"name": "blosc", "configuration": {"cname": "zstd"}}}, True),
+    ({"compressors": {"name": "blosc", "configuration": {"cname": "lz4"}}}, False),  # (fast)
+    ({"compressors": {"name": "numcodecs.bz2", "configuration": {"level": 1}}}, True),
+    ({"compressors": {"name": "numcodecs.lz4", "configuration": {}}}, False),
+]
+
+
+@pytest.mark.parametrize(("codecs", "compute_bound"), _CHAINS_BY_COMPUTE)
+@pytest.mark.parametrize("large", [True, False])
 @pytest.mark.parametrize("shards", [None, (16, 20)])
-def test_compressing_writes_keep_no_more_threads_at_work_than_cores(
+def test_compressing_writes_and_reads_keep_no_more_threads_at_work_than_cores(
     codecs: dict[str, Any],
-    object_bytes: int,
-    capped: bool,
+    compute_bound: bool,
+    large: bool,
     shards: Any,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -1275,83 +1290,41 @@ def test_compressing_writes_keep_no_more_threads_at_work_than_cores(
     """A write whose chunks go through a compressor, in objects (chunks, or shards) of
     at least ``COMPUTE_BOUND_OBJECT_BYTES``, keeps at most one thread per usable core
     encoding (more only take turns on the cores); otherwise (no compressor, a checksum
-    alone, smaller objects) it keeps ``config.threads``, which overlap file writes."""
+    alone, smaller objects) it keeps ``config.threads``, which overlap file writes. A
+    read of units (chunks, or inner chunks) of at least ``COMPUTE_BOUND_UNIT_BYTES``
+    decodes on as few. Either way the data comes back right."""
+    from gpuzarr.pipeline import read as read_module
     from gpuzarr.pipeline import write as write_module
 
-    monkeypatch.setattr(write_module, "usable_cores", lambda: 2)
-    monkeypatch.setattr(write_module, "COMPUTE_BOUND_OBJECT_BYTES", object_bytes)
-    real = write_module.parallel_map
-    caps: list[int | None] = []
-
-    def recording(fn: Any, items: Any, **options: Any) -> Any:
-        caps.append(options.get("max_threads"))
-        return real(fn, items, **options)
-
-    monkeypatch.setattr(write_module, "parallel_map", recording)
-    data = _data((32, 40)).astype("f4")
-    with gpuzarr.config.set(threads=5):
-        a = gpuzarr.create_array(tmp_path / "a", shape=data.shape, dtype="f4", chunks=(4, 5), shards=shards, **codecs)
-        assert write_module.encode_threads(a._layout) == (2 if capped else 5)  # type: ignore[attr-defined]
-        a[...] = data
-        a[1:15, 3:33] = -data[1:15, 3:33]  # (partial: old chunks or shards merged)
-    assert caps and set(caps) == {2 if capped else 5}
-    expected = data.copy()
-    expected[1:15, 3:33] *= -1
-    np.testing.assert_array_equal(gpuzarr.open_array(tmp_path / "a", mode="r")[...], expected)
-    with gpuzarr.config.set(threads=1):
-        assert write_module.encode_threads(a._layout) == 1  # type: ignore[attr-defined]
-
-
-@pytest.mark.parametrize(
-    ("codecs", "unit_bytes", "capped"),
-    [
-        ({"compressors": "zstd"}, 80, True),
-        ({"compressors": [{"name": "gzip", "configuration": {"level": 1}}, {"name": "crc32c"}]}, 80, True),
-        ({"compressors": "zstd"}, 81, False),  # (units too small)
-        ({"compressors": None}, 80, False),
-        ({"compressors": [{"name": "crc32c"}]}, 80, False),
-        ({"compressors": {"name": "blosc", "configuration": {"cname": "zstd"}}}, 80, True),
-        ({"compressors": {"name": "blosc", "configuration": {"cname": "lz4"}}}, 80, False),  # (fast)
-    ],
-)
-@pytest.mark.parametrize("shards", [None, (16, 20)])
-def test_reads_of_large_compressed_units_keep_no_more_threads_at_work_than_cores(
-    codecs: dict[str, Any],
-    unit_bytes: int,
-    capped: bool,
-    shards: Any,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A read of units (chunks, or inner chunks) of at least
-    ``COMPUTE_BOUND_UNIT_BYTES`` through a compressor decodes on at most one thread per
-    usable core; otherwise it keeps ``config.threads``. Either way it reads right."""
-    from gpuzarr.pipeline import read as read_module
-
-    monkeypatch.setattr(read_module, "usable_cores", lambda: 2)
-    monkeypatch.setattr(read_module, "COMPUTE_BOUND_UNIT_BYTES", unit_bytes)
+    capped = compute_bound and large
+    for module in (read_module, write_module):
+        monkeypatch.setattr(module, "usable_cores", lambda: 2)
+    # (Units of 80 bytes: chunks, or inner chunks, of 4 x 5 float32; shards hold 16 of
+    # them. Too small by one byte for the largest objects and units of these arrays.)
+    monkeypatch.setattr(write_module, "COMPUTE_BOUND_OBJECT_BYTES", 80 if large else 80 * 16 + 1)
+    monkeypatch.setattr(read_module, "COMPUTE_BOUND_UNIT_BYTES", 80 if large else 81)
     # (Tiny units, read as if large: through the worker groups, not batches or inline.)
     monkeypatch.setattr(read_module, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(read_module, "BATCH_UNIT_MAX_BYTES", 0)
     monkeypatch.setattr(read_module, "GROUP_MIN_BYTES", 0)
-    real = read_module.parallel_map
-    caps: list[int | None] = []
-
-    def recording(fn: Any, items: Any, **options: Any) -> Any:
-        caps.append(options.get("max_threads"))
-        return real(fn, items, **options)
-
-    monkeypatch.setattr(read_module, "parallel_map", recording)
+    write_caps = _record_thread_caps(monkeypatch, write_module)
+    read_caps = _record_thread_caps(monkeypatch, read_module)
     data = _data((32, 40)).astype("f4")
-    written = gpuzarr.create_array(tmp_path / "a", shape=data.shape, dtype="f4", chunks=(4, 5), shards=shards, **codecs)
-    written[...] = data
+    expected = data.copy()
+    expected[1:15, 3:33] *= -1
     with gpuzarr.config.set(threads=5):
-        a = gpuzarr.open_array(tmp_path / "a", mode="r")
+        a = gpuzarr.create_array(tmp_path / "a", shape=data.shape, dtype="f4", chunks=(4, 5), shards=shards, **codecs)
+        assert write_module.encode_threads(a._layout) == (2 if capped else 5)  # type: ignore[attr-defined]
         assert read_module.decode_threads(a._layout) == (2 if capped else 5)
-        np.testing.assert_array_equal(a[...], data)
-        np.testing.assert_array_equal(a[3:29, 7:38], data[3:29, 7:38])
-    assert caps and set(caps) == {2 if capped else 5}
+        a[...] = data
+        a[1:15, 3:33] = -data[1:15, 3:33]  # (partial: old chunks or shards merged)
+        reopened = gpuzarr.open_array(tmp_path / "a", mode="r")
+        np.testing.assert_array_equal(reopened[...], expected)
+        np.testing.assert_array_equal(reopened[3:29, 7:38], expected[3:29, 7:38])
+    assert write_caps and set(write_caps) == {2 if capped else 5}
+    assert read_caps and set(read_caps) == {2 if capped else 5}
     with gpuzarr.config.set(threads=1):
+        assert write_module.encode_threads(a._layout) == 1  # type: ignore[attr-defined]
         assert read_module.decode_threads(a._layout) == 1
 
 
