@@ -104,7 +104,7 @@ def decode_threads(layout: ChunkLayout) -> int:
     interleaved in one process, one thread per core against three: 8 random 8 MiB
     zstd chunks 0.88x the time (twice), whole reads of 8 MiB zstd chunks 0.97-1.04x;
     1 MiB units (zstd, gzip, blosc-zstd; plain chunks, and inner chunks of 16 MiB
-    shards) 0.97-1.00x read whole, 0.93-0.99x as random windows. Smaller units keep
+    shards) 0.95-1.00x read whole, 0.93-0.99x as random windows. Smaller units keep
     the extra thread, which overlaps one thread's file reads with the others' decoding.
     """
     threads = get_config().threads
