@@ -1293,11 +1293,12 @@ def test_compressing_writes_and_reads_keep_no_more_threads_at_work_than_cores(
     alone, smaller objects) it keeps ``config.threads``, which overlap file writes. A
     read of units (chunks, or inner chunks) of at least ``COMPUTE_BOUND_UNIT_BYTES``
     decodes on as few. Either way the data comes back right."""
+    from gpuzarr.pipeline import pool as pool_module
     from gpuzarr.pipeline import read as read_module
     from gpuzarr.pipeline import write as write_module
 
     capped = compute_bound and large
-    for module in (read_module, write_module):
+    for module in (pool_module, read_module):
         monkeypatch.setattr(module, "usable_cores", lambda: 2)
     # (Units of 80 bytes: chunks, or inner chunks, of 4 x 5 float32; shards hold 16 of
     # them. Too small by one byte for the largest objects and units of these arrays.)

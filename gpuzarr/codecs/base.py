@@ -230,8 +230,9 @@ class BytesBytesCodec(Codec):
 
     kind: ClassVar[CodecKind] = "bytes_bytes"
 
-    #: Whether encoding costs far more CPU than moving the bytes (compressors; not
-    #: checksums): threads encoding such chunks gain nothing beyond one per core.
+    #: Whether encoding and decoding cost far more CPU than moving the bytes
+    #: (compressors; not checksums): threads coding such chunks gain nothing beyond one
+    #: per core.
     compute_bound: ClassVar[bool] = True
 
     #: Whether :meth:`cpu_decode_many` decodes a batch with little Python per chunk.

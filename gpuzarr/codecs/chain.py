@@ -100,8 +100,9 @@ class CodecChain:
         return [c.to_json() for c in self.codecs]
 
     @property
-    def encodes_compute_bound(self) -> bool:
-        """Whether encoding a chunk is compute-bound work (a compressor in the chain)."""
+    def compute_bound(self) -> bool:
+        """Whether encoding and decoding a chunk are compute-bound work (a compressor in
+        the chain that is not one of the memory-speed ones)."""
         return any(codec.compute_bound for codec in self.bytes_bytes)
 
     @property

@@ -10,11 +10,12 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from gpuzarr.config import get_config
+from gpuzarr.config import get_config, usable_cores
 from gpuzarr.stores.base import ReadArena, Store
 
 __all__ = [
     "ARENA_KEEP_BYTES",
+    "compute_threads",
     "encode_arena",
     "parallel_map",
     "run_together",
@@ -33,6 +34,17 @@ _local = threading.local()
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
+
+
+def compute_threads(compute_bound: bool, nbytes: int | None, min_nbytes: int) -> int:
+    """The threads work on pieces of ``nbytes`` (chunks, shards) keeps busy:
+    ``config.threads``, but no more than the usable cores where the work is
+    ``compute_bound`` and its pieces hold at least ``min_nbytes``. There a thread
+    beyond the cores only takes turns with the others, each evicting the others'
+    working memory from the caches; smaller pieces keep the extra thread, which
+    overlaps one thread's file work with the others' computing."""
+    threads = get_config().threads
+    return min(threads, usable_cores()) if compute_bound and (nbytes or 0) >= min_nbytes else threads
 
 
 def _reset_pool_after_fork() -> None:

@@ -47,7 +47,14 @@ from gpuzarr.pipeline.layout import (
     waves,
     whole_unit_view,
 )
-from gpuzarr.pipeline.pool import ARENA_KEEP_BYTES, parallel_map, run_together, tapering_cuts, thread_arena
+from gpuzarr.pipeline.pool import (
+    ARENA_KEEP_BYTES,
+    compute_threads,
+    parallel_map,
+    run_together,
+    tapering_cuts,
+    thread_arena,
+)
 from gpuzarr.stores.base import ARENA_ALIGN
 
 __all__ = ["read_many_into"]
@@ -107,10 +114,7 @@ def decode_threads(layout: ChunkLayout) -> int:
     shards) 0.95-1.00x read whole, 0.93-0.99x as random windows. Smaller units keep
     the extra thread, which overlaps one thread's file reads with the others' decoding.
     """
-    threads = get_config().threads
-    if not layout.chain.encodes_compute_bound or (layout.unit_spec.nbytes or 0) < COMPUTE_BOUND_UNIT_BYTES:
-        return threads
-    return min(threads, usable_cores())
+    return compute_threads(layout.chain.compute_bound, layout.unit_spec.nbytes, COMPUTE_BOUND_UNIT_BYTES)
 
 
 def _scratch_buffer(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

@@ -27,12 +27,19 @@ from typing import Any
 
 import numpy as np
 
-from gpuzarr.config import get_config, usable_cores
+from gpuzarr.config import get_config
 from gpuzarr.errors import ChecksumError, CorruptChunkError
 from gpuzarr.indexing import ChunkProjection, Indexer, ortho_get, ortho_set
 from gpuzarr.pipeline.layout import ChunkLayout, ShardedLayout, shard_index_cache, waves, whole_unit_view
 from gpuzarr.pipeline.locks import write_locks
-from gpuzarr.pipeline.pool import encode_arena, parallel_map, tapering_cuts, tapering_parts, thread_arena
+from gpuzarr.pipeline.pool import (
+    compute_threads,
+    encode_arena,
+    parallel_map,
+    tapering_cuts,
+    tapering_parts,
+    thread_arena,
+)
 from gpuzarr.stores.base import arena_keyword
 
 __all__ = [
@@ -167,11 +174,8 @@ def encode_threads(layout: ChunkLayout) -> int:
     a partial write of the int16 array 0.97x). Smaller objects keep the extra thread,
     which overlaps one thread's file work with the others' compression (2048 chunks of
     64 KiB: full writes 1.00x, partial writes 1.03x capped)."""
-    threads = get_config().threads
-    if not layout.chain.encodes_compute_bound:
-        return threads
     object_nbytes = (layout.shard_spec if isinstance(layout, ShardedLayout) else layout.unit_spec).nbytes
-    return min(threads, usable_cores()) if (object_nbytes or 0) >= COMPUTE_BOUND_OBJECT_BYTES else threads
+    return compute_threads(layout.chain.compute_bound, object_nbytes, COMPUTE_BOUND_OBJECT_BYTES)
 
 
 #: Most bytes of units (chunks, or inner chunks) a write encodes as one batch.
