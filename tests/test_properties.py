@@ -485,32 +485,41 @@ def test_tapering_parts_cover_everything_in_order(total: int, parts: int, thread
     parts=st.integers(1, 8),
     threads=st.integers(1, 16),
     min_length=st.integers(1, 64),
+    span=st.one_of(st.just(0), st.integers(1, 400)),
     data=st.data(),
 )
 def test_tapering_cuts_never_cross_a_bound(
-    counts: list[int], junk: list[int], parts: int, threads: int, min_length: int, data: st.DataObject
+    counts: list[int], junk: list[int], parts: int, threads: int, min_length: int, span: int, data: st.DataObject
 ) -> None:
     # A sharded read's groups: runs of each shard's units (`counts`, in order) that never
     # cross a shard's end (bounds given in any order, repeated, or out of range are
     # fine), each of the tapering size (at most a 2 * threads-th of what is left, at
     # least `min_length`, at most total / parts) unless a bound ends it: cut short by
-    # it, or taking along a rest of fewer than `min_length` items up to it.
+    # it, or taking along a rest of fewer than `min_length` items up to it. With `span`,
+    # a run reaching bounds within that many items takes the whole shards up to the
+    # last of them: it crosses bounds, but ends at one.
     from gpuzarr.pipeline.pool import tapering_cuts
 
     ends = np.cumsum(counts, dtype=np.int64).tolist()
     total = ends[-1] if ends else 0
     bounds = data.draw(st.permutations([*ends, *ends[:2], *junk]))
-    cuts = tapering_cuts(total, parts, threads, min_length, bounds)
+    cuts = tapering_cuts(total, parts, threads, min_length, bounds, span=span)
     assert all(type(c) is int for c in cuts)
     assert cuts[0] == 0 and cuts[-1] == total and cuts == sorted(set(cuts))
     inner_bounds = {b for b in bounds if 0 < b < total}
-    assert inner_bounds <= set(cuts)  # every shard ends a run
+    if not span:
+        assert inner_bounds <= set(cuts)  # every shard ends a run
     cap = max(1, -(-total // parts))
     floor = min(min_length, cap)
     stops = inner_bounds | {total}
     for start, stop in itertools.pairwise(cuts):
         size = min(cap, max(floor, -(-(total - start) // (2 * threads))))
-        assert not any(start < b < stop for b in inner_bounds)  # (no bound crossed)
+        if any(start < b < stop for b in inner_bounds):
+            # Whole shards, within the span and the tapering size, ending at a bound;
+            # the next bound lies past the reach.
+            assert span and stop in stops and stop - start <= min(size, span)
+            assert min(b for b in stops if b > stop) > start + min(size, span) if stop < total else True
+            continue
         if stop not in stops:
             assert stop - start == size  # tapering, as tapering_parts cuts
         else:

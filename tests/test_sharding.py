@@ -513,7 +513,10 @@ def test_plan_reads_gap_threshold_per_shard(huge: bool) -> None:
     assert read_start == [base, base + 100] * 3
 
 
-def test_tiny_shard_groups_are_merged_per_thread(tmp_path: Path) -> None:
+def test_tiny_shard_groups_are_merged_per_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpuzarr.pipeline import layout as layout_module
+
+    monkeypatch.setattr(layout_module, "SHARD_GROUP_SPAN_BYTES", 0)  # (a group per shard, at most)
     data = _data((64, 16), "int32")
     a = gpuzarr.create_array(tmp_path / "s", shape=data.shape, dtype="int32", chunks=(1, 16), shards=(4, 16))
     a[:] = data
@@ -554,8 +557,10 @@ def test_last_shards_of_a_read_are_cut_shorter(tmp_path: Path, monkeypatch: pyte
     """With many shards, each is a group at first; as the work runs out, runs of a shard's
     inner chunks get shorter (at most a quarter of what is left on 2 threads), so that
     threads run out of work together."""
+    from gpuzarr.pipeline import layout as layout_module
     from gpuzarr.pipeline import read as read_module
 
+    monkeypatch.setattr(layout_module, "SHARD_GROUP_SPAN_BYTES", 0)  # (a group per shard, at most)
     data = _data((64, 16), "int32")
     a = gpuzarr.create_array(tmp_path / "s", shape=data.shape, dtype="int32", chunks=(1, 16), shards=(4, 16))
     a[:] = data
@@ -577,6 +582,59 @@ def test_last_shards_of_a_read_are_cut_shorter(tmp_path: Path, monkeypatch: pyte
 
 
 @pytest.mark.parametrize("native", [False, True])
+def test_groups_take_several_whole_shards_up_to_the_span(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    """A worker's group takes whole shards, in storage order, while they hold at most
+    ``SHARD_GROUP_SPAN_BYTES`` of the read's units (each group costs a fixed share of
+    planning and checking); a shard holding more stays a group of its own; the tapering
+    end of a read on several threads still cuts shards into shorter runs."""
+    from gpuzarr import _native
+    from gpuzarr.pipeline import layout as layout_module
+    from gpuzarr.pipeline import read as read_module
+
+    if native and _native.shard_reads is None:
+        pytest.skip("gpuzarr's native helper is not built")
+    if not native:
+        monkeypatch.setattr(_native, "shard_reads", None)
+    data = _data((64, 16), "int32")  # 64-byte inner chunks, 4 to a shard, 16 shards
+    a = gpuzarr.create_array(tmp_path / "s", shape=data.shape, dtype="int32", chunks=(1, 16), shards=(4, 16))
+    a[:] = data
+    layout = a._layout  # type: ignore[attr-defined]
+    projections = list(a._indexer((slice(None),), "basic").chunk_projections())
+    monkeypatch.setattr(layout_module, "SHARD_GROUP_SPAN_BYTES", 10 * 64)  # two shards and a half
+
+    def shards_of(groups: list[Any]) -> list[list[int]]:
+        return [sorted({p.chunk_coords[0] // 4 for p in g.projections}) for g in groups]
+
+    one_thread = layout.worker_groups(projections, threads=1, min_group_bytes=0)
+    assert shards_of(one_thread) == [[2 * i, 2 * i + 1] for i in range(8)]  # (no shard cut)
+    two_threads = layout.worker_groups(projections, threads=2, min_group_bytes=0)
+    # A quarter of what is left, at most the span (10), in whole shards: two shards
+    # while that reaches 8 (64..32 left), then one (24..16 left: a quarter is 4-6), then
+    # the last shards cut: 12 left -> 3 and the shard's last 1, and so on.
+    assert [len(g.projections) for g in two_threads] == [8, 8, 8, 8, 8, 4, 4, 4, 3, 1, 2, 2, 1, 1, 1, 1]
+    for groups in (one_thread, two_threads):
+        assert [p.chunk_coords for g in groups for p in g.projections] == [p.chunk_coords for p in projections]
+        for group in groups:  # (each group knows its own shards, as the worker would find them)
+            shards, position, inner = group.located
+            want_shards, want_position, want_inner = layout.locate_shards(group.projections)
+            assert shards == want_shards
+            np.testing.assert_array_equal(position, want_position)
+            np.testing.assert_array_equal(inner, want_inner)
+    # A shard holding more than the span stays whole (cut only by the tapering end).
+    monkeypatch.setattr(layout_module, "SHARD_GROUP_SPAN_BYTES", 3 * 64)
+    assert shards_of(layout.worker_groups(projections, threads=1, min_group_bytes=0)) == [[i] for i in range(16)]
+    monkeypatch.setattr(layout_module, "SHARD_GROUP_SPAN_BYTES", 10 * 64)
+    monkeypatch.setattr(read_module, "GROUP_MIN_BYTES", 0)  # (else these tiny shards are merged per thread)
+    monkeypatch.setattr(read_module, "PARALLEL_MIN_BYTES", 0)  # (else this tiny read runs inline)
+    for threads in (1, 2):
+        with gpuzarr.config.set(threads=threads):
+            np.testing.assert_array_equal(a[:], data)
+            np.testing.assert_array_equal(a[3:61:2, 2:15:3], data[3:61:2, 2:15:3])  # (through the scratch)
+
+
+@pytest.mark.parametrize("native", [False, True])
 def test_shard_runs_keep_a_floor_and_read_cut_indexes_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool
 ) -> None:
@@ -585,12 +643,14 @@ def test_shard_runs_keep_a_floor_and_read_cut_indexes_first(
     several runs are read once, up front, before any worker reads them (not where the
     native shard reads read each run's index from the file they open anyway)."""
     from gpuzarr import _native
+    from gpuzarr.pipeline import layout as layout_module
     from gpuzarr.pipeline import read as read_module
 
     if native and _native.shard_reads is None:
         pytest.skip("gpuzarr's native helper is not built")
     if not native:
         monkeypatch.setattr(_native, "shard_reads", None)
+    monkeypatch.setattr(layout_module, "SHARD_GROUP_SPAN_BYTES", 0)  # (a group per shard, at most)
 
     data = _data((64, 16), "int32")  # 64-byte inner chunks, 16 to a shard, 4 shards
     a = gpuzarr.create_array(tmp_path / "s", shape=data.shape, dtype="int32", chunks=(1, 16), shards=(16, 16))

@@ -471,6 +471,17 @@ def coalesce_ranges(ranges: Sequence[tuple[int, int]], max_gap: int) -> list[tup
     ]
 
 
+#: A worker's group of a sharded read takes whole shards, in storage order, until they
+#: hold this many bytes of the read's units (decoded). Each group costs a fixed share of
+#: Python and NumPy calls (planning its ranges, checking what was read, setting up its
+#: decode batches), about 0.5 ms, and the decoding after it runs slower on the caches
+#: that work evicted: measured on 2 cores, 64 KiB zstd inner chunks in 4 MiB shards,
+#: a [::7, ::3] selection (37 inner chunks of each shard) took 0.95x the time in groups
+#: of up to 8 MiB against a group per shard (0.89-0.95x over several runs; up to 1 MiB:
+#: 0.99x; up to 16 and 64 MiB: 0.91-0.92x), a full read 0.97-0.98x. The bound keeps a
+#: worker's fetched bytes (its arena) small.
+SHARD_GROUP_SPAN_BYTES = 8 * 2**20
+
 #: Shards one fetch holds open at once, at most (a batch touching more is fetched in
 #: slices); fewer where the open-file limit shared by all threads is low.
 MAX_OPEN_SHARDS = 32
@@ -504,18 +515,18 @@ class ShardedLayout(ChunkLayout):
     def worker_groups(
         self, projections: list[ChunkProjection], threads: int, min_group_bytes: int = 0
     ) -> list[UnitGroup] | None:
-        """Groups of a shard's units: a worker reads the shard's index (cached), plans
-        and reads its coalesced ranges, then decodes them while they are hot.
+        """Groups of shards' units: a worker reads each shard's index, plans and reads
+        its coalesced ranges, then decodes them while they are hot.
 
-        One group per shard, in storage order, except that shards holding less than
-        ``min_group_bytes`` of the read on average (a batch of one-inner-chunk windows,
-        say) are merged into about ``threads`` groups of consecutive shards (a task per
-        tiny shard would cost more in handoffs than the shard costs to read, and a
-        group's planning is vectorised over all its shards), and that on several
-        threads shards are cut into runs of inner chunks that shorten as the work runs
-        out (as :func:`~gpuzarr.pipeline.pool.tapering_parts` cuts), so that no thread
-        finishes a long run alone while the others idle. No group mixes shards but
-        merged ones.
+        Groups of whole shards, in storage order, holding up to
+        :data:`SHARD_GROUP_SPAN_BYTES` of units each (a larger shard alone), except
+        that shards holding less than ``min_group_bytes`` of the read on average (a
+        batch of one-inner-chunk windows, say) are merged into about ``threads`` groups
+        of consecutive shards (a task per tiny shard would cost more in handoffs than
+        the shard costs to read, and a group's planning is vectorised over all its
+        shards), and that on several threads shards are cut into runs of inner chunks
+        that shorten as the work runs out (as :func:`~gpuzarr.pipeline.pool.tapering_parts`
+        cuts), so that no thread finishes a long run alone while the others idle.
         """
         if not self.store.cheap_reads:
             return None
@@ -533,14 +544,17 @@ class ShardedLayout(ChunkLayout):
             cuts = [0, *ends[np.unique(np.searchsorted(ends, targets))].tolist()]
             cuts = sorted(set(cuts) | {len(projections)})
         elif threads <= 1:  # (one thread: none idles at the end, so no shard is cut)
-            cuts = [0, *ends.tolist()]
+            # (min_length = all units: every group ends at a shard's end.)
+            span = max(1, SHARD_GROUP_SPAN_BYTES // unit_nbytes)
+            cuts = tapering_cuts(len(projections), 1, 1, len(projections), ends.tolist(), span=span)
         else:
-            # A task per shard; but as the work runs out, whichever thread takes the last
-            # shard finishes alone while the others idle. So runs shorten as the work
-            # runs out, as tapering_parts cuts them (each at most a 2 * threads-th of
-            # what is left, and of at least min_group_bytes of units, a shorter rest of a
-            # shard taken along), never crossing a shard: whole shards at first, then
-            # shorter runs, down to single inner chunks where these are large. (Measured
+            # Whole shards at first; but as the work runs out, whichever thread takes the
+            # last shard finishes alone while the others idle. So runs shorten as the
+            # work runs out, as tapering_parts cuts them (each at most a 2 * threads-th
+            # of what is left, and of at least min_group_bytes of units, a shorter rest
+            # of a shard taken along): whole shards at first (several to a run, up to
+            # SHARD_GROUP_SPAN_BYTES), then shorter runs within shards, down to single
+            # inner chunks where these are large. (Measured
             # against cutting only the last two shards per thread in halves, 2 cores:
             # 1 MiB inner chunks in 16 MiB shards, full read 215 against 224 ms, 32
             # windows 50 against 52 ms; 64 KiB inner chunks in 4 MiB shards, full read
@@ -548,7 +562,8 @@ class ShardedLayout(ChunkLayout):
             # rather than once per run (except where shards are read natively, which
             # reads each run's index from the file it opens anyway).
             min_units = max(1, min_group_bytes // unit_nbytes)
-            cuts = tapering_cuts(len(projections), 1, threads, min_units, ends.tolist())
+            span = max(1, SHARD_GROUP_SPAN_BYTES // unit_nbytes)
+            cuts = tapering_cuts(len(projections), 1, threads, min_units, ends.tolist(), span=span)
             cut_at = np.asarray(cuts)
             cuts_inside = np.searchsorted(cut_at, ends, "left") - np.searchsorted(cut_at, ends - counts, "right")
             cut_shards = [shards[i] for i in np.flatnonzero(cuts_inside).tolist()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import os
 import threading
@@ -339,7 +340,9 @@ def tapering_parts(items: Sequence[T], parts: int, threads: int, min_length: int
     return [items[start:stop] for start, stop in itertools.pairwise(cuts)]
 
 
-def tapering_cuts(total: int, parts: int, threads: int, min_length: int = 1, bounds: Sequence[int] = ()) -> list[int]:
+def tapering_cuts(
+    total: int, parts: int, threads: int, min_length: int = 1, bounds: Sequence[int] = (), *, span: int = 0
+) -> list[int]:
     """Where :func:`tapering_parts` cuts ``total`` items: ``[0, ..., total]``, each run
     from one cut to the next (``parts``, ``threads`` and ``min_length`` below 1 count
     as 1).
@@ -349,16 +352,30 @@ def tapering_cuts(total: int, parts: int, threads: int, min_length: int = 1, bou
     run may be cut short of ``min_length``, where the whole stretch between two bounds
     is shorter; and a run stopping fewer than ``min_length`` items before a bound takes
     them along (no run of a few leftover items, each a task of its own).
+
+    With ``span``, a run whose length (as above, but at most ``span``) reaches past one
+    or more bounds takes the whole stretches up to the last of them instead: it
+    crosses bounds, but only ever ends at one (several small shards' units, say, in
+    one run). A run that reaches no bound is cut as above.
     """
     cap = max(1, -(-total // max(1, parts)))
     floor = max(1, min(min_length, cap))
     divisor = 2 * max(1, threads)  # (a run takes at most this fraction of what is left)
-    ends = iter(sorted({int(b) for b in bounds if 0 < b < total} | {total}))
+    marks = sorted({int(b) for b in bounds if 0 < b < total} | {total})
+    ends = iter(marks)
     bound = next(ends, total)
     cuts = [0]
     start = 0
     while start < total:
         size = min(cap, max(floor, -(-(total - start) // divisor)))
+        if span > 0 and start + min(size, span) >= bound:
+            # (The last bound within reach: marks hold every bound, in order.)
+            stop = marks[bisect.bisect_right(marks, start + min(size, span)) - 1]
+            cuts.append(stop)
+            start = stop
+            while bound <= start and bound < total:
+                bound = next(ends, total)
+            continue
         stop = min(start + size, bound)
         if bounds and bound - stop < floor:
             stop = bound
