@@ -475,11 +475,12 @@ def coalesce_ranges(ranges: Sequence[tuple[int, int]], max_gap: int) -> list[tup
 #: hold this many bytes of the read's units (decoded). Each group costs a fixed share of
 #: Python and NumPy calls (planning its ranges, checking what was read, setting up its
 #: decode batches), about 0.5 ms, and the decoding after it runs slower on the caches
-#: that work evicted: measured on 2 cores, 64 KiB zstd inner chunks in 4 MiB shards,
-#: a [::7, ::3] selection (37 inner chunks of each shard) took 0.95x the time in groups
-#: of up to 8 MiB against a group per shard (0.89-0.95x over several runs; up to 1 MiB:
-#: 0.99x; up to 16 and 64 MiB: 0.91-0.92x), a full read 0.97-0.98x. The bound keeps a
-#: worker's fetched bytes (its arena) small.
+#: that work evicted. Measured on 2 cores, 64 KiB zstd inner chunks in 4 MiB shards,
+#: interleaved in one process against a group per shard: a [::7, ::3] selection (37
+#: inner chunks of each shard) 0.97-0.98x the time and 0.97x the CPU time, a full read
+#: 0.98x; on one thread the [::7, ::3] selection 0.875x. (Groups of up to 1 MiB gained
+#: nothing; 16 and 64 MiB no more than 8.) The bound keeps a worker's fetched bytes (its
+#: arena) small.
 SHARD_GROUP_SPAN_BYTES = 8 * 2**20
 
 #: Shards one fetch holds open at once, at most (a batch touching more is fetched in
