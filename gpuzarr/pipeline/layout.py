@@ -478,9 +478,9 @@ def coalesce_ranges(ranges: Sequence[tuple[int, int]], max_gap: int) -> list[tup
 #: that work evicted. Measured on 2 cores, 64 KiB zstd inner chunks in 4 MiB shards,
 #: interleaved in one process against a group per shard: a [::7, ::3] selection (37
 #: inner chunks of each shard) 0.97-0.98x the time and 0.97x the CPU time, a full read
-#: 0.98x; on one thread the [::7, ::3] selection 0.875x. (Groups of up to 1 MiB gained
-#: nothing; 16 and 64 MiB no more than 8.) The bound keeps a worker's fetched bytes (its
-#: arena) small.
+#: 0.98x; on one thread the [::7, ::3] selection 0.875x. (Bounds of 16 and 64 MiB
+#: measured no better than 8.) The bound keeps a worker's fetched bytes (its arena)
+#: small.
 SHARD_GROUP_SPAN_BYTES = 8 * 2**20
 
 #: Shards one fetch holds open at once, at most (a batch touching more is fetched in
