@@ -538,6 +538,7 @@ class ShardedLayout(ChunkLayout):
         counts = np.bincount(position, minlength=len(shards))
         ends = np.cumsum(counts)
         unit_nbytes = self.unit_spec.nbytes or 1024
+        span = max(1, SHARD_GROUP_SPAN_BYTES // unit_nbytes)  # (units of whole shards a group may take)
         if len(projections) * unit_nbytes < min_group_bytes * len(shards):
             # Cut the shard-ordered units into `threads` runs of whole shards, of about
             # equal unit counts.
@@ -546,7 +547,6 @@ class ShardedLayout(ChunkLayout):
             cuts = sorted(set(cuts) | {len(projections)})
         elif threads <= 1:  # (one thread: none idles at the end, so no shard is cut)
             # (min_length = all units: every group ends at a shard's end.)
-            span = max(1, SHARD_GROUP_SPAN_BYTES // unit_nbytes)
             cuts = tapering_cuts(len(projections), 1, 1, len(projections), ends.tolist(), span=span)
         else:
             # Whole shards at first; but as the work runs out, whichever thread takes the
@@ -563,7 +563,6 @@ class ShardedLayout(ChunkLayout):
             # rather than once per run (except where shards are read natively, which
             # reads each run's index from the file it opens anyway).
             min_units = max(1, min_group_bytes // unit_nbytes)
-            span = max(1, SHARD_GROUP_SPAN_BYTES // unit_nbytes)
             cuts = tapering_cuts(len(projections), 1, threads, min_units, ends.tolist(), span=span)
             cut_at = np.asarray(cuts)
             cuts_inside = np.searchsorted(cut_at, ends, "left") - np.searchsorted(cut_at, ends - counts, "right")

@@ -361,28 +361,21 @@ def tapering_cuts(
     cap = max(1, -(-total // max(1, parts)))
     floor = max(1, min(min_length, cap))
     divisor = 2 * max(1, threads)  # (a run takes at most this fraction of what is left)
-    marks = sorted({int(b) for b in bounds if 0 < b < total} | {total})
-    ends = iter(marks)
-    bound = next(ends, total)
+    marks = sorted({int(b) for b in bounds if 0 < b < total} | {total})  # (every bound, in order)
     cuts = [0]
     start = 0
     while start < total:
+        bound = marks[bisect.bisect_right(marks, start)]  # (the first past start)
         size = min(cap, max(floor, -(-(total - start) // divisor)))
-        if span > 0 and start + min(size, span) >= bound:
-            # (The last bound within reach: marks hold every bound, in order.)
-            stop = marks[bisect.bisect_right(marks, start + min(size, span)) - 1]
-            cuts.append(stop)
-            start = stop
-            while bound <= start and bound < total:
-                bound = next(ends, total)
-            continue
-        stop = min(start + size, bound)
-        if bounds and bound - stop < floor:
-            stop = bound
+        reach = start + min(size, span)
+        if span > 0 and reach >= bound:
+            stop = marks[bisect.bisect_right(marks, reach) - 1]  # (the last bound within reach)
+        else:
+            stop = min(start + size, bound)
+            if bounds and bound - stop < floor:
+                stop = bound
         cuts.append(stop)
         start = stop
-        if start == bound:
-            bound = next(ends, total)
     return cuts
 
 
