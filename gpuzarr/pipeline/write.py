@@ -279,8 +279,8 @@ def _write_chunks(layout: ChunkLayout, projections: list[ChunkProjection], sourc
 
     def encode_one(item: tuple[ChunkProjection, Any]) -> tuple[str, Any]:
         projection, old = item
-        unit = _new_contents(layout, source, [projection], [old], contiguous=False)
-        encoded = layout.chain.encode_many(unit, skip_fill=skip_fill)[0]
+        units = _new_contents(layout, source, [projection], [old], contiguous=False)
+        encoded = layout.chain.encode_many(units, skip_fill=skip_fill)[0]
         return layout.key(projection.chunk_coords), encoded
 
     store = layout.store
