@@ -94,24 +94,52 @@ def test_run_together_runs_with_fewer_helpers_while_the_others_are_busy() -> Non
 def test_run_together_keeps_helpers_off_the_callers_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     allowed = os.sched_getaffinity(0)
 
-    def helper_masks_with_caller_on(caller_cpu: int) -> list[set[int]]:
+    def masks_with_caller_on(caller_cpu: int) -> tuple[list[set[int]], list[set[int]]]:
         monkeypatch.setattr(pool_module, "_current_cpu", lambda: caller_cpu)
-        masks: list[set[int]] = []
+        helper_masks: list[set[int]] = []
+        caller_masks: list[set[int]] = []
         joined = threading.Event()
 
         def work() -> None:
             if threading.current_thread().name.startswith("gpuzarr-helper"):
-                masks.append(os.sched_getaffinity(0))
+                helper_masks.append(os.sched_getaffinity(0))
                 joined.set()
             else:
+                caller_masks.append(os.sched_getaffinity(0))
                 assert joined.wait(10)
 
         with gpuzarr.config.set(threads=2):
             run_together(work, 2)
-        return masks
+        return helper_masks, caller_masks
 
     for caller_cpu in sorted(allowed)[:2]:  # (the second moves the helper again)
-        assert helper_masks_with_caller_on(caller_cpu) == [allowed - {caller_cpu}]
+        # The helper runs anywhere but the caller's CPU; the caller is held on it while
+        # they work, and given back every CPU it had afterwards.
+        assert masks_with_caller_on(caller_cpu) == ([allowed - {caller_cpu}], [{caller_cpu}])
+        assert os.sched_getaffinity(0) == allowed
+
+
+@pytest.mark.skipif(pool_module._current_cpu is None, reason="needs sched_setaffinity")
+def test_run_together_gives_the_caller_its_cpus_back_when_work_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pool_module, "_team", pool_module._Team())
+    monkeypatch.setattr(pool_module, "_current_cpu", lambda: 0)
+    caller_masks: list[set[int]] = [{0, 1}]  # (the calling thread's, pid 0; the last is its mask now)
+    helper_masks: list[set[int]] = []
+
+    def set_mask(pid: int, mask: set[int]) -> None:
+        (caller_masks if pid == 0 else helper_masks).append(set(mask))
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(caller_masks[-1]), raising=False)
+    monkeypatch.setattr(os, "sched_setaffinity", set_mask, raising=False)
+
+    def work() -> None:
+        if not threading.current_thread().name.startswith("gpuzarr-helper"):
+            raise KeyError("caller")
+
+    with gpuzarr.config.set(threads=2), pytest.raises(KeyError, match="caller"):
+        run_together(work, 2)
+    assert helper_masks == [{1}]  # (kept off the caller's CPU 0)
+    assert caller_masks == [{0, 1}, {0}, {0, 1}]  # (held on CPU 0, then given both back)
 
 
 def test_run_together_runs_unsteered_where_affinity_cannot_be_set(monkeypatch: pytest.MonkeyPatch) -> None:
