@@ -60,6 +60,7 @@ def _read_as_cpu(args: argparse.Namespace) -> int:
     args.patterns = "full"
     args.memory = False
     args.write_repeats = None
+    args.deletion_settle = None
     args.windows = suite.DEFAULT_WINDOWS
     args.list = False
     args.suite = "cpu"

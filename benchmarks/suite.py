@@ -56,7 +56,7 @@ from benchmarks.report import (
     target_table_text,
 )
 from benchmarks.timing import ORDER_TEXT, Outcome, Quiet, run_round_robin
-from benchmarks.writers import DEFAULT_WRITERS, WRITE_CEILINGS, WRITERS, Writer
+from benchmarks.writers import DEFAULT_WRITERS, DELETION_SETTLE_S, WRITE_CEILINGS, WRITERS, Trash, Writer
 
 __all__ = ["CPU", "CPU_MATRIX", "GPU", "GPU_MATRIX", "QUICK_MATRIX", "SuiteConfig", "add_arguments", "main"]
 
@@ -256,6 +256,13 @@ def add_arguments(parser: argparse.ArgumentParser, config: SuiteConfig) -> None:
         default=300.0,
         help="seconds the whole run may spend waiting for quiet and on discarded measurements (default 300)",
     )
+    parser.add_argument(
+        "--deletion-settle",
+        type=float,
+        default=None,
+        help="before a write cell, wait until the outputs deleted after the last dataset are this many seconds "
+        f"old, s (default {DELETION_SETTLE_S:g}, 0 with --quick; see benchmarks/writers.py)",
+    )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where datasets are cached")
     parser.add_argument(
         "--out",
@@ -394,6 +401,9 @@ def main(args: argparse.Namespace, config: SuiteConfig | None = None) -> int:
         plan.peers, args.threads, ceiling=ceiling, registry=config.readers, ceilings=config.read_ceilings
     )
     scratch = args.data_dir / "scratch"
+    settle_s = args.deletion_settle if args.deletion_settle is not None else (0.0 if args.quick else DELETION_SETTLE_S)
+    trash = Trash(scratch, settle_s)
+    settled_s = 0.0
     writers: list[Writer] = [cls(args.threads, scratch) for n, cls in config.writers.items() if n in plan.peers]
     if ceiling:
         writers += [cls(args.threads, scratch) for cls in config.write_ceilings.values()]
@@ -427,6 +437,7 @@ def main(args: argparse.Namespace, config: SuiteConfig | None = None) -> int:
         "quiet_wait_s": args.quiet_wait,
         "retakes": args.retakes,
         "quiet_budget_s": args.quiet_budget,
+        "deletion_settle_s": settle_s,
         "order": ORDER_TEXT,
         "timed": "open (fresh handle or create) and run (read or write) separately; open+run is what users wait for",
         "argv": [Path(sys.executable).name, "-m", "benchmarks", *sys.argv[1:]],
@@ -464,6 +475,11 @@ def main(args: argparse.Namespace, config: SuiteConfig | None = None) -> int:
                     continue
                 _log("")
                 _log(f"running {ds.label} / {pattern} ...")
+                if task.is_write:
+                    waited = trash.settle()
+                    settled_s += waited
+                    if waited:
+                        _log(f"  (waited {waited:.0f} s for the outputs deleted {settle_s:g} s ago to settle)")
                 repeats = plan.write_repeats if task.is_write else plan.repeats
                 outcomes = run_round_robin(subjects, ds, task, repeats, source=source, quiet=quiet, log=_log)
                 skipped = skipped_writers if task.is_write else skipped_readers
@@ -484,6 +500,7 @@ def main(args: argparse.Namespace, config: SuiteConfig | None = None) -> int:
                 append_jsonl(out, new)
                 records += new
             del source
+            trash.empty()  # (the next dataset's reads give the deletion time to settle)
             if args.memory and readers:
                 records += _memory_pass(config, ds, readers, skipped_readers, args, run_id, params, env, out)
             _log(
@@ -504,6 +521,7 @@ def main(args: argparse.Namespace, config: SuiteConfig | None = None) -> int:
     _log(
         f"load average at end {loadavg()}; waited for quiet / discarded measurements: {quiet.spent_s:.0f} s of "
         f"{quiet.budget_s:g} s budget, {quiet.discarded} measurements retaken; "
+        f"waited {settled_s:.0f} s for deleted outputs to settle; "
         f"total {time.perf_counter() - t_start:.0f} s"
     )
     _log(f"results appended to {out} (run_id {run_id})")

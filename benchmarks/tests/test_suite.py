@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 from benchmarks import suite
+from benchmarks import writers as writers_module
 from benchmarks.datasets import DatasetSpec, ensure_dataset, ensure_source, select_datasets, universe
 from benchmarks.patterns import PATTERNS, make_task
 from benchmarks.readers import FileBytesCeiling, FileBytesOutputCeiling, Reader, ZarrPythonReader
 from benchmarks.report import load_records, markdown_report, target_rows
 from benchmarks.timing import run_round_robin
-from benchmarks.writers import GpuzarrWriter, TensorstoreWriter, Writer, ZarrPythonWriter
+from benchmarks.writers import GpuzarrWriter, TensorstoreWriter, Trash, Writer, ZarrPythonWriter, trash_path
 
 SMALL = {"size_mib": 2, "seed": 0}
 
@@ -135,7 +136,10 @@ def test_writers_verified_by_another_library(data_dir: Path, dataset: str) -> No
             assert outcomes[name].status == "ok", outcomes[name].note
             assert outcomes[name].extra["stored_bytes"] > 0
         assert outcomes["wrong-writer"].status == "mismatch"
-    assert not any(scratch.iterdir())  # cleaned up: outputs and the ones moved aside
+    # Cleaned up: the outputs, and the ones moved aside, wait in the trash until it is emptied.
+    assert [p.name for p in scratch.iterdir()] == [".trash"]
+    assert Trash(scratch).empty()
+    assert not any(scratch.iterdir())
 
 
 def test_earlier_write_outputs_wait_aside_until_cleanup(data_dir: Path) -> None:
@@ -154,6 +158,22 @@ def test_earlier_write_outputs_wait_aside_until_cleanup(data_dir: Path) -> None:
     assert writer.dest(ds, task).exists()
     writer.cleanup(ds, task)
     assert not writer.retired.exists() and not writer.dest(ds, task).exists()
+    assert len(list(trash_path(writer.scratch).iterdir())) == 2  # (both outputs, not deleted yet)
+
+
+def test_trash_waits_for_its_last_deletion_to_settle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    slept: list[float] = []
+    monkeypatch.setattr(writers_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(writers_module.time, "sleep", slept.append)
+    trash = Trash(tmp_path, settle_s=70)
+    assert trash.settle() == 0 and not trash.empty()  # (nothing deleted yet: no wait)
+    (trash.path / "output.zarr").mkdir(parents=True)
+    assert trash.empty() and not trash.path.exists()
+    clock[0] += 50
+    assert trash.settle() == pytest.approx(20) and slept == [pytest.approx(20)]
+    clock[0] += 20
+    assert trash.settle() == 0 and len(slept) == 1
 
 
 def _args(**kw: Any) -> argparse.Namespace:
