@@ -479,7 +479,7 @@ def main(args: argparse.Namespace, config: SuiteConfig | None = None) -> int:
                     waited = trash.settle()
                     settled_s += waited
                     if waited:
-                        _log(f"  (waited {waited:.0f} s for the outputs deleted {settle_s:g} s ago to settle)")
+                        _log(f"  (waited {waited:.0f} s for the last deleted outputs to be {settle_s:g} s old)")
                 repeats = plan.write_repeats if task.is_write else plan.repeats
                 outcomes = run_round_robin(subjects, ds, task, repeats, source=source, quiet=quiet, log=_log)
                 skipped = skipped_writers if task.is_write else skipped_readers
