@@ -10,9 +10,10 @@ system, page cache only: nothing is fsynced, by any writer):
   opens it for writing ("open") and overwrites an unaligned box ("run").
 
 Earlier outputs are moved aside, not deleted, while writes are measured: ext4 without
-a journal skips inodes freed in the last minute when it allocates new ones (more
-once the inode table block is written back: ``RECENTCY_MIN``, ``fs/ext4/ialloc.c``),
-reading each one's inode table entry to tell, so deleting thousands of chunk files
+a journal skips inodes freed in the last minute when it allocates new ones (five
+minutes more while their inode table block is not written back: ``RECENTCY_MIN``
+and ``RECENTCY_DIRTY`` in ``fs/ext4/ialloc.c``), reading each one's inode table entry
+to tell, so deleting thousands of chunk files
 right before a timed write made every writer's file creation scan them (measured, 64
 KiB zstd chunks, 2048 files per write: 60% of tensorstore's CPU time in
 ``recently_deleted`` and the block lookups under it, the times of every writer rising

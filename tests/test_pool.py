@@ -119,6 +119,44 @@ def test_run_together_keeps_helpers_off_the_callers_cpu(monkeypatch: pytest.Monk
         assert os.sched_getaffinity(0) == allowed
 
 
+@pytest.mark.skipif(
+    pool_module._current_cpu is None or len(os.sched_getaffinity(0)) < 2, reason="needs sched_setaffinity and 2 CPUs"
+)
+def test_run_together_holds_one_caller_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second caller, while the first is held on its CPU, runs free (two held callers
+    could end up sharing one CPU)."""
+    allowed = os.sched_getaffinity(0)
+    monkeypatch.setattr(pool_module, "_team", pool_module._Team())
+    monkeypatch.setattr(pool_module, "_current_cpu", lambda: min(allowed))
+    seen: dict[str, set[int]] = {}
+
+    def second_work() -> None:
+        if threading.current_thread().name == "second-caller":
+            seen["second"] = os.sched_getaffinity(0)
+
+    def first_work() -> None:
+        if threading.current_thread() is threading.main_thread():
+            seen["first"] = os.sched_getaffinity(0)
+            second = threading.Thread(target=run_together, args=(second_work, 2), name="second-caller")
+            second.start()
+            second.join(10)
+
+    with gpuzarr.config.set(threads=3):
+        run_together(first_work, 2)
+        assert seen == {"first": {min(allowed)}, "second": allowed}
+        assert os.sched_getaffinity(0) == allowed
+        # The first is done: the next caller is held again.
+        held: list[set[int]] = []
+
+        def record_callers_cpus() -> None:
+            if threading.current_thread() is threading.main_thread():
+                held.append(os.sched_getaffinity(0))
+
+        run_together(record_callers_cpus, 2)
+        assert held == [{min(allowed)}]
+    assert not pool_module._team._holding
+
+
 @pytest.mark.skipif(pool_module._current_cpu is None, reason="needs sched_setaffinity")
 def test_run_together_gives_the_caller_its_cpus_back_when_work_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pool_module, "_team", pool_module._Team())

@@ -214,6 +214,7 @@ class _Team:
         self._idle: list[_Helper] = []
         self._made = 0
         self._steer = _current_cpu is not None
+        self._holding = False  # (whether a caller is held on its CPU: see hold_caller)
 
     def take(self, count: int) -> list[_Helper]:
         """Up to ``count`` idle helpers (fewer where the others are still busy and the
@@ -262,24 +263,34 @@ class _Team:
         idles. Measured on 2 cores, 32 windows of 1 MiB blosc chunks read 150 ms apart
         (as a data loader or the benchmark's quiet waits leave the machine): 22.8 ms,
         at 28 ms CPU, with the caller free; 16.0 ms held.
+
+        One caller is held at a time: callers on several threads at once (a data
+        loader's readers) could each be held on a CPU the other had left just before,
+        and then share it while another CPU idles; the others run free.
         """
         if not (helpers and self._steer) or helpers[0].kept_off is None:
             return None
+        with self._lock:
+            if self._holding:
+                return None
+            self._holding = True
         try:
             own = os.sched_getaffinity(0)
-            if len(own) < 2 or helpers[0].kept_off not in own:
-                return None
-            os.sched_setaffinity(0, {helpers[0].kept_off})
+            if len(own) >= 2 and helpers[0].kept_off in own:
+                os.sched_setaffinity(0, {helpers[0].kept_off})
+                return own
         except OSError:  # (a sandbox that refuses affinity changes: run unsteered)
             self._steer = False
-            return None
-        return own
+        self._holding = False  # (not held after all)
+        return None
 
-    @staticmethod
-    def release_caller(own: set[int]) -> None:
+    def release_caller(self, own: set[int]) -> None:
         """Give the calling thread back the CPUs :meth:`hold_caller` took from it."""
-        with contextlib.suppress(OSError):  # (allowed a moment ago; nothing to do if not now)
-            os.sched_setaffinity(0, own)
+        try:
+            with contextlib.suppress(OSError):  # (allowed a moment ago; nothing to do if not now)
+                os.sched_setaffinity(0, own)
+        finally:
+            self._holding = False
 
     def give_back(self, helper: _Helper) -> None:
         with self._lock:
