@@ -134,14 +134,22 @@ def test_run_together_holds_one_caller_at_a_time(monkeypatch: pytest.MonkeyPatch
         if threading.current_thread().name == "second-caller":
             seen["second"] = os.sched_getaffinity(0)
 
+    go = threading.Event()
+
+    def second_caller() -> None:
+        assert go.wait(10)
+        run_together(second_work, 2)
+
     def first_work() -> None:
         if threading.current_thread() is threading.main_thread():
             seen["first"] = os.sched_getaffinity(0)
-            second = threading.Thread(target=run_together, args=(second_work, 2), name="second-caller")
-            second.start()
+            go.set()
             second.join(10)
 
     with gpuzarr.config.set(threads=3):
+        # (Started before the first is held: a thread starts with its creator's CPUs.)
+        second = threading.Thread(target=second_caller, name="second-caller")
+        second.start()
         run_together(first_work, 2)
         assert seen == {"first": {min(allowed)}, "second": allowed}
         assert os.sched_getaffinity(0) == allowed
