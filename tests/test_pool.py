@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 import gpuzarr
+from gpuzarr import _cpu_hold
 from gpuzarr.pipeline import pool as pool_module
 from gpuzarr.pipeline.pool import run_together
+from gpuzarr.stores import _threads as store_threads
 
 
 def test_run_together_runs_work_on_the_caller_and_workers_at_once() -> None:
@@ -162,7 +164,32 @@ def test_run_together_holds_one_caller_at_a_time(monkeypatch: pytest.MonkeyPatch
 
         run_together(record_callers_cpus, 2)
         assert held == [{min(allowed)}]
-    assert not pool_module._team._holding
+    assert not _cpu_hold.holding()
+
+
+@pytest.mark.skipif(
+    pool_module._current_cpu is None or len(os.sched_getaffinity(0)) < 2, reason="needs sched_setaffinity and 2 CPUs"
+)
+def test_pool_threads_started_by_a_held_caller_get_its_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread starts with its creator's CPUs: a pool's worker first started from inside
+    a held call must not stay on the held caller's one CPU."""
+    allowed = os.sched_getaffinity(0)
+    monkeypatch.setattr(pool_module, "_team", pool_module._Team())
+    monkeypatch.setattr(pool_module, "_current_cpu", lambda: min(allowed))
+    monkeypatch.setattr(pool_module, "_pool", None)
+    monkeypatch.setattr(store_threads, "_pools", {})
+    seen: dict[str, set[int]] = {}
+
+    def work() -> None:
+        if threading.current_thread() is threading.main_thread():
+            seen["caller"] = os.sched_getaffinity(0)
+            seen["pipeline pool"] = pool_module._executor().submit(os.sched_getaffinity, 0).result()
+            seen["store pool"] = store_threads._get_pool(3).submit(os.sched_getaffinity, 0).result()
+
+    with gpuzarr.config.set(threads=2):
+        run_together(work, 2)
+    assert seen == {"caller": {min(allowed)}, "pipeline pool": allowed, "store pool": allowed}
+    assert not _cpu_hold.holding()
 
 
 @pytest.mark.skipif(pool_module._current_cpu is None, reason="needs sched_setaffinity")

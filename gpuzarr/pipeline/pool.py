@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from gpuzarr import _cpu_hold
 from gpuzarr.config import get_config, usable_cores
 from gpuzarr.stores.base import ReadArena, Store
 
@@ -67,7 +68,9 @@ def _executor() -> ThreadPoolExecutor:
             # The old pool is dropped, not shut down: callers on other threads may still
             # be submitting to it (a shut-down pool refuses them). Its workers exit once
             # the last reference to it is gone.
-            _pool = ThreadPoolExecutor(threads, thread_name_prefix="gpuzarr")
+            _pool = ThreadPoolExecutor(
+                threads, thread_name_prefix="gpuzarr", initializer=_cpu_hold.free_started_thread
+            )
             _pool_size = threads
         return _pool
 
@@ -214,7 +217,6 @@ class _Team:
         self._idle: list[_Helper] = []
         self._made = 0
         self._steer = _current_cpu is not None
-        self._holding = False  # (whether a caller is held on its CPU: see hold_caller)
 
     def take(self, count: int) -> list[_Helper]:
         """Up to ``count`` idle helpers (fewer where the others are still busy and the
@@ -266,31 +268,36 @@ class _Team:
 
         One caller is held at a time: callers on several threads at once (a data
         loader's readers) could each be held on a CPU the other had left just before,
-        and then share it while another CPU idles; the others run free.
+        and then share it while another CPU idles; the others run free. A thread the
+        held caller starts inherits its one CPU: the pools gpuzarr starts threads in
+        undo that (:mod:`gpuzarr._cpu_hold`).
         """
-        if not (helpers and self._steer) or helpers[0].kept_off is None:
+        cpu = helpers[0].kept_off if helpers else None
+        if cpu is None or not self._steer:
             return None
-        with self._lock:
-            if self._holding:
-                return None
-            self._holding = True
         try:
             own = os.sched_getaffinity(0)
-            if len(own) >= 2 and helpers[0].kept_off in own:
-                os.sched_setaffinity(0, {helpers[0].kept_off})
-                return own
+            if len(own) < 2 or cpu not in own or not _cpu_hold.begin(cpu, own):
+                return None
         except OSError:  # (a sandbox that refuses affinity changes: run unsteered)
             self._steer = False
-        self._holding = False  # (not held after all)
-        return None
+            return None
+        try:
+            os.sched_setaffinity(0, {cpu})
+        except OSError:
+            _cpu_hold.end()  # (not held after all)
+            self._steer = False
+            return None
+        return own
 
-    def release_caller(self, own: set[int]) -> None:
+    @staticmethod
+    def release_caller(own: set[int]) -> None:
         """Give the calling thread back the CPUs :meth:`hold_caller` took from it."""
         try:
             with contextlib.suppress(OSError):  # (allowed a moment ago; nothing to do if not now)
                 os.sched_setaffinity(0, own)
         finally:
-            self._holding = False
+            _cpu_hold.end()
 
     def give_back(self, helper: _Helper) -> None:
         with self._lock:

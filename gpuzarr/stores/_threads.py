@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TypeVar
 
+from gpuzarr import _cpu_hold
+
 __all__ = ["default_threads", "parallel_batches", "parallel_map"]
 
 T = TypeVar("T")
@@ -40,7 +42,9 @@ def _get_pool(threads: int) -> ThreadPoolExecutor:
         with _pools_lock:
             pool = _pools.get(threads)
             if pool is None:
-                pool = ThreadPoolExecutor(threads, thread_name_prefix=f"gpuzarr-io{threads}")
+                pool = ThreadPoolExecutor(
+                    threads, thread_name_prefix=f"gpuzarr-io{threads}", initializer=_cpu_hold.free_started_thread
+                )
                 _pools[threads] = pool
     return pool
 
