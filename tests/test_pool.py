@@ -155,7 +155,13 @@ def test_run_together_holds_one_caller_at_a_time(monkeypatch: pytest.MonkeyPatch
         run_together(first_work, 2)
         assert seen == {"first": {min(allowed)}, "second": allowed}
         assert os.sched_getaffinity(0) == allowed
-        # The first is done: the next caller is held again.
+        # The first is done: the next caller is held again, once a helper is idle to
+        # work with it (a helper that has not woken yet to find its work done is not
+        # taken, and a caller with no helper is not held).
+        team = pool_module._team
+        deadline = time.monotonic() + 10
+        while len(team._idle) < team._made and time.monotonic() < deadline:
+            time.sleep(0.001)
         held: list[set[int]] = []
 
         def record_callers_cpus() -> None:
