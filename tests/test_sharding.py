@@ -1402,11 +1402,11 @@ def test_a_failed_run_stores_nothing_of_its_shard(monkeypatch: pytest.MonkeyPatc
     real = ShardingCodec.encode_inners
     runs: list[int] = []
 
-    def failing(self: ShardingCodec, chunks: Any, spec: Any) -> Any:
+    def failing(self: ShardingCodec, chunks: Any, spec: Any, arena: Any = None) -> Any:
         runs.append(len(chunks))
         if any(chunk.reshape(-1)[0] == 108 for chunk in chunks):  # (a run in the middle of shard c/0)
             raise RuntimeError("encoder failed")
-        return real(self, chunks, spec)
+        return real(self, chunks, spec, arena)
 
     monkeypatch.setattr(ShardingCodec, "encode_inners", failing)
     with gpuzarr.config.set(threads=3), pytest.raises(RuntimeError, match="encoder failed"):
@@ -1417,33 +1417,63 @@ def test_a_failed_run_stores_nothing_of_its_shard(monkeypatch: pytest.MonkeyPatc
     np.testing.assert_array_equal(values, np.concatenate([np.arange(32), np.arange(32, 64) + 100]))
 
 
-def test_shard_runs_cover_each_shard_once() -> None:
-    from gpuzarr.pipeline.pool import tapering_cuts
+@pytest.mark.parametrize("kind", ["memory", "local"])
+def test_shard_runs_write_each_shard_once_in_storage_order(kind: str, tmp_path: Path) -> None:
+    """Runs cover each shard's touched inner chunks once; whatever order they finish
+    in, the shard stored is the one assemble_parts lays out (kept old inner chunks in
+    their place), written once all its runs are; a shard left with nothing stored is
+    deleted."""
     from gpuzarr.pipeline.write import _ShardRuns
+    from gpuzarr.stores import LocalStore, MemoryStore
 
-    shards = [(0,), (1,), (2,)]
-    ends = [5, 12, 13]
+    store = MemoryStore() if kind == "memory" else LocalStore(tmp_path)
+    a = gpuzarr.create_array(store, shape=(64,), dtype="u1", chunks=(4,), shards=(32,), compressors=None)
+    a[...] = 1
+    layout = a._layout
+    touched = {(0,): [((i,), None) for i in (0, 2, 3, 5)], (1,): [((i,), None) for i in range(8)]}
     reads: list[tuple[int, ...]] = []
 
     def read_old(shard: tuple[int, ...]) -> tuple[dict[tuple[int, ...], Any], dict[tuple[int, ...], Any]]:
         reads.append(shard)
-        return ({(0,): b"old", (99,): b"kept"}, {(99,): b"kept"}) if shard == (1,) else ({}, {})
+        if shard != (0,):
+            return {}, {}
+        kept = {(1,): b"k1" * 2, (4,): b"k4" * 2, (7,): b"k7" * 2}
+        return {**kept, (2,): b"o2" * 2}, kept
 
-    runs = _ShardRuns(shards, ends, tapering_cuts(13, 4, 2, 1, ends), read_old)
-    covered: dict[tuple[int, ...], list[int]] = {s: [] for s in shards}
-    for shard, start, stop in runs.runs:
-        assert 0 <= start < stop
-        covered[shard].extend(range(start, stop))
-    assert covered == {(0,): list(range(5)), (1,): list(range(7)), (2,): [0]}
-    per_shard = Counter(shard for shard, _, _ in runs.runs)
-    assert all(runs.count(shard) == per_shard[shard] for shard in shards) and per_shard[(1,)] > 1
-    for shard in shards:
-        for k in range(per_shard[shard]):
-            old = runs.old(shard)  # (read once, whichever run asks first)
-            assert old == ({(0,): b"old", (99,): b"kept"} if shard == (1,) else {})
-            gathered = runs.finish(shard, {(k,): b"x"})
-            assert (gathered is None) == (k < per_shard[shard] - 1)
-        # The new inner chunks, and the old ones no run rewrote.
-        kept = {(99,): b"kept"} if shard == (1,) else {}
-        assert gathered == {**kept, **{(k,): b"x" for k in range(per_shard[shard])}}
-    assert reads == shards
+    runs = _ShardRuns(layout, touched, [0, 1, 2, 4, 7, 10, 12], read_old)
+    assert runs.runs == [((0,), 0, 1), ((0,), 1, 2), ((0,), 2, 4), ((1,), 0, 3), ((1,), 3, 6), ((1,), 6, 8)]
+    assert runs.count((0,)) == 3 and runs.count((1,)) == 3
+    old_shard0, old_shard1 = store.get(layout.key((0,))), store.get(layout.key((1,)))
+    for run in reversed(runs.runs):  # (each run waits for the one before it)
+        shard, start, stop = run
+        expected_old = {(1,): b"k1k1", (4,): b"k4k4", (7,): b"k7k7", (2,): b"o2o2"} if shard == (0,) else {}
+        assert runs.old(shard) == expected_old
+        if shard == (0,):
+            assert store.get(layout.key((0,))) == old_shard0  # (stored once its first run is written)
+            runs.finish(run, {inner: bytearray(b"n%d" % inner[0]) * 2 for inner, _ in touched[shard][start:stop]})
+        else:
+            assert store.get(layout.key((1,))) == old_shard1
+            runs.finish(run, dict.fromkeys((inner for inner, _ in touched[shard][start:stop])))
+    assert reads == [(1,), (0,)]
+    chunks = {(i,): b"n%d" % i * 2 for i in (0, 2, 3, 5)} | {(1,): b"k1k1", (4,): b"k4k4", (7,): b"k7k7"}
+    expected = b"".join(layout.codec.assemble_parts(chunks, layout.shard_spec))
+    assert store.get(layout.key((0,))) == expected
+    assert store.get(layout.key((1,))) is None  # (no inner chunk stored: the shard is deleted)
+
+
+def test_shard_runs_abort_leaves_the_old_shard_and_no_temp_file(tmp_path: Path) -> None:
+    from gpuzarr.pipeline.write import _ShardRuns
+    from gpuzarr.stores import LocalStore
+
+    store = LocalStore(tmp_path)
+    a = gpuzarr.create_array(store, shape=(64,), dtype="u1", chunks=(4,), shards=(32,))
+    a[...] = 7
+    layout = a._layout
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    old = store.get(layout.key((0,)))
+    runs = _ShardRuns(layout, {(0,): [((i,), None) for i in range(8)]}, [0, 4, 8], lambda shard: ({}, {}))
+    runs.finish(runs.runs[0], {(i,): b"new" for i in range(4)})  # (its temp file written, not committed)
+    assert len(list(tmp_path.rglob("*.tmp"))) == 1
+    runs.abort()
+    assert store.get(layout.key((0,))) == old
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before

@@ -1789,3 +1789,78 @@ def test_memory_values_edited_in_place_are_not_cached_by_version() -> None:
     assert store.object_token("c/0") != store.object_token("c/0")
     data["c/0"] = bytes(version_b)
     assert store.object_token("c/0") == store.object_token("c/0")
+
+
+def test_object_writer_builds_an_object_in_pieces(store: Store) -> None:
+    """append returns where each piece starts; write_at overwrites bytes appended; the
+    object appears under its key only at commit, all of it at once."""
+    store.set("a/k", b"old")
+    arena_like = bytearray(b"reused")  # (memory the caller reuses: the writer must not keep it)
+    writer = store.open_writer("a/k")
+    assert writer.append([b"\0\0\0\0"]) == 0  # (room for a header written last)
+    assert writer.append([arena_like, memoryview(b"-tail")]) == 4
+    arena_like[:] = b"XXXXXX"
+    writer.write_at(0, b"HEAD")
+    assert writer.nbytes == 15
+    assert store.get("a/k") == b"old"  # (nothing visible before the commit)
+    writer.commit()
+    assert store.get("a/k") == b"HEADreused-tail"
+    with pytest.raises(StoreError, match="committed"):
+        writer.append([b"more"])
+    writer.abort()  # (a no-op once committed)
+    assert store.get("a/k") == b"HEADreused-tail"
+
+
+def test_object_writer_abort_keeps_the_old_object(store: Store) -> None:
+    store.set("k", b"old")
+    with pytest.raises(RuntimeError, match="encoder"), store.open_writer("k") as writer:
+        writer.append([b"new bytes"])
+        raise RuntimeError("encoder failed")
+    assert store.get("k") == b"old"
+    with store.open_writer("fresh") as writer:  # (a block left normally commits)
+        writer.append([b"x"])
+    assert store.get("fresh") == b"x"
+    with store.open_writer("never") as writer:
+        writer.abort()
+    assert store.get("never") is None
+
+
+def test_object_writer_refuses_writes_past_what_was_appended(store: Store) -> None:
+    writer = store.open_writer("k")
+    writer.append([b"abc"])
+    with pytest.raises(StoreError, match=r"'k'.*offset 2"):
+        writer.write_at(2, b"xy")
+    writer.abort()
+    assert store.get("k") is None
+
+
+def test_object_writer_on_a_read_only_store_raises(opener: Opener) -> None:
+    s = opener()
+    s.set("k", b"v")
+    s = _reopen_read_only(s, opener)
+    with pytest.raises(ReadOnlyError):
+        s.open_writer("k")
+    s.close()
+
+
+def test_local_object_writer_leaves_no_temp_file(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pieces go to a temp file as they come; an abort or a failed write removes it,
+    naming the key."""
+    s = LocalStore(tmp_path)
+    s.set("c/0", b"old")
+    writer = s.open_writer("c/0")
+    writer.append([b"new"])
+    assert len(list(tmp_path.rglob("*.tmp"))) == 1 and s.get("c/0") == b"old"
+    writer.abort()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["0", "c"]
+
+    def failing_writev(fd: int, buffers: Any) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local_module.os, "writev", failing_writev)
+    writer = s.open_writer("c/0")
+    with pytest.raises(StoreError, match=r"'c/0'.*No space left"):
+        writer.append([b"a", b"b"])
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["0", "c"] and s.get("c/0") == b"old"
+    with pytest.raises(StoreError, match="aborted"):
+        writer.commit()

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from gpuzarr._checks import is_int
-from gpuzarr.codecs.base import ArrayBytesCodec, Buffer, ChunkSpec, Codec, as_memoryview
+from gpuzarr.codecs.base import ArrayBytesCodec, Buffer, ChunkSpec, Codec, OutputArena, as_memoryview
 from gpuzarr.codecs.bytes import BytesCodec
 from gpuzarr.codecs.chain import CodecChain
 from gpuzarr.codecs.crc32c import Crc32cCodec, crc32c_checksum
@@ -326,6 +326,14 @@ class ShardingCodec(ArrayBytesCodec):
         """Encode an index with the index codecs."""
         return self._chains(spec)[1].encode(index.entries)
 
+    def index_of(self, ranges: Mapping[tuple[int, ...], tuple[int, int]], spec: ChunkSpec) -> bytes:
+        """The encoded index of a shard of ``spec`` that stores the inner chunks in
+        ``ranges`` (inner coords: ``(offset, nbytes)`` in the shard), in any order."""
+        index = ShardIndex.empty(self.inner_grid(spec.shape))
+        for coords, (offset, nbytes) in ranges.items():
+            index.entries[coords] = (offset, nbytes)
+        return self.encode_index(index, spec)
+
     def check_range(
         self, index: ShardIndex, coords: Sequence[int], shard_nbytes: int | None, key: str
     ) -> tuple[int, int] | None:
@@ -373,10 +381,14 @@ class ShardingCodec(ArrayBytesCodec):
         """Encode one inner chunk, or None when it is all fill value (and may be skipped)."""
         return self.encode_inners([chunk], spec)[0]
 
-    def encode_inners(self, chunks: Sequence[np.ndarray], spec: ChunkSpec) -> list[Buffer | None]:
+    def encode_inners(
+        self, chunks: Sequence[np.ndarray], spec: ChunkSpec, arena: OutputArena | None = None
+    ) -> list[Buffer | None]:
         """:meth:`encode_inner` of several inner chunks of a shard of ``spec``, as one
-        batch for the codecs (see :meth:`CodecChain.encode_many`)."""
-        return self.inner_chain(spec).encode_many(chunks, skip_fill=not get_config().write_empty_chunks)
+        batch for the codecs (see :meth:`CodecChain.encode_many`; with ``arena``, the
+        results may live in it, valid until the caller resets it)."""
+        skip_fill = not get_config().write_empty_chunks
+        return self.inner_chain(spec).encode_many(chunks, skip_fill=skip_fill, arena=arena)
 
     def assemble(self, encoded: Mapping[tuple[int, ...], Buffer], spec: ChunkSpec) -> bytes | None:
         """Lay out encoded inner chunks (C order) and the index; None if nothing is stored."""
@@ -387,20 +399,18 @@ class ShardingCodec(ArrayBytesCodec):
         """:meth:`assemble`'s shard as its parts in storage order (the encoded inner
         chunks in C order, and the index first or last), for stores that write parts
         without joining them (:meth:`~gpuzarr.stores.base.Store.set_parts`)."""
-        grid = self.inner_grid(spec.shape)
-        index = ShardIndex.empty(grid)
         if not encoded:
             return None
-        n_index = self.index_nbytes(spec)
-        offset = n_index if self.index_location == "start" else 0
+        offset = self.index_nbytes(spec) if self.index_location == "start" else 0
         parts: list[Buffer] = []
+        ranges: dict[tuple[int, ...], tuple[int, int]] = {}
         for coords in sorted(encoded):
             data = encoded[coords]
             size = len(data) if type(data) is bytes else len(as_memoryview(data))  # (bytes: a compressor's)
-            index.entries[coords] = (offset, size)
+            ranges[coords] = (offset, size)
             parts.append(data)
             offset += size
-        raw_index = self.encode_index(index, spec)
+        raw_index = self.index_of(ranges, spec)
         if self.index_location == "start":
             parts.insert(0, raw_index)
         else:

@@ -31,6 +31,7 @@ __all__ = [
     "ByteRange",
     "BytesLike",
     "ObjectReader",
+    "ObjectWriter",
     "ReadArena",
     "Store",
     "arena_keyword",
@@ -218,6 +219,109 @@ class ObjectReader(AbstractContextManager["ObjectReader"]):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class ObjectWriter:
+    """A new object for one key, written piece by piece (from :meth:`Store.open_writer`).
+
+    :meth:`append` adds bytes at the end and :meth:`write_at` overwrites bytes already
+    appended; nothing is visible under the key until :meth:`commit`, which replaces the
+    old object atomically, as :meth:`Store.set` does. :meth:`abort` drops what was
+    written and leaves the old object as it was. A writer is for one thread at a time.
+
+    This default keeps the pieces (a copy of any that is not ``bytes``, for the caller
+    may reuse their memory) and stores them with one :meth:`Store.set_parts` at commit.
+    The local store writes each piece to a temp file as it comes instead, so a writer
+    that finishes an object in several steps (a shard's inner chunks, encoded by
+    several threads) never holds the whole object, and its bytes reach the file while
+    the rest is still being made.
+    """
+
+    def __init__(self, store: Store, key: str) -> None:
+        self.store = store
+        self.key = key
+        #: Bytes appended so far: where the next :meth:`append` starts.
+        self.nbytes = 0
+        self._parts: list[bytes] = []
+        self._patches: list[tuple[int, bytes]] = []
+        self._state = "open"
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise StoreError(f"writer of key {self.key!r} in {self.store!r} is {self._state}")
+
+    def _check_within(self, offset: int, nbytes: int) -> None:
+        if offset < 0 or offset + nbytes > self.nbytes:
+            raise StoreError(
+                f"writer of key {self.key!r}: cannot write {nbytes} bytes at offset {offset}, "
+                f"past the {self.nbytes} bytes appended"
+            )
+
+    def append(self, parts: Sequence[BytesLike]) -> int:
+        """Add ``parts``, one after another, at the end; returns the offset where the
+        first of them starts."""
+        self._check_open()
+        views = [as_byte_view(self.key, part) for part in parts]
+        start = self.nbytes
+        self._append(views, parts)
+        self.nbytes += sum(view.nbytes for view in views)
+        return start
+
+    def write_at(self, offset: int, data: BytesLike) -> None:
+        """Overwrite bytes already appended, from ``offset`` (an index reserved at the
+        start of a shard, say); StoreError if they would reach past the end."""
+        self._check_open()
+        view = as_byte_view(self.key, data)
+        self._check_within(offset, view.nbytes)
+        self._write_at(offset, view)
+
+    def commit(self) -> None:
+        """Store what was written under the key, replacing its object atomically."""
+        self._check_open()
+        self._state = "committed"
+        self._commit()
+
+    def abort(self) -> None:
+        """Drop what was written; the key keeps its old object. A no-op once committed
+        or aborted."""
+        if self._state == "open":
+            self._state = "aborted"
+            self._abort()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        """Aborts when leaving by an exception; commits otherwise unless already done."""
+        if exc_type is not None:
+            self.abort()
+        elif self._state == "open":
+            self.commit()
+
+    # Hooks of this default, which keeps the pieces in memory.
+
+    def _append(self, views: list[memoryview], parts: Sequence[BytesLike]) -> None:
+        # (bytes are immutable: kept as they are; anything else is copied.)
+        pairs = zip(views, parts, strict=True)
+        self._parts += [part if type(part) is bytes else view.tobytes() for view, part in pairs]
+
+    def _write_at(self, offset: int, view: memoryview) -> None:
+        self._patches.append((offset, view.tobytes()))
+
+    def _commit(self) -> None:
+        parts: list[BytesLike] = list(self._parts)
+        if self._patches:
+            joined = bytearray(b"".join(self._parts))
+            for offset, data in self._patches:
+                joined[offset : offset + len(data)] = data
+            parts = [joined]
+        self._parts, self._patches = [], []
+        self.store.set_parts(self.key, parts)
+
+    def _abort(self) -> None:
+        self._parts, self._patches = [], []
 
 
 class SnapshotReader(ObjectReader):
@@ -522,6 +626,13 @@ class Store(ABC):
         self._check_writable(f"key {key!r}")
         self._set_parts(key, views)
 
+    def open_writer(self, key: str) -> ObjectWriter:
+        """An :class:`ObjectWriter` that builds a new object for ``key`` piece by piece
+        and stores it, atomically like :meth:`set`, when committed."""
+        key = validate_key(key)
+        self._check_writable(f"key {key!r}")
+        return self._open_writer(key)
+
     def set_many(self, items: Sequence[tuple[str, BytesLike]]) -> None:
         """Store several ``(key, value)`` pairs, possibly in parallel.
 
@@ -692,6 +803,11 @@ class Store(ABC):
     def _get_ranges_into_buffer(self, key: str, ranges: list[ByteRange], buffer: memoryview) -> int | None:
         # (The whole object holds every range: stores without cheap range reads read it.)
         return self._get_into_buffer(key, buffer)
+
+    def _open_writer(self, key: str) -> ObjectWriter:
+        """An :class:`ObjectWriter` for a valid key (store open and writable); stores
+        that can write an object in pieces as they come override this."""
+        return ObjectWriter(self, key)
 
     def _open_reader(self, key: str) -> ObjectReader | None:
         token = self._object_token(key)

@@ -24,7 +24,9 @@ from ._threads import default_threads, parallel_batches, parallel_map
 from .base import (
     ARENA_ALIGN,
     ByteRange,
+    BytesLike,
     ObjectReader,
+    ObjectWriter,
     ReadArena,
     Store,
     _check_ranges,
@@ -239,6 +241,21 @@ def _write_all(fd: int, data: memoryview) -> None:
         pos += os.write(fd, data[pos : pos + _MAX_IO])
 
 
+def _write_all_at(fd: int, data: memoryview, offset: int) -> None:
+    """Write all of ``data`` to ``fd`` from ``offset``, leaving the file position at
+    the end of the file (where the next append goes)."""
+    pos, total = 0, len(data)
+    if hasattr(os, "pwrite"):
+        while pos < total:
+            pos += os.pwrite(fd, data[pos : pos + _MAX_IO], offset + pos)
+        return
+    os.lseek(fd, offset, os.SEEK_SET)  # (Windows has no pwrite)
+    try:
+        _write_all(fd, data)
+    finally:
+        os.lseek(fd, 0, os.SEEK_END)
+
+
 def _write_parts(fd: int, parts: Sequence[memoryview]) -> None:
     """Write every part in order: ``writev`` calls of up to ``_IOV_MAX`` parts and
     ``_MAX_IO`` bytes (each call may write less than asked; macOS refuses calls over
@@ -388,6 +405,72 @@ def _token(st: os.stat_result) -> Hashable:
     # A write replaces the file by rename, so the inode changes; size and mtime catch
     # writers that rewrite in place.
     return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class _FileWriter(ObjectWriter):
+    """A local store's :class:`ObjectWriter`: each piece is written to a temp file
+    beside the key's file as it comes, and the temp file renamed over it at commit (a
+    reader sees the old object or the whole new one); an abort, or a failed write,
+    removes the temp file."""
+
+    store: LocalStore
+
+    def __init__(self, store: LocalStore, key: str) -> None:
+        super().__init__(store, key)
+        self._path = store._path(key)
+        try:
+            self._fd, self._tmp = store._create_temp(key, self._path)
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise _file_error("write", key, store, exc) from exc
+
+    def _guarded(self, write: Callable[[], None]) -> None:
+        """Run ``write``; if it fails, the temp file goes and the error names the key."""
+        try:
+            write()
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, OSError) and not isinstance(exc, StoreError):
+                raise _file_error("write", self.key, self.store, exc) from exc
+            raise
+
+    def _append(self, views: list[memoryview], parts: Sequence[BytesLike]) -> None:
+        self._guarded(lambda: _write_parts(self._fd, views))
+
+    def _write_at(self, offset: int, view: memoryview) -> None:
+        self._guarded(lambda: _write_all_at(self._fd, view, offset))
+
+    def _commit(self) -> None:
+        store, path, tmp = self.store, self._path, self._tmp
+        held = -1
+        try:
+            try:
+                if store.fsync:
+                    os.fsync(self._fd)
+            finally:
+                os.close(self._fd)
+            if self.nbytes >= HOLD_REPLACED_MIN_BYTES:
+                held = _open_replaced(path)
+            os.replace(tmp, path)
+        except BaseException as exc:
+            _close_all([held] if held >= 0 else [])
+            # Whatever went wrong (including KeyboardInterrupt), the final name still
+            # holds the old object; only the temp file must go.
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, OSError) and not isinstance(exc, StoreError):
+                raise _file_error("write", self.key, store, exc) from exc
+            raise
+        if held >= 0:
+            _replaced_files.release([held])
+        if store.fsync:
+            store._fsync_dir(os.path.dirname(path))
+
+    def _abort(self) -> None:
+        _close_all([self._fd])
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)
 
 
 class LocalStore(Store):
@@ -738,40 +821,17 @@ class LocalStore(Store):
             return
         self._write_object(key, parts)
 
+    def _open_writer(self, key: str) -> ObjectWriter:
+        if type(self)._set is not LocalStore._set or type(self)._write_object is not LocalStore._write_object:
+            return super()._open_writer(key)  # (a subclass hooks whole-object writes)
+        return _FileWriter(self, key)
+
     def _write_object(self, key: str, parts: list[memoryview]) -> None:
         """Write ``parts`` one after another to a temp file, then rename it to ``key``'s
         path (atomic: a reader sees the old object or the whole new one)."""
-        path = self._path(key)
-        try:
-            fd, tmp = self._create_temp(key, path)
-        except StoreError:
-            raise
-        except OSError as exc:
-            raise _file_error("write", key, self, exc) from exc
-        held = -1
-        try:
-            try:
-                _write_parts(fd, parts)
-                if self.fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            if sum(part.nbytes for part in parts) >= HOLD_REPLACED_MIN_BYTES:
-                held = _open_replaced(path)
-            os.replace(tmp, path)
-        except BaseException as exc:
-            _close_all([held] if held >= 0 else [])
-            # Whatever went wrong (including KeyboardInterrupt), the final name still
-            # holds the old object; only the temp file must go.
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if isinstance(exc, OSError) and not isinstance(exc, StoreError):
-                raise _file_error("write", key, self, exc) from exc
-            raise
-        if held >= 0:
-            _replaced_files.release([held])
-        if self.fsync:
-            self._fsync_dir(os.path.dirname(path))
+        writer = _FileWriter(self, key)
+        writer.append(parts)
+        writer.commit()
 
     def _set_each(self, items: list[tuple[str, memoryview]]) -> None:
         if (
