@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -259,10 +260,11 @@ class _ShardRuns:
         for shard in shards:
             self._new[shard].total = len(touched[shard])
         self._touched = touched
+        self._counts = Counter(shard for shard, _, _ in self.runs)
 
     def count(self, shard: tuple[int, ...]) -> int:
         """How many runs ``shard`` is cut into."""
-        return sum(1 for run in self.runs if run[0] == shard)
+        return self._counts[shard]
 
     def old(self, shard: tuple[int, ...]) -> dict[tuple[int, ...], Any]:
         """The shard's old inner chunks, read by the first run to ask (the others wait
