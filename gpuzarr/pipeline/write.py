@@ -21,6 +21,7 @@ stored (renamed into place) once all its runs are written.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import threading
 from collections import Counter
@@ -197,12 +198,10 @@ class _NewShard:
     chunks the write keeps (sorted), and the runs done but not yet written (a run that
     finished before the one it follows)."""
 
-    __slots__ = ("kept", "lock", "next_start", "pending", "ranges", "total", "writer")
+    __slots__ = ("kept", "lock", "next_start", "pending", "ranges", "writer")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        #: How many inner chunks the write touches in the shard.
-        self.total = 0
         #: Where the next run to write starts (in the touched inner chunks).
         self.next_start = 0
         self.pending: dict[int, tuple[int, dict[tuple[int, ...], Any]]] = {}
@@ -257,8 +256,6 @@ class _ShardRuns:
                 at += 1
             base = ends[at - 1] if at else 0
             self.runs.append((shards[at], start - base, stop - base))
-        for shard in shards:
-            self._new[shard].total = len(touched[shard])
         self._touched = touched
         self._counts = Counter(shard for shard, _, _ in self.runs)
 
@@ -299,7 +296,7 @@ class _ShardRuns:
                 stop, later = new.pending.pop(new.next_start)
                 self._append(shard, new, later, self._touched[shard][stop - 1][0])
                 new.next_start = stop
-            if new.next_start < new.total:
+            if new.next_start < len(self._touched[shard]):
                 return
             self._append(shard, new, {}, None)  # (the kept inner chunks after the last touched)
             self._old.pop(shard, None)
@@ -322,7 +319,7 @@ class _ShardRuns:
     ) -> None:
         """Write a run's ``encoded`` inner chunks, in C order with the kept ones that
         come before ``last`` (the run's last touched inner chunk; None: all kept ones)."""
-        take = len(new.kept) if last is None else sum(1 for inner, _ in new.kept if inner < last)
+        take = len(new.kept) if last is None else bisect.bisect_left(new.kept, last, key=lambda item: item[0])
         chunks = sorted([*new.kept[:take], *((inner, data) for inner, data in encoded.items() if data is not None)])
         del new.kept[:take]
         if not chunks:
