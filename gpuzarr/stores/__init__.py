@@ -1,6 +1,8 @@
 """Byte stores: where Zarr keys (``zarr.json``, ``a/c/0/1``, ...) live.
 
-This package imports nothing from gpuzarr except :mod:`gpuzarr.errors`.
+This package imports nothing from gpuzarr above it: only the modules that themselves
+import nothing of gpuzarr (:mod:`gpuzarr.errors`, :mod:`gpuzarr.memory`,
+:mod:`gpuzarr._checks`, :mod:`gpuzarr._cpu_hold`, :mod:`gpuzarr._native`).
 """
 
 from __future__ import annotations

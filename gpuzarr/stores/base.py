@@ -8,8 +8,8 @@ means every store rejects the same bad keys with the same error, and a concrete
 store only has to deal with already-valid input.
 
 This module (like the whole ``gpuzarr.stores`` package) imports nothing from
-gpuzarr except :mod:`gpuzarr.errors`, so the storage layer can be used and tested
-on its own.
+gpuzarr above it (only leaf modules: :mod:`gpuzarr.errors`, :mod:`gpuzarr.memory`),
+so the storage layer can be used and tested on its own.
 """
 
 from __future__ import annotations
