@@ -1,10 +1,12 @@
 """gpuzarr's native batched writes of local files (``gpuzarr_put_files``): each object
-written to a temp file and renamed over its own, a batch in one GIL-free call. The
-same files, the same atomicity and the same errors as the Python path."""
+written to a temp file and renamed over its own (or, on Linux, a new object written to
+an unnamed file and linked at its path), a batch in one GIL-free call. The same files,
+the same atomicity and the same errors as the Python path, in both ways of naming."""
 
 from __future__ import annotations
 
 import os
+import signal
 import stat
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,16 @@ from gpuzarr.stores import LocalStore
 from gpuzarr.stores import local as local_module
 
 pytestmark = pytest.mark.skipif(_native.file_writes is None, reason="gpuzarr's native helper is built without writes")
+
+
+@pytest.fixture(autouse=True, params=["unnamed", "named"])
+def naming(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with new objects started as unnamed files where the platform has
+    them, and with temp files renamed into place."""
+    if request.param == "unnamed" and not local_module.UNNAMED_FILES:
+        pytest.skip("no unnamed files (O_TMPFILE and /proc/self/fd) here")
+    monkeypatch.setattr(local_module, "UNNAMED_FILES", request.param == "unnamed")
+    return str(request.param)
 
 
 @pytest.fixture
@@ -38,6 +50,13 @@ def write_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def _files(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` by its path relative to it."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _hand_out_taken_temp_names(monkeypatch: pytest.MonkeyPatch, taken: str, count: int) -> None:
+    """The next ``count`` temp names drawn are ``taken``; fresh ones after that."""
+    real = local_module._temp_name
+    calls = iter(range(10**9))
+    monkeypatch.setattr(local_module, "_temp_name", lambda basename: taken if next(calls) < count else real(basename))
 
 
 def _open_fds() -> int:
@@ -76,6 +95,8 @@ def test_a_taken_temp_name_is_drawn_again(
     tmp_path: Path, write_calls: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = LocalStore(tmp_path)
+    store.set_each([("a", b"old"), ("b", b"old")])  # (replacing objects takes a temp name either way)
+    write_calls.clear()
     squatter = tmp_path / ".a.taken.tmp"
     squatter.write_bytes(b"someone else's")
     names = iter([squatter.name])
@@ -84,6 +105,76 @@ def test_a_taken_temp_name_is_drawn_again(
     store.set_each([("a", b"1"), ("b", b"2")])
     assert write_calls == [2, 1]
     assert _files(tmp_path) == {"a": b"1", "b": b"2", squatter.name: b"someone else's"}
+
+
+def test_new_objects_need_no_temp_name_when_unnamed(
+    tmp_path: Path, write_calls: list[int], monkeypatch: pytest.MonkeyPatch, naming: str
+) -> None:
+    """An unnamed file is linked straight at its path: every temp name taken changes
+    nothing for new objects (named, each is drawn again)."""
+    store = LocalStore(tmp_path)
+    squatter = tmp_path / ".taken.tmp"
+    squatter.write_bytes(b"someone else's")
+    _hand_out_taken_temp_names(monkeypatch, squatter.name, 3)
+    store.set_each([("a", b"1"), ("b", b"2"), ("c", b"3")])
+    assert write_calls == ([3] if naming == "unnamed" else [3, 3])
+    assert _files(tmp_path) == {"a": b"1", "b": b"2", "c": b"3", squatter.name: b"someone else's"}
+
+
+@pytest.mark.parametrize("size", [10, local_module.HOLD_REPLACED_MIN_BYTES])
+def test_a_batch_mixing_new_and_existing_objects_writes_them_all(
+    tmp_path: Path, write_calls: list[int], size: int
+) -> None:
+    """An existing object met in an unnamed batch is replaced by rename (a link cannot
+    replace it), as are the rest of that batch; objects before it were linked. Large
+    replaced files are held open and released as ever."""
+    store = LocalStore(tmp_path)
+    store.set_each([("c/2", b"old 2"), ("c/4", b"old 4")])
+    write_calls.clear()
+    before = _open_fds()
+    items = {f"c/{i}": bytes([i]) * size for i in range(6)}
+    store.set_each(list(items.items()))
+    store.finish_writes()
+    assert write_calls == [6]
+    assert _files(tmp_path) == items, "every object written, no temp file left"
+    assert _open_fds() == before, "every replaced file released"
+
+
+def test_a_later_batch_tries_unnamed_files_again(
+    tmp_path: Path, write_calls: list[int], monkeypatch: pytest.MonkeyPatch, naming: str
+) -> None:
+    store = LocalStore(tmp_path)
+    store.set_each([("a", b"old"), ("b", b"old")])
+    store.set_each([("a", b"1"), ("b", b"2"), ("c", b"3")])
+    write_calls.clear()
+    squatter = tmp_path / ".taken.tmp"
+    squatter.write_bytes(b"")
+    _hand_out_taken_temp_names(monkeypatch, squatter.name, 2)
+    store.set_each([("d", b"4"), ("e", b"5")])
+    # (Unnamed, no temp name is needed, so the taken ones cost no second call.)
+    assert write_calls == ([2] if naming == "unnamed" else [2, 2])
+    assert _files(tmp_path) == {"a": b"1", "b": b"2", "c": b"3", "d": b"4", "e": b"5", squatter.name: b""}
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE and SIGXFSZ")
+def test_a_write_that_fails_midway_leaves_no_file(tmp_path: Path, write_calls: list[int]) -> None:
+    """A file size limit makes the write of the large object fail partway (EFBIG): the
+    error names its key, and neither a partial object nor a temp file is left."""
+    import resource
+
+    store = LocalStore(tmp_path)
+    store.set("big", b"old")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+    try:
+        for key in ("new", "big"):
+            with pytest.raises(StoreError, match=f"cannot write key '{key}'.*File too large"):
+                store.set_each([("small", b"s"), (key, b"x" * 10_000)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert _files(tmp_path) == {"small": b"s", "big": b"old"}
 
 
 def test_a_folder_missing_again_is_left_to_the_python_path(

@@ -189,11 +189,15 @@ class PutRecord(ctypes.Structure):
 #: ``PutRecord.failed_step`` values: what failed with ``PutRecord.error``.
 PUT_STEPS = (None, "create", "write", "fsync", "close", "rename")
 
-#: ``gpuzarr_put_files(puts, n, parts, part_nbytes, sync)``: objects (``PutRecord``
-#: records) each written to its temp file (fsynced if ``sync``) and renamed over its
-#: path, one after another without the GIL (the file each replaces handed back open
-#: where its record asks: ``hold``, ``held``), or None where the helper lacks it.
-file_writes = _function("gpuzarr_put_files", (_pointer, _size, _pointer, _pointer, ctypes.c_int), None)
+#: ``gpuzarr_put_files(puts, n, parts, part_nbytes, sync, unnamed)``: objects
+#: (``PutRecord`` records) each written to its temp file (fsynced if ``sync``) and
+#: renamed over its path, one after another without the GIL (the file each replaces
+#: handed back open where its record asks: ``hold``, ``held``); with ``unnamed``, new
+#: objects written to an unnamed file (Linux's O_TMPFILE) linked at their path instead.
+#: None where the helper lacks it.
+file_writes = _function(
+    "gpuzarr_put_files", (_pointer, _size, _pointer, _pointer, ctypes.c_int, ctypes.c_int), None
+)
 
 
 def _bitunshuffle_functions() -> tuple[Any, Any, Any]:

@@ -17,14 +17,18 @@
  * touching many shards runs no Python per shard between its file reads, and reads whole
  * local files and decodes each at once, threads sharing the batch
  * (gpuzarr_read_call_shared). And it writes a batch of local files, each to a temp file
- * renamed over the object's (gpuzarr_put_files): a worker storing its chunks takes
- * the GIL back once for the batch, not after each of four system calls per file.
+ * renamed over the object's, or on Linux a new object to an unnamed file linked at its
+ * path (gpuzarr_put_files): a worker storing its chunks takes the GIL back once for the
+ * batch, not after each of four system calls per file.
  */
 #if !defined(_WIN32)
 /* (Before any header: 64-bit file offsets on 32-bit platforms too, and POSIX's pread
- * and O_CLOEXEC declared under a strict -std= in CFLAGS.) */
+ * and O_CLOEXEC declared under a strict -std= in CFLAGS; on Linux also O_TMPFILE.) */
 #define _FILE_OFFSET_BITS 64
 #define _POSIX_C_SOURCE 200809L
+#if defined(__linux__)
+#define _GNU_SOURCE
+#endif
 #endif
 #include <stddef.h>
 
@@ -97,6 +101,7 @@ GPUZARR_EXPORT size_t gpuzarr_call_shared(gpuzarr_decode_fn fn, void *context, s
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -511,38 +516,39 @@ static int write_fully(int fd, const unsigned char *from, size_t n) {
     return 0;
 }
 
-/* Write one object: create its temp file (mode 0666 less the umask, like any file),
- * write its parts, fsync it if sync, close it and rename it over the object's path (a
- * reader sees the old object or the whole new one). A failure leaves no temp file and
- * says which step failed.
+/* Write the object's parts to fd, and fsync it if sync: 0, or an errno with *step set
+ * to the step that failed. */
+static int fill_file(int fd, const gpuzarr_put *put, const unsigned char *const *parts, const size_t *part_nbytes,
+                     int sync, int *step) {
+    for (size_t p = put->first_part; p < put->first_part + put->n_parts; p++) {
+        int failed = write_fully(fd, parts[p], part_nbytes[p]);
+        if (failed) {
+            *step = GPUZARR_PUT_WRITE;
+            return failed;
+        }
+    }
+    if (sync && fsync(fd) != 0) {
+        *step = GPUZARR_PUT_SYNC;
+        return errno;
+    }
+    return 0;
+}
+
+static void record_failure(gpuzarr_put *put, int error, int step) {
+    put->error = error;
+    put->failed_step = step;
+}
+
+/* Close fd, the object's file written in full at put->temp (unless failed says what
+ * went wrong in step), and rename it over the object's path. A failure leaves no temp
+ * file and says which step failed.
  *
  * With hold, the file at the object's path is opened just before the rename and handed
  * back open (held): a rename that drops the last link of a file otherwise frees its
  * blocks on the spot, and on a file system mounted with discard it waits for the
  * device to discard them (about 0.4 ms per MiB measured), while the caller's thread
  * could be encoding the next object. The caller closes held on another thread. */
-static void write_one(gpuzarr_put *put, const unsigned char *const *parts, const size_t *part_nbytes, int sync) {
-    put->error = 0;
-    put->failed_step = GPUZARR_PUT_NONE;
-    put->held = -1;
-    int fd;
-    do {
-        fd = open(put->temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    } while (fd < 0 && errno == EINTR);
-    if (fd < 0) {
-        put->error = errno;
-        put->failed_step = GPUZARR_PUT_CREATE;
-        return;
-    }
-    int failed = 0, step = GPUZARR_PUT_NONE;
-    for (size_t p = put->first_part; p < put->first_part + put->n_parts && !failed; p++) {
-        failed = write_fully(fd, parts[p], part_nbytes[p]);
-        step = GPUZARR_PUT_WRITE;
-    }
-    if (!failed && sync && fsync(fd) != 0) {
-        failed = errno;
-        step = GPUZARR_PUT_SYNC;
-    }
+static void rename_into_place(gpuzarr_put *put, int fd, int failed, int step) {
     /* (No retry of an interrupted close: on Linux the descriptor is gone either way.) */
     if (close(fd) != 0 && !failed && errno != EINTR) {
         failed = errno;
@@ -564,18 +570,147 @@ static void write_one(gpuzarr_put *put, const unsigned char *const *parts, const
     put->held = held;
     if (failed) {
         unlink(put->temp);
-        put->error = failed;
-        put->failed_step = step;
+        record_failure(put, failed, step);
     }
+}
+
+#if defined(O_TMPFILE)
+/* An unnamed file (O_TMPFILE) in the folder of path, open for writing: its fd, -1 with
+ * errno where that fails, or -2 where the file system or kernel has no unnamed files. */
+static int open_unnamed(const char *path) {
+    char folder[4096];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash == NULL ? 0 : (size_t)(slash - path);
+    if (n >= sizeof(folder)) {
+        return -2;
+    }
+    if (slash == NULL) {
+        folder[0] = '.';
+        n = 1;
+    } else if (n == 0) {
+        folder[0] = '/'; /* a file in the root folder */
+        n = 1;
+    } else {
+        memcpy(folder, path, n);
+    }
+    folder[n] = '\0';
+    int fd;
+    do {
+        fd = open(folder, O_WRONLY | O_TMPFILE | O_CLOEXEC, 0666);
+    } while (fd < 0 && errno == EINTR);
+    /* (EISDIR: a kernel older than O_TMPFILE; EOPNOTSUPP/EINVAL: a file system without.) */
+    if (fd < 0 && (errno == EISDIR || errno == EOPNOTSUPP || errno == EINVAL)) {
+        return -2;
+    }
+    return fd;
+}
+
+/* Give the unnamed file fd the name path: 0, or an errno (EEXIST where path is taken). */
+static int link_unnamed(int fd, const char *path) {
+    char self[64];
+    snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+    return linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0 ? 0 : errno;
+}
+
+/* Write one object as an unnamed file linked at its path once written: 1 where that
+ * is done (or its failure recorded), 0 where the caller is to write the object as a
+ * named temp file instead, *unnamed then cleared for the rest of the batch: a file
+ * system without unnamed files, or a link refused for another reason than its path
+ * being taken or its folder missing.
+ *
+ * A link cannot replace a file: an object that exists already is linked at its temp
+ * name and renamed over its path (rename_into_place), and *unnamed is cleared too (a
+ * batch that overwrites one object mostly overwrites them all). */
+static int put_unnamed(gpuzarr_put *put, const unsigned char *const *parts, const size_t *part_nbytes, int sync,
+                       int *unnamed) {
+    int fd = open_unnamed(put->path);
+    if (fd == -2) {
+        *unnamed = 0;
+        return 0;
+    }
+    if (fd < 0) {
+        record_failure(put, errno, GPUZARR_PUT_CREATE); /* (ENOENT: the folder is missing) */
+        return 1;
+    }
+    int step = GPUZARR_PUT_NONE;
+    int failed = fill_file(fd, put, parts, part_nbytes, sync, &step);
+    if (failed) {
+        close(fd); /* (nothing to remove: the file has no name) */
+        record_failure(put, failed, step);
+        return 1;
+    }
+    failed = link_unnamed(fd, put->path);
+    if (failed == 0) {
+        if (close(fd) != 0 && errno != EINTR) {
+            record_failure(put, errno, GPUZARR_PUT_CLOSE);
+            unlink(put->path); /* (its own object: no other was there) */
+        }
+        return 1;
+    }
+    if (failed == EEXIST) {
+        *unnamed = 0;
+        failed = link_unnamed(fd, put->temp);
+        if (failed == 0) {
+            rename_into_place(put, fd, 0, GPUZARR_PUT_NONE);
+            return 1;
+        }
+    }
+    close(fd);
+    if (failed == ENOENT || failed == EEXIST) {
+        /* (The folder went meanwhile, or the temp name is taken: redone by the caller,
+         * as when creating a named temp file fails so.) */
+        record_failure(put, failed, GPUZARR_PUT_CREATE);
+        return 1;
+    }
+    *unnamed = 0;
+    return 0;
+}
+#endif
+
+/* Write one object so that a reader sees the old object or the whole new one: a new
+ * file (mode 0666 less the umask, like any file) holding its parts, fsynced if sync,
+ * put at its path. A failure leaves no temp file and says which step failed.
+ *
+ * Where *unnamed is set (Linux), the file starts unnamed and is linked at the object's
+ * path once written (put_unnamed): one new folder entry for a new object, where a
+ * named temp file renamed into place makes three changes to the folder (measured on
+ * ext4, 2048 files of 4 KiB: 36 us of CPU time a file against 48 us), and a process
+ * killed meanwhile leaves nothing behind. Otherwise, or where put_unnamed declines, it
+ * is written to its temp name and renamed over the path (rename_into_place). */
+static void write_one(gpuzarr_put *put, const unsigned char *const *parts, const size_t *part_nbytes, int sync,
+                      int *unnamed) {
+    put->error = 0;
+    put->failed_step = GPUZARR_PUT_NONE;
+    put->held = -1;
+#if defined(O_TMPFILE)
+    if (*unnamed && put_unnamed(put, parts, part_nbytes, sync, unnamed)) {
+        return;
+    }
+#else
+    (void)unnamed;
+#endif
+    int fd;
+    do {
+        fd = open(put->temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        record_failure(put, errno, GPUZARR_PUT_CREATE);
+        return;
+    }
+    int step = GPUZARR_PUT_NONE;
+    int failed = fill_file(fd, put, parts, part_nbytes, sync, &step);
+    rename_into_place(put, fd, failed, step);
 }
 
 /* Write n objects one after another (write_one), each whatever became of the others:
  * the caller redoes or reports the ones that failed. parts[i] holds part_nbytes[i]
- * bytes. Runs without the GIL. */
+ * bytes. With unnamed, new objects start as unnamed files (see write_one; the caller
+ * asks for it only where /proc/self/fd exists, which linking them needs). Runs
+ * without the GIL. */
 GPUZARR_EXPORT void gpuzarr_put_files(gpuzarr_put *puts, size_t n, const unsigned char *const *parts,
-                                      const size_t *part_nbytes, int sync) {
+                                      const size_t *part_nbytes, int sync, int unnamed) {
     for (size_t i = 0; i < n; i++) {
-        write_one(&puts[i], parts, part_nbytes, sync);
+        write_one(&puts[i], parts, part_nbytes, sync, &unnamed);
     }
 }
 #endif

@@ -103,6 +103,15 @@ _IOV_MAX = max(16, os.sysconf("SC_IOV_MAX")) if hasattr(os, "sysconf") and "SC_I
 HOLD_REPLACED_MIN_BYTES = 256 * 2**10 if os.name == "posix" else 1 << 62
 
 
+#: Whether the native batched writes start new objects as unnamed files, linked at
+#: their path once written (Linux's O_TMPFILE, named through /proc/self/fd): one change
+#: to the folder where a temp file renamed into place makes three (on ext4, 2048 files
+#: of 4 KiB: 36 us of CPU time a file against 48 us), and nothing left behind by a
+#: process killed mid-write. Objects that exist already, and file systems without
+#: unnamed files, take the temp file and rename.
+UNNAMED_FILES = sys.platform.startswith("linux") and os.path.isdir("/proc/self/fd")
+
+
 class _ReplacedFiles:
     """Files that writes replaced, held open, and closed on a background thread.
 
@@ -888,7 +897,7 @@ class LocalStore(Store):
         sizes = np.array([view.nbytes for view in views], dtype=np.uintp)
         records["hold"] = sizes >= HOLD_REPLACED_MIN_BYTES
         records["held"] = -1
-        writes(records.ctypes.data, n, starts.ctypes.data, sizes.ctypes.data, int(self.fsync))
+        writes(records.ctypes.data, n, starts.ctypes.data, sizes.ctypes.data, int(self.fsync), int(UNNAMED_FILES))
         del names, views  # (the helper held pointers into them until here)
         held = records["held"]
         _replaced_files.release(held[held >= 0].tolist())
