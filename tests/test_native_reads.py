@@ -1,12 +1,13 @@
 """gpuzarr's native batched reads of local files: inner chunks of shards
-(``gpuzarr_open_shards`` / ``gpuzarr_read_shards``), whole chunk files
-(``gpuzarr_open_files`` / ``gpuzarr_read_files``), and whole chunk files read and
-decoded together (``gpuzarr_read_call_shared``): the same bytes, the same errors as the
-Python path."""
+(``gpuzarr_open_shards`` / ``gpuzarr_read_shards``, or with ``gpuzarr_read_shards_call_shared``
+reading and decoding them together), whole chunk files (``gpuzarr_open_files`` /
+``gpuzarr_read_files``), and whole chunk files read and decoded together
+(``gpuzarr_read_call_shared``): the same bytes, the same errors as the Python path."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,22 @@ GZIP = {"name": "gzip", "configuration": {"level": 1}}
 ZSTD = {"name": "zstd", "configuration": {"level": 1}}
 
 
+#: The inner chunks' compressor of :func:`_create` (set for each test by ``inner_codec``).
+_inner = {"codec": ZSTD}
+
+
+@pytest.fixture(autouse=True, params=["zstd", "gzip"])
+def inner_codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with zstd inner chunks (read and decoded together, the threads
+    sharing them: ``gpuzarr_read_shards_call_shared``) and with gzip ones (read first,
+    all ranges at once, then decoded)."""
+    monkeypatch.setitem(_inner, "codec", ZSTD if request.param == "zstd" else GZIP)
+    return str(request.param)
+
+
 def _create(path: Path, data: np.ndarray, *, index_location: str = "end", crc: bool = True, **kw: Any) -> Any:
-    """A sharded array of ``data``: inner chunks (2, 3) in shards (4, 6), zstd."""
+    """A sharded array of ``data``: inner chunks (2, 3) in shards (4, 6), compressed as
+    ``inner_codec`` says."""
     a = gpuzarr.create_array(
         path,
         shape=data.shape,
@@ -40,7 +55,7 @@ def _create(path: Path, data: np.ndarray, *, index_location: str = "end", crc: b
             "name": "sharding_indexed",
             "configuration": {
                 "chunk_shape": [2, 3],
-                "codecs": [BYTES_LE, {"name": "zstd", "configuration": {"level": 1}}],
+                "codecs": [BYTES_LE, _inner["codec"]],
                 "index_codecs": [BYTES_LE, CRC] if crc else [BYTES_LE],
                 "index_location": index_location,
             },
@@ -53,17 +68,27 @@ def _create(path: Path, data: np.ndarray, *, index_location: str = "end", crc: b
 
 
 @pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the native reads (one entry per batch: its number of shards)."""
+def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Counts the native reads (one entry per batch: its number of shards), and checks
+    that zstd inner chunks are read and decoded together and gzip ones fetched first."""
     seen: list[int] = []
-    original = layout_module.ShardedLayout._fetch_native
+    original = layout_module.ShardedLayout._opened_natively
+    read_and_decode = layout_module.ShardedLayout.read_decode_natively
+    decoded_together: list[bool] = []
 
-    def counting(self: Any, projections: Any, results: Any, arena: Any, keys: list[str], *rest: Any) -> None:
+    def counting(self: Any, projections: Any, keys: list[str], *rest: Any) -> Any:
         seen.append(len(keys))
-        original(self, projections, results, arena, keys, *rest)
+        return original(self, projections, keys, *rest)
 
-    monkeypatch.setattr(layout_module.ShardedLayout, "_fetch_native", counting)
-    return seen
+    def recording(self: Any, *args: Any) -> Any:
+        decoded_together.append(True)
+        return read_and_decode(self, *args)
+
+    monkeypatch.setattr(layout_module.ShardedLayout, "_opened_natively", counting)
+    monkeypatch.setattr(layout_module.ShardedLayout, "read_decode_natively", recording)
+    yield seen
+    if seen and _native.read_shards_call_shared is not None:
+        assert bool(decoded_together) == (_inner["codec"] is ZSTD)
 
 
 def _python_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,6 +126,25 @@ def test_many_shards_are_read_in_slices(tmp_path: Path, calls: list[int], monkey
     for got, sel in zip(a.read_batch(windows), windows, strict=True):
         np.testing.assert_array_equal(got, data[sel])
     assert calls and max(calls) <= 5 and sum(calls) == 50
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_inner_chunks_the_read_buffer_cannot_hold_are_redone(
+    tmp_path: Path, calls: list[int], monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    """An inner chunk larger than a thread's read buffer is left to the general path,
+    which reads it in full: the same values."""
+    rng = np.random.default_rng(5)
+    data = rng.integers(1, 1000, size=(8, 12)).astype("int32")
+    a = _create(tmp_path / "a", data)
+    monkeypatch.setattr(layout_module, "_NATIVE_READ_SLACK", 0)
+    monkeypatch.setattr(layout_module, "_NATIVE_READ_EXTRA", 8)  # (smaller than any stored chunk)
+    windows = [(slice(r, r + 2), slice(c, c + 3)) for r in range(0, 8, 2) for c in range(0, 12, 3)]
+    with gpuzarr.config.set(threads=threads):
+        for got, sel in zip(a.read_batch(windows), windows, strict=True):
+            np.testing.assert_array_equal(got, data[sel])
+        np.testing.assert_array_equal(a[...], data)
+    assert calls
 
 
 @settings(max_examples=40, deadline=None)

@@ -680,8 +680,12 @@ def test_shard_runs_keep_a_floor_and_read_cut_indexes_first(
 
 
 def test_one_thread_decodes_in_bounded_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpuzarr import _native
     from gpuzarr.pipeline import read as read_module
 
+    # (Fetched, then decoded in batches: without the native helper's reads that decode
+    # each inner chunk as it is read.)
+    monkeypatch.setattr(_native, "read_shards_call_shared", None)
     data = _data((64, 64), "float32")
     a = gpuzarr.create_array(tmp_path / "s", shape=data.shape, dtype="float32", chunks=(4, 16), shards=(16, 64))
     a[:] = data
@@ -875,9 +879,9 @@ def test_local_reads_through_the_read_arena(
     original_take = ReadArena.take
     monkeypatch.setattr(ReadArena, "take", lambda self, n, *rest: taken.append(n) or original_take(self, n, *rest))
     data = _data((128, 64), "float32")
-    # (Unsharded zstd chunk files are read and decoded in the native helper, without the
-    # arena: gzip's are read into it.)
-    compressor = {"name": "zstd" if shards else "gzip", "configuration": {"level": 1}}
+    # (zstd chunk files and inner chunks are read and decoded in the native helper,
+    # without the arena: gzip's are read into it.)
+    compressor = {"name": "gzip", "configuration": {"level": 1}}
     a = gpuzarr.create_array(
         str(tmp_path / "a"), shape=data.shape, dtype="float32", chunks=(8, 16), shards=shards, compressors=[compressor]
     )

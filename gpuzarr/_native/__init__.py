@@ -2,11 +2,11 @@
 
 Built with the package where a C compiler is found (``hatch_build.py``); where it is
 missing (no compiler, or a source checkout used without installing), :data:`call_shared`,
-:data:`shard_reads`, :data:`file_reads`, :data:`read_call_shared`, :data:`file_writes`
-and :data:`blosc_decompress` are None and callers loop in Python (threads sharing a
-batch then take parts of it; shards and files are read and written through the store;
-c-blosc undoes bitshuffles alone), as they do with ``GPUZARR_NO_NATIVE=1`` set. Nothing
-here touches a GPU.
+:data:`shard_reads`, :data:`file_reads`, :data:`read_call_shared`,
+:data:`read_shards_call_shared`, :data:`file_writes` and :data:`blosc_decompress` are
+None and callers loop in Python (threads sharing a batch then take parts of it; shards
+and files are read and written through the store; c-blosc undoes bitshuffles alone), as
+they do with ``GPUZARR_NO_NATIVE=1`` set. Nothing here touches a GPU.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ __all__ = [
     "file_reads",
     "file_writes",
     "read_call_shared",
+    "read_shards_call_shared",
     "shard_reads",
 ]
 
@@ -170,6 +171,17 @@ read_call_shared = _function(
     None,
 )
 
+
+#: ``gpuzarr_read_shards_call_shared(fn, context, shards, unit_shard, units, n, dst,
+#: dst_nbytes, buffer, buffer_nbytes, next, results)``: inner chunks (``ShardUnit``
+#: records) of shard files ``shard_reads.open`` opened, each read into this thread's
+#: ``buffer`` and decoded by ``fn`` straight into its target, threads sharing the batch
+#: through ``next`` (see ``call_each.c``), or None where the helper lacks it.
+read_shards_call_shared = _function(
+    "gpuzarr_read_shards_call_shared",
+    (_pointer, _pointer, _pointer, _pointer, _pointer, _size, _pointer, _size, _pointer, _size, _pointer, _pointer),
+    None,
+)
 
 class PutRecord(ctypes.Structure):
     """``gpuzarr_put``: one object of a batched write (see ``call_each.c``)."""

@@ -437,6 +437,41 @@ GPUZARR_EXPORT void gpuzarr_read_call_shared(gpuzarr_decode_fn fn, void *context
     }
 }
 
+/* Read inner chunks of shard files gpuzarr_open_shards opened (the caller has checked
+ * their indexes and the units' entries since) and decode each straight into its target,
+ * threads sharing the batch: for each stored unit taken from *next (as
+ * gpuzarr_call_shared takes its calls), read its bytes from its shard's file
+ * (shards[unit_shard[u]]) into buffer (this thread's own, buffer_nbytes long) and call
+ * fn(context, dst[u], dst_nbytes, buffer, nbytes), its result in results[u]. Each thread
+ * reads a unit and decodes it at once, while its bytes are hot in cache, and no thread
+ * waits for the others' reads before decoding starts (gpuzarr_read_shards reads every
+ * range first, on one thread).
+ *
+ * Units not stored are skipped. Nothing stops the batch: a unit larger than buffer, or
+ * whose read fails or finds the file cut short, is left with results[u] untouched, and a
+ * decode that does not fill its target leaves its result there; the caller redoes any
+ * unit whose result is not dst_nbytes through its general path, which names what is
+ * wrong. The files stay open (gpuzarr_close_shards closes them). Runs without the GIL. */
+GPUZARR_EXPORT void gpuzarr_read_shards_call_shared(gpuzarr_decode_fn fn, void *context, const gpuzarr_shard *shards,
+                                                    const size_t *unit_shard, const gpuzarr_unit *units, size_t n,
+                                                    void *const *dst, size_t dst_nbytes, unsigned char *buffer,
+                                                    size_t buffer_nbytes, size_t *next, size_t *results) {
+    for (;;) {
+        size_t u = take_next(next);
+        if (u >= n) {
+            return;
+        }
+        const gpuzarr_unit *unit = &units[u];
+        const gpuzarr_shard *shard = &shards[unit_shard[u]];
+        if (unit->state != GPUZARR_UNIT_STORED || shard->fd < 0 || unit->nbytes > buffer_nbytes) {
+            continue;
+        }
+        if (read_fully((int)shard->fd, buffer, (size_t)unit->nbytes, unit->offset) == 0) {
+            results[u] = fn(context, dst[u], dst_nbytes, buffer, (size_t)unit->nbytes);
+        }
+    }
+}
+
 /* The first step of reading whole files into an arena: open each of n files and take
  * its size, and lay them out in an arena (at[f], each at a multiple of align: the kernel
  * copies into aligned memory fastest). Returns the arena bytes they need. Files stay

@@ -17,7 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 import numpy as np
 
@@ -488,6 +488,19 @@ SHARD_GROUP_SPAN_BYTES = 8 * 2**20
 MAX_OPEN_SHARDS = 32
 
 
+class _NativeShards(NamedTuple):
+    """Shard files open in gpuzarr's native helper (:meth:`ShardedLayout._opened_natively`):
+    their records, the units' records in shard order (``order``: each one's projection),
+    and the units' coalesced ranges (the first ``n_ranges``), ``arena_nbytes`` in all."""
+
+    files: np.ndarray
+    units: np.ndarray
+    order: np.ndarray
+    ranges: np.ndarray
+    n_ranges: int
+    arena_nbytes: int
+
+
 def _max_open_shards() -> int:
     """Shards one fetch may hold open: every worker thread (and the caller) may be
     fetching at once, so they share a quarter of the process's open-file limit."""
@@ -892,13 +905,8 @@ class ShardedLayout(ChunkLayout):
         if not projections:
             return
         shards, position, inner = located if located is not None else self.locate_shards(projections)
-        limit = _max_open_shards()
-        if len(shards) > limit:  # bound the files open at once
-            order = np.argsort(position, kind="stable")
-            ends = np.cumsum(np.bincount(position, minlength=len(shards))).tolist()
-            for lo in range(0, len(shards), limit):
-                first = ends[lo - 1] if lo else 0
-                members = order[first : ends[min(lo + limit, len(shards)) - 1]].tolist()
+        if len(shards) > _max_open_shards():  # bound the files open at once
+            for members in self._shard_slices(position, len(shards)):
                 part: list[Any] = [None] * len(members)
                 self._fetch_open([projections[i] for i in members], part, arena, None)
                 for i, piece in zip(members, part, strict=True):
@@ -917,7 +925,6 @@ class ShardedLayout(ChunkLayout):
                 for unit, piece in request.cut(blobs):
                     results[unit] = piece
 
-
     def _reads_natively(self) -> bool:
         """Whether inline fetches go through gpuzarr's native shard reads: local files
         (a plain :class:`LocalStore`, not a subclass that may hook its reads), indexes of
@@ -928,6 +935,113 @@ class ShardedLayout(ChunkLayout):
             and self.store.fills_arenas
             and self.codec.plain_index is not None
         )
+
+    @property
+    def reads_and_decodes_natively(self) -> bool:
+        """Whether :meth:`read_decode_natively` can run: shards read natively (see
+        :meth:`_reads_natively`), inner chunks with a C decoder, and the helper built
+        with the loop."""
+        return (
+            _native.read_shards_call_shared is not None
+            and self._reads_natively()
+            and self.chain.native_decoder is not None
+        )
+
+    def read_decode_natively(
+        self, projections: Sequence[ChunkProjection], addresses: np.ndarray, spread: Spread | None = None
+    ) -> np.ndarray:
+        """:meth:`ChunkLayout.read_decode_natively` for inner chunks: the shards are
+        opened and their indexes read and checked as :meth:`fetch` does (raising as it
+        does), then the threads ``spread`` runs share the inner chunks, each reading one
+        from its shard and decoding it at once, while its bytes are hot in cache: no
+        thread waits for a fetch of every range before decoding starts."""
+        decoder = self.chain.native_decoder
+        call = _native.read_shards_call_shared
+        assert decoder is not None and call is not None
+        n = len(projections)
+        outcome = np.empty(n, dtype=np.int8)
+        shards, position, inner = self.locate_shards(projections)
+        if len(shards) > _max_open_shards():  # bound the files open at once
+            for members in self._shard_slices(position, len(shards)):
+                part = [projections[i] for i in members]
+                outcome[members] = self.read_decode_natively(part, addresses[members], spread)
+            return outcome
+        nbytes = self.unit_spec.nbytes
+        results = np.zeros(n, dtype=np.uintp)
+        with self._opened_natively(projections, [self.key(s) for s in shards], position, inner) as opened:
+            files, units, order = opened.files, opened.units, opened.order
+            unit_shard = np.repeat(np.arange(len(files), dtype=np.uintp), files["n_units"].astype(np.intp))
+            unit_addresses = np.ascontiguousarray(addresses[order], dtype=np.uintp)
+            next_unit = ctypes.c_size_t(0)
+            buffer_nbytes = _NATIVE_READ_SLACK * nbytes + _NATIVE_READ_EXTRA
+
+            def work() -> None:
+                buffer = _native_read_buffer(buffer_nbytes)
+                call(
+                    decoder.decode_address, decoder.thread_context_pointer(),
+                    files.ctypes.data, unit_shard.ctypes.data, units.ctypes.data, n,
+                    unit_addresses.ctypes.data, nbytes, buffer.ctypes.data, buffer_nbytes,
+                    ctypes.addressof(next_unit), results.ctypes.data,
+                )  # fmt: skip
+
+            if spread is None:
+                work()
+            else:
+                spread(work)
+        # (Every unit is stored or empty here: _opened_natively raised for the others.)
+        in_order = np.where(results == nbytes, NATIVE_DONE, NATIVE_REDO).astype(np.int8)
+        in_order[units["state"] == _UNIT_EMPTY] = NATIVE_MISSING
+        outcome[order] = in_order
+        return outcome
+
+    def _shard_slices(self, position: np.ndarray, n_shards: int) -> Iterator[list[int]]:
+        """The units (by index) of each slice of at most :func:`_max_open_shards`
+        consecutive shards, given each unit's shard ``position``."""
+        limit = _max_open_shards()
+        order = np.argsort(position, kind="stable")
+        ends = np.cumsum(np.bincount(position, minlength=n_shards)).tolist()
+        for lo in range(0, n_shards, limit):
+            first = ends[lo - 1] if lo else 0
+            yield order[first : ends[min(lo + limit, n_shards) - 1]].tolist()
+
+    @contextmanager
+    def _opened_natively(
+        self, projections: Sequence[ChunkProjection], keys: list[str], position: np.ndarray, inner: np.ndarray
+    ) -> Iterator[_NativeShards]:
+        """Open the shards ``keys`` in gpuzarr's native helper, read their indexes, check
+        them (raising as :meth:`fetch` does for a shard that cannot be read, a checksum
+        mismatch, a truncated shard, a bad entry or a unit past the shard's end) and plan
+        the units' coalesced ranges, in one GIL-free call with no Python per shard; the
+        files are closed on leaving. ``position`` and ``inner``: each projection's shard
+        and inner coordinates (:meth:`locate_shards`)."""
+        reads = _native.shard_reads
+        assert reads is not None and isinstance(self.store, LocalStore)
+        n_shards, n_units, index_nbytes = len(keys), len(projections), self.index_nbytes
+        order = np.argsort(position, kind="stable")
+        counts = np.bincount(position, minlength=n_shards)
+        files, paths = self.store.native_file_records(keys)
+        files["first_unit"] = np.cumsum(counts) - counts
+        files["n_units"] = counts
+        units = np.zeros(n_units, dtype=_SHARD_UNIT)
+        grid = tuple(self.inner_grid)
+        units["inner"] = np.ravel_multi_index(tuple(inner[order].T), grid) if inner.shape[1] else 0
+        indexes = np.empty((n_shards, index_nbytes), dtype=np.uint8)
+        ranges = np.empty(n_units, dtype=_SHARD_RANGE)
+        scratch = np.empty(n_units, dtype=np.uintp)  # (held here: the call writes into it)
+        arena_nbytes = ctypes.c_ulonglong()
+        max_gap = min(get_config().coalesce_gap_bytes, 2**62)  # (any larger gap joins every range anyway)
+        try:
+            n_ranges = reads.open(
+                files.ctypes.data, n_shards, units.ctypes.data, scratch.ctypes.data,
+                indexes.ctypes.data, index_nbytes, self.index_location == "end",
+                max_gap, ARENA_ALIGN, ranges.ctypes.data, ctypes.byref(arena_nbytes),
+            )  # fmt: skip
+            self._check_native_shards(files, keys, indexes)
+            self._check_native_units(units, order, projections, keys, (position, inner))
+            yield _NativeShards(files, units, order, ranges, n_ranges, arena_nbytes.value)
+        finally:
+            reads.close(files.ctypes.data, n_shards)  # (a no-op once read closed them)
+            del paths  # (the C side kept pointers into them until here)
 
     def _fetch_native(
         self,
@@ -952,37 +1066,16 @@ class ShardedLayout(ChunkLayout):
         named can differ: these are checked shard by shard, in storage order.)
         """
         reads = _native.shard_reads
-        assert reads is not None and isinstance(self.store, LocalStore)
-        n_shards, n_units, index_nbytes = len(keys), len(projections), self.index_nbytes
-        order = np.argsort(position, kind="stable")
-        counts = np.bincount(position, minlength=n_shards)
-        files, paths = self.store.native_file_records(keys)
-        files["first_unit"] = np.cumsum(counts) - counts
-        files["n_units"] = counts
-        units = np.zeros(n_units, dtype=_SHARD_UNIT)
-        grid = tuple(self.inner_grid)
-        units["inner"] = np.ravel_multi_index(tuple(inner[order].T), grid) if inner.shape[1] else 0
-        indexes = np.empty((n_shards, index_nbytes), dtype=np.uint8)
-        ranges = np.empty(n_units, dtype=_SHARD_RANGE)
-        scratch = np.empty(n_units, dtype=np.uintp)  # (held here: the call writes into it)
-        arena_nbytes = ctypes.c_ulonglong()
-        max_gap = min(get_config().coalesce_gap_bytes, 2**62)  # (any larger gap joins every range anyway)
-        try:
-            n_ranges = reads.open(
-                files.ctypes.data, n_shards, units.ctypes.data, scratch.ctypes.data,
-                indexes.ctypes.data, index_nbytes, self.index_location == "end",
-                max_gap, ARENA_ALIGN, ranges.ctypes.data, ctypes.byref(arena_nbytes),
-            )  # fmt: skip
-            self._check_native_shards(files, keys, indexes)
-            located = (position, inner)
-            self._check_native_units(units, order, projections, keys, located)
-            size = arena_nbytes.value
+        assert reads is not None
+        with self._opened_natively(projections, keys, position, inner) as opened:
+            files, units, order, ranges = opened.files, opened.units, opened.order, opened.ranges
+            size = opened.arena_nbytes
             buffer = arena.take(size) if arena is not None else memoryview(aligned_empty(size, align=ARENA_ALIGN))
             address = ctypes.addressof(ctypes.c_char.from_buffer(buffer)) if size else 0
-            reads.read(files.ctypes.data, n_shards, units.ctypes.data, n_units, ranges.ctypes.data, n_ranges, address)
-        finally:
-            reads.close(files.ctypes.data, n_shards)  # (a no-op once read closed them)
-        del paths  # (the C side kept pointers into them until here)
+            reads.read(
+                files.ctypes.data, len(keys), units.ctypes.data, len(units),
+                ranges.ctypes.data, opened.n_ranges, address,
+            )  # fmt: skip
         self._check_native_shards(files, keys, None)
         self._check_native_units(units, order, projections, keys, (position, inner))
         states, offsets, lengths = units["state"].tolist(), units["offset"].tolist(), units["nbytes"].tolist()
