@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from gpuzarr._memo import BoundedMemo
 from gpuzarr.codecs import (
     ArrayArrayCodec,
     ArrayBytesCodec,
@@ -69,20 +70,32 @@ def build_codec_chain(metadata: ArrayMetadata) -> CodecChain:
     return CodecChain([layout] + ([compressor] if compressor else []), spec, "compressor")
 
 
+#: Codec chains built before, by the identity of their metadata (held in the entry, so
+#: the identity stays its own): opening an array again finds its metadata parsed
+#: before (gpuzarr.nodes keeps it by its documents' bytes) and so its chain, which
+#: holds no state of any one array or store.
+_CHAINS: BoundedMemo[int, tuple[ArrayMetadata, CodecChain]] = BoundedMemo(64)
+
+
 def _chain_naming_key(metadata: ArrayMetadata, path: str) -> CodecChain:
     """:func:`build_codec_chain`, with errors naming the metadata document they come from.
 
     Codec specs validate their own configuration and know nothing of the store, so
     their messages name the codec only; the document key tells the user which file.
     """
+    built = _CHAINS.get(id(metadata))
+    if built is not None and built[0] is metadata:
+        return built[1]
     key = prefix_of(path) + (V3_KEY if metadata.zarr_format == 3 else V2_ARRAY_KEY)
     try:
-        return build_codec_chain(metadata)
+        chain = build_codec_chain(metadata)
     except (MetadataError, UnsupportedCodecError, UnsupportedDataTypeError) as exc:
         message = str(exc)
         if message.startswith(key):
             raise
         raise type(exc)(f"{key}: {message}") from None
+    _CHAINS.put(id(metadata), (metadata, chain))
+    return chain
 
 
 #: Serialises a handle's metadata edits (attributes, resize), each a read, change and

@@ -690,6 +690,38 @@ def test_attributes_with_numpy_and_nonfinite_values() -> None:
     assert back["nan"] == "NaN"  # the spec forbids bare NaN in JSON
 
 
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_reopening_unchanged_metadata_reuses_its_parse(tmp_path: pathlib.Path, zarr_format: int) -> None:
+    path = str(tmp_path / "memo.zarr")
+    a = gpuzarr.create_array(path, shape=(4,), chunks=(2,), dtype="i2", zarr_format=zarr_format)
+    a[:] = np.arange(4, dtype="i2")
+    a.attrs["kept"] = [1, 2]
+    first, second = gpuzarr.open_array(path, mode="r+"), gpuzarr.open_array(path)
+    # The same documents: the metadata parsed once, and its codec chain built once.
+    assert second.metadata is first.metadata
+    assert second._chain is first._chain
+    np.testing.assert_array_equal(second[:], np.arange(4, dtype="i2"))
+    # Changed documents are parsed anew, whoever changed them.
+    first.attrs["kept"] = [3]
+    third = gpuzarr.open_array(path)
+    assert third.metadata is not first.metadata and third.attrs.asdict() == {"kept": [3]}
+    gpuzarr.create_array(path, shape=(6,), chunks=(3,), dtype="i2", zarr_format=zarr_format, overwrite=True)
+    assert gpuzarr.open_array(path).shape == (6,)
+    # Attributes changed in place (which frozen metadata does not invite) are not handed
+    # to the next handle: its metadata is parsed from the documents again.
+    reopened = gpuzarr.open_array(path)
+    reopened.metadata.attributes["stray"] = 1
+    assert gpuzarr.open_array(path).attrs.asdict() == {}
+
+
+def test_large_metadata_documents_are_parsed_each_time(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "large.zarr")
+    a = gpuzarr.create_array(path, shape=(2,), dtype="i1")
+    a.attrs["bulk"] = "x" * 100_000
+    first, second = gpuzarr.open_array(path), gpuzarr.open_array(path)
+    assert second.metadata == first.metadata and second.metadata is not first.metadata
+
 # --------------------------------------------------------------------------------------
 # groups
 
