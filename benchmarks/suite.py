@@ -403,6 +403,7 @@ def main(args: argparse.Namespace, config: SuiteConfig | None = None) -> int:
     scratch = args.data_dir / "scratch"
     settle_s = args.deletion_settle if args.deletion_settle is not None else (0.0 if args.quick else DELETION_SETTLE_S)
     trash = Trash(scratch, settle_s)
+    trash.empty()  # (what a run cut short left there; the reads before the first write let it settle)
     settled_s = 0.0
     writers: list[Writer] = [cls(args.threads, scratch) for n, cls in config.writers.items() if n in plan.peers]
     if ceiling:
