@@ -84,7 +84,7 @@ def _chain_naming_key(metadata: ArrayMetadata, path: str) -> CodecChain:
     their messages name the codec only; the document key tells the user which file.
     """
     built = _CHAINS.get(id(metadata))
-    if built is not None and built[0] is metadata:
+    if built is not None:  # (the entry holds its metadata: no other object has that id)
         return built[1]
     key = prefix_of(path) + (V3_KEY if metadata.zarr_format == 3 else V2_ARRAY_KEY)
     try:

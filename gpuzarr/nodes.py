@@ -122,10 +122,9 @@ _MEMO_MAX_DOCUMENT_BYTES = 64 * 1024
 def _memo_key(zarr_format: str, *documents: Any) -> tuple[Any, ...] | None:
     """The memo key of an array's metadata documents (raw bytes, None for one absent),
     or None where they are too large to keep."""
-    raw = tuple(None if d is None else d if isinstance(d, bytes) else bytes(d) for d in documents)
-    if sum(len(d) for d in raw if d is not None) > _MEMO_MAX_DOCUMENT_BYTES:
-        return None
-    return (zarr_format, *raw)
+    if sum(memoryview(d).nbytes for d in documents if d is not None) > _MEMO_MAX_DOCUMENT_BYTES:
+        return None  # (before any copy: a large group document is no array's)
+    return (zarr_format, *(None if d is None else d if isinstance(d, bytes) else bytes(d) for d in documents))
 
 
 def _parsed_array(memo_key: tuple[Any, ...] | None) -> ArrayMetadata | None:
